@@ -1,0 +1,100 @@
+"""Named motion coefficients: the interface between every stage of the pipeline.
+
+Channels use Apple ARKit blendshape names (mouth and expression banks) plus a
+rigid head pose. One coefficient vector ``c: float32 (K,)`` is ordered as
+:data:`ALL_CHANNELS`; mouth and expression values lie in 0..1, pose angles are
+degrees and translations are fractions of the head-frame size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+MOUTH_CHANNELS: tuple[str, ...] = (
+    "jawOpen",
+    "mouthClose",
+    "mouthFunnel",
+    "mouthPucker",
+    "mouthStretchLeft",
+    "mouthStretchRight",
+    "mouthRollLower",
+    "mouthRollUpper",
+    "mouthShrugLower",
+    "mouthShrugUpper",
+    "mouthPressLeft",
+    "mouthPressRight",
+    "mouthLowerDownLeft",
+    "mouthLowerDownRight",
+    "mouthUpperUpLeft",
+    "mouthUpperUpRight",
+)
+
+EXPRESSION_CHANNELS: tuple[str, ...] = (
+    "mouthSmileLeft",
+    "mouthSmileRight",
+    "mouthFrownLeft",
+    "mouthFrownRight",
+    "browInnerUp",
+    "browDownLeft",
+    "browDownRight",
+    "browOuterUpLeft",
+    "browOuterUpRight",
+    "eyeBlinkLeft",
+    "eyeBlinkRight",
+    "eyeWideLeft",
+    "eyeWideRight",
+    "eyeSquintLeft",
+    "eyeSquintRight",
+    "cheekSquintLeft",
+    "cheekSquintRight",
+)
+
+# Degrees for the angles, fraction of the head-frame side for translations.
+POSE_CHANNELS: tuple[str, ...] = ("headYaw", "headPitch", "headRoll", "headTx", "headTy")
+POSE_ANGLE_LIMIT_DEG = 20.0
+POSE_SHIFT_LIMIT = 0.05
+
+ALL_CHANNELS: tuple[str, ...] = MOUTH_CHANNELS + EXPRESSION_CHANNELS + POSE_CHANNELS
+NUM_CHANNELS = len(ALL_CHANNELS)
+CHANNEL_INDEX: dict[str, int] = {name: i for i, name in enumerate(ALL_CHANNELS)}
+MOUTH_SLICE = slice(0, len(MOUTH_CHANNELS))
+EXPRESSION_SLICE = slice(MOUTH_SLICE.stop, MOUTH_SLICE.stop + len(EXPRESSION_CHANNELS))
+POSE_SLICE = slice(EXPRESSION_SLICE.stop, NUM_CHANNELS)
+
+assert len(set(ALL_CHANNELS)) == NUM_CHANNELS, "channel names must be unique"
+
+
+def zeros(batch: int | None = None) -> np.ndarray:
+    """All-zero coefficients: float32 (K,) or (batch, K). Renders the aligned portrait."""
+    shape = (NUM_CHANNELS,) if batch is None else (batch, NUM_CHANNELS)
+    return np.zeros(shape, np.float32)
+
+
+def from_mapping(values: Mapping[str, float], base: np.ndarray | None = None) -> np.ndarray:
+    """Named values -> float32 (K,). Unknown names raise ``KeyError`` (no silent drops)."""
+    out = zeros() if base is None else np.array(base, np.float32, copy=True)
+    for name, value in values.items():
+        if name not in CHANNEL_INDEX:
+            raise KeyError(f"unknown channel {name!r}; known: {', '.join(ALL_CHANNELS)}")
+        out[CHANNEL_INDEX[name]] = float(value)
+    return out
+
+
+def to_mapping(coeffs: np.ndarray, names: Sequence[str] = ALL_CHANNELS) -> dict[str, float]:
+    """float32 (K,) -> {name: value}."""
+    return {name: float(v) for name, v in zip(names, coeffs, strict=True)}
+
+
+def clip(coeffs: np.ndarray) -> np.ndarray:
+    """Clamp to each bank's valid range: 0..1 for blendshapes, limits for pose."""
+    out = np.array(coeffs, np.float32, copy=True)
+    out[..., : POSE_SLICE.start] = np.clip(out[..., : POSE_SLICE.start], 0.0, 1.0)
+    out[..., POSE_SLICE.start : POSE_SLICE.start + 3] = np.clip(
+        out[..., POSE_SLICE.start : POSE_SLICE.start + 3], -POSE_ANGLE_LIMIT_DEG, POSE_ANGLE_LIMIT_DEG
+    )
+    out[..., POSE_SLICE.start + 3 :] = np.clip(
+        out[..., POSE_SLICE.start + 3 :], -POSE_SHIFT_LIMIT, POSE_SHIFT_LIMIT
+    )
+    return out

@@ -1,0 +1,25 @@
+"""The renderer interface every backend implements (``warp``, ``edtalk``)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+class Renderer(Protocol):
+    """Coefficients in, RGB frames out.
+
+    ``coeffs`` are ordered as :data:`models.channels.ALL_CHANNELS`.
+    """
+
+    #: output frame side in pixels (frames are square, ``size x size``)
+    size: int
+
+    def render(self, coeffs: np.ndarray) -> np.ndarray:
+        """float32 (K,) -> uint8 (size, size, 3) RGB."""
+        ...
+
+    def render_batch(self, coeffs: np.ndarray) -> np.ndarray:
+        """float32 (B, K) -> uint8 (B, size, size, 3) RGB; one call for several sessions."""
+        ...

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Debian packages headcast needs. Usage: scripts/apt-deps.sh serve|test
+set -euo pipefail
+role=${1:-serve}
+pkgs=(python3 python3-venv python3-dev build-essential)
+if [[ $role == test ]]; then
+  # speech synthesis with phone timings (audio-to-motion training data),
+  # the browser the client tests drive.
+  pkgs+=(flite festival festvox-kallpc16k festvox-us-slt-hts espeak-ng libespeak-ng1
+         chromium chromium-driver fonts-dejavu-core)
+fi
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if ((${#missing[@]})); then
+  sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
