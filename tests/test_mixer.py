@@ -1,0 +1,122 @@
+"""The motion mixer: speech drives the mouth only, idle life is seeded, interrupt closes fast."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from models.channels import (
+    CHANNEL_INDEX,
+    EXPRESSION_SLICE,
+    MOUTH_SLICE,
+    NUM_CHANNELS,
+    POSE_ANGLE_LIMIT_DEG,
+    POSE_SLICE,
+)
+from models.emotions import preset
+from models.mixer import INTERRUPT_EASE, NUM_MOUTH, MotionMixer
+
+FPS = 25
+JAW = CHANNEL_INDEX["jawOpen"]
+
+
+def open_mouth(value: float = 0.8) -> np.ndarray:
+    m = np.zeros(NUM_MOUTH, np.float32)
+    m[JAW - MOUTH_SLICE.start] = value
+    return m
+
+
+def test_output_shape_dtype_and_ranges() -> None:
+    mixer = MotionMixer(FPS, seed=1)
+    frames = np.stack([mixer.step(open_mouth(1.5), 1.0) for _ in range(10 * FPS)])
+    assert frames.shape == (10 * FPS, NUM_CHANNELS) and frames.dtype == np.float32
+    blend = frames[:, : POSE_SLICE.start]
+    assert blend.min() >= 0.0 and blend.max() <= 1.0
+    assert np.abs(frames[:, POSE_SLICE.start : POSE_SLICE.start + 3]).max() <= POSE_ANGLE_LIMIT_DEG
+
+
+def test_same_seed_same_take_different_seed_different_take() -> None:
+    def take(seed: int) -> np.ndarray:
+        mixer = MotionMixer(FPS, seed=seed)
+        return np.stack([mixer.step(None, 0.0) for _ in range(8 * FPS)])
+
+    np.testing.assert_array_equal(take(3), take(3))
+    assert np.abs(take(3) - take(4)).max() > 0.1
+
+
+def test_idle_blinks_and_moves_head_with_mouth_closed() -> None:
+    mixer = MotionMixer(FPS, seed=0)
+    frames = np.stack([mixer.step(None, 0.0) for _ in range(12 * FPS)])
+    blink = frames[:, CHANNEL_INDEX["eyeBlinkLeft"]]
+    closed = blink > 0.9
+    onsets = int(np.sum(closed[1:] & ~closed[:-1]))
+    assert 2 <= onsets <= 7, "a blink every 2-5.5 s"
+    # A blink is short: the eye is mostly closed for at most ~4 frames at a time.
+    assert closed.sum() <= onsets * 4
+    assert np.abs(frames[:, MOUTH_SLICE]).max() == 0.0
+    yaw = frames[:, CHANNEL_INDEX["headYaw"]]
+    assert 0.2 < yaw.std() < 4.0, "small, visible drift"
+    # Smooth: no frame-to-frame jump above a degree.
+    assert np.abs(np.diff(frames[:, POSE_SLICE.start : POSE_SLICE.start + 3], axis=0)).max() < 1.0
+
+
+def test_mouth_follows_input_and_relaxes_when_speech_stops() -> None:
+    mixer = MotionMixer(FPS, seed=0, idle=False)
+    out = mixer.step(open_mouth(0.7), 1.0)
+    assert out[JAW] == pytest.approx(0.7)
+    values = [mixer.step(None, 0.0)[JAW] for _ in range(8)]
+    assert all(b < a for a, b in itertools.pairwise(values))
+    assert values[-1] < 0.01
+
+
+def test_interrupt_closes_within_three_frames_whatever_the_input() -> None:
+    mixer = MotionMixer(FPS, seed=0, idle=False)
+    for _ in range(5):
+        mixer.step(open_mouth(0.8), 1.0)
+    mixer.interrupt()
+    jaws = [mixer.step(open_mouth(0.8), 1.0)[JAW] for _ in range(len(INTERRUPT_EASE) + 1)]
+    np.testing.assert_allclose(jaws[:-1], [0.8 * w for w in INTERRUPT_EASE], rtol=1e-6)
+    assert jaws[-1] == 0.0
+    assert not mixer.easing
+    # After easing, the input drives the mouth again.
+    assert mixer.step(open_mouth(0.5), 1.0)[JAW] == pytest.approx(0.5)
+
+
+def test_emotion_cross_fades_and_does_not_touch_the_mouth() -> None:
+    mixer = MotionMixer(FPS, seed=0, idle=False)
+    mixer.set_emotion("happy", transition_s=0.4)
+    smile = CHANNEL_INDEX["mouthSmileLeft"]
+    target = preset("happy")[smile]
+    values = [mixer.step(None, 0.0)[smile] for _ in range(12)]
+    assert 0.0 < values[0] < values[4] < target
+    assert values[-1] == pytest.approx(target)
+    assert np.abs(mixer.step(None, 0.0)[MOUTH_SLICE]).max() == 0.0
+    np.testing.assert_allclose(
+        mixer.step(None, 0.0)[EXPRESSION_SLICE], preset("happy")[EXPRESSION_SLICE]
+    )
+    with pytest.raises(KeyError):
+        mixer.set_emotion("ecstatic")
+
+
+def test_speech_makes_nods_and_pose_offsets_apply() -> None:
+    pitch = CHANNEL_INDEX["headPitch"]
+    quiet = MotionMixer(FPS, seed=5)
+    talk = MotionMixer(FPS, seed=5)
+    syllables = [open_mouth(0.8 if (i // 5) % 2 else 0.0) for i in range(4 * FPS)]
+    q = np.array([quiet.step(None, 0.0)[pitch] for _ in syllables])
+    t = np.array([talk.step(m, 1.0)[pitch] for m in syllables])
+    assert (t - q).max() > 1.0, "syllables nod the head"
+    posed = MotionMixer(FPS, seed=0, idle=False)
+    posed.set_pose({"headYaw": 10.0, "headTx": 0.02})
+    out = posed.step(None, 0.0)
+    assert out[CHANNEL_INDEX["headYaw"]] == pytest.approx(10.0)
+    assert out[CHANNEL_INDEX["headTx"]] == pytest.approx(0.02)
+    with pytest.raises(KeyError):
+        posed.set_pose({"jawOpen": 1.0})
+
+
+def test_rejects_wrong_mouth_shape() -> None:
+    with pytest.raises(ValueError, match="float32"):
+        MotionMixer(FPS).step(np.zeros(5, np.float32), 1.0)
