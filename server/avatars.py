@@ -1,0 +1,116 @@
+"""Avatars: list, upload a portrait (enrollment runs as a job with progress), inspect jobs.
+
+``POST /v1/avatars?name=alice`` with the image as the body (or a multipart ``file``)
+answers ``202`` with a job; ``GET /v1/avatars/jobs/{id}`` reports ``state``
+(queued/running/done/failed), ``progress`` 0..1, a ``message`` and, once done, the
+avatar name to pass as ``avatar`` when creating a session. Enrollment needs mediapipe
+(an optional extra); without it uploads answer 501 and say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+
+from server.app import AVATAR_NAME, DEFAULT_AVATAR, get_state
+
+router = APIRouter(prefix="/v1/avatars", tags=["avatars"])
+MAX_JOBS = 64  # finished jobs kept for inspection
+_ENROLL_POOL_KEY = "enroll_pool"
+
+
+@dataclass
+class EnrollJob:
+    id: str
+    avatar: str
+    state: str = "queued"
+    progress: float = 0.0
+    message: str = ""
+    created: float = 0.0
+
+
+def _enroll_available() -> str | None:
+    """None when enrollment can run, else why not."""
+    try:
+        from models.avatar import enroll  # noqa: F401
+    except ImportError as exc:
+        return f"enrollment is not installed on this server ({exc}); install the 'enroll' extra"
+    return None
+
+
+@router.get("")
+async def list_avatars(request: Request) -> list[dict[str, Any]]:
+    state = get_state(request)
+    return [{"name": n, "builtin": n == DEFAULT_AVATAR} for n in state.avatar_names()]
+
+
+@router.post("", status_code=202)
+async def upload_avatar(request: Request, name: str | None = None) -> dict[str, Any]:
+    """Enroll a portrait (JPEG/PNG body or multipart ``file``) as avatar ``name``."""
+    state = get_state(request)
+    name = name or f"avatar-{secrets.token_hex(4)}"
+    if name == DEFAULT_AVATAR or not AVATAR_NAME.match(name):
+        raise HTTPException(400, f"invalid avatar name {name!r} (letters, digits, _ . -)")
+    if (state.settings.avatars_dir / name).exists():
+        raise HTTPException(409, f"avatar {name!r} exists")
+    limit = state.settings.max_upload_bytes
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form()
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise HTTPException(400, "multipart upload needs a 'file' field")
+        image = await upload.read(limit + 1)
+    else:
+        image = await request.body()
+    if not image:
+        raise HTTPException(400, "empty upload: send the portrait image as the body")
+    if len(image) > limit:
+        raise HTTPException(413, f"upload larger than {limit} bytes")
+    why_not = _enroll_available()
+    if why_not is not None:
+        raise HTTPException(501, why_not)
+    if len(state.jobs) >= MAX_JOBS:
+        for jid in [j.id for j in state.jobs.values() if j.state in ("done", "failed")][:8]:
+            del state.jobs[jid]
+    job = EnrollJob(secrets.token_urlsafe(9), name, created=time.time())
+    state.jobs[job.id] = job
+    pool = getattr(request.app.state, _ENROLL_POOL_KEY, None)
+    if pool is None:  # one enrollment at a time, off the render workers
+        pool = ThreadPoolExecutor(1, thread_name_prefix="headcast-enroll")
+        setattr(request.app.state, _ENROLL_POOL_KEY, pool)
+    loop = asyncio.get_running_loop()
+    loop.run_in_executor(pool, _run_job, job, bytes(image), state.settings.avatars_dir / name)
+    return {**asdict(job), "url": f"/v1/avatars/jobs/{job.id}"}
+
+
+def _run_job(job: EnrollJob, image: bytes, out_dir: Any) -> None:
+    from models.avatar.enroll import enroll
+
+    def progress(fraction: float, message: str) -> None:
+        job.progress = max(0.0, min(1.0, float(fraction)))
+        job.message = message
+
+    job.state = "running"
+    try:
+        enroll(image, out_dir, progress=progress)
+    except Exception as exc:  # the enrollment error text is the user's to read
+        job.state = "failed"
+        job.message = str(exc) or exc.__class__.__name__
+        return
+    job.state = "done"
+    job.progress = 1.0
+    job.message = "enrolled"
+
+
+@router.get("/jobs/{job_id}")
+async def get_job(job_id: str, request: Request) -> dict[str, Any]:
+    job = get_state(request).jobs.get(job_id)
+    if job is None:
+        raise HTTPException(404, f"unknown job {job_id!r}")
+    return asdict(job)

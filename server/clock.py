@@ -1,0 +1,94 @@
+"""One media clock per session: every timestamp derives from the 16 kHz sample counter.
+
+Input tick ``n`` (wall time ``start + n / fps``) consumes session samples
+``[n * spf, (n + 1) * spf)`` (``spf`` = samples per frame, 640 at 25 fps). Output is the
+same timeline shifted by ``delay_s`` (the motion look-ahead plus render time): video frame
+``j`` and audio sample ``j * spf`` leave at the same wall time ``start + delay_s + j / fps``,
+so lips and sound are aligned by construction and cannot drift apart. RTP timestamps
+(90 kHz video, 16 kHz audio here) are computed from the same counter.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+SAMPLE_RATE = 16_000  # Hz, the session clock (audio in and out)
+VIDEO_CLOCK_RATE = 90_000  # Hz, RTP video clock (RFC 7741 for VP8, RFC 6184 for H.264)
+VIDEO_TIME_BASE = Fraction(1, VIDEO_CLOCK_RATE)
+AUDIO_TIME_BASE = Fraction(1, SAMPLE_RATE)
+AUDIO_PTIME_S = 0.020  # 20 ms Opus packets, WebRTC's default
+AUDIO_CHUNK = round(SAMPLE_RATE * AUDIO_PTIME_S)  # 320 samples per audio frame
+# libopus delays its output by a 312-sample (at 48 kHz) look-ahead that aiortc's sender
+# leaves out of the RTP timestamps, so decoded audio plays 6.5 ms late: send it that
+# much earlier. Measured on aiortc 1.16 with libopus 1.3/1.4.
+OPUS_LOOKAHEAD_S = 312 / 48_000
+OPUS_LOOKAHEAD_SAMPLES = round(OPUS_LOOKAHEAD_S * SAMPLE_RATE)  # 104
+
+
+def samples_per_frame(fps: int) -> int:
+    """Session samples per video frame; ``fps`` must divide 16000 (25 fps -> 640)."""
+    if fps <= 0 or SAMPLE_RATE % fps:
+        raise ValueError(f"fps must divide {SAMPLE_RATE} (e.g. 10, 16, 20, 25, 32), got {fps}")
+    return SAMPLE_RATE // fps
+
+
+def output_delay_frames(lookahead_s: float, margin_s: float, fps: int) -> int:
+    """Whole frames the output trails the input: motion look-ahead + one frame + render margin.
+
+    The extra frame is the input tick itself: frame ``n``'s samples arrive during tick ``n``.
+    """
+    return max(1, math.ceil(round((lookahead_s + margin_s) * fps, 6)) + 1)
+
+
+@dataclass
+class MediaClock:
+    """Wall-clock schedule of one session (``time.monotonic`` seconds)."""
+
+    fps: int
+    delay_frames: int
+    start: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.spf = samples_per_frame(self.fps)
+        self.frame_s = 1.0 / self.fps
+        self.delay_s = self.delay_frames * self.frame_s
+
+    # input side
+    def tick_time(self, n: int) -> float:
+        """When input tick ``n`` runs."""
+        return self.start + n * self.frame_s
+
+    def input_tick(self, now: float | None = None) -> int:
+        """The latest input tick whose time has come (-1 before the start)."""
+        now = time.monotonic() if now is None else now
+        return math.floor((now - self.start) * self.fps + 1e-9)
+
+    # output side
+    def video_time(self, j: int) -> float:
+        """When video frame ``j`` is sent."""
+        return self.start + self.delay_s + j * self.frame_s
+
+    def audio_time(self, k: int) -> float:
+        """When audio chunk ``k`` (session samples from ``k * AUDIO_CHUNK``) is sent."""
+        return self.start + self.delay_s + k * AUDIO_PTIME_S
+
+    def output_frame(self, now: float | None = None) -> int:
+        """The video frame being played at ``now`` (negative before output starts)."""
+        now = time.monotonic() if now is None else now
+        return math.floor((now - self.start - self.delay_s) * self.fps + 1e-9)
+
+    def output_sample(self, now: float | None = None) -> int:
+        """The session sample being played at ``now``."""
+        now = time.monotonic() if now is None else now
+        return math.floor((now - self.start - self.delay_s) * SAMPLE_RATE)
+
+    def video_pts(self, j: int) -> int:
+        """RTP video timestamp of frame ``j`` (90 kHz), from the sample counter."""
+        return j * self.spf * VIDEO_CLOCK_RATE // SAMPLE_RATE
+
+    def frame_ms(self, j: int) -> float:
+        """Session time of frame ``j`` in milliseconds."""
+        return j * self.spf * 1000.0 / SAMPLE_RATE

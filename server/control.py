@@ -1,0 +1,65 @@
+"""Session control messages, shared by the WebSocket and ``POST .../control``.
+
+``{"type": "interrupt"}``, ``{"type": "emotion", "name": "happy", "transition_s": 0.4}``,
+``{"type": "pose", "values": {"headYaw": 5.0}}``, ``{"type": "end_of_utterance"}``,
+``{"type": "ping"}``. Bad messages raise :class:`ControlError` with a readable reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models.emotions import load_presets
+from models.mixer import EMOTION_TRANSITION_S, MotionMixer
+from server.session import Session
+
+MAX_TRANSITION_S = 10.0
+
+
+class ControlError(ValueError):
+    """A control message that cannot be applied."""
+
+
+async def apply_control(session: Session, message: Any) -> dict[str, Any] | None:
+    """Apply one control message; returns the reply event, if any."""
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise ControlError('a control message is a JSON object with a "type"')
+    kind = message["type"]
+    if kind == "interrupt":
+        return await session.interrupt()
+    if kind == "emotion":
+        name = message.get("name")
+        if name not in load_presets():
+            raise ControlError(f"unknown emotion {name!r}; known: {', '.join(load_presets())}")
+        transition = message.get("transition_s", EMOTION_TRANSITION_S)
+        if not isinstance(transition, int | float) or not 0 <= transition <= MAX_TRANSITION_S:
+            raise ControlError(f"transition_s must be 0..{MAX_TRANSITION_S} seconds")
+
+        def set_emotion(mixer: MotionMixer) -> None:
+            mixer.set_emotion(str(name), float(transition))
+
+        await session.control(set_emotion)
+        return {"type": "emotion", "name": name}
+    if kind == "pose":
+        values = message.get("values")
+        if not isinstance(values, dict) or not all(
+            isinstance(v, int | float) for v in values.values()
+        ):
+            raise ControlError('pose needs "values": {channel: number}')
+        try:
+            MotionMixer(idle=False).set_pose(values)  # validate names before applying
+        except KeyError as exc:
+            raise ControlError(str(exc.args[0])) from exc
+
+        def set_pose(mixer: MotionMixer) -> None:
+            mixer.set_pose(values)
+
+        await session.control(set_pose)
+        return {"type": "pose", "values": values}
+    if kind == "end_of_utterance":
+        return None
+    if kind == "ping":
+        return {"type": "pong"}
+    raise ControlError(
+        f"unknown control type {kind!r}; known: interrupt, emotion, pose, end_of_utterance, ping"
+    )

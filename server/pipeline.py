@@ -1,0 +1,298 @@
+"""One session's compute, as a plain synchronous object driven by the media clock.
+
+Per input tick the pipeline takes one frame of speech (or silence on underrun) from the
+bounded input buffer, feeds the streaming audio-to-motion model, mixes the mouth it gets
+back with expression and idle motion, renders the frame and stores it, with the audio,
+for the output tracks. Everything here runs on worker threads, never the event loop;
+the event loop only pushes audio and reads finished frames, under short locks.
+
+Queues and their policies:
+
+* input speech: at most ``max_buffered_s`` seconds; overflow drops the oldest (counted);
+  underrun plays silence;
+* output audio: a ring of :data:`AUDIO_RING_S` seconds indexed by session sample;
+  a sample never written reads as silence;
+* output frames: at most ``delay_frames + FRAME_SLACK`` frames; older are dropped; a
+  frame missing at send time repeats the last one (counted by the track).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from models.channels import MOUTH_CHANNELS
+from models.mixer import MotionMixer
+from server.clock import SAMPLE_RATE, MediaClock
+
+AUDIO_RING_S = 4.0  # seconds of output audio kept, comfortably above the output delay
+FRAME_SLACK = 4  # frames kept beyond the output delay
+SPEECH_EPSILON = 1e-4  # a pushed chunk quieter than this everywhere still counts as speech
+
+
+class MotionStreamerLike(Protocol):
+    def push(self, pcm: np.ndarray) -> Any: ...
+    def flush(self) -> Any: ...
+    def reset(self) -> None: ...
+
+
+@dataclass
+class Frame:
+    """A produced video frame: ``coeffs`` float32 (K,), ``image`` uint8 (S, S, 3) RGB or None."""
+
+    index: int
+    coeffs: np.ndarray
+    speech: bool
+    image: np.ndarray | None
+
+
+class AudioRing:
+    """float32 samples indexed by absolute session sample; unwritten samples read as 0.
+
+    Each slot remembers which absolute sample it holds, so a stale lap reads as silence
+    and any number of readers (viewers) can read the same samples.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._buf = np.zeros(capacity, np.float32)
+        self._held = np.full(capacity, -1, np.int64)
+        self._lock = threading.Lock()
+
+    def write(self, start: int, samples: np.ndarray) -> None:
+        n = len(samples)
+        idx = np.arange(start, start + n, dtype=np.int64)
+        with self._lock:
+            self._buf[idx % self.capacity] = samples
+            self._held[idx % self.capacity] = idx
+
+    def read(self, start: int, n: int) -> np.ndarray:
+        idx = np.arange(start, start + n, dtype=np.int64)
+        pos = idx % self.capacity
+        with self._lock:
+            out = self._buf[pos]
+            held = self._held[pos]
+        return np.where(held == idx, out, np.float32(0.0)).astype(np.float32)
+
+    def clear_from(self, start: int) -> None:
+        """Forget every sample at or after ``start`` (they read as silence)."""
+        with self._lock:
+            self._held[self._held >= start] = -1
+
+
+class InputBuffer:
+    """Speech waiting to be played: float32 16 kHz, bounded, drop-oldest on overflow."""
+
+    def __init__(self, max_samples: int) -> None:
+        self.max_samples = max_samples
+        self._chunks: deque[np.ndarray] = deque()
+        self._size = 0
+        self._lock = threading.Lock()
+        self.dropped_samples = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def push(self, pcm: np.ndarray) -> None:
+        if not len(pcm):
+            return
+        with self._lock:
+            self._chunks.append(pcm)
+            self._size += len(pcm)
+            while self._size > self.max_samples:
+                excess = self._size - self.max_samples
+                head = self._chunks[0]
+                if len(head) <= excess:
+                    self._chunks.popleft()
+                    self._size -= len(head)
+                    self.dropped_samples += len(head)
+                else:
+                    self._chunks[0] = head[excess:]
+                    self._size -= excess
+                    self.dropped_samples += excess
+
+    def pop(self, n: int) -> tuple[np.ndarray, int]:
+        """Up to ``n`` samples, zero-padded to ``n``; returns (float32 (n,), real count)."""
+        out = np.zeros(n, np.float32)
+        got = 0
+        with self._lock:
+            while got < n and self._chunks:
+                head = self._chunks[0]
+                take = min(n - got, len(head))
+                out[got : got + take] = head[:take]
+                got += take
+                if take == len(head):
+                    self._chunks.popleft()
+                else:
+                    self._chunks[0] = head[take:]
+            self._size -= got
+        return out, got
+
+    def clear(self) -> int:
+        with self._lock:
+            n, self._size = self._size, 0
+            self._chunks.clear()
+        return n
+
+
+class SessionPipeline:
+    """Audio in -> motion -> mixer -> renderer -> frames + delayed audio, one session.
+
+    ``render``: float32 (K,) -> uint8 (S, S, 3) RGB, called on the tick's worker thread.
+    ``mouth_names``: the channel order of the motion model's output.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: MediaClock,
+        streamer: MotionStreamerLike,
+        mouth_names: tuple[str, ...] | list[str],
+        mixer: MotionMixer,
+        render: Callable[[np.ndarray], np.ndarray],
+        max_buffered_s: float,
+        echo_audio: bool = True,
+    ) -> None:
+        self.clock = clock
+        self.spf = clock.spf
+        self.streamer = streamer
+        self.mixer = mixer
+        self.render = render
+        self.echo_audio = echo_audio
+        self.render_video = True
+        self._mouth_index = np.array([MOUTH_CHANNELS.index(n) for n in mouth_names], np.intp)
+        self.input = InputBuffer(round(max_buffered_s * SAMPLE_RATE))
+        self.audio = AudioRing(round(AUDIO_RING_S * SAMPLE_RATE))
+        self._lock = threading.Lock()  # tick / interrupt; never taken on the event loop
+        self._frames_lock = threading.Lock()
+        self._frames: dict[int, Frame] = {}
+        self._frame_speech: dict[int, bool] = {}
+        self._mouth: dict[int, tuple[np.ndarray, float]] = {}
+        self._streamer_origin = 0  # session frame of the streamer's frame 0
+        self.next_tick = 0
+        self.next_frame = 0
+        # statistics, read by metrics
+        self.motion_late = 0  # frames produced before the motion model delivered them
+        self.skipped_renders = 0  # frames whose send time passed before they were made
+        self.render_s: deque[float] = deque(maxlen=256)
+        self.tick_s: deque[float] = deque(maxlen=256)
+
+    # ---- event-loop side (cheap) --------------------------------------------------
+
+    def push(self, pcm16k: np.ndarray) -> None:
+        """Queue speech for playback: float32 (N,) 16 kHz mono in -1..1."""
+        self.input.push(np.ascontiguousarray(pcm16k, np.float32))
+
+    def frame(self, j: int) -> Frame | None:
+        with self._frames_lock:
+            return self._frames.get(j)
+
+    def read_audio(self, start: int, n: int) -> np.ndarray:
+        """float32 (n,) of session samples ``[start, start + n)`` for the output track."""
+        out = self.audio.read(start, n)
+        return out if self.echo_audio else np.zeros(n, np.float32)
+
+    # ---- worker side ----------------------------------------------------------------
+
+    def tick_until(self, n_last: int) -> list[Frame]:
+        """Run every input tick up to ``n_last`` (catching up if late); new frames."""
+        made: list[Frame] = []
+        with self._lock:
+            while self.next_tick <= n_last:
+                made += self._tick(self.next_tick)
+                self.next_tick += 1
+        return made
+
+    def _tick(self, n: int) -> list[Frame]:
+        t0 = time.perf_counter()
+        chunk, real = self.input.pop(self.spf)
+        self.audio.write(n * self.spf, chunk)
+        self._frame_speech[n] = real > 0
+        motion = self.streamer.push(chunk)
+        self._take_motion(motion)
+        made = []
+        lag = self.clock.delay_frames - 1  # ticks a frame may wait for its motion
+        while self.next_frame <= n:
+            f = self.next_frame
+            if f not in self._mouth and f > n - lag:
+                break
+            made.append(self._produce(f))
+            self.next_frame += 1
+        self.tick_s.append(time.perf_counter() - t0)
+        return made
+
+    def _take_motion(self, motion: Any) -> None:
+        if motion is None or not len(motion.index):
+            return
+        for idx, coeffs, speech in zip(motion.index, motion.coeffs, motion.speech, strict=True):
+            f = self._streamer_origin + int(idx)
+            if f >= self.next_frame:
+                mouth = np.zeros(len(MOUTH_CHANNELS), np.float32)
+                mouth[self._mouth_index] = coeffs
+                self._mouth[f] = (mouth, float(speech))
+
+    def _produce(self, f: int) -> Frame:
+        got = self._mouth.pop(f, None)
+        if got is None:
+            self.motion_late += 1
+            mouth, p_speech = None, 0.0
+        else:
+            mouth, p_speech = got
+        speech = self._frame_speech.pop(f, False)
+        if not speech:
+            mouth = None  # silence is a first-class state: the mouth closes
+        coeffs = self.mixer.step(mouth, p_speech if speech else 0.0)
+        image = None
+        if self.render_video:
+            if self.clock.video_time(f) < time.monotonic():
+                self.skipped_renders += 1
+            else:
+                t0 = time.perf_counter()
+                image = self.render(coeffs)
+                self.render_s.append(time.perf_counter() - t0)
+        frame = Frame(f, coeffs, speech, image)
+        with self._frames_lock:
+            self._frames[f] = frame
+            keep_from = f - self.clock.delay_frames - FRAME_SLACK
+            for old in [k for k in self._frames if k < keep_from]:
+                del self._frames[old]
+        return frame
+
+    def locked(self, fn: Callable[[MotionMixer], None]) -> None:
+        """Run ``fn(mixer)`` between ticks (emotion, pose changes)."""
+        with self._lock:
+            fn(self.mixer)
+
+    def interrupt(self, now: float | None = None) -> dict[str, int]:
+        """Stop speech at once: flush input, motion and not-yet-played output; ease to idle.
+
+        Returns ``{"frame": first replaced frame, "sample": cut sample, "dropped_samples"}``.
+        """
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            j_out = self.clock.output_frame(now)
+            s_cut = max(0, self.clock.output_sample(now))
+            dropped = self.input.clear()
+            self.streamer.reset()
+            self._streamer_origin = self.next_tick
+            self._mouth.clear()
+            self._frame_speech = {k: False for k in self._frame_speech}
+            # silence everything not yet sent
+            self.audio.clear_from(s_cut)
+            self.mixer.interrupt()
+            redo = range(max(j_out + 1, 0), self.next_frame)
+            with self._frames_lock:
+                for k in redo:
+                    self._frames.pop(k, None)
+            saved_next = self.next_frame
+            for k in redo:
+                self.next_frame = k
+                self._produce(k)
+            self.next_frame = saved_next
+        return {"frame": j_out + 1, "sample": s_cut, "dropped_samples": dropped}

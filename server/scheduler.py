@@ -1,0 +1,252 @@
+"""Where the compute runs: render workers, GPU batching and admission control.
+
+* CPU: a thread pool sized to the cores. cv2, ONNX Runtime and PyAV release the GIL,
+  so threads use every core; batching saves nothing there (measured), so each session
+  tick renders its own frame.
+* GPU: ticks still run on the pool, but renders go through one :class:`BatchRenderer`
+  thread that gathers every session's frame for the tick and runs one
+  ``render_batch`` per renderer.
+* Admission: each session costs ``fps x (tick work + video encode)`` seconds of CPU per
+  second, measured as sessions run (calibrated at start-up); a new session is admitted
+  only if the total stays under ``cores x headroom``. Otherwise 503 with the numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, TypeVar
+
+import numpy as np
+
+from models.render.base import Renderer
+
+T = TypeVar("T")
+
+BATCH_WINDOW_S = 0.004  # how long the batch worker waits for more sessions' frames
+COST_EMA = 0.05  # weight of a new per-frame cost sample
+DEFAULT_COST_S = 0.008  # per-frame CPU seconds assumed before anything is measured
+
+
+class AdmissionError(RuntimeError):
+    """A session that cannot be served at its frame rate; the message says why."""
+
+
+class RendererPool:
+    """Renderer instances of one (avatar, backend, size), one per concurrent user.
+
+    A renderer is not assumed thread-safe; a worker takes an instance, renders, returns
+    it. Instances are made on demand up to ``max_instances``.
+    """
+
+    def __init__(self, factory: Callable[[], Renderer], max_instances: int) -> None:
+        self._factory = factory
+        self._free: queue.LifoQueue[Renderer] = queue.LifoQueue()
+        self._made = 0
+        self._max = max_instances
+        self._lock = threading.Lock()
+        first = factory()
+        self.size = first.size
+        self._free.put(first)
+        self._made = 1
+
+    @contextlib.contextmanager
+    def acquire(self) -> Iterator[Renderer]:
+        try:
+            r = self._free.get_nowait()
+        except queue.Empty:
+            with self._lock:
+                make = self._made < self._max
+                if make:
+                    self._made += 1
+            r = self._factory() if make else self._free.get()
+        try:
+            yield r
+        finally:
+            self._free.put(r)
+
+    def render(self, coeffs: np.ndarray) -> np.ndarray:
+        """float32 (K,) -> uint8 (size, size, 3) RGB."""
+        with self.acquire() as r:
+            return r.render(coeffs)
+
+    def render_batch(self, coeffs: np.ndarray) -> np.ndarray:
+        """float32 (B, K) -> uint8 (B, size, size, 3) RGB."""
+        with self.acquire() as r:
+            return r.render_batch(coeffs)
+
+
+@dataclass
+class _BatchItem:
+    pool: RendererPool
+    coeffs: np.ndarray
+    future: Future[np.ndarray]
+
+
+class BatchRenderer:
+    """One thread that renders every session's frames of a tick in batches per renderer."""
+
+    def __init__(self, window_s: float = BATCH_WINDOW_S) -> None:
+        self.window_s = window_s
+        self._q: queue.Queue[_BatchItem | None] = queue.Queue()
+        self.batches = 0
+        self.frames = 0
+        self._thread = threading.Thread(target=self._run, name="render-batch", daemon=True)
+        self._thread.start()
+
+    def render(self, pool: RendererPool, coeffs: np.ndarray) -> np.ndarray:
+        """Blocking, from a worker thread: float32 (K,) -> uint8 (S, S, 3)."""
+        fut: Future[np.ndarray] = Future()
+        self._q.put(_BatchItem(pool, coeffs, fut))
+        return fut.result()
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            items = [item]
+            deadline = time.monotonic() + self.window_s
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    nxt = self._q.get(timeout=left)
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._q.put(None)
+                    break
+                items.append(nxt)
+            groups: dict[int, list[_BatchItem]] = {}
+            for it in items:
+                groups.setdefault(id(it.pool), []).append(it)
+            for group in groups.values():
+                try:
+                    out = group[0].pool.render_batch(np.stack([g.coeffs for g in group]))
+                except Exception as exc:
+                    for g in group:
+                        g.future.set_exception(exc)
+                    continue
+                self.batches += 1
+                self.frames += len(group)
+                for g, img in zip(group, out, strict=True):
+                    g.future.set_result(img)
+
+    def close(self) -> None:
+        self._q.put(None)
+        self._thread.join(timeout=2.0)
+
+
+class Scheduler:
+    """Worker pool + optional GPU batcher + admission control for all sessions."""
+
+    def __init__(
+        self,
+        workers: int = 0,
+        *,
+        batch: bool = False,
+        headroom: float = 0.8,
+        max_sessions: int = 16,
+        cores: int | None = None,
+    ) -> None:
+        self.cores = cores or len(os.sched_getaffinity(0))
+        self.workers = workers or self.cores
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="headcast-worker")
+        self.batcher = BatchRenderer() if batch else None
+        self.headroom = headroom
+        self.max_sessions = max_sessions
+        #: measured CPU seconds per frame: tick work by size, video encode by size
+        self.tick_cost: dict[int, float] = {}
+        self.encode_cost: dict[int, float] = {}
+        #: admitted sessions: id -> (size, fps)
+        self.load: dict[str, tuple[int, int]] = {}
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on a worker thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    def render_fn(self, pool: RendererPool) -> Callable[[np.ndarray], np.ndarray]:
+        """The per-frame render call sessions use: direct, or through the batcher."""
+        if self.batcher is None:
+            return pool.render
+        batcher = self.batcher
+        return lambda coeffs: batcher.render(pool, coeffs)
+
+    # ---- admission ------------------------------------------------------------------
+
+    def frame_cost(self, size: int) -> float:
+        """Estimated CPU seconds per frame of a session at ``size``."""
+        known = [s for s in self.tick_cost if s > 0]
+        tick = self.tick_cost.get(size)
+        if tick is None and known:  # scale the nearest measured size by pixel count
+            ref = min(known, key=lambda s: abs(s - size))
+            tick = self.tick_cost[ref] * (size / ref) ** 2
+        return (tick or DEFAULT_COST_S) + self.encode_cost.get(size, 0.0)
+
+    def record_tick(self, size: int, seconds_per_frame: float) -> None:
+        old = self.tick_cost.get(size)
+        self.tick_cost[size] = (
+            seconds_per_frame if old is None else old + COST_EMA * (seconds_per_frame - old)
+        )
+
+    def demand(self) -> float:
+        """Cores the admitted sessions need (CPU seconds per second)."""
+        return sum(fps * self.frame_cost(size) for size, fps in self.load.values())
+
+    def capacity(self) -> float:
+        return self.cores * self.headroom
+
+    def admit(self, session_id: str, size: int, fps: int) -> None:
+        """Reserve room for a session or raise :class:`AdmissionError` with the reason."""
+        if len(self.load) >= self.max_sessions:
+            raise AdmissionError(f"session limit reached ({self.max_sessions} sessions)")
+        need = fps * self.frame_cost(size)
+        have = self.capacity() - self.demand()
+        if need > have:
+            raise AdmissionError(
+                f"not enough render capacity: a {size}x{size} session at {fps} fps needs "
+                f"{need:.2f} cores, {max(have, 0.0):.2f} of {self.capacity():.2f} are free"
+            )
+        self.load[session_id] = (size, fps)
+
+    def release(self, session_id: str) -> None:
+        self.load.pop(session_id, None)
+
+    def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def measure_encode_cost(size: int, frames: int = 12) -> float:
+    """CPU seconds per frame for aiortc's VP8 encode of a ``size`` x ``size`` frame.
+
+    The test picture is smooth with a moving patch, like a talking head; thread CPU
+    time, so other load on the machine does not inflate it.
+    """
+    import av
+    from aiortc.codecs.vpx import Vp8Encoder
+
+    enc = Vp8Encoder()
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    base = np.stack([200 * xx, 180 * yy, 120 + 60 * xx * yy], axis=-1).astype(np.uint8)
+    total = 0.0
+    for i in range(frames):
+        img = base.copy()
+        c = size // 4 + i * size // 64
+        img[c : c + size // 8, size // 3 : size // 3 + size // 4] = (90, 40, 40)
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        frame.pts = i * 3600
+        frame.time_base = Fraction(1, 90_000)
+        t0 = time.thread_time()
+        enc.encode(frame)
+        if i:  # the first frame is a keyframe plus codec set-up
+            total += time.thread_time() - t0
+    return total / (frames - 1)

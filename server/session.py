@@ -1,0 +1,353 @@
+"""A live session: the async shell around one :class:`~server.pipeline.SessionPipeline`.
+
+It owns the session's media clock, the ticker task that runs the pipeline on worker
+threads once per frame, the WebRTC peers watching it (WHEP resources), microphone
+readers in mirror mode, and the event streams sent back over WebSockets. Everything it
+starts it keeps, and :meth:`Session.close` cancels and closes all of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from aiortc import MediaStreamTrack, RTCPeerConnection
+from aiortc.mediastreams import MediaStreamError
+
+from models.audio.features import StreamingResampler
+from models.channels import ALL_CHANNELS, zeros
+from models.mixer import MotionMixer
+from server.clock import AUDIO_CHUNK, OPUS_LOOKAHEAD_SAMPLES, SAMPLE_RATE, MediaClock
+from server.pipeline import SessionPipeline
+
+log = logging.getLogger(__name__)
+
+InputMode = Literal["websocket", "mirror", "upload"]
+POSITION_EVERY_S = 0.2  # playback position events while speaking
+DROPPED_EVERY_S = 1.0  # at most one dropped-frames event per second
+MAX_PEERS = 4  # viewers per session
+
+
+@dataclass(frozen=True)
+class SessionParams:
+    avatar: str
+    size: int
+    fps: int
+    emotion: str
+    input: InputMode
+    seed: int | None = None
+
+
+class EventStream:
+    """Events for one WebSocket client: bounded, drop-oldest, counted."""
+
+    def __init__(self, maxlen: int, coefficients: bool = False) -> None:
+        self._q: deque[dict[str, Any]] = deque(maxlen=maxlen)
+        self._ready = asyncio.Event()
+        self.coefficients = coefficients
+        self.dropped = 0
+        self.closed = False
+
+    def put(self, event: dict[str, Any]) -> None:
+        if len(self._q) == self._q.maxlen:
+            self.dropped += 1
+        self._q.append(event)
+        self._ready.set()
+
+    async def get(self) -> dict[str, Any] | None:
+        """Next event, or None once the stream is closed and drained."""
+        while not self._q:
+            if self.closed:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+        return self._q.popleft()
+
+    def close(self) -> None:
+        self.closed = True
+        self._ready.set()
+
+
+class Session:
+    """One avatar speaking: clock, pipeline, peers, events."""
+
+    def __init__(
+        self,
+        params: SessionParams,
+        *,
+        pipeline_factory: Callable[[MediaClock], SessionPipeline],
+        delay_frames: int,
+        idle_image: np.ndarray,
+        run: Callable[..., Any],
+        on_cost: Callable[[float], None] | None = None,
+    ) -> None:
+        self.id = secrets.token_urlsafe(9)
+        self.params = params
+        self.created = time.monotonic()
+        self.clock = MediaClock(params.fps, delay_frames)
+        self.pipeline = pipeline_factory(self.clock)
+        self.idle_image = idle_image  # uint8 (S, S, 3): sent until the first frame is made
+        self._run = run  # awaitable runner onto the worker pool
+        self._on_cost = on_cost
+        self.closed = False
+        self.owned_by_viewer = False  # created by POST /v1/whep: closes with its viewer
+        self.peers: dict[str, RTCPeerConnection] = {}
+        self.tracks: dict[str, list[MediaStreamTrack]] = {}
+        self.streams: set[EventStream] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._event_frame = -1
+        self._speaking = False
+        self._utterance_start = 0
+        self._last_position = 0.0
+        self._last_dropped_report = (0.0, 0)
+        self.last_activity = time.monotonic()
+        # timing stats
+        self.first_frame_s: float | None = None
+        self.video_sent_at: deque[tuple[int, float]] = deque(maxlen=64)
+        self.audio_sent_at: deque[tuple[int, float]] = deque(maxlen=128)
+        self.ticker = self._spawn(self._tick_loop(), "ticker")
+
+    # ---- tasks ----------------------------------------------------------------------
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=f"session-{self.id}-{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _tick_loop(self) -> None:
+        clock = self.clock
+        while not self.closed:
+            n = clock.input_tick()
+            if n >= self.pipeline.next_tick:
+                count = n - self.pipeline.next_tick + 1
+                w0 = time.perf_counter()
+                await self._run(self.pipeline.tick_until, n)
+                if self._on_cost is not None:
+                    # worker CPU time is not visible here; wall time of the job bounds it
+                    self._on_cost((time.perf_counter() - w0) / count)
+                self._emit_playback_events()
+            wait = clock.tick_time(self.pipeline.next_tick) - time.monotonic()
+            await asyncio.sleep(max(wait, 0.0))
+
+    # ---- inputs -----------------------------------------------------------------------
+
+    def push(self, pcm16k: np.ndarray) -> None:
+        """Queue speech: float32 (N,) 16 kHz mono -1..1."""
+        self.last_activity = time.monotonic()
+        self.pipeline.push(pcm16k)
+
+    async def interrupt(self) -> dict[str, Any]:
+        now = time.monotonic()
+        cut = await self._run(self.pipeline.interrupt, now)
+        position_ms = (
+            max(0, cut["sample"] - self._utterance_start) * 1000.0 / SAMPLE_RATE
+            if self._speaking
+            else 0.0
+        )
+        event = {
+            "type": "interrupted",
+            "t_ms": round(cut["sample"] * 1000.0 / SAMPLE_RATE, 1),
+            "position_ms": round(position_ms, 1),
+            "dropped_ms": round(cut["dropped_samples"] * 1000.0 / SAMPLE_RATE, 1),
+        }
+        if self._speaking:
+            self._speaking = False
+            self.broadcast({"type": "speech_ended", "t_ms": event["t_ms"], "interrupted": True})
+        self._event_frame = max(self._event_frame, cut["frame"] - 1)
+        self.broadcast(event)
+        return event
+
+    async def control(self, fn: Callable[[MotionMixer], None]) -> None:
+        """Apply ``fn(mixer)`` on the worker side, between ticks."""
+        await self._run(self.pipeline.locked, fn)
+
+    # ---- peers ------------------------------------------------------------------------
+
+    def add_peer(self, pc: RTCPeerConnection) -> str:
+        rid = secrets.token_urlsafe(9)
+        self.peers[rid] = pc
+        self.last_activity = time.monotonic()
+
+        @pc.on("connectionstatechange")
+        async def _state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await self.remove_peer(rid)
+
+        @pc.on("track")
+        def _track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio" and self.params.input == "mirror":
+                self._spawn(self._read_microphone(track), f"mic-{rid}")
+
+        return rid
+
+    async def remove_peer(self, rid: str) -> bool:
+        pc = self.peers.pop(rid, None)
+        for track in self.tracks.pop(rid, []):
+            track.stop()
+        self.pipeline.render_video = bool(self.peers)
+        if pc is None:
+            return False
+        await pc.close()
+        return True
+
+    async def _read_microphone(self, track: MediaStreamTrack) -> None:
+        """Mirror mode: the browser's microphone drives the mouth (not echoed back)."""
+        resampler: StreamingResampler | None = None
+        while not self.closed:
+            try:
+                frame: Any = await track.recv()
+            except MediaStreamError:
+                return
+            pcm = frame.to_ndarray()  # packed: int16 (1, samples * channels)
+            channels = len(frame.layout.channels)
+            pcm = pcm.reshape(-1, channels) if channels > 1 else pcm.reshape(-1)
+            if resampler is None or resampler.sample_rate != frame.sample_rate:
+                resampler = StreamingResampler(frame.sample_rate)
+            self.push(resampler.push(pcm))
+
+    # ---- events -----------------------------------------------------------------------
+
+    def broadcast(self, event: dict[str, Any]) -> None:
+        for stream in self.streams:
+            stream.put(event)
+
+    def _emit_playback_events(self) -> None:
+        j_out = self.clock.output_frame()
+        want_coeffs = any(s.coefficients for s in self.streams)
+        for j in range(self._event_frame + 1, j_out + 1):
+            frame = self.pipeline.frame(j)
+            speech = frame.speech if frame is not None else False
+            t_ms = round(self.clock.frame_ms(j), 1)
+            if speech and not self._speaking:
+                self._speaking = True
+                self._utterance_start = j * self.clock.spf
+                self._last_position = t_ms
+                self.broadcast({"type": "speech_started", "t_ms": t_ms})
+            elif not speech and self._speaking:
+                self._speaking = False
+                self.broadcast({"type": "speech_ended", "t_ms": t_ms})
+            if self._speaking and t_ms - self._last_position >= POSITION_EVERY_S * 1000:
+                self._last_position = t_ms
+                played = (j * self.clock.spf - self._utterance_start) * 1000.0 / SAMPLE_RATE
+                self.broadcast({"type": "position", "t_ms": t_ms, "position_ms": played})
+            if want_coeffs and frame is not None:
+                event = {
+                    "type": "coefficients",
+                    "frame": j,
+                    "t_ms": t_ms,
+                    "values": [round(float(v), 4) for v in frame.coeffs],
+                }
+                for s in self.streams:
+                    if s.coefficients:
+                        s.put(event)
+        self._event_frame = max(self._event_frame, j_out)
+        now = time.monotonic()
+        last_t, last_n = self._last_dropped_report
+        dropped = self.dropped_frames()
+        if dropped > last_n and now - last_t >= DROPPED_EVERY_S:
+            self._last_dropped_report = (now, dropped)
+            self.broadcast(
+                {
+                    "type": "dropped",
+                    "frames": dropped,
+                    "audio_ms": round(self.pipeline.input.dropped_samples / 16.0, 1),
+                }
+            )
+
+    def ready_event(self) -> dict[str, Any]:
+        return {
+            "type": "ready",
+            "session": self.id,
+            "fps": self.params.fps,
+            "size": self.params.size,
+            "sample_rate": SAMPLE_RATE,
+            "delay_ms": round(self.clock.delay_s * 1000.0, 1),
+            "channels": list(ALL_CHANNELS),
+        }
+
+    # ---- stats ------------------------------------------------------------------------
+
+    def dropped_frames(self) -> int:
+        repeated = sum(
+            getattr(t, "repeated", 0) + getattr(t, "skipped", 0)
+            for tracks in self.tracks.values()
+            for t in tracks
+        )
+        return repeated + self.pipeline.skipped_renders
+
+    def on_video_sent(self, j: int, at: float) -> None:
+        self.video_sent_at.append((j, at - self.clock.video_time(j)))
+
+    def on_audio_sent(self, sample: int, at: float) -> None:
+        self.audio_sent_at.append((sample, at))
+
+    def on_first_frame(self, seconds: float) -> None:
+        if self.first_frame_s is None:
+            self.first_frame_s = seconds
+
+    def av_offset_ms(self) -> float:
+        """Mean send lateness of video minus audio (ms): 0 when both keep the clock."""
+        if not self.video_sent_at or not self.audio_sent_at:
+            return float("nan")
+        video = np.mean([late for _, late in self.video_sent_at])
+        audio = np.mean(
+            [
+                at - self.clock.audio_time((s - OPUS_LOOKAHEAD_SAMPLES) // AUDIO_CHUNK)
+                for s, at in self.audio_sent_at
+            ]
+        )
+        return float((video - audio) * 1000.0)
+
+    def achieved_fps(self) -> float:
+        sent = list(self.video_sent_at)
+        if len(sent) < 2:
+            return 0.0
+        (j0, _), (j1, _) = sent[0], sent[-1]
+        span = self.clock.video_time(j1) - self.clock.video_time(j0)
+        return (len(sent) - 1) / span if span > 0 else 0.0
+
+    def stats(self) -> dict[str, Any]:
+        p = self.pipeline
+        return {
+            "id": self.id,
+            "avatar": self.params.avatar,
+            "size": self.params.size,
+            "fps": self.params.fps,
+            "input": self.params.input,
+            "viewers": len(self.peers),
+            "speaking": self._speaking,
+            "buffered_ms": round(len(p.input) * 1000.0 / SAMPLE_RATE, 1),
+            "delay_ms": round(self.clock.delay_s * 1000.0, 1),
+            "dropped_frames": self.dropped_frames(),
+            "motion_late_frames": p.motion_late,
+            "dropped_audio_ms": round(p.input.dropped_samples * 1000.0 / SAMPLE_RATE, 1),
+            "first_frame_ms": None if self.first_frame_s is None else self.first_frame_s * 1e3,
+            "age_s": round(time.monotonic() - self.created, 1),
+        }
+
+    # ---- teardown ---------------------------------------------------------------------
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for rid in list(self.peers):
+            await self.remove_peer(rid)
+        for stream in self.streams:
+            stream.close()
+        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.idle_image = zeros()  # drop the frame reference early

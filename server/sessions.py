@@ -1,0 +1,153 @@
+"""HTTP API for live sessions: create, list, inspect, close, upload audio, control."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.audio import AudioError
+from server.app import AppState, UnknownAvatar, get_state
+from server.clock import SAMPLE_RATE, samples_per_frame
+from server.control import ControlError, apply_control
+from server.scheduler import AdmissionError
+from server.session import InputMode, Session, SessionParams
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+RETRY_AFTER_S = 5
+
+
+class SessionRequest(BaseModel):
+    """Body of ``POST /v1/sessions``; every field optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    avatar: str = "default"
+    emotion: str = "neutral"
+    fps: int | None = Field(default=None, description="frames per second; must divide 16000")
+    size: int | None = Field(default=None, description="frame side in pixels; one of allowed_sizes")
+    input: InputMode = "websocket"
+    seed: int | None = Field(default=None, description="seed of the idle motion (blinks, drift)")
+
+
+def session_links(session: Session) -> dict[str, Any]:
+    base = f"/v1/sessions/{session.id}"
+    return {"whep": f"{base}/whep", "ws": f"{base}/ws", "audio": f"{base}/audio"}
+
+
+def find_session(state: AppState, sid: str) -> Session:
+    session = state.sessions.get(sid)
+    if session is None:
+        raise HTTPException(404, f"unknown session {sid!r}")
+    return session
+
+
+async def open_session(state: AppState, req: SessionRequest) -> Session:
+    """Validate and create; HTTP errors with reasons (400/404/503)."""
+    s = state.settings
+    size = req.size or s.default_size
+    fps = req.fps or s.default_fps
+    if size not in s.allowed_sizes:
+        raise HTTPException(400, f"size {size} not allowed; choose one of {list(s.allowed_sizes)}")
+    try:
+        samples_per_frame(fps)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    if not 10 <= fps <= 32:
+        raise HTTPException(400, f"fps must be 10..32, got {fps}")
+    params = SessionParams(req.avatar, size, fps, req.emotion, req.input, req.seed)
+    try:
+        return await state.create_session(params)
+    except UnknownAvatar as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except KeyError as exc:
+        raise HTTPException(400, str(exc.args[0])) from exc
+    except AdmissionError as exc:
+        state.metrics.sessions_refused += 1
+        raise HTTPException(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from exc
+
+
+@router.post("", status_code=201)
+async def create_session(
+    req: SessionRequest, request: Request, response: Response
+) -> dict[str, Any]:
+    """Create a session; returns its id, WHEP and WebSocket URLs and output delay."""
+    state = get_state(request)
+    session = await open_session(state, req)
+    response.headers["Location"] = f"/v1/sessions/{session.id}"
+    return {**session.stats(), **session_links(session)}
+
+
+@router.get("")
+async def list_sessions(request: Request) -> list[dict[str, Any]]:
+    return [s.stats() for s in get_state(request).sessions.values()]
+
+
+@router.get("/{sid}")
+async def get_session(sid: str, request: Request) -> dict[str, Any]:
+    session = find_session(get_state(request), sid)
+    return {**session.stats(), **session_links(session)}
+
+
+@router.delete("/{sid}", status_code=204)
+async def delete_session(sid: str, request: Request) -> Response:
+    if not await get_state(request).close_session(sid):
+        raise HTTPException(404, f"unknown session {sid!r}")
+    return Response(status_code=204)
+
+
+@router.post("/{sid}/control")
+async def control(sid: str, request: Request) -> dict[str, Any]:
+    """The WebSocket's control messages over HTTP (interrupt, emotion, pose)."""
+    state = get_state(request)
+    session = find_session(state, sid)
+    try:
+        message = await request.json()
+    except ValueError as exc:
+        raise HTTPException(400, "body must be JSON") from exc
+    try:
+        reply = await apply_control(session, message)
+    except ControlError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    if isinstance(message, dict) and message.get("type") == "interrupt":
+        state.metrics.interrupts += 1
+    return reply or {"type": "ok"}
+
+
+def _decode_upload(data: bytes, suffix: str) -> Any:
+    from models.audio.features import load_audio
+
+    with tempfile.NamedTemporaryFile(suffix=suffix) as f:
+        f.write(data)
+        f.flush()
+        pcm, _ = load_audio(Path(f.name))
+    return pcm
+
+
+@router.post("/{sid}/audio", status_code=202)
+async def upload_audio(sid: str, request: Request) -> dict[str, Any]:
+    """Queue an audio file (WAV, MP3, OGG, ... as the raw body) for the session to say."""
+    state = get_state(request)
+    session = find_session(state, sid)
+    limit = state.settings.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"upload larger than {limit} bytes")
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > limit:
+            raise HTTPException(413, f"upload larger than {limit} bytes")
+    if not data:
+        raise HTTPException(400, "empty upload: send the audio file as the request body")
+    kind = request.headers.get("content-type", "")
+    suffix = {"audio/wav": ".wav", "audio/x-wav": ".wav", "audio/mpeg": ".mp3"}.get(kind, "")
+    try:
+        pcm = await state.require_scheduler().run(_decode_upload, bytes(data), suffix)
+    except AudioError as exc:
+        raise HTTPException(415, f"cannot decode audio: {exc}") from exc
+    session.push(pcm)
+    return {"duration_ms": round(len(pcm) * 1000.0 / SAMPLE_RATE, 1), "queued": True}

@@ -1,0 +1,113 @@
+"""aiortc output tracks paced by the session's media clock.
+
+Both tracks compute their slot from the same :class:`~server.clock.MediaClock`, sleep
+until its wall time and hand aiortc a frame stamped from the sample counter. A video
+frame that is not ready repeats the last one (counted); audio that is not there is
+silence. aiortc encodes on its executor threads, so ``recv`` does only copies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+
+from server.clock import (
+    AUDIO_CHUNK,
+    AUDIO_TIME_BASE,
+    OPUS_LOOKAHEAD_SAMPLES,
+    SAMPLE_RATE,
+    VIDEO_TIME_BASE,
+)
+
+if TYPE_CHECKING:
+    from server.session import Session
+
+INT16_SCALE = 32767.0
+
+
+class AvatarVideoTrack(MediaStreamTrack):
+    """Video of one session: uint8 RGB frames at the session fps."""
+
+    kind = "video"
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
+        self._j: int | None = None
+        self._last: np.ndarray = session.idle_image
+        self.sent = 0
+        self.repeated = 0
+        self.skipped = 0
+        self.first_frame_s: float | None = None
+        self._created = time.monotonic()
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live" or self.session.closed:
+            raise MediaStreamError
+        clock = self.session.clock
+        now = time.monotonic()
+        current = clock.output_frame(now)
+        if self._j is None:
+            self._j = max(current + 1, 0)
+        else:
+            self._j += 1
+            if self._j < current:  # the loop stalled: skip to now rather than lag forever
+                self.skipped += current - self._j
+                self._j = current
+        wait = clock.video_time(self._j) - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        frame = self.session.pipeline.frame(self._j)
+        if frame is not None and frame.image is not None:
+            self._last = frame.image
+        else:
+            self.repeated += 1
+        self.session.on_video_sent(self._j, time.monotonic())
+        out = av.VideoFrame.from_ndarray(self._last, format="rgb24")
+        out.pts = clock.video_pts(self._j)
+        out.time_base = VIDEO_TIME_BASE
+        if self.first_frame_s is None:
+            self.first_frame_s = time.monotonic() - self._created
+            self.session.on_first_frame(self.first_frame_s)
+        self.sent += 1
+        return out
+
+
+class AvatarAudioTrack(MediaStreamTrack):
+    """The session's speech, delayed onto the output clock: 16 kHz mono s16, 20 ms frames."""
+
+    kind = "audio"
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
+        self._k: int | None = None
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live" or self.session.closed:
+            raise MediaStreamError
+        clock = self.session.clock
+        now = time.monotonic()
+        current = int((now - clock.start - clock.delay_s) * SAMPLE_RATE) // AUDIO_CHUNK
+        if self._k is None or self._k + 1 < current:
+            self._k = max(current + 1, 0)
+        else:
+            self._k += 1
+        wait = clock.audio_time(self._k) - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        start = self._k * AUDIO_CHUNK + OPUS_LOOKAHEAD_SAMPLES
+        self.session.on_audio_sent(start, time.monotonic())
+        pcm = self.session.pipeline.read_audio(start, AUDIO_CHUNK)
+        s16 = np.clip(np.rint(pcm * INT16_SCALE), -32768, 32767).astype(np.int16)
+        out = av.AudioFrame.from_ndarray(s16.reshape(1, -1), format="s16", layout="mono")
+        out.sample_rate = SAMPLE_RATE
+        out.pts = self._k * AUDIO_CHUNK
+        out.time_base = AUDIO_TIME_BASE
+        return out

@@ -1,0 +1,127 @@
+"""WHEP (WebRTC-HTTP Egress Protocol, draft-ietf-wish-whep) for watching a session.
+
+``POST /v1/sessions/{id}/whep`` with an ``application/sdp`` offer -> ``201 Created``, the
+SDP answer and ``Location: /v1/sessions/{id}/whep/{resource}``; ``DELETE`` that resource
+to leave. ``POST /v1/whep`` does the same for a new session with default settings, so a
+plain WHEP player (GStreamer ``whepsrc``) can watch an avatar; deleting its resource
+closes that session. Candidates are gathered before answering (no trickle ICE, so
+``PATCH`` answers 405). Video is VP8 or H.264, audio Opus, as the offer prefers.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from fastapi import APIRouter, HTTPException, Request, Response
+
+from server.app import AppState, get_state
+from server.ice import rtc_configuration
+from server.session import MAX_PEERS, Session
+from server.sessions import SessionRequest, find_session, open_session
+from server.tracks import AvatarAudioTrack, AvatarVideoTrack
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["whep"])
+SDP_TYPE = "application/sdp"
+MAX_SDP_BYTES = 64 * 1024
+
+
+async def _read_offer(request: Request) -> str:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != SDP_TYPE:
+        raise HTTPException(415, f"the offer must be sent as {SDP_TYPE}")
+    body = await request.body()
+    if len(body) > MAX_SDP_BYTES:
+        raise HTTPException(413, f"SDP offer larger than {MAX_SDP_BYTES} bytes")
+    try:
+        sdp = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HTTPException(400, "SDP offer is not UTF-8 text") from exc
+    if not sdp.startswith("v=0") or "m=" not in sdp:
+        raise HTTPException(400, "not an SDP offer (expected 'v=0' and media sections)")
+    if "m=video" not in sdp and "m=audio" not in sdp:
+        raise HTTPException(400, "the offer has neither a video nor an audio section")
+    return sdp
+
+
+async def answer(state: AppState, session: Session, sdp: str) -> tuple[str, str]:
+    """Negotiate one viewer; returns (resource id, SDP answer). HTTP errors on bad SDP."""
+    if len(session.peers) >= MAX_PEERS:
+        raise HTTPException(409, f"session already has {MAX_PEERS} viewers")
+    pc = RTCPeerConnection(rtc_configuration(state.settings.ice_servers))
+    rid = session.add_peer(pc)
+    state.metrics.peers_created += 1
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        tracks: list[MediaStreamTrack] = []
+        kinds = {t.kind for t in pc.getTransceivers()}
+        if "video" in kinds:
+            tracks.append(AvatarVideoTrack(session))
+        if "audio" in kinds:
+            tracks.append(AvatarAudioTrack(session))
+        for track in tracks:
+            pc.addTrack(track)
+        session.tracks[rid] = tracks
+        session.pipeline.render_video = True
+        await pc.setLocalDescription(await pc.createAnswer())
+    except HTTPException:
+        await session.remove_peer(rid)
+        raise
+    except Exception as exc:  # aiortc raises ValueError/KeyError/... on SDP it cannot use
+        state.metrics.peers_failed += 1
+        await session.remove_peer(rid)
+        log.info("rejected offer for session %s: %s", session.id, exc)
+        raise HTTPException(400, f"cannot negotiate this offer: {exc}") from exc
+    return rid, pc.localDescription.sdp
+
+
+def _created(session: Session, rid: str, sdp: str) -> Response:
+    location = f"/v1/sessions/{session.id}/whep/{rid}"
+    return Response(
+        content=sdp,
+        status_code=201,
+        media_type=SDP_TYPE,
+        headers={"Location": location, "ETag": f'"{rid}"', "X-Session-Id": session.id},
+    )
+
+
+@router.post("/v1/sessions/{sid}/whep", status_code=201, response_class=Response)
+async def whep_offer(sid: str, request: Request) -> Response:
+    """WHEP: SDP offer in, SDP answer out, resource URL in ``Location``."""
+    state = get_state(request)
+    session = find_session(state, sid)
+    rid, sdp = await answer(state, session, await _read_offer(request))
+    return _created(session, rid, sdp)
+
+
+@router.post("/v1/whep", status_code=201, response_class=Response)
+async def whep_default(request: Request) -> Response:
+    """WHEP on a new default session (closed when its resource is deleted)."""
+    state = get_state(request)
+    sdp = await _read_offer(request)
+    session = await open_session(state, SessionRequest())
+    session.owned_by_viewer = True
+    try:
+        rid, answer_sdp = await answer(state, session, sdp)
+    except HTTPException:
+        await state.close_session(session.id)
+        raise
+    return _created(session, rid, answer_sdp)
+
+
+@router.delete("/v1/sessions/{sid}/whep/{rid}", status_code=200)
+async def whep_delete(sid: str, rid: str, request: Request) -> Response:
+    state = get_state(request)
+    session = find_session(state, sid)
+    if not await session.remove_peer(rid):
+        raise HTTPException(404, f"unknown WHEP resource {rid!r}")
+    if session.owned_by_viewer and not session.peers:
+        await state.close_session(sid)
+    return Response(status_code=200)
+
+
+@router.patch("/v1/sessions/{sid}/whep/{rid}")
+async def whep_patch(sid: str, rid: str) -> Response:
+    """Trickle ICE is not supported: the answer already holds every candidate."""
+    return Response(status_code=405, headers={"Allow": "DELETE"})

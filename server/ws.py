@@ -1,0 +1,187 @@
+"""The voice-agent WebSocket: PCM in, control in, events out.
+
+Protocol (``/v1/sessions/{id}/ws``):
+
+1. client -> ``{"type": "start", "format": "s16le" | "f32le", "sample_rate": 8000..48000,
+   "channels": 1 | 2, "coefficients": false}`` (text, first message);
+   server -> ``{"type": "ready", ...}`` with fps, delay and channel names.
+2. client -> binary messages of interleaved PCM in that format; any length that is a
+   whole number of sample frames, up to ``max_message_bytes``.
+3. client -> JSON control (see :mod:`server.control`) at any time.
+4. server -> events: ``speech_started``, ``speech_ended``, ``position``, ``interrupted``,
+   ``dropped``, ``coefficients`` (if asked), ``error``.
+
+A bad first message closes with 1003 (unsupported data) and a reason; a bad later
+message gets an ``error`` event and the socket stays open. Events for a client that
+does not read are dropped oldest-first; nothing it does blocks the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.websockets import WebSocketState
+
+from models.audio import AudioError
+from models.audio.features import StreamingResampler
+from server.app import AppState, get_state
+from server.control import ControlError, apply_control
+from server.session import EventStream, Session
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["websocket"])
+
+START_TIMEOUT_S = 10.0
+CLOSE_UNSUPPORTED = 1003
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+SAMPLE_DTYPES: dict[str, np.dtype[Any]] = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
+INLINE_SAMPLES = 4096  # resample smaller messages on the event loop (tens of µs)
+
+
+class StartMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(pattern="^start$")
+    format: str = Field("s16le", pattern="^(s16le|f32le)$")
+    sample_rate: int = Field(16_000, ge=8_000, le=48_000)
+    channels: int = Field(1, ge=1, le=2)
+    coefficients: bool = False
+
+
+class PcmDecoder:
+    """Binary PCM messages -> float32 16 kHz mono, for one declared format."""
+
+    def __init__(self, start: StartMessage) -> None:
+        self.dtype = SAMPLE_DTYPES[start.format]
+        self.channels = start.channels
+        self.frame_bytes = self.dtype.itemsize * self.channels
+        self.resampler = StreamingResampler(start.sample_rate)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        if len(data) % self.frame_bytes:
+            raise AudioError(
+                f"PCM message of {len(data)} bytes is not a whole number of "
+                f"{self.frame_bytes}-byte sample frames"
+            )
+        pcm = np.frombuffer(data, self.dtype)
+        if self.channels > 1:
+            pcm = pcm.reshape(-1, self.channels)
+        return self.resampler.push(pcm)
+
+
+async def _send_events(ws: WebSocket, stream: EventStream) -> None:
+    while (event := await stream.get()) is not None:
+        await ws.send_text(json.dumps(event))
+
+
+async def _close(ws: WebSocket, code: int, reason: str) -> None:
+    if ws.application_state != WebSocketState.DISCONNECTED:
+        with contextlib.suppress(Exception):
+            await ws.send_text(json.dumps({"type": "error", "message": reason}))
+            await ws.close(code, reason[:120])
+
+
+async def _start(ws: WebSocket) -> StartMessage | None:
+    try:
+        first = await asyncio.wait_for(ws.receive(), START_TIMEOUT_S)
+    except TimeoutError:
+        await _close(ws, CLOSE_POLICY, "no start message")
+        return None
+    if first["type"] == "websocket.disconnect":
+        return None
+    text = first.get("text")
+    if text is None:
+        await _close(ws, CLOSE_UNSUPPORTED, "the first message must be the JSON start message")
+        return None
+    try:
+        return StartMessage.model_validate_json(text)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in exc.errors()
+        )
+        await _close(ws, CLOSE_UNSUPPORTED, f"bad start message: {problems}")
+        return None
+
+
+async def _serve(ws: WebSocket, state: AppState, session: Session, start: StartMessage) -> None:
+    decoder = PcmDecoder(start)
+    sched = state.require_scheduler()
+    limit = state.settings.max_message_bytes
+    stream = EventStream(state.settings.max_pending_events, coefficients=start.coefficients)
+    stream.put(session.ready_event())
+    session.streams.add(stream)
+    sender = asyncio.get_running_loop().create_task(_send_events(ws, stream))
+    try:
+        while not session.closed:
+            msg = await ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                return
+            session.last_activity = time.monotonic()
+            data = msg.get("bytes")
+            if data is not None:
+                if len(data) > limit:
+                    await _close(ws, CLOSE_TOO_BIG, f"message larger than {limit} bytes")
+                    return
+                try:
+                    if len(data) // decoder.frame_bytes <= INLINE_SAMPLES:
+                        pcm = decoder.decode(data)
+                    else:
+                        pcm = await sched.run(decoder.decode, data)
+                except AudioError as exc:
+                    stream.put({"type": "error", "message": str(exc)})
+                    continue
+                session.push(pcm)
+                continue
+            try:
+                message: Any = json.loads(msg.get("text") or "")
+            except ValueError:
+                stream.put({"type": "error", "message": "text messages must be JSON"})
+                continue
+            if isinstance(message, dict) and message.get("type") == "end_of_utterance":
+                session.push(decoder.resampler.flush())
+                decoder.resampler.reset()
+            try:
+                reply = await apply_control(session, message)
+            except ControlError as exc:
+                stream.put({"type": "error", "message": str(exc)})
+                continue
+            if isinstance(message, dict) and message.get("type") == "interrupt":
+                state.metrics.interrupts += 1
+                decoder.resampler.reset()
+            if reply is not None and reply.get("type") != "interrupted":
+                stream.put(reply)
+    except WebSocketDisconnect:
+        return
+    finally:
+        session.streams.discard(stream)
+        stream.close()
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await sender
+
+
+@router.websocket("/v1/sessions/{sid}/ws")
+async def session_socket(ws: WebSocket, sid: str) -> None:
+    """PCM and control in, events out (see the module docstring for the protocol)."""
+    state = get_state(ws)
+    await ws.accept()
+    session = state.sessions.get(sid)
+    if session is None:
+        await _close(ws, CLOSE_POLICY, f"unknown session {sid!r}")
+        return
+    start = await _start(ws)
+    if start is None:
+        return
+    await _serve(ws, state, session, start)
+    if ws.application_state != WebSocketState.DISCONNECTED:
+        with contextlib.suppress(Exception):
+            await ws.close()
