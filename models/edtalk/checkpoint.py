@@ -128,10 +128,15 @@ def load_into(module: nn.Module, state: Mapping[str, torch.Tensor], path: str | 
 def load_generator(path: str | Path, allow_pickle: bool = False) -> Generator:
     """EDTalk.pt (36 coefficients) or EDTalk_lip_pose.pt (26), eval mode, on CPU.
 
-    The variant is told from the state dict (the lip+pose file has no ``direction_exp``).
+    The variant is told from the state dict (the lip+pose file has no ``direction_exp``),
+    the image size from its number of decoder levels.
     """
     state = state_dict_of(read_checkpoint(path, allow_pickle), "gen", path)
-    gen = Generator(with_expression="direction_exp.weight" in state)
+    # one ToFlow per decoder level 8..size: the published files are 256 (6 levels)
+    levels = len({k.split(".")[2] for k in state if k.startswith("dec.to_flows.")})
+    if levels < 1:
+        raise CheckpointError(f"{path}: 'gen' has no decoder; is this the right file?")
+    gen = Generator(size=2 ** (levels + 2), with_expression="direction_exp.weight" in state)
     load_into(gen, state, path)
     return gen.eval()
 

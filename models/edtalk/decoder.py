@@ -85,8 +85,11 @@ class ToFlow(nn.Module):
         mask = torch.sigmoid(logits[:, 2:3])
         # one avatar's features (batch 1) serve a batch of frames
         feat = feat.expand(x.shape[0], -1, -1, -1)
-        # align_corners=False is grid_sample's default, which the upstream weights saw
-        warped = F.grid_sample(feat, grid, mode="bilinear", padding_mode="zeros") * mask
+        # align_corners=False: grid_sample's default since torch 1.3, which upstream relies on
+        warped = F.grid_sample(
+            feat, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )
+        warped = warped * mask
         return warped, warped + x * (1.0 - mask), logits
 
 

@@ -1,0 +1,70 @@
+"""Decode any audio or video file with PyAV (FFmpeg) to 16 kHz mono float32.
+
+Decoding streams: :func:`iter_audio` yields bounded chunks, so hour-long files never
+sit in memory whole; :func:`load_audio` concatenates them for short inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+
+from models.audio import AudioError
+
+SAMPLE_RATE = 16_000  # Hz, repeated here to keep this module free of import cycles
+CHUNK_S = 10.0  # seconds per yielded chunk
+
+
+def iter_audio(path: str | Path, chunk_s: float = CHUNK_S) -> Iterator[np.ndarray]:
+    """Yield float32 (N,) 16 kHz mono chunks of about ``chunk_s`` seconds (last one shorter).
+
+    Raises :class:`AudioError` for a missing file, a file FFmpeg cannot open, or one with
+    no audio stream; a stream that breaks mid-way ends the iteration with an error too.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise AudioError(f"{p}: no such file")
+    try:
+        container = av.open(str(p))
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise AudioError(f"{p}: not a readable audio or video file ({exc.__class__.__name__})") from exc
+    with container:
+        if not container.streams.audio:
+            raise AudioError(f"{p}: contains no audio stream")
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        target = max(1, int(chunk_s * SAMPLE_RATE))
+        pending: list[np.ndarray] = []
+        have = 0
+        try:
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    block = out.to_ndarray().reshape(-1).astype(np.float32)
+                    pending.append(block)
+                    have += len(block)
+                    if have >= target:
+                        data = np.concatenate(pending)
+                        yield _clean(data[:target])
+                        pending, have = [data[target:]], len(data) - target
+            for out in resampler.resample(None):
+                pending.append(out.to_ndarray().reshape(-1).astype(np.float32))
+        except av.error.FFmpegError as exc:
+            raise AudioError(f"{p}: audio stream could not be decoded ({exc})") from exc
+        if pending:
+            data = np.concatenate(pending)
+            if len(data):
+                yield _clean(data)
+
+
+def _clean(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0).astype(np.float32)
+
+
+def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Decode a file -> (float32 (N,) 16 kHz mono in -1..1, 16000). N may be 0."""
+    chunks = list(iter_audio(path))
+    pcm = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    return pcm, SAMPLE_RATE

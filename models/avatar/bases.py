@@ -1,0 +1,234 @@
+"""Dense flow bases from landmark displacements; head mask, depth; disentanglement checks.
+
+Grid convention: a (G, G) field over an (S, S) frame has its sample (i, j) at
+pixel ((j + 0.5) * S / G - 0.5, (i + 0.5) * S / G - 0.5) (half-pixel centres, as
+``cv2.resize`` and ONNX ``Resize(half_pixel)``). Flow values are head-frame pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import Delaunay
+
+from models.avatar import landmarks as L
+
+GRID = 128  # flow resolution; upsampled to the frame when rendering
+ANCHORS_ON_RING = 48
+
+
+@dataclass(frozen=True)
+class HeadEllipse:
+    """The head (face, hair, ears) as an ellipse in frame pixels; top/bottom semi-axes differ."""
+
+    cx: float
+    cy: float
+    ax: float
+    ay_top: float
+    ay_bottom: float
+
+    @classmethod
+    def of(cls, points: np.ndarray) -> HeadEllipse:
+        xy = points[:, :2]
+        oval = xy[list(L.FACE_OVAL)]
+        face_h = float(np.linalg.norm(xy[L.FOREHEAD_TOP] - xy[L.CHIN]))
+        width = float(oval[:, 0].max() - oval[:, 0].min())
+        cy = float(xy[L.NOSE_TIP, 1]) - 0.12 * face_h
+        return cls(
+            cx=float(oval[:, 0].mean()),
+            cy=cy,
+            ax=0.5 * width * 1.32,
+            ay_top=(cy - float(xy[L.FOREHEAD_TOP, 1])) + 0.34 * face_h,
+            ay_bottom=(float(xy[L.CHIN, 1]) - cy) + 0.32 * face_h,
+        )
+
+    def radius(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Normalised elliptic radius: 1 on the ellipse."""
+        ay = np.where(y < self.cy, self.ay_top, self.ay_bottom)
+        return np.sqrt(((x - self.cx) / self.ax) ** 2 + ((y - self.cy) / ay) ** 2)
+
+    def ring(self, scale: float, n: int) -> np.ndarray:
+        t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+        ay = np.where(np.sin(t) < 0, self.ay_top, self.ay_bottom)
+        return np.stack([self.cx + scale * self.ax * np.cos(t), self.cy + scale * ay * np.sin(t)], 1)
+
+
+# Mouth and expression motion stays inside this elliptic radius (exactly zero beyond);
+# pose weight is 1 inside POSE_INNER and falls to 0 at POSE_OUTER.
+FLOW_SUPPORT = 1.0
+POSE_INNER, POSE_OUTER = 0.78, 1.22
+
+
+def grid_points(size: int, grid: int = GRID) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates (x, y) of the grid samples, each float64 (grid, grid)."""
+    c = (np.arange(grid) + 0.5) * size / grid - 0.5
+    return np.meshgrid(c, c)
+
+
+class Densifier:
+    """Piecewise-linear interpolation from landmarks (+ zero anchors) onto the grid.
+
+    The triangulation and barycentric weights are computed once per avatar and
+    reused for every channel.
+    """
+
+    def __init__(self, points: np.ndarray, head: HeadEllipse, size: int, grid: int = GRID) -> None:
+        ring = head.ring(FLOW_SUPPORT, ANCHORS_ON_RING)
+        s = float(size)
+        frame = np.array([[-1, -1], [s, -1], [-1, s], [s, s], [s / 2, -1], [s / 2, s], [-1, s / 2], [s, s / 2]])
+        self.n_landmarks = len(points)
+        nodes = np.concatenate([points[:, :2].astype(np.float64), ring, frame])
+        self.tri = Delaunay(nodes)
+        gx, gy = grid_points(size, grid)
+        query = np.stack([gx.ravel(), gy.ravel()], 1)
+        simplex = self.tri.find_simplex(query)
+        inside = simplex >= 0
+        trans = self.tri.transform[simplex[inside]]
+        bary2 = np.einsum("nij,nj->ni", trans[:, :2], query[inside] - trans[:, 2])
+        self.bary = np.concatenate([bary2, 1 - bary2.sum(1, keepdims=True)], 1)
+        self.vertices = self.tri.simplices[simplex[inside]]
+        self.inside = inside
+        self.grid = grid
+        self.support = head.radius(gx, gy) < FLOW_SUPPORT
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        """float (478, C) landmark values -> float32 (C, grid, grid); zero at the anchors."""
+        n_extra = self.tri.points.shape[0] - self.n_landmarks
+        full = np.concatenate([values, np.zeros((n_extra, values.shape[1]))])
+        out = np.zeros((self.grid * self.grid, values.shape[1]))
+        out[self.inside] = np.einsum("nk,nkc->nc", self.bary, full[self.vertices])
+        field = out.T.reshape(values.shape[1], self.grid, self.grid)
+        return (field * self.support).astype(np.float32)
+
+
+def densify_channels(disp: np.ndarray, dens: Densifier) -> np.ndarray:
+    """float32 (C, 478, 2) -> float32 (C, 2, grid, grid)."""
+    c = disp.shape[0]
+    stacked = disp.transpose(1, 0, 2).reshape(disp.shape[1], c * 2)
+    return dens(stacked).reshape(c, 2, dens.grid, dens.grid)
+
+
+def orthogonalize(mouth: np.ndarray, expression: np.ndarray) -> np.ndarray:
+    """Remove from each expression basis its projection on the span of the mouth bank.
+
+    float32 (Cm, 2, G, G), (Ce, 2, G, G) -> expression (Ce, 2, G, G). Done in
+    float64 with two passes so the float32 result stays orthogonal to ~1e-7.
+    """
+    m = mouth.reshape(len(mouth), -1).astype(np.float64).T
+    e = expression.reshape(len(expression), -1).astype(np.float64).T
+    q, _ = np.linalg.qr(m)
+    for _ in range(2):
+        e = e - q @ (q.T @ e)
+    return e.T.reshape(expression.shape).astype(np.float32)
+
+
+def pose_weight(head: HeadEllipse, size: int, grid: int = GRID) -> np.ndarray:
+    """float32 (grid, grid) 0..1: how rigidly each point follows the head pose."""
+    gx, gy = grid_points(size, grid)
+    r = head.radius(gx, gy)
+    t = np.clip((POSE_OUTER - r) / (POSE_OUTER - POSE_INNER), 0.0, 1.0)
+    return (t * t * (3 - 2 * t)).astype(np.float32)
+
+
+def depth_field(points: np.ndarray, head: HeadEllipse, dens: Densifier, size: int) -> tuple[np.ndarray, float]:
+    """Per-grid-point depth (pixels, larger = nearer) and the head's rotation-centre depth.
+
+    Inside the face the landmarks' own depth; elsewhere an ellipsoid that meets
+    the face at its outline, so hair and ears turn with the head.
+    """
+    gx, gy = grid_points(size, dens.grid)
+    r = np.clip(head.radius(gx, gy), 0.0, 1.0)
+    z_face = points[:, 2].astype(np.float64)
+    depth_scale = 0.75 * head.ax
+    base = float(np.percentile(z_face[list(L.FACE_OVAL)], 50)) - depth_scale * 0.6
+    ellipsoid = base + depth_scale * np.sqrt(1.0 - r**2)
+    # Interpolate the face's depth relative to the ellipsoid so the two blend smoothly.
+    lx, ly = points[:, 0], points[:, 1]
+    rl = np.clip(head.radius(lx, ly), 0.0, 1.0)
+    rel = z_face - (base + depth_scale * np.sqrt(1.0 - rl**2))
+    dens_rel = Densifier.__call__(dens, rel[:, None])[0]
+    center_z = base
+    return (ellipsoid + dens_rel).astype(np.float32), center_z
+
+
+def triangle_areas(xy: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Signed areas of triangles ``int (T, 3)`` over points ``(N, 2)``."""
+    a, b, c = xy[triangles[:, 0]], xy[triangles[:, 1]], xy[triangles[:, 2]]
+    return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
+
+
+MIN_TRIANGLE_AREA = 2.0  # px^2 at a 512 frame; slivers below this have no reliable orientation
+
+
+def folded_triangles(xy: np.ndarray, disp: np.ndarray, triangles: np.ndarray, size: int = 512) -> int:
+    """How many triangles flip orientation (fold over) when ``disp`` is applied."""
+    before = triangle_areas(xy, triangles)
+    after = triangle_areas(xy + disp, triangles)
+    valid = np.abs(before) > MIN_TRIANGLE_AREA * (size / 512) ** 2
+    return int(np.count_nonzero(valid & (np.sign(before) != np.sign(after))))
+
+
+def field_jacobian_min(field: np.ndarray, size: int) -> float:
+    """Smallest Jacobian determinant of x -> x + field over the grid (< 0 means a fold)."""
+    step = size / field.shape[-1]
+    dux = np.gradient(field[0], axis=1) / step
+    duy = np.gradient(field[0], axis=0) / step
+    dvx = np.gradient(field[1], axis=1) / step
+    dvy = np.gradient(field[1], axis=0) / step
+    det = (1 + dux) * (1 + dvy) - duy * dvx
+    return float(det.min())
+
+
+BLINK_LEVELS = (0.5, 1.0)  # lid closure (share of the lid gap) at eyeBlink = 0.5 and 1
+LID_SKIN = 1.3  # lid skin taken from this many lid gaps above the margin
+LID_CURVE = 2.0  # >1 keeps the lash line thin at the closing edge
+
+
+def _curve(points: np.ndarray, idx: tuple[int, ...], x: np.ndarray) -> np.ndarray:
+    px, py = points[list(idx), 0], points[list(idx), 1]
+    order = np.argsort(px)
+    return np.interp(x, px[order], py[order])
+
+
+def blink_backward(points: np.ndarray, size: int, grid: int = GRID) -> np.ndarray:
+    """Backward eyelid maps: float32 (2 eyes [left, right], 2 levels, 2, G, G).
+
+    A blink is authored as a backward map (output pixel -> source offset) because
+    a forward field that squeezes a 12-pixel eye into a 4-pixel grid cannot be
+    inverted by one fixed-point step. For each column of the eye the upper lid
+    skin (between the crease and the lid margin, lashes included) is stretched
+    down to the closing edge and the eye itself is squeezed below it. Level 0 is
+    the map at half closure, level 1 the difference from it to full closure, so
+    the renderer blends them piecewise-linearly in the coefficient.
+    """
+    gx, gy = grid_points(size, grid)
+    out = np.zeros((2, 2, 2, grid, grid), np.float32)
+    eyes = (
+        (L.EYE_L_UPPER, L.EYE_L_LOWER, L.EYE_L_UPPER_OUTER, L.EYE_L_CORNERS),
+        (L.EYE_R_UPPER, L.EYE_R_LOWER, L.EYE_R_UPPER_OUTER, L.EYE_R_CORNERS),
+    )
+    for e, (upper, lower, crease, corners) in enumerate(eyes):
+        x = gx[0]
+        lid = _curve(points, upper + corners, x)
+        low = _curve(points, lower + corners, x)
+        gap_max = float(np.max(low - lid))
+        cre = np.minimum(_curve(points, crease + corners, x), lid - LID_SKIN * gap_max)
+        xs = points[list(corners), 0]
+        inside_x = (x > xs.min()) & (x < xs.max())
+        maps = []
+        for k in BLINK_LEVELS:
+            gap = np.maximum(low - lid, 0.0)
+            edge = lid + k * gap
+            y = gy
+            src = y.copy()
+            upper_part = (y >= cre) & (y <= edge)
+            u = np.clip((y - cre) / np.maximum(edge - cre, 1e-6), 0.0, 1.0)
+            src = np.where(upper_part, cre + (lid - cre) * u**LID_CURVE, src)
+            lower_part = (y > edge) & (y <= low)
+            src = np.where(lower_part, lid + (y - edge) * (low - lid) / np.maximum(low - edge, 1e-6), src)
+            offset = np.where(inside_x[None, :], y - src, 0.0)
+            maps.append(offset)
+        out[e, 0, 1] = maps[0]
+        out[e, 1, 1] = maps[1] - maps[0]
+    return out

@@ -1,0 +1,209 @@
+"""``enroll``: portrait -> avatar pack (landmarks, aligned frame, flow bases, textures).
+
+Steps: load (bounded memory) -> 478 landmarks (MediaPipe) -> align the head
+frame -> author every channel's landmark displacement in face units -> dense
+flow on a GRID x GRID field -> orthogonalise the expression bank against the
+mouth bank (EDTalk, arXiv 2404.01647: disentangled bases) -> fold-over check
+-> pose depth and weights -> mouth textures -> save. Packs are cached by the
+portrait's content hash and the enrollment parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from models.avatar import landmarks as L
+from models.avatar.align import apply_alignment
+from models.avatar.authoring import landmark_displacements
+from models.avatar.bases import (
+    GRID,
+    Densifier,
+    HeadEllipse,
+    blink_backward,
+    densify_channels,
+    depth_field,
+    field_jacobian_min,
+    folded_triangles,
+    pose_weight,
+)
+from models.avatar.detect import detect_landmarks
+from models.avatar.errors import AvatarError, EnrollError
+from models.avatar.image_io import load_portrait
+from models.avatar.mouth import (
+    cavity_colors,
+    lip_and_skin_colors,
+    mouth_frame,
+    portrait_teeth,
+    synth_lower,
+    synth_upper_teeth,
+)
+from models.avatar.pack import PACK_VERSION, AvatarPack, read_meta
+from models.channels import CHANNEL_INDEX, EXPRESSION_CHANNELS, MOUTH_CHANNELS
+
+log = logging.getLogger(__name__)
+
+SIZES = (256, 512)
+MAX_FOLD_RETRIES = 6
+FOLD_SHRINK = 0.8
+
+Progress = Callable[[float, str], None]
+
+
+def _noop(_: float, __: str) -> None:
+    pass
+
+
+def _project_out_mouth(fields: np.ndarray, disp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Orthogonalise expression fields against the span of mouth fields; apply the same
+    linear combination to the landmark displacements so the lip ring stays consistent."""
+    nm = len(MOUTH_CHANNELS)
+    m = fields[:nm].reshape(nm, -1).astype(np.float64).T  # (P, Cm)
+    e = fields[nm:].reshape(len(fields) - nm, -1).astype(np.float64).T  # (P, Ce)
+    coef = np.zeros((nm, e.shape[1]))
+    for _ in range(2):  # a second pass removes float64 round-off
+        step, *_ = np.linalg.lstsq(m, e, rcond=None)
+        e = e - m @ step
+        coef += step
+    out_fields = fields.copy()
+    out_fields[nm:] = e.T.reshape(fields[nm:].shape).astype(np.float32)
+    out_disp = disp.copy()
+    out_disp[nm:] = disp[nm:] - np.einsum("mc,mij->cij", coef, disp[:nm])
+    return out_fields, out_disp
+
+
+def _fold_safe(fields: np.ndarray, disp: np.ndarray, points: np.ndarray, triangles: np.ndarray,
+               size: int) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """Shrink any channel whose full activation folds the landmark mesh or the flow field."""
+    names = MOUTH_CHANNELS + EXPRESSION_CHANNELS
+    jaw = CHANNEL_INDEX["jawOpen"]
+    scales: dict[str, float] = {}
+    xy = points[:, :2].astype(np.float64)
+    for k, name in enumerate(names):
+        scale = 1.0
+        for _ in range(MAX_FOLD_RETRIES):
+            d = disp[k] * scale
+            f = fields[k] * scale
+            if name == "mouthClose":  # only meaningful together with jawOpen (capped by it)
+                d = d + disp[jaw]
+                f = f + fields[jaw]
+            if folded_triangles(xy, d, triangles, size) == 0 and field_jacobian_min(f, size) > 0.05:
+                break
+            scale *= FOLD_SHRINK
+        else:
+            raise EnrollError(f"channel {name} folds over on this face even at {scale:.2f} strength")
+        if scale < 1.0:
+            fields[k] *= scale
+            disp[k] *= scale
+            scales[name] = round(scale, 3)
+    return fields, disp, scales
+
+
+def portrait_hash(data: bytes, size: int) -> str:
+    h = hashlib.sha256()
+    h.update(data)
+    h.update(f"size={size};grid={GRID};version={PACK_VERSION}".encode())
+    return h.hexdigest()
+
+
+def build_pack(image: np.ndarray, size: int = 512, progress: Progress = _noop) -> AvatarPack:
+    """uint8 (H, W, 3) RGB portrait -> an :class:`AvatarPack` with a size x size head frame."""
+    if size not in SIZES:
+        raise EnrollError(f"size must be one of {SIZES}, got {size}")
+    t0 = time.perf_counter()
+    progress(0.05, "finding the face")
+    det = detect_landmarks(image)
+    progress(0.35, "aligning the head frame")
+    frame, points, matrix = apply_alignment(image, det.points, size)
+    progress(0.45, "authoring channel motion")
+    disp = landmark_displacements(points).astype(np.float64)
+    head = HeadEllipse.of(points)
+    dens = Densifier(points, head, size)
+    fields = densify_channels(disp, dens)
+    fields, disp = _project_out_mouth(fields, disp)
+    progress(0.65, "checking for fold-overs")
+    lm_only = dens.tri.simplices[(dens.tri.simplices < len(points)).all(axis=1)]
+    fields, disp, scales = _fold_safe(fields, disp, points, lm_only, size)
+    progress(0.75, "pose depth and mouth textures")
+    depth, center_z = depth_field(points, head, dens, size)
+    pivot = np.array([head.cx, head.cy + 0.25 * head.ay_bottom, center_z], np.float32)
+    ring_idx = list(L.LIPS_INNER)
+    ring = points[ring_idx, :2].astype(np.float64)
+    origin, _, v, width = mouth_frame(ring)
+    i_lo = L.LIPS_INNER.index(L.LOWER_INNER_MID)
+    i_cr, i_cl = L.LIPS_INNER.index(L.INNER_CORNER_R), L.LIPS_INNER.index(L.INNER_CORNER_L)
+    rest_gap = float((ring[i_lo] - origin) @ v)
+    upper_curve = float(((0.5 * (ring[i_cr] + ring[i_cl])) - origin) @ v) / width
+    lip_rgb, luma = lip_and_skin_colors(frame, points)
+    teeth, own_teeth = portrait_teeth(frame, points, synth_upper_teeth(luma))
+    arrays = {
+        "landmarks": points.astype(np.float32),
+        "bases": fields.astype(np.float32),
+        "lip_points": ring.astype(np.float32),
+        "lip_bases": disp[:, ring_idx, :].astype(np.float32),
+        "lip_depth": points[ring_idx, 2].astype(np.float32),
+        "blink_back": blink_backward(points, size),
+        "pose_weight": pose_weight(head, size),
+        "depth": depth,
+        "pivot": pivot,
+        "teeth_upper": teeth,
+        "teeth_lower": synth_lower(lip_rgb, luma),
+        "cavity": cavity_colors(lip_rgb),
+        "mouth_shape": np.array([rest_gap, upper_curve], np.float32),
+        "portrait_matrix": matrix.astype(np.float64),
+    }
+    meta = {
+        "faces_found": 1 + det.others,
+        "channel_scales": scales,
+        "own_teeth": own_teeth,
+        "head_ellipse": [head.cx, head.cy, head.ax, head.ay_top, head.ay_bottom],
+        "enroll_seconds": round(time.perf_counter() - t0, 3),
+    }
+    progress(0.95, "saving")
+    return AvatarPack(image=frame, arrays=arrays, meta=meta, portrait=image)
+
+
+def enroll(image: str | Path | bytes, out_dir: str | Path, size: int = 512,
+           progress: Progress | None = None, force: bool = False) -> Path:
+    """Portrait file or bytes -> avatar pack folder ``out_dir`` (reused when already enrolled).
+
+    Raises :class:`EnrollError` with a readable reason for bad input.
+    """
+    report = progress or _noop
+    out = Path(out_dir)
+    data = image if isinstance(image, bytes) else _read_bytes(Path(image))
+    digest = portrait_hash(data, size)
+    if not force and (out / "avatar.json").is_file():
+        try:
+            if read_meta(out).get("source_sha256") == digest:
+                report(1.0, "already enrolled (cached)")
+                return out
+        except AvatarError:
+            pass
+    report(0.0, "loading the portrait")
+    portrait = load_portrait(data)
+    pack = build_pack(portrait, size=size, progress=report)
+    if pack.meta["faces_found"] > 1:
+        log.warning("%d faces in the portrait; enrolled the largest", pack.meta["faces_found"])
+    pack.meta["source_sha256"] = digest
+    if not isinstance(image, bytes):
+        pack.meta["source_name"] = Path(image).name
+    pack.save(out)
+    report(1.0, "done")
+    return out
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise EnrollError(f"{path}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise EnrollError(f"{path} is a folder, not an image") from exc
+    except OSError as exc:
+        raise EnrollError(f"{path}: cannot read ({exc.strerror})") from exc

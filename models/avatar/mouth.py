@@ -1,0 +1,130 @@
+"""Mouth-interior textures: upper teeth, tongue with a hint of lower teeth, cavity colours.
+
+Textures live in a mouth frame that the renderer rebuilds every frame from the
+displaced inner-lip ring: ``s`` runs across the mouth (0 at the subject's right
+corner, 1 at the left), ``t`` runs away from a lip in mouth widths. Rows cover
+``t`` in ``[0, T_MAX)``, columns ``s`` in ``[0, 1)``, sample centres at half texels.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from models.avatar import landmarks as L
+
+TEX_H, TEX_W = 64, 128
+T_MAX = 0.5  # mouth widths covered by a texture's rows
+TOOTH_LEN = 0.12  # visible upper incisor length, mouth widths
+# Tooth widths from the centre outwards (central incisor .. premolar), mouth widths.
+TOOTH_WIDTHS = (0.105, 0.085, 0.08, 0.07, 0.065, 0.06)
+GAP_OPEN_FRAC = 0.06  # rest opening (mouth widths) above which the portrait's own teeth are used
+
+
+def texel_coords() -> tuple[np.ndarray, np.ndarray]:
+    """(s, t) of texel centres, each float64 (TEX_H, TEX_W)."""
+    s = (np.arange(TEX_W) + 0.5) / TEX_W
+    t = (np.arange(TEX_H) + 0.5) / TEX_H * T_MAX
+    return np.meshgrid(s, t)
+
+
+def _tooth_edges() -> np.ndarray:
+    """Tooth boundaries in s, foreshortened towards the corners (the arch turns away)."""
+    arc = np.concatenate([[0.0], np.cumsum(TOOTH_WIDTHS)])
+    arc = arc / arc[-1] * (np.pi / 2) * 0.92
+    half = 0.5 * np.sin(arc)
+    return np.concatenate([0.5 - half[::-1], 0.5 + half[1:]])
+
+
+def lip_and_skin_colors(image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, float]:
+    """Mean lip RGB (float64 (3,)) and mean face luma (0..255) of an aligned frame."""
+    mask_lips = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mask_lips, [np.round(points[list(L.LIPS_OUTER), :2]).astype(np.int32)], 1)
+    cv2.fillPoly(mask_lips, [np.round(points[list(L.LIPS_INNER), :2]).astype(np.int32)], 0)
+    mask_face = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mask_face, [np.round(points[list(L.FACE_OVAL), :2]).astype(np.int32)], 1)
+    lips = image[mask_lips > 0].astype(np.float64)
+    face = image[mask_face > 0].astype(np.float64)
+    lip_rgb = lips.mean(0) if len(lips) else np.array([150.0, 80.0, 80.0])
+    luma = float((face @ np.array([0.299, 0.587, 0.114])).mean()) if len(face) else 128.0
+    return lip_rgb, luma
+
+
+def synth_upper_teeth(luma: float) -> np.ndarray:
+    """uint8 (TEX_H, TEX_W, 4) RGBA: a row of upper teeth hanging from t = 0."""
+    s, t = texel_coords()
+    light = float(np.clip(luma / 150.0, 0.55, 1.1))
+    edges = _tooth_edges()
+    idx = np.clip(np.searchsorted(edges, s) - 1, 0, len(edges) - 2)
+    left, right = edges[idx], edges[idx + 1]
+    width = right - left
+    u = (s - left) / width  # 0..1 across each tooth
+    centre = np.abs(2 * s - 1)  # 0 at the middle of the mouth, 1 at the corners
+    length = TOOTH_LEN * (1.0 - 0.45 * centre**2)
+    # Rounded incisal edge: each tooth is a little shorter at its sides.
+    tip = length * (1.0 - 0.25 * (2 * u - 1) ** 4)
+    alpha = np.clip((tip - t) / 0.012 + 0.5, 0.0, 1.0) * np.clip((0.97 - centre) / 0.08, 0.0, 1.0)
+    gap = np.clip(np.minimum(u, 1 - u) * width / 0.006, 0.0, 1.0)  # dark seams between teeth
+    base = np.array([232.0, 224.0, 208.0]) * light
+    shade = (0.55 + 0.45 * (1 - centre**2)) * (0.75 + 0.25 * gap) * (0.88 + 0.12 * np.sin(np.pi * u))
+    shade = shade * (0.92 + 0.08 * np.clip(t / max(TOOTH_LEN, 1e-6), 0, 1))
+    rgb = base[None, None, :] * shade[..., None]
+    return np.dstack([np.clip(rgb, 0, 255), alpha * 255]).round().astype(np.uint8)
+
+
+def synth_lower(lip_rgb: np.ndarray, luma: float) -> np.ndarray:
+    """uint8 (TEX_H, TEX_W, 4) RGBA seen just above the lower lip: tongue, a hint of lower teeth."""
+    s, t = texel_coords()
+    light = float(np.clip(luma / 150.0, 0.55, 1.1))
+    centre = np.abs(2 * s - 1)
+    tongue_rgb = 0.75 * lip_rgb + 0.25 * np.array([200.0, 95.0, 100.0])
+    r = np.sqrt(((s - 0.5) / 0.4) ** 2 + ((t + 0.01) / 0.16) ** 2)
+    tongue_a = np.clip((1.0 - r) / 0.45, 0.0, 1.0) * 0.9
+    tongue_shade = 0.45 + 0.45 * np.clip(1.0 - r, 0.0, 1.0) ** 0.7
+    teeth_a = np.clip((0.028 - t) / 0.012, 0.0, 1.0) * np.clip((0.45 - centre) / 0.25, 0.0, 1.0) * 0.55
+    teeth_rgb = np.array([200.0, 190.0, 175.0]) * light * 0.85
+    rgb = tongue_rgb[None, None, :] * tongue_shade[..., None]
+    rgb = rgb * (1 - teeth_a[..., None]) + teeth_rgb * teeth_a[..., None]
+    alpha = np.maximum(tongue_a, teeth_a)
+    return np.dstack([np.clip(rgb, 0, 255), alpha * 255]).round().astype(np.uint8)
+
+
+def cavity_colors(lip_rgb: np.ndarray) -> np.ndarray:
+    """float32 (6,): RGB of the deep cavity, RGB of the cavity next to the lips (0..255)."""
+    deep = 0.16 * lip_rgb + np.array([4.0, 1.0, 1.0])
+    near = 0.42 * lip_rgb
+    return np.concatenate([deep, near]).astype(np.float32)
+
+
+def mouth_frame(ring: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Origin (upper inner lip middle), unit across-axis u, down-axis v, mouth width from a ring."""
+    i_up, i_r, i_l = (L.LIPS_INNER.index(k) for k in (L.UPPER_INNER_MID, L.INNER_CORNER_R, L.INNER_CORNER_L))
+    across = ring[i_l] - ring[i_r]
+    width = float(np.linalg.norm(across))
+    u = across / max(width, 1e-6)
+    v = np.array([-u[1], u[0]])
+    return ring[i_up], u, v, width
+
+
+def portrait_teeth(image: np.ndarray, points: np.ndarray, synth: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Use the portrait's own teeth for the upper layer when its mouth is open enough."""
+    ring = points[list(L.LIPS_INNER), :2].astype(np.float64)
+    origin, u, v, width = mouth_frame(ring)
+    i_lo = L.LIPS_INNER.index(L.LOWER_INNER_MID)
+    opening = float((ring[i_lo] - origin) @ v) / max(width, 1e-6)
+    if opening < GAP_OPEN_FRAC:
+        return synth, False
+    s, t = texel_coords()
+    px = origin[0] + (s - 0.5) * width * u[0] + t * width * v[0]
+    py = origin[1] + (s - 0.5) * width * u[1] + t * width * v[1]
+    sampled = cv2.remap(image, px.astype(np.float32), py.astype(np.float32), cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE)
+    inside = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(inside, [np.round(ring).astype(np.int32)], 255)
+    a = cv2.remap(inside, px.astype(np.float32), py.astype(np.float32), cv2.INTER_LINEAR)
+    a = np.minimum(a.astype(np.float64), 255.0 * (t < opening))
+    out = synth.astype(np.float64)
+    alpha = a[..., None] / 255.0
+    out[..., :3] = sampled * alpha + out[..., :3] * (1 - alpha)
+    out[..., 3] = np.maximum(out[..., 3], a)
+    return out.round().astype(np.uint8), True

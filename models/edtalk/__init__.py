@@ -1,0 +1,76 @@
+"""EDTalk (arXiv 2404.01647) as an optional renderer backend.
+
+Importing this package loads no torch: :func:`create_edtalk_renderer` needs only the
+exported ONNX files (``python -m models.edtalk.export DIR`` makes them, with torch,
+from the upstream checkpoints the user downloaded; see docs/edtalk.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from models.edtalk.files import (
+    EXP_WEIGHTS_DIR,
+    Precision,
+    Variant,
+    WeightsError,
+    audio2lip_onnx,
+    check_weights,
+    frame_onnx,
+    source_onnx,
+)
+from models.onnx_session import Provider
+
+if TYPE_CHECKING:
+    from models.edtalk.runtime import Audio2LipRunner, EdtalkRenderer
+
+__all__ = [
+    "WeightsError",
+    "check_weights",
+    "create_audio2lip",
+    "create_edtalk_renderer",
+]
+
+
+def create_edtalk_renderer(
+    weights_dir: str | Path,
+    portrait_image: np.ndarray,
+    size: int = 256,
+    provider: Provider = "auto",
+    precision: Precision = "fp32",
+    variant: Variant = "edtalk",
+) -> EdtalkRenderer:
+    """A :class:`models.render.base.Renderer` for one portrait (uint8 (H, W, 3) RGB face crop); frames are size x size.
+
+    Raises :class:`WeightsError` naming the missing files when the folder is incomplete.
+    """
+    from models.edtalk.coeffs import load_expression_weights
+    from models.edtalk.runtime import EdtalkRenderer
+    from models.emotions import load_presets
+    from models.onnx_session import create_session
+
+    check_weights(weights_dir, variant, precision)
+    return EdtalkRenderer(
+        create_session(source_onnx(weights_dir, variant), provider),
+        create_session(frame_onnx(weights_dir, variant, precision), provider),
+        portrait_image,
+        size=size,
+        expression_weights=load_expression_weights(Path(weights_dir) / EXP_WEIGHTS_DIR),
+        presets=load_presets(),
+    )
+
+
+def create_audio2lip(weights_dir: str | Path, provider: Provider = "auto") -> Audio2LipRunner:
+    """EDTalk's Audio2Lip on ONNX Runtime: speech -> native mouth weights."""
+    from models.edtalk.runtime import Audio2LipRunner
+    from models.onnx_session import create_session
+
+    path = audio2lip_onnx(weights_dir)
+    if not path.is_file():
+        raise WeightsError(
+            f"missing {path}; export it with `python -m models.edtalk.export {weights_dir}`"
+        )
+    return Audio2LipRunner(create_session(path, provider))

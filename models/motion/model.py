@@ -1,0 +1,99 @@
+"""The shipped audio-to-motion ONNX model, loaded once and shared by sessions.
+
+The graph is streaming: it takes ``mel`` float32 (1, T, 80) plus one state tensor per
+convolution and returns per-frame outputs and the next states (see
+``models/training/export.py``). Everything the runtime needs — channel names, rates,
+look-ahead, receptive field — is read from the model's metadata.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from models.audio.features import HOP_LENGTH, MEL_RATE, N_MELS, SAMPLE_RATE, silence_feature
+from models.onnx_session import Provider, create_session, session_metadata
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "motion" / "motion.onnx"
+SUPPORTED_FPS = (20, 25, 30, 50, 60)  # frame rates whose frame times the mel grid resolves
+_REQUIRED_META = ("names", "sample_rate", "mel_rate", "n_mels", "lookahead_frames", "lookahead_s")
+
+
+class MotionModelError(ValueError):
+    """A model file that is missing, unreadable or not a headcast motion model."""
+
+
+class MotionModel:
+    """An ONNX motion model plus the metadata it describes itself with.
+
+    ``names``: the output channels (ARKit mouth names); ``fps``: frames per second the
+    streamer emits; ``sample_rate``: 16000; ``lookahead_s``: audio past a frame's time
+    that must arrive before the frame is final. ``run`` is thread-safe (ONNX Runtime
+    sessions are), so one instance serves every session.
+    """
+
+    def __init__(self, path: str | Path | bytes, fps: int = 25, provider: Provider = "auto") -> None:
+        if int(fps) not in SUPPORTED_FPS:
+            raise MotionModelError(f"fps must be one of {SUPPORTED_FPS}, got {fps}")
+        if not isinstance(path, bytes) and not Path(path).is_file():
+            raise MotionModelError(f"motion model not found: {path}")
+        try:
+            self.session = create_session(path, provider=provider, threads=1)
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise MotionModelError(f"cannot load motion model {path!r}: {exc}") from exc
+        meta = session_metadata(self.session)
+        missing = [k for k in _REQUIRED_META if k not in meta]
+        if missing or meta.get("headcast.kind") != "motion":
+            raise MotionModelError(f"{path!r} is not a headcast motion model (missing {missing})")
+        if int(meta["sample_rate"]) != SAMPLE_RATE or int(meta["mel_rate"]) != MEL_RATE or int(
+            meta["n_mels"]
+        ) != N_MELS:
+            raise MotionModelError("motion model was trained for other audio features")
+        self.metadata = meta
+        self.names: tuple[str, ...] = tuple(meta["names"].split(","))
+        self.fps = int(fps)
+        self.sample_rate = SAMPLE_RATE
+        self.mel_rate = MEL_RATE
+        self.hop_length = HOP_LENGTH
+        self.lookahead_frames = int(meta["lookahead_frames"])
+        self.lookahead_s = float(meta["lookahead_s"])
+        inputs = self.session.get_inputs()
+        self._state_names = [i.name for i in inputs if i.name.startswith("state_")]
+        self._state_shapes = [tuple(int(d) for d in i.shape) for i in inputs if i.name.startswith("state_")]
+        self._out_names = ["coeffs", "speech"] + [f"state_out_{i}" for i in range(len(self._state_names))]
+        self._initial = self._wash_in()
+
+    def _wash_in(self) -> list[np.ndarray]:
+        """States after a long stretch of digital silence: the state a stream starts in.
+
+        Zero states are not what a conv sees after silence; running twice the receptive
+        field of silence frames flushes every trace of the zeros.
+        """
+        states = [np.zeros(s, np.float32) for s in self._state_shapes]
+        rf = int(self.metadata.get("receptive_field", "100"))
+        pad = np.tile(silence_feature(), (2 * rf, 1))
+        _, _, states = self.run(pad, states)
+        return states
+
+    def initial_states(self) -> list[np.ndarray]:
+        return [s.copy() for s in self._initial]
+
+    def run(
+        self, feats: np.ndarray, states: list[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """feats float32 (T, 80), T >= 1 -> coeffs float32 (T, K) 0..1, speech (T,), states.
+
+        Output row ``t`` belongs to the mel frame ``lookahead_frames`` before input row ``t``.
+        """
+        feeds = {"mel": np.ascontiguousarray(feats[None], np.float32)}
+        feeds.update(zip(self._state_names, states, strict=True))
+        out = self.session.run(self._out_names, feeds)
+        return out[0][0], out[1][0], list(out[2:])
+
+
+def load_motion_model(
+    path: str | Path | None = None, fps: int = 25, provider: Provider = "auto"
+) -> MotionModel:
+    """Load a motion model (``None`` = the one shipped in the repository)."""
+    return MotionModel(DEFAULT_MODEL if path is None else path, fps=fps, provider=provider)

@@ -1,0 +1,172 @@
+"""Streaming audio-to-motion: push PCM chunks of any size, get timestamped frames.
+
+The model runs at the mel rate (100 Hz); video frame ``i`` is at time ``i / fps`` and
+takes the model output at mel position ``i * 100 / fps`` (linear interpolation between
+the two neighbouring mel frames when that is not an integer, e.g. at 30 fps). A frame
+is *final* once the look-ahead past its time has arrived, so chunking changes nothing:
+streaming in any chunk sizes equals the offline result (up to float rounding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.audio.features import HALF_WINDOW, HOP_LENGTH, FeatureExtractor
+from models.motion.model import MotionModel
+
+OFFLINE_BLOCK_S = 10.0  # seconds of audio per model call in :func:`infer` (bounded memory)
+
+
+@dataclass(frozen=True)
+class MotionFrames:
+    """A run of consecutive frames.
+
+    index: int64 (N,), frame ``i`` is at ``i / fps`` s from stream start;
+    coeffs: float32 (N, len(names)) 0..1; speech: float32 (N,) 0..1 speech activity.
+    """
+
+    index: np.ndarray
+    coeffs: np.ndarray
+    speech: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @staticmethod
+    def empty(channels: int) -> MotionFrames:
+        return MotionFrames(
+            np.zeros(0, np.int64), np.zeros((0, channels), np.float32), np.zeros(0, np.float32)
+        )
+
+    @staticmethod
+    def concat(parts: list[MotionFrames], channels: int) -> MotionFrames:
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return MotionFrames.empty(channels)
+        return MotionFrames(
+            np.concatenate([p.index for p in parts]),
+            np.concatenate([p.coeffs for p in parts]),
+            np.concatenate([p.speech for p in parts]),
+        )
+
+
+class MotionStreamer:
+    """One per session; plain synchronous and not thread-safe (call from one worker).
+
+    ``push(pcm16k)`` returns the frames that became final; ``flush()`` ends the
+    utterance (pads the look-ahead with silence, returns the rest) and leaves the
+    streamer fresh, so the next push starts a new stream at frame 0; ``reset()`` drops
+    everything (interrupt). ``samples_consumed`` counts samples since the stream start.
+    """
+
+    def __init__(self, model: MotionModel) -> None:
+        self.model = model
+        self._channels = len(model.names)
+        self.reset()
+
+    def reset(self) -> None:
+        self._fx = FeatureExtractor()
+        self._states = self.model.initial_states()
+        self._mel_in = 0  # mel frames fed to the model
+        # Model outputs at the mel rate for mel frames _out_start .. _out_start+len-1.
+        self._out_start = 0
+        self._out_coeffs = np.zeros((0, self._channels), np.float32)
+        self._out_speech = np.zeros(0, np.float32)
+        self._next_frame = 0
+        self.samples_consumed = 0
+
+    @property
+    def frames_emitted(self) -> int:
+        return self._next_frame
+
+    def _mel_position(self, frame: int) -> tuple[int, float]:
+        """Frame index -> (mel frame below, fraction towards the next), exact arithmetic."""
+        num = frame * self.model.mel_rate
+        return num // self.model.fps, (num % self.model.fps) / self.model.fps
+
+    def _feed(self, pcm: np.ndarray) -> None:
+        feats = self._fx.push(pcm)
+        if not len(feats):
+            return
+        coeffs, speech, self._states = self.model.run(feats, self._states)
+        # Output row r is for mel frame (_mel_in + r - lookahead); drop the ones before 0.
+        first = self._mel_in - self.model.lookahead_frames
+        self._mel_in += len(feats)
+        skip = max(0, -first)
+        if skip >= len(coeffs):
+            return
+        self._out_coeffs = np.concatenate([self._out_coeffs, coeffs[skip:]])
+        self._out_speech = np.concatenate([self._out_speech, speech[skip:]])
+
+    def _emit(self, limit: int | None = None) -> MotionFrames:
+        available = self._out_start + len(self._out_coeffs)  # mel outputs 0..available-1 exist
+        idx, lo_l, frac_l = [], [], []
+        i = self._next_frame
+        while limit is None or i < limit:
+            lo, frac = self._mel_position(i)
+            if lo + (1 if frac > 0 else 0) >= available:
+                break
+            idx.append(i)
+            lo_l.append(lo - self._out_start)
+            frac_l.append(frac)
+            i += 1
+        if not idx:
+            return MotionFrames.empty(self._channels)
+        lo_a = np.array(lo_l, np.int64)
+        hi_a = np.minimum(lo_a + 1, len(self._out_coeffs) - 1)
+        w = np.array(frac_l, np.float32)
+        coeffs = self._out_coeffs[lo_a] * (1 - w[:, None]) + self._out_coeffs[hi_a] * w[:, None]
+        speech = self._out_speech[lo_a] * (1 - w) + self._out_speech[hi_a] * w
+        self._next_frame = i
+        # Keep outputs from the next frame's lower mel frame on.
+        keep_from = min(self._mel_position(i)[0] - self._out_start, len(self._out_coeffs))
+        if keep_from > 0:
+            self._out_coeffs = self._out_coeffs[keep_from:]
+            self._out_speech = self._out_speech[keep_from:]
+            self._out_start += keep_from
+        return MotionFrames(
+            np.array(idx, np.int64),
+            np.clip(coeffs, 0.0, 1.0).astype(np.float32),
+            np.clip(speech, 0.0, 1.0).astype(np.float32),
+        )
+
+    def push(self, pcm16k: np.ndarray) -> MotionFrames:
+        """float32 (N,) 16 kHz mono in -1..1 (any N incl. 0; NaN/inf are cleaned) -> frames."""
+        pcm = np.asarray(pcm16k, np.float32).reshape(-1)
+        self.samples_consumed += len(pcm)
+        self._feed(pcm)
+        return self._emit()
+
+    def total_frames(self) -> int:
+        """Frames covering the audio so far: those with time < samples_consumed / 16000."""
+        sr, fps = self.model.sample_rate, self.model.fps
+        return -(-self.samples_consumed * fps // sr)
+
+    def flush(self) -> MotionFrames:
+        """End of utterance: pad with silence, emit every remaining frame, start afresh."""
+        n_frames = self.total_frames()
+        if n_frames > self._next_frame:
+            lo, frac = self._mel_position(n_frames - 1)
+            last_mel = lo + (1 if frac > 0 else 0) + self.model.lookahead_frames
+            need = last_mel * HOP_LENGTH + HALF_WINDOW  # samples that complete that mel frame
+            pad = max(0, need - self._fx.samples_in)
+            self._feed(np.zeros(pad, np.float32))
+        out = self._emit(limit=n_frames)
+        self.reset()
+        return out
+
+
+def infer(model: MotionModel, pcm16k: np.ndarray) -> MotionFrames:
+    """Offline: float32 (N,) 16 kHz mono -> all ``ceil(N * fps / 16000)`` frames.
+
+    Runs the streaming path in blocks of ``OFFLINE_BLOCK_S`` so memory stays bounded
+    and the result equals any chunked streaming run.
+    """
+    pcm = np.asarray(pcm16k, np.float32).reshape(-1)
+    streamer = MotionStreamer(model)
+    block = int(OFFLINE_BLOCK_S * model.sample_rate)
+    parts = [streamer.push(pcm[i : i + block]) for i in range(0, len(pcm), block)]
+    parts.append(streamer.flush())
+    return MotionFrames.concat(parts, len(model.names))

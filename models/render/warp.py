@@ -1,0 +1,85 @@
+"""The ``warp`` renderer, CPU fast path: flow in numpy, warps with ``cv2.remap``.
+
+cv2 releases the GIL, so several sessions render in parallel threads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from models.avatar.pack import AvatarPack, load_pack
+from models.render import warp_math as wm
+
+BBOX_MARGIN_PX = 3
+
+
+def cv2_sampler(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``warp_math.Sampler`` with cv2.remap: field (C, H, W) at x, y (...) -> (C, ...)."""
+    shape = x.shape
+    mx = np.ascontiguousarray(x, np.float32).reshape(shape[0], -1) if x.ndim == 2 else x.astype(np.float32).reshape(1, -1)
+    my = np.ascontiguousarray(y, np.float32).reshape(mx.shape)
+    src = np.ascontiguousarray(np.moveaxis(field.astype(np.float32), 0, -1))
+    out = cv2.remap(src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out = out.reshape(*mx.shape, field.shape[0]) if field.shape[0] > 1 else out.reshape(*mx.shape, 1)
+    return np.moveaxis(out, -1, 0).reshape(field.shape[0], *shape)
+
+
+class WarpRenderer:
+    """Renderer protocol implementation (see ``models.render.base.Renderer``)."""
+
+    backend = "warp"
+
+    def __init__(self, pack: AvatarPack) -> None:
+        self.pack = pack
+        self.size = pack.size
+        self.arrays = pack.arrays
+        self.image = np.ascontiguousarray(pack.image)
+        self._identity = np.ascontiguousarray(np.moveaxis(wm.identity_map(self.size), 0, -1))
+
+    @classmethod
+    def from_dir(cls, path: str | Path | None = None) -> WarpRenderer:
+        return cls(load_pack(path))
+
+    def sampling_map(self, c: np.ndarray) -> np.ndarray:
+        """Prepared coefficients (K,) -> float32 (S, S, 2) source pixel for every output pixel."""
+        forward = wm.forward_field(self.arrays, c, self.size)
+        blink = self.arrays["blink_back"].reshape(4, 2, *forward.shape[1:])
+        back = wm.inverse_displacement(forward, self.size, cv2_sampler, blink, wm.blink_weights(c))
+        up = cv2.resize(np.ascontiguousarray(np.moveaxis(back, 0, -1)), (self.size, self.size),
+                        interpolation=cv2.INTER_LINEAR)
+        return self._identity - up
+
+    def render(self, coeffs: np.ndarray) -> np.ndarray:
+        """float32 (K,) -> uint8 (S, S, 3) RGB."""
+        c = wm.prepare(coeffs)
+        if not np.any(c):
+            return self.image.copy()
+        out = cv2.remap(self.image, self.sampling_map(c), None, cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE)
+        self._draw_mouth(out, c)
+        return out
+
+    def render_batch(self, coeffs: np.ndarray) -> np.ndarray:
+        """float32 (B, K) -> uint8 (B, S, S, 3)."""
+        batch = np.asarray(coeffs, np.float32)
+        return np.stack([self.render(row) for row in batch]) if len(batch) else np.zeros((0, self.size, self.size, 3), np.uint8)
+
+    def _draw_mouth(self, out: np.ndarray, c: np.ndarray) -> None:
+        m = wm.mouth_state(self.arrays, c, self.size)
+        if m.alpha <= 0.0:
+            return
+        lo = np.floor(m.ring.min(axis=0)).astype(int) - BBOX_MARGIN_PX
+        hi = np.ceil(m.ring.max(axis=0)).astype(int) + BBOX_MARGIN_PX + 1
+        x0, y0 = np.clip(lo, 0, self.size)
+        x1, y1 = np.clip(hi, 0, self.size)
+        if x1 <= x0 or y1 <= y0:
+            return
+        px, py = np.meshgrid(np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64))
+        color, cover = wm.interior(px, py, m, self.arrays, cv2_sampler)
+        patch = out[y0:y1, x0:x1].astype(np.float64)
+        a = cover[..., None]
+        patch = patch * (1 - a) + np.moveaxis(color, 0, -1) * a
+        out[y0:y1, x0:x1] = np.clip(np.rint(patch), 0, 255).astype(np.uint8)

@@ -1,0 +1,246 @@
+"""The ``warp`` renderer's definition, in numpy: coefficients -> sampling maps + mouth layer.
+
+One definition, three executions: the CPU fast path (``warp.py``, cv2.remap), the
+numpy reference (``reference.py``) and the ONNX graph (``warp_onnx.py``) all
+follow these steps and are tested to agree:
+
+1. coefficients: clamp to range; ``mouthClose`` is capped at ``jawOpen`` (ARKit:
+   lips meet while the jaw is open; alone it has no meaning);
+2. forward displacement on the flow grid: ``F = sum_k c_k B_k`` (mouth and
+   expression banks), then the rigid head pose composed after it:
+   ``D = F + w * (R (x + F - p) + p + t - (x + F))`` using per-point depth;
+3. backward map: first-order inverse ``x0 = q - D(q)`` plus one fixed-point step
+   ``x1 = q - D(x0)``; the displacement ``q - x1`` is upsampled to the frame;
+4. warp the portrait by that map (bilinear, border replicate);
+5. mouth interior: inside the polygon of the displaced inner-lip ring, a shaded
+   cavity with upper teeth (attached to the upper lip) and tongue / lower teeth
+   (attached to the lower lip), faded in as the mouth opens beyond its rest gap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.avatar import landmarks as L
+from models.avatar.mouth import T_MAX
+from models.channels import CHANNEL_INDEX, NUM_CHANNELS, POSE_SLICE, clip
+
+N_FLOW = POSE_SLICE.start  # mouth + expression channels that own a flow basis
+JAW, CLOSE = CHANNEL_INDEX["jawOpen"], CHANNEL_INDEX["mouthClose"]
+BLINKS = (CHANNEL_INDEX["eyeBlinkLeft"], CHANNEL_INDEX["eyeBlinkRight"])
+YAW, PITCH, ROLL, TX, TY = range(POSE_SLICE.start, POSE_SLICE.stop)
+OPEN_RAMP_PX = 2.0  # the interior fades in over this much extra opening
+EDGE_SOFT_PX = 0.75  # half-width of the anti-aliased polygon edge
+I_UP = L.LIPS_INNER.index(L.UPPER_INNER_MID)
+I_LO = L.LIPS_INNER.index(L.LOWER_INNER_MID)
+I_CR = L.LIPS_INNER.index(L.INNER_CORNER_R)
+I_CL = L.LIPS_INNER.index(L.INNER_CORNER_L)
+
+
+def prepare(coeffs: np.ndarray) -> np.ndarray:
+    """float32 (..., K) -> clamped float32 (..., K) with mouthClose <= jawOpen."""
+    c = np.asarray(coeffs, np.float32)
+    if c.shape[-1] != NUM_CHANNELS:
+        raise ValueError(f"expected {NUM_CHANNELS} coefficients, got shape {c.shape}")
+    c = clip(np.nan_to_num(c, nan=0.0, posinf=0.0, neginf=0.0))
+    c[..., CLOSE] = np.minimum(c[..., CLOSE], c[..., JAW])
+    return c
+
+
+def rotation(yaw_deg: float, pitch_deg: float, roll_deg: float) -> np.ndarray:
+    """float64 (3, 3) = Rz(roll) @ Rx(pitch) @ Ry(yaw) in image axes (x right, y down, z to camera).
+
+    Positive yaw turns the face towards the image's right, positive pitch nods
+    the chin down, positive roll tilts the head clockwise on screen.
+    """
+    y, p, r = np.deg2rad([yaw_deg, pitch_deg, roll_deg])
+    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
+    rx = np.array([[1, 0, 0], [0, np.cos(p), np.sin(p)], [0, -np.sin(p), np.cos(p)]])
+    rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
+    return rz @ rx @ ry
+
+
+def pose_displace(xy: np.ndarray, z: np.ndarray, weight: np.ndarray, c: np.ndarray,
+                  pivot: np.ndarray, size: int) -> np.ndarray:
+    """Rigid head motion of points ``xy`` (2, ...) at depth ``z`` (...), scaled by ``weight``."""
+    rot = rotation(float(c[YAW]), float(c[PITCH]), float(c[ROLL]))
+    rel = np.stack([xy[0] - pivot[0], xy[1] - pivot[1], z - pivot[2]])
+    moved = np.tensordot(rot, rel, axes=1)
+    shift = np.array([c[TX], c[TY]]) * size
+    dx = moved[0] + pivot[0] + shift[0] - xy[0]
+    dy = moved[1] + pivot[1] + shift[1] - xy[1]
+    return np.stack([dx, dy]) * weight
+
+
+def grid_xy(size: int, grid: int) -> np.ndarray:
+    """float64 (2, G, G) pixel coordinates of the flow-grid samples (half-pixel centres)."""
+    c = (np.arange(grid) + 0.5) * size / grid - 0.5
+    gx, gy = np.meshgrid(c, c)
+    return np.stack([gx, gy])
+
+
+def forward_field(arrays: dict[str, np.ndarray], c: np.ndarray, size: int) -> np.ndarray:
+    """Prepared coefficients (K,) -> forward displacement float32 (2, G, G) in pixels."""
+    bases = arrays["bases"]
+    g = bases.shape[-1]
+    flow = np.tensordot(forward_weights(c), bases, axes=1)  # (2, G, G)
+    if not np.any(c[POSE_SLICE]):
+        return flow.astype(np.float32)
+    xy = grid_xy(size, g) + flow
+    pose = pose_displace(xy, arrays["depth"], arrays["pose_weight"], c, arrays["pivot"], size)
+    return (flow + pose).astype(np.float32)
+
+
+Sampler = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+"""(field (C, H, W), x (...), y (...)) in field pixel coords -> (C, ...) bilinear, border clamp."""
+
+
+def bilinear(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Reference bilinear sampler: field (C, H, W) at float x, y (...) -> (C, ...), border clamp."""
+    h, w = field.shape[-2:]
+    x = np.clip(x, 0.0, w - 1.0)
+    y = np.clip(y, 0.0, h - 1.0)
+    x0 = np.clip(np.floor(x).astype(np.int64), 0, w - 2) if w > 1 else np.zeros_like(x, np.int64)
+    y0 = np.clip(np.floor(y).astype(np.int64), 0, h - 2) if h > 1 else np.zeros_like(y, np.int64)
+    fx, fy = x - x0, y - y0
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    top = field[:, y0, x0] * (1 - fx) + field[:, y0, x1] * fx
+    bot = field[:, y1, x0] * (1 - fx) + field[:, y1, x1] * fx
+    return top * (1 - fy) + bot * fy
+
+
+def forward_weights(c: np.ndarray) -> np.ndarray:
+    """Weights (N_FLOW,) of the forward bases: blinks are drawn by backward maps instead."""
+    w = np.array(c[:N_FLOW], np.float32, copy=True)
+    w[list(BLINKS)] = 0.0
+    return w
+
+
+def blink_weights(c: np.ndarray) -> np.ndarray:
+    """float32 (4,): [left half, left rest, right half, right rest] blend weights."""
+    out = []
+    for k in BLINKS:
+        b = float(c[k])
+        out += [2.0 * min(b, 0.5), 2.0 * max(b - 0.5, 0.0)]
+    return np.array(out, np.float32)
+
+
+def inverse_displacement(forward: np.ndarray, size: int, sample: Sampler = bilinear,
+                         blink: np.ndarray | None = None, blink_w: np.ndarray | None = None) -> np.ndarray:
+    """Forward D (2, G, G) -> backward displacement U (2, G, G): source = q - U(q).
+
+    ``blink`` (4, 2, G, G) backward eyelid maps in head coordinates, weighted by
+    ``blink_w`` (4,), are looked up where the fixed-point source lands, so the
+    lids follow the head pose.
+    """
+    g = forward.shape[-1]
+    q = grid_xy(size, g)
+    x0 = q - forward
+    scale = g / size
+    d_at_x0 = sample(forward, (x0[0] + 0.5) * scale - 0.5, (x0[1] + 0.5) * scale - 0.5)
+    if blink is not None and blink_w is not None and np.any(blink_w):
+        lids = np.tensordot(blink_w, blink, axes=1)
+        x1 = q - d_at_x0
+        d_at_x0 = d_at_x0 + sample(lids, (x1[0] + 0.5) * scale - 0.5, (x1[1] + 0.5) * scale - 0.5)
+    return d_at_x0.astype(np.float32)
+
+
+def lip_ring(arrays: dict[str, np.ndarray], c: np.ndarray, size: int) -> np.ndarray:
+    """Displaced inner-lip ring float64 (20, 2): the mouth-opening polygon in the output frame."""
+    pts = arrays["lip_points"].astype(np.float64)
+    moved = pts + np.tensordot(forward_weights(c), arrays["lip_bases"], axes=1)
+    if np.any(c[POSE_SLICE]):
+        moved = moved + pose_displace(moved.T, arrays["lip_depth"], np.float64(1.0), c, arrays["pivot"], size).T
+    return moved
+
+
+@dataclass(frozen=True)
+class MouthState:
+    """Per-frame mouth geometry in output pixels."""
+
+    ring: np.ndarray  # float64 (20, 2)
+    origin: np.ndarray  # (2,) upper inner-lip middle
+    u: np.ndarray  # (2,) unit vector across the mouth (towards the subject's left corner)
+    v: np.ndarray  # (2,) unit vector down the face
+    width: float  # inner-corner distance, px
+    opening: float  # inner gap at the middle, px (along v)
+    alpha: float  # 0..1 interior fade-in
+    upper_curve: float  # upper-lip rise at the corners, mouth widths
+    lower_curve: float  # lower-lip sag at the middle relative to corners, mouth widths
+
+
+def mouth_state(arrays: dict[str, np.ndarray], c: np.ndarray, size: int) -> MouthState:
+    ring = lip_ring(arrays, c, size)
+    across = ring[I_CL] - ring[I_CR]
+    width = max(float(np.hypot(across[0], across[1])), 1e-3)
+    u = across / width
+    v = np.array([-u[1], u[0]])
+    origin = ring[I_UP]
+    opening = float((ring[I_LO] - origin) @ v)
+    rest_gap, upper_curve = (float(x) for x in arrays["mouth_shape"])
+    alpha = float(np.clip((opening - rest_gap) / OPEN_RAMP_PX, 0.0, 1.0))
+    corners_mid = 0.5 * (ring[I_CL] + ring[I_CR])
+    lower_curve = float((ring[I_LO] - corners_mid) @ v) / width
+    return MouthState(ring, origin, u, v, width, opening, alpha, upper_curve, lower_curve)
+
+
+def polygon_sdf(px: np.ndarray, py: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    """Signed distance (px, positive inside) from points to a closed polygon ring (N, 2)."""
+    ax, ay = ring[:, 0], ring[:, 1]
+    bx, by = np.roll(ax, -1), np.roll(ay, -1)
+    qx, qy = px[..., None], py[..., None]
+    ex, ey = bx - ax, by - ay
+    len2 = np.maximum(ex * ex + ey * ey, 1e-12)
+    t = np.clip(((qx - ax) * ex + (qy - ay) * ey) / len2, 0.0, 1.0)
+    dx, dy = qx - (ax + t * ex), qy - (ay + t * ey)
+    dist = np.sqrt((dx * dx + dy * dy).min(axis=-1))
+    crosses = ((ay > qy) != (by > qy)) & (qx < ex * (qy - ay) / np.where(ey == 0, 1e-12, ey) + ax)
+    inside = (crosses.sum(axis=-1) % 2) == 1
+    return np.where(inside, dist, -dist)
+
+
+def texture_coords(px: np.ndarray, py: np.ndarray, m: MouthState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Output pixels -> (s across 0..1, t below the upper lip, t above the lower lip) in mouth widths."""
+    rx, ry = px - m.origin[0], py - m.origin[1]
+    s = (rx * m.u[0] + ry * m.u[1]) / m.width + 0.5
+    down = (rx * m.v[0] + ry * m.v[1]) / m.width
+    bow = 4.0 * (s - 0.5) ** 2
+    t_up = down - m.upper_curve * bow
+    gap_mid = m.opening / m.width
+    lower_line = gap_mid - m.lower_curve * bow
+    t_lo = lower_line - down
+    return s, t_up, t_lo
+
+
+def tex_pixel(s: np.ndarray, t: np.ndarray, tex_h: int, tex_w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mouth-frame (s, t) -> texel coordinates (x, y) for a (tex_h, tex_w) texture."""
+    return s * tex_w - 0.5, t / T_MAX * tex_h - 0.5
+
+
+def interior(px: np.ndarray, py: np.ndarray, m: MouthState, arrays: dict[str, np.ndarray],
+             sample: Sampler = bilinear) -> tuple[np.ndarray, np.ndarray]:
+    """Mouth-interior colour float (3, ...) 0..255 and coverage alpha (...) 0..1 at output pixels."""
+    s, t_up, t_lo = texture_coords(px, py, m)
+    cav = arrays["cavity"].astype(np.float64)
+    depth = np.sqrt(np.clip(np.minimum(t_up, t_lo) / 0.14, 0.0, 1.0))
+    shape = (3,) + (1,) * depth.ndim
+    color = cav[3:].reshape(shape) * (1 - depth) + cav[:3].reshape(shape) * depth
+    upper, lower = arrays["teeth_upper"], arrays["teeth_lower"]
+    for tex, t in ((lower, t_lo), (upper, t_up)):
+        tx, ty = tex_pixel(s, t, tex.shape[0], tex.shape[1])
+        layer = sample(np.moveaxis(tex.astype(np.float32), -1, 0), tx, ty)
+        # Outside the texture's rows nothing of the layer is drawn.
+        valid = (t >= 0.0) & (t < T_MAX)
+        a = layer[3] / 255.0 * valid
+        color = color * (1 - a) + layer[:3] * a
+    cover = np.clip(polygon_sdf(px, py, m.ring) / (2 * EDGE_SOFT_PX) + 0.5, 0.0, 1.0) * m.alpha
+    return color, cover
+
+
+def identity_map(size: int) -> np.ndarray:
+    c = np.arange(size, dtype=np.float32)
+    gx, gy = np.meshgrid(c, c)
+    return np.stack([gx, gy])

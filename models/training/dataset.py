@@ -1,0 +1,229 @@
+"""Synthetic training/evaluation data: synthesise, assemble sessions, augment, featurise.
+
+A *session* is 2-5 utterances of one voice separated by pauses, with silence before and
+after, so the model sees speech onsets, pauses and level changes the way a live stream
+does. Each session yields ``copies`` augmented versions; features come from the same
+numpy front-end the server uses (:class:`models.audio.features.FeatureExtractor`), so
+training and serving features are identical by construction.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from models.audio.features import MEL_RATE, SAMPLE_RATE, FeatureExtractor, to_mono_16k
+from models.training.augment import augment
+from models.training.synth import (
+    ESPEAK_VARIANTS,
+    Utterance,
+    Voice,
+    synth_espeak,
+    synth_festival,
+    synth_flite,
+)
+from models.training.text import random_text
+from models.training.visemes import SILENCE, make_targets
+
+log = logging.getLogger(__name__)
+
+HELDOUT_ESPEAK = ("en-us+klatt4", "en-gb-x-rp", "en+michel", "en+linda")
+TRAIN_VOICES: tuple[Voice, ...] = (
+    *(Voice("flite", v) for v in ("slt", "rms", "kal16", "kal")),
+    Voice("festival", "kal_diphone"),
+    *(Voice("espeak", v) for v in ESPEAK_VARIANTS if v not in HELDOUT_ESPEAK),
+)
+# Voices and engines the model never hears in training: evaluation only.
+HELDOUT_VOICES: tuple[Voice, ...] = (
+    Voice("flite", "awb"),
+    Voice("festival", "cmu_us_slt_arctic_hts"),
+    *(Voice("espeak", v) for v in HELDOUT_ESPEAK),
+)
+TEMPO = (0.8, 1.3)  # speaking-rate factor, > 1 faster
+PITCH_CENTS = (-300.0, 300.0)
+PAUSE_S = (0.12, 1.2)
+LEAD_S = (0.1, 0.8)
+TRAIL_S = (0.3, 1.0)
+UTTERANCES_PER_SESSION = (2, 5)
+FESTIVAL_BATCH = 12
+RATE_STEP = 100  # Hz
+
+
+@dataclass
+class Session:
+    """audio: float32 (N,) 16 kHz; visemes [(viseme, start s, end s)] covering 0..N/16000."""
+
+    audio: np.ndarray
+    visemes: list[tuple[str, float, float]]
+    voice: str
+    texts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Example:
+    """feats float16 (T, 80); coeffs float16 (T, 16); speech, closure float16 (T,)."""
+
+    feats: np.ndarray
+    coeffs: np.ndarray
+    speech: np.ndarray
+    closure: np.ndarray
+    voice: str
+
+
+def _to_16k(utt: Utterance, pitch_factor: float) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+    """Play at ``rate * pitch_factor`` (pitch and tempo both scale) and resample to 16 kHz."""
+    # Rounded to 100 Hz so the resampling ratio stays a small fraction (short filters).
+    rate = int(round(utt.rate * pitch_factor / RATE_STEP)) * RATE_STEP
+    audio = to_mono_16k(utt.audio, rate)
+    dur = len(audio) / SAMPLE_RATE
+    segs = []
+    for v, s, e in utt.visemes:
+        s2, e2 = s * utt.rate / rate, min(e * utt.rate / rate, dur)
+        if e2 > s2:
+            segs.append((v, s2, e2))
+    return audio, segs
+
+
+def synthesise(voice: Voice, n: int, rng: np.random.Generator) -> list[tuple[np.ndarray, list, str]]:
+    """``n`` utterances with random text, tempo and pitch -> [(audio 16k, visemes, text)]."""
+    out = []
+    todo = n
+    while todo > 0:
+        cents = rng.uniform(*PITCH_CENTS)
+        pitch = 2 ** (cents / 1200)
+        tempo = rng.uniform(*TEMPO)
+        # Resampling by `pitch` speeds speech up by `pitch`; the engine makes up the rest.
+        stretch = float(np.clip(pitch / tempo, 0.5, 2.0))
+        if voice.engine == "festival":
+            texts = [random_text(rng) for _ in range(min(todo, FESTIVAL_BATCH))]
+            utts = synth_festival(texts, voice.name, stretch)
+            todo -= len(texts)
+        elif voice.engine == "flite":
+            utts = [synth_flite(random_text(rng), voice.name, stretch)]
+            todo -= 1
+        else:
+            utts = [synth_espeak(random_text(rng), voice.name, stretch, int(rng.integers(25, 76)))]
+            todo -= 1
+        for u in utts:
+            audio, segs = _to_16k(u, pitch)
+            if len(audio) > SAMPLE_RATE // 4 and segs:
+                out.append((audio, segs, u.text))
+    return out
+
+
+def assemble(
+    utts: list[tuple[np.ndarray, list, str]], voice: str, rng: np.random.Generator
+) -> list[Session]:
+    """Group utterances into sessions with pauses; gaps are labelled silence."""
+    sessions = []
+    i = 0
+    while i < len(utts):
+        k = int(rng.integers(UTTERANCES_PER_SESSION[0], UTTERANCES_PER_SESSION[1] + 1))
+        group = utts[i : i + k]
+        i += k
+        parts: list[np.ndarray] = []
+        segs: list[tuple[str, float, float]] = []
+        t = 0.0
+
+        def silence(seconds: float) -> None:
+            nonlocal t
+            n = int(seconds * SAMPLE_RATE)
+            parts.append(np.zeros(n, np.float32))
+            segs.append((SILENCE, t, t + n / SAMPLE_RATE))
+            t += n / SAMPLE_RATE
+
+        silence(rng.uniform(*LEAD_S))
+        for j, (audio, vis, _) in enumerate(group):
+            if j:
+                silence(rng.uniform(*PAUSE_S))
+            parts.append(audio)
+            segs.extend((v, t + s, t + e) for v, s, e in vis)
+            t += len(audio) / SAMPLE_RATE
+        silence(rng.uniform(*TRAIL_S))
+        sessions.append(Session(np.concatenate(parts), _fill_gaps(segs, t), voice, [g[2] for g in group]))
+    return sessions
+
+
+def _fill_gaps(segs: list[tuple[str, float, float]], end: float) -> list[tuple[str, float, float]]:
+    segs = sorted(segs, key=lambda s: s[1])
+    out = []
+    t = 0.0
+    for v, s, e in segs:
+        if s > t + 1e-4:
+            out.append((SILENCE, t, s))
+        out.append((v, s, e))
+        t = max(t, e)
+    if end > t + 1e-4:
+        out.append((SILENCE, t, end))
+    return out
+
+
+def featurise(audio: np.ndarray, visemes: list[tuple[str, float, float]], voice: str) -> Example:
+    feats = FeatureExtractor().push(audio)
+    # Pad so every frame up to the end of the audio exists (what flush() does live).
+    tail = FeatureExtractor()
+    tail_feats = tail.push(np.concatenate([audio, np.zeros(400, np.float32)]))[len(feats) :]
+    feats = np.concatenate([feats, tail_feats])
+    tg = make_targets(visemes, len(feats), MEL_RATE)
+    f16 = np.float16
+    return Example(
+        feats.astype(f16), tg.coeffs.astype(f16), tg.speech.astype(f16), tg.closure.astype(f16), voice
+    )
+
+
+def _job(args: tuple[Voice, int, int, int, float]) -> list[Example]:
+    voice, n_utts, copies, seed, clean_prob = args
+    rng = np.random.default_rng(seed)
+    utts = synthesise(voice, n_utts, rng)
+    out = []
+    for sess in assemble(utts, str(voice), rng):
+        for _ in range(copies):
+            strength = 0.0 if rng.random() < clean_prob else rng.uniform(0.5, 1.0)
+            audio = augment(sess.audio, rng, strength)
+            out.append(featurise(audio, sess.visemes, sess.voice))
+    return out
+
+
+def build(
+    voices: Iterable[Voice], utts_per_voice: int, copies: int, seed: int, workers: int,
+    clean_prob: float = 0.1, chunk: int = 24,
+) -> list[Example]:
+    """Synthesise and featurise in ``workers`` processes; deterministic for a seed."""  # fmt: skip
+    jobs = []
+    for vi, voice in enumerate(voices):
+        for ci, start in enumerate(range(0, utts_per_voice, chunk)):
+            n = min(chunk, utts_per_voice - start)
+            jobs.append((voice, n, copies, seed * 100_003 + vi * 1009 + ci, clean_prob))
+    examples: list[Example] = []
+    if workers <= 1:
+        for job in jobs:
+            examples.extend(_job(job))
+    else:
+        with mp.get_context("fork").Pool(workers) as pool:
+            for done, result in enumerate(pool.imap(_job, jobs), 1):
+                examples.extend(result)
+                if done % 10 == 0 or done == len(jobs):
+                    log.info("data: %d/%d jobs", done, len(jobs))
+    return examples
+
+
+def save(examples: list[Example], path: Path) -> None:
+    lengths = np.array([len(e.feats) for e in examples], np.int64)
+    np.savez(
+        path,
+        lengths=lengths,
+        feats=np.concatenate([e.feats for e in examples]),
+        coeffs=np.concatenate([e.coeffs for e in examples]),
+        speech=np.concatenate([e.speech for e in examples]),
+        closure=np.concatenate([e.closure for e in examples]),
+        voices=np.array([e.voice for e in examples]),
+    )
+
+
+def hours(examples: list[Example]) -> float:
+    return sum(len(e.feats) for e in examples) / MEL_RATE / 3600

@@ -1,0 +1,141 @@
+"""The audio-to-motion network: a causal dilated 1-D conv net over log-mel (torch).
+
+Every convolution is *valid* (no padding) and looks only at past frames; the fixed
+look-ahead comes from assigning the output computed at mel frame ``q`` to frame
+``q - lookahead``. For streaming each conv keeps its last ``(kernel-1)*dilation`` input
+frames as state, so a chunked run equals a whole-sequence run (the WaveNet / TCN
+construction: van den Oord et al. 2016, Bai et al. 2018).
+
+Outputs per mel frame (100 Hz): the 16 ARKit mouth channels (0..1, gated), a speech
+activity probability and a lip-closure probability for /p b m/. Gating happens inside
+the graph so the exported model is the whole computation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from models.channels import MOUTH_CHANNELS
+
+N_MOUTH = len(MOUTH_CHANNELS)
+JAW = MOUTH_CHANNELS.index("jawOpen")
+# Channels that open the lips: a closure (or silence) scales them towards 0.
+OPENING = tuple(
+    MOUTH_CHANNELS.index(n)
+    for n in (
+        "jawOpen",
+        "mouthFunnel",
+        "mouthStretchLeft",
+        "mouthStretchRight",
+        "mouthLowerDownLeft",
+        "mouthLowerDownRight",
+        "mouthUpperUpLeft",
+        "mouthUpperUpRight",
+    )
+)
+PRESS = tuple(MOUTH_CHANNELS.index(n) for n in ("mouthPressLeft", "mouthPressRight"))
+CLOSURE_PRESS = 0.35  # mouthPress value a confident closure produces
+SPEECH_GATE = (0.15, 0.5)  # speech probability mapped linearly to gate 0..1
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    n_mels: int = 80
+    channels: int = 160
+    kernel: int = 3
+    dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 1, 2, 4)
+    lookahead_frames: int = 4  # mel frames (10 ms each)
+
+    @property
+    def receptive_field(self) -> int:
+        """Mel frames one output sees: the first conv plus every dilated one."""
+        return self.kernel + sum((self.kernel - 1) * d for d in self.dilations)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class CausalConv(nn.Module):
+    """Valid conv with an optional carried state of ``(kernel-1)*dilation`` frames."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, dilation: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(c_in, c_out, kernel, dilation=dilation)
+        self.context = (kernel - 1) * dilation
+        self.c_in = c_in
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, C_in, T) -> y (B, C_out, T) with state, (B, C_out, T - context) without."""
+        full = x if state is None else torch.cat([state, x], dim=2)
+        return self.conv(full), full[:, :, full.shape[2] - self.context :]
+
+
+class MotionNet(nn.Module):
+    """log-mel (B, T, n_mels) -> coeffs (B, T', 16), speech logit (B, T'), closure logit (B, T')."""
+
+    def __init__(self, cfg: NetConfig = NetConfig()) -> None:
+        super().__init__()
+        self.cfg = cfg
+        c = cfg.channels
+        self.inp = CausalConv(cfg.n_mels, c, cfg.kernel)
+        self.convs = nn.ModuleList(CausalConv(c, c, cfg.kernel, d) for d in cfg.dilations)
+        self.mix = nn.ModuleList(nn.Conv1d(c, c, 1) for _ in cfg.dilations)
+        self.head = nn.Conv1d(c, N_MOUTH + 2, 1)
+        self.act = nn.ReLU()
+        for m in self.mix:
+            nn.init.normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+
+    def state_shapes(self) -> list[tuple[int, int]]:
+        """(channels, frames) of each conv's state, in forward order."""
+        return [(self.inp.c_in, self.inp.context)] + [(m.c_in, m.context) for m in self.convs]
+
+    def trunk(
+        self, mel: torch.Tensor, states: list[torch.Tensor] | None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        x = mel.transpose(1, 2)
+        new_states = []
+        x, s = self.inp(x, None if states is None else states[0])
+        new_states.append(s)
+        x = self.act(x)
+        for i, (conv, mix) in enumerate(zip(self.convs, self.mix, strict=True)):
+            h, s = conv(x, None if states is None else states[i + 1])
+            new_states.append(s)
+            skip = x if states is not None else x[:, :, conv.context :]
+            x = skip + mix(self.act(h))
+        return self.head(self.act(x)), new_states
+
+    def forward(
+        self, mel: torch.Tensor, states: list[torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Returns (coeffs 0..1, speech logit, closure logit, new states)."""
+        out, new_states = self.trunk(mel, states)
+        raw = torch.sigmoid(out[:, :N_MOUTH])
+        speech_logit, closure_logit = out[:, N_MOUTH], out[:, N_MOUTH + 1]
+        coeffs = gate(raw, torch.sigmoid(speech_logit), torch.sigmoid(closure_logit))
+        return coeffs.transpose(1, 2), speech_logit, closure_logit, new_states
+
+
+def gate(raw: torch.Tensor, speech: torch.Tensor, closure: torch.Tensor) -> torch.Tensor:
+    """Silence and closure gating. raw: (B, 16, T) 0..1; speech, closure: (B, T) 0..1.
+
+    Opening channels are scaled by ``speech_gate * (1 - closure)``, and a closure pushes
+    mouthPress up, so a detected /p b m/ shuts the lips even when the regression smears.
+    """
+    lo, hi = SPEECH_GATE
+    g_speech = torch.clamp((speech - lo) / (hi - lo), 0.0, 1.0)
+    open_gate = (g_speech * (1.0 - closure)).unsqueeze(1)
+    mask = torch.zeros(N_MOUTH, 1, dtype=raw.dtype)
+    mask[list(OPENING)] = 1.0
+    scale = 1.0 - mask + mask * open_gate
+    out = raw * scale
+    press_mask = torch.zeros(N_MOUTH, 1, dtype=raw.dtype)
+    press_mask[list(PRESS)] = 1.0
+    return torch.maximum(out, press_mask * (CLOSURE_PRESS * closure).unsqueeze(1))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,165 @@
+"""``headcast train motion``: synthesise data, train :class:`MotionNet`, export ONNX.
+
+One command from nothing to a shipped model: data synthesis (multi-process), training on
+random crops with closure-weighted losses, export with metadata, and a recorded command
+line. ``tiny=True`` is the CI smoke version (seconds, same code path).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from models.audio.features import silence_feature
+from models.config import StrictModel
+from models.training.dataset import TRAIN_VOICES, Example, build, hours
+from models.training.export import export_onnx
+from models.training.net import JAW, N_MOUTH, MotionNet, NetConfig, count_parameters
+
+log = logging.getLogger(__name__)
+
+JAW_WEIGHT = 3.0  # jawOpen matters most for how a mouth reads
+CLOSURE_FRAME_WEIGHT = 4.0  # extra coefficient-loss weight inside /p b m/ closures
+CLOSURE_POS_WEIGHT = 3.0  # BCE positive weight of the closure head
+AUX_WEIGHT = 0.5  # speech and closure BCE relative to the coefficient L1
+CHECKPOINT_EVERY = 500  # steps
+
+
+class TrainConfig(StrictModel):
+    out: Path = Path("models/assets/motion/motion.onnx")
+    utts_per_voice: int = Field(130, ge=1)
+    copies: int = Field(2, ge=1)
+    voices: int = Field(len(TRAIN_VOICES), ge=1, le=len(TRAIN_VOICES))
+    steps: int = Field(4000, ge=1)
+    batch: int = Field(32, ge=1)
+    crop_frames: int = Field(300, ge=20)  # output frames per crop (10 ms each)
+    lr: float = Field(2e-3, gt=0)
+    warmup: int = Field(100, ge=0)
+    channels: int = Field(160, ge=8)
+    lookahead_ms: int = Field(40, ge=0, le=200)
+    seed: int = 0
+    workers: int = Field(2, ge=1)
+    threads: int = Field(2, ge=1)
+    max_minutes: float = Field(45.0, gt=0)  # hard stop for training (data time excluded)
+    checkpoint: Path | None = None  # exported every CHECKPOINT_EVERY steps when set
+
+    @classmethod
+    def tiny(cls, out: Path) -> TrainConfig:
+        return cls(out=out, utts_per_voice=3, copies=1, voices=2, steps=6, batch=2,
+                   crop_frames=60, channels=16, warmup=0, workers=1, threads=1)  # fmt: skip
+
+
+class Crops:
+    """Random training crops from padded examples (the pad is the stream-start state)."""
+
+    def __init__(self, examples: list[Example], net_cfg: NetConfig, crop: int, seed: int) -> None:
+        self.pad = net_cfg.receptive_field - 1
+        self.la = net_cfg.lookahead_frames
+        self.crop = crop
+        self.rng = np.random.default_rng(seed)
+        pad = np.tile(silence_feature().astype(np.float16), (self.pad, 1))
+        self.examples = [e for e in examples if len(e.feats) >= crop + self.la]
+        if not self.examples:
+            raise ValueError("no example is long enough for one crop")
+        self.inputs = [np.concatenate([pad, e.feats]) for e in self.examples]
+        lengths = np.array([len(e.feats) for e in self.examples], np.float64)
+        self.p = lengths / lengths.sum()
+
+    def batch(self, n: int) -> dict[str, torch.Tensor]:
+        """mel (n, crop + pad, 80); coeffs (n, crop, 16); speech, closure (n, crop)."""
+        idx = self.rng.choice(len(self.examples), size=n, p=self.p)
+        mel, co, sp, cl = [], [], [], []
+        for i in idx:
+            e = self.examples[i]
+            # Output q sees mel frames <= q and is the target of mel frame q - lookahead.
+            q0 = int(self.rng.integers(self.la, len(e.feats) - self.crop + 1))
+            mel.append(self.inputs[i][q0 : q0 + self.crop + self.pad])
+            t0 = q0 - self.la
+            co.append(e.coeffs[t0 : t0 + self.crop])
+            sp.append(e.speech[t0 : t0 + self.crop])
+            cl.append(e.closure[t0 : t0 + self.crop])
+
+        def stack(xs: list[np.ndarray]) -> torch.Tensor:
+            return torch.from_numpy(np.stack(xs).astype(np.float32))
+
+        return {"mel": stack(mel), "coeffs": stack(co), "speech": stack(sp), "closure": stack(cl)}
+
+
+def loss_fn(net: MotionNet, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    coeffs, speech_logit, closure_logit, _ = net(b["mel"])
+    w_ch = torch.ones(N_MOUTH)
+    w_ch[JAW] = JAW_WEIGHT
+    w_frame = 1.0 + CLOSURE_FRAME_WEIGHT * b["closure"]
+    l1 = ((coeffs - b["coeffs"]).abs() * w_ch).mean(-1)
+    l_coef = (l1 * w_frame).sum() / w_frame.sum()
+    bce = nn.functional.binary_cross_entropy_with_logits
+    l_speech = bce(speech_logit, b["speech"])
+    l_closure = bce(closure_logit, b["closure"], pos_weight=torch.tensor(CLOSURE_POS_WEIGHT))
+    total = l_coef + AUX_WEIGHT * (l_speech + l_closure)
+    return total, {"coef": l_coef.item(), "speech": l_speech.item(), "closure": l_closure.item()}
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+def train(cfg: TrainConfig, command: str | None = None) -> Path:
+    """Run the whole recipe; returns the written .onnx path."""
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    t0 = time.monotonic()
+    examples = build(TRAIN_VOICES[: cfg.voices], cfg.utts_per_voice, cfg.copies, cfg.seed, cfg.workers)
+    t_data = time.monotonic() - t0
+    log.info("data: %d sessions, %.2f h of features in %.0f s", len(examples), hours(examples), t_data)
+    net_cfg = NetConfig(channels=cfg.channels, lookahead_frames=round(cfg.lookahead_ms / 10))
+    net = MotionNet(net_cfg)
+    log.info("net: %d parameters, receptive field %d frames", count_parameters(net), net_cfg.receptive_field)
+    crops = Crops(examples, net_cfg, cfg.crop_frames, cfg.seed)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    t1 = time.monotonic()
+    step = 0
+    running: dict[str, float] = {}
+    for step in range(cfg.steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        loss, parts = loss_fn(net, crops.batch(cfg.batch))
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        running = {k: 0.98 * running.get(k, v) + 0.02 * v for k, v in parts.items()}
+        if step % 100 == 0 or step == cfg.steps - 1:
+            log.info(
+                "step %d/%d lr %.2e %s (%.0f s)", step, cfg.steps, lr_at(step, cfg),
+                " ".join(f"{k} {v:.4f}" for k, v in running.items()), time.monotonic() - t1,
+            )  # fmt: skip
+        if cfg.checkpoint is not None and step and step % CHECKPOINT_EVERY == 0:
+            export_onnx(net, cfg.checkpoint, {"train_steps": str(step)})
+            net.train()
+        if (time.monotonic() - t1) / 60 > cfg.max_minutes:
+            log.warning("time limit reached at step %d", step)
+            break
+    t_train = time.monotonic() - t1
+    cmd = command or "headcast train motion " + shlex.join(sys.argv[1:])
+    extra = {
+        "train_command": cmd,
+        "train_steps": str(step + 1),
+        "train_hours_of_features": f"{hours(examples):.2f}",
+        "train_voices": ",".join(str(v) for v in TRAIN_VOICES[: cfg.voices]),
+        "train_seconds": f"{t_data + t_train:.0f}",
+    }
+    path = export_onnx(net, cfg.out, extra)
+    log.info("wrote %s (data %.0f s, training %.0f s)", path, t_data, t_train)
+    return path
