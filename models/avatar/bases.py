@@ -180,8 +180,8 @@ def field_jacobian_min(field: np.ndarray, size: int) -> float:
     return float(det.min())
 
 
-BLINK_LEVELS = (0.5, 1.0)  # lid closure (share of the lid gap) at eyeBlink = 0.5 and 1
-LID_SKIN = 1.3  # lid skin taken from this many lid gaps above the margin
+BLINK_LEVELS = (0.5, 1.1)  # lid closure (share of the lid gap) at eyeBlink = 0.5 and 1; past 1 hides the sclera under the smeared grid
+LID_SKIN = 0.75  # lid skin taken from this many lid gaps above the margin
 LID_CURVE = 2.0  # >1 keeps the lash line thin at the closing edge
 
 
