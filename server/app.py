@@ -47,6 +47,7 @@ ROUTER_MODULES: tuple[tuple[str, bool], ...] = (
 DEFAULT_AVATAR = "default"
 AVATAR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 REAP_EVERY_S = 5.0
+MEL_HALF_WINDOW_S = 200 / 16_000  # right half of the 25 ms mel window (models.audio)
 CALIBRATION_FRAMES = 8
 
 RendererFactory = Callable[[str | Path | None, int], Any]
@@ -213,8 +214,10 @@ class AppState:
         MotionMixer(params.fps, seed=params.seed, emotion=params.emotion)  # validates emotion
         pool = await self.renderer_pool(params.avatar, params.size)
         model = await self.motion_model(params.fps)
-        lookahead = float(getattr(model, "lookahead_s", 0.0))
-        delay = output_delay_frames(lookahead, self.settings.render_margin_ms / 1000.0, params.fps)
+        # A frame is final once its look-ahead and the mel window's right half are in.
+        right_context = float(getattr(model, "lookahead_s", 0.0)) + MEL_HALF_WINDOW_S
+        margin = self.settings.render_margin_ms / 1000.0
+        delay = output_delay_frames(right_context, margin, params.fps)
         idle = await sched.run(pool.render, zeros())
         render = sched.render_fn(pool)
         streamer = await sched.run(self.streamer_factory, model)

@@ -35,12 +35,16 @@ def samples_per_frame(fps: int) -> int:
     return SAMPLE_RATE // fps
 
 
-def output_delay_frames(lookahead_s: float, margin_s: float, fps: int) -> int:
-    """Whole frames the output trails the input: motion look-ahead + one frame + render margin.
+def output_delay_frames(right_context_s: float, margin_s: float, fps: int) -> int:
+    """Whole frames the output trails the input.
 
-    The extra frame is the input tick itself: frame ``n``'s samples arrive during tick ``n``.
+    Frame ``f`` is final once audio up to ``f / fps + right_context_s`` is in; input tick
+    ``n`` brings samples up to ``(n + 1) / fps``. So frame ``f`` is made at tick
+    ``f + ceil(right_context_s * fps) - 1`` and sent one tick later, which leaves that
+    tick for rendering; ``margin_s`` adds whole frames on top.
     """
-    return max(1, math.ceil(round((lookahead_s + margin_s) * fps, 6)) + 1)
+    lag = max(1, math.ceil(round(right_context_s * fps, 6)))
+    return lag + math.ceil(round(margin_s * fps, 6))
 
 
 @dataclass

@@ -1,0 +1,108 @@
+"""``headcast motion SPEECH -o motion.json``: ARKit mouth coefficients from speech.
+
+Streams the file through the same :class:`~models.motion.stream.MotionStreamer` the live
+server uses, in bounded memory, and writes ``{"fps": 25, "names": [...], "frames":
+[[...], ...]}`` (frame ``i`` is at ``i / fps`` s, values 0..1) or CSV with a time column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+from server.errors import UserError
+
+HELP = "audio file -> ARKit mouth coefficients per video frame (JSON or CSV)"
+DECIMALS = 4
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "speech", type=Path, help="audio or video file (WAV, FLAC, MP3, OGG, M4A, ...)"
+    )
+    parser.add_argument("-o", "--out", default="-", help="output file ('-' = stdout)")
+    parser.add_argument(
+        "--format", choices=["json", "csv"], help="default: from the extension, else json"
+    )
+    parser.add_argument("--fps", type=int, default=25, help="frames per second (25 or 30, ...)")
+    parser.add_argument("--model", type=Path, help="motion .onnx (default: the shipped model)")
+    parser.add_argument("--provider", choices=["auto", "cpu", "cuda"], default="auto")
+
+
+def _rows(args: argparse.Namespace) -> tuple[tuple[str, ...], Iterator[list[float]]]:
+    from models.audio import AudioError
+    from models.audio.features import iter_audio
+    from models.motion import MotionModelError, MotionStreamer, load_motion_model
+
+    try:
+        model = load_motion_model(args.model, fps=args.fps, provider=args.provider)
+    except MotionModelError as exc:
+        raise UserError(str(exc)) from exc
+    chunks = iter_audio(args.speech)
+    try:
+        first = next(chunks, None)  # surfaces unreadable files before any output is written
+    except AudioError as exc:
+        raise UserError(str(exc)) from exc
+
+    def gen() -> Iterator[list[float]]:
+        streamer = MotionStreamer(model)
+        try:
+            pending = [] if first is None else [first]
+            for chunk in pending:
+                yield from _frames(streamer.push(chunk))
+            for chunk in chunks:
+                yield from _frames(streamer.push(chunk))
+        except AudioError as exc:
+            raise UserError(str(exc)) from exc
+        yield from _frames(streamer.flush())
+
+    return model.names, gen()
+
+
+def _frames(frames: object) -> Iterator[list[float]]:
+    for row in frames.coeffs:  # type: ignore[attr-defined]
+        yield [round(float(v), DECIMALS) for v in row]
+
+
+def _write_json(out: TextIO, fps: int, names: tuple[str, ...], rows: Iterator[list[float]]) -> int:
+    out.write(f'{{"fps": {fps}, "names": {json.dumps(list(names))}, "frames": [')
+    n = 0
+    for row in rows:
+        out.write(("," if n else "") + "\n" + json.dumps(row))
+        n += 1
+    out.write("\n]}\n")
+    return n
+
+
+def _write_csv(out: TextIO, fps: int, names: tuple[str, ...], rows: Iterator[list[float]]) -> int:
+    out.write(",".join(["time", *names]) + "\n")
+    n = 0
+    for n, row in enumerate(rows, 1):
+        out.write(f"{(n - 1) / fps:.4f}," + ",".join(f"{v:g}" for v in row) + "\n")
+    return n
+
+
+def run(args: argparse.Namespace) -> int:
+    fmt = args.format or ("csv" if str(args.out).lower().endswith(".csv") else "json")
+    names, rows = _rows(args)
+    writer = _write_csv if fmt == "csv" else _write_json
+    if args.out == "-":
+        n = writer(sys.stdout, args.fps, names, rows)
+    else:
+        target = Path(args.out)
+        tmp = target.with_name(target.name + ".part")
+        try:
+            with open(tmp, "w", encoding="utf-8", buffering=io.DEFAULT_BUFFER_SIZE * 16) as fh:
+                n = writer(fh, args.fps, names, rows)
+            tmp.replace(target)
+        except OSError as exc:
+            raise UserError(f"cannot write {target}: {exc.strerror}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+        print(f"{target}: {n} frames at {args.fps} fps", file=sys.stderr)
+    return 0

@@ -1,0 +1,70 @@
+"""``headcast train motion``: the whole audio-to-motion recipe in one command."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from server.errors import UserError
+
+HELP = "train a model from scratch (motion: audio-to-motion on synthesised speech)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", choices=["motion"], help="what to train")
+    parser.add_argument(
+        "-o", "--out", type=Path, help="output .onnx (default: the shipped model path)"
+    )
+    parser.add_argument("--tiny", action="store_true", help="seconds-long smoke run (CI)")
+    parser.add_argument("--steps", type=int, help="optimiser steps")
+    parser.add_argument(
+        "--utts-per-voice", type=int, help="synthesised utterances per training voice"
+    )
+    parser.add_argument("--copies", type=int, help="augmented copies per session")
+    parser.add_argument("--lookahead-ms", type=int, help="model look-ahead in ms (multiple of 10)")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--workers", type=int, help="data synthesis processes")
+    parser.add_argument("--threads", type=int, help="torch threads for training")
+    parser.add_argument("--max-minutes", type=float, help="stop training after this many minutes")
+    parser.add_argument(
+        "--checkpoint", type=Path, help="export a checkpoint .onnx here while training"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from models.config import ConfigError
+
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise UserError("training needs torch: pip install -r requirements/dev.txt") from exc
+    from models.training.synth import available_engines
+    from models.training.train import TrainConfig, train
+
+    missing = [name for name, ok in available_engines().items() if not ok]
+    if missing:
+        raise UserError(
+            f"speech engines missing: {', '.join(missing)} (run scripts/apt-deps.sh test)"
+        )
+    overrides = {
+        k: getattr(args, k)
+        for k in ("out", "steps", "utts_per_voice", "copies", "lookahead_ms", "seed", "workers",
+                  "threads", "max_minutes", "checkpoint")
+        if getattr(args, k) is not None
+    }  # fmt: skip
+    try:
+        if args.tiny:
+            base = TrainConfig.tiny(args.out or Path("out/motion-tiny.onnx"))
+            cfg = base.model_copy(update=overrides)
+        else:
+            cfg = TrainConfig(**overrides)
+    except (ConfigError, ValueError) as exc:
+        raise UserError(str(exc)) from exc
+    if cfg.lookahead_ms % 10:
+        raise UserError("--lookahead-ms must be a multiple of 10 (one mel frame)")
+    command = "headcast train motion " + shlex.join(sys.argv[3:] if len(sys.argv) > 3 else [])
+    path = train(cfg, command.strip())
+    print(path)
+    return 0

@@ -1,0 +1,119 @@
+"""Shared pieces of the server tests: a real uvicorn server on a thread, speech, measures."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+import wave
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import uvicorn
+
+from models.channels import CHANNEL_INDEX, zeros
+from server.app import create_app
+from server.settings import ServerSettings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SPEECH_WAV = FIXTURES / "speech.wav"  # espeak-ng, 16 kHz mono, 10.9 s
+TEST_SIZE = 256
+FPS = 25
+
+
+def load_speech(seconds: float | None = None) -> np.ndarray:
+    """float32 (N,) 16 kHz mono -1..1 of the test sentence."""
+    with wave.open(str(SPEECH_WAV)) as w:
+        assert w.getframerate() == 16_000 and w.getnchannels() == 1
+        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768.0
+    return pcm if seconds is None else pcm[: int(seconds * 16_000)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerThread:
+    """``headcast serve`` in-process on its own thread and event loop."""
+
+    def __init__(self, settings: ServerSettings | None = None, **factories: Any) -> None:
+        port = free_port()
+        base: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": port,
+            "default_size": TEST_SIZE,
+            "allowed_sizes": (TEST_SIZE, 512),
+            "avatars_dir": FIXTURES / "no-avatars",
+        }
+        self.settings = settings or ServerSettings(**base)
+        self.app = create_app(self.settings, **factories)
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=self.settings.port,
+            log_level="warning",
+            ws="websockets-sansio",
+            ws_max_size=self.settings.max_message_bytes,
+            lifespan="on",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = f"http://127.0.0.1:{self.settings.port}"
+
+    @property
+    def state(self) -> Any:
+        return self.app.state.headcast
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+
+def run(coro: Any, timeout: float = 120.0) -> Any:
+    """Run a test coroutine with a hard time limit."""
+
+    async def bounded() -> Any:
+        return await asyncio.wait_for(coro, timeout)
+
+    return asyncio.run(bounded())
+
+
+class MouthMeter:
+    """How open the avatar's mouth is in a frame, from pixels alone.
+
+    The mouth region is where a jawOpen=1 render differs from the neutral one; openness
+    is the fraction of that region much darker than the neutral render (the cavity),
+    robust to the small head drift of the idle state.
+    """
+
+    def __init__(self, render: Callable[[np.ndarray], np.ndarray]) -> None:
+        closed = render(zeros()).astype(np.float32)
+        c = zeros()
+        c[CHANNEL_INDEX["jawOpen"]] = 1.0
+        opened = render(c).astype(np.float32)
+        diff = np.abs(opened - closed).mean(axis=-1)
+        self.mask = diff > max(20.0, 0.3 * diff.max())
+        self.closed_luma = closed.mean(axis=-1)
+        full = self.measure(opened.astype(np.uint8), raw=True)
+        self.full = max(full, 1e-6)
+
+    def measure(self, frame: np.ndarray, raw: bool = False) -> float:
+        """0 (as closed as the neutral face) .. 1 (as open as jawOpen=1)."""
+        luma = frame.astype(np.float32).mean(axis=-1)
+        dark = (self.closed_luma - luma) > 25.0
+        value = float((dark & self.mask).sum() / max(1, self.mask.sum()))
+        return value if raw else value / self.full
