@@ -98,9 +98,21 @@ Sampler = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 """(field (C, H, W), x (...), y (...)) in field pixel coords -> (C, ...) bilinear, border clamp."""
 
 
+SUBPIXEL = 32  # sampling positions are rounded to 1/32 px, as cv2.remap does (INTER_BITS = 5)
+
+
+def quantize(x: np.ndarray) -> np.ndarray:
+    """Round sampling positions to 1/SUBPIXEL px (round half to even, like cvRound and ONNX Round)."""
+    return np.rint(np.asarray(x, np.float64) * SUBPIXEL) / SUBPIXEL
+
+
 def bilinear(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Reference bilinear sampler: field (C, H, W) at float x, y (...) -> (C, ...), border clamp."""
+    """Reference bilinear sampler: field (C, H, W) at float x, y (...) -> (C, ...), border clamp.
+
+    Positions are quantised to 1/SUBPIXEL px so every execution samples the same points.
+    """
     h, w = field.shape[-2:]
+    x, y = quantize(x), quantize(y)
     x = np.clip(x, 0.0, w - 1.0)
     y = np.clip(y, 0.0, h - 1.0)
     x0 = np.clip(np.floor(x).astype(np.int64), 0, w - 2) if w > 1 else np.zeros_like(x, np.int64)

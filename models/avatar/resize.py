@@ -1,0 +1,39 @@
+"""Resample an avatar pack to another head-frame size (e.g. the 512 default to 256)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from models.avatar.pack import AvatarPack
+
+PIXEL_ARRAYS = ("landmarks", "bases", "lip_points", "lip_bases", "lip_depth", "depth", "pivot", "blink_back")
+
+
+def resize_pack(pack: AvatarPack, size: int) -> AvatarPack:
+    """Same avatar at ``size``: image resampled, every pixel-valued array scaled.
+
+    The flow grid keeps its resolution (it is relative to the frame), so only the
+    values scale; texture and weight arrays are size-free.
+    """
+    k = size / pack.size
+    interp = cv2.INTER_AREA if k < 1 else cv2.INTER_CUBIC
+    image = cv2.resize(pack.image, (size, size), interpolation=interp)
+    arrays = dict(pack.arrays)
+    for name in PIXEL_ARRAYS:
+        if name == "lip_points" or name == "landmarks" or name == "pivot":
+            # positions: pixel centres scale about -0.5
+            arrays[name] = ((pack.arrays[name] + 0.5) * k - 0.5).astype(np.float32)
+            if name == "landmarks":
+                arrays[name][:, 2] = pack.arrays[name][:, 2] * k
+            if name == "pivot":
+                arrays[name][2] = pack.arrays[name][2] * k
+        else:
+            arrays[name] = (pack.arrays[name] * k).astype(np.float32)
+    shape = arrays["mouth_shape"].copy()
+    shape[0] *= k
+    arrays["mouth_shape"] = shape
+    scale = np.diag([k, k, 1.0])[:2, :2]
+    mat = pack.arrays["portrait_matrix"]
+    arrays["portrait_matrix"] = np.concatenate([scale @ mat[:, :2], (mat[:, 2:] + 0.5) * k - 0.5], axis=1)
+    return AvatarPack(image=image, arrays=arrays, meta=dict(pack.meta, size=size), portrait=pack.portrait)

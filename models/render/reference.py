@@ -1,0 +1,34 @@
+"""Pure-numpy reference of the ``warp`` renderer: exact bilinear sampling, float64.
+
+Slow (seconds per frame); it exists so the fast path and the ONNX graph can be
+tested against the definition in ``warp_math``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.avatar.pack import AvatarPack
+from models.render import warp_math as wm
+
+
+def render_reference(pack: AvatarPack, coeffs: np.ndarray) -> np.ndarray:
+    """float32 (K,) -> uint8 (S, S, 3) RGB."""
+    c = wm.prepare(coeffs)
+    size, arrays = pack.size, pack.arrays
+    forward = wm.forward_field(arrays, c, size)
+    blink = arrays["blink_back"].reshape(4, 2, *forward.shape[1:])
+    back = wm.inverse_displacement(forward, size, wm.bilinear, blink, wm.blink_weights(c))
+    g = back.shape[-1]
+    pix = np.arange(size, dtype=np.float64)
+    gy, gx = np.meshgrid((pix + 0.5) * g / size - 0.5, (pix + 0.5) * g / size - 0.5, indexing="ij")
+    up = wm.bilinear(back.astype(np.float64), gx, gy)
+    px, py = np.meshgrid(pix, pix)
+    src_x, src_y = px - up[0], py - up[1]
+    img = np.moveaxis(pack.image.astype(np.float64), -1, 0)
+    out = wm.bilinear(img, src_x, src_y)
+    m = wm.mouth_state(arrays, c, size)
+    if m.alpha > 0:
+        color, cover = wm.interior(px, py, m, arrays, wm.bilinear)
+        out = out * (1 - cover) + color * cover
+    return np.clip(np.rint(np.moveaxis(out, 0, -1)), 0, 255).astype(np.uint8)
