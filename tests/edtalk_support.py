@@ -11,11 +11,17 @@ float64 of one model differ by ~3 at 256^2), so the ToFlow weights are scaled by
 from __future__ import annotations
 
 import argparse
+import atexit
+import functools
+import shutil
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from models.edtalk.audio2lip import Audio2Lip
+from models.edtalk.export import export_weights_dir
 from models.edtalk.generator import Generator
 
 TEST_SIZE = 64
@@ -53,3 +59,24 @@ def save_upstream(path: Path, key: str, module: torch.nn.Module) -> Path:
     args = argparse.Namespace(size=TEST_SIZE, latent_dim_style=512, lr=0.002)
     torch.save({key: module.state_dict(), "args": args}, path)
     return path
+
+
+@functools.lru_cache(maxsize=1)
+def exported_weights_dir() -> Path:
+    """A weights folder as a user would have it after ``python -m models.edtalk.export``.
+
+    Small random upstream-layout checkpoints, both generator variants, fp32 and fp16
+    frame graphs, and two predefined expression vectors. Built once per test session.
+    """
+    root = Path(tempfile.mkdtemp(prefix="edtalk-weights-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    save_upstream(root / "EDTalk.pt", "gen", small_generator(True))
+    save_upstream(root / "EDTalk_lip_pose.pt", "gen", small_generator(False, seed=1))
+    save_upstream(root / "Audio2Lip.pt", "audio2lip", small_audio2lip())
+    exp_dir = root / "predefined_exp_weights"
+    exp_dir.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("neutral", "happy", "sad", "contempt"):
+        np.save(exp_dir / f"{name}.npy", rng.normal(0, 1, (1, 10)).astype(np.float32))
+    export_weights_dir(root, ("edtalk", "edtalk_lip_pose"))
+    return root

@@ -15,9 +15,9 @@ from models.edtalk.generator import EXP_DIM, MOUTH_DIM, POSE_DIM, Generator
 from models.edtalk.layers import Blur, ModulatedConv2d, Upsample, make_kernel
 from tests.edtalk_support import small_generator
 
-UPSTREAM = json.loads((Path(__file__).parent / "fixtures" / "edtalk_upstream_keys.json").read_text())[
-    "files"
-]
+UPSTREAM = json.loads(
+    (Path(__file__).parent / "fixtures" / "edtalk_upstream_keys.json").read_text()
+)["files"]
 
 
 def shapes(module: torch.nn.Module) -> dict[str, list[int]]:
