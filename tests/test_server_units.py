@@ -1,0 +1,226 @@
+"""Server building blocks without the network: clock, queues, pipeline, scheduler, settings."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from models.channels import CHANNEL_INDEX, MOUTH_CHANNELS
+from models.config import ConfigError
+from models.mixer import MotionMixer
+from server.clock import (
+    AUDIO_CHUNK,
+    OPUS_LOOKAHEAD_SAMPLES,
+    MediaClock,
+    output_delay_frames,
+    samples_per_frame,
+)
+from server.metrics import Family, quantile, render
+from server.pipeline import AudioRing, InputBuffer, SessionPipeline
+from server.scheduler import AdmissionError, BatchRenderer, RendererPool, Scheduler
+from server.settings import ServerSettings, load_settings
+
+JAW = CHANNEL_INDEX["jawOpen"]
+
+
+def test_clock_derives_every_timestamp_from_the_sample_counter() -> None:
+    assert samples_per_frame(25) == 640 and samples_per_frame(20) == 800
+    with pytest.raises(ValueError, match="divide"):
+        samples_per_frame(30)
+    clock = MediaClock(25, delay_frames=2, start=100.0)
+    # video frame j and audio sample j * 640 leave at the same wall time
+    for j in (0, 7, 1234):
+        k = j * 640 // AUDIO_CHUNK
+        assert clock.video_time(j) == pytest.approx(clock.audio_time(k))
+        assert clock.video_pts(j) == j * 3600  # 90 kHz
+    assert clock.video_time(0) - clock.tick_time(0) == pytest.approx(0.080)
+    assert clock.output_frame(100.080 + 0.041) == 1
+    assert clock.input_tick(99.0) < 0
+    assert OPUS_LOOKAHEAD_SAMPLES == 104  # 312 samples at 48 kHz
+
+
+def test_output_delay_covers_look_ahead_and_mel_window() -> None:
+    # 40 ms look-ahead + 12.5 ms half window -> frame f final during tick f + 1
+    assert output_delay_frames(0.0525, 0.0, 25) == 2
+    assert output_delay_frames(0.0925, 0.0, 25) == 3
+    assert output_delay_frames(0.0525, 0.040, 25) == 3
+    assert output_delay_frames(0.0, 0.0, 25) == 1
+
+
+def test_input_buffer_is_bounded_and_drops_oldest() -> None:
+    buf = InputBuffer(max_samples=1000)
+    buf.push(np.arange(800, dtype=np.float32))
+    buf.push(np.arange(800, 1500, dtype=np.float32))
+    assert len(buf) == 1000 and buf.dropped_samples == 500
+    out, real = buf.pop(640)
+    assert real == 640 and out[0] == 500.0
+    out, real = buf.pop(640)  # underrun: padded with silence
+    assert real == 360 and np.all(out[360:] == 0.0)
+    assert buf.clear() == 0
+
+
+def test_audio_ring_reads_silence_for_unwritten_and_stale_samples() -> None:
+    ring = AudioRing(1000)
+    ring.write(0, np.ones(640, np.float32))
+    np.testing.assert_array_equal(ring.read(600, 80), np.r_[np.ones(40), np.zeros(40)])
+    ring.write(1500, np.full(100, 2.0, np.float32))  # laps the ring over sample 500
+    assert ring.read(500, 10).sum() == 0.0, "a lapped slot must not replay old audio"
+    assert ring.read(1500, 100).sum() == 200.0
+    assert ring.read(1500, 100).sum() == 200.0, "several viewers read the same audio"
+    ring.clear_from(1550)
+    assert ring.read(1500, 100).sum() == 100.0
+    assert ring.read(-10, 20).sum() == 10.0, "negative samples read as silence"
+
+
+class LoudnessStreamer:
+    """Motion stand-in for pipeline bookkeeping: jawOpen = frame RMS, 1-frame look-ahead."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.pcm = np.zeros(0, np.float32)
+        self.next = 0
+
+    def push(self, pcm: np.ndarray) -> Any:
+        self.pcm = np.r_[self.pcm, pcm]
+        idx, rows = [], []
+        while (self.next + 2) * 640 <= len(self.pcm):
+            seg = self.pcm[self.next * 640 : (self.next + 1) * 640]
+            row = np.zeros(len(MOUTH_CHANNELS), np.float32)
+            row[0] = min(1.0, float(np.sqrt(np.mean(seg**2))) * 5)
+            idx.append(self.next)
+            rows.append(row)
+            self.next += 1
+        return SimpleNamespace(
+            index=np.array(idx, np.int64),
+            coeffs=np.array(rows, np.float32).reshape(-1, len(MOUTH_CHANNELS)),
+            speech=np.ones(len(idx), np.float32),
+        )
+
+    def flush(self) -> Any:
+        return self.push(np.zeros(0, np.float32))
+
+
+def make_pipeline(start: float) -> SessionPipeline:
+    clock = MediaClock(25, delay_frames=2, start=start)
+    return SessionPipeline(
+        clock=clock,
+        streamer=LoudnessStreamer(),
+        mouth_names=MOUTH_CHANNELS,
+        mixer=MotionMixer(25, seed=0, idle=False),
+        render=lambda c: np.full((8, 8, 3), int(c[JAW] * 255), np.uint8),
+        max_buffered_s=5.0,
+    )
+
+
+def test_pipeline_aligns_frames_with_audio_and_closes_the_mouth_in_silence() -> None:
+    p = make_pipeline(start=time.monotonic() + 100.0)  # far future: nothing is "late"
+    tone = 0.5 * np.sin(np.arange(16_000) * 2 * np.pi * 220 / 16_000).astype(np.float32)
+    p.tick_until(4)  # 5 frames of silence first
+    p.push(tone[:3200])  # 200 ms of sound, starting at tick 5
+    made = p.tick_until(20)
+    assert p.motion_late == 0, "the delay must cover the motion look-ahead"
+    frames = {f.index: f for f in made}
+    speech = [j for j, f in frames.items() if f.speech]
+    assert speech == list(range(5, 10)), "frame j carries samples [640 j, 640 (j + 1))"
+    assert all(frames[j].coeffs[JAW] > 0.5 for j in speech)
+    assert all(frames[j].coeffs[JAW] < 0.05 for j in range(14, 19)), "silence closes the mouth"
+    assert p.frame(3).coeffs[JAW] == 0.0  # type: ignore[union-attr]
+    # the delayed audio holds exactly the pushed samples at their session position
+    np.testing.assert_allclose(p.read_audio(5 * 640, 3200), tone[:3200])
+    assert np.all(p.read_audio(4 * 640, 640) == 0.0)
+
+
+def test_pipeline_interrupt_flushes_and_eases_to_closed() -> None:
+    start = time.monotonic()
+    p = make_pipeline(start=start)
+    tone = 0.5 * np.sin(np.arange(32_000) * 2 * np.pi * 220 / 16_000).astype(np.float32)
+    p.push(tone)
+    p.tick_until(30)
+    now = p.clock.video_time(25) + 0.001  # frame 25 is on screen
+    cut = p.interrupt(now)
+    assert cut["frame"] == 26 and cut["dropped_samples"] == len(tone) - 31 * 640
+    jaws = [p.frame(j).coeffs[JAW] for j in range(26, p.next_frame)]  # type: ignore[union-attr]
+    assert jaws[0] < 0.5 * p.frame(25).coeffs[JAW]  # type: ignore[union-attr]
+    assert jaws[2:] == [0.0] * (len(jaws) - 2), "closed by the third frame"
+    assert len(p.input) == 0
+    assert np.all(p.read_audio(cut["sample"], 640) == 0.0), "unplayed speech is silenced"
+    p.tick_until(40)
+    assert all(p.frame(j).coeffs[JAW] == 0.0 for j in range(34, 39))  # type: ignore[union-attr]
+
+
+class CountingRenderer:
+    def __init__(self) -> None:
+        self.size = 4
+        self.batches: list[int] = []
+
+    def render(self, c: np.ndarray) -> np.ndarray:
+        return np.full((4, 4, 3), int(c[0] * 100), np.uint8)
+
+    def render_batch(self, c: np.ndarray) -> np.ndarray:
+        self.batches.append(len(c))
+        return np.stack([self.render(x) for x in c])
+
+
+def test_batch_renderer_gathers_frames_from_several_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    renderer = CountingRenderer()
+    pool = RendererPool(lambda: renderer, max_instances=1)
+    batcher = BatchRenderer(window_s=0.05)
+    coeffs = [np.full(38, i / 10, np.float32) for i in range(6)]
+    with ThreadPoolExecutor(6) as ex:
+        out = list(ex.map(lambda c: batcher.render(pool, c), coeffs))
+    batcher.close()
+    assert [int(o[0, 0, 0]) for o in out] == [i * 10 for i in range(6)]
+    assert max(renderer.batches) > 1 and sum(renderer.batches) == 6
+
+
+def test_admission_refuses_what_the_measured_cost_cannot_serve() -> None:
+    sched = Scheduler(workers=1, headroom=0.5, max_sessions=10, cores=2)
+    try:
+        sched.record_tick(256, 0.004)
+        sched.encode_cost[256] = 0.001
+        # 1 core of capacity / (25 fps * 5 ms) = 8 sessions
+        for i in range(8):
+            sched.admit(f"s{i}", 256, 25)
+        with pytest.raises(AdmissionError, match="needs"):
+            sched.admit("s8", 256, 25)
+        # 512 is estimated from 256 by pixel count until measured
+        assert sched.frame_cost(512) == pytest.approx(0.016)
+        sched.release("s0")
+        sched.admit("s8", 256, 25)
+        sched.max_sessions = 8
+        with pytest.raises(AdmissionError, match="limit"):
+            sched.admit("s9", 256, 10)
+    finally:
+        sched.close()
+
+
+def test_settings_reject_unknown_keys_and_read_env(tmp_path: Any, monkeypatch: Any) -> None:
+    cfg = tmp_path / "server.yaml"
+    cfg.write_text("port: 9000\nice_host_addresses: [10.0.0.5]\n")
+    monkeypatch.setenv("HEADCAST_SERVE__MAX_SESSIONS", "3")
+    s = load_settings(cfg, host="0.0.0.0")
+    assert (s.port, s.host, s.max_sessions) == (9000, "0.0.0.0", 3)
+    assert s.ice_host_addresses == ("10.0.0.5",)
+    assert "*" not in ServerSettings().cors_origins
+    cfg.write_text("prot: 9000\n")
+    with pytest.raises(ConfigError, match="prot"):
+        load_settings(cfg)
+    cfg.write_text("allowed_sizes: [250]\n")
+    with pytest.raises(ConfigError, match="multiples of 16"):
+        load_settings(cfg)
+
+
+def test_metrics_render_prometheus_text() -> None:
+    fam = Family("headcast_x_ms", "a thing", "gauge").add(1.5, session='a"b')
+    text = render([fam])
+    assert '# TYPE headcast_x_ms gauge\nheadcast_x_ms{session="a\\"b"} 1.5\n' in text
+    assert quantile([1.0, 2.0, 3.0], 0.5) == 2.0
+    assert np.isnan(quantile([], 0.5))
