@@ -130,7 +130,6 @@ def test_pipeline_aligns_frames_with_audio_and_closes_the_mouth_in_silence() -> 
     assert speech == list(range(5, 10)), "frame j carries samples [640 j, 640 (j + 1))"
     assert all(frames[j].coeffs[JAW] > 0.5 for j in speech)
     assert all(frames[j].coeffs[JAW] < 0.05 for j in range(14, 19)), "silence closes the mouth"
-    assert p.frame(3).coeffs[JAW] == 0.0  # type: ignore[union-attr]
     # the delayed audio holds exactly the pushed samples at their session position
     np.testing.assert_allclose(p.read_audio(5 * 640, 3200), tone[:3200])
     assert np.all(p.read_audio(4 * 640, 640) == 0.0)
