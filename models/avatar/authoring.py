@@ -187,7 +187,7 @@ def mouth_close(g: FaceGeometry) -> np.ndarray:
 def mouth_funnel(g: FaceGeometry) -> np.ndarray:
     d = np.zeros_like(g.xy)
     rel = g.xy - g.mouth_center
-    region = _mouth_region(g, 0.45)
+    region = _mouth_region(g, 0.36)
     d[:, 0] = -0.22 * rel[:, 0] * region
     d[:, 1] = 0.12 * g.mouth_width * np.tanh(rel[:, 1] / (0.1 * g.mouth_width)) * region
     return d
@@ -264,7 +264,8 @@ def _smile(g: FaceGeometry, left: bool) -> np.ndarray:
 def _frown(g: FaceGeometry, left: bool) -> np.ndarray:
     d = np.zeros_like(g.xy)
     corner = g.xy[L.MOUTH_CORNER_L if left else L.MOUTH_CORNER_R]
-    w = _gauss(g.xy, corner, 0.38 * g.mouth_width)
+    w = _gauss(g.xy, corner, 0.3 * g.mouth_width)
+    w = w * (g.xy[:, 1] > g.mouth_center[1] - 0.25 * g.mouth_width)  # the cheek above stays
     d[:, 0] = (0.03 if left else -0.03) * g.mouth_width * w
     d[:, 1] = 0.13 * g.mouth_width * w
     return d

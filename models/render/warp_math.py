@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -75,18 +76,21 @@ def pose_displace(xy: np.ndarray, z: np.ndarray, weight: np.ndarray, c: np.ndarr
     return np.stack([dx, dy]) * weight
 
 
+@lru_cache(maxsize=8)
 def grid_xy(size: int, grid: int) -> np.ndarray:
-    """float64 (2, G, G) pixel coordinates of the flow-grid samples (half-pixel centres)."""
+    """float64 (2, G, G) pixel coordinates of the flow-grid samples (half-pixel centres); read-only."""
     c = (np.arange(grid) + 0.5) * size / grid - 0.5
     gx, gy = np.meshgrid(c, c)
-    return np.stack([gx, gy])
+    out = np.stack([gx, gy])
+    out.flags.writeable = False
+    return out
 
 
 def forward_field(arrays: dict[str, np.ndarray], c: np.ndarray, size: int) -> np.ndarray:
     """Prepared coefficients (K,) -> forward displacement float32 (2, G, G) in pixels."""
     bases = arrays["bases"]
     g = bases.shape[-1]
-    flow = np.tensordot(forward_weights(c), bases, axes=1)  # (2, G, G)
+    flow = (forward_weights(c) @ bases.reshape(len(bases), -1)).reshape(2, g, g)  # (2, G, G)
     if not np.any(c[POSE_SLICE]):
         return flow.astype(np.float32)
     xy = grid_xy(size, g) + flow
@@ -232,8 +236,13 @@ def tex_pixel(s: np.ndarray, t: np.ndarray, tex_h: int, tex_w: int) -> tuple[np.
     return s * tex_w - 0.5, t / T_MAX * tex_h - 0.5
 
 
+def coverage(px: np.ndarray, py: np.ndarray, m: MouthState) -> np.ndarray:
+    """Anti-aliased polygon coverage 0..1 of the mouth opening (before the fade-in alpha)."""
+    return np.clip(polygon_sdf(px, py, m.ring) / (2 * EDGE_SOFT_PX) + 0.5, 0.0, 1.0)
+
+
 def interior(px: np.ndarray, py: np.ndarray, m: MouthState, arrays: dict[str, np.ndarray],
-             sample: Sampler = bilinear) -> tuple[np.ndarray, np.ndarray]:
+             sample: Sampler = bilinear, with_cover: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Mouth-interior colour float (3, ...) 0..255 and coverage alpha (...) 0..1 at output pixels."""
     s, t_up, t_lo = texture_coords(px, py, m)
     cav = arrays["cavity"].astype(np.float64)
@@ -248,7 +257,7 @@ def interior(px: np.ndarray, py: np.ndarray, m: MouthState, arrays: dict[str, np
         valid = (t >= 0.0) & (t < T_MAX)
         a = layer[3] / 255.0 * valid
         color = color * (1 - a) + layer[:3] * a
-    cover = np.clip(polygon_sdf(px, py, m.ring) / (2 * EDGE_SOFT_PX) + 0.5, 0.0, 1.0) * m.alpha
+    cover = coverage(px, py, m) * m.alpha if with_cover else np.ones(px.shape)
     return color, cover
 
 

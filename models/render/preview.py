@@ -1,0 +1,109 @@
+"""Contact sheet and bank-sweep video of an avatar, for checking a pack by eye."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from models.avatar import landmarks as L
+from models.channels import (
+    ALL_CHANNELS,
+    CHANNEL_INDEX,
+    EXPRESSION_CHANNELS,
+    MOUTH_CHANNELS,
+    POSE_ANGLE_LIMIT_DEG,
+    POSE_CHANNELS,
+    POSE_SHIFT_LIMIT,
+    NUM_CHANNELS,
+)
+from models.render.base import Renderer
+
+THUMB = 160  # px per thumbnail
+LABEL_W = 190
+LEVELS = (0.0, 0.5, 1.0)
+SWEEP_FPS = 25
+SWEEP_FRAMES = 16  # per channel: up and back down
+
+
+def full_scale(name: str) -> float:
+    """The value that counts as 'full activation' for a channel (pose: 15 degrees / max shift)."""
+    if name in POSE_CHANNELS[:3]:
+        return min(15.0, POSE_ANGLE_LIMIT_DEG)
+    if name in POSE_CHANNELS[3:]:
+        return POSE_SHIFT_LIMIT
+    return 1.0
+
+
+def _coeffs(name: str, level: float) -> np.ndarray:
+    c = np.zeros(NUM_CHANNELS, np.float32)
+    c[CHANNEL_INDEX[name]] = level * full_scale(name)
+    if name == "mouthClose":
+        c[CHANNEL_INDEX["jawOpen"]] = level  # only meaningful with the jaw open
+    return c
+
+
+def _zoom(frame: np.ndarray, center: np.ndarray, half: float) -> np.ndarray:
+    s = frame.shape[0]
+    x0 = int(np.clip(center[0] - half, 0, s - 2 * half))
+    y0 = int(np.clip(center[1] - half, 0, s - 2 * half))
+    crop = frame[y0:y0 + int(2 * half), x0:x0 + int(2 * half)]
+    return cv2.resize(crop, (THUMB, THUMB), interpolation=cv2.INTER_CUBIC)
+
+
+def contact_sheet(renderer: Renderer, landmarks: np.ndarray) -> np.ndarray:
+    """uint8 RGB sheet: one row per channel at 0, 0.5, 1, plus mouth and eye close-ups at 1."""
+    size = renderer.size
+    mouth_c = landmarks[[L.UPPER_INNER_MID, L.LOWER_INNER_MID], :2].mean(0)
+    eyes_c = landmarks[[L.EYE_R_CORNERS[0], L.EYE_L_CORNERS[0]], :2].mean(0)
+    half = 0.16 * size
+    rows = []
+    for name in ALL_CHANNELS:
+        frames = [renderer.render(_coeffs(name, lv)) for lv in LEVELS]
+        tiles = [cv2.resize(f, (THUMB, THUMB), interpolation=cv2.INTER_AREA) for f in frames]
+        tiles += [_zoom(frames[-1], mouth_c, half), _zoom(frames[-1], eyes_c, half * 1.3)]
+        label = np.full((THUMB, LABEL_W, 3), 255, np.uint8)
+        cv2.putText(label, name, (6, THUMB // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+        rows.append(np.concatenate([label, *tiles], axis=1))
+    header = np.full((30, rows[0].shape[1], 3), 255, np.uint8)
+    for i, text in enumerate(("0", "0.5", "1", "mouth @1", "eyes @1")):
+        cv2.putText(header, text, (LABEL_W + i * THUMB + 8, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([header, *rows], axis=0)
+
+
+def sweep_coefficients() -> list[np.ndarray]:
+    """Frames of coefficients sweeping each channel of each bank up and down in turn."""
+    ramp = np.sin(np.linspace(0, np.pi, SWEEP_FRAMES))
+    frames = []
+    for bank in (MOUTH_CHANNELS, EXPRESSION_CHANNELS, POSE_CHANNELS):
+        for name in bank:
+            signed = name in POSE_CHANNELS
+            frames += [_coeffs(name, float(v)) for v in ramp]
+            if signed:
+                frames += [-_coeffs(name, float(v)) for v in ramp]
+    return frames
+
+
+def write_sweep(renderer: Renderer, path: Path, progress: Callable[[int, int], None] | None = None) -> int:
+    """Write an H.264 MP4 of :func:`sweep_coefficients`; returns the number of frames."""
+    import av
+
+    coeffs = sweep_coefficients()
+    tmp = path.with_name(path.name + ".part.mp4")
+    with av.open(str(tmp), mode="w") as out:
+        stream = out.add_stream("libx264", rate=SWEEP_FPS)
+        stream.width = stream.height = renderer.size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "20", "preset": "veryfast"}
+        for i, c in enumerate(coeffs):
+            frame = av.VideoFrame.from_ndarray(renderer.render(c), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+            if progress:
+                progress(i + 1, len(coeffs))
+        for packet in stream.encode():
+            out.mux(packet)
+    tmp.replace(path)
+    return len(coeffs)

@@ -1,0 +1,89 @@
+"""``headcast bench render``: renderer frames/s next to a bare cv2.remap of the same size."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+HELP = "frames/s of the warp renderer (CPU fast path, ONNX graph) vs a bare cv2.remap"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--avatar", default=None, help="avatar pack folder (default: built-in)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--seconds", type=float, default=2.0, help="time budget per measurement")
+    parser.add_argument("--onnx-batches", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--backend", default="warp", help="warp (default) or edtalk, when installed")
+
+
+def _rate(fn: Callable[[int], object], seconds: float, per_call: int = 1) -> float:
+    """Frames per second of ``fn(i)``, after one warm-up call, over about ``seconds``."""
+    fn(0)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds or n < 3:
+        fn(n)
+        n += 1
+    return n * per_call / (time.perf_counter() - start)
+
+
+def _talking(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A plausible stream of coefficients: speech, blinks, small head motion."""
+    from models.channels import CHANNEL_INDEX, NUM_CHANNELS
+
+    c = np.zeros((n, NUM_CHANNELS), np.float32)
+    t = np.arange(n) / 25.0
+    c[:, CHANNEL_INDEX["jawOpen"]] = 0.35 + 0.3 * np.sin(2 * np.pi * 3.1 * t)
+    c[:, CHANNEL_INDEX["mouthFunnel"]] = 0.2 + 0.2 * np.sin(2 * np.pi * 1.3 * t)
+    c[:, CHANNEL_INDEX["mouthSmileLeft"]] = c[:, CHANNEL_INDEX["mouthSmileRight"]] = 0.3
+    c[:, CHANNEL_INDEX["eyeBlinkLeft"]] = c[:, CHANNEL_INDEX["eyeBlinkRight"]] = (rng.random(n) < 0.05) * 1.0
+    c[:, CHANNEL_INDEX["headYaw"]] = 6 * np.sin(2 * np.pi * 0.3 * t)
+    c[:, CHANNEL_INDEX["headPitch"]] = 3 * np.sin(2 * np.pi * 0.2 * t)
+    return c
+
+
+def run(args: argparse.Namespace) -> int:
+    import cv2
+
+    from models.avatar.pack import load_pack
+    from models.avatar.resize import resize_pack
+    from models.onnx_session import cuda_available
+    from models.render.warp import WarpRenderer
+    from models.render.warp_onnx import OnnxWarpRenderer
+
+    if args.backend != "warp":
+        from server.errors import UserError
+
+        raise UserError(f"backend {args.backend!r} has its own benchmark: `headcast bench {args.backend}`")
+    base = load_pack(args.avatar)
+    rng = np.random.default_rng(0)
+    coeffs = _talking(250, rng)
+    print(f"cv2 threads: {cv2.getNumThreads()}  (timings: frames/s, higher is better)")
+    print(f"{'size':>5} {'path':<28} {'frames/s':>10} {'ms/frame':>9} {'vs remap':>12}")
+    for size in args.sizes:
+        pack = base if size == base.size else resize_pack(base, size)
+        img = pack.image
+        ident = np.stack(np.meshgrid(np.arange(size, dtype=np.float32), np.arange(size, dtype=np.float32)), -1)
+        shifted = ident + np.float32(0.37)
+
+        def bare(_: int, img: np.ndarray = img, m: np.ndarray = shifted) -> object:
+            return cv2.remap(img, m, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+        remap_fps = _rate(bare, args.seconds)
+        rows = [("bare cv2.remap", remap_fps)]
+        fast = WarpRenderer(pack)
+        rows.append(("cpu fast path (batch 1)", _rate(lambda i, f=fast: f.render(coeffs[i % len(coeffs)]), args.seconds)))
+        providers = ["cpu"] + (["cuda"] if cuda_available() else [])
+        for prov in providers:
+            graph = OnnxWarpRenderer(pack, provider=prov)  # type: ignore[arg-type]
+            for b in args.onnx_batches:
+                def step(i: int, g: OnnxWarpRenderer = graph, b: int = b) -> object:
+                    return g.render_batch(coeffs[(np.arange(b) + i * b) % len(coeffs)])
+
+                rows.append((f"onnx {prov} (batch {b})", _rate(step, args.seconds, per_call=b)))
+        for name, fps in rows:
+            ratio = remap_fps / fps
+            print(f"{size:>5} {name:<28} {fps:>10.1f} {1000 / fps:>9.2f} {ratio:>8.2f}x remap")
+    return 0

@@ -1,0 +1,38 @@
+"""``headcast enroll PORTRAIT -o AVATAR_DIR``: build an avatar pack from a portrait."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from server.errors import UserError
+
+HELP = "enroll a portrait as an avatar (face landmarks, flow bases, textures)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("portrait", type=Path, help="JPEG/PNG/WebP portrait with one visible face")
+    parser.add_argument("-o", "--out", type=Path, required=True, help="avatar pack folder to write")
+    parser.add_argument("--size", type=int, choices=(256, 512), default=512, help="head-frame side in pixels")
+    parser.add_argument("--force", action="store_true", help="re-enroll even if the pack is cached")
+
+
+def run(args: argparse.Namespace) -> int:
+    from models.avatar.enroll import enroll
+    from models.avatar.errors import EnrollError
+
+    start = time.perf_counter()
+
+    def progress(frac: float, stage: str) -> None:
+        print(f"\r[{frac * 100:5.1f}%] {stage:<40}", end="", file=sys.stderr, flush=True)
+
+    try:
+        out = enroll(args.portrait, args.out, size=args.size, progress=progress, force=args.force)
+    except EnrollError as exc:
+        print(file=sys.stderr)
+        raise UserError(str(exc)) from exc
+    print(file=sys.stderr)
+    print(f"avatar pack: {out} ({time.perf_counter() - start:.2f} s)")
+    return 0

@@ -1,0 +1,220 @@
+"""The warp renderer: identity, locality, disentanglement, execution parity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.avatar import landmarks as L
+from models.avatar.bases import HeadEllipse, POSE_OUTER, grid_points
+from models.channels import (
+    CHANNEL_INDEX,
+    EXPRESSION_CHANNELS,
+    MOUTH_CHANNELS,
+    NUM_CHANNELS,
+    from_mapping,
+    zeros,
+)
+from models.render import warp_math as wm
+from models.render.reference import render_reference
+from models.render.warp import WarpRenderer
+
+FLOW_NAMES = MOUTH_CHANNELS + EXPRESSION_CHANNELS
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def one(name: str, value: float = 1.0) -> np.ndarray:
+    c = from_mapping({name: value})
+    if name == "mouthClose":
+        c[CHANNEL_INDEX["jawOpen"]] = value
+    return c
+
+
+@pytest.fixture(scope="module")
+def fast(pack512):
+    return WarpRenderer(pack512)
+
+
+def test_zero_coefficients_reproduce_the_portrait(fast, pack512):
+    out = fast.render(zeros())
+    assert psnr(out, pack512.image) >= 45.0
+    # Tiny non-zero values go through the whole warp and must stay faithful too.
+    tiny = fast.render(from_mapping({"jawOpen": 1e-6, "headYaw": 1e-6}))
+    assert psnr(tiny, pack512.image) >= 45.0
+
+
+def test_reference_zero_is_identity(pack256):
+    out = render_reference(pack256, from_mapping({"browInnerUp": 1e-7}))
+    assert psnr(out, pack256.image) >= 45.0
+
+
+def _regions(pack):
+    """Boolean masks on the flow grid (FACS split): lower face below the infraorbital
+    line (a little under the lower lids), upper face (eyes, brows) above the nose tip."""
+    lm = pack.arrays["landmarks"]
+    gx, gy = grid_points(pack.size, pack.grid)
+    face_h = float(np.linalg.norm(lm[L.FOREHEAD_TOP, :2] - lm[L.CHIN, :2]))
+    lids = lm[list(L.EYE_L_LOWER + L.EYE_R_LOWER), 1].mean()
+    lower = gy > lids + 0.06 * face_h
+    upper = gy < lm[L.NOSE_TIP, 1]
+    return lower, upper
+
+
+def test_mouth_channels_are_local_to_the_lower_face(pack512):
+    lower, _ = _regions(pack512)
+    bases = pack512.arrays["bases"]
+    for k, name in enumerate(MOUTH_CHANNELS):
+        energy = (bases[k] ** 2).sum(axis=0)
+        share = energy[lower].sum() / energy.sum()
+        assert share >= 0.95, f"{name}: only {share:.3f} of its flow energy in the lower face"
+
+
+@pytest.mark.parametrize("name,region", [
+    ("browInnerUp", "upper"), ("browDownLeft", "upper"), ("eyeWideRight", "upper"),
+    ("eyeSquintLeft", "upper"), ("mouthSmileLeft", "lower"), ("mouthFrownRight", "lower"),
+])
+def test_expression_channels_stay_in_their_region(pack512, name, region):
+    lower, upper = _regions(pack512)
+    k = FLOW_NAMES.index(name)
+    energy = (pack512.arrays["bases"][k] ** 2).sum(axis=0)
+    mask = upper if region == "upper" else lower
+    assert energy[mask].sum() / energy.sum() >= 0.95
+
+
+def test_blinks_move_only_the_eyes(pack512):
+    lm = pack512.arrays["landmarks"]
+    gx, gy = grid_points(pack512.size, pack512.grid)
+    for eye, corners in ((0, L.EYE_L_CORNERS), (1, L.EYE_R_CORNERS)):
+        maps = pack512.arrays["blink_back"][eye]
+        energy = (maps**2).sum(axis=(0, 1))
+        xs = lm[list(corners), 0]
+        near = (gx > xs.min() - 8) & (gx < xs.max() + 8) & (np.abs(gy - lm[list(corners), 1].mean()) < 0.12 * pack512.size)
+        assert energy.sum() > 0
+        assert energy[near].sum() / energy.sum() >= 0.99
+
+
+def _outside_head(pack, scale: float) -> np.ndarray:
+    head = HeadEllipse(*pack.meta["head_ellipse"])
+    c = np.arange(pack.size, dtype=np.float64)
+    gx, gy = np.meshgrid(c, c)
+    return head.radius(gx, gy) > scale
+
+
+@pytest.mark.parametrize("name", FLOW_NAMES)
+def test_mouth_and_expression_never_touch_pixels_outside_the_head(fast, pack512, name):
+    out = fast.render(one(name))
+    outside = _outside_head(pack512, 1.06)
+    diff = np.abs(out.astype(int) - pack512.image.astype(int)).max(axis=-1)
+    assert diff[outside].max() <= 1
+    # ... and they do move something inside it.
+    assert diff.max() > 10, f"{name} changes nothing visible"
+
+
+@pytest.mark.parametrize("pose", [{"headYaw": 15}, {"headYaw": -15}, {"headPitch": 15}, {"headRoll": -15},
+                                  {"headTx": 0.03, "headYaw": 10}])
+def test_pose_turns_the_head_and_leaves_the_background(fast, pack512, pose):
+    out = fast.render(from_mapping(pose))
+    diff = np.abs(out.astype(int) - pack512.image.astype(int)).max(axis=-1)
+    outside = _outside_head(pack512, POSE_OUTER + 0.08)
+    assert diff[outside].max() <= 1
+    face = ~_outside_head(pack512, 0.6)
+    assert diff[face].mean() > 5
+
+
+def test_banks_are_orthogonal(pack512):
+    b = pack512.arrays["bases"].reshape(len(FLOW_NAMES), -1).astype(np.float64)
+    nm = len(MOUTH_CHANNELS)
+    norms = np.linalg.norm(b, axis=1)
+    for i in range(nm):
+        for j in range(nm, len(FLOW_NAMES)):
+            dot = abs(b[i] @ b[j])
+            assert dot <= 1e-4 * norms[i] * norms[j] + 1e-9, f"{FLOW_NAMES[i]} vs {FLOW_NAMES[j]}"
+
+
+def _mouth_opening_in_head_coords(pack, c: np.ndarray) -> float:
+    """Inner-lip gap measured after undoing the rigid pose (head coordinates)."""
+    prepared = wm.prepare(c)
+    ring = wm.lip_ring(pack.arrays, prepared, pack.size)
+    rot = wm.rotation(*(float(v) for v in prepared[wm.YAW:wm.ROLL + 1]))
+    pivot = pack.arrays["pivot"].astype(np.float64)
+    shift = np.array([prepared[wm.TX], prepared[wm.TY]]) * pack.size
+    up, lo = ring[wm.I_UP] - pivot[:2] - shift, ring[wm.I_LO] - pivot[:2] - shift
+    # Project the gap vector back through the 2x2 image-plane part of the rotation.
+    gap = np.linalg.solve(rot[:2, :2], lo - up)
+    return float(np.linalg.norm(gap))
+
+
+@pytest.mark.parametrize("pose", [{"headYaw": 10}, {"headYaw": -10}, {"headPitch": 10}, {"headRoll": 10}])
+def test_pose_does_not_change_the_mouth(pack512, pose):
+    base = from_mapping({"jawOpen": 0.6})
+    posed = from_mapping({"jawOpen": 0.6, **pose})
+    a = _mouth_opening_in_head_coords(pack512, base)
+    b = _mouth_opening_in_head_coords(pack512, posed)
+    assert a > 5.0
+    assert abs(a - b) <= 0.05 * a
+
+
+def test_jaw_opens_a_textured_interior(fast, pack512):
+    closed = fast.render(zeros())
+    opened = fast.render(from_mapping({"jawOpen": 0.8}))
+    lm = pack512.arrays["landmarks"]
+    mid = lm[[L.UPPER_INNER_MID, L.LOWER_INNER_MID], :2].mean(0)
+    x, y = int(mid[0]), int(mid[1])
+    patch = opened[y : y + 25, x - 20 : x + 20].astype(np.float64)
+    assert np.abs(patch - closed[y : y + 25, x - 20 : x + 20]).mean() > 20
+    # Not a flat hole: the interior has structure (teeth, tongue, shading).
+    assert patch.std(axis=(0, 1)).mean() > 12
+
+
+def test_blink_closes_the_eye_with_skin_not_a_flat_patch(fast, pack512):
+    lm = pack512.arrays["landmarks"]
+    iris = lm[L.IRIS_L[0], :2].astype(int)
+    shut = fast.render(from_mapping({"eyeBlinkLeft": 1.0}))
+    before = pack512.image[iris[1] - 3 : iris[1] + 3, iris[0] - 3 : iris[0] + 3].astype(float)
+    after = shut[iris[1] - 3 : iris[1] + 3, iris[0] - 3 : iris[0] + 3].astype(float)
+    # The dark iris is covered by lighter lid skin.
+    assert after.mean() > before.mean() + 25
+    lid = shut[iris[1] - 8 : iris[1] + 2, iris[0] - 15 : iris[0] + 15].astype(float)
+    assert lid.std(axis=(0, 1)).mean() > 4
+
+
+@pytest.mark.parametrize("coeffs", [
+    {"jawOpen": 0.7, "mouthSmileLeft": 0.5, "headYaw": 12, "eyeBlinkLeft": 0.7},
+    {"jawOpen": 1.0, "eyeBlinkRight": 1.0, "headYaw": -15, "browInnerUp": 1.0},
+    {"headPitch": -10, "headRoll": 8, "jawOpen": 0.4, "headTx": 0.02, "mouthFunnel": 0.6},
+])
+def test_fast_path_onnx_and_reference_agree(pack256, coeffs):
+    from models.render.warp_onnx import OnnxWarpRenderer
+
+    c = from_mapping(coeffs)
+    fast = WarpRenderer(pack256).render(c).astype(int)
+    onnx = OnnxWarpRenderer(pack256, provider="cpu").render(c).astype(int)
+    ref = render_reference(pack256, c).astype(int)
+    assert np.abs(fast - onnx).max() <= 2
+    assert np.abs(fast - ref).max() <= 2
+    assert np.abs(onnx - ref).max() <= 2
+
+
+def test_onnx_batch_renders_each_row(pack256):
+    from models.render.warp_onnx import OnnxWarpRenderer
+
+    graph = OnnxWarpRenderer(pack256, provider="cpu")
+    batch = np.stack([zeros(), from_mapping({"jawOpen": 0.9}), from_mapping({"headYaw": -12})])
+    out = graph.render_batch(batch)
+    assert out.shape == (3, 256, 256, 3) and out.dtype == np.uint8
+    for row, c in zip(out, batch, strict=True):
+        assert np.array_equal(row, graph.render(c))
+    assert np.array_equal(out[0], pack256.image)
+
+
+def test_out_of_range_and_nan_coefficients_are_clamped(fast):
+    wild = np.full(NUM_CHANNELS, np.nan, np.float32)
+    assert np.array_equal(fast.render(wild), fast.render(zeros()))
+    big = from_mapping({"jawOpen": 7.0, "headYaw": 500.0})
+    assert np.array_equal(fast.render(big), fast.render(from_mapping({"jawOpen": 1.0, "headYaw": 20.0})))
+    with pytest.raises(ValueError):
+        fast.render(np.zeros(3, np.float32))
