@@ -30,19 +30,23 @@ def iter_audio(path: str | Path, chunk_s: float = CHUNK_S) -> Iterator[np.ndarra
     try:
         container = av.open(str(p))
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise AudioError(f"{p}: not a readable audio or video file ({exc.__class__.__name__})") from exc
+        raise AudioError(
+            f"{p}: not a readable audio or video file ({exc.__class__.__name__})"
+        ) from exc
     with container:
         if not container.streams.audio:
             raise AudioError(f"{p}: contains no audio stream")
         stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        # Keep the source layout and average channels here: FFmpeg's own downmix
+        # adds channels at -3 dB, which would make a stereo file louder than mono.
+        resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)
         target = max(1, int(chunk_s * SAMPLE_RATE))
         pending: list[np.ndarray] = []
         have = 0
         try:
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
-                    block = out.to_ndarray().reshape(-1).astype(np.float32)
+                    block = _mono(out)
                     pending.append(block)
                     have += len(block)
                     if have >= target:
@@ -50,13 +54,18 @@ def iter_audio(path: str | Path, chunk_s: float = CHUNK_S) -> Iterator[np.ndarra
                         yield _clean(data[:target])
                         pending, have = [data[target:]], len(data) - target
             for out in resampler.resample(None):
-                pending.append(out.to_ndarray().reshape(-1).astype(np.float32))
+                pending.append(_mono(out))
         except av.error.FFmpegError as exc:
             raise AudioError(f"{p}: audio stream could not be decoded ({exc})") from exc
         if pending:
             data = np.concatenate(pending)
             if len(data):
                 yield _clean(data)
+
+
+def _mono(frame: av.AudioFrame) -> np.ndarray:
+    """Planar float frame (channels, N) -> float32 (N,) channel mean."""
+    return frame.to_ndarray().mean(axis=0, dtype=np.float32)
 
 
 def _clean(x: np.ndarray) -> np.ndarray:

@@ -69,12 +69,14 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
 def mel_filterbank() -> np.ndarray:
     """Triangular HTK-mel filters, area-normalised: float64 (N_MELS, N_FFT // 2 + 1)."""
     freqs = np.linspace(0.0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(np.array(F_MIN)), _hz_to_mel(np.array(F_MAX)), N_MELS + 2))
+    edges = _mel_to_hz(
+        np.linspace(_hz_to_mel(np.array(F_MIN)), _hz_to_mel(np.array(F_MAX)), N_MELS + 2)
+    )
     lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     up = (freqs[None, :] - lo) / (mid - lo)
     down = (hi - freqs[None, :]) / (hi - mid)
     fb = np.maximum(0.0, np.minimum(up, down))
-    fb *= (2.0 / (hi - lo))  # equal area, so white noise gives a flat mel spectrum
+    fb *= 2.0 / (hi - lo)  # equal area, so white noise gives a flat mel spectrum
     fb.setflags(write=False)
     return fb
 
@@ -164,7 +166,9 @@ def log_mel(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     spec = np.fft.rfft(frames * w, n=N_FFT, axis=1)
     power = (spec.real**2 + spec.imag**2) / float(np.sum(w**2))
     mel_db = 10.0 * np.log10(np.maximum(power @ mel_filterbank().T, POWER_FLOOR))
-    rms_db = 10.0 * np.log10(np.maximum(np.mean((frames * w) ** 2, axis=1) / np.mean(w**2), POWER_FLOOR))
+    rms_db = 10.0 * np.log10(
+        np.maximum(np.mean((frames * w) ** 2, axis=1) / np.mean(w**2), POWER_FLOOR)
+    )
     return mel_db, rms_db
 
 

@@ -33,7 +33,9 @@ class MotionModel:
     sessions are), so one instance serves every session.
     """
 
-    def __init__(self, path: str | Path | bytes, fps: int = 25, provider: Provider = "auto") -> None:
+    def __init__(
+        self, path: str | Path | bytes, fps: int = 25, provider: Provider = "auto"
+    ) -> None:
         if int(fps) not in SUPPORTED_FPS:
             raise MotionModelError(f"fps must be one of {SUPPORTED_FPS}, got {fps}")
         if not isinstance(path, bytes) and not Path(path).is_file():
@@ -46,9 +48,11 @@ class MotionModel:
         missing = [k for k in _REQUIRED_META if k not in meta]
         if missing or meta.get("headcast.kind") != "motion":
             raise MotionModelError(f"{path!r} is not a headcast motion model (missing {missing})")
-        if int(meta["sample_rate"]) != SAMPLE_RATE or int(meta["mel_rate"]) != MEL_RATE or int(
-            meta["n_mels"]
-        ) != N_MELS:
+        if (
+            int(meta["sample_rate"]) != SAMPLE_RATE
+            or int(meta["mel_rate"]) != MEL_RATE
+            or int(meta["n_mels"]) != N_MELS
+        ):
             raise MotionModelError("motion model was trained for other audio features")
         self.metadata = meta
         self.names: tuple[str, ...] = tuple(meta["names"].split(","))
@@ -60,8 +64,12 @@ class MotionModel:
         self.lookahead_s = float(meta["lookahead_s"])
         inputs = self.session.get_inputs()
         self._state_names = [i.name for i in inputs if i.name.startswith("state_")]
-        self._state_shapes = [tuple(int(d) for d in i.shape) for i in inputs if i.name.startswith("state_")]
-        self._out_names = ["coeffs", "speech"] + [f"state_out_{i}" for i in range(len(self._state_names))]
+        self._state_shapes = [
+            tuple(int(d) for d in i.shape) for i in inputs if i.name.startswith("state_")
+        ]
+        self._out_names = ["coeffs", "speech"] + [
+            f"state_out_{i}" for i in range(len(self._state_names))
+        ]
         self._initial = self._wash_in()
 
     def _wash_in(self) -> list[np.ndarray]:

@@ -75,7 +75,9 @@ class Example:
     voice: str
 
 
-def _to_16k(utt: Utterance, pitch_factor: float) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+def _to_16k(
+    utt: Utterance, pitch_factor: float
+) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
     """Play at ``rate * pitch_factor`` (pitch and tempo both scale) and resample to 16 kHz."""
     # Rounded to 100 Hz so the resampling ratio stays a small fraction (short filters).
     rate = int(round(utt.rate * pitch_factor / RATE_STEP)) * RATE_STEP
@@ -89,7 +91,9 @@ def _to_16k(utt: Utterance, pitch_factor: float) -> tuple[np.ndarray, list[tuple
     return audio, segs
 
 
-def synthesise(voice: Voice, n: int, rng: np.random.Generator) -> list[tuple[np.ndarray, list, str]]:
+def synthesise(
+    voice: Voice, n: int, rng: np.random.Generator
+) -> list[tuple[np.ndarray, list, str]]:
     """``n`` utterances with random text, tempo and pitch -> [(audio 16k, visemes, text)]."""
     out = []
     todo = n
@@ -126,26 +130,28 @@ def assemble(
         k = int(rng.integers(UTTERANCES_PER_SESSION[0], UTTERANCES_PER_SESSION[1] + 1))
         group = utts[i : i + k]
         i += k
+        # Alternate silences and utterances: lead, utt, pause, utt, ..., trail.
+        items: list[float | tuple[np.ndarray, list, str]] = [float(rng.uniform(*LEAD_S))]
+        for j, utt in enumerate(group):
+            if j:
+                items.append(float(rng.uniform(*PAUSE_S)))
+            items.append(utt)
+        items.append(float(rng.uniform(*TRAIL_S)))
         parts: list[np.ndarray] = []
         segs: list[tuple[str, float, float]] = []
         t = 0.0
-
-        def silence(seconds: float) -> None:
-            nonlocal t
-            n = int(seconds * SAMPLE_RATE)
-            parts.append(np.zeros(n, np.float32))
-            segs.append((SILENCE, t, t + n / SAMPLE_RATE))
-            t += n / SAMPLE_RATE
-
-        silence(rng.uniform(*LEAD_S))
-        for j, (audio, vis, _) in enumerate(group):
-            if j:
-                silence(rng.uniform(*PAUSE_S))
+        for item in items:
+            if isinstance(item, float):
+                audio = np.zeros(int(item * SAMPLE_RATE), np.float32)
+                segs.append((SILENCE, t, t + len(audio) / SAMPLE_RATE))
+            else:
+                audio = item[0]
+                segs.extend((v, t + s, t + e) for v, s, e in item[1])
             parts.append(audio)
-            segs.extend((v, t + s, t + e) for v, s, e in vis)
             t += len(audio) / SAMPLE_RATE
-        silence(rng.uniform(*TRAIL_S))
-        sessions.append(Session(np.concatenate(parts), _fill_gaps(segs, t), voice, [g[2] for g in group]))
+        sessions.append(
+            Session(np.concatenate(parts), _fill_gaps(segs, t), voice, [g[2] for g in group])
+        )
     return sessions
 
 
@@ -172,7 +178,11 @@ def featurise(audio: np.ndarray, visemes: list[tuple[str, float, float]], voice:
     tg = make_targets(visemes, len(feats), MEL_RATE)
     f16 = np.float16
     return Example(
-        feats.astype(f16), tg.coeffs.astype(f16), tg.speech.astype(f16), tg.closure.astype(f16), voice
+        feats.astype(f16),
+        tg.coeffs.astype(f16),
+        tg.speech.astype(f16),
+        tg.closure.astype(f16),
+        voice,
     )
 
 
@@ -190,8 +200,13 @@ def _job(args: tuple[Voice, int, int, int, float]) -> list[Example]:
 
 
 def build(
-    voices: Iterable[Voice], utts_per_voice: int, copies: int, seed: int, workers: int,
-    clean_prob: float = 0.1, chunk: int = 24,
+    voices: Iterable[Voice],
+    utts_per_voice: int,
+    copies: int,
+    seed: int,
+    workers: int,
+    clean_prob: float = 0.1,
+    chunk: int = 24,
 ) -> list[Example]:
     """Synthesise and featurise in ``workers`` processes; deterministic for a seed."""  # fmt: skip
     jobs = []
@@ -227,3 +242,23 @@ def save(examples: list[Example], path: Path) -> None:
 
 def hours(examples: list[Example]) -> float:
     return sum(len(e.feats) for e in examples) / MEL_RATE / 3600
+
+
+def _heldout_job(args: tuple[Voice, int, int]) -> list[tuple[str, np.ndarray, list]]:
+    voice, n_utts, seed = args
+    rng = np.random.default_rng(seed)
+    out = []
+    for k, sess in enumerate(assemble(synthesise(voice, n_utts, rng), str(voice), rng)):
+        out.append((f"{voice}#{k}", augment(sess.audio, rng, 1.0), sess.visemes))
+    return out
+
+
+def heldout_audio(
+    voices: Iterable[Voice], utts_per_voice: int, seed: int, workers: int
+) -> list[tuple[str, np.ndarray, list]]:
+    """[(name, float32 (N,) 16 kHz augmented audio, visemes)] for evaluation."""
+    jobs = [(v, utts_per_voice, seed * 7919 + i) for i, v in enumerate(voices)]
+    if workers <= 1:
+        return [s for job in jobs for s in _heldout_job(job)]
+    with mp.get_context("fork").Pool(workers) as pool:
+        return [s for part in pool.map(_heldout_job, jobs) for s in part]

@@ -61,13 +61,18 @@ class NetConfig:
 class CausalConv(nn.Module):
     """Valid conv with an optional carried state of ``(kernel-1)*dilation`` frames."""
 
+    context: int
+    c_in: int
+
     def __init__(self, c_in: int, c_out: int, kernel: int, dilation: int = 1) -> None:
         super().__init__()
         self.conv = nn.Conv1d(c_in, c_out, kernel, dilation=dilation)
         self.context = (kernel - 1) * dilation
         self.c_in = c_in
 
-    def forward(self, x: torch.Tensor, state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, state: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (B, C_in, T) -> y (B, C_out, T) with state, (B, C_out, T - context) without."""
         full = x if state is None else torch.cat([state, x], dim=2)
         return self.conv(full), full[:, :, full.shape[2] - self.context :]
@@ -76,8 +81,9 @@ class CausalConv(nn.Module):
 class MotionNet(nn.Module):
     """log-mel (B, T, n_mels) -> coeffs (B, T', 16), speech logit (B, T'), closure logit (B, T')."""
 
-    def __init__(self, cfg: NetConfig = NetConfig()) -> None:
+    def __init__(self, cfg: NetConfig | None = None) -> None:
         super().__init__()
+        cfg = cfg or NetConfig()
         self.cfg = cfg
         c = cfg.channels
         self.inp = CausalConv(cfg.n_mels, c, cfg.kernel)
@@ -85,13 +91,20 @@ class MotionNet(nn.Module):
         self.mix = nn.ModuleList(nn.Conv1d(c, c, 1) for _ in cfg.dilations)
         self.head = nn.Conv1d(c, N_MOUTH + 2, 1)
         self.act = nn.ReLU()
-        for m in self.mix:
+        for m in self._mixes():
             nn.init.normal_(m.weight, std=0.02)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def _convs(self) -> list[CausalConv]:
+        return [m for m in self.convs if isinstance(m, CausalConv)]
+
+    def _mixes(self) -> list[nn.Conv1d]:
+        return [m for m in self.mix if isinstance(m, nn.Conv1d)]
 
     def state_shapes(self) -> list[tuple[int, int]]:
         """(channels, frames) of each conv's state, in forward order."""
-        return [(self.inp.c_in, self.inp.context)] + [(m.c_in, m.context) for m in self.convs]
+        return [(self.inp.c_in, self.inp.context)] + [(m.c_in, m.context) for m in self._convs()]
 
     def trunk(
         self, mel: torch.Tensor, states: list[torch.Tensor] | None
@@ -101,7 +114,7 @@ class MotionNet(nn.Module):
         x, s = self.inp(x, None if states is None else states[0])
         new_states.append(s)
         x = self.act(x)
-        for i, (conv, mix) in enumerate(zip(self.convs, self.mix, strict=True)):
+        for i, (conv, mix) in enumerate(zip(self._convs(), self._mixes(), strict=True)):
             h, s = conv(x, None if states is None else states[i + 1])
             new_states.append(s)
             skip = x if states is not None else x[:, :, conv.context :]

@@ -120,7 +120,9 @@ def synth_festival(texts: list[str], voice: str, stretch: float) -> list[Utteran
             ]
         script = Path(tmp) / "run.scm"
         script.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        subprocess.run(["festival", "-b", str(script)], capture_output=True, check=True, timeout=900)
+        subprocess.run(
+            ["festival", "-b", str(script)], capture_output=True, check=True, timeout=900
+        )
         out = []
         for i, text in enumerate(texts):
             wav, segs = Path(tmp) / f"{i}.wav", Path(tmp) / f"{i}.segs"
@@ -137,7 +139,15 @@ def synth_festival(texts: list[str], voice: str, stretch: float) -> list[Utteran
     return out
 
 
-_ESPEAK: dict[str, object] = {}
+@dataclass
+class _Espeak:
+    lib: ctypes.CDLL
+    rate: int
+    sink: _EspeakSink
+    callback: object  # keeps the ctypes callback alive
+
+
+_ESPEAK: list[_Espeak] = []  # one per process
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INITIALIZE_PHONEME_EVENTS = 0x0001
 _EVENT_LIST_TERMINATED = 0
@@ -177,7 +187,7 @@ class _EspeakSink:
         self.events: list[tuple[int, str]] = []
         self.samples = 0
 
-    def __call__(self, wav: ctypes.Array, n: int, events: ctypes.Array) -> int:  # type: ignore[type-arg]
+    def __call__(self, wav: ctypes.Array, n: int, events: ctypes.Array) -> int:
         i = 0
         while events[i].type != _EVENT_LIST_TERMINATED:
             ev = events[i]
@@ -190,7 +200,7 @@ class _EspeakSink:
         return 0
 
 
-def _espeak() -> tuple[ctypes.CDLL, int, _EspeakSink]:
+def _espeak() -> _Espeak:
     """libespeak-ng initialised once per process (it keeps global state)."""
     if not _ESPEAK:
         lib = _espeak_lib()
@@ -200,13 +210,14 @@ def _espeak() -> tuple[ctypes.CDLL, int, _EspeakSink]:
         sink = _EspeakSink()
         cb = _CALLBACK(sink)
         lib.espeak_SetSynthCallback(cb)
-        _ESPEAK.update(lib=lib, rate=rate, sink=sink, cb=cb)
-    return _ESPEAK["lib"], int(_ESPEAK["rate"]), _ESPEAK["sink"]  # type: ignore[return-value]
+        _ESPEAK.append(_Espeak(lib, int(rate), sink, cb))
+    return _ESPEAK[0]
 
 
 def synth_espeak(text: str, voice: str, stretch: float, pitch: int = 50) -> Utterance:
     """One utterance with libespeak-ng; ``pitch`` is espeak's 0..100 base pitch."""
-    lib, rate, sink = _espeak()
+    engine = _espeak()
+    lib, rate, sink = engine.lib, engine.rate, engine.sink
     if lib.espeak_SetVoiceByName(voice.encode()) != 0:
         raise RuntimeError(f"espeak-ng has no voice {voice!r}")
     lib.espeak_SetParameter(_PARAM_RATE, int(round(ESPEAK_DEFAULT_RATE / stretch)), 0)

@@ -36,20 +36,20 @@ CHECKPOINT_EVERY = 500  # steps
 
 class TrainConfig(StrictModel):
     out: Path = Path("models/assets/motion/motion.onnx")
-    utts_per_voice: int = Field(130, ge=1)
-    copies: int = Field(2, ge=1)
-    voices: int = Field(len(TRAIN_VOICES), ge=1, le=len(TRAIN_VOICES))
-    steps: int = Field(4000, ge=1)
-    batch: int = Field(32, ge=1)
-    crop_frames: int = Field(300, ge=20)  # output frames per crop (10 ms each)
-    lr: float = Field(2e-3, gt=0)
-    warmup: int = Field(100, ge=0)
-    channels: int = Field(160, ge=8)
-    lookahead_ms: int = Field(40, ge=0, le=200)
+    utts_per_voice: int = Field(default=130, ge=1)
+    copies: int = Field(default=2, ge=1)
+    voices: int = Field(default=len(TRAIN_VOICES), ge=1, le=len(TRAIN_VOICES))
+    steps: int = Field(default=4000, ge=1)
+    batch: int = Field(default=32, ge=1)
+    crop_frames: int = Field(default=300, ge=20)  # output frames per crop (10 ms each)
+    lr: float = Field(default=2e-3, gt=0)
+    warmup: int = Field(default=100, ge=0)
+    channels: int = Field(default=160, ge=8)
+    lookahead_ms: int = Field(default=40, ge=0, le=200)
     seed: int = 0
-    workers: int = Field(2, ge=1)
-    threads: int = Field(2, ge=1)
-    max_minutes: float = Field(45.0, gt=0)  # hard stop for training (data time excluded)
+    workers: int = Field(default=2, ge=1)
+    threads: int = Field(default=2, ge=1)
+    max_minutes: float = Field(default=45.0, gt=0)  # hard stop for training (data time excluded)
     checkpoint: Path | None = None  # exported every CHECKPOINT_EVERY steps when set
 
     @classmethod
@@ -120,12 +120,20 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     t0 = time.monotonic()
-    examples = build(TRAIN_VOICES[: cfg.voices], cfg.utts_per_voice, cfg.copies, cfg.seed, cfg.workers)
+    examples = build(
+        TRAIN_VOICES[: cfg.voices], cfg.utts_per_voice, cfg.copies, cfg.seed, cfg.workers
+    )
     t_data = time.monotonic() - t0
-    log.info("data: %d sessions, %.2f h of features in %.0f s", len(examples), hours(examples), t_data)
+    log.info(
+        "data: %d sessions, %.2f h of features in %.0f s", len(examples), hours(examples), t_data
+    )
     net_cfg = NetConfig(channels=cfg.channels, lookahead_frames=round(cfg.lookahead_ms / 10))
     net = MotionNet(net_cfg)
-    log.info("net: %d parameters, receptive field %d frames", count_parameters(net), net_cfg.receptive_field)
+    log.info(
+        "net: %d parameters, receptive field %d frames",
+        count_parameters(net),
+        net_cfg.receptive_field,
+    )
     crops = Crops(examples, net_cfg, cfg.crop_frames, cfg.seed)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     t1 = time.monotonic()

@@ -42,7 +42,9 @@ class Segment:
 def _pose(**values: float) -> np.ndarray:
     out = np.zeros(len(MOUTH_CHANNELS), np.float64)
     for short, v in values.items():
-        names = [n for n in MOUTH_CHANNELS if n == short or n == short + "Left" or n == short + "Right"]
+        names = [
+            n for n in MOUTH_CHANNELS if n == short or n == short + "Left" or n == short + "Right"
+        ]
         assert names, short
         for n in names:
             out[MOUTH_CHANNELS.index(n)] = v
@@ -57,7 +59,9 @@ POSES: dict[str, np.ndarray] = {
     "TH": _pose(jawOpen=0.18, mouthLowerDown=0.15, mouthStretch=0.1),
     "TD": _pose(jawOpen=0.2, mouthLowerDown=0.2, mouthStretch=0.15),
     "SZ": _pose(jawOpen=0.1, mouthStretch=0.3, mouthLowerDown=0.2, mouthUpperUp=0.2),
-    "SH": _pose(jawOpen=0.14, mouthFunnel=0.55, mouthPucker=0.3, mouthUpperUp=0.3, mouthLowerDown=0.3),
+    "SH": _pose(
+        jawOpen=0.14, mouthFunnel=0.55, mouthPucker=0.3, mouthUpperUp=0.3, mouthLowerDown=0.3
+    ),
     "KG": _pose(jawOpen=0.3, mouthLowerDown=0.15, mouthStretch=0.1),
     "R": _pose(jawOpen=0.2, mouthFunnel=0.35, mouthPucker=0.35),
     "W": _pose(jawOpen=0.1, mouthPucker=0.85, mouthFunnel=0.35),
@@ -147,7 +151,9 @@ def _dominance(vis: str) -> tuple[float, float, float, float]:
     return _ROUNDED_VOWEL_DOMINANCE if vis in _ROUNDED else _VOWEL_DOMINANCE
 
 
-def viseme_segments(segments: list[tuple[tuple[str, ...], float, float]]) -> list[tuple[str, float, float]]:
+def viseme_segments(
+    segments: list[tuple[tuple[str, ...], float, float]],
+) -> list[tuple[str, float, float]]:
     """Split multi-viseme phones (diphthongs) evenly in time: -> [(viseme, start, end)]."""
     out = []
     for visemes, start, end in segments:
@@ -181,9 +187,7 @@ class Targets:
     closure: np.ndarray
 
 
-def make_targets(
-    segs: list[tuple[str, float, float]], n_frames: int, rate: float
-) -> Targets:
+def make_targets(segs: list[tuple[str, float, float]], n_frames: int, rate: float) -> Targets:
     """Visemes [(viseme, start s, end s)] -> :class:`Targets` over ``n_frames`` frames."""
     t = np.arange(n_frames) / rate
     if not segs:

@@ -1,0 +1,191 @@
+"""Evaluation of audio-to-motion on held-out synthetic speech, next to an energy baseline.
+
+Held-out means engines/voices the model never heard in training
+(:data:`models.training.dataset.HELDOUT_VOICES`), augmented like real recordings. Per
+file and on average:
+
+* ``r``: Pearson correlation of predicted ``jawOpen`` with the ground-truth openness
+  curve (the jawOpen target built from the phone timings), plus the best r within +-3
+  frames and its lag (frames; positive = prediction late);
+* ``closure``: share of /p b m/ closures >= 40 ms where the mouth actually closes (the
+  lowest opening inside the closure <= 15 % of the file's 90th-percentile opening);
+* ``silence``: mean opening inside pauses >= 200 ms (one frame trimmed at each edge,
+  where the lips legitimately move) relative to the file's 90th-percentile opening.
+
+The baseline opens the mouth with loudness: frame RMS in dB mapped linearly from 40 dB
+below the file's 95th percentile (closed) to that percentile (fully open) — it even
+sees the whole file, which the model does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from models.motion.model import MotionModel
+from models.motion.stream import infer
+
+MAX_LAG = 3  # frames
+MIN_CLOSURE_S = 0.040
+MIN_SILENCE_S = 0.200
+CLOSED_FRACTION = 0.15  # of the 90th-percentile opening
+BASELINE_RANGE_DB = 40.0
+BASELINE_WINDOW_S = 0.040
+
+
+@dataclass(frozen=True)
+class FileScore:
+    name: str
+    r: float
+    best_r: float
+    lag: int
+    closure: float  # fraction 0..1 (nan when the file has no closure)
+    n_closures: int
+    silence: float  # fraction of the 90th-percentile opening (nan without pauses)
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / den) if den > 0 else 0.0
+
+
+def _merged(visemes: list[tuple[str, float, float]], label: str) -> list[tuple[float, float]]:
+    """Runs of consecutive segments with this label, merged: [(start s, end s)]."""
+    spans: list[tuple[float, float]] = []
+    for v, s, e in sorted(visemes, key=lambda x: x[1]):
+        if v != label:
+            continue
+        if spans and s - spans[-1][1] < 1e-3:
+            spans[-1] = (spans[-1][0], e)
+        else:
+            spans.append((s, e))
+    return spans
+
+
+def score(
+    name: str,
+    pred: np.ndarray,
+    truth: np.ndarray,
+    visemes: list[tuple[str, float, float]],
+    fps: int,
+) -> FileScore:
+    """pred, truth: float (N,) openness at ``fps``; visemes: [(viseme, start s, end s)]."""
+    n = min(len(pred), len(truth))
+    pred, truth = pred[:n].astype(np.float64), truth[:n].astype(np.float64)
+    r = _pearson(pred, truth)
+    lags = {}
+    for lag in range(-MAX_LAG, MAX_LAG + 1):
+        if lag >= 0:
+            lags[lag] = _pearson(pred[lag:], truth[: n - lag])
+        else:
+            lags[lag] = _pearson(pred[:lag], truth[-lag:])
+    best_lag = max(lags, key=lambda k: lags[k])
+    p90 = max(float(np.percentile(pred, 90)), 1e-6)
+    t = np.arange(n) / fps
+    closed = []
+    for s, e in _merged(visemes, "PBM"):
+        if e - s >= MIN_CLOSURE_S:
+            inside = pred[(t >= s) & (t < e)]
+            if len(inside):
+                closed.append(bool(inside.min() <= CLOSED_FRACTION * p90))
+    sil = []
+    for s, e in _merged(visemes, "sil"):
+        if e - s >= MIN_SILENCE_S:
+            inside = pred[(t >= s + 1 / fps) & (t < e - 1 / fps)]
+            if len(inside):
+                sil.append(inside)
+    silence = float(np.concatenate(sil).mean() / p90) if sil else float("nan")
+    return FileScore(
+        name, r, lags[best_lag], best_lag,
+        float(np.mean(closed)) if closed else float("nan"), len(closed), silence,
+    )  # fmt: skip
+
+
+def energy_baseline(
+    pcm16k: np.ndarray, n_frames: int, fps: int, sample_rate: int = 16_000
+) -> np.ndarray:
+    """Loudness as openness: float32 (n_frames,) 0..1 from float32 (N,) 16 kHz audio."""
+    half = int(BASELINE_WINDOW_S * sample_rate / 2)
+    x = np.pad(np.asarray(pcm16k, np.float64), (half, half + sample_rate))
+    centres = (np.arange(n_frames) * sample_rate) // fps + half
+    db = np.array([10 * np.log10(np.mean(x[c - half : c + half] ** 2) + 1e-10) for c in centres])
+    top = np.percentile(db, 95) if len(db) else 0.0
+    return np.clip((db - (top - BASELINE_RANGE_DB)) / BASELINE_RANGE_DB, 0.0, 1.0).astype(
+        np.float32
+    )
+
+
+@dataclass(frozen=True)
+class Report:
+    model: list[FileScore]
+    baseline: list[FileScore]
+
+    @staticmethod
+    def mean(scores: list[FileScore]) -> dict[str, float]:
+        def m(key: str) -> float:
+            vals = np.array([getattr(s, key) for s in scores], np.float64)
+            return float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+
+        closures = sum(s.n_closures for s in scores)
+        pooled = sum(s.closure * s.n_closures for s in scores if s.n_closures) / max(1, closures)
+        return {
+            "r": m("r"), "best_r": m("best_r"), "lag": m("lag"), "closure": pooled,
+            "n_closures": float(closures), "silence": m("silence"),
+        }  # fmt: skip
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "model": [asdict(s) for s in self.model],
+            "baseline": [asdict(s) for s in self.baseline],
+            "mean": {"model": self.mean(self.model), "baseline": self.mean(self.baseline)},
+        }
+
+    def markdown(self) -> str:
+        lines = [
+            "| file | r (model / energy) | best r, lag (model) | best r, lag (energy) "
+            "| closure (model / energy) | silence (model / energy) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for a, b in zip(self.model, self.baseline, strict=True):
+            lines.append(
+                f"| {a.name} | {a.r:.3f} / {b.r:.3f} | {a.best_r:.3f}, {a.lag:+d} | "
+                f"{b.best_r:.3f}, {b.lag:+d} | {_pct(a.closure)} / {_pct(b.closure)} "
+                f"({a.n_closures}) | {_pct(a.silence)} / {_pct(b.silence)} |"
+            )
+        ma, mb = self.mean(self.model), self.mean(self.baseline)
+        lines.append(
+            f"| **mean** | **{ma['r']:.3f} / {mb['r']:.3f}** | {ma['best_r']:.3f}, {ma['lag']:+.2f} | "
+            f"{mb['best_r']:.3f}, {mb['lag']:+.2f} | **{_pct(ma['closure'])} / {_pct(mb['closure'])}** "
+            f"({int(ma['n_closures'])}) | **{_pct(ma['silence'])} / {_pct(mb['silence'])}** |"
+        )
+        return "\n".join(lines)
+
+
+def _pct(x: float) -> str:
+    return "–" if not np.isfinite(x) else f"{100 * x:.1f} %"
+
+
+def evaluate_sessions(model: MotionModel, sessions: list[tuple[str, np.ndarray, list]]) -> Report:
+    """sessions: [(name, float32 (N,) 16 kHz audio, visemes)] -> per-file scores, both methods."""
+    from models.training.visemes import make_targets  # numpy only
+
+    jaw = model.names.index("jawOpen")
+    ours, base = [], []
+    for name, audio, visemes in sessions:
+        frames = infer(model, audio)
+        n = len(frames)
+        truth = make_targets(visemes, n, model.fps).coeffs[:, 0]
+        ours.append(score(name, frames.coeffs[:, jaw], truth, visemes, model.fps))
+        base.append(score(name, energy_baseline(audio, n, model.fps), truth, visemes, model.fps))
+    return Report(ours, base)
+
+
+def heldout_sessions(
+    utts_per_voice: int = 8, seed: int = 1234, workers: int = 2
+) -> list[tuple[str, np.ndarray, list]]:
+    """Held-out voices, sessions of 2-5 utterances, each augmented once like a recording."""
+    from models.training.dataset import HELDOUT_VOICES, heldout_audio
+
+    return heldout_audio(HELDOUT_VOICES, utts_per_voice, seed, workers)

@@ -1,0 +1,130 @@
+"""File decoding through PyAV: formats, channels, rates, bad files, bounded chunks."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+
+from models.audio import AudioError
+from models.audio.features import SAMPLE_RATE, iter_audio, load_audio
+
+TONE_HZ = 440.0
+
+
+def write_wav(path: Path, rate: int, seconds: float, channels: int = 1) -> Path:
+    t = np.arange(int(rate * seconds)) / rate
+    x = (np.sin(2 * np.pi * TONE_HZ * t) * 12_000).astype(np.int16)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.repeat(x[:, None], channels, axis=1).tobytes())
+    return path
+
+
+def encode(path: Path, codec: str, rate: int, seconds: float, fmt: str | None = None) -> Path:
+    """A 440 Hz stereo tone encoded with PyAV (what users upload)."""
+    with av.open(str(path), "w", format=fmt) as out:
+        stream: Any = out.add_stream(codec, rate=rate, layout="stereo")
+        n = int(rate * seconds)
+        t = np.arange(n) / rate
+        x = (0.4 * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.float32)
+        block = stream.codec_context.frame_size or 1024
+        fmt_name = stream.codec_context.format.name
+        for i in range(0, n, block):
+            chunk = np.stack([x[i : i + block]] * 2)
+            if fmt_name.endswith("p"):
+                frame = av.AudioFrame.from_ndarray(
+                    chunk.astype(np.float32), format="fltp", layout="stereo"
+                )
+            else:
+                frame = av.AudioFrame.from_ndarray(
+                    (chunk.T.reshape(1, -1) * 32767).astype(np.int16), format="s16", layout="stereo"
+                )
+            frame.sample_rate = rate
+            frame.pts = i
+            for p in stream.encode(frame):
+                out.mux(p)
+        for p in stream.encode(None):
+            out.mux(p)
+    return path
+
+
+def dominant_hz(x: np.ndarray) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.argmax(spec) * SAMPLE_RATE / len(x))
+
+
+@pytest.mark.parametrize("rate,channels", [(8_000, 1), (44_100, 2), (48_000, 1)])
+def test_wav_any_rate_and_channels(tmp_path: Path, rate: int, channels: int) -> None:
+    pcm, sr = load_audio(write_wav(tmp_path / "a.wav", rate, 1.0, channels))
+    assert sr == SAMPLE_RATE and pcm.dtype == np.float32
+    assert abs(len(pcm) - SAMPLE_RATE) <= 64
+    assert abs(dominant_hz(pcm) - TONE_HZ) < 3
+    assert abs(np.abs(pcm).max() - 12_000 / 32768) < 0.02
+
+
+@pytest.mark.parametrize(
+    "name,codec,fmt", [("a.flac", "flac", None), ("a.mp3", "libmp3lame", None),
+                       ("a.ogg", "libopus", "ogg"), ("a.m4a", "aac", "mp4")],
+)  # fmt: skip
+def test_compressed_formats(tmp_path: Path, name: str, codec: str, fmt: str | None) -> None:
+    try:
+        av.codec.Codec(codec, "w")
+    except av.error.FFmpegError:  # pragma: no cover - depends on the FFmpeg build
+        pytest.skip(f"no {codec} encoder")
+    rate = 48_000 if codec == "libopus" else 44_100
+    pcm, _ = load_audio(encode(tmp_path / name, codec, rate, 1.0, fmt))
+    assert abs(len(pcm) - SAMPLE_RATE) < 0.1 * SAMPLE_RATE  # codec padding is allowed
+    assert abs(dominant_hz(pcm) - TONE_HZ) < 3
+
+
+def test_non_audio_file_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.txt"
+    bad.write_text("this is not audio\n" * 50)
+    with pytest.raises(AudioError, match="not a readable audio|contains no audio stream"):
+        load_audio(bad)
+
+
+def test_missing_and_empty_files(tmp_path: Path) -> None:
+    with pytest.raises(AudioError, match="no such file"):
+        load_audio(tmp_path / "missing.wav")
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    with pytest.raises(AudioError):
+        load_audio(empty)
+
+
+def test_zero_length_wav_gives_empty_audio(tmp_path: Path) -> None:
+    pcm, _ = load_audio(write_wav(tmp_path / "z.wav", 16_000, 0.0))
+    assert pcm.shape == (0,)
+
+
+def test_video_without_audio_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "v.mp4"
+    with av.open(str(path), "w") as out:
+        s: Any = out.add_stream("mpeg4", rate=25)
+        s.width, s.height, s.pix_fmt = 32, 32, "yuv420p"
+        for i in range(3):
+            f = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
+            f.pts = i
+            for p in s.encode(f):
+                out.mux(p)
+        for p in s.encode(None):
+            out.mux(p)
+    with pytest.raises(AudioError, match="no audio stream"):
+        load_audio(path)
+
+
+def test_iter_audio_yields_bounded_chunks(tmp_path: Path) -> None:
+    path = write_wav(tmp_path / "long.wav", 22_050, 5.0)
+    chunks = list(iter_audio(path, chunk_s=1.0))
+    assert all(len(c) == SAMPLE_RATE for c in chunks[:-1])
+    assert len(chunks) >= 5
+    whole, _ = load_audio(path)
+    np.testing.assert_array_equal(np.concatenate(chunks), whole)
