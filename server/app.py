@@ -60,7 +60,7 @@ class UnknownAvatar(LookupError):
 
 def _default_renderer_factory(settings: ServerSettings) -> RendererFactory:
     def make(avatar: str | Path | None, size: int) -> Any:
-        from models.render import create_renderer  # type: ignore[attr-defined,unused-ignore]
+        from models.render import create_renderer
 
         return create_renderer(
             avatar, backend=settings.renderer_backend, size=size, provider=settings.provider
@@ -71,7 +71,7 @@ def _default_renderer_factory(settings: ServerSettings) -> RendererFactory:
 
 def _default_motion_loader(settings: ServerSettings) -> MotionLoader:
     def load(fps: int) -> Any:
-        from models.motion.stream import load_motion_model
+        from models.motion import load_motion_model
 
         return load_motion_model(settings.motion_model, fps=fps, provider=settings.provider)
 
@@ -79,7 +79,7 @@ def _default_motion_loader(settings: ServerSettings) -> MotionLoader:
 
 
 def _default_streamer(model: Any) -> Any:
-    from models.motion.stream import MotionStreamer
+    from models.motion import MotionStreamer
 
     return MotionStreamer(model)
 

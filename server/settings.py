@@ -30,7 +30,8 @@ class ServerSettings(StrictModel):
     avatar: str | None = None
     #: where uploaded portraits are enrolled into avatar packs
     avatars_dir: Path = Path("data/avatars")
-    renderer_backend: str = "warp"
+    #: warp (CPU fast path), warp-onnx (ONNX graph, CUDA when present), auto (GPU: onnx)
+    renderer_backend: str = "auto"
     #: "auto" = CUDA when present, else CPU
     provider: Literal["auto", "cpu", "cuda"] = "auto"
     #: motion model path; None = the one shipped in the repo

@@ -1,0 +1,234 @@
+"""Real aiortc peers on loopback against the real renderer and motion model.
+
+Times come from the RTP arrival of each frame's first packet on the client (what the
+server sent, and when); mouth openness is measured on the decoded pixels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+import wave
+from collections.abc import Iterator
+from io import BytesIO
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+from aiortc import MediaStreamTrack
+
+from client.headcast_client import HeadcastClient, Viewer
+from models.render import create_renderer
+from tests.server_harness import (
+    TEST_SIZE,
+    MouthMeter,
+    ServerThread,
+    audio_timeline,
+    av_lag_ms,
+    envelope,
+    load_speech,
+    mouth_series,
+    run,
+)
+
+OPEN = 0.2  # openness that counts as "mouth open" (jawOpen > ~0.4)
+CLOSED = 0.05  # openness below which the mouth counts as closed (jawOpen < ~0.2)
+
+
+@pytest.fixture(scope="module")
+def srv() -> Iterator[ServerThread]:
+    with ServerThread() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def meter() -> MouthMeter:
+    return MouthMeter(create_renderer(None, backend="warp", size=TEST_SIZE).render)
+
+
+def window(t: np.ndarray, values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return values[(t >= lo) & (t <= hi)]
+
+
+def event_time(sock: Any, kind: str) -> float:
+    return next(t for t, e in sock.events if e.get("type") == kind)
+
+
+def test_speech_plays_in_sync_and_silence_closes_the_mouth(
+    srv: ServerThread, meter: MouthMeter
+) -> None:
+    speech = load_speech(5.5)
+
+    async def main() -> tuple[Viewer, Any, float]:
+        client = HeadcastClient(srv.url)
+        session = await client.create_session(seed=1)
+        viewer = await Viewer(client).watch(session["whep"])
+        sock = await client.connect(session["id"])
+        await asyncio.sleep(1.2)  # idle: silence first
+        t_push = await sock.send_pcm(speech)  # faster than real time; played at real time
+        await sock.send_control({"type": "end_of_utterance"})
+        await sock.next_event("speech_ended", within_s=12)
+        await asyncio.sleep(1.2)  # silence after
+        await sock.close()
+        await viewer.close()
+        await client.close_session(session["id"])
+        return viewer, sock, t_push
+
+    viewer, sock, t_push = run(main(), timeout=60)
+    t_v, mouth = mouth_series(viewer.received.video, meter)
+    t_a, pcm = audio_timeline(viewer.received.audio)
+    start, end = event_time(sock, "speech_started"), event_time(sock, "speech_ended")
+    assert 5.0 < end - start < 6.2
+
+    # Video rate over the whole call, at 25 fps nominal.
+    steady = t_v[t_v > t_v[0] + 0.5]
+    fps = (len(steady) - 1) / (steady[-1] - steady[0])
+    assert fps >= 24.0, f"video at {fps:.1f} fps"
+
+    # The mouth moves with speech and is closed in silence, before and after.
+    during = window(t_v, mouth, start, end)
+    assert during.max() > 0.5 and np.mean(during > OPEN) > 0.25, "mouth follows speech"
+    assert window(t_v, mouth, t_v[0] + 0.3, start - 0.15).max() < CLOSED, "idle mouth closed"
+    assert window(t_v, mouth, end + 0.3, t_v[-1]).max() < CLOSED, "silence closes the mouth"
+
+    # Sound came back: loud during speech, silent outside.
+    loud = envelope(np.arange(start, end, 0.04), t_a, pcm, 0.04)
+    quiet = envelope(np.arange(end + 0.3, t_a[-1] - 0.1, 0.04), t_a, pcm, 0.04)
+    assert np.percentile(loud, 75) > 20 * max(quiet.max(), 1e-4)
+
+    # A/V offset between returned audio and mouth movement.
+    sel = (t_v > start - 0.3) & (t_v < end + 0.3)
+    lag, corr = av_lag_ms(t_v[sel], mouth[sel], t_a, pcm)
+    assert corr > 0.35, f"mouth/loudness correlation {corr:.2f}"
+    assert abs(lag) <= 40.0, f"A/V offset {lag:+.0f} ms"
+
+    # Push-to-mouth: from handing the speech to the socket to the first open mouth.
+    first_open = t_v[(t_v > t_push) & (mouth > OPEN)][0]
+    assert first_open - t_push < 0.4
+
+
+def test_interrupt_returns_to_idle_within_100ms(srv: ServerThread, meter: MouthMeter) -> None:
+    async def main() -> tuple[Viewer, Any, float, dict[str, Any]]:
+        client = HeadcastClient(srv.url)
+        session = await client.create_session(seed=2)
+        viewer = await Viewer(client).watch(session["whep"])
+        sock = await client.connect(session["id"])
+        await asyncio.sleep(0.5)
+        await sock.send_pcm(load_speech(5.0))
+        await sock.next_event("speech_started", within_s=5)
+        await asyncio.sleep(1.5)
+        t_int = await sock.interrupt()
+        cut = await sock.next_event("interrupted", within_s=2)
+        await asyncio.sleep(1.0)
+        await sock.close()
+        await viewer.close()
+        await client.close_session(session["id"])
+        return viewer, sock, t_int, cut
+
+    viewer, sock, t_int, cut = run(main(), timeout=40)
+    t_v, mouth = mouth_series(viewer.received.video, meter)
+    assert window(t_v, mouth, t_int - 1.2, t_int).max() > 0.4, "was speaking"
+    after = window(t_v, mouth, t_int + 0.1, t_int + 1.0)
+    assert len(after) >= 20 and after.max() < CLOSED, f"not idle 100 ms after: {after[:5]}"
+    assert 1200 <= cut["position_ms"] <= 1900, cut
+    assert cut["dropped_ms"] > 2000
+    t_a, pcm = audio_timeline(viewer.received.audio)
+    assert envelope(np.arange(t_int + 0.1, t_int + 0.9, 0.04), t_a, pcm, 0.04).max() < 1e-3
+    assert any(e.get("interrupted") for e in sock.of_type("speech_ended"))
+
+
+def test_two_sessions_are_isolated(srv: ServerThread, meter: MouthMeter) -> None:
+    async def main() -> tuple[Viewer, Viewer, Any, Any]:
+        client = HeadcastClient(srv.url)
+        a, b = await client.create_session(seed=3), await client.create_session(seed=4)
+        va = await Viewer(client).watch(a["whep"])
+        vb = await Viewer(client).watch(b["whep"])
+        sa, sb = await client.connect(a["id"]), await client.connect(b["id"])
+        await asyncio.sleep(0.5)
+        await sa.send_pcm(load_speech(3.0))
+        await sa.next_event("speech_ended", within_s=8)
+        await asyncio.sleep(0.3)
+        for x in (sa, sb, va, vb):
+            await x.close()
+        for sid in (a["id"], b["id"]):
+            await client.close_session(sid)
+        return va, vb, sa, sb
+
+    va, vb, sa, sb = run(main(), timeout=40)
+    _, mouth_a = mouth_series(va.received.video, meter)
+    _, mouth_b = mouth_series(vb.received.video, meter)
+    assert mouth_a.max() > 0.5
+    assert len(mouth_b) > 50 and mouth_b.max() < CLOSED, "audio for A moved B"
+    assert not sb.of_type("speech_started")
+    _, pcm_b = audio_timeline(vb.received.audio)
+    assert np.abs(pcm_b).max() < 1e-3
+
+
+class SpeechTrack(MediaStreamTrack):
+    """A microphone stand-in: plays PCM at real time in 20 ms frames, then silence."""
+
+    kind = "audio"
+
+    def __init__(self, pcm16k: np.ndarray, delay_s: float = 0.5) -> None:
+        super().__init__()
+        pad = np.zeros(int(delay_s * 16_000), np.float32)
+        self.pcm = (np.r_[pad, pcm16k] * 32767).astype(np.int16)
+        self.k = 0
+        self.t0: float | None = None
+
+    async def recv(self) -> av.AudioFrame:
+        if self.t0 is None:
+            self.t0 = time.monotonic()
+        wait = self.t0 + self.k * 0.02 - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        chunk = self.pcm[self.k * 320 : (self.k + 1) * 320]
+        chunk = np.r_[chunk, np.zeros(320 - len(chunk), np.int16)]
+        frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = 16_000
+        frame.pts = self.k * 320
+        frame.time_base = fractions.Fraction(1, 16_000)
+        self.k += 1
+        return frame
+
+
+def test_mirror_mode_h264_and_file_upload(srv: ServerThread, meter: MouthMeter) -> None:
+    speech = load_speech(2.5)
+    buf = BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16_000)
+        w.writeframes((speech * 32767).astype("<i2").tobytes())
+
+    async def main() -> tuple[Viewer, Any, dict[str, Any], list[dict[str, Any]]]:
+        client = HeadcastClient(srv.url)
+        mirror = await client.create_session(input="mirror", seed=5)
+        viewer = await Viewer(client).watch(
+            mirror["whep"], video_codec="H264", microphone=SpeechTrack(speech)
+        )
+        await asyncio.sleep(3.5)
+        await viewer.close()
+        await client.close_session(mirror["id"])
+        up = await client.create_session(seed=6)
+        sock = await client.connect(up["id"], coefficients=True)
+        reply = await client.upload_audio(up["id"], buf.getvalue())
+        await sock.next_event("speech_ended", within_s=8)
+        await sock.close()
+        await client.close_session(up["id"])
+        return viewer, sock, reply, sock.of_type("coefficients")
+
+    viewer, sock, reply, coeffs = run(main(), timeout=40)
+    codec = viewer.pc.getTransceivers()[0].receiver._RTCRtpReceiver__codecs  # negotiated
+    assert any(c.mimeType == "video/H264" for c in codec.values())
+    _, mouth = mouth_series(viewer.received.video, meter)
+    assert len(mouth) > 60 and mouth.max() > 0.4, "the microphone drives the mouth"
+    _, pcm = audio_timeline(viewer.received.audio)
+    assert np.abs(pcm).max() < 1e-3, "mirror mode does not echo the microphone"
+    assert reply["duration_ms"] == pytest.approx(2500, abs=1)
+    jaw = np.array([e["values"][0] for e in coeffs])
+    frames = np.array([e["frame"] for e in coeffs])
+    assert np.all(np.diff(frames) == 1), "one coefficient event per frame, in order"
+    assert jaw.max() > 0.4 and len(sock.of_type("speech_started")) == 1
