@@ -1,0 +1,210 @@
+"""Bad inputs and churn leave the server serving everyone else; sessions release everything."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import websockets
+
+from client.headcast_client import HeadcastClient, HeadcastError, Viewer
+from tests.server_harness import ServerThread, load_speech, run
+
+
+@pytest.fixture(scope="module")
+def srv() -> Iterator[ServerThread]:
+    with ServerThread() as server:
+        yield server
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError("no VmRSS")
+
+
+async def ws_raw(url: str, sid: str, **kw: Any) -> Any:
+    return await websockets.connect(f"ws{url[4:]}/v1/sessions/{sid}/ws", **kw)
+
+
+def test_http_errors_have_reasons(srv: ServerThread) -> None:
+    async def main() -> None:
+        c = HeadcastClient(srv.url)
+        assert (await c.request("GET", "/healthz")).status == 200
+        ready = await c.request("GET", "/readyz")
+        assert ready.status == 200 and ready.json()["status"] == "ready"
+        s = await c.create_session()
+        bad = [
+            ("POST", "/v1/sessions/nope/whep", b"v=0\r\n", "application/sdp", 404),
+            ("POST", s["whep"], b"hello", "application/sdp", 400),
+            (
+                "POST",
+                s["whep"],
+                b"v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n",
+                "application/sdp",
+                400,
+            ),
+            ("POST", s["whep"], b"v=0", "text/plain", 415),
+            ("POST", "/v1/sessions", b'{"size": 100}', "application/json", 400),
+            ("POST", "/v1/sessions", b'{"fps": 30}', "application/json", 400),
+            ("POST", "/v1/sessions", b'{"avatar": "nobody"}', "application/json", 404),
+            ("POST", "/v1/sessions", b'{"emotion": "ecstatic"}', "application/json", 400),
+            ("POST", "/v1/sessions", b'{"colour": "red"}', "application/json", 422),
+            ("POST", s["audio"], b"not audio at all", "audio/wav", 415),
+            ("POST", s["audio"], b"", "audio/wav", 400),
+            (
+                "POST",
+                f"/v1/sessions/{s['id']}/control",
+                b'{"type": "dance"}',
+                "application/json",
+                400,
+            ),
+            ("DELETE", f"{s['whep']}/nope", None, None, 404),
+            ("DELETE", "/v1/sessions/nope", None, None, 404),
+        ]
+        for method, path, body, kind, status in bad:
+            resp = await c.request(method, path, body, kind)
+            assert resp.status == status, (path, body, resp.status, resp.body[:200])
+            assert resp.json()["detail"], "a reason is given"
+        ok = await c.control(s["id"], {"type": "emotion", "name": "happy"})
+        assert ok["name"] == "happy"
+        metrics = (await c.request("GET", "/metrics")).body.decode()
+        assert "headcast_sessions 1" in metrics and "headcast_bad_requests_total" in metrics
+        await c.close_session(s["id"])
+
+    run(main(), timeout=30)
+
+
+def test_bad_websocket_input_is_contained(srv: ServerThread) -> None:
+    async def main() -> None:
+        c = HeadcastClient(srv.url)
+        s = await c.create_session()
+        # binary first message, bad format: closed with 1003 and a reason
+        for first in (b"\x00\x01", json.dumps({"type": "start", "format": "u8"})):
+            ws = await ws_raw(srv.url, s["id"])
+            await ws.send(first)
+            error = json.loads(await ws.recv())
+            assert error["type"] == "error"
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1003
+        # unknown session
+        ws = await ws_raw(srv.url, "nope")
+        assert "unknown session" in json.loads(await ws.recv())["message"]
+        await ws.close()
+        # odd-length PCM and unknown control: error events, socket stays usable
+        sock = await c.connect(s["id"])
+        await sock.send_pcm(b"\x00\x01\x02")
+        assert "whole number" in (await sock.next_event("error"))["message"]
+        n = len(sock.events)
+        await sock.send_control({"type": "dance"})
+        assert "unknown control" in (await sock.next_event("error", after=n))["message"]
+        await sock.send_control({"type": "ping"})
+        assert (await sock.next_event("pong"))["type"] == "pong"
+        # oversize message: this socket is closed (1009), the session lives on
+        await sock.ws.send(b"\x00" * (srv.settings.max_message_bytes + 2))
+        await asyncio.sleep(0.3)
+        assert sock.closed_reason is not None
+        assert (await c.session(s["id"]))["id"] == s["id"]
+        await c.close_session(s["id"])
+
+    run(main(), timeout=30)
+
+
+def test_stalled_and_vanishing_clients_do_not_hurt_others(srv: ServerThread) -> None:
+    async def main() -> None:
+        c = HeadcastClient(srv.url)
+        bad = await c.create_session()
+        good = await c.create_session()
+        # a client that never reads, asking for per-frame coefficients (25 events/s)
+        stalled = await ws_raw(srv.url, bad["id"], max_queue=1)
+        await stalled.send(json.dumps({"type": "start", "coefficients": True}))
+        # a viewer and a socket that vanish without saying goodbye
+        gone = await Viewer(c).watch(bad["whep"])
+        gone_sock = await c.connect(bad["id"])
+        await asyncio.sleep(0.5)
+        gone_sock.ws.transport.abort()
+        await gone.pc.close()  # no WHEP DELETE
+        # meanwhile the good session works normally
+        viewer = await Viewer(c, keep_video=False).watch(good["whep"])
+        sock = await c.connect(good["id"])
+        await sock.send_pcm(load_speech(2.0))
+        await sock.next_event("speech_ended", within_s=8)
+        frames = len(viewer.received.video)
+        await asyncio.sleep(1.0)
+        assert len(viewer.received.video) - frames >= 22, "good session kept its frame rate"
+        assert (await c.request("GET", "/healthz")).status == 200
+        await sock.close()
+        await viewer.close()
+        stalled.transport.abort()
+        for sid in (bad["id"], good["id"]):
+            await c.close_session(sid)
+
+    run(main(), timeout=40)
+
+
+def test_admission_refuses_with_503_and_reason(srv: ServerThread) -> None:
+    sched = srv.state.scheduler
+
+    async def main() -> None:
+        c = HeadcastClient(srv.url)
+        keep = sched.max_sessions
+        sched.max_sessions = len(sched.load)
+        try:
+            with pytest.raises(HeadcastError) as refused:
+                await c.create_session()
+            assert refused.value.status == 503 and "limit" in refused.value.reason
+        finally:
+            sched.max_sessions = keep
+        # capacity: a 512 session costs ~4x a 256 one; fill up with what measurement allows
+        opened = []
+        try:
+            for _ in range(200):
+                opened.append((await c.create_session(size=512))["id"])
+        except HeadcastError as exc:
+            assert exc.status == 503 and "cores" in exc.reason
+        assert 0 < len(opened) < 200
+        for sid in opened:
+            await c.close_session(sid)
+        await c.close_session((await c.create_session(size=512))["id"])
+
+    run(main(), timeout=60)
+
+
+def test_memory_returns_to_baseline_after_20_sessions(srv: ServerThread) -> None:
+    speech = load_speech(0.6)
+
+    async def cycle(c: HeadcastClient) -> None:
+        s = await c.create_session()
+        viewer = await Viewer(c, keep_video=False).watch(s["whep"])
+        sock = await c.connect(s["id"])
+        await sock.send_pcm(speech)
+        await asyncio.sleep(0.3)
+        await sock.close()
+        await viewer.close()
+        await c.close_session(s["id"])
+
+    async def main() -> tuple[float, float, int]:
+        c = HeadcastClient(srv.url)
+        for _ in range(3):  # warm every cache and codec
+            await cycle(c)
+        await asyncio.sleep(0.5)
+        gc.collect()
+        base, threads = rss_mb(), threading.active_count()
+        for _ in range(20):
+            await cycle(c)
+        await asyncio.sleep(1.0)
+        gc.collect()
+        return base, rss_mb(), threads
+
+    base, after, threads = run(main(), timeout=120)
+    assert not srv.state.sessions and not srv.state.scheduler.load
+    assert after - base < 40.0, f"RSS grew {after - base:.1f} MB over 20 sessions"
+    assert threading.active_count() <= threads + 2
