@@ -292,6 +292,7 @@ def _brow_field(g: FaceGeometry, left: bool, inner_amt: float, outer_amt: float,
     eye_upper, eye_lower, crease, _, _ = _eye(g, left)
     w[eye_upper] *= 0.15
     w[eye_lower] = 0.0
+    w[np.array(L.IRIS_L + L.IRIS_R)] = 0.0
     w[crease] *= 0.5
     d[:, 1] = -amount * w
     d[:, 0] = inward * gap * (1 - t) * w * (-1.0 if left else 1.0)

@@ -18,7 +18,7 @@ from models.avatar.landmarks import CHIN, FOREHEAD_TOP, NUM_LANDMARKS
 log = logging.getLogger(__name__)
 
 DETECT_MAX_SIDE = 1024  # px; the mesh model sees at most this much
-MIN_FACE_HEIGHT = 80  # px in the portrait, forehead-top to chin
+MIN_FACE_HEIGHT = 48  # px in the portrait, forehead-top to chin
 MAX_FACES = 4
 
 
@@ -58,13 +58,18 @@ def _run_mesh(image: np.ndarray) -> list[np.ndarray]:
         return _mesh_points(mesh.process(image), image.shape[1], image.shape[0])
 
 
-def _haar_crops(image: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Square crops (uint8, affine 2x3 crop->image) around Haar-detected faces, largest first."""
+def _haar_boxes(image: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Frontal-face boxes (x, y, w, h), largest first."""
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
     boxes = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
+    return sorted((tuple(int(v) for v in b) for b in boxes), key=lambda b: -b[2] * b[3])  # type: ignore[misc]
+
+
+def _haar_crops(image: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Square crops (uint8, affine 2x3 crop->image) around Haar-detected faces, largest first."""
     crops = []
-    for x, y, w, h in sorted(boxes, key=lambda b: -b[2] * b[3])[:MAX_FACES]:
+    for x, y, w, h in _haar_boxes(image)[:MAX_FACES]:
         side = 2.6 * max(w, h)
         cx, cy = x + w / 2, y + h / 2
         scale = 512 / side
@@ -99,11 +104,13 @@ def detect_landmarks(image: np.ndarray) -> Detection:
         raise EnrollError("no face found in the portrait; use a photo with one clearly visible, roughly frontal face")
     faces.sort(key=_face_height, reverse=True)
     best = faces[0]
-    if len(faces) > 1:
-        log.warning("%d faces found; using the largest", len(faces))
+    # The mesh's own detector misses smaller faces beside a large one; count with Haar too.
+    n_faces = max(len(faces), len(_haar_boxes(small)))
+    if n_faces > 1:
+        log.warning("%d faces found; using the largest", n_faces)
     face_h = _face_height(best)
     if face_h < MIN_FACE_HEIGHT:
         raise EnrollError(
             f"the face is too small: {face_h:.0f} px from forehead to chin; the minimum is {MIN_FACE_HEIGHT} px"
         )
-    return Detection(points=best.astype(np.float32), others=len(faces) - 1)
+    return Detection(points=best.astype(np.float32), others=n_faces - 1)

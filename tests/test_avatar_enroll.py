@@ -1,0 +1,124 @@
+"""Enrollment: robust on transformed portraits, clean errors on bad input, cached by content."""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from models.avatar.enroll import build_pack, enroll
+from models.avatar.errors import EnrollError
+from models.avatar.pack import load_pack
+from tests.conftest import png_bytes
+
+pytest.importorskip("mediapipe")
+
+
+def _rotate(img: np.ndarray, deg: float) -> np.ndarray:
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), deg, 1.0)
+    return cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
+
+
+TRANSFORMS = {
+    "mirrored": lambda im: im[:, ::-1].copy(),
+    "rotated10": lambda im: _rotate(im, 10),
+    "half": lambda im: cv2.resize(im, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA),
+    "double": lambda im: cv2.resize(im, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC),
+    "padded": lambda im: cv2.copyMakeBorder(im, 200, 60, 300, 100, cv2.BORDER_CONSTANT, value=(40, 90, 160)),
+    "dark": lambda im: (im.astype(np.float32) * 0.45).astype(np.uint8),
+}
+
+
+@pytest.mark.parametrize("name", list(TRANSFORMS))
+def test_enrolls_transformed_portraits(astronaut, name):
+    img = TRANSFORMS[name](astronaut)
+    pack = build_pack(np.ascontiguousarray(img), size=256)
+    lm = pack.arrays["landmarks"]
+    # The face lands where the head frame puts it, eyes level, whatever the input did.
+    eye_r = lm[[33, 133], :2].mean(0)
+    eye_l = lm[[263, 362], :2].mean(0)
+    assert abs(np.degrees(np.arctan2(*(eye_l - eye_r)[::-1]))) < 2.0
+    face_h = np.linalg.norm(lm[10, :2] - lm[152, :2])
+    assert 0.38 * 256 < face_h < 0.46 * 256
+    assert not pack.meta["channel_scales"].get("jawOpen")
+
+
+def test_enroll_writes_a_loadable_pack_and_caches(tmp_path, astronaut):
+    data = png_bytes(astronaut)
+    stages: list[str] = []
+    start = time.perf_counter()
+    out = enroll(data, tmp_path / "a", size=256, progress=lambda f, s: stages.append(s))
+    first = time.perf_counter() - start
+    pack = load_pack(out)
+    assert pack.size == 256 and pack.arrays["bases"].shape[1:] == (2, 128, 128)
+    assert "done" in stages
+    start = time.perf_counter()
+    enroll(data, tmp_path / "a", size=256)
+    assert time.perf_counter() - start < first / 3  # served from the cache
+
+
+def test_enrolls_a_megapixel_portrait_quickly(astronaut):
+    big = cv2.resize(astronaut, (1000, 1000), interpolation=cv2.INTER_CUBIC)
+    build_pack(big, size=512)  # warm-up: mediapipe graph start
+    start = time.perf_counter()
+    build_pack(big, size=512)
+    # Budget 3 s on an idle 2-core machine; allow for a loaded CI box.
+    assert time.perf_counter() - start < 6.0
+
+
+def test_several_faces_take_the_largest(astronaut):
+    small = cv2.resize(astronaut, None, fx=0.8, fy=0.8)[::, ::-1]
+    canvas = np.full((560, 960, 3), 200, np.uint8)
+    canvas[20:532, 0:512] = astronaut
+    canvas[100:100 + small.shape[0], 540:540 + small.shape[1]] = small
+    pack = build_pack(canvas, size=256)
+    assert pack.meta["faces_found"] == 2
+    mat = pack.arrays["portrait_matrix"]
+    assert np.hypot(mat[0, 0], mat[1, 0]) < 1.5  # the big face was chosen (smaller scale-up)
+
+
+@pytest.mark.parametrize("payload,needle", [
+    (b"", "empty"),
+    (b"this is not an image at all", "not a readable image"),
+    (png_bytes(np.zeros((40, 40, 3), np.uint8)), "too small"),
+    (png_bytes(np.full((400, 400, 3), 128, np.uint8)), "no face"),
+])
+def test_bad_inputs_fail_cleanly(tmp_path, payload, needle):
+    with pytest.raises(EnrollError, match=needle):
+        enroll(payload, tmp_path / "x", size=256)
+    assert not (tmp_path / "x" / "avatar.json").exists()
+
+
+def test_truncated_file_fails_cleanly(tmp_path, astronaut):
+    data = png_bytes(astronaut)
+    with pytest.raises(EnrollError, match="not a readable image"):
+        enroll(data[: len(data) // 2], tmp_path / "t", size=256)
+
+
+def test_tiny_face_names_the_minimum(astronaut):
+    tiny = cv2.resize(astronaut, None, fx=0.3, fy=0.3, interpolation=cv2.INTER_AREA)
+    canvas = np.full((700, 700, 3), 230, np.uint8)
+    canvas[300:300 + tiny.shape[0], 300:300 + tiny.shape[1]] = tiny
+    with pytest.raises(EnrollError, match=r"too small|no face"):
+        build_pack(canvas, size=256)
+
+
+def test_rgba_and_grayscale_inputs(tmp_path, astronaut):
+    rgba = np.dstack([astronaut, np.full(astronaut.shape[:2], 255, np.uint8)])
+    gray = cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)
+    for i, img in enumerate((rgba, gray)):
+        out = enroll(png_bytes(img), tmp_path / f"p{i}", size=256)
+        assert load_pack(out).image.shape == (256, 256, 3)
+
+
+def test_cli_reports_errors_without_traceback(tmp_path, capsys):
+    from server.cli import main
+
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 nope")
+    assert main(["enroll", str(bad), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err
