@@ -92,7 +92,9 @@ def clip(coeffs: np.ndarray) -> np.ndarray:
     out = np.array(coeffs, np.float32, copy=True)
     out[..., : POSE_SLICE.start] = np.clip(out[..., : POSE_SLICE.start], 0.0, 1.0)
     out[..., POSE_SLICE.start : POSE_SLICE.start + 3] = np.clip(
-        out[..., POSE_SLICE.start : POSE_SLICE.start + 3], -POSE_ANGLE_LIMIT_DEG, POSE_ANGLE_LIMIT_DEG
+        out[..., POSE_SLICE.start : POSE_SLICE.start + 3],
+        -POSE_ANGLE_LIMIT_DEG,
+        POSE_ANGLE_LIMIT_DEG,
     )
     out[..., POSE_SLICE.start + 3 :] = np.clip(
         out[..., POSE_SLICE.start + 3 :], -POSE_SHIFT_LIMIT, POSE_SHIFT_LIMIT

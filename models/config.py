@@ -98,6 +98,7 @@ def load_config(
     except ValidationError as exc:
         where = f" ({path})" if path is not None else ""
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()
         )
         raise ConfigError(f"invalid {model.__name__}{where}: {problems}") from exc

@@ -27,7 +27,9 @@ TRANSFORMS = {
     "rotated10": lambda im: _rotate(im, 10),
     "half": lambda im: cv2.resize(im, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA),
     "double": lambda im: cv2.resize(im, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC),
-    "padded": lambda im: cv2.copyMakeBorder(im, 200, 60, 300, 100, cv2.BORDER_CONSTANT, value=(40, 90, 160)),
+    "padded": lambda im: cv2.copyMakeBorder(
+        im, 200, 60, 300, 100, cv2.BORDER_CONSTANT, value=(40, 90, 160)
+    ),
     "dark": lambda im: (im.astype(np.float32) * 0.45).astype(np.uint8),
 }
 
@@ -73,19 +75,22 @@ def test_several_faces_take_the_largest(astronaut):
     small = cv2.resize(astronaut, None, fx=0.8, fy=0.8)[::, ::-1]
     canvas = np.full((560, 960, 3), 200, np.uint8)
     canvas[20:532, 0:512] = astronaut
-    canvas[100:100 + small.shape[0], 540:540 + small.shape[1]] = small
+    canvas[100 : 100 + small.shape[0], 540 : 540 + small.shape[1]] = small
     pack = build_pack(canvas, size=256)
     assert pack.meta["faces_found"] == 2
     mat = pack.arrays["portrait_matrix"]
     assert np.hypot(mat[0, 0], mat[1, 0]) < 1.5  # the big face was chosen (smaller scale-up)
 
 
-@pytest.mark.parametrize("payload,needle", [
-    (b"", "empty"),
-    (b"this is not an image at all", "not a readable image"),
-    (png_bytes(np.zeros((40, 40, 3), np.uint8)), "too small"),
-    (png_bytes(np.full((400, 400, 3), 128, np.uint8)), "no face"),
-])
+@pytest.mark.parametrize(
+    "payload,needle",
+    [
+        (b"", "empty"),
+        (b"this is not an image at all", "not a readable image"),
+        (png_bytes(np.zeros((40, 40, 3), np.uint8)), "too small"),
+        (png_bytes(np.full((400, 400, 3), 128, np.uint8)), "no face"),
+    ],
+)
 def test_bad_inputs_fail_cleanly(tmp_path, payload, needle):
     with pytest.raises(EnrollError, match=needle):
         enroll(payload, tmp_path / "x", size=256)
@@ -101,7 +106,7 @@ def test_truncated_file_fails_cleanly(tmp_path, astronaut):
 def test_tiny_face_names_the_minimum(astronaut):
     tiny = cv2.resize(astronaut, None, fx=0.3, fy=0.3, interpolation=cv2.INTER_AREA)
     canvas = np.full((700, 700, 3), 230, np.uint8)
-    canvas[300:300 + tiny.shape[0], 300:300 + tiny.shape[1]] = tiny
+    canvas[300 : 300 + tiny.shape[0], 300 : 300 + tiny.shape[1]] = tiny
     with pytest.raises(EnrollError, match=r"too small|no face"):
         build_pack(canvas, size=256)
 

@@ -66,7 +66,9 @@ def test_serving_path_imports_no_torch():
 
 
 def test_cli_lists_subcommands():
-    out = subprocess.run([sys.executable, "-m", "server.cli", "--help"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "server.cli", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0
     for cmd in ("enroll", "preview", "bench"):
         assert cmd in out.stdout

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from models.avatar import landmarks as L
-from models.avatar.bases import HeadEllipse, POSE_OUTER, grid_points
+from models.avatar.bases import POSE_OUTER, HeadEllipse, grid_points
 from models.channels import (
     CHANNEL_INDEX,
     EXPRESSION_CHANNELS,
@@ -73,10 +73,17 @@ def test_mouth_channels_are_local_to_the_lower_face(pack512):
         assert share >= 0.95, f"{name}: only {share:.3f} of its flow energy in the lower face"
 
 
-@pytest.mark.parametrize("name,region", [
-    ("browInnerUp", "upper"), ("browDownLeft", "upper"), ("eyeWideRight", "upper"),
-    ("eyeSquintLeft", "upper"), ("mouthSmileLeft", "lower"), ("mouthFrownRight", "lower"),
-])
+@pytest.mark.parametrize(
+    "name,region",
+    [
+        ("browInnerUp", "upper"),
+        ("browDownLeft", "upper"),
+        ("eyeWideRight", "upper"),
+        ("eyeSquintLeft", "upper"),
+        ("mouthSmileLeft", "lower"),
+        ("mouthFrownRight", "lower"),
+    ],
+)
 def test_expression_channels_stay_in_their_region(pack512, name, region):
     lower, upper = _regions(pack512)
     k = FLOW_NAMES.index(name)
@@ -92,7 +99,11 @@ def test_blinks_move_only_the_eyes(pack512):
         maps = pack512.arrays["blink_back"][eye]
         energy = (maps**2).sum(axis=(0, 1))
         xs = lm[list(corners), 0]
-        near = (gx > xs.min() - 8) & (gx < xs.max() + 8) & (np.abs(gy - lm[list(corners), 1].mean()) < 0.12 * pack512.size)
+        near = (
+            (gx > xs.min() - 8)
+            & (gx < xs.max() + 8)
+            & (np.abs(gy - lm[list(corners), 1].mean()) < 0.12 * pack512.size)
+        )
         assert energy.sum() > 0
         assert energy[near].sum() / energy.sum() >= 0.99
 
@@ -114,8 +125,16 @@ def test_mouth_and_expression_never_touch_pixels_outside_the_head(fast, pack512,
     assert diff.max() > 10, f"{name} changes nothing visible"
 
 
-@pytest.mark.parametrize("pose", [{"headYaw": 15}, {"headYaw": -15}, {"headPitch": 15}, {"headRoll": -15},
-                                  {"headTx": 0.03, "headYaw": 10}])
+@pytest.mark.parametrize(
+    "pose",
+    [
+        {"headYaw": 15},
+        {"headYaw": -15},
+        {"headPitch": 15},
+        {"headRoll": -15},
+        {"headTx": 0.03, "headYaw": 10},
+    ],
+)
 def test_pose_turns_the_head_and_leaves_the_background(fast, pack512, pose):
     out = fast.render(from_mapping(pose))
     diff = np.abs(out.astype(int) - pack512.image.astype(int)).max(axis=-1)
@@ -139,7 +158,7 @@ def _mouth_opening_in_head_coords(pack, c: np.ndarray) -> float:
     """Inner-lip gap measured after undoing the rigid pose (head coordinates)."""
     prepared = wm.prepare(c)
     ring = wm.lip_ring(pack.arrays, prepared, pack.size)
-    rot = wm.rotation(*(float(v) for v in prepared[wm.YAW:wm.ROLL + 1]))
+    rot = wm.rotation(*(float(v) for v in prepared[wm.YAW : wm.ROLL + 1]))
     pivot = pack.arrays["pivot"].astype(np.float64)
     shift = np.array([prepared[wm.TX], prepared[wm.TY]]) * pack.size
     up, lo = ring[wm.I_UP] - pivot[:2] - shift, ring[wm.I_LO] - pivot[:2] - shift
@@ -148,7 +167,9 @@ def _mouth_opening_in_head_coords(pack, c: np.ndarray) -> float:
     return float(np.linalg.norm(gap))
 
 
-@pytest.mark.parametrize("pose", [{"headYaw": 10}, {"headYaw": -10}, {"headPitch": 10}, {"headRoll": 10}])
+@pytest.mark.parametrize(
+    "pose", [{"headYaw": 10}, {"headYaw": -10}, {"headPitch": 10}, {"headRoll": 10}]
+)
 def test_pose_does_not_change_the_mouth(pack512, pose):
     base = from_mapping({"jawOpen": 0.6})
     posed = from_mapping({"jawOpen": 0.6, **pose})
@@ -182,11 +203,14 @@ def test_blink_closes_the_eye_with_skin_not_a_flat_patch(fast, pack512):
     assert lid.std(axis=(0, 1)).mean() > 4
 
 
-@pytest.mark.parametrize("coeffs", [
-    {"jawOpen": 0.7, "mouthSmileLeft": 0.5, "headYaw": 12, "eyeBlinkLeft": 0.7},
-    {"jawOpen": 1.0, "eyeBlinkRight": 1.0, "headYaw": -15, "browInnerUp": 1.0},
-    {"headPitch": -10, "headRoll": 8, "jawOpen": 0.4, "headTx": 0.02, "mouthFunnel": 0.6},
-])
+@pytest.mark.parametrize(
+    "coeffs",
+    [
+        {"jawOpen": 0.7, "mouthSmileLeft": 0.5, "headYaw": 12, "eyeBlinkLeft": 0.7},
+        {"jawOpen": 1.0, "eyeBlinkRight": 1.0, "headYaw": -15, "browInnerUp": 1.0},
+        {"headPitch": -10, "headRoll": 8, "jawOpen": 0.4, "headTx": 0.02, "mouthFunnel": 0.6},
+    ],
+)
 def test_fast_path_onnx_and_reference_agree(pack256, coeffs):
     from models.render.warp_onnx import OnnxWarpRenderer
 
@@ -215,6 +239,8 @@ def test_out_of_range_and_nan_coefficients_are_clamped(fast):
     wild = np.full(NUM_CHANNELS, np.nan, np.float32)
     assert np.array_equal(fast.render(wild), fast.render(zeros()))
     big = from_mapping({"jawOpen": 7.0, "headYaw": 500.0})
-    assert np.array_equal(fast.render(big), fast.render(from_mapping({"jawOpen": 1.0, "headYaw": 20.0})))
+    assert np.array_equal(
+        fast.render(big), fast.render(from_mapping({"jawOpen": 1.0, "headYaw": 20.0}))
+    )
     with pytest.raises(ValueError):
         fast.render(np.zeros(3, np.float32))

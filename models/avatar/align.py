@@ -28,12 +28,16 @@ def alignment_matrix(points: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([rot, shift[:, None]], axis=1)
 
 
-def apply_alignment(image: np.ndarray, points: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def apply_alignment(
+    image: np.ndarray, points: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """-> (aligned uint8 (size, size, 3), landmarks float32 (478, 3) in frame pixels, matrix (2, 3))."""
     mat = alignment_matrix(points, size)
     scale = float(np.hypot(mat[0, 0], mat[1, 0]))
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    aligned = cv2.warpAffine(image, mat, (size, size), flags=interp, borderMode=cv2.BORDER_REPLICATE)
+    aligned = cv2.warpAffine(
+        image, mat, (size, size), flags=interp, borderMode=cv2.BORDER_REPLICATE
+    )
     xy = points[:, :2].astype(np.float64) @ mat[:, :2].T + mat[:, 2]
     out = np.concatenate([xy, points[:, 2:3] * scale], axis=1).astype(np.float32)
     return aligned, out, mat

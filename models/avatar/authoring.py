@@ -138,12 +138,24 @@ def _mouth_region(g: FaceGeometry, scale: float = 0.55) -> np.ndarray:
     return _gauss(g.xy, g.mouth_center, scale * g.mouth_width)
 
 
-def _eye(g: FaceGeometry, left: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+def _eye(
+    g: FaceGeometry, left: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
     if left:
-        return (np.array(L.EYE_L_UPPER), np.array(L.EYE_L_LOWER), np.array(L.EYE_L_UPPER_OUTER),
-                np.array(L.EYE_L_LOWER_OUTER), g.eye_l_open)
-    return (np.array(L.EYE_R_UPPER), np.array(L.EYE_R_LOWER), np.array(L.EYE_R_UPPER_OUTER),
-            np.array(L.EYE_R_LOWER_OUTER), g.eye_r_open)
+        return (
+            np.array(L.EYE_L_UPPER),
+            np.array(L.EYE_L_LOWER),
+            np.array(L.EYE_L_UPPER_OUTER),
+            np.array(L.EYE_L_LOWER_OUTER),
+            g.eye_l_open,
+        )
+    return (
+        np.array(L.EYE_R_UPPER),
+        np.array(L.EYE_R_LOWER),
+        np.array(L.EYE_R_UPPER_OUTER),
+        np.array(L.EYE_R_LOWER_OUTER),
+        g.eye_r_open,
+    )
 
 
 def _lid_gap(g: FaceGeometry, upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
@@ -170,7 +182,12 @@ def jaw_open(g: FaceGeometry) -> np.ndarray:
     w = across * below * _lower_side(g)
     d[:, 1] = JAW_DROP * g.mouth_width * w
     # The mouth narrows a little as it opens.
-    d[:, 0] = -0.05 * g.mouth_width * np.tanh((g.xy[:, 0] - g.mouth_center[0]) / (0.5 * g.mouth_width)) * w
+    d[:, 0] = (
+        -0.05
+        * g.mouth_width
+        * np.tanh((g.xy[:, 0] - g.mouth_center[0]) / (0.5 * g.mouth_width))
+        * w
+    )
     return d
 
 
@@ -277,7 +294,9 @@ def _brow_points(left: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.array(L.BROW_R), np.array(L.BROW_R_INNER), np.array(L.BROW_R_OUTER)
 
 
-def _brow_field(g: FaceGeometry, left: bool, inner_amt: float, outer_amt: float, inward: float = 0.0) -> np.ndarray:
+def _brow_field(
+    g: FaceGeometry, left: bool, inner_amt: float, outer_amt: float, inward: float = 0.0
+) -> np.ndarray:
     """Move one brow: a vertical lift blended from inner to outer end, spread to nearby skin."""
     d = np.zeros_like(g.xy)
     brow, inner, outer = _brow_points(left)
@@ -386,7 +405,9 @@ AUTHORS: dict[str, Author] = {
     "cheekSquintRight": _sided(_cheek_squint, False),
 }
 
-assert tuple(AUTHORS) == MOUTH_CHANNELS + EXPRESSION_CHANNELS, "authoring must cover every channel in order"
+assert (
+    tuple(AUTHORS) == MOUTH_CHANNELS + EXPRESSION_CHANNELS
+), "authoring must cover every channel in order"
 
 
 def landmark_displacements(points: np.ndarray) -> np.ndarray:

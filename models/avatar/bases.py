@@ -51,7 +51,9 @@ class HeadEllipse:
     def ring(self, scale: float, n: int) -> np.ndarray:
         t = np.linspace(0, 2 * np.pi, n, endpoint=False)
         ay = np.where(np.sin(t) < 0, self.ay_top, self.ay_bottom)
-        return np.stack([self.cx + scale * self.ax * np.cos(t), self.cy + scale * ay * np.sin(t)], 1)
+        return np.stack(
+            [self.cx + scale * self.ax * np.cos(t), self.cy + scale * ay * np.sin(t)], 1
+        )
 
 
 # Mouth and expression motion stays inside this elliptic radius (exactly zero beyond);
@@ -63,7 +65,8 @@ POSE_INNER, POSE_OUTER = 0.78, 1.22
 def grid_points(size: int, grid: int = GRID) -> tuple[np.ndarray, np.ndarray]:
     """Pixel coordinates (x, y) of the grid samples, each float64 (grid, grid)."""
     c = (np.arange(grid) + 0.5) * size / grid - 0.5
-    return np.meshgrid(c, c)
+    gx, gy = np.meshgrid(c, c)
+    return gx, gy
 
 
 class Densifier:
@@ -76,7 +79,9 @@ class Densifier:
     def __init__(self, points: np.ndarray, head: HeadEllipse, size: int, grid: int = GRID) -> None:
         ring = head.ring(FLOW_SUPPORT, ANCHORS_ON_RING)
         s = float(size)
-        frame = np.array([[-1, -1], [s, -1], [-1, s], [s, s], [s / 2, -1], [s / 2, s], [-1, s / 2], [s, s / 2]])
+        frame = np.array(
+            [[-1, -1], [s, -1], [-1, s], [s, s], [s / 2, -1], [s / 2, s], [-1, s / 2], [s, s / 2]]
+        )
         self.n_landmarks = len(points)
         nodes = np.concatenate([points[:, :2].astype(np.float64), ring, frame])
         self.tri = Delaunay(nodes)
@@ -131,7 +136,9 @@ def pose_weight(head: HeadEllipse, size: int, grid: int = GRID) -> np.ndarray:
     return (t * t * (3 - 2 * t)).astype(np.float32)
 
 
-def depth_field(points: np.ndarray, head: HeadEllipse, dens: Densifier, size: int) -> tuple[np.ndarray, float]:
+def depth_field(
+    points: np.ndarray, head: HeadEllipse, dens: Densifier, size: int
+) -> tuple[np.ndarray, float]:
     """Per-grid-point depth (pixels, larger = nearer) and the head's rotation-centre depth.
 
     Inside the face the landmarks' own depth; elsewhere an ellipsoid that meets
@@ -155,13 +162,17 @@ def depth_field(points: np.ndarray, head: HeadEllipse, dens: Densifier, size: in
 def triangle_areas(xy: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     """Signed areas of triangles ``int (T, 3)`` over points ``(N, 2)``."""
     a, b, c = xy[triangles[:, 0]], xy[triangles[:, 1]], xy[triangles[:, 2]]
-    return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
+    return 0.5 * (
+        (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    )
 
 
 MIN_TRIANGLE_AREA = 2.0  # px^2 at a 512 frame; slivers below this have no reliable orientation
 
 
-def folded_triangles(xy: np.ndarray, disp: np.ndarray, triangles: np.ndarray, size: int = 512) -> int:
+def folded_triangles(
+    xy: np.ndarray, disp: np.ndarray, triangles: np.ndarray, size: int = 512
+) -> int:
     """How many triangles flip orientation (fold over) when ``disp`` is applied."""
     before = triangle_areas(xy, triangles)
     after = triangle_areas(xy + disp, triangles)
@@ -180,7 +191,10 @@ def field_jacobian_min(field: np.ndarray, size: int) -> float:
     return float(det.min())
 
 
-BLINK_LEVELS = (0.5, 1.1)  # lid closure (share of the lid gap) at eyeBlink = 0.5 and 1; past 1 hides the sclera under the smeared grid
+BLINK_LEVELS = (
+    0.5,
+    1.1,
+)  # lid closure (share of the lid gap) at eyeBlink = 0.5 and 1; past 1 hides the sclera under the smeared grid
 LID_SKIN = 0.75  # lid skin taken from this many lid gaps above the margin
 LID_CURVE = 2.0  # >1 keeps the lash line thin at the closing edge
 
@@ -226,7 +240,9 @@ def blink_backward(points: np.ndarray, size: int, grid: int = GRID) -> np.ndarra
             u = np.clip((y - cre) / np.maximum(edge - cre, 1e-6), 0.0, 1.0)
             src = np.where(upper_part, cre + (lid - cre) * u**LID_CURVE, src)
             lower_part = (y > edge) & (y <= low)
-            src = np.where(lower_part, lid + (y - edge) * (low - lid) / np.maximum(low - edge, 1e-6), src)
+            src = np.where(
+                lower_part, lid + (y - edge) * (low - lid) / np.maximum(low - edge, 1e-6), src
+            )
             offset = np.where(inside_x[None, :], y - src, 0.0)
             maps.append(offset)
         out[e, 0, 1] = maps[0]

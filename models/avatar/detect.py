@@ -35,7 +35,9 @@ def _mesh_points(result: object, width: int, height: int) -> list[np.ndarray]:
     faces = getattr(result, "multi_face_landmarks", None) or []
     out = []
     for face in faces:
-        pts = np.array([[p.x * width, p.y * height, -p.z * width] for p in face.landmark], np.float32)
+        pts = np.array(
+            [[p.x * width, p.y * height, -p.z * width] for p in face.landmark], np.float32
+        )
         if len(pts) == NUM_LANDMARKS:
             out.append(pts)
     return out
@@ -53,7 +55,10 @@ def _run_mesh(image: np.ndarray) -> list[np.ndarray]:
             "enrollment needs mediapipe 0.10.21 (install the enroll extra: `make setup-dev`)"
         ) from exc
     with mp.solutions.face_mesh.FaceMesh(
-        static_image_mode=True, max_num_faces=MAX_FACES, refine_landmarks=True, min_detection_confidence=0.5
+        static_image_mode=True,
+        max_num_faces=MAX_FACES,
+        refine_landmarks=True,
+        min_detection_confidence=0.5,
     ) as mesh:
         return _mesh_points(mesh.process(image), image.shape[1], image.shape[0])
 
@@ -74,7 +79,9 @@ def _haar_crops(image: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         cx, cy = x + w / 2, y + h / 2
         scale = 512 / side
         to_crop = np.array([[scale, 0, 256 - scale * cx], [0, scale, 256 - scale * cy]], np.float32)
-        crop = cv2.warpAffine(image, to_crop, (512, 512), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        crop = cv2.warpAffine(
+            image, to_crop, (512, 512), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
         crops.append((crop, cv2.invertAffineTransform(to_crop)))
     return crops
 
@@ -86,7 +93,13 @@ def detect_landmarks(image: np.ndarray) -> Detection:
     """
     height, width = image.shape[:2]
     scale = min(1.0, DETECT_MAX_SIDE / max(height, width))
-    small = image if scale == 1.0 else cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    small = (
+        image
+        if scale == 1.0
+        else cv2.resize(
+            image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
+        )
+    )
     faces = [p / np.float32(scale) for p in _run_mesh(small)]
     if not faces:
         # Small faces in wide shots escape the mesh's own short-range detector:
@@ -101,7 +114,9 @@ def detect_landmarks(image: np.ndarray) -> Detection:
                 faces.append(pts)
                 break
     if not faces:
-        raise EnrollError("no face found in the portrait; use a photo with one clearly visible, roughly frontal face")
+        raise EnrollError(
+            "no face found in the portrait; use a photo with one clearly visible, roughly frontal face"
+        )
     faces.sort(key=_face_height, reverse=True)
     best = faces[0]
     # The mesh's own detector misses smaller faces beside a large one; count with Haar too.

@@ -77,8 +77,9 @@ def _project_out_mouth(fields: np.ndarray, disp: np.ndarray) -> tuple[np.ndarray
     return out_fields, out_disp
 
 
-def _fold_safe(fields: np.ndarray, disp: np.ndarray, points: np.ndarray, triangles: np.ndarray,
-               size: int) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+def _fold_safe(
+    fields: np.ndarray, disp: np.ndarray, points: np.ndarray, triangles: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """Shrink any channel whose full activation folds the landmark mesh or the flow field."""
     names = MOUTH_CHANNELS + EXPRESSION_CHANNELS
     jaw = CHANNEL_INDEX["jawOpen"]
@@ -96,7 +97,9 @@ def _fold_safe(fields: np.ndarray, disp: np.ndarray, points: np.ndarray, triangl
                 break
             scale *= FOLD_SHRINK
         else:
-            raise EnrollError(f"channel {name} folds over on this face even at {scale:.2f} strength")
+            raise EnrollError(
+                f"channel {name} folds over on this face even at {scale:.2f} strength"
+            )
         if scale < 1.0:
             fields[k] *= scale
             disp[k] *= scale
@@ -168,8 +171,13 @@ def build_pack(image: np.ndarray, size: int = 512, progress: Progress = _noop) -
     return AvatarPack(image=frame, arrays=arrays, meta=meta, portrait=image)
 
 
-def enroll(image: str | Path | bytes, out_dir: str | Path, size: int = 512,
-           progress: Progress | None = None, force: bool = False) -> Path:
+def enroll(
+    image: str | Path | bytes,
+    out_dir: str | Path,
+    size: int = 512,
+    progress: Progress | None = None,
+    force: bool = False,
+) -> Path:
     """Portrait file or bytes -> avatar pack folder ``out_dir`` (reused when already enrolled).
 
     Raises :class:`EnrollError` with a readable reason for bad input.

@@ -38,7 +38,7 @@ def load_portrait(source: str | Path | bytes) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            img = Image.open(stream)
+            img: Image.Image = Image.open(stream)
             width, height = img.size
             if width * height > MAX_PIXELS:
                 raise EnrollError(
@@ -46,7 +46,9 @@ def load_portrait(source: str | Path | bytes) -> np.ndarray:
                     f"the limit is {MAX_PIXELS / 1e6:.0f} MP"
                 )
             if min(width, height) < MIN_SIDE:
-                raise EnrollError(f"{name}: {width}x{height} is too small; need at least {MIN_SIDE} px a side")
+                raise EnrollError(
+                    f"{name}: {width}x{height} is too small; need at least {MIN_SIDE} px a side"
+                )
             # JPEG can decode at 1/2, 1/4, 1/8 scale: bounded memory for huge photos.
             img.draft("RGB", (WORK_MAX_SIDE, WORK_MAX_SIDE))
             img.load()

@@ -25,7 +25,8 @@ def texel_coords() -> tuple[np.ndarray, np.ndarray]:
     """(s, t) of texel centres, each float64 (TEX_H, TEX_W)."""
     s = (np.arange(TEX_W) + 0.5) / TEX_W
     t = (np.arange(TEX_H) + 0.5) / TEX_H * T_MAX
-    return np.meshgrid(s, t)
+    gs, gt = np.meshgrid(s, t)
+    return gs, gt
 
 
 def _tooth_edges() -> np.ndarray:
@@ -66,7 +67,9 @@ def synth_upper_teeth(luma: float) -> np.ndarray:
     alpha = np.clip((tip - t) / 0.012 + 0.5, 0.0, 1.0) * np.clip((0.97 - centre) / 0.08, 0.0, 1.0)
     gap = np.clip(np.minimum(u, 1 - u) * width / 0.006, 0.0, 1.0)  # dark seams between teeth
     base = np.array([232.0, 224.0, 208.0]) * light
-    shade = (0.55 + 0.45 * (1 - centre**2)) * (0.75 + 0.25 * gap) * (0.88 + 0.12 * np.sin(np.pi * u))
+    shade = (
+        (0.55 + 0.45 * (1 - centre**2)) * (0.75 + 0.25 * gap) * (0.88 + 0.12 * np.sin(np.pi * u))
+    )
     shade = shade * (0.92 + 0.08 * np.clip(t / max(TOOTH_LEN, 1e-6), 0, 1))
     rgb = base[None, None, :] * shade[..., None]
     return np.dstack([np.clip(rgb, 0, 255), alpha * 255]).round().astype(np.uint8)
@@ -81,7 +84,9 @@ def synth_lower(lip_rgb: np.ndarray, luma: float) -> np.ndarray:
     r = np.sqrt(((s - 0.5) / 0.4) ** 2 + ((t + 0.01) / 0.16) ** 2)
     tongue_a = np.clip((1.0 - r) / 0.45, 0.0, 1.0) * 0.9
     tongue_shade = 0.45 + 0.45 * np.clip(1.0 - r, 0.0, 1.0) ** 0.7
-    teeth_a = np.clip((0.028 - t) / 0.012, 0.0, 1.0) * np.clip((0.45 - centre) / 0.25, 0.0, 1.0) * 0.55
+    teeth_a = (
+        np.clip((0.028 - t) / 0.012, 0.0, 1.0) * np.clip((0.45 - centre) / 0.25, 0.0, 1.0) * 0.55
+    )
     teeth_rgb = np.array([200.0, 190.0, 175.0]) * light * 0.85
     rgb = tongue_rgb[None, None, :] * tongue_shade[..., None]
     rgb = rgb * (1 - teeth_a[..., None]) + teeth_rgb * teeth_a[..., None]
@@ -98,7 +103,9 @@ def cavity_colors(lip_rgb: np.ndarray) -> np.ndarray:
 
 def mouth_frame(ring: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Origin (upper inner lip middle), unit across-axis u, down-axis v, mouth width from a ring."""
-    i_up, i_r, i_l = (L.LIPS_INNER.index(k) for k in (L.UPPER_INNER_MID, L.INNER_CORNER_R, L.INNER_CORNER_L))
+    i_up, i_r, i_l = (
+        L.LIPS_INNER.index(k) for k in (L.UPPER_INNER_MID, L.INNER_CORNER_R, L.INNER_CORNER_L)
+    )
     across = ring[i_l] - ring[i_r]
     width = float(np.linalg.norm(across))
     u = across / max(width, 1e-6)
@@ -106,7 +113,9 @@ def mouth_frame(ring: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, f
     return ring[i_up], u, v, width
 
 
-def portrait_teeth(image: np.ndarray, points: np.ndarray, synth: np.ndarray) -> tuple[np.ndarray, bool]:
+def portrait_teeth(
+    image: np.ndarray, points: np.ndarray, synth: np.ndarray
+) -> tuple[np.ndarray, bool]:
     """Use the portrait's own teeth for the upper layer when its mouth is open enough."""
     ring = points[list(L.LIPS_INNER), :2].astype(np.float64)
     origin, u, v, width = mouth_frame(ring)
@@ -117,8 +126,13 @@ def portrait_teeth(image: np.ndarray, points: np.ndarray, synth: np.ndarray) -> 
     s, t = texel_coords()
     px = origin[0] + (s - 0.5) * width * u[0] + t * width * v[0]
     py = origin[1] + (s - 0.5) * width * u[1] + t * width * v[1]
-    sampled = cv2.remap(image, px.astype(np.float32), py.astype(np.float32), cv2.INTER_LINEAR,
-                        borderMode=cv2.BORDER_REPLICATE)
+    sampled = cv2.remap(
+        image,
+        px.astype(np.float32),
+        py.astype(np.float32),
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
     inside = np.zeros(image.shape[:2], np.uint8)
     cv2.fillPoly(inside, [np.round(ring).astype(np.int32)], 255)
     a = cv2.remap(inside, px.astype(np.float32), py.astype(np.float32), cv2.INTER_LINEAR)

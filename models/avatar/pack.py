@@ -26,7 +26,12 @@ from models.channels import EXPRESSION_CHANNELS, MOUTH_CHANNELS
 PACK_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_AVATAR_DIR = REPO_ROOT / "models" / "assets" / "avatars" / "default"
-META_FILE, IMAGE_FILE, ARRAYS_FILE, PORTRAIT_FILE = "avatar.json", "image.png", "arrays.npz", "portrait.jpg"
+META_FILE, IMAGE_FILE, ARRAYS_FILE, PORTRAIT_FILE = (
+    "avatar.json",
+    "image.png",
+    "arrays.npz",
+    "portrait.jpg",
+)
 
 ARRAY_SPECS: dict[str, tuple[str, int]] = {
     # name: (dtype, ndim)
@@ -74,10 +79,18 @@ class AvatarPack:
         tmp.replace(out_dir / ARRAYS_FILE)
         cv2.imwrite(str(out_dir / IMAGE_FILE), cv2.cvtColor(self.image, cv2.COLOR_RGB2BGR))
         if self.portrait is not None:
-            cv2.imwrite(str(out_dir / PORTRAIT_FILE), cv2.cvtColor(self.portrait, cv2.COLOR_RGB2BGR),
-                        [cv2.IMWRITE_JPEG_QUALITY, 95])
-        meta = dict(self.meta, version=PACK_VERSION, size=self.size, grid=self.grid,
-                    channels=list(MOUTH_CHANNELS + EXPRESSION_CHANNELS))
+            cv2.imwrite(
+                str(out_dir / PORTRAIT_FILE),
+                cv2.cvtColor(self.portrait, cv2.COLOR_RGB2BGR),
+                [cv2.IMWRITE_JPEG_QUALITY, 95],
+            )
+        meta = dict(
+            self.meta,
+            version=PACK_VERSION,
+            size=self.size,
+            grid=self.grid,
+            channels=list(MOUTH_CHANNELS + EXPRESSION_CHANNELS),
+        )
         (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         return out_dir
 
@@ -86,7 +99,9 @@ def read_meta(path: Path) -> dict[str, Any]:
     try:
         meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise AvatarError(f"{path} is not an avatar pack (no {META_FILE}); create one with `headcast enroll`") from exc
+        raise AvatarError(
+            f"{path} is not an avatar pack (no {META_FILE}); create one with `headcast enroll`"
+        ) from exc
     except (OSError, json.JSONDecodeError) as exc:
         raise AvatarError(f"{path}/{META_FILE} is unreadable: {exc}") from exc
     if not isinstance(meta, dict):
@@ -99,9 +114,13 @@ def load_pack(path: str | Path | None = None) -> AvatarPack:
     root = DEFAULT_AVATAR_DIR if path is None else Path(path)
     meta = read_meta(root)
     if meta.get("version") != PACK_VERSION:
-        raise AvatarError(f"{root}: pack version {meta.get('version')} but this headcast reads {PACK_VERSION}; re-enroll the portrait")
+        raise AvatarError(
+            f"{root}: pack version {meta.get('version')} but this headcast reads {PACK_VERSION}; re-enroll the portrait"
+        )
     if meta.get("channels") != list(MOUTH_CHANNELS + EXPRESSION_CHANNELS):
-        raise AvatarError(f"{root}: pack channels differ from this headcast's; re-enroll the portrait")
+        raise AvatarError(
+            f"{root}: pack channels differ from this headcast's; re-enroll the portrait"
+        )
     bgr = cv2.imread(str(root / IMAGE_FILE), cv2.IMREAD_COLOR)
     if bgr is None:
         raise AvatarError(f"{root}/{IMAGE_FILE} is missing or unreadable")
@@ -113,10 +132,14 @@ def load_pack(path: str | Path | None = None) -> AvatarPack:
     for name, (dtype, ndim) in ARRAY_SPECS.items():
         arr = arrays.get(name)
         if arr is None or arr.dtype != np.dtype(dtype) or arr.ndim != ndim:
-            raise AvatarError(f"{root}: array {name!r} missing or malformed; re-enroll the portrait")
+            raise AvatarError(
+                f"{root}: array {name!r} missing or malformed; re-enroll the portrait"
+            )
     image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     if image.shape[:2] != (meta.get("size"), meta.get("size")):
-        raise AvatarError(f"{root}: image is {image.shape[1]}x{image.shape[0]}, metadata says {meta.get('size')}")
+        raise AvatarError(
+            f"{root}: image is {image.shape[1]}x{image.shape[0]}, metadata says {meta.get('size')}"
+        )
     portrait = None
     if (root / PORTRAIT_FILE).is_file():
         pbgr = cv2.imread(str(root / PORTRAIT_FILE), cv2.IMREAD_COLOR)

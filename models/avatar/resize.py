@@ -7,7 +7,16 @@ import numpy as np
 
 from models.avatar.pack import AvatarPack
 
-PIXEL_ARRAYS = ("landmarks", "bases", "lip_points", "lip_bases", "lip_depth", "depth", "pivot", "blink_back")
+PIXEL_ARRAYS = (
+    "landmarks",
+    "bases",
+    "lip_points",
+    "lip_bases",
+    "lip_depth",
+    "depth",
+    "pivot",
+    "blink_back",
+)
 
 
 def resize_pack(pack: AvatarPack, size: int) -> AvatarPack:
@@ -35,5 +44,9 @@ def resize_pack(pack: AvatarPack, size: int) -> AvatarPack:
     arrays["mouth_shape"] = shape
     scale = np.diag([k, k, 1.0])[:2, :2]
     mat = pack.arrays["portrait_matrix"]
-    arrays["portrait_matrix"] = np.concatenate([scale @ mat[:, :2], (mat[:, 2:] + 0.5) * k - 0.5], axis=1)
-    return AvatarPack(image=image, arrays=arrays, meta=dict(pack.meta, size=size), portrait=pack.portrait)
+    arrays["portrait_matrix"] = np.concatenate(
+        [scale @ mat[:, :2], (mat[:, 2:] + 0.5) * k - 0.5], axis=1
+    )
+    return AvatarPack(
+        image=image, arrays=arrays, meta=dict(pack.meta, size=size), portrait=pack.portrait
+    )

@@ -12,8 +12,12 @@ from models.render.base import Renderer
 Backend = Literal["warp", "warp-onnx", "auto"]
 
 
-def create_renderer(avatar: str | Path | None = None, backend: str = "auto", size: int | None = None,
-                    provider: Provider = "auto") -> Renderer:
+def create_renderer(
+    avatar: str | Path | None = None,
+    backend: str = "auto",
+    size: int | None = None,
+    provider: Provider = "auto",
+) -> Renderer:
     """A renderer for an avatar pack folder (``None``: the built-in default avatar).
 
     ``backend``: ``warp`` (CPU fast path, cv2.remap), ``warp-onnx`` (the ONNX graph,

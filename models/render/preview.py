@@ -14,10 +14,10 @@ from models.channels import (
     CHANNEL_INDEX,
     EXPRESSION_CHANNELS,
     MOUTH_CHANNELS,
+    NUM_CHANNELS,
     POSE_ANGLE_LIMIT_DEG,
     POSE_CHANNELS,
     POSE_SHIFT_LIMIT,
-    NUM_CHANNELS,
 )
 from models.render.base import Renderer
 
@@ -49,7 +49,7 @@ def _zoom(frame: np.ndarray, center: np.ndarray, half: float) -> np.ndarray:
     s = frame.shape[0]
     x0 = int(np.clip(center[0] - half, 0, s - 2 * half))
     y0 = int(np.clip(center[1] - half, 0, s - 2 * half))
-    crop = frame[y0:y0 + int(2 * half), x0:x0 + int(2 * half)]
+    crop = frame[y0 : y0 + int(2 * half), x0 : x0 + int(2 * half)]
     return cv2.resize(crop, (THUMB, THUMB), interpolation=cv2.INTER_CUBIC)
 
 
@@ -65,11 +65,22 @@ def contact_sheet(renderer: Renderer, landmarks: np.ndarray) -> np.ndarray:
         tiles = [cv2.resize(f, (THUMB, THUMB), interpolation=cv2.INTER_AREA) for f in frames]
         tiles += [_zoom(frames[-1], mouth_c, half), _zoom(frames[-1], eyes_c, half * 1.3)]
         label = np.full((THUMB, LABEL_W, 3), 255, np.uint8)
-        cv2.putText(label, name, (6, THUMB // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            label, name, (6, THUMB // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA
+        )
         rows.append(np.concatenate([label, *tiles], axis=1))
     header = np.full((30, rows[0].shape[1], 3), 255, np.uint8)
     for i, text in enumerate(("0", "0.5", "1", "mouth @1", "eyes @1")):
-        cv2.putText(header, text, (LABEL_W + i * THUMB + 8, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            header,
+            text,
+            (LABEL_W + i * THUMB + 8, 21),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.55,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
     return np.concatenate([header, *rows], axis=0)
 
 
@@ -86,7 +97,9 @@ def sweep_coefficients() -> list[np.ndarray]:
     return frames
 
 
-def write_sweep(renderer: Renderer, path: Path, progress: Callable[[int, int], None] | None = None) -> int:
+def write_sweep(
+    renderer: Renderer, path: Path, progress: Callable[[int, int], None] | None = None
+) -> int:
     """Write an H.264 MP4 of :func:`sweep_coefficients`; returns the number of frames."""
     import av
 

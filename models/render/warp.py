@@ -20,11 +20,17 @@ BAND_PX = 3  # half-width of the outline band where coverage is computed exactly
 def cv2_sampler(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``warp_math.Sampler`` with cv2.remap: field (C, H, W) at x, y (...) -> (C, ...)."""
     shape = x.shape
-    mx = np.ascontiguousarray(x, np.float32).reshape(shape[0], -1) if x.ndim == 2 else x.astype(np.float32).reshape(1, -1)
+    mx = (
+        np.ascontiguousarray(x, np.float32).reshape(shape[0], -1)
+        if x.ndim == 2
+        else x.astype(np.float32).reshape(1, -1)
+    )
     my = np.ascontiguousarray(y, np.float32).reshape(mx.shape)
     src = np.ascontiguousarray(np.moveaxis(field.astype(np.float32), 0, -1))
     out = cv2.remap(src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    out = out.reshape(*mx.shape, field.shape[0]) if field.shape[0] > 1 else out.reshape(*mx.shape, 1)
+    out = (
+        out.reshape(*mx.shape, field.shape[0]) if field.shape[0] > 1 else out.reshape(*mx.shape, 1)
+    )
     return np.moveaxis(out, -1, 0).reshape(field.shape[0], *shape)
 
 
@@ -49,8 +55,11 @@ class WarpRenderer:
         forward = wm.forward_field(self.arrays, c, self.size)
         blink = self.arrays["blink_back"].reshape(4, 2, *forward.shape[1:])
         back = wm.inverse_displacement(forward, self.size, cv2_sampler, blink, wm.blink_weights(c))
-        up = cv2.resize(np.ascontiguousarray(np.moveaxis(back, 0, -1)), (self.size, self.size),
-                        interpolation=cv2.INTER_LINEAR)
+        up = cv2.resize(
+            np.ascontiguousarray(np.moveaxis(back, 0, -1)),
+            (self.size, self.size),
+            interpolation=cv2.INTER_LINEAR,
+        )
         return np.subtract(self._identity, up, out=up)
 
     def render(self, coeffs: np.ndarray) -> np.ndarray:
@@ -58,15 +67,24 @@ class WarpRenderer:
         c = wm.prepare(coeffs)
         if not np.any(c):
             return self.image.copy()
-        out = cv2.remap(self.image, self.sampling_map(c), None, cv2.INTER_LINEAR,
-                        borderMode=cv2.BORDER_REPLICATE)
+        out = cv2.remap(
+            self.image,
+            self.sampling_map(c),
+            None,
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
         self._draw_mouth(out, c)
         return out
 
     def render_batch(self, coeffs: np.ndarray) -> np.ndarray:
         """float32 (B, K) -> uint8 (B, S, S, 3)."""
         batch = np.asarray(coeffs, np.float32)
-        return np.stack([self.render(row) for row in batch]) if len(batch) else np.zeros((0, self.size, self.size, 3), np.uint8)
+        return (
+            np.stack([self.render(row) for row in batch])
+            if len(batch)
+            else np.zeros((0, self.size, self.size, 3), np.uint8)
+        )
 
     def _draw_mouth(self, out: np.ndarray, c: np.ndarray) -> None:
         m = wm.mouth_state(self.arrays, c, self.size)
@@ -85,7 +103,9 @@ class WarpRenderer:
         inside = np.zeros((y1 - y0, x1 - x0), np.uint8)
         cv2.fillPoly(inside, [poly], 1, lineType=cv2.LINE_8, shift=shift)
         band = np.zeros_like(inside)
-        cv2.polylines(band, [poly], True, 1, thickness=2 * BAND_PX + 1, lineType=cv2.LINE_8, shift=shift)
+        cv2.polylines(
+            band, [poly], True, 1, thickness=2 * BAND_PX + 1, lineType=cv2.LINE_8, shift=shift
+        )
         ys, xs = np.nonzero(band | inside)
         if len(ys) == 0:
             return

@@ -64,8 +64,14 @@ def rotation(yaw_deg: float, pitch_deg: float, roll_deg: float) -> np.ndarray:
     return rz @ rx @ ry
 
 
-def pose_displace(xy: np.ndarray, z: np.ndarray, weight: np.ndarray, c: np.ndarray,
-                  pivot: np.ndarray, size: int) -> np.ndarray:
+def pose_displace(
+    xy: np.ndarray,
+    z: np.ndarray,
+    weight: np.ndarray | float,
+    c: np.ndarray,
+    pivot: np.ndarray,
+    size: int,
+) -> np.ndarray:
     """Rigid head motion of points ``xy`` (2, ...) at depth ``z`` (...), scaled by ``weight``."""
     rot = rotation(float(c[YAW]), float(c[PITCH]), float(c[ROLL]))
     rel = np.stack([xy[0] - pivot[0], xy[1] - pivot[1], z - pivot[2]])
@@ -144,8 +150,13 @@ def blink_weights(c: np.ndarray) -> np.ndarray:
     return np.array(out, np.float32)
 
 
-def inverse_displacement(forward: np.ndarray, size: int, sample: Sampler = bilinear,
-                         blink: np.ndarray | None = None, blink_w: np.ndarray | None = None) -> np.ndarray:
+def inverse_displacement(
+    forward: np.ndarray,
+    size: int,
+    sample: Sampler = bilinear,
+    blink: np.ndarray | None = None,
+    blink_w: np.ndarray | None = None,
+) -> np.ndarray:
     """Forward D (2, G, G) -> backward displacement U (2, G, G): source = q - U(q).
 
     ``blink`` (4, 2, G, G) backward eyelid maps in head coordinates, weighted by
@@ -169,7 +180,12 @@ def lip_ring(arrays: dict[str, np.ndarray], c: np.ndarray, size: int) -> np.ndar
     pts = arrays["lip_points"].astype(np.float64)
     moved = pts + np.tensordot(forward_weights(c), arrays["lip_bases"], axes=1)
     if np.any(c[POSE_SLICE]):
-        moved = moved + pose_displace(moved.T, arrays["lip_depth"], np.float64(1.0), c, arrays["pivot"], size).T
+        moved = (
+            moved
+            + pose_displace(
+                moved.T, arrays["lip_depth"], 1.0, c, arrays["pivot"], size
+            ).T
+        )
     return moved
 
 
@@ -218,7 +234,9 @@ def polygon_sdf(px: np.ndarray, py: np.ndarray, ring: np.ndarray) -> np.ndarray:
     return np.where(inside, dist, -dist)
 
 
-def texture_coords(px: np.ndarray, py: np.ndarray, m: MouthState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def texture_coords(
+    px: np.ndarray, py: np.ndarray, m: MouthState
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Output pixels -> (s across 0..1, t below the upper lip, t above the lower lip) in mouth widths."""
     rx, ry = px - m.origin[0], py - m.origin[1]
     s = (rx * m.u[0] + ry * m.u[1]) / m.width + 0.5
@@ -231,7 +249,9 @@ def texture_coords(px: np.ndarray, py: np.ndarray, m: MouthState) -> tuple[np.nd
     return s, t_up, t_lo
 
 
-def tex_pixel(s: np.ndarray, t: np.ndarray, tex_h: int, tex_w: int) -> tuple[np.ndarray, np.ndarray]:
+def tex_pixel(
+    s: np.ndarray, t: np.ndarray, tex_h: int, tex_w: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Mouth-frame (s, t) -> texel coordinates (x, y) for a (tex_h, tex_w) texture."""
     return s * tex_w - 0.5, t / T_MAX * tex_h - 0.5
 
@@ -241,8 +261,14 @@ def coverage(px: np.ndarray, py: np.ndarray, m: MouthState) -> np.ndarray:
     return np.clip(polygon_sdf(px, py, m.ring) / (2 * EDGE_SOFT_PX) + 0.5, 0.0, 1.0)
 
 
-def interior(px: np.ndarray, py: np.ndarray, m: MouthState, arrays: dict[str, np.ndarray],
-             sample: Sampler = bilinear, with_cover: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def interior(
+    px: np.ndarray,
+    py: np.ndarray,
+    m: MouthState,
+    arrays: dict[str, np.ndarray],
+    sample: Sampler = bilinear,
+    with_cover: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
     """Mouth-interior colour float (3, ...) 0..255 and coverage alpha (...) 0..1 at output pixels."""
     s, t_up, t_lo = texture_coords(px, py, m)
     cav = arrays["cavity"].astype(np.float64)

@@ -9,6 +9,8 @@ steps mirror ``warp_math`` exactly; GridSample is opset 16+ ``bilinear`` with
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -35,7 +37,7 @@ class _Graph:
         self._n += 1
         return f"{hint}_{self._n}"
 
-    def const(self, value: np.ndarray | float | list[int], hint: str = "c") -> str:
+    def const(self, value: np.ndarray | np.generic | float | list[int], hint: str = "c") -> str:
         arr = np.asarray(value)
         if arr.dtype == np.float64:
             arr = arr.astype(np.float32)
@@ -43,12 +45,12 @@ class _Graph:
         self.inits.append(numpy_helper.from_array(arr, name))
         return name
 
-    def op(self, op_type: str, *inputs: str, hint: str | None = None, **attrs: object) -> str:
+    def op(self, op_type: str, *inputs: str, hint: str | None = None, **attrs: Any) -> str:
         out = self.name(hint or op_type.lower())
         self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
         return out
 
-    def ops(self, op_type: str, inputs: list[str], n_out: int, **attrs: object) -> list[str]:
+    def ops(self, op_type: str, inputs: list[str], n_out: int, **attrs: Any) -> list[str]:
         outs = [self.name(op_type.lower()) for _ in range(n_out)]
         self.nodes.append(helper.make_node(op_type, inputs, outs, **attrs))
         return outs
@@ -81,8 +83,20 @@ def _sample(g: _Graph, field: str, x: str, y: str, size: int) -> str:
     """GridSample ``field`` (B, C, H, W) at frame-pixel coords x, y (B, h, w) of a size-S frame."""
     # Sampling positions in the field's own pixels, rounded to 1/SUBPIXEL (as cv2.remap).
     h, w = _field_hw(g, field)
-    gx = _quant(g, g.sub(g.mul(g.add(x, g.const(np.float32(0.5))), g.const(np.float32(w / size))), g.const(np.float32(0.5))))
-    gy = _quant(g, g.sub(g.mul(g.add(y, g.const(np.float32(0.5))), g.const(np.float32(h / size))), g.const(np.float32(0.5))))
+    gx = _quant(
+        g,
+        g.sub(
+            g.mul(g.add(x, g.const(np.float32(0.5))), g.const(np.float32(w / size))),
+            g.const(np.float32(0.5)),
+        ),
+    )
+    gy = _quant(
+        g,
+        g.sub(
+            g.mul(g.add(y, g.const(np.float32(0.5))), g.const(np.float32(h / size))),
+            g.const(np.float32(0.5)),
+        ),
+    )
     return _sample_texels(g, field, gx, gy, h, w)
 
 
@@ -98,9 +112,17 @@ def _sample_texels(g: _Graph, field: str, gx: str, gy: str, h: int, w: int) -> s
     """
     gx = g.clip(gx, 0.0, w - 1.0)
     gy = g.clip(gy, 0.0, h - 1.0)
-    nx = g.sub(g.mul(g.add(gx, g.const(np.float32(0.5))), g.const(np.float32(2.0 / w))), g.const(np.float32(1.0)))
-    ny = g.sub(g.mul(g.add(gy, g.const(np.float32(0.5))), g.const(np.float32(2.0 / h))), g.const(np.float32(1.0)))
-    grid = g.op("Concat", g.op("Unsqueeze", nx, g.const([3])), g.op("Unsqueeze", ny, g.const([3])), axis=3)
+    nx = g.sub(
+        g.mul(g.add(gx, g.const(np.float32(0.5))), g.const(np.float32(2.0 / w))),
+        g.const(np.float32(1.0)),
+    )
+    ny = g.sub(
+        g.mul(g.add(gy, g.const(np.float32(0.5))), g.const(np.float32(2.0 / h))),
+        g.const(np.float32(1.0)),
+    )
+    grid = g.op(
+        "Concat", g.op("Unsqueeze", nx, g.const([3])), g.op("Unsqueeze", ny, g.const([3])), axis=3
+    )
     return g.op("GridSample", field, grid, mode="bilinear", padding_mode="border", align_corners=0)
 
 
@@ -111,22 +133,20 @@ def _field_hw(g: _Graph, field: str) -> tuple[int, int]:
 def _rotation(g: _Graph, c: str) -> list[list[str]]:
     """Rz(roll) Rx(pitch) Ry(yaw) entries, each (B, 1, 1, 1), from prepared coefficients."""
     deg = g.const(np.float32(np.pi / 180.0))
-    yaw, pitch, roll = (g.reshape(g.mul(g.col(c, wm.YAW + i), deg), [-1, 1, 1, 1]) for i in range(3))
+    yaw, pitch, roll = (
+        g.reshape(g.mul(g.col(c, wm.YAW + i), deg), [-1, 1, 1, 1]) for i in range(3)
+    )
     cy, sy = g.op("Cos", yaw), g.op("Sin", yaw)
     cp, sp = g.op("Cos", pitch), g.op("Sin", pitch)
     cr, sr = g.op("Cos", roll), g.op("Sin", roll)
     neg = g.const(np.float32(-1.0))
-    # Rx @ Ry
-    a = [[cy, None, sy], [g.mul(sp, sy), cp, g.mul(g.mul(neg, sp), cy)],
-         [g.mul(g.mul(neg, cp), sy), sp, g.mul(cp, cy)]]
-    a[1][2] = g.mul(g.mul(neg, sp), cy)
-    a[1][0] = g.mul(g.mul(neg, sp), sy)
-    a[1][2] = g.mul(sp, cy)
-    a[2][0] = g.mul(g.mul(neg, cp), sy)
-    a[2][1] = g.mul(neg, sp)
-    a[2][2] = g.mul(cp, cy)
     zero = g.mul(cy, g.const(np.float32(0.0)))
-    a[0][1] = zero
+    # Rx @ Ry (see warp_math.rotation)
+    a = [
+        [cy, zero, sy],
+        [g.mul(g.mul(neg, sp), sy), cp, g.mul(sp, cy)],
+        [g.mul(g.mul(neg, cp), sy), g.mul(neg, sp), g.mul(cp, cy)],
+    ]
     # Rz @ (Rx @ Ry)
     r: list[list[str]] = [[zero] * 3 for _ in range(3)]
     for j in range(3):
@@ -136,12 +156,16 @@ def _rotation(g: _Graph, c: str) -> list[list[str]]:
     return r
 
 
-def _pose(g: _Graph, c: str, xy: tuple[str, str], z: str, weight: str | None, pivot: np.ndarray,
-          size: int) -> tuple[str, str]:
+def _pose(
+    g: _Graph, c: str, xy: tuple[str, str], z: str, weight: str | None, pivot: np.ndarray, size: int
+) -> tuple[str, str]:
     """Pose displacement (dx, dy) of points at xy (B, ...) with depth z, like ``pose_displace``."""
     r = _rotation(g, c)
-    rel = [g.sub(xy[0], g.const(np.float32(pivot[0]))), g.sub(xy[1], g.const(np.float32(pivot[1]))),
-           g.sub(z, g.const(np.float32(pivot[2])))]
+    rel = [
+        g.sub(xy[0], g.const(np.float32(pivot[0]))),
+        g.sub(xy[1], g.const(np.float32(pivot[1]))),
+        g.sub(z, g.const(np.float32(pivot[2]))),
+    ]
     sz = g.const(np.float32(size))
     shifts = [g.reshape(g.mul(g.col(c, wm.TX + i), sz), [-1, 1, 1, 1]) for i in range(2)]
     out = []
@@ -163,10 +187,10 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
     # 1. prepare: clamp, mouthClose <= jawOpen
     lo = np.zeros(NUM_CHANNELS, np.float32)
     hi = np.ones(NUM_CHANNELS, np.float32)
-    lo[POSE_SLICE.start:POSE_SLICE.start + 3] = -POSE_ANGLE_LIMIT_DEG
-    hi[POSE_SLICE.start:POSE_SLICE.start + 3] = POSE_ANGLE_LIMIT_DEG
-    lo[POSE_SLICE.start + 3:] = -POSE_SHIFT_LIMIT
-    hi[POSE_SLICE.start + 3:] = POSE_SHIFT_LIMIT
+    lo[POSE_SLICE.start : POSE_SLICE.start + 3] = -POSE_ANGLE_LIMIT_DEG
+    hi[POSE_SLICE.start : POSE_SLICE.start + 3] = POSE_ANGLE_LIMIT_DEG
+    lo[POSE_SLICE.start + 3 :] = -POSE_SHIFT_LIMIT
+    hi[POSE_SLICE.start + 3 :] = POSE_SHIFT_LIMIT
     c = g.op("Min", g.op("Max", coeffs, g.const(lo)), g.const(hi))
     close, jaw = g.col(c, wm.CLOSE), g.col(c, wm.JAW)
     onehot = np.zeros(NUM_CHANNELS, np.float32)
@@ -177,13 +201,22 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
     mask = np.ones(n_flow, np.float32)
     mask[list(wm.BLINKS)] = 0.0
     w_fwd = g.mul(g.op("Slice", c, g.const([0]), g.const([n_flow]), g.const([1])), g.const(mask))
-    flow = g.reshape(g.op("MatMul", w_fwd, g.const(a["bases"].reshape(n_flow, -1))), [-1, 2, grid, grid])
+    flow = g.reshape(
+        g.op("MatMul", w_fwd, g.const(a["bases"].reshape(n_flow, -1))), [-1, 2, grid, grid]
+    )
     q = wm.grid_xy(size, grid).astype(np.float32)
     fx, fy = g.col(flow, 0), g.col(flow, 1)  # (B, 1, G, G)
     px = g.add(fx, g.const(q[0][None, None]))
     py = g.add(fy, g.const(q[1][None, None]))
-    dx, dy = _pose(g, c, (px, py), g.const(a["depth"][None, None]), g.const(a["pose_weight"][None, None]),
-                   a["pivot"].astype(np.float64), size)
+    dx, dy = _pose(
+        g,
+        c,
+        (px, py),
+        g.const(a["depth"][None, None]),
+        g.const(a["pose_weight"][None, None]),
+        a["pivot"].astype(np.float64),
+        size,
+    )
     fwd_x, fwd_y = g.add(fx, dx), g.add(fy, dy)
     forward = g.op("Concat", fwd_x, fwd_y, axis=1)
     g.shapes[forward] = (grid, grid)
@@ -196,10 +229,16 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
     for k in wm.BLINKS:
         b = g.col(c, k)
         bw.append(g.mul(g.op("Min", b, g.const(np.float32(0.5))), g.const(np.float32(2.0))))
-        bw.append(g.mul(g.op("Max", g.sub(b, g.const(np.float32(0.5))), g.const(np.float32(0.0))),
-                        g.const(np.float32(2.0))))
+        bw.append(
+            g.mul(
+                g.op("Max", g.sub(b, g.const(np.float32(0.5))), g.const(np.float32(0.0))),
+                g.const(np.float32(2.0)),
+            )
+        )
     blink_w = g.op("Concat", *bw, axis=1)  # (B, 4)
-    lids = g.reshape(g.op("MatMul", blink_w, g.const(a["blink_back"].reshape(4, -1))), [-1, 2, grid, grid])
+    lids = g.reshape(
+        g.op("MatMul", blink_w, g.const(a["blink_back"].reshape(4, -1))), [-1, 2, grid, grid]
+    )
     g.shapes[lids] = (grid, grid)
     x1 = g.sub(g.const(q[0][None]), g.op("Squeeze", g.col(back, 0), g.const([1])))
     y1 = g.sub(g.const(q[1][None]), g.op("Squeeze", g.col(back, 1), g.const([1])))
@@ -207,24 +246,46 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
 
     # 4. upsample and warp the portrait
     scales = g.const(np.array([1.0, 1.0, size / grid, size / grid], np.float32))
-    up = g.op("Resize", back, "", scales, mode="linear", coordinate_transformation_mode="half_pixel")
+    up = g.op(
+        "Resize", back, "", scales, mode="linear", coordinate_transformation_mode="half_pixel"
+    )
     ident = wm.identity_map(size)
     sx = g.sub(g.const(ident[0][None]), g.op("Squeeze", g.col(up, 0), g.const([1])))
     sy = g.sub(g.const(ident[1][None]), g.op("Squeeze", g.col(up, 1), g.const([1])))
     batch = g.op("Slice", g.op("Shape", coeffs), g.const([0]), g.const([1]))
     img_shape = g.op("Concat", batch, g.const(np.array([3, size, size], np.int64)), axis=0)
-    image = g.op("Expand", g.const(np.moveaxis(pack.image.astype(np.float32), -1, 0)[None]), img_shape)
+    image = g.op(
+        "Expand", g.const(np.moveaxis(pack.image.astype(np.float32), -1, 0)[None]), img_shape
+    )
     g.shapes[image] = (size, size)
     warped = _sample(g, image, sx, sy, size)  # (B, 3, S, S)
 
     # 5. mouth interior
     ring_n = len(a["lip_points"])
-    ring_off = g.reshape(g.op("MatMul", w_fwd, g.const(a["lip_bases"].reshape(n_flow, -1))), [-1, ring_n, 2, 1])
-    rx = g.add(g.reshape(g.const(a["lip_points"][:, 0]), [1, ring_n, 1]), g.reshape(g.col(ring_off, 0, 2), [-1, ring_n, 1]))
-    ry = g.add(g.reshape(g.const(a["lip_points"][:, 1]), [1, ring_n, 1]), g.reshape(g.col(ring_off, 1, 2), [-1, ring_n, 1]))
-    rx4, ry4 = g.op("Unsqueeze", rx, g.const([3])), g.op("Unsqueeze", ry, g.const([3]))  # (B, N, 1, 1)
-    pdx, pdy = _pose(g, c, (rx4, ry4), g.const(a["lip_depth"].reshape(1, ring_n, 1, 1)), None,
-                     a["pivot"].astype(np.float64), size)
+    ring_off = g.reshape(
+        g.op("MatMul", w_fwd, g.const(a["lip_bases"].reshape(n_flow, -1))), [-1, ring_n, 2, 1]
+    )
+    rx = g.add(
+        g.reshape(g.const(a["lip_points"][:, 0]), [1, ring_n, 1]),
+        g.reshape(g.col(ring_off, 0, 2), [-1, ring_n, 1]),
+    )
+    ry = g.add(
+        g.reshape(g.const(a["lip_points"][:, 1]), [1, ring_n, 1]),
+        g.reshape(g.col(ring_off, 1, 2), [-1, ring_n, 1]),
+    )
+    rx4, ry4 = (
+        g.op("Unsqueeze", rx, g.const([3])),
+        g.op("Unsqueeze", ry, g.const([3])),
+    )  # (B, N, 1, 1)
+    pdx, pdy = _pose(
+        g,
+        c,
+        (rx4, ry4),
+        g.const(a["lip_depth"].reshape(1, ring_n, 1, 1)),
+        None,
+        a["pivot"].astype(np.float64),
+        size,
+    )
     rx4, ry4 = g.add(rx4, pdx), g.add(ry4, pdy)  # ring (B, N, 1, 1)
 
     def pick(t: str, i: int) -> str:
@@ -235,12 +296,18 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
     crx, cry = pick(rx4, wm.I_CR), pick(ry4, wm.I_CR)
     clx, cly = pick(rx4, wm.I_CL), pick(ry4, wm.I_CL)
     ax_, ay_ = g.sub(clx, crx), g.sub(cly, cry)
-    width = g.op("Max", g.op("Sqrt", g.add(g.mul(ax_, ax_), g.mul(ay_, ay_))), g.const(np.float32(1e-3)))
+    width = g.op(
+        "Max", g.op("Sqrt", g.add(g.mul(ax_, ax_), g.mul(ay_, ay_))), g.const(np.float32(1e-3))
+    )
     ux, uy = g.div(ax_, width), g.div(ay_, width)
     vx, vy = g.mul(uy, g.const(np.float32(-1.0))), ux
     opening = g.add(g.mul(g.sub(lx, ox), vx), g.mul(g.sub(ly, oy), vy))
     rest_gap, upper_curve = (float(v) for v in a["mouth_shape"])
-    alpha = g.clip(g.div(g.sub(opening, g.const(np.float32(rest_gap))), g.const(np.float32(wm.OPEN_RAMP_PX))), 0.0, 1.0)
+    alpha = g.clip(
+        g.div(g.sub(opening, g.const(np.float32(rest_gap))), g.const(np.float32(wm.OPEN_RAMP_PX))),
+        0.0,
+        1.0,
+    )
     half = g.const(np.float32(0.5))
     mx, my = g.mul(g.add(clx, crx), half), g.mul(g.add(cly, cry), half)
     lower_curve = g.div(g.add(g.mul(g.sub(lx, mx), vx), g.mul(g.sub(ly, my), vy)), width)
@@ -255,20 +322,37 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
     t_up = g.sub(down, g.mul(g.const(np.float32(upper_curve)), bow))
     t_lo = g.sub(g.sub(g.div(opening, width), g.mul(lower_curve, bow)), down)
     cav = a["cavity"].astype(np.float32)
-    depth = g.op("Sqrt", g.clip(g.div(g.op("Min", t_up, t_lo), g.const(np.float32(0.14))), 0.0, 1.0))
+    depth = g.op(
+        "Sqrt", g.clip(g.div(g.op("Min", t_up, t_lo), g.const(np.float32(0.14))), 0.0, 1.0)
+    )
     one = g.const(np.float32(1.0))
-    color = g.add(g.mul(g.const(cav[3:].reshape(1, 3, 1, 1)), g.sub(one, depth)),
-                  g.mul(g.const(cav[:3].reshape(1, 3, 1, 1)), depth))  # (B, 3, S, S)
+    color = g.add(
+        g.mul(g.const(cav[3:].reshape(1, 3, 1, 1)), g.sub(one, depth)),
+        g.mul(g.const(cav[:3].reshape(1, 3, 1, 1)), depth),
+    )  # (B, 3, S, S)
     for tex_name, t in (("teeth_lower", t_lo), ("teeth_upper", t_up)):
         tex = a[tex_name]
-        tex_shape = g.op("Concat", batch, g.const(np.array([4, tex.shape[0], tex.shape[1]], np.int64)), axis=0)
+        tex_shape = g.op(
+            "Concat", batch, g.const(np.array([4, tex.shape[0], tex.shape[1]], np.int64)), axis=0
+        )
         tex_c = g.op("Expand", g.const(np.moveaxis(tex.astype(np.float32), -1, 0)[None]), tex_shape)
         th, tw = tex.shape[:2]
-        tx = _quant(g, g.op("Squeeze", g.sub(g.mul(s, g.const(np.float32(tw))), half), g.const([1])))
-        ty = _quant(g, g.op("Squeeze", g.sub(g.mul(t, g.const(np.float32(th / T_MAX))), half), g.const([1])))
+        tx = _quant(
+            g, g.op("Squeeze", g.sub(g.mul(s, g.const(np.float32(tw))), half), g.const([1]))
+        )
+        ty = _quant(
+            g, g.op("Squeeze", g.sub(g.mul(t, g.const(np.float32(th / T_MAX))), half), g.const([1]))
+        )
         layer = _sample_texels(g, tex_c, tx, ty, th, tw)
-        valid = g.op("Cast", g.op("And", g.op("GreaterOrEqual", t, g.const(np.float32(0.0))),
-                                   g.op("Less", t, g.const(np.float32(T_MAX)))), to=TensorProto.FLOAT)
+        valid = g.op(
+            "Cast",
+            g.op(
+                "And",
+                g.op("GreaterOrEqual", t, g.const(np.float32(0.0))),
+                g.op("Less", t, g.const(np.float32(T_MAX))),
+            ),
+            to=TensorProto.FLOAT,
+        )
         la = g.mul(g.div(g.col(layer, 3), g.const(np.float32(255.0))), valid)
         rgb = g.op("Slice", layer, g.const([0]), g.const([3]), g.const([1]))
         color = g.add(g.mul(color, g.sub(one, la)), g.mul(rgb, la))
@@ -282,32 +366,53 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
     qx, qy = g.sub(pix_x, rx4), g.sub(pix_y, ry4)
     tt = g.clip(g.div(g.add(g.mul(qx, ex), g.mul(qy, ey)), len2), 0.0, 1.0)
     ddx, ddy = g.sub(qx, g.mul(tt, ex)), g.sub(qy, g.mul(tt, ey))
-    dist = g.op("Sqrt", g.op("ReduceMin", g.add(g.mul(ddx, ddx), g.mul(ddy, ddy)), keepdims=1, axes=[1]))
+    dist = g.op(
+        "Sqrt", g.op("ReduceMin", g.add(g.mul(ddx, ddx), g.mul(ddy, ddy)), keepdims=1, axes=[1])
+    )
     above_a = g.op("Greater", ry4, pix_y)
     above_b = g.op("Greater", by, pix_y)
-    safe_ey = g.op("Where", g.op("Equal", ey, g.const(np.float32(0.0))), g.const(np.float32(1e-12)), ey)
+    safe_ey = g.op(
+        "Where", g.op("Equal", ey, g.const(np.float32(0.0))), g.const(np.float32(1e-12)), ey
+    )
     x_cross = g.add(g.div(g.mul(ex, qy), safe_ey), rx4)
     crosses = g.op("And", g.op("Xor", above_a, above_b), g.op("Less", pix_x, x_cross))
-    n_cross = g.op("ReduceSum", g.op("Cast", crosses, to=TensorProto.FLOAT), g.const(np.array([1], np.int64)), keepdims=1)
+    n_cross = g.op(
+        "ReduceSum",
+        g.op("Cast", crosses, to=TensorProto.FLOAT),
+        g.const(np.array([1], np.int64)),
+        keepdims=1,
+    )
     odd = g.op("Mod", n_cross, g.const(np.float32(2.0)), fmod=1)
     sign = g.sub(g.mul(odd, g.const(np.float32(2.0))), one)  # +1 inside, -1 outside
     sdf = g.mul(dist, sign)
-    cover = g.mul(g.clip(g.add(g.div(sdf, g.const(np.float32(2 * wm.EDGE_SOFT_PX))), half), 0.0, 1.0), alpha)
+    cover = g.mul(
+        g.clip(g.add(g.div(sdf, g.const(np.float32(2 * wm.EDGE_SOFT_PX))), half), 0.0, 1.0), alpha
+    )
     out = g.add(g.mul(warped, g.sub(one, cover)), g.mul(color, cover))
 
     # 6. uint8 (B, S, S, 3)
     out = g.op("Cast", g.clip(g.op("Round", out), 0.0, 255.0), to=TensorProto.UINT8)
     g.nodes.append(helper.make_node("Transpose", [out], ["frames"], perm=[0, 2, 3, 1]))
     graph = helper.make_graph(
-        g.nodes, "headcast_warp",
+        g.nodes,
+        "headcast_warp",
         [helper.make_tensor_value_info("coeffs", TensorProto.FLOAT, ["batch", NUM_CHANNELS])],
         [helper.make_tensor_value_info("frames", TensorProto.UINT8, ["batch", size, size, 3])],
         g.inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="headcast")
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="headcast"
+    )
     model.ir_version = 8
-    helper.set_model_props(model, {"renderer": "warp", "size": str(size), "grid": str(grid),
-                                   "channels": ",".join(pack.meta.get("channels", []) or [])})
+    helper.set_model_props(
+        model,
+        {
+            "renderer": "warp",
+            "size": str(size),
+            "grid": str(grid),
+            "channels": ",".join(pack.meta.get("channels", []) or []),
+        },
+    )
     return model
 
 
@@ -316,7 +421,9 @@ class OnnxWarpRenderer:
 
     backend = "warp-onnx"
 
-    def __init__(self, pack: AvatarPack, provider: Provider = "auto", threads: int | None = None) -> None:
+    def __init__(
+        self, pack: AvatarPack, provider: Provider = "auto", threads: int | None = None
+    ) -> None:
         self.pack = pack
         self.size = pack.size
         self.session = create_session(build_model(pack).SerializeToString(), provider, threads)
@@ -327,7 +434,12 @@ class OnnxWarpRenderer:
 
     def render_batch(self, coeffs: np.ndarray) -> np.ndarray:
         """float32 (B, K) -> uint8 (B, S, S, 3)."""
-        c = np.nan_to_num(np.asarray(coeffs, np.float32).reshape(-1, NUM_CHANNELS), nan=0.0, posinf=0.0, neginf=0.0)
+        c = np.nan_to_num(
+            np.asarray(coeffs, np.float32).reshape(-1, NUM_CHANNELS),
+            nan=0.0,
+            posinf=0.0,
+            neginf=0.0,
+        )
         out: np.ndarray = self.session.run(["frames"], {"coeffs": c})[0]
         return out
 

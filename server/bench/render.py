@@ -16,7 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--seconds", type=float, default=2.0, help="time budget per measurement")
     parser.add_argument("--onnx-batches", type=int, nargs="+", default=[1, 4])
-    parser.add_argument("--backend", default="warp", help="warp (default) or edtalk, when installed")
+    parser.add_argument(
+        "--backend", default="warp", help="warp (default) or edtalk, when installed"
+    )
 
 
 def _rate(fn: Callable[[int], object], seconds: float, per_call: int = 1) -> float:
@@ -38,7 +40,9 @@ def _talking(n: int, rng: np.random.Generator) -> np.ndarray:
     c[:, CHANNEL_INDEX["jawOpen"]] = 0.35 + 0.3 * np.sin(2 * np.pi * 3.1 * t)
     c[:, CHANNEL_INDEX["mouthFunnel"]] = 0.2 + 0.2 * np.sin(2 * np.pi * 1.3 * t)
     c[:, CHANNEL_INDEX["mouthSmileLeft"]] = c[:, CHANNEL_INDEX["mouthSmileRight"]] = 0.3
-    c[:, CHANNEL_INDEX["eyeBlinkLeft"]] = c[:, CHANNEL_INDEX["eyeBlinkRight"]] = (rng.random(n) < 0.05) * 1.0
+    c[:, CHANNEL_INDEX["eyeBlinkLeft"]] = c[:, CHANNEL_INDEX["eyeBlinkRight"]] = (
+        rng.random(n) < 0.05
+    ) * 1.0
     c[:, CHANNEL_INDEX["headYaw"]] = 6 * np.sin(2 * np.pi * 0.3 * t)
     c[:, CHANNEL_INDEX["headPitch"]] = 3 * np.sin(2 * np.pi * 0.2 * t)
     return c
@@ -56,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
     if args.backend != "warp":
         from server.errors import UserError
 
-        raise UserError(f"backend {args.backend!r} has its own benchmark: `headcast bench {args.backend}`")
+        raise UserError(
+            f"backend {args.backend!r} has its own benchmark: `headcast bench {args.backend}`"
+        )
     base = load_pack(args.avatar)
     rng = np.random.default_rng(0)
     coeffs = _talking(250, rng)
@@ -65,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
     for size in args.sizes:
         pack = base if size == base.size else resize_pack(base, size)
         img = pack.image
-        ident = np.stack(np.meshgrid(np.arange(size, dtype=np.float32), np.arange(size, dtype=np.float32)), -1)
+        ident = np.stack(
+            np.meshgrid(np.arange(size, dtype=np.float32), np.arange(size, dtype=np.float32)), -1
+        )
         shifted = ident + np.float32(0.37)
 
         def bare(_: int, img: np.ndarray = img, m: np.ndarray = shifted) -> object:
@@ -74,11 +82,16 @@ def run(args: argparse.Namespace) -> int:
         remap_fps = _rate(bare, args.seconds)
         rows = [("bare cv2.remap", remap_fps)]
         fast = WarpRenderer(pack)
-        rows.append(("cpu fast path (batch 1)", _rate(lambda i, f=fast: f.render(coeffs[i % len(coeffs)]), args.seconds)))
+
+        def one(i: int, f: WarpRenderer = fast) -> object:
+            return f.render(coeffs[i % len(coeffs)])
+
+        rows.append(("cpu fast path (batch 1)", _rate(one, args.seconds)))
         providers = ["cpu"] + (["cuda"] if cuda_available() else [])
         for prov in providers:
             graph = OnnxWarpRenderer(pack, provider=prov)  # type: ignore[arg-type]
             for b in args.onnx_batches:
+
                 def step(i: int, g: OnnxWarpRenderer = graph, b: int = b) -> object:
                     return g.render_batch(coeffs[(np.arange(b) + i * b) % len(coeffs)])
 

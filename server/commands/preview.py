@@ -12,7 +12,9 @@ HELP = "write a contact sheet (every channel at 0, 0.5, 1) and a bank-sweep MP4 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--avatar", type=Path, default=None, help="avatar pack folder (default: built-in)")
+    parser.add_argument(
+        "--avatar", type=Path, default=None, help="avatar pack folder (default: built-in)"
+    )
     parser.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     parser.add_argument("--size", type=int, choices=(256, 512), default=None)
     parser.add_argument("--no-video", action="store_true", help="only the contact sheet")
