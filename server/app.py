@@ -29,7 +29,7 @@ from server.clock import output_delay_frames
 from server.ice import restrict_host_addresses
 from server.metrics import Metrics
 from server.pipeline import SessionPipeline
-from server.scheduler import RendererPool, Scheduler, measure_encode_cost
+from server.scheduler import RendererPool, Scheduler, limit_blas_threads, measure_encode_cost
 from server.session import Session, SessionParams
 from server.settings import ServerSettings
 
@@ -115,6 +115,7 @@ class AppState:
     async def start(self) -> None:
         s = self.settings
         restrict_host_addresses(s.ice_host_addresses)
+        limit_blas_threads(1)
         batch = s.provider == "cuda" or (s.provider == "auto" and cuda_available())
         self.scheduler = Scheduler(
             s.render_workers,

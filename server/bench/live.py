@@ -1,0 +1,230 @@
+"""``headcast bench live``: N loopback WebRTC sessions against a real ``headcast serve``.
+
+The server runs as a subprocess (so its CPU use is its own); this process is the
+client: one aiortc viewer and one WebSocket per session, all on 127.0.0.1. Session 0
+speaks short utterances (trimmed to start at the speech onset) to time
+push-to-mouth — from handing the onset to the socket to the first received frame with
+the mouth open — and its mouth/loudness lag gives the A/V offset; the others speak
+continuously. Client decoding shares the machine's cores with the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.config import REPO_ROOT
+from server.errors import UserError
+
+HELP = "N live sessions on loopback: fps, render p50/p95, push-to-mouth, A/V offset, CPU"
+DEFAULT_SPEECH = REPO_ROOT / "tests" / "fixtures" / "speech.wav"
+UTTERANCE_S = 1.2  # session 0's utterances
+UTTERANCE_EVERY_S = 2.4
+OPEN = 0.2  # mouth openness that counts as open (see client.measure.MouthMeter)
+ONSET_LEVEL = 0.02  # |sample| that marks the speech onset
+READY_TIMEOUT_S = 120.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sessions", default="1,4,8", help="comma-separated session counts")
+    parser.add_argument("--size", type=int, default=256, help="frame size (256 or 512)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per N")
+    parser.add_argument("--speech", type=Path, default=DEFAULT_SPEECH, help="16 kHz mono WAV")
+    parser.add_argument("--provider", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--json", action="store_true", help="print one JSON line per N")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _load_speech(path: Path) -> np.ndarray:
+    try:
+        with wave.open(str(path)) as w:
+            if w.getframerate() != 16_000 or w.getnchannels() != 1 or w.getsampwidth() != 2:
+                raise UserError(f"{path}: need 16 kHz mono 16-bit WAV")
+            raw = w.readframes(w.getnframes())
+    except (OSError, wave.Error) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from exc
+    return np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return str(r.read().decode())
+
+
+def _metric(text: str, name: str) -> dict[str, list[float]]:
+    """``{quantile or "": [values per session]}`` of one family in Prometheus text."""
+    out: dict[str, list[float]] = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            labels, value = line.rsplit(" ", 1)
+            q = labels.split('quantile="')[1].split('"')[0] if "quantile=" in labels else ""
+            if value != "nan":
+                out.setdefault(q, []).append(float(value))
+    return out
+
+
+async def _measure(url: str, n: int, seconds: float, speech: np.ndarray) -> dict[str, Any]:
+    from client.headcast_client import HeadcastClient, HeadcastError, Viewer
+    from client.measure import MouthMeter, audio_timeline, av_lag_ms, mouth_series
+    from models.render import create_renderer
+
+    client = HeadcastClient(url)
+    sessions, viewers, sockets = [], [], []
+    refused = None
+    try:
+        for i in range(n):
+            try:
+                sessions.append(await client.create_session(seed=i))
+            except HeadcastError as exc:
+                refused = exc.reason
+                break
+        size = sessions[0]["size"] if sessions else 0
+        for i, s in enumerate(sessions):
+            viewers.append(await Viewer(client, keep_video=i == 0).watch(s["whep"]))
+            sockets.append(await client.connect(s["id"]))
+        await asyncio.sleep(1.0)
+        onset = int(np.argmax(np.abs(speech) > ONSET_LEVEL))
+        clip = speech[max(0, onset - 160) : onset + int(UTTERANCE_S * 16_000)]
+        pushes: list[float] = []
+        t0 = time.monotonic()
+        frames0 = [len(v.received.video) for v in viewers]
+        next_utt = t0
+        next_long = [t0] * len(sockets)
+        while (now := time.monotonic()) < t0 + seconds:
+            if sockets and now >= next_utt:
+                pushes.append(await sockets[0].send_pcm(clip))
+                next_utt += UTTERANCE_EVERY_S
+            for i in range(1, len(sockets)):
+                if now >= next_long[i]:
+                    await sockets[i].send_pcm(speech)
+                    next_long[i] = now + len(speech) / 16_000
+            await asyncio.sleep(0.02)
+        wall = time.monotonic() - t0
+        fps = [(len(v.received.video) - f0) / wall for v, f0 in zip(viewers, frames0, strict=True)]
+        metrics = _get(url + "/metrics")
+        result: dict[str, Any] = {"sessions": len(sessions), "size": size, "refused": refused}
+        result["fps_min"] = round(min(fps), 2) if fps else None
+        result["fps_mean"] = round(float(np.mean(fps)), 2) if fps else None
+        render = _metric(metrics, "headcast_render_ms")
+        for q in ("0.5", "0.95"):
+            vals = render.get(q, [])
+            result[f"render_p{int(float(q) * 100)}_ms"] = (
+                round(float(np.mean(vals)), 2) if vals else None
+            )
+        dropped = _metric(metrics, "headcast_dropped_frames_total").get("", [])
+        result["dropped_frames"] = int(sum(dropped))
+        if viewers:
+            meter = MouthMeter(create_renderer(None, backend="warp", size=size).render)
+            t_v, mouth = mouth_series(viewers[0].received.video, meter)
+            lat = []
+            for t_p in pushes:
+                hit = t_v[(t_v > t_p) & (t_v < t_p + 1.0) & (mouth > OPEN)]
+                if len(hit):
+                    lat.append((hit[0] - t_p) * 1e3)
+            result["push_to_mouth_p50_ms"] = (
+                round(float(np.percentile(lat, 50)), 1) if lat else None
+            )
+            result["push_to_mouth_p95_ms"] = (
+                round(float(np.percentile(lat, 95)), 1) if lat else None
+            )
+            t_a, pcm = audio_timeline(viewers[0].received.audio)
+            sel = t_v > t0
+            lag, corr = av_lag_ms(t_v[sel], mouth[sel], t_a, pcm)
+            result["av_offset_ms"] = lag
+            result["av_corr"] = round(corr, 2)
+            result["delay_ms"] = sockets[0].ready.get("delay_ms")
+        return result
+    finally:
+        for sock in sockets:
+            with contextlib.suppress(Exception):
+                await sock.close()
+        for v in viewers:
+            with contextlib.suppress(Exception):
+                await v.close()
+        for s in sessions:
+            with contextlib.suppress(Exception):
+                await client.close_session(s["id"])
+
+
+def run(args: argparse.Namespace) -> int:
+    from server.ice import restrict_host_addresses
+
+    counts = [int(x) for x in str(args.sessions).split(",") if x.strip()]
+    speech = _load_speech(args.speech)
+    restrict_host_addresses(["127.0.0.1"])
+    port = _free_port()
+    env = dict(
+        os.environ,
+        HEADCAST_SERVE__ALLOWED_SIZES=f"[{args.size}]",
+        HEADCAST_SERVE__MAX_SESSIONS="64",
+    )
+    cmd = [
+        sys.executable, "-m", "server.cli", "serve", "--port", str(port),
+        "--size", str(args.size), "--ice-host", "127.0.0.1", "--provider", args.provider,
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO_ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            with contextlib.suppress(OSError):
+                if json.loads(_get(url + "/readyz")).get("status") == "ready":
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise UserError("the server did not become ready")
+            time.sleep(0.5)
+        if not args.json:
+            print(
+                f"{'N':>3} {'fps min/mean':>13} {'render p50/p95':>15} {'push->mouth p50/p95':>20}"
+                f" {'A/V':>7} {'drop':>5} {'server CPU':>11} {'client CPU':>11}"
+            )
+        for n in counts:
+            cpu0, own0, t0 = _cpu_seconds(proc.pid), time.process_time(), time.monotonic()
+            res = asyncio.run(_measure(url, n, args.seconds, speech))
+            wall = time.monotonic() - t0
+            res["server_cpu_cores"] = round((_cpu_seconds(proc.pid) - cpu0) / wall, 2)
+            res["client_cpu_cores"] = round((time.process_time() - own0) / wall, 2)
+            if args.json:
+                print(json.dumps(res))
+            else:
+                print(
+                    f"{res['sessions']:>3} {res['fps_min']!s:>6}/{res['fps_mean']!s:<6}"
+                    f" {res.get('render_p50_ms')!s:>7}/{res.get('render_p95_ms')!s:<7}"
+                    f" {res.get('push_to_mouth_p50_ms')!s:>10}/{res.get('push_to_mouth_p95_ms')!s:<9}"
+                    f" {res.get('av_offset_ms')!s:>7} {res['dropped_frames']:>5}"
+                    f" {res['server_cpu_cores']:>11} {res['client_cpu_cores']:>11}"
+                    + (f"  refused: {res['refused']}" if res["refused"] else "")
+                )
+            sys.stdout.flush()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return 0
