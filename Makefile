@@ -12,17 +12,20 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-$(VENV)/.serve-ok: $(BIN)/python requirements/serve.txt pyproject.toml
-	$(PIP) install -q -r requirements/serve.txt
-	$(PIP) install -q --no-deps -e .
-	touch $@
-
 # mediapipe ships the face-mesh model inside the wheel but depends on
 # opencv-contrib-python, a second cv2 that would shadow opencv-python-headless:
 # install its other dependencies pinned, then mediapipe itself without deps.
-$(VENV)/.dev-ok: $(VENV)/.serve-ok requirements/enroll.txt requirements/dev.txt
-	$(PIP) install -q -r requirements/serve.txt -r requirements/enroll.txt -r requirements/dev.txt
+# (Serving an enrolled avatar never imports it; uploading a portrait does.)
+$(VENV)/.serve-ok: $(BIN)/python requirements/serve.txt requirements/enroll.txt pyproject.toml
+	$(PIP) install -q -r requirements/serve.txt -r requirements/enroll.txt
 	$(PIP) install -q --no-deps mediapipe==0.10.21
+	$(PIP) install -q --no-deps -e .
+	touch $@
+
+# One resolver run for everything (a later lone `pip install onnx` would pull
+# protobuf 7 and break mediapipe).
+$(VENV)/.dev-ok: $(VENV)/.serve-ok requirements/dev.txt
+	$(PIP) install -q -r requirements/serve.txt -r requirements/enroll.txt -r requirements/dev.txt
 	touch $@
 
 setup:
