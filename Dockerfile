@@ -1,0 +1,54 @@
+# headcast serve on a CUDA machine: ONNX Runtime GPU (CUDA 12 + cuDNN 9), no torch.
+#
+#   docker build -t headcast .
+#   docker run --gpus all --network host \
+#       -e HEADCAST_SERVE__ICE_HOST_ADDRESSES='[203.0.113.10]' headcast
+#
+# WebRTC media flows over UDP ports that ICE picks at run time, so run with
+# --network host, or give clients a TURN server (coturn) and relay through it; see
+# docs/server.md. Settings: configs/server.yaml, HEADCAST_SERVE__* env vars, flags.
+FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04
+
+ENV DEBIAN_FRONTEND=noninteractive \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# Python 3.11 (the project pins <3.12). PyAV, OpenCV, aiortc and pylibsrtp wheels bundle
+# FFmpeg, libvpx, libopus and libsrtp, so no codec packages are needed.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3.11 python3.11-venv ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+RUN python3.11 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+
+WORKDIR /app
+# Dependencies first, so code changes do not reinstall them.
+COPY requirements/serve.txt requirements/serve.txt
+RUN pip install --upgrade pip \
+    && pip install -r requirements/serve.txt
+
+COPY pyproject.toml README.md ./
+COPY server server
+COPY models models
+COPY client client
+COPY configs configs
+RUN pip install --no-deps . \
+    && python -c "import server.app, models.render, models.motion"
+
+RUN useradd --create-home --uid 10001 headcast \
+    && mkdir -p /app/data/avatars \
+    && chown -R headcast /app/data
+USER headcast
+
+# Listen on every interface inside the container; ICE host candidates still come
+# from HEADCAST_SERVE__ICE_HOST_ADDRESSES (set it to the host's reachable address).
+ENV HEADCAST_SERVE__HOST=0.0.0.0 \
+    HEADCAST_SERVE__PORT=8080 \
+    HEADCAST_SERVE__AVATARS_DIR=/app/data/avatars
+EXPOSE 8080/tcp
+VOLUME ["/app/data"]
+HEALTHCHECK --interval=15s --timeout=3s --start-period=60s \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"
+ENTRYPOINT ["headcast", "serve"]
