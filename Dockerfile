@@ -34,7 +34,8 @@ COPY server server
 COPY models models
 COPY client client
 COPY configs configs
-RUN pip install --no-deps . \
+# Editable: the package runs from /app, next to its assets (avatar pack, motion model).
+RUN pip install --no-deps -e . \
     && python -c "import server.app, models.render, models.motion"
 
 RUN useradd --create-home --uid 10001 headcast \
