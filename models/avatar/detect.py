@@ -63,12 +63,38 @@ def _run_mesh(image: np.ndarray) -> list[np.ndarray]:
         return _mesh_points(mesh.process(image), image.shape[1], image.shape[0])
 
 
-def _haar_boxes(image: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Frontal-face boxes (x, y, w, h), largest first."""
+def _haar_boxes(
+    image: np.ndarray, min_side: int = 24, neighbors: int = 5
+) -> list[tuple[int, int, int, int]]:
+    """Frontal-face boxes (x, y, w, h) in ``image`` pixels, largest first."""
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-    boxes = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
+    boxes = cascade.detectMultiScale(
+        gray, scaleFactor=1.1, minNeighbors=neighbors, minSize=(min_side, min_side)
+    )
     return sorted((tuple(int(v) for v in b) for b in boxes), key=lambda b: -b[2] * b[3])  # type: ignore[misc]
+
+
+HAAR_COUNT_SIDE = 512  # px; other faces are counted on an image at most this large
+
+
+def _other_faces(image: np.ndarray, best: np.ndarray) -> int:
+    """Faces other than ``best`` (landmarks in ``image`` pixels) at least 40 % of its size.
+
+    The mesh's own detector misses a smaller face beside a large one, so they are
+    counted with a Haar cascade on a reduced image, ignoring boxes on the chosen face.
+    """
+    k = min(1.0, HAAR_COUNT_SIDE / max(image.shape[:2]))
+    small = image if k == 1.0 else cv2.resize(image, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
+    face_h = _face_height(best) * k
+    x0, y0 = best[:, :2].min(axis=0) * k
+    x1, y1 = best[:, :2].max(axis=0) * k
+    count = 0
+    for x, y, w, h in _haar_boxes(small, max(20, int(0.4 * face_h)), neighbors=6):
+        cx, cy = x + w / 2, y + h / 2
+        if not (x0 <= cx <= x1 and y0 <= cy <= y1):
+            count += 1
+    return count
 
 
 def _haar_crops(image: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -119,8 +145,7 @@ def detect_landmarks(image: np.ndarray) -> Detection:
         )
     faces.sort(key=_face_height, reverse=True)
     best = faces[0]
-    # The mesh's own detector misses smaller faces beside a large one; count with Haar too.
-    n_faces = max(len(faces), len(_haar_boxes(small)))
+    n_faces = max(len(faces), 1 + _other_faces(image, best))
     if n_faces > 1:
         log.warning("%d faces found; using the largest", n_faces)
     face_h = _face_height(best)
