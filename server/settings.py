@@ -25,7 +25,7 @@ class ServerSettings(StrictModel):
     """Everything ``headcast serve`` can be told."""
 
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
+    port: int = Field(default=8080, ge=0, le=65535)
     #: avatar pack directory or name served by default; None = the built-in avatar
     avatar: str | None = None
     #: where uploaded portraits are enrolled into avatar packs
@@ -36,9 +36,9 @@ class ServerSettings(StrictModel):
     provider: Literal["auto", "cpu", "cuda"] = "auto"
     #: motion model path; None = the one shipped in the repo
     motion_model: Path | None = None
-    default_size: int = Field(512, ge=64, le=1024)
+    default_size: int = Field(default=512, ge=64, le=1024)
     allowed_sizes: tuple[int, ...] = (256, 384, 512)
-    default_fps: int = Field(25, ge=10, le=30)
+    default_fps: int = Field(default=25, ge=10, le=30)
     #: host addresses ICE gathers candidates on; [] = every interface except loopback
     #: (aioice's own rule). Tests and benchmarks use ["127.0.0.1"].
     ice_host_addresses: tuple[str, ...] = ("127.0.0.1",)
@@ -46,22 +46,22 @@ class ServerSettings(StrictModel):
     ice_servers: tuple[IceServer, ...] = ()
     #: origins allowed by CORS; never "*" by default
     cors_origins: tuple[str, ...] = ("http://localhost:8080", "http://127.0.0.1:8080")
-    max_sessions: int = Field(16, ge=1)
+    max_sessions: int = Field(default=16, ge=1)
     #: fraction of the render workers' measured capacity admission may fill
-    admission_headroom: float = Field(0.8, gt=0.0, le=1.0)
+    admission_headroom: float = Field(default=0.8, gt=0.0, le=1.0)
     #: render worker threads on CPU; 0 = one per core
-    render_workers: int = Field(0, ge=0)
+    render_workers: int = Field(default=0, ge=0)
     #: extra output delay on top of look-ahead + one frame (ms); the frame already covers render time
-    render_margin_ms: float = Field(0.0, ge=0.0, le=500.0)
+    render_margin_ms: float = Field(default=0.0, ge=0.0, le=500.0)
     #: longest speech a session buffers ahead of playback (s); older audio is dropped
-    max_buffered_audio_s: float = Field(60.0, gt=0.0)
+    max_buffered_audio_s: float = Field(default=60.0, gt=0.0)
     #: largest single WebSocket message / HTTP upload accepted (bytes)
-    max_message_bytes: int = Field(1 << 20, ge=1024)
-    max_upload_bytes: int = Field(50 << 20, ge=1024)
+    max_message_bytes: int = Field(default=1 << 20, ge=1024)
+    max_upload_bytes: int = Field(default=50 << 20, ge=1024)
     #: a session with no viewer and no socket for this long is closed (s)
-    idle_session_timeout_s: float = Field(300.0, gt=0.0)
+    idle_session_timeout_s: float = Field(default=300.0, gt=0.0)
     #: events queued for a slow WebSocket client before the oldest are dropped
-    max_pending_events: int = Field(256, ge=8)
+    max_pending_events: int = Field(default=256, ge=8)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("allowed_sizes")
