@@ -31,6 +31,16 @@ def load_speech(seconds: float | None = None) -> np.ndarray:
     return pcm if seconds is None else pcm[: int(seconds * 16_000)]
 
 
+def require_motion_model() -> None:
+    """Skip (with the reason) when the shipped motion model is not in the checkout."""
+    import pytest
+
+    from models.motion.model import DEFAULT_MODEL
+
+    if not DEFAULT_MODEL.exists():
+        pytest.skip(f"shipped motion model {DEFAULT_MODEL} is not in this checkout")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -99,5 +109,6 @@ __all__ = [
     "envelope",
     "load_speech",
     "mouth_series",
+    "require_motion_model",
     "run",
 ]

@@ -30,6 +30,7 @@ from tests.server_harness import (
     envelope,
     load_speech,
     mouth_series,
+    require_motion_model,
     run,
 )
 
@@ -39,6 +40,7 @@ CLOSED = 0.05  # openness below which the mouth counts as closed (jawOpen < ~0.2
 
 @pytest.fixture(scope="module")
 def srv() -> Iterator[ServerThread]:
+    require_motion_model()
     with ServerThread() as server:
         yield server
 

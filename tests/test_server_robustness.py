@@ -13,11 +13,12 @@ import pytest
 import websockets
 
 from client.headcast_client import HeadcastClient, HeadcastError, Viewer
-from tests.server_harness import ServerThread, load_speech, run
+from tests.server_harness import ServerThread, load_speech, require_motion_model, run
 
 
 @pytest.fixture(scope="module")
 def srv() -> Iterator[ServerThread]:
+    require_motion_model()
     with ServerThread() as server:
         yield server
 
