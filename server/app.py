@@ -43,11 +43,12 @@ ROUTER_MODULES: tuple[tuple[str, bool], ...] = (
     ("server.ws", True),
     ("server.avatars", True),
     ("server.renders", False),
+    ("server.auth", False),
+    ("server.static", False),
 )
 DEFAULT_AVATAR = "default"
 AVATAR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 REAP_EVERY_S = 5.0
-MEL_HALF_WINDOW_S = 200 / 16_000  # right half of the 25 ms mel window (models.audio)
 CALIBRATION_FRAMES = 8
 
 RendererFactory = Callable[[str | Path | None, int], Any]
@@ -215,8 +216,8 @@ class AppState:
         MotionMixer(params.fps, seed=params.seed, emotion=params.emotion)  # validates emotion
         pool = await self.renderer_pool(params.avatar, params.size)
         model = await self.motion_model(params.fps)
-        # A frame is final once its look-ahead and the mel window's right half are in.
-        right_context = float(getattr(model, "lookahead_s", 0.0)) + MEL_HALF_WINDOW_S
+        # lookahead_s: audio past a frame's time needed before it is final (mel window incl.)
+        right_context = float(getattr(model, "lookahead_s", 0.0))
         margin = self.settings.render_margin_ms / 1000.0
         delay = output_delay_frames(right_context, margin, params.fps)
         idle = await sched.run(pool.render, zeros())
@@ -318,6 +319,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.headcast = state
+    from server.auth import install as install_auth  # imports this module
+
+    install_auth(app, settings)  # inside CORS, so its 401s are readable cross-origin
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(settings.cors_origins),
