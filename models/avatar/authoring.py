@@ -354,8 +354,8 @@ def _squint(g: FaceGeometry, left: bool) -> np.ndarray:
 def _cheek_squint(g: FaceGeometry, left: bool) -> np.ndarray:
     d = np.zeros_like(g.xy)
     _, lower, _, lower_ring, opening = _eye(g, left)
-    under_eye = g.xy[lower].mean(0) + np.array([0.0, 0.12 * g.face_height])
-    w = _gauss(g.xy, under_eye, 0.1 * g.face_height)
+    under_eye = g.xy[lower].mean(0) + np.array([0.0, 0.07 * g.face_height])
+    w = _gauss(g.xy, under_eye, 0.07 * g.face_height)
     d[:, 1] = -0.035 * g.face_height * w
     d[lower, 1] += -0.12 * opening
     d[lower_ring, 1] += -0.1 * opening
@@ -390,11 +390,12 @@ AUTHORS: dict[str, Author] = {
     "mouthSmileRight": _sided(_smile, False),
     "mouthFrownLeft": _sided(_frown, True),
     "mouthFrownRight": _sided(_frown, False),
-    "browInnerUp": _both(lambda g, left: _brow_field(g, left, 0.35, 0.08)),
-    "browDownLeft": lambda g: _brow_field(g, True, 0.3, 0.2, inward=0.15) * np.array([1.0, -1.0]),
-    "browDownRight": lambda g: _brow_field(g, False, 0.3, 0.2, inward=0.15) * np.array([1.0, -1.0]),
-    "browOuterUpLeft": lambda g: _brow_field(g, True, 0.05, 0.35),
-    "browOuterUpRight": lambda g: _brow_field(g, False, 0.05, 0.35),
+    "browInnerUp": _both(lambda g, left: _brow_field(g, left, 0.5, 0.1)),
+    "browDownLeft": lambda g: _brow_field(g, True, 0.42, 0.25, inward=0.2) * np.array([1.0, -1.0]),
+    "browDownRight": lambda g: _brow_field(g, False, 0.42, 0.25, inward=0.2)
+    * np.array([1.0, -1.0]),
+    "browOuterUpLeft": lambda g: _brow_field(g, True, 0.08, 0.5),
+    "browOuterUpRight": lambda g: _brow_field(g, False, 0.08, 0.5),
     "eyeBlinkLeft": _sided(_blink, True),
     "eyeBlinkRight": _sided(_blink, False),
     "eyeWideLeft": _sided(_wide, True),
@@ -410,7 +411,26 @@ assert (
 ), "authoring must cover every channel in order"
 
 
+def _below(g: FaceGeometry, y0: float, y1: float) -> np.ndarray:
+    """0 above ``y0``, 1 below ``y1``, smooth between (per landmark)."""
+    t = np.clip((g.xy[:, 1] - y0) / max(y1 - y0, 1e-6), 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+def _support(g: FaceGeometry, name: str) -> np.ndarray:
+    """Where a channel may move skin at all: the mouth bank stays below the nose tip and
+    the eye-area expression channels above it, so the banks barely overlap to begin with
+    and projecting one off the other leaves the eyes' channels untouched."""
+    nose = float(g.xy[L.NOSE_TIP, 1])
+    lower = _below(g, nose - 0.02 * g.face_height, nose + 0.03 * g.face_height)
+    if name in MOUTH_CHANNELS or name.startswith(("mouthSmile", "mouthFrown")):
+        return lower
+    return 1.0 - lower
+
+
 def landmark_displacements(points: np.ndarray) -> np.ndarray:
     """float32 (478, 3) aligned landmarks -> float32 (C, 478, 2) per-channel displacements."""
     g = FaceGeometry.of(points)
-    return np.stack([AUTHORS[name](g) for name in AUTHORS]).astype(np.float32)
+    return np.stack([AUTHORS[name](g) * _support(g, name)[:, None] for name in AUTHORS]).astype(
+        np.float32
+    )

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 SIZES = (256, 512)
 MAX_FOLD_RETRIES = 6
 FOLD_SHRINK = 0.8
+MAX_RESTORE_GAIN = 2.5  # at most this much of a projected channel's lost norm is restored
 
 Progress = Callable[[float, str], None]
 
@@ -70,10 +71,15 @@ def _project_out_mouth(fields: np.ndarray, disp: np.ndarray) -> tuple[np.ndarray
         step, *_ = np.linalg.lstsq(m, e, rcond=None)
         e = e - m @ step
         coef += step
+    # Removing the mouth span shrinks channels that share the mouth region (a smile
+    # keeps ~20 % of its norm); restore part of the strength so presets stay visible.
+    before = np.linalg.norm(fields[nm:].reshape(len(fields) - nm, -1).astype(np.float64), axis=1)
+    after = np.linalg.norm(e, axis=0)
+    gain = np.clip(before / np.maximum(after, 1e-9), 1.0, MAX_RESTORE_GAIN)
     out_fields = fields.copy()
-    out_fields[nm:] = e.T.reshape(fields[nm:].shape).astype(np.float32)
+    out_fields[nm:] = (e * gain).T.reshape(fields[nm:].shape).astype(np.float32)
     out_disp = disp.copy()
-    out_disp[nm:] = disp[nm:] - np.einsum("mc,mij->cij", coef, disp[:nm])
+    out_disp[nm:] = (disp[nm:] - np.einsum("mc,mij->cij", coef, disp[:nm])) * gain[:, None, None]
     return out_fields, out_disp
 
 
