@@ -46,6 +46,12 @@ class ServerSettings(StrictModel):
     ice_servers: tuple[IceServer, ...] = ()
     #: origins allowed by CORS; never "*" by default
     cors_origins: tuple[str, ...] = ("http://localhost:8080", "http://127.0.0.1:8080")
+    #: API key for site back ends; set = auth on (session tokens required on /v1/)
+    api_key: str | None = None
+    #: HMAC secret for session tokens; None = derived from api_key
+    token_secret: str | None = None
+    #: longest lifetime a minted session token may ask for (s)
+    token_max_ttl_s: float = Field(default=3600.0, gt=0.0)
     max_sessions: int = Field(default=16, ge=1)
     #: fraction of the render workers' measured capacity admission may fill
     admission_headroom: float = Field(default=0.8, gt=0.0, le=1.0)

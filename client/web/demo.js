@@ -1,0 +1,171 @@
+// The demo page: a <headcast-avatar> plus controls for everything the server offers.
+import { HeadcastError } from '/headcast.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const avatar = $('avatar');
+const ENROLL_POLL_MS = 500;
+const ENROLL_TIMEOUT_MS = 120000;
+
+$('server').value = params.get('server') || '';
+$('token').value = params.get('token') || '';
+
+function server() {
+  return ($('server').value.trim() || location.origin).replace(/\/+$/, '');
+}
+
+function showError(message) {
+  $('error').textContent = message;
+  $('error').hidden = !message;
+}
+
+async function api(method, path, { body, type } = {}) {
+  const headers = {};
+  const token = $('token').value.trim();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (type) headers['Content-Type'] = type;
+  let response;
+  try {
+    response = await fetch(server() + path, { method, headers, body });
+  } catch {
+    throw new HeadcastError(`Cannot reach ${server()}`);
+  }
+  const text = await response.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = text;
+  }
+  if (!response.ok) {
+    const detail = data && typeof data === 'object' ? data.detail : data;
+    throw new HeadcastError(`${response.status}: ${typeof detail === 'string' ? detail : JSON.stringify(detail)}`, response.status);
+  }
+  return data;
+}
+
+function fillSelect(select, names, chosen) {
+  select.replaceChildren(...names.map((n) => new Option(n, n, false, n === chosen)));
+}
+
+async function loadChoices() {
+  try {
+    const [config, avatars] = await Promise.all([api('GET', '/v1/client/config'), api('GET', '/v1/avatars')]);
+    fillSelect($('emotion'), config.emotions, 'neutral');
+    fillSelect($('avatar-select'), avatars.map((a) => a.name), params.get('avatar') || 'default');
+  } catch (err) {
+    showError(`Could not load avatars and emotions: ${err.message}`);
+  }
+}
+
+function setConnected(live) {
+  $('connect').disabled = live;
+  $('disconnect').disabled = !live;
+  $('interrupt').disabled = !live;
+  $('audio-file').disabled = !live;
+}
+
+async function connect() {
+  showError('');
+  avatar.setAttribute('server', server());
+  avatar.setAttribute('avatar', $('avatar-select').value);
+  avatar.setAttribute('emotion', $('emotion').value);
+  avatar.setAttribute('input', $('mirror').checked ? 'mirror' : 'websocket');
+  const token = $('token').value.trim();
+  if (token) avatar.setAttribute('token', token);
+  else avatar.removeAttribute('token');
+  $('connect').disabled = true;
+  try {
+    await avatar.connect();
+  } catch (err) {
+    $('connect').disabled = false; // the widget shows the reason; so does the banner
+  }
+}
+
+async function enroll(file) {
+  const name = file.name.replace(/\.[^.]*$/, '').replace(/[^A-Za-z0-9_.-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 40) || 'portrait';
+  const unique = `${name}-${Date.now().toString(36)}`;
+  $('enroll').hidden = false;
+  $('enroll-progress').value = 0;
+  $('enroll-message').textContent = 'uploading…';
+  try {
+    let job = await api('POST', `/v1/avatars?name=${encodeURIComponent(unique)}`, { body: file, type: file.type || 'application/octet-stream' });
+    const deadline = performance.now() + ENROLL_TIMEOUT_MS;
+    while (job.state !== 'done' && job.state !== 'failed') {
+      if (performance.now() > deadline) throw new HeadcastError('enrollment is taking too long; try a smaller portrait');
+      await new Promise((r) => setTimeout(r, ENROLL_POLL_MS));
+      job = await api('GET', `/v1/avatars/jobs/${job.id}`);
+      $('enroll-progress').value = job.progress;
+      $('enroll-message').textContent = job.message || job.state;
+    }
+    if (job.state === 'failed') throw new HeadcastError(`this portrait cannot be used: ${job.message}`);
+    const select = $('avatar-select');
+    select.add(new Option(job.avatar, job.avatar, true, true));
+    $('enroll-message').textContent = `enrolled as “${job.avatar}”; connect to use it`;
+  } catch (err) {
+    $('enroll-message').textContent = '';
+    $('enroll').hidden = true;
+    showError(`Portrait upload failed: ${err.message}`);
+  }
+}
+
+avatar.addEventListener('statechange', (ev) => {
+  const { state, reason } = ev.detail;
+  $('status').dataset.state = state;
+  $('status').textContent = state === 'failed' ? `failed: ${reason}` : avatar.stateEl.textContent;
+  setConnected(['idle', 'speaking', 'reconnecting'].includes(state));
+  if (state === 'failed') showError(reason);
+  if (state === 'idle') showError('');
+});
+avatar.addEventListener('error', (ev) => {
+  if (avatar.state !== 'failed') showError(ev.detail.message);
+});
+avatar.addEventListener('stats', (ev) => {
+  const s = ev.detail;
+  const f = (v, d = 0) => (v === null || v === undefined ? '–' : Number(v).toFixed(d));
+  $('stats').textContent =
+    `video ${s.width || '?'}×${s.height || '?'} at ${f(s.fps)} fps, decoded ${s.framesDecoded}\n` +
+    `round trip ${f(s.rttMs)} ms, jitter video ${f(s.jitterMs)} ms / audio ${f(s.audioJitterMs)} ms\n` +
+    `push→mouth ${f(s.pushToMouthMs)} ms (server delay ${f(s.delayMs)} ms)\n` +
+    `A/V offset ${f(s.avOffsetMs)} ms, dropped ${s.framesDropped} here + ${s.serverDroppedFrames} at the server`;
+});
+
+$('connect').addEventListener('click', connect);
+$('disconnect').addEventListener('click', () => avatar.close());
+$('interrupt').addEventListener('click', () => {
+  try {
+    avatar.interrupt();
+  } catch (err) {
+    showError(err.message);
+  }
+});
+$('emotion').addEventListener('change', () => {
+  avatar.setAttribute('emotion', $('emotion').value);
+  if (avatar.connection) avatar.setEmotion($('emotion').value);
+});
+$('audio-file').addEventListener('change', async () => {
+  const file = $('audio-file').files[0];
+  if (!file) return;
+  try {
+    await avatar.speak(file);
+    showError('');
+  } catch (err) {
+    showError(`Cannot speak this file: ${err.message}`);
+  }
+  $('audio-file').value = '';
+});
+$('portrait').addEventListener('change', () => {
+  const file = $('portrait').files[0];
+  if (file) enroll(file);
+  $('portrait').value = '';
+});
+$('mirror').addEventListener('change', () => {
+  if (avatar.connection) connect(); // the microphone is negotiated with the video
+});
+$('sound').addEventListener('change', () => {
+  avatar.toggleAttribute('muted', !$('sound').checked);
+});
+avatar.toggleAttribute('muted', !$('sound').checked);
+
+loadChoices();
+if (params.has('autoconnect')) connect();

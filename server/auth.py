@@ -1,0 +1,301 @@
+"""Short-lived session tokens and the check that guards the API with them.
+
+A site's backend holds the server's API key and mints tokens for its pages:
+
+    POST /v1/tokens  Authorization: Bearer <api key>
+    {"origin": "https://shop.example", "avatar": "alice", "ttl_s": 300}
+    -> {"token": "<payload>.<signature>", "expires_at": 1767225600.0, ...}
+
+A token is ``base64url(JSON claims) "." base64url(HMAC-SHA256(secret, payload))``
+(the compact shape of a JWS, RFC 7515, without its header). The secret is
+``token_secret`` from the settings or, if unset, derived from the API key, so every
+process configured with the same key accepts the same tokens. Claims: ``exp`` (unix
+seconds), ``origin`` (the page origin allowed to use it, or absent = any), ``avatar``
+(the only avatar it may open, or absent = any).
+
+Auth is on exactly when ``api_key`` is set. Then every ``/v1/`` request except CORS
+preflights needs ``Authorization: Bearer <token or api key>``, or ``?token=`` on the
+URL (browsers cannot put headers on a WebSocket). Missing, malformed, expired, foreign
+(other secret) and wrong-origin tokens answer ``401`` with a reason; a token's avatar
+limit is enforced where sessions are opened (``POST /v1/sessions``, ``POST /v1/whep``)
+and it may not upload portraits. WebSockets are refused before the handshake (HTTP 403).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from server.app import AVATAR_NAME, get_state
+from server.settings import ServerSettings
+
+router = APIRouter(prefix="/v1/tokens", tags=["auth"])
+
+PROTECTED_PREFIX = "/v1/"
+TOKEN_PATH = "/v1/tokens"
+MIN_TTL_S = 5.0
+DEFAULT_TTL_S = 300.0
+CLOCK_SKEW_S = 5.0  # tolerated lateness of "exp" between hosts sharing a secret
+MAX_TOKEN_CHARS = 2048
+MAX_SESSION_BODY_BYTES = 16 * 1024  # a POST /v1/sessions body is a few fields of JSON
+SECRET_LABEL = b"headcast session tokens v1"
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class TokenError(ValueError):
+    """A token that does not grant access; the message says why, for the user."""
+
+
+@dataclass(frozen=True)
+class Claims:
+    exp: float
+    origin: str | None = None
+    avatar: str | None = None
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def signing_secret(settings: ServerSettings) -> bytes | None:
+    """The HMAC key, or None when auth is off (no API key configured)."""
+    if not settings.api_key:
+        return None
+    if settings.token_secret:
+        return settings.token_secret.encode("utf-8")
+    return hmac.new(settings.api_key.encode("utf-8"), SECRET_LABEL, hashlib.sha256).digest()
+
+
+def mint(secret: bytes, claims: Claims) -> str:
+    """Sign ``claims`` into a token string."""
+    body: dict[str, Any] = {"exp": round(claims.exp, 3)}
+    if claims.origin is not None:
+        body["origin"] = claims.origin
+    if claims.avatar is not None:
+        body["avatar"] = claims.avatar
+    payload = _b64(json.dumps(body, separators=(",", ":"), sort_keys=True).encode("utf-8"))
+    sig = hmac.new(secret, payload.encode("ascii"), hashlib.sha256).digest()
+    return f"{payload}.{_b64(sig)}"
+
+
+def verify(secret: bytes, token: str, *, now: float | None = None) -> Claims:
+    """Claims of a valid token; :class:`TokenError` saying why otherwise."""
+    if len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
+        raise TokenError("malformed token")
+    payload, sig = token.split(".")
+    try:
+        given = _unb64(sig)
+    except (binascii.Error, ValueError) as exc:
+        raise TokenError("malformed token") from exc
+    expected = hmac.new(secret, payload.encode("ascii", "replace"), hashlib.sha256).digest()
+    if not hmac.compare_digest(given, expected):
+        raise TokenError("token signature is not valid for this server")
+    try:
+        body = json.loads(_unb64(payload))
+        claims = Claims(
+            exp=float(body["exp"]), origin=body.get("origin"), avatar=body.get("avatar")
+        )
+    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+        raise TokenError("malformed token") from exc
+    now = time.time() if now is None else now
+    if claims.exp + CLOCK_SKEW_S < now:
+        raise TokenError(f"token expired {now - claims.exp:.0f} s ago; ask the site for a new one")
+    return claims
+
+
+def check_origin(claims: Claims, origin: str | None) -> None:
+    """A browser's ``Origin`` must be the one the token was minted for.
+
+    Requests without ``Origin`` come from non-browser clients (or same-origin GETs),
+    which could send any header anyway; the signature and expiry still apply.
+    """
+    if claims.origin is not None and origin is not None and origin != claims.origin:
+        raise TokenError(f"token was issued for {claims.origin}, not for {origin}")
+
+
+def check_avatar(claims: Claims, avatar: str) -> None:
+    if claims.avatar is not None and avatar != claims.avatar:
+        raise TokenError(f"token allows avatar {claims.avatar!r} only, not {avatar!r}")
+
+
+# ---- the token endpoint --------------------------------------------------------------
+
+
+class TokenRequest(BaseModel):
+    """Body of ``POST /v1/tokens``; every field optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ttl_s: float = Field(DEFAULT_TTL_S, ge=MIN_TTL_S, description="seconds until it expires")
+    origin: str | None = Field(None, description="page origin allowed to use it, e.g. https://a.b")
+    avatar: str | None = Field(None, description="the one avatar it may open; None = any")
+
+
+@router.post("", status_code=201)
+async def create_token(req: TokenRequest, request: Request) -> dict[str, Any]:
+    """Mint a session token (needs the API key; the guard has already checked it)."""
+    settings = get_state(request).settings
+    secret = signing_secret(settings)
+    if secret is None:
+        raise HTTPException(404, "tokens are off: the server has no api_key configured")
+    if req.ttl_s > settings.token_max_ttl_s:
+        raise HTTPException(400, f"ttl_s may be at most {settings.token_max_ttl_s:g} s")
+    if req.avatar is not None and not AVATAR_NAME.match(req.avatar):
+        raise HTTPException(400, f"invalid avatar name {req.avatar!r}")
+    if req.origin is not None and (
+        "://" not in req.origin or req.origin.endswith("/") or req.origin.count("/") != 2
+    ):
+        raise HTTPException(400, "origin must be scheme://host[:port] with no path")
+    claims = Claims(exp=time.time() + req.ttl_s, origin=req.origin, avatar=req.avatar)
+    return {
+        "token": mint(secret, claims),
+        "expires_at": claims.exp,
+        "origin": claims.origin,
+        "avatar": claims.avatar,
+    }
+
+
+# ---- the guard ------------------------------------------------------------------------
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _credential(scope: Scope) -> str | None:
+    auth = _header(scope, b"authorization")
+    if auth is not None and auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    values = query.get("token")
+    return values[0] if values else None
+
+
+class AuthGuard:
+    """ASGI middleware: API key or token on every ``/v1/`` request when auth is on.
+
+    It sits inside the CORS middleware so that its 401s carry CORS headers and a page
+    on another origin can read the reason.
+    """
+
+    def __init__(self, app: ASGIApp, settings: ServerSettings) -> None:
+        self.app = app
+        self.settings = settings
+        self.secret = signing_secret(settings)
+        self.api_key = (settings.api_key or "").encode("utf-8")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        path = str(scope.get("path", ""))
+        if (
+            self.secret is None
+            or kind not in ("http", "websocket")
+            or not path.startswith(PROTECTED_PREFIX)
+            or (kind == "http" and scope.get("method") == "OPTIONS")
+        ):
+            await self.app(scope, receive, send)
+            return
+        credential = _credential(scope)
+        try:
+            if credential is None:
+                raise TokenError(
+                    "this server needs a session token: pass Authorization: Bearer <token> "
+                    "or ?token=<token>"
+                )
+            if hmac.compare_digest(credential.encode("utf-8"), self.api_key):
+                await self.app(scope, receive, send)  # the site's backend: full access
+                return
+            if path.startswith(TOKEN_PATH):
+                raise TokenError("minting tokens needs the API key, not a token")
+            claims = verify(self.secret, credential)
+            check_origin(claims, _header(scope, b"origin"))
+            if kind == "http" and scope.get("method") == "POST":
+                if path.startswith("/v1/avatars"):
+                    raise TokenError("a session token cannot upload portraits")
+                if path.rstrip("/") == "/v1/whep":
+                    check_avatar(claims, "default")
+                elif path.rstrip("/") == "/v1/sessions":
+                    receive = await self._check_session_body(claims, receive)
+        except TokenError as exc:
+            await self._refuse(scope, send, str(exc))
+            return
+        await self.app(scope, receive, send)
+
+    async def _check_session_body(self, claims: Claims, receive: Receive) -> Receive:
+        """Read the (small) session request, check its avatar, and replay it downstream."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > MAX_SESSION_BODY_BYTES:
+                raise TokenError("session request body too large")
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if claims.avatar is not None:
+            try:
+                avatar = json.loads(body or b"{}").get("avatar", "default")
+            except (ValueError, AttributeError):
+                avatar = "default"  # the endpoint itself answers 422 on bad JSON
+            check_avatar(claims, str(avatar))
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return replay
+
+    async def _refuse(self, scope: Scope, send: Send, reason: str) -> None:
+        if scope["type"] == "websocket":
+            # Closing before accept makes the server answer the handshake with 403.
+            await send({"type": "websocket.close", "code": 1008, "reason": reason[:120]})
+            return
+        body = json.dumps({"detail": reason}).encode("utf-8")
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode("ascii")),
+                    (b"www-authenticate", b'Bearer realm="headcast"'),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def install(app: Any, settings: ServerSettings) -> None:
+    """Add the guard to ``app`` (call before adding CORS so CORS wraps it)."""
+    app.add_middleware(AuthGuard, settings=settings)
