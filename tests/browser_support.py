@@ -1,0 +1,178 @@
+"""Shared pieces of the browser tests: Chromium through Playwright, a second origin,
+the fake microphone's speech, and a stand-in motion model when the shipped one is absent.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.server_harness import free_port
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "browser"
+SPEECH_TEXT = (
+    "Peter picked a peck of pickled peppers. Hello there, how are you today? "
+    "A big black bug bit a big black bear."
+)
+SPF = 640  # samples per frame at 16 kHz and 25 fps
+NAV_TIMEOUT_MS = 15_000
+CONNECT_TIMEOUT_MS = 25_000  # first connect includes the server's first session build
+
+# Chromium in a container: no sandbox, no GPU, no network chatter. WebRTC gathers on
+# loopback only with --allow-loopback-in-peer-connection (the server's candidates are
+# 127.0.0.1), and QUIC is off so nothing tries UDP to the outside.
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--autoplay-policy=no-user-gesture-required",
+)
+
+
+def require_browser() -> None:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed (scripts/apt-deps.sh test)")
+    pytest.importorskip("playwright.sync_api")
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (scripts/apt-deps.sh test)")
+
+
+def make_speech_wav(path: Path) -> Path:
+    """The fake microphone's input: espeak-ng speech, 22.05 kHz mono WAV."""
+    subprocess.run(["espeak-ng", "-s", "150", "-w", str(path), SPEECH_TEXT], check=True, timeout=30)
+    return path
+
+
+@contextmanager
+def chromium(mic_wav: Path) -> Iterator[Any]:
+    """A headless Debian chromium whose microphone says ``mic_wav`` (looping)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={mic_wav}"],
+            timeout=30_000,
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class ConsoleLog:
+    """Console messages and page errors of one page."""
+
+    def __init__(self, page: Any) -> None:
+        self.errors: list[str] = []
+        self.all: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
+
+    def _console(self, msg: Any) -> None:
+        self.all.append(f"{msg.type}: {msg.text}")
+        if msg.type == "error":
+            self.errors.append(msg.text)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def second_origin(root: Path) -> Iterator[str]:
+    """Serve ``root`` over HTTP on another loopback port: a page of another site."""
+    port = free_port()
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+# ---- a stand-in for the shipped motion model ------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Frames:
+    index: np.ndarray  # int64 (N,)
+    coeffs: np.ndarray  # float32 (N, 1) jawOpen 0..1
+    speech: np.ndarray  # float32 (N,) 0..1
+
+
+class LoudnessMotion:
+    """jawOpen from each frame's loudness: enough to see speech reach the mouth.
+
+    The browser tests check the client's path (microphone -> WebRTC -> server -> video),
+    not lip-sync quality, so when the trained model is not in the checkout they run on
+    this. Same interface as the model/streamer pair the server loads.
+    """
+
+    names = ("jawOpen",)
+    lookahead_s = 0.0
+    GAIN = 8.0  # rms 0.1 -> jawOpen 0.8
+    SPEECH_RMS = 0.01
+
+    def __init__(self, fps: int = 25) -> None:
+        self.fps = fps
+
+
+class LoudnessStreamer:
+    def __init__(self, model: LoudnessMotion) -> None:
+        self.spf = 16_000 // model.fps
+        self.reset()
+
+    def reset(self) -> None:
+        self._pending = np.zeros(0, np.float32)
+        self._next = 0
+
+    def push(self, pcm: np.ndarray) -> _Frames:
+        self._pending = np.concatenate([self._pending, np.asarray(pcm, np.float32)])
+        n = len(self._pending) // self.spf
+        frames = self._pending[: n * self.spf].reshape(n, self.spf)
+        self._pending = self._pending[n * self.spf :]
+        rms = np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1)) if n else np.zeros(0)
+        index = np.arange(self._next, self._next + n, dtype=np.int64)
+        self._next += n
+        jaw = np.clip(rms * LoudnessMotion.GAIN, 0.0, 1.0).astype(np.float32)[:, None]
+        return _Frames(index, jaw, (rms > LoudnessMotion.SPEECH_RMS).astype(np.float32))
+
+    def flush(self) -> _Frames:
+        out = self.push(np.zeros(-len(self._pending) % self.spf, np.float32))
+        self.reset()
+        return out
+
+
+def motion_factories() -> dict[str, Any]:
+    """create_app factories: the stand-in when the shipped motion model is absent."""
+    from models.motion.model import DEFAULT_MODEL
+
+    if DEFAULT_MODEL.exists():
+        return {}
+    return {"motion_loader": LoudnessMotion, "streamer_factory": LoudnessStreamer}
