@@ -182,6 +182,7 @@ class SessionPipeline:
         self.skipped_renders = 0  # frames whose send time passed before they were made
         self.render_s: deque[float] = deque(maxlen=256)
         self.tick_s: deque[float] = deque(maxlen=256)
+        self.tick_cpu_s = 0.0  # worker CPU seconds per tick (motion + mix + render), last run
 
     # ---- event-loop side (cheap) --------------------------------------------------
 
@@ -203,10 +204,15 @@ class SessionPipeline:
     def tick_until(self, n_last: int) -> list[Frame]:
         """Run every input tick up to ``n_last`` (catching up if late); new frames."""
         made: list[Frame] = []
+        cpu0 = time.thread_time()
+        ticks = 0
         with self._lock:
             while self.next_tick <= n_last:
                 made += self._tick(self.next_tick)
                 self.next_tick += 1
+                ticks += 1
+        if ticks:
+            self.tick_cpu_s = (time.thread_time() - cpu0) / ticks
         return made
 
     def _tick(self, n: int) -> list[Frame]:

@@ -128,12 +128,10 @@ class Session:
         while not self.closed:
             n = clock.input_tick()
             if n >= self.pipeline.next_tick:
-                count = n - self.pipeline.next_tick + 1
-                w0 = time.perf_counter()
                 await self._run(self.pipeline.tick_until, n)
-                if self._on_cost is not None:
-                    # worker CPU time is not visible here; wall time of the job bounds it
-                    self._on_cost((time.perf_counter() - w0) / count)
+                if self._on_cost is not None and self.pipeline.render_video:
+                    # thread CPU time: what this session costs, whatever else the machine runs
+                    self._on_cost(self.pipeline.tick_cpu_s)
                 self._emit_playback_events()
             wait = clock.tick_time(self.pipeline.next_tick) - time.monotonic()
             await asyncio.sleep(max(wait, 0.0))
