@@ -240,6 +240,25 @@ def save(examples: list[Example], path: Path) -> None:
     )
 
 
+def load(path: Path) -> list[Example]:
+    """Examples written by :func:`save`."""
+    with np.load(path) as z:
+        ends = np.cumsum(z["lengths"])
+        starts = ends - z["lengths"]
+        arrays = {k: z[k] for k in ("feats", "coeffs", "speech", "closure")}
+        voices = [str(v) for v in z["voices"]]
+    return [
+        Example(
+            feats=arrays["feats"][a:b],
+            coeffs=arrays["coeffs"][a:b],
+            speech=arrays["speech"][a:b],
+            closure=arrays["closure"][a:b],
+            voice=v,
+        )
+        for a, b, v in zip(starts, ends, voices, strict=True)
+    ]
+
+
 def hours(examples: list[Example]) -> float:
     return sum(len(e.feats) for e in examples) / MEL_RATE / 3600
 

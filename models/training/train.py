@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from torch import nn
 
 from models.audio.features import silence_feature
 from models.config import StrictModel
-from models.training.dataset import TRAIN_VOICES, Example, build, hours
+from models.training.dataset import TRAIN_VOICES, Example, build, hours, load, save
 from models.training.export import export_onnx
 from models.training.net import JAW, N_MOUTH, MotionNet, NetConfig, count_parameters
 
@@ -49,7 +47,10 @@ class TrainConfig(StrictModel):
     seed: int = 0
     workers: int = Field(default=2, ge=1)
     threads: int = Field(default=2, ge=1)
-    max_minutes: float = Field(default=45.0, gt=0)  # hard stop for training (data time excluded)
+    # Training time budget: the cosine schedule runs on max(step / steps, elapsed / budget),
+    # so a busy machine gets fewer steps but always a fully annealed model.
+    minutes: float = Field(default=30.0, gt=0)
+    data_cache: Path | None = None  # reuse synthesised data from here when present
     checkpoint: Path | None = None  # exported every CHECKPOINT_EVERY steps when set
 
     @classmethod
@@ -108,11 +109,27 @@ def loss_fn(net: MotionNet, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, d
     return total, {"coef": l_coef.item(), "speech": l_speech.item(), "closure": l_closure.item()}
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, progress: float, cfg: TrainConfig) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine over ``progress`` 0..1 to 2 %."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _examples(cfg: TrainConfig) -> list[Example]:
+    voices = TRAIN_VOICES[: cfg.voices]
+    cache = None
+    if cfg.data_cache is not None:
+        name = f"train-v{cfg.voices}-u{cfg.utts_per_voice}-c{cfg.copies}-s{cfg.seed}.npz"
+        cache = cfg.data_cache / name
+        if cache.is_file():
+            log.info("data: reusing %s", cache)
+            return load(cache)
+    examples = build(voices, cfg.utts_per_voice, cfg.copies, cfg.seed, cfg.workers)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        save(examples, cache)
+    return examples
 
 
 def train(cfg: TrainConfig, command: str | None = None) -> Path:
@@ -120,9 +137,7 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     t0 = time.monotonic()
-    examples = build(
-        TRAIN_VOICES[: cfg.voices], cfg.utts_per_voice, cfg.copies, cfg.seed, cfg.workers
-    )
+    examples = _examples(cfg)
     t_data = time.monotonic() - t0
     log.info(
         "data: %d sessions, %.2f h of features in %.0f s", len(examples), hours(examples), t_data
@@ -137,33 +152,36 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
     crops = Crops(examples, net_cfg, cfg.crop_frames, cfg.seed)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     t1 = time.monotonic()
-    step = 0
     running: dict[str, float] = {}
-    for step in range(cfg.steps):
+    budget_s = 60.0 * cfg.minutes
+    step = 0
+    while True:
+        progress = max(step / cfg.steps, (time.monotonic() - t1) / budget_s)
+        if progress >= 1.0:
+            break
+        lr = lr_at(step, progress, cfg)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
+            group["lr"] = lr
         loss, parts = loss_fn(net, crops.batch(cfg.batch))
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         running = {k: 0.98 * running.get(k, v) + 0.02 * v for k, v in parts.items()}
-        if step % 100 == 0 or step == cfg.steps - 1:
+        if step % 100 == 0:
             log.info(
-                "step %d/%d lr %.2e %s (%.0f s)", step, cfg.steps, lr_at(step, cfg),
+                "step %d (%.0f %%) lr %.2e %s (%.0f s)", step, 100 * progress, lr,
                 " ".join(f"{k} {v:.4f}" for k, v in running.items()), time.monotonic() - t1,
             )  # fmt: skip
         if cfg.checkpoint is not None and step and step % CHECKPOINT_EVERY == 0:
             export_onnx(net, cfg.checkpoint, {"train_steps": str(step)})
             net.train()
-        if (time.monotonic() - t1) / 60 > cfg.max_minutes:
-            log.warning("time limit reached at step %d", step)
-            break
+        step += 1
     t_train = time.monotonic() - t1
-    cmd = command or "headcast train motion " + shlex.join(sys.argv[1:])
+    cmd = command or "headcast train motion"
     extra = {
         "train_command": cmd,
-        "train_steps": str(step + 1),
+        "train_steps": str(step),
         "train_hours_of_features": f"{hours(examples):.2f}",
         "train_voices": ",".join(str(v) for v in TRAIN_VOICES[: cfg.voices]),
         "train_seconds": f"{t_data + t_train:.0f}",

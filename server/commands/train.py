@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 
 from server.errors import UserError
@@ -27,7 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--workers", type=int, help="data synthesis processes")
     parser.add_argument("--threads", type=int, help="torch threads for training")
-    parser.add_argument("--max-minutes", type=float, help="stop training after this many minutes")
+    parser.add_argument(
+        "--minutes", type=float, help="training time budget (data synthesis excluded)"
+    )
+    parser.add_argument(
+        "--data-cache", type=Path, help="reuse/keep synthesised data in this folder"
+    )
     parser.add_argument(
         "--checkpoint", type=Path, help="export a checkpoint .onnx here while training"
     )
@@ -51,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {
         k: getattr(args, k)
         for k in ("out", "steps", "utts_per_voice", "copies", "lookahead_ms", "seed", "workers",
-                  "threads", "max_minutes", "checkpoint")
+                  "threads", "minutes", "checkpoint", "data_cache")
         if getattr(args, k) is not None
     }  # fmt: skip
     try:
@@ -64,7 +68,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from exc
     if cfg.lookahead_ms % 10:
         raise UserError("--lookahead-ms must be a multiple of 10 (one mel frame)")
-    command = "headcast train motion " + shlex.join(sys.argv[3:] if len(sys.argv) > 3 else [])
-    path = train(cfg, command.strip())
+    flags = ["--tiny"] if args.tiny else []
+    for key, value in overrides.items():
+        flags += [f"--{key.replace('_', '-')}", str(value)]
+    command = shlex.join(["headcast", "train", "motion", *flags])
+    path = train(cfg, command)
     print(path)
     return 0
