@@ -101,9 +101,9 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @contextmanager
-def second_origin(root: Path) -> Iterator[str]:
+def second_origin(root: Path, port: int | None = None) -> Iterator[str]:
     """Serve ``root`` over HTTP on another loopback port: a page of another site."""
-    port = free_port()
+    port = port or free_port()
     handler = functools.partial(_QuietHandler, directory=str(root))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
