@@ -53,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from exc
     if settings.avatar is not None and not Path(settings.avatar).is_dir():
         raise UserError(f"avatar pack {settings.avatar} is not a directory")
+    from models.motion.model import DEFAULT_MODEL
+
+    model = settings.motion_model or DEFAULT_MODEL
+    if not Path(model).is_file():
+        raise UserError(f"motion model {model} not found (train it: headcast train motion)")
     app = create_app(settings)
     uvicorn.run(
         app,
