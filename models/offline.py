@@ -40,7 +40,7 @@ from models.pipeline import EmotionCue, Pose, Take, speech_to_take
 from models.render.base import Renderer
 
 SIZES: tuple[int, ...] = (256, 512)
-FULL = "full"  # output size: the whole original portrait with the head pasted in
+FULL: Literal["full"] = "full"  # output size: the whole original portrait with the head pasted in
 FPS_CHOICES: tuple[int, ...] = (25, 30)
 QUEUE_PER_WORKER = 3  # frames in flight per render worker
 AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)

@@ -1,0 +1,264 @@
+"""``headcast render``: speech files -> MP4 videos of the avatar saying them.
+
+One file::
+
+    headcast render speech.wav --avatar face/ -o out.mp4 [--size 256|512|full] [--fps 25|30]
+        [--emotion happy | --emotion timeline.json] [--pose natural|still]
+        [--motion-out motion.json] [--seed N]
+
+Many files (a folder or a quoted glob pattern), resumable, on all cores or on Ray::
+
+    headcast render 'talks/**/*.mp3' --out videos/ [--force] [--jobs N]
+    headcast render talks/ --out videos/ --ray [--ray-address ray://head:10001]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from server.errors import UserError
+
+HELP = "render speech files to MP4 videos of the avatar (one file, a folder or a glob; Ray)"
+BAR_WIDTH = 28
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "speech",
+        help="audio or video file (WAV, FLAC, MP3, OGG/Opus, M4A, MP4, ...), "
+        "or a folder / quoted glob pattern for a batch",
+    )
+    parser.add_argument("-o", "--output", type=Path, help="output MP4 (one file)")
+    parser.add_argument("--out", type=Path, help="output folder (batch)")
+    parser.add_argument("--avatar", help="avatar pack folder (default: the built-in avatar)")
+    parser.add_argument(
+        "--size",
+        default="512",
+        choices=["256", "512", "full"],
+        help="head frame side or full portrait",
+    )
+    parser.add_argument("--fps", type=int, default=25, choices=[25, 30])
+    parser.add_argument(
+        "--emotion",
+        default="neutral",
+        help="preset name (configs/emotions.yaml) or a JSON timeline "
+        '[{"time": s, "emotion": name, "transition": s}, ...]',
+    )
+    parser.add_argument("--pose", default="natural", choices=["natural", "still"])
+    parser.add_argument(
+        "--motion-out",
+        nargs="?",
+        const="",
+        metavar="JSON",
+        help="also write the per-frame coefficients as JSON (no value, or a batch: "
+        "NAME.json beside each video)",
+    )
+    parser.add_argument(
+        "--seed", type=int, help="seed for idle motion (default: derived from the audio)"
+    )
+    parser.add_argument("--model", type=Path, help="motion .onnx (default: the shipped model)")
+    parser.add_argument("--crf", type=int, default=20, help="H.264 quality (lower = better)")
+    parser.add_argument("--preset", default="veryfast", help="x264 speed preset")
+    parser.add_argument("--threads", type=int, default=0, help="render threads per file (0: auto)")
+    parser.add_argument("--jobs", type=int, default=0, help="files rendered at once (0: cores)")
+    parser.add_argument("--force", action="store_true", help="re-render finished outputs")
+    parser.add_argument("--ray", action="store_true", help="run the batch on Ray")
+    parser.add_argument("--ray-address", help="Ray cluster address (implies --ray)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+
+class ProgressBar:
+    """``45% |############        | 113/250 frames  3.1x real time  ETA 0:04`` on stderr.
+
+    Redraws in place on a terminal; elsewhere prints a line every 10 %.
+    """
+
+    def __init__(self, fps: int, out: TextIO = sys.stderr) -> None:
+        self.fps = fps
+        self.out = out
+        self.tty = out.isatty()
+        self.start = time.perf_counter()
+        self._last_draw = 0.0
+        self._last_decile = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        frac = done / total if total else 1.0
+        if self.tty:
+            if done < total and now - self._last_draw < 0.1:
+                return
+        else:
+            decile = int(frac * 10)
+            if decile == self._last_decile:
+                return
+            self._last_decile = decile
+        self._last_draw = now
+        elapsed = now - self.start
+        speed = (done / self.fps) / elapsed if elapsed > 0 else 0.0
+        eta = elapsed / done * (total - done) if done else 0.0
+        filled = round(frac * BAR_WIDTH)
+        line = (
+            f"{frac * 100:3.0f}% |{'#' * filled}{' ' * (BAR_WIDTH - filled)}| "
+            f"{done}/{total} frames  {speed:.1f}x real time  ETA {int(eta // 60)}:{int(eta % 60):02d}"
+        )
+        self.out.write(("\r" + line) if self.tty else (line + "\n"))
+        if self.tty and done >= total:
+            self.out.write("\n")
+        self.out.flush()
+
+
+def _options(args: argparse.Namespace) -> object:
+    from models.offline import FULL, RenderOptions
+    from models.pipeline import EmotionCue, check_emotions, load_cues
+
+    emotion: str = args.emotion
+    cues: tuple[EmotionCue, ...] = ()
+    if emotion.lower().endswith(".json") or Path(emotion).is_file():
+        try:
+            cues = load_cues(emotion)
+        except (ValueError, KeyError) as exc:
+            raise UserError(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from exc
+        emotion = "neutral"
+    try:
+        check_emotions(emotion, cues)
+    except KeyError as exc:
+        raise UserError(str(exc.args[0])) from exc
+    if args.avatar is not None and not Path(args.avatar).is_dir():
+        raise UserError(
+            f"{args.avatar}: no such avatar pack folder; create one with `headcast enroll`"
+        )
+    if args.model is not None and not args.model.is_file():
+        raise UserError(f"{args.model}: no such motion model file")
+    return RenderOptions(
+        fps=args.fps,
+        size=FULL if args.size == "full" else int(args.size),
+        emotion=emotion,
+        cues=cues,
+        pose=args.pose,
+        seed=args.seed,
+        crf=args.crf,
+        preset=args.preset,
+        workers=args.threads,
+    )
+
+
+def _is_batch(args: argparse.Namespace) -> bool:
+    from models.offline_batch import is_pattern
+
+    if args.out is not None:
+        return True
+    if Path(args.speech).is_dir() or (is_pattern(args.speech) and not Path(args.speech).exists()):
+        raise UserError(f"{args.speech} names many files: give an output folder with --out DIR")
+    return False
+
+
+def _run_one(args: argparse.Namespace, options: object) -> int:
+    from models.offline import RenderContext, RenderError, RenderOptions, render_file
+
+    assert isinstance(options, RenderOptions)
+    if args.output is None:
+        raise UserError("give the output file with -o out.mp4 (or --out DIR for a batch)")
+    if args.ray or args.ray_address:
+        raise UserError("--ray renders batches: use --out DIR")
+    ctx = RenderContext(avatar=args.avatar, motion_model=args.model)
+    motion_out = None
+    if args.motion_out is not None:
+        motion_out = Path(args.motion_out) if args.motion_out else args.output.with_suffix(".json")
+    bar = None if args.quiet else ProgressBar(options.fps)
+    try:
+        result = render_file(
+            args.speech, args.output, options, context=ctx, motion_out=motion_out, progress=bar
+        )
+    except RenderError as exc:
+        raise UserError(str(exc)) from exc
+    if not args.quiet:
+        print(
+            f"{result.output}: {result.frames} frames {result.width}x{result.height} at "
+            f"{result.fps} fps, {result.audio_s:.2f} s of audio in {result.wall_s:.2f} s "
+            f"(real-time factor {result.rtf:.3f}, seed {result.seed})",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _run_batch(args: argparse.Namespace, options: object) -> int:
+    from models.offline import RenderOptions
+    from models.offline_batch import ItemResult, RayUnavailable, collect, run_local, run_ray
+
+    assert isinstance(options, RenderOptions)
+    if args.output is not None:
+        raise UserError("a batch writes into a folder: use --out DIR instead of -o")
+    out_dir: Path = args.out
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: exists and is not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from exc
+    if not os.access(out_dir, os.W_OK):
+        raise UserError(f"{out_dir}: the output folder is not writable")
+    try:
+        items = collect(args.speech, out_dir)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    n, seen = len(items), [0]
+
+    def report(r: ItemResult) -> None:
+        seen[0] += 1
+        if args.quiet and r.status != "failed":
+            return
+        head = f"[{seen[0]}/{n}] {r.item.source}"
+        if r.status == "done":
+            print(
+                f"{head} -> {r.item.output} ({r.audio_s:.1f} s in {r.wall_s:.1f} s)",
+                file=sys.stderr,
+            )
+        elif r.status == "skipped":
+            print(f"{head}: skipped, {r.item.output} exists (--force re-renders)", file=sys.stderr)
+        else:
+            print(f"{head}: FAILED: {r.error}", file=sys.stderr)
+
+    motion = args.motion_out is not None
+    if args.ray or args.ray_address:
+        try:
+            summary = run_ray(
+                items,
+                options,
+                address=args.ray_address,
+                avatar=args.avatar,
+                motion_model=args.model,
+                force=args.force,
+                motion=motion,
+                threads=max(1, args.threads),
+                on_result=report,
+            )
+        except RayUnavailable as exc:
+            raise UserError(str(exc)) from exc
+    else:
+        summary = run_local(
+            items,
+            options,
+            avatar=args.avatar,
+            motion_model=args.model,
+            jobs=args.jobs,
+            force=args.force,
+            motion=motion,
+            on_result=report,
+        )
+    print(summary.line(), file=sys.stderr)
+    for r in summary.results:
+        if r.status == "failed":
+            why = r.error if str(r.item.source) in r.error else f"{r.item.source}: {r.error}"
+            print(f"  failed: {why}", file=sys.stderr)
+    return 1 if summary.count("failed") else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    batch = _is_batch(args)
+    options = _options(args)
+    return _run_batch(args, options) if batch else _run_one(args, options)
