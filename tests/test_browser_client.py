@@ -270,6 +270,40 @@ def test_fake_microphone_moves_the_mouth(
     page.close()
 
 
+def test_demo_page_reconnects_after_losing_its_session(browser: Any, srv: ServerThread) -> None:
+    page = browser.new_page()
+    page.goto(srv.url + "/", timeout=NAV_TIMEOUT_MS)
+    page.click("#connect")
+    assert wait_state(page, "#avatar", ("idle", "failed"), CONNECT_TIMEOUT_MS) == "idle"
+    first = page.evaluate("document.querySelector('#avatar').sessionId")
+    page.evaluate(
+        "window.states = []; document.querySelector('#avatar').addEventListener("
+        "'statechange', (e) => window.states.push(e.detail.state))"
+    )
+    t0 = time.monotonic()
+    # The server drops the session (as after a restart or a network cut long enough
+    # for it to give up): video stops, and the page must notice and start over.
+    req = urllib.request.Request(f"{srv.url}/v1/sessions/{first}", method="DELETE")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 204
+    page.wait_for_function(
+        f"document.querySelector('#avatar').sessionId && "
+        f"document.querySelector('#avatar').sessionId !== {json.dumps(first)} && "
+        "document.querySelector('#avatar').state === 'idle'",
+        timeout=20_000,
+    )
+    recovered_s = time.monotonic() - t0
+    states = page.evaluate("window.states")
+    before = frames_decoded(page, "#avatar")
+    page.wait_for_timeout(2000)
+    after = frames_decoded(page, "#avatar")
+    print(f"reconnected in {recovered_s:.1f} s via {states}, then {after - before} frames in 2 s")
+    assert "reconnecting" in states and states[-1] == "idle"
+    assert after - before >= MIN_FRAMES_IN_3S * 2 // 3
+    page.click("#disconnect")
+    page.close()
+
+
 # ---- the widget on another origin ------------------------------------------------------
 
 EMBED_HTML = """<!doctype html>

@@ -19,6 +19,7 @@ const CONNECT_TIMEOUT_MS = 15000;
 const READY_TIMEOUT_MS = 10000;
 const STATS_EVERY_MS = 1000;
 const DISCONNECTED_GRACE_MS = 3000; // "disconnected" often heals by itself
+const STALL_MS = 4000; // the server always sends frames (idle ones too): none = lost
 const RECONNECT_BASE_MS = 1000;
 const RECONNECT_MAX_MS = 10000;
 const RECONNECT_ATTEMPTS = 8;
@@ -113,7 +114,8 @@ export class HeadcastConnection {
     this.pushStartedAt = null; // performance.now() of the first audio of an utterance
     this.pushToMouthMs = null;
     this._statsTimer = null;
-    this._prevVideo = null;
+    this._lastFrames = -1;
+    this._lastFramesAt = 0;
   }
 
   emit(type, detail = {}) {
@@ -154,6 +156,7 @@ export class HeadcastConnection {
     });
     await withTimeout(this.negotiate(), CONNECT_TIMEOUT_MS, 'Connecting the video');
     await this.openSocket();
+    this._lastFramesAt = performance.now();
     this._statsTimer = setInterval(() => this.readStats().catch(() => {}), STATS_EVERY_MS);
   }
 
@@ -327,6 +330,13 @@ export class HeadcastConnection {
       }
     });
     this._videoBufferMs = videoDelay;
+    const now = performance.now();
+    if (out.framesDecoded !== this._lastFrames) {
+      this._lastFrames = out.framesDecoded;
+      this._lastFramesAt = now;
+    } else if (now - this._lastFramesAt > STALL_MS && !this.closed) {
+      this.emit('_lost', { reason: `no video for ${STALL_MS / 1000} s` });
+    }
     // Both tracks leave the server on one clock, so the receive-side offset is the
     // difference of their jitter-buffer delays (positive: video shown later than audio).
     out.avOffsetMs = videoDelay !== null && audioDelay !== null ? videoDelay - audioDelay : null;
@@ -369,7 +379,7 @@ const TEMPLATE = `
   :host([data-state="failed"]) .error { display: block; }
   .stats { position: absolute; right: 6px; top: 6px; padding: 4px 6px; border-radius: 6px; background: #000a;
            font: 11px/1.35 ui-monospace, monospace; white-space: pre; display: none; }
-  :host([stats]) .stats { display: block; }
+  :host([stats]) .stats:not(:empty) { display: block; }
 </style>
 <video playsinline autoplay part="video"></video>
 <div class="state" part="state" role="status" aria-live="polite">disconnected</div>
@@ -436,6 +446,7 @@ export class HeadcastAvatar extends HTMLElement {
     this.stateEl.dataset.state = state;
     this.stateEl.textContent = STATE_LABELS[state] + (state === 'reconnecting' ? ` (${this._attempts})` : '');
     if (state === 'failed') this.errorEl.textContent = reason;
+    if (state === 'disconnected' || state === 'failed') this.statsEl.textContent = '';
     this.dispatchEvent(new CustomEvent('statechange', { detail: { state, reason } }));
   }
 
