@@ -17,12 +17,21 @@ PIXEL_ARRAYS = (
     "pivot",
     "blink_back",
 )
+GRID_ARRAYS = ("bases", "depth", "pose_weight", "blink_back")  # (..., G, G) fields on the flow grid
+CELL_PX = 4  # a flow-grid cell covers this many frame pixels at the default 512 / 128
+
+
+def _pool(field: np.ndarray, factor: int) -> np.ndarray:
+    """Average ``factor`` x ``factor`` blocks of the last two axes (half-pixel grids stay aligned)."""
+    *lead, h, w = field.shape
+    blocks = field.reshape(*lead, h // factor, factor, w // factor, factor)
+    return blocks.mean(axis=(-3, -1)).astype(field.dtype)
 
 
 def resize_pack(pack: AvatarPack, size: int) -> AvatarPack:
     """Same avatar at ``size``: image resampled, every pixel-valued array scaled.
 
-    The flow grid keeps its resolution (it is relative to the frame), so only the
+    Smaller frames also get a coarser flow grid (same pixels per cell); otherwise the
     values scale; texture and weight arrays are size-free.
     """
     k = size / pack.size
@@ -39,6 +48,15 @@ def resize_pack(pack: AvatarPack, size: int) -> AvatarPack:
                 arrays[name][2] = pack.arrays[name][2] * k
         else:
             arrays[name] = (pack.arrays[name] * k).astype(np.float32)
+    # Keep a flow-grid cell at about CELL_PX frame pixels: a 256 frame needs only a
+    # 64 x 64 grid, a quarter of the flow arithmetic per frame.
+    grid = pack.grid
+    factor = 1
+    while grid // (factor * 2) * CELL_PX >= size and grid % (factor * 2) == 0:
+        factor *= 2
+    if factor > 1:
+        for name in GRID_ARRAYS:
+            arrays[name] = _pool(arrays[name], factor)
     shape = arrays["mouth_shape"].copy()
     shape[0] *= k
     arrays["mouth_shape"] = shape

@@ -96,7 +96,11 @@ def forward_field(arrays: dict[str, np.ndarray], c: np.ndarray, size: int) -> np
     """Prepared coefficients (K,) -> forward displacement float32 (2, G, G) in pixels."""
     bases = arrays["bases"]
     g = bases.shape[-1]
-    flow = (forward_weights(c) @ bases.reshape(len(bases), -1)).reshape(2, g, g)  # (2, G, G)
+    w = forward_weights(c)
+    active = np.flatnonzero(w)
+    # Only the active channels, and einsum's own loop rather than a BLAS call: a
+    # threaded sgemv on a busy machine costs more in synchronisation than it saves.
+    flow = np.einsum("k,kn->n", w[active], bases.reshape(len(bases), -1)[active]).reshape(2, g, g)
     if not np.any(c[POSE_SLICE]):
         return flow.astype(np.float32)
     xy = grid_xy(size, g) + flow
@@ -180,12 +184,7 @@ def lip_ring(arrays: dict[str, np.ndarray], c: np.ndarray, size: int) -> np.ndar
     pts = arrays["lip_points"].astype(np.float64)
     moved = pts + np.tensordot(forward_weights(c), arrays["lip_bases"], axes=1)
     if np.any(c[POSE_SLICE]):
-        moved = (
-            moved
-            + pose_displace(
-                moved.T, arrays["lip_depth"], 1.0, c, arrays["pivot"], size
-            ).T
-        )
+        moved = moved + pose_displace(moved.T, arrays["lip_depth"], 1.0, c, arrays["pivot"], size).T
     return moved
 
 
