@@ -30,9 +30,10 @@ SPF = 640  # samples per frame at 16 kHz and 25 fps
 NAV_TIMEOUT_MS = 15_000
 CONNECT_TIMEOUT_MS = 25_000  # first connect includes the server's first session build
 
-# Chromium in a container: no sandbox, no GPU, no network chatter. WebRTC gathers on
-# loopback only with --allow-loopback-in-peer-connection (the server's candidates are
-# 127.0.0.1), and QUIC is off so nothing tries UDP to the outside.
+# Chromium in a container: no sandbox, no GPU, no network chatter, QUIC off. The
+# server's ICE candidates are 127.0.0.1; chromium offers loopback candidates only with
+# --allow-loopback-in-peer-connection (without it the pair still formed here over the
+# eth0 address, but that needs another interface up).
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",
