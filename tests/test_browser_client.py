@@ -42,6 +42,8 @@ from tests.server_harness import (
 
 pytestmark = pytest.mark.browser
 
+PORTRAIT = Path(__file__).resolve().parent.parent / "models/assets/avatars/default/portrait.jpg"
+
 API_KEY = "browser-test-key"
 MIN_FRAMES_IN_3S = 50
 CAPTURE_S = 3.0
@@ -94,21 +96,22 @@ def site_port() -> int:
 
 
 def _settings(**extra: Any) -> ServerSettings:
-    return ServerSettings(
-        host="127.0.0.1",
-        port=free_port(),
-        default_size=TEST_SIZE,
-        allowed_sizes=(TEST_SIZE,),
-        avatars_dir=FIXTURES / "no-avatars",
-        ice_host_addresses=("127.0.0.1",),
-        **extra,
-    )
+    base: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": free_port(),
+        "default_size": TEST_SIZE,
+        "allowed_sizes": (TEST_SIZE,),
+        "avatars_dir": FIXTURES / "no-avatars",
+        "ice_host_addresses": ("127.0.0.1",),
+    }
+    return ServerSettings(**{**base, **extra})
 
 
 @pytest.fixture(scope="module")
-def srv(mic_wav: Path) -> Iterator[ServerThread]:
-    """Open server (no API key), for the demo page."""
-    with ServerThread(_settings(), **motion_factories()) as server:
+def srv(mic_wav: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    """Open server (no API key), for the demo page; portraits enroll into a temp dir."""
+    avatars = tmp_path_factory.mktemp("avatars")
+    with ServerThread(_settings(avatars_dir=avatars), **motion_factories()) as server:
         yield server
 
 
@@ -215,6 +218,19 @@ def test_demo_page_connects_and_plays(browser: Any, srv: ServerThread) -> None:
     assert stats["width"] == TEST_SIZE and stats["rttMs"] is not None
     assert page.text_content("#status") == "live · idle"
     assert "fps" in page.text_content("#stats")
+
+    # The controls: an emotion, an uploaded file to say, and the interrupt button.
+    page.select_option("#emotion", "happy")
+    page.set_input_files("#audio-file", str(SPEECH_WAV))
+    assert wait_state(page, "#avatar", ("speaking",), 10_000) == "speaking"
+    page.wait_for_timeout(1500)
+    page.screenshot(path=artifact("demo-speaking.png"))
+    page.click("#interrupt")
+    assert wait_state(page, "#avatar", ("idle",), 5000) == "idle"
+    push_to_mouth = page.evaluate("document.querySelector('#avatar').stats()")["pushToMouthMs"]
+    print(f"demo page push-to-mouth {push_to_mouth:.0f} ms")
+    assert 0 < push_to_mouth < 2000
+    assert page.is_hidden("#error"), page.text_content("#error")
     page.click("#disconnect")
     assert wait_state(page, "#avatar", ("disconnected",), 5000) == "disconnected"
     assert not log.errors, log.errors
@@ -300,6 +316,47 @@ def test_demo_page_reconnects_after_losing_its_session(browser: Any, srv: Server
     print(f"reconnected in {recovered_s:.1f} s via {states}, then {after - before} frames in 2 s")
     assert "reconnecting" in states and states[-1] == "idle"
     assert after - before >= MIN_FRAMES_IN_3S * 2 // 3
+    page.click("#disconnect")
+    page.close()
+
+
+def test_demo_page_enrolls_a_portrait_and_explains_a_bad_one(
+    browser: Any, srv: ServerThread, tmp_path: Path
+) -> None:
+    page = browser.new_page()
+    page.goto(srv.url + "/", timeout=NAV_TIMEOUT_MS)
+    page.wait_for_function(
+        "document.querySelectorAll('#emotion option').length > 1", timeout=NAV_TIMEOUT_MS
+    )
+    bad = tmp_path / "holiday.png"
+    bad.write_bytes(b"this is not an image")
+    page.set_input_files("#portrait", str(bad))
+    page.wait_for_function("!document.getElementById('error').hidden", timeout=30_000)
+    message = page.text_content("#error") or ""
+    page.screenshot(path=artifact("demo-portrait-bad.png"))
+    assert message.startswith("Portrait upload failed:") and len(message) > 30, message
+
+    t0 = time.monotonic()
+    page.set_input_files("#portrait", str(PORTRAIT))
+    page.wait_for_function(
+        "[...document.querySelectorAll('#avatar-select option')].some((o) => o.value.startsWith('portrait-'))"
+        " || !document.getElementById('error').hidden",
+        timeout=90_000,
+    )
+    enroll_s = time.monotonic() - t0
+    assert page.is_hidden("#error"), page.text_content("#error")
+    name = page.evaluate("document.getElementById('avatar-select').value")
+    assert name.startswith("portrait-") and "enrolled" in (
+        page.text_content("#enroll-message") or ""
+    )
+    page.click("#connect")
+    assert wait_state(page, "#avatar", ("idle", "failed"), 60_000) == "idle", page.evaluate(
+        "document.querySelector('#avatar').lastError"
+    )
+    page.wait_for_timeout(1500)
+    page.screenshot(path=artifact("demo-portrait-enrolled.png"))
+    print(f"portrait enrolled in {enroll_s:.1f} s and connected as {name!r}")
+    assert frames_decoded(page, "#avatar") > 10
     page.click("#disconnect")
     page.close()
 

@@ -85,6 +85,7 @@ async function connect() {
 async function enroll(file) {
   const name = file.name.replace(/\.[^.]*$/, '').replace(/[^A-Za-z0-9_.-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 40) || 'portrait';
   const unique = `${name}-${Date.now().toString(36)}`;
+  showError('');
   $('enroll').hidden = false;
   $('enroll-progress').value = 0;
   $('enroll-message').textContent = 'uploading…';
