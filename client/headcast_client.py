@@ -21,6 +21,7 @@ import contextlib
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass, field
@@ -126,6 +127,8 @@ class HeadcastClient:
     ) -> AudioSocket:
         """Open the session's WebSocket and send the start message; waits for ``ready``."""
         url = "ws" + self.base_url[4:] + f"/v1/sessions/{sid}/ws"
+        if self.token:  # the server's auth guard reads ?token= on WebSockets
+            url += "?token=" + urllib.parse.quote(self.token, safe="")
         ws = await websockets.connect(url, max_size=None)
         sock = AudioSocket(ws, sample_rate, fmt, channels)
         await ws.send(

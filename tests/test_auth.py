@@ -220,3 +220,18 @@ def test_auth_is_off_without_an_api_key() -> None:
         assert call(server, "GET", "/v1/avatars")[0] == 200
         status, body, _ = call(server, "POST", "/v1/tokens", {}, bearer="x")
         assert status == 404 and "api_key" in body["detail"]
+
+
+def test_python_client_uses_its_token_on_the_websocket(srv: ServerThread) -> None:
+    from client.headcast_client import HeadcastClient
+
+    async def session_socket() -> str:
+        client = HeadcastClient(srv.url, token=token(srv))
+        session = await client.create_session()
+        sock = await asyncio.wait_for(client.connect(session["id"]), 10)
+        kind = str(sock.ready["type"])
+        await sock.close()
+        await client.close_session(session["id"])
+        return kind
+
+    assert asyncio.run(session_socket()) == "ready"
