@@ -17,6 +17,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +35,7 @@ MEDIA_EXTENSIONS = frozenset(
 )
 GLOB_CHARS = frozenset("*?[")
 RAY_INFLIGHT_PER_CPU = 2  # Ray tasks kept in flight per cluster CPU (bounds driver memory)
+RAY_CONNECT_TIMEOUT_S = 5.0  # a head that does not accept a TCP connection by then is down
 
 
 @dataclass(frozen=True)
@@ -225,6 +227,22 @@ class RayUnavailable(RuntimeError):
     """Ray is not installed (``pip install 'headcast[ray]'``) or the cluster is unreachable."""
 
 
+def _check_reachable(address: str) -> None:
+    """``host:port`` or ``ray://host:port``: RayUnavailable unless it accepts TCP connections.
+
+    Ray itself retries an unreachable head for minutes; this answers in seconds.
+    """
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), RAY_CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise RayUnavailable(f"cannot reach the Ray cluster at {address}: {exc}") from exc
+
+
 def _read_dir(path: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in path.iterdir() if p.is_file()}
 
@@ -316,6 +334,7 @@ def run_ray(
     if started_here:
         try:
             if address:
+                _check_reachable(address)
                 ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
             else:
                 ray.init(
