@@ -62,13 +62,11 @@ def test_enroll_writes_a_loadable_pack_and_caches(tmp_path, astronaut):
     assert time.perf_counter() - start < first / 3  # served from the cache
 
 
-def test_enrolls_a_megapixel_portrait_quickly(astronaut):
+def test_enrolls_a_megapixel_portrait(astronaut):
+    # Its speed is measured by `headcast bench enroll`, not asserted here.
     big = cv2.resize(astronaut, (1000, 1000), interpolation=cv2.INTER_CUBIC)
-    build_pack(big, size=512)  # warm-up: mediapipe graph start
-    start = time.perf_counter()
-    build_pack(big, size=512)
-    # Budget 3 s on an idle 2-core machine; allow for a loaded CI box.
-    assert time.perf_counter() - start < 6.0
+    pack = build_pack(big, size=512)
+    assert pack.size == 512 and pack.meta["enroll_seconds"] > 0
 
 
 def test_several_faces_take_the_largest(astronaut):
