@@ -311,6 +311,9 @@ def create_app(
             yield
         finally:
             await state.stop()
+            render_jobs = getattr(app.state, "render_jobs", None)  # made by server.renders
+            if render_jobs is not None:
+                await asyncio.to_thread(render_jobs.close)
 
     app = FastAPI(
         title="headcast",
