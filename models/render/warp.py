@@ -14,7 +14,7 @@ from models.avatar.pack import AvatarPack, load_pack
 from models.render import warp_math as wm
 
 BBOX_MARGIN_PX = 3
-BAND_PX = 3  # half-width of the outline band where coverage is computed exactly
+BAND_PX = 2  # half-width of the outline band where coverage is computed exactly (> EDGE_SOFT_PX + raster error)
 
 
 def cv2_sampler(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
