@@ -27,7 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import av
 import cv2
@@ -37,7 +37,7 @@ from models.audio import AudioError
 from models.audio.decode import load_audio
 from models.motion import MotionModel, MotionModelError, load_motion_model
 from models.pipeline import EmotionCue, Pose, Take, speech_to_take
-from models.render.base import Renderer
+from models.render.base import MouthRenderer, Renderer
 
 SIZES: tuple[int, ...] = (256, 512)
 FULL: Literal["full"] = "full"  # output size: the whole original portrait with the head pasted in
@@ -115,13 +115,33 @@ class RenderContext:
         avatar: str | Path | None = None,
         motion_model: str | Path | None = None,
         provider: Any = "auto",
+        *,
+        edtalk_weights: str | Path | None = None,
+        edtalk_precision: Literal["fp32", "fp16"] = "fp32",
     ) -> None:
         self.avatar = avatar
         self.motion_path = motion_model
         self.provider = provider
+        self.edtalk_weights = edtalk_weights
+        self.edtalk_precision = edtalk_precision
         self._lock = threading.Lock()
         self._models: dict[int, MotionModel] = {}
+        self._lips: Any = None
         self._local = threading.local()
+
+    def lips(self) -> Any:
+        """EDTalk's Audio2Lip runner (backend ``edtalk``), loaded once."""
+        from models.edtalk import WeightsError, create_audio2lip
+
+        with self._lock:
+            if self._lips is None:
+                if self.edtalk_weights is None:
+                    raise RenderError("the edtalk backend needs --edtalk-weights DIR")
+                try:
+                    self._lips = create_audio2lip(self.edtalk_weights, provider=self.provider)
+                except WeightsError as exc:
+                    raise RenderError(str(exc)) from exc
+            return self._lips
 
     def model(self, fps: int) -> MotionModel:
         with self._lock:
@@ -142,13 +162,19 @@ class RenderContext:
         key = (size, backend)
         if key not in cache:
             from models.avatar.errors import AvatarError
+            from models.edtalk import WeightsError
             from models.render import create_renderer
 
             try:
                 cache[key] = create_renderer(
-                    self.avatar, backend=backend, size=size, provider=self.provider
+                    self.avatar,
+                    backend=backend,
+                    size=size,
+                    provider=self.provider,
+                    edtalk_weights=self.edtalk_weights,
+                    precision=self.edtalk_precision,
                 )
-            except AvatarError as exc:
+            except (AvatarError, WeightsError) as exc:
                 raise RenderError(str(exc)) from exc
         return cache[key]
 
@@ -275,6 +301,22 @@ def decode_speech(speech: Path) -> np.ndarray:
     return pcm
 
 
+def edtalk_mouth(runner: Any, pcm16k: np.ndarray, frames: int, fps: int) -> np.ndarray:
+    """EDTalk's mouth weights float32 (frames, 20) for speech float32 (N,) 16 kHz.
+
+    The audio is padded with silence to whole frames, as a live session plays an
+    underrun, so the last partial frame gets a mouth too.
+    """
+    if fps != runner.fps:
+        raise RenderError(f"the edtalk backend renders at {runner.fps} fps, got --fps {fps}")
+    spf = 16_000 // fps
+    pcm = np.asarray(pcm16k, np.float32).reshape(-1)[: frames * spf]
+    padded = np.pad(pcm, (0, frames * spf - len(pcm)))
+    mouth = np.asarray(runner.from_wav(padded), np.float32)
+    assert mouth.shape[0] == frames, (mouth.shape, frames)
+    return mouth
+
+
 def render_file(
     speech: str | Path,
     output: str | Path,
@@ -306,6 +348,11 @@ def render_file(
     except KeyError as exc:
         raise RenderError(str(exc.args[0])) from exc
     timings["motion_s"] = time.perf_counter() - t0
+    mouth = None
+    if opts.backend == "edtalk":
+        t0 = time.perf_counter()
+        mouth = edtalk_mouth(ctx.lips(), pcm, len(take), opts.fps)
+        timings["lips_s"] = time.perf_counter() - t0
 
     workers = opts.workers or (os.cpu_count() or 1)
     first = ctx.renderer(opts.head_size, opts.backend)
@@ -321,7 +368,11 @@ def render_file(
     height, width = paster.shape[:2] if paster else (opts.head_size, opts.head_size)
 
     def make_frame(i: int) -> np.ndarray:
-        image = ctx.renderer(opts.head_size, opts.backend).render(take.coeffs[i])
+        renderer = ctx.renderer(opts.head_size, opts.backend)
+        if mouth is None:
+            image = renderer.render(take.coeffs[i])
+        else:
+            image = cast(MouthRenderer, renderer).render(take.coeffs[i], mouth[i])
         if paster is not None:
             image = paster.paste(image)
         return _to_i420(image)

@@ -25,7 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from models.offline import RenderContext, RenderError, RenderOptions, render_file
 
@@ -143,10 +143,21 @@ def _render_item(
 _PROCESS_CONTEXT: RenderContext | None = None
 
 
-def _init_process(avatar: str | None, model: str | None) -> None:
+def _init_process(
+    avatar: str | None,
+    model: str | None,
+    edtalk_weights: str | None = None,
+    edtalk_precision: Literal["fp32", "fp16"] = "fp32",
+) -> None:
     # One context per worker process: models load once and serve all its files.
     global _PROCESS_CONTEXT
-    _PROCESS_CONTEXT = RenderContext(avatar=avatar, motion_model=model, provider="cpu")
+    _PROCESS_CONTEXT = RenderContext(
+        avatar=avatar,
+        motion_model=model,
+        provider="cpu",
+        edtalk_weights=edtalk_weights,
+        edtalk_precision=edtalk_precision,
+    )
 
 
 def _process_task(item: BatchItem, options: RenderOptions, motion: bool) -> ItemResult:
@@ -174,6 +185,8 @@ def run_local(
     force: bool = False,
     motion: bool = False,
     on_result: Callable[[ItemResult], None] | None = None,
+    edtalk_weights: str | Path | None = None,
+    edtalk_precision: Literal["fp32", "fp16"] = "fp32",
 ) -> BatchSummary:
     """Render ``items`` with ``jobs`` processes (0 = one per core, at most one per file)."""
     t0 = time.perf_counter()
@@ -187,7 +200,13 @@ def run_local(
     av_arg = None if avatar is None else str(avatar)
     model_arg = None if motion_model is None else str(motion_model)
     if jobs == 1:
-        ctx = RenderContext(avatar=avatar, motion_model=motion_model, provider="cpu")
+        ctx = RenderContext(
+            avatar=avatar,
+            motion_model=motion_model,
+            provider="cpu",
+            edtalk_weights=edtalk_weights,
+            edtalk_precision=edtalk_precision,
+        )
         for item in todo:
             r = _render_item(item, opts, ctx, motion)
             results.append(r)
@@ -199,7 +218,12 @@ def run_local(
         jobs,
         mp_context=get_context("spawn"),
         initializer=_init_process,
-        initargs=(av_arg, model_arg),
+        initargs=(
+            av_arg,
+            model_arg,
+            None if edtalk_weights is None else str(edtalk_weights),
+            edtalk_precision,
+        ),
     ) as pool:
         futures = {pool.submit(_process_task, item, opts, motion): item for item in todo}
         for fut in _as_completed(futures):

@@ -53,6 +53,11 @@ CALIBRATION_FRAMES = 8
 
 RendererFactory = Callable[[str | Path | None, int], Any]
 MotionLoader = Callable[[int], Any]
+LipsLoader = Callable[[], Any]
+
+
+class UnsupportedSession(ValueError):
+    """Session parameters the configured models cannot serve (the message says why)."""
 
 
 class UnknownAvatar(LookupError):
@@ -64,10 +69,37 @@ def _default_renderer_factory(settings: ServerSettings) -> RendererFactory:
         from models.render import create_renderer
 
         return create_renderer(
-            avatar, backend=settings.renderer_backend, size=size, provider=settings.provider
+            avatar,
+            backend=settings.renderer_backend,
+            size=size,
+            provider=settings.provider,
+            edtalk_weights=settings.edtalk_weights,
+            precision=settings.edtalk_precision,
         )
 
     return make
+
+
+def _default_lips_loader(settings: ServerSettings) -> LipsLoader | None:
+    """The renderer's own mouth model: EDTalk's Audio2Lip for ``edtalk``, else none."""
+    if settings.renderer_backend != "edtalk":
+        return None
+    weights = settings.edtalk_weights
+
+    def load() -> Any:
+        from models.edtalk import WeightsError, create_audio2lip
+
+        if weights is None:
+            raise WeightsError("the edtalk backend needs its weights folder (edtalk_weights)")
+        return create_audio2lip(weights, provider=settings.provider)
+
+    return load
+
+
+def _default_lips_streamer(runner: Any) -> Any:
+    from models.edtalk.stream import Audio2LipStreamer
+
+    return Audio2LipStreamer(runner)
 
 
 def _default_motion_loader(settings: ServerSettings) -> MotionLoader:
@@ -95,12 +127,16 @@ class AppState:
         renderer_factory: RendererFactory | None = None,
         motion_loader: MotionLoader | None = None,
         streamer_factory: Callable[[Any], Any] | None = None,
+        lips_loader: LipsLoader | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self.renderer_factory = renderer_factory or _default_renderer_factory(settings)
         self.motion_loader = motion_loader or _default_motion_loader(settings)
         self.streamer_factory = streamer_factory or _default_streamer
+        #: the renderer's own mouth model (edtalk: Audio2Lip), loaded once; None: not used
+        self.lips_loader = lips_loader or _default_lips_loader(settings)
+        self.lips_model: Any = None
         self.scheduler: Scheduler | None = None
         self.sessions: dict[str, Session] = {}
         self.renderers: dict[tuple[str, int], RendererPool] = {}
@@ -131,6 +167,7 @@ class AppState:
         """Load the default avatar and motion model and measure per-frame costs."""
         sched = self.require_scheduler()
         await self.motion_model(self.settings.default_fps)
+        await self.lips()
         for size in sorted({self.settings.default_size, *self.settings.allowed_sizes}):
             pool = await self.renderer_pool(DEFAULT_AVATAR, size)
             cost = await sched.run(_measure_render, pool)
@@ -207,17 +244,34 @@ class AppState:
             self.motion_models.setdefault(fps, model)
         return self.motion_models[fps]
 
+    async def lips(self) -> Any:
+        """The renderer's own mouth model (e.g. an Audio2Lip runner), or None."""
+        if self.lips_model is None and self.lips_loader is not None:
+            self.lips_model = await self.require_scheduler().run(self.lips_loader)
+        return self.lips_model
+
     # ---- sessions ---------------------------------------------------------------------
 
     async def create_session(self, params: SessionParams) -> Session:
         """Build and admit a session; raises UnknownAvatar, KeyError (emotion),
-        AdmissionError."""
+        UnsupportedSession, AdmissionError."""
         sched = self.require_scheduler()
         MotionMixer(params.fps, seed=params.seed, emotion=params.emotion)  # validates emotion
+        lips = await self.lips()
+        if lips is not None and params.fps != lips.fps:
+            raise UnsupportedSession(
+                f"the {self.settings.renderer_backend} backend runs at {lips.fps} fps, "
+                f"got fps={params.fps}"
+            )
         pool = await self.renderer_pool(params.avatar, params.size)
         model = await self.motion_model(params.fps)
         # lookahead_s: audio past a frame's time needed before it is final (mel window incl.)
         right_context = float(getattr(model, "lookahead_s", 0.0))
+        lip_streamer = None
+        if lips is not None:
+            # The frame waits for both mouth sources: the later one sets the delay.
+            lip_streamer = await sched.run(_default_lips_streamer, lips)
+            right_context = max(right_context, float(lip_streamer.lookahead_s))
         margin = self.settings.render_margin_ms / 1000.0
         delay = output_delay_frames(right_context, margin, params.fps)
         idle = await sched.run(pool.render, zeros())
@@ -234,6 +288,7 @@ class AppState:
                 render=render,
                 max_buffered_s=max_buffered,
                 echo_audio=params.input != "mirror",
+                lips=lip_streamer,
             )
 
         async with self._lock:
@@ -290,6 +345,7 @@ def create_app(
     renderer_factory: RendererFactory | None = None,
     motion_loader: MotionLoader | None = None,
     streamer_factory: Callable[[Any], Any] | None = None,
+    lips_loader: LipsLoader | None = None,
     warm_up: bool = True,
 ) -> FastAPI:
     """The headcast ASGI app for ``settings`` (factories replaceable for tools and tests)."""
@@ -298,6 +354,7 @@ def create_app(
         renderer_factory=renderer_factory,
         motion_loader=motion_loader,
         streamer_factory=streamer_factory,
+        lips_loader=lips_loader,
     )
 
     @asynccontextmanager

@@ -42,6 +42,19 @@ class MotionStreamerLike(Protocol):
     def reset(self) -> None: ...
 
 
+class LipStreamerLike(Protocol):
+    """A second mouth source for renderers with their own audio model (edtalk's Audio2Lip).
+
+    ``push`` returns frames with ``index`` int64 (N,) and ``mouth`` float32 (N, D);
+    ``silence`` float32 (D,) is the mouth of a silent window.
+    """
+
+    silence: np.ndarray
+
+    def push(self, pcm: np.ndarray) -> Any: ...
+    def reset(self) -> None: ...
+
+
 @dataclass
 class Frame:
     """A produced video frame: ``coeffs`` float32 (K,), ``image`` uint8 (S, S, 3) RGB or None."""
@@ -144,7 +157,9 @@ class InputBuffer:
 class SessionPipeline:
     """Audio in -> motion -> mixer -> renderer -> frames + delayed audio, one session.
 
-    ``render``: float32 (K,) -> uint8 (S, S, 3) RGB, called on the tick's worker thread.
+    ``render``: float32 (K,) -> uint8 (S, S, 3) RGB, called on the tick's worker thread;
+    with ``lips`` it is called as ``render(coeffs, mouth)``, ``mouth`` float32 (D,) from
+    ``lips`` (the renderer's own mouth model). A frame then waits for both sources.
     ``mouth_names``: the channel order of the motion model's output.
     """
 
@@ -155,15 +170,19 @@ class SessionPipeline:
         streamer: MotionStreamerLike,
         mouth_names: tuple[str, ...] | list[str],
         mixer: MotionMixer,
-        render: Callable[[np.ndarray], np.ndarray],
+        render: Callable[..., np.ndarray],
         max_buffered_s: float,
         echo_audio: bool = True,
+        lips: LipStreamerLike | None = None,
     ) -> None:
         self.clock = clock
         self.spf = clock.spf
         self.streamer = streamer
         self.mixer = mixer
         self.render = render
+        self.lips = lips
+        self._lip: dict[int, np.ndarray] = {}
+        self._last_lip = None if lips is None else np.asarray(lips.silence, np.float32)
         self.echo_audio = echo_audio
         self.render_video = True
         self._mouth_index = np.array([MOUTH_CHANNELS.index(n) for n in mouth_names], np.intp)
@@ -179,6 +198,7 @@ class SessionPipeline:
         self.next_frame = 0
         # statistics, read by metrics
         self.motion_late = 0  # frames produced before the motion model delivered them
+        self.lips_late = 0  # the same for the renderer's own mouth model (edtalk)
         self.skipped_renders = 0  # frames whose send time passed before they were made
         self.render_s: deque[float] = deque(maxlen=256)
         self.tick_s: deque[float] = deque(maxlen=256)
@@ -222,11 +242,13 @@ class SessionPipeline:
         self._frame_speech[n] = real > 0
         motion = self.streamer.push(chunk)
         self._take_motion(motion)
+        if self.lips is not None:
+            self._take_lips(self.lips.push(chunk))
         made = []
         lag = self.clock.delay_frames - 1  # ticks a frame may wait for its motion
         while self.next_frame <= n:
             f = self.next_frame
-            if f not in self._mouth and f > n - lag:
+            if not self._ready(f) and f > n - lag:
                 break
             made.append(self._produce(f))
             self.next_frame += 1
@@ -243,7 +265,29 @@ class SessionPipeline:
                 mouth[self._mouth_index] = coeffs
                 self._mouth[f] = (mouth, float(speech))
 
+    def _ready(self, f: int) -> bool:
+        return f in self._mouth and (self.lips is None or f in self._lip)
+
+    def _take_lips(self, lips: Any) -> None:
+        for idx, mouth in zip(lips.index, lips.mouth, strict=True):
+            f = self._streamer_origin + int(idx)
+            if f >= self.next_frame:
+                self._lip[f] = mouth
+
+    def _lip_for(self, f: int) -> np.ndarray | None:
+        """The renderer's own mouth for frame ``f``: late -> the last one held; never
+        produced (after an interrupt) -> the silent mouth."""
+        if self.lips is None:
+            return None
+        lip = self._lip.pop(f, None)
+        if lip is None:
+            self.lips_late += 1
+            return self._last_lip
+        self._last_lip = lip
+        return lip
+
     def _produce(self, f: int) -> Frame:
+        lip = self._lip_for(f)
         got = self._mouth.pop(f, None)
         if got is None:
             self.motion_late += 1
@@ -260,7 +304,7 @@ class SessionPipeline:
                 self.skipped_renders += 1
             else:
                 t0 = time.perf_counter()
-                image = self.render(coeffs)
+                image = self.render(coeffs) if self.lips is None else self.render(coeffs, lip)
                 self.render_s.append(time.perf_counter() - t0)
         frame = Frame(f, coeffs, speech, image)
         with self._frames_lock:
@@ -288,6 +332,10 @@ class SessionPipeline:
             self.streamer.reset()
             self._streamer_origin = self.next_tick
             self._mouth.clear()
+            if self.lips is not None:
+                self.lips.reset()
+                self._lip.clear()
+                self._last_lip = np.asarray(self.lips.silence, np.float32)
             self._frame_speech = {k: False for k in self._frame_speech}
             # silence everything not yet sent
             self.audio.clear_from(s_cut)

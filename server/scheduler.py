@@ -23,13 +23,15 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from models.render.base import Renderer
+from models.render.base import MouthRenderer, Renderer
 
 T = TypeVar("T")
+#: (coeffs float32 (K,), mouth float32 (20,) | None) -> uint8 (S, S, 3) RGB
+RenderFn = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 
 BATCH_WINDOW_S = 0.004  # how long the batch worker waits for more sessions' frames
 COST_EMA = 0.05  # weight of a new per-frame cost sample
@@ -96,21 +98,26 @@ class RendererPool:
         finally:
             self._free.put(r)
 
-    def render(self, coeffs: np.ndarray) -> np.ndarray:
-        """float32 (K,) -> uint8 (size, size, 3) RGB."""
+    def render(self, coeffs: np.ndarray, mouth: np.ndarray | None = None) -> np.ndarray:
+        """float32 (K,) [+ mouth float32 (20,), edtalk] -> uint8 (size, size, 3) RGB."""
         with self.acquire() as r:
-            return r.render(coeffs)
+            if mouth is None:
+                return r.render(coeffs)
+            return cast(MouthRenderer, r).render(coeffs, mouth)
 
-    def render_batch(self, coeffs: np.ndarray) -> np.ndarray:
-        """float32 (B, K) -> uint8 (B, size, size, 3) RGB."""
+    def render_batch(self, coeffs: np.ndarray, mouth: np.ndarray | None = None) -> np.ndarray:
+        """float32 (B, K) [+ mouth float32 (B, 20)] -> uint8 (B, size, size, 3) RGB."""
         with self.acquire() as r:
-            return r.render_batch(coeffs)
+            if mouth is None:
+                return r.render_batch(coeffs)
+            return cast(MouthRenderer, r).render_batch(coeffs, mouth)
 
 
 @dataclass
 class _BatchItem:
     pool: RendererPool
     coeffs: np.ndarray
+    mouth: np.ndarray | None
     future: Future[np.ndarray]
 
 
@@ -125,10 +132,12 @@ class BatchRenderer:
         self._thread = threading.Thread(target=self._run, name="render-batch", daemon=True)
         self._thread.start()
 
-    def render(self, pool: RendererPool, coeffs: np.ndarray) -> np.ndarray:
-        """Blocking, from a worker thread: float32 (K,) -> uint8 (S, S, 3)."""
+    def render(
+        self, pool: RendererPool, coeffs: np.ndarray, mouth: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Blocking, from a worker thread: float32 (K,) [+ mouth (20,)] -> uint8 (S, S, 3)."""
         fut: Future[np.ndarray] = Future()
-        self._q.put(_BatchItem(pool, coeffs, fut))
+        self._q.put(_BatchItem(pool, coeffs, mouth, fut))
         return fut.result()
 
     def _run(self) -> None:
@@ -147,12 +156,14 @@ class BatchRenderer:
                     self._q.put(None)
                     break
                 items.append(nxt)
-            groups: dict[int, list[_BatchItem]] = {}
+            groups: dict[tuple[int, bool], list[_BatchItem]] = {}
             for it in items:
-                groups.setdefault(id(it.pool), []).append(it)
+                groups.setdefault((id(it.pool), it.mouth is None), []).append(it)
             for group in groups.values():
+                coeffs = np.stack([g.coeffs for g in group])
+                mouths = [g.mouth for g in group if g.mouth is not None]
                 try:
-                    out = group[0].pool.render_batch(np.stack([g.coeffs for g in group]))
+                    out = group[0].pool.render_batch(coeffs, np.stack(mouths) if mouths else None)
                 except Exception as exc:
                     for g in group:
                         g.future.set_exception(exc)
@@ -195,12 +206,16 @@ class Scheduler:
         """Run ``fn(*args)`` on a worker thread."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
-    def render_fn(self, pool: RendererPool) -> Callable[[np.ndarray], np.ndarray]:
+    def render_fn(self, pool: RendererPool) -> RenderFn:
         """The per-frame render call sessions use: direct, or through the batcher."""
         if self.batcher is None:
             return pool.render
         batcher = self.batcher
-        return lambda coeffs: batcher.render(pool, coeffs)
+
+        def render(coeffs: np.ndarray, mouth: np.ndarray | None = None) -> np.ndarray:
+            return batcher.render(pool, coeffs, mouth)
+
+        return render
 
     # ---- admission ------------------------------------------------------------------
 

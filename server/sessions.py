@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.audio import AudioError
-from server.app import AppState, UnknownAvatar, get_state
+from server.app import AppState, UnknownAvatar, UnsupportedSession, get_state
 from server.clock import SAMPLE_RATE, samples_per_frame
 from server.control import ControlError, apply_control
 from server.scheduler import AdmissionError
@@ -65,6 +65,8 @@ async def open_session(state: AppState, req: SessionRequest) -> Session:
         raise HTTPException(404, str(exc)) from exc
     except KeyError as exc:
         raise HTTPException(400, str(exc.args[0])) from exc
+    except UnsupportedSession as exc:
+        raise HTTPException(400, str(exc)) from exc
     except AdmissionError as exc:
         state.metrics.sessions_refused += 1
         raise HTTPException(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from exc

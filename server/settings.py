@@ -30,8 +30,13 @@ class ServerSettings(StrictModel):
     avatar: str | None = None
     #: where uploaded portraits are enrolled into avatar packs
     avatars_dir: Path = Path("data/avatars")
-    #: warp (CPU fast path), warp-onnx (ONNX graph, CUDA when present), auto (GPU: onnx)
-    renderer_backend: str = "auto"
+    #: warp (CPU fast path), warp-onnx (ONNX graph, CUDA when present), auto (GPU: onnx),
+    #: edtalk (the EDTalk neural generator; needs edtalk_weights, see docs/edtalk.md)
+    renderer_backend: Literal["auto", "warp", "warp-onnx", "edtalk"] = "auto"
+    #: folder with the EDTalk checkpoints and their ONNX export (backend edtalk)
+    edtalk_weights: Path | None = None
+    #: precision of EDTalk's per-frame graph (fp16 is for the CUDA provider)
+    edtalk_precision: Literal["fp32", "fp16"] = "fp32"
     #: "auto" = CUDA when present, else CPU
     provider: Literal["auto", "cpu", "cuda"] = "auto"
     #: motion model path; None = the one shipped in the repo

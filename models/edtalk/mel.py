@@ -66,23 +66,45 @@ _FILTERS = mel_filters()
 _WINDOW = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(N_FFT) / N_FFT)
 
 
-def melspectrogram(wav: np.ndarray) -> np.ndarray:
-    """wav float32 (N,) mono 16 kHz in [-1, 1] -> float32 (1 + N // 200, 80) in [-4, 4]."""
-    x = lfilter([1.0, -PREEMPHASIS], [1.0], np.asarray(wav, np.float64))
-    pad = N_FFT // 2
-    x = np.pad(x, pad, mode="reflect") if len(x) > pad else np.pad(x, pad)
-    n_frames = 1 + (len(x) - N_FFT) // HOP
-    idx = np.arange(N_FFT)[None, :] + HOP * np.arange(n_frames)[:, None]
-    spec = np.abs(np.fft.rfft(x[idx] * _WINDOW, axis=1))  # (T, 401)
+def preemphasis(wav: np.ndarray, previous: float = 0.0) -> np.ndarray:
+    """float (N,) -> float64 (N,) ``x[n] - 0.97 x[n - 1]``; ``previous`` is ``x[-1]`` (streaming)."""
+    x = np.asarray(wav, np.float64)
+    out, _ = lfilter([1.0, -PREEMPHASIS], [1.0], x, zi=np.array([-PREEMPHASIS * previous]))
+    return np.asarray(out, np.float64)
+
+
+def mel_of_segments(segments: np.ndarray) -> np.ndarray:
+    """float64 (T, 800) pre-emphasised STFT segments -> float32 (T, 80) in [-4, 4]."""
+    spec = np.abs(np.fft.rfft(segments * _WINDOW, axis=1))  # (T, 401)
     mel = spec @ _FILTERS.T
     db = 20.0 * np.log10(np.maximum(1e-5, mel)) - REF_LEVEL_DB
     norm = 2 * MAX_ABS * (db - MIN_LEVEL_DB) / -MIN_LEVEL_DB - MAX_ABS
     return np.clip(norm, -MAX_ABS, MAX_ABS).astype(np.float32)
 
 
+def melspectrogram(wav: np.ndarray) -> np.ndarray:
+    """wav float32 (N,) mono 16 kHz in [-1, 1] -> float32 (1 + N // 200, 80) in [-4, 4]."""
+    x = preemphasis(wav)
+    pad = N_FFT // 2
+    x = np.pad(x, pad, mode="reflect") if len(x) > pad else np.pad(x, pad)
+    n_frames = 1 + (len(x) - N_FFT) // HOP
+    idx = np.arange(N_FFT)[None, :] + HOP * np.arange(n_frames)[:, None]
+    return mel_of_segments(x[idx])
+
+
 def num_video_frames(num_samples: int) -> int:
     """Whole 25 fps frames in ``num_samples`` of 16 kHz audio (upstream drops the remainder)."""
     return num_samples // SAMPLES_PER_FRAME
+
+
+def window_starts(frames: np.ndarray) -> np.ndarray:
+    """Video frames int (N,) -> the first mel frame of each one's window, int64 (N,).
+
+    May be negative for the first two frames (clamped to 0 by the callers).
+    """
+    # int() truncates toward zero; upstream relies on that for the first two frames
+    frames = np.asarray(frames, np.int64)
+    return np.trunc(MEL_FPS * (frames + WINDOW_OFFSET) / FPS).astype(np.int64)
 
 
 def mel_windows(mel: np.ndarray, num_frames: int, first_frame: int = 0) -> np.ndarray:
@@ -91,9 +113,7 @@ def mel_windows(mel: np.ndarray, num_frames: int, first_frame: int = 0) -> np.nd
     Indices outside the spectrogram are clamped to its ends, as upstream does.
     ``first_frame`` offsets the video-frame counter for streaming use.
     """
-    frames = np.arange(first_frame, first_frame + num_frames)
-    # int() truncates toward zero; upstream relies on that for the first two frames
-    starts = np.trunc(MEL_FPS * (frames + WINDOW_OFFSET) / FPS).astype(np.int64)
+    starts = window_starts(np.arange(first_frame, first_frame + num_frames))
     idx = np.clip(starts[:, None] + np.arange(WINDOW)[None, :], 0, len(mel) - 1)
     return np.ascontiguousarray(mel[idx].transpose(0, 2, 1)[:, None], dtype=np.float32)
 

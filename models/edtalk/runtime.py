@@ -10,6 +10,7 @@ into EDTalk's native mouth weights.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import cv2
 import numpy as np
@@ -69,6 +70,8 @@ class EdtalkRenderer:
         self.num_coeffs = int(meta["headcast.num_coeffs"])
         self.cached_names = meta["headcast.cached_inputs"].split(",")
         self.size = size
+        #: the avatar pack the portrait came from, when it did (full-portrait paste-back)
+        self.pack: Any = None
         self.source = source
         self.frame = frame
         cached, alpha = self.encode(portrait)

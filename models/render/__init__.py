@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from models.avatar.pack import load_pack
+from models.avatar.pack import AvatarPack, load_pack
+from models.edtalk.files import Precision
 from models.onnx_session import Provider, cuda_available
-from models.render.base import Renderer
+from models.render.base import MouthRenderer, Renderer
 
-Backend = Literal["warp", "warp-onnx", "auto"]
+Backend = Literal["warp", "warp-onnx", "auto", "edtalk"]
+BACKENDS: tuple[str, ...] = ("auto", "warp", "warp-onnx", "edtalk")
 
 
 def create_renderer(
@@ -17,14 +19,22 @@ def create_renderer(
     backend: str = "auto",
     size: int | None = None,
     provider: Provider = "auto",
+    *,
+    edtalk_weights: str | Path | None = None,
+    precision: Precision = "fp32",
 ) -> Renderer:
     """A renderer for an avatar pack folder (``None``: the built-in default avatar).
 
     ``backend``: ``warp`` (CPU fast path, cv2.remap), ``warp-onnx`` (the ONNX graph,
     CUDA when present), or ``auto`` (the ONNX graph on a GPU, the fast path on CPU).
     ``size`` resamples the head frame (256 or 512) when it differs from the pack's.
+    ``edtalk`` (the EDTalk neural generator, see docs/edtalk.md) animates the pack's
+    aligned head image with the exported files in ``edtalk_weights`` at ``precision``;
+    it raises :class:`models.edtalk.WeightsError` naming what is missing.
     """
     pack = load_pack(avatar)
+    if backend == "edtalk":
+        return _edtalk_renderer(pack, size, provider, edtalk_weights, precision)
     if size is not None and size != pack.size:
         from models.avatar.resize import resize_pack
 
@@ -39,7 +49,27 @@ def create_renderer(
         from models.render.warp_onnx import OnnxWarpRenderer
 
         return OnnxWarpRenderer(pack, provider=provider)
-    raise ValueError(f"unknown renderer backend {backend!r}; choose warp, warp-onnx or auto")
+    raise ValueError(f"unknown renderer backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
-__all__ = ["Renderer", "create_renderer"]
+def _edtalk_renderer(
+    pack: AvatarPack,
+    size: int | None,
+    provider: Provider,
+    weights: str | Path | None,
+    precision: Precision,
+) -> Renderer:
+    """EDTalk on the pack's head frame (uint8 (S, S, 3), the face centred as enrolled)."""
+    from models.edtalk import WeightsError, create_edtalk_renderer
+
+    if weights is None:
+        raise WeightsError("the edtalk backend needs its weights folder (--edtalk-weights DIR)")
+    renderer = create_edtalk_renderer(
+        weights, pack.image, size=size or pack.size, provider=provider, precision=precision
+    )
+    # The frame is the pack's head frame, so full-portrait paste-back works as for warp.
+    renderer.pack = pack
+    return renderer
+
+
+__all__ = ["BACKENDS", "MouthRenderer", "Renderer", "create_renderer"]

@@ -23,3 +23,15 @@ class Renderer(Protocol):
     def render_batch(self, coeffs: np.ndarray) -> np.ndarray:
         """float32 (B, K) -> uint8 (B, size, size, 3) RGB; one call for several sessions."""
         ...
+
+
+class MouthRenderer(Renderer, Protocol):
+    """A renderer that also takes mouth weights from its own audio model (``edtalk``).
+
+    ``mouth``: float32 (20,) / (B, 20) EDTalk Audio2Lip weights per frame, or None for
+    the portrait's own mouth.
+    """
+
+    def render(self, coeffs: np.ndarray, mouth: np.ndarray | None = None) -> np.ndarray: ...
+
+    def render_batch(self, coeffs: np.ndarray, mouth: np.ndarray | None = None) -> np.ndarray: ...

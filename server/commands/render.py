@@ -5,6 +5,7 @@ One file::
     headcast render speech.wav --avatar face/ -o out.mp4 [--size 256|512|full] [--fps 25|30]
         [--emotion happy | --emotion timeline.json] [--pose natural|still]
         [--motion-out motion.json] [--seed N]
+        [--backend edtalk --edtalk-weights DIR [--edtalk-precision fp16]]
 
 Many files (a folder or a quoted glob pattern), resumable, on all cores or on Ray::
 
@@ -25,6 +26,7 @@ from server.errors import UserError
 
 HELP = "render speech files to MP4 videos of the avatar (one file, a folder or a glob; Ray)"
 BAR_WIDTH = 28
+EDTALK_FPS = 25  # EDTalk's Audio2Lip is trained on 25 fps video
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +64,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int, help="seed for idle motion (default: derived from the audio)"
     )
     parser.add_argument("--model", type=Path, help="motion .onnx (default: the shipped model)")
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "warp", "warp-onnx", "edtalk"],
+        help="renderer (edtalk: the EDTalk neural generator, needs --edtalk-weights)",
+    )
+    parser.add_argument(
+        "--edtalk-weights",
+        type=Path,
+        metavar="DIR",
+        help="folder with the EDTalk checkpoints and their ONNX export (docs/edtalk.md)",
+    )
+    parser.add_argument(
+        "--edtalk-precision",
+        default="fp32",
+        choices=["fp32", "fp16"],
+        help="EDTalk per-frame graph precision (fp16 for CUDA)",
+    )
     parser.add_argument("--crf", type=int, default=20, help="H.264 quality (lower = better)")
     parser.add_argument("--preset", default="veryfast", help="x264 speed preset")
     parser.add_argument("--threads", type=int, default=0, help="render threads per file (0: auto)")
@@ -134,6 +154,14 @@ def _options(args: argparse.Namespace) -> object:
         )
     if args.model is not None and not args.model.is_file():
         raise UserError(f"{args.model}: no such motion model file")
+    if args.backend == "edtalk":
+        from server.commands.serve import check_edtalk
+
+        check_edtalk(args.edtalk_weights, args.edtalk_precision)
+        if args.fps != EDTALK_FPS:
+            raise UserError(f"--backend edtalk renders at {EDTALK_FPS} fps, got --fps {args.fps}")
+        if args.ray or args.ray_address:
+            raise UserError("--backend edtalk batches run locally; leave out --ray")
     return RenderOptions(
         fps=args.fps,
         size=FULL if args.size == "full" else int(args.size),
@@ -144,6 +172,7 @@ def _options(args: argparse.Namespace) -> object:
         crf=args.crf,
         preset=args.preset,
         workers=args.threads,
+        backend=args.backend,
     )
 
 
@@ -165,7 +194,12 @@ def _run_one(args: argparse.Namespace, options: object) -> int:
         raise UserError("give the output file with -o out.mp4 (or --out DIR for a batch)")
     if args.ray or args.ray_address:
         raise UserError("--ray renders batches: use --out DIR")
-    ctx = RenderContext(avatar=args.avatar, motion_model=args.model)
+    ctx = RenderContext(
+        avatar=args.avatar,
+        motion_model=args.model,
+        edtalk_weights=args.edtalk_weights,
+        edtalk_precision=args.edtalk_precision,
+    )
     motion_out = None
     if args.motion_out is not None:
         motion_out = Path(args.motion_out) if args.motion_out else args.output.with_suffix(".json")
@@ -249,6 +283,8 @@ def _run_batch(args: argparse.Namespace, options: object) -> int:
             force=args.force,
             motion=motion,
             on_result=report,
+            edtalk_weights=args.edtalk_weights,
+            edtalk_precision=args.edtalk_precision,
         )
     print(summary.line(), file=sys.stderr)
     for r in summary.results:

@@ -19,6 +19,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, dest="default_size", help="default frame size")
     parser.add_argument("--provider", choices=["auto", "cpu", "cuda"], help="ONNX provider")
     parser.add_argument(
+        "--backend",
+        dest="renderer_backend",
+        choices=["auto", "warp", "warp-onnx", "edtalk"],
+        help="renderer (default auto: warp on CPU, its ONNX graph on a GPU; edtalk: "
+        "the EDTalk neural generator, needs --edtalk-weights)",
+    )
+    parser.add_argument(
+        "--edtalk-weights",
+        type=Path,
+        metavar="DIR",
+        help="folder with the EDTalk checkpoints and their ONNX export (docs/edtalk.md)",
+    )
+    parser.add_argument(
+        "--edtalk-precision",
+        choices=["fp32", "fp16"],
+        help="EDTalk per-frame graph precision (default fp32; fp16 for CUDA)",
+    )
+    parser.add_argument(
         "--ice-host",
         action="append",
         dest="ice_host_addresses",
@@ -42,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
             "avatar",
             "default_size",
             "provider",
+            "renderer_backend",
+            "edtalk_weights",
+            "edtalk_precision",
             "ice_host_addresses",
             "max_sessions",
         )
@@ -53,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from exc
     if settings.avatar is not None and not Path(settings.avatar).is_dir():
         raise UserError(f"avatar pack {settings.avatar} is not a directory")
+    if settings.renderer_backend == "edtalk":
+        check_edtalk(settings.edtalk_weights, settings.edtalk_precision)
     from models.motion.model import DEFAULT_MODEL
 
     model = settings.motion_model or DEFAULT_MODEL
@@ -69,3 +92,18 @@ def run(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=5,
     )
     return 0
+
+
+def check_edtalk(weights: Path | None, precision: str) -> None:
+    """UserError naming what is missing for ``--backend edtalk`` (no torch, no loading)."""
+    from models.edtalk import WeightsError, check_weights
+
+    if weights is None:
+        raise UserError(
+            "--backend edtalk needs --edtalk-weights DIR, the folder with EDTalk.pt, "
+            "Audio2Lip.pt and their ONNX export (see docs/edtalk.md)"
+        )
+    try:
+        check_weights(weights, "edtalk", "fp16" if precision == "fp16" else "fp32")
+    except WeightsError as exc:
+        raise UserError(f"--backend edtalk: {exc}") from exc
