@@ -265,3 +265,33 @@ def test_live_session_with_edtalk(weights: Path, stub: Path) -> None:
     assert len(images) >= 10 and images.shape[1:] == (256, 256, 3), images.shape
     # rendered frames, not only the idle picture: the mouth weights move the image
     assert np.abs(images - images[:1]).mean(axis=(1, 2, 3)).max() > 0.5
+
+
+def test_gpu_batcher_passes_mouth_weights_through() -> None:
+    from server.scheduler import BatchRenderer, RendererPool
+
+    class Recorder:
+        size = 8
+
+        def __init__(self) -> None:
+            self.mouths: list[np.ndarray | None] = []
+
+        def render(self, coeffs: np.ndarray, mouth: np.ndarray | None = None) -> np.ndarray:
+            return self.render_batch(coeffs[None], None if mouth is None else mouth[None])[0]
+
+        def render_batch(self, coeffs: np.ndarray, mouth: np.ndarray | None = None) -> np.ndarray:
+            self.mouths.append(mouth)
+            level = 0 if mouth is None else mouth[:, :1, None, None]
+            return np.broadcast_to(level, (len(coeffs), 8, 8, 3)).astype(np.uint8)
+
+    rec = Recorder()
+    pool = RendererPool(lambda: rec, 1)
+    batcher = BatchRenderer()
+    try:
+        img = batcher.render(pool, zeros(), np.full(20, 7.0, np.float32))
+        plain = batcher.render(pool, zeros())
+    finally:
+        batcher.close()
+    assert img[0, 0, 0] == 7 and plain[0, 0, 0] == 0
+    assert rec.mouths[0] is not None and rec.mouths[0].shape == (1, 20)
+    assert rec.mouths[1] is None
