@@ -45,20 +45,45 @@ class WarpRenderer:
         self.arrays = pack.arrays
         self.image = np.ascontiguousarray(pack.image)
         self._identity = np.ascontiguousarray(np.moveaxis(wm.identity_map(self.size), 0, -1))
+        a = pack.arrays
+        flow_cells = (np.abs(a["bases"]).sum(axis=(0, 1)) > 0) | (
+            np.abs(a["blink_back"]).sum(axis=(0, 1, 2)) > 0
+        )
+        self._box_flow = self._pixel_box(flow_cells)
+        self._box_pose = self._pixel_box(flow_cells | (a["pose_weight"] > 0))
+
+    def _pixel_box(self, cells: np.ndarray) -> tuple[int, int, int, int]:
+        """Frame-pixel box (x0, y0, x1, y1) outside which the displacement is exactly zero.
+
+        Bilinear upsampling spreads a grid cell over its neighbours' pixels, so the
+        box is grown by two cells; beyond it the map is the identity and the output
+        is the portrait itself, so only the box is warped.
+        """
+        if not cells.any():
+            return (0, 0, 0, 0)
+        ys, xs = np.nonzero(cells)
+        cell = self.size / cells.shape[0]
+        x0 = max(0, int((xs.min() - 2) * cell))
+        y0 = max(0, int((ys.min() - 2) * cell))
+        x1 = min(self.size, int(np.ceil((xs.max() + 3) * cell)))
+        y1 = min(self.size, int(np.ceil((ys.max() + 3) * cell)))
+        return (x0, y0, x1, y1)
 
     @classmethod
     def from_dir(cls, path: str | Path | None = None) -> WarpRenderer:
         return cls(load_pack(path))
 
-    def sampling_map(self, c: np.ndarray) -> np.ndarray:
-        """Prepared coefficients (K,) -> float32 (S, S, 2) source pixel for every output pixel."""
+    def backward_field(self, c: np.ndarray) -> np.ndarray:
+        """Prepared coefficients (K,) -> float32 (G, G, 2) backward displacement on the grid."""
         forward = wm.forward_field(self.arrays, c, self.size)
         blink = self.arrays["blink_back"].reshape(4, 2, *forward.shape[1:])
         back = wm.inverse_displacement(forward, self.size, cv2_sampler, blink, wm.blink_weights(c))
+        return np.ascontiguousarray(np.moveaxis(back, 0, -1))
+
+    def sampling_map(self, c: np.ndarray) -> np.ndarray:
+        """Prepared coefficients (K,) -> float32 (S, S, 2) source pixel for every output pixel."""
         up = cv2.resize(
-            np.ascontiguousarray(np.moveaxis(back, 0, -1)),
-            (self.size, self.size),
-            interpolation=cv2.INTER_LINEAR,
+            self.backward_field(c), (self.size, self.size), interpolation=cv2.INTER_LINEAR
         )
         return np.subtract(self._identity, up, out=up)
 
@@ -67,13 +92,17 @@ class WarpRenderer:
         c = wm.prepare(coeffs)
         if not np.any(c):
             return self.image.copy()
-        out = cv2.remap(
-            self.image,
-            self.sampling_map(c),
-            None,
-            cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
+        x0, y0, x1, y1 = self._box_pose if np.any(c[wm.YAW :]) else self._box_flow
+        out = self.image.copy()
+        if x1 > x0 and y1 > y0:
+            # Upsample the whole grid (half-pixel alignment stays exact), warp the box only.
+            up = cv2.resize(
+                self.backward_field(c), (self.size, self.size), interpolation=cv2.INTER_LINEAR
+            )
+            box_map = np.subtract(self._identity[y0:y1, x0:x1], up[y0:y1, x0:x1])
+            out[y0:y1, x0:x1] = cv2.remap(
+                self.image, box_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            )
         self._draw_mouth(out, c)
         return out
 
