@@ -3,7 +3,7 @@ PY ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip
-HOST ?= 0.0.0.0
+HOST ?= 127.0.0.1
 PORT ?= 8080
 
 .PHONY: serve test setup setup-dev lint typecheck unit train-motion default-avatar bench clean
