@@ -183,9 +183,9 @@ def evaluate_sessions(model: MotionModel, sessions: list[tuple[str, np.ndarray, 
 
 
 def heldout_sessions(
-    utts_per_voice: int = 8, seed: int = 1234, workers: int = 2
+    utts_per_voice: int = 8, seed: int = 1234, workers: int = 2, augmented: bool = True
 ) -> list[tuple[str, np.ndarray, list]]:
-    """Held-out voices, sessions of 2-5 utterances, each augmented once like a recording."""
+    """Held-out voices, sessions of 2-5 utterances; augmented like a recording, or clean."""
     from models.training.dataset import HELDOUT_VOICES, heldout_audio
 
-    return heldout_audio(HELDOUT_VOICES, utts_per_voice, seed, workers)
+    return heldout_audio(HELDOUT_VOICES, utts_per_voice, seed, workers, 1.0 if augmented else 0.0)

@@ -75,6 +75,7 @@ class MotionStreamer:
         self._out_coeffs = np.zeros((0, self._channels), np.float32)
         self._out_speech = np.zeros(0, np.float32)
         self._next_frame = 0
+        self._held: list[np.ndarray] = []  # pushed PCM not yet fed to the front-end
         self.samples_consumed = 0
 
     @property
@@ -136,8 +137,27 @@ class MotionStreamer:
         """float32 (N,) 16 kHz mono in -1..1 (any N incl. 0; NaN/inf are cleaned) -> frames."""
         pcm = np.asarray(pcm16k, np.float32).reshape(-1)
         self.samples_consumed += len(pcm)
-        self._feed(pcm)
+        if len(pcm):
+            self._held.append(pcm)
+        # Work only once the next frame can be finished: a frame needs whole look-ahead, so
+        # running the model on every 10-20 ms push would cost more and emit nothing sooner.
+        if self.samples_consumed < self._samples_for(self._next_frame):
+            return MotionFrames.empty(self._channels)
+        self._feed_held()
         return self._emit()
+
+    def _samples_for(self, frame: int) -> int:
+        """Stream samples that must have arrived before ``frame`` is final."""
+        lo, frac = self._mel_position(frame)
+        last_mel = lo + (1 if frac > 0 else 0) + self.model.lookahead_frames
+        # Mel frame j is complete once samples up to j * HOP + HALF_WINDOW have arrived.
+        return last_mel * HOP_LENGTH + HALF_WINDOW
+
+    def _feed_held(self) -> None:
+        if self._held:
+            pcm = self._held[0] if len(self._held) == 1 else np.concatenate(self._held)
+            self._held = []
+            self._feed(pcm)
 
     def total_frames(self) -> int:
         """Frames covering the audio so far: those with time < samples_consumed / 16000."""
@@ -147,11 +167,9 @@ class MotionStreamer:
     def flush(self) -> MotionFrames:
         """End of utterance: pad with silence, emit every remaining frame, start afresh."""
         n_frames = self.total_frames()
+        self._feed_held()
         if n_frames > self._next_frame:
-            lo, frac = self._mel_position(n_frames - 1)
-            last_mel = lo + (1 if frac > 0 else 0) + self.model.lookahead_frames
-            need = last_mel * HOP_LENGTH + HALF_WINDOW  # samples that complete that mel frame
-            pad = max(0, need - self._fx.samples_in)
+            pad = max(0, self._samples_for(n_frames - 1) - self._fx.samples_in)
             self._feed(np.zeros(pad, np.float32))
         out = self._emit(limit=n_frames)
         self.reset()

@@ -263,20 +263,25 @@ def hours(examples: list[Example]) -> float:
     return sum(len(e.feats) for e in examples) / MEL_RATE / 3600
 
 
-def _heldout_job(args: tuple[Voice, int, int]) -> list[tuple[str, np.ndarray, list]]:
-    voice, n_utts, seed = args
+def _heldout_job(args: tuple[Voice, int, int, float]) -> list[tuple[str, np.ndarray, list]]:
+    voice, n_utts, seed, strength = args
     rng = np.random.default_rng(seed)
     out = []
+    # Sessions are built before any augmentation draws, so every strength hears the same speech.
     for k, sess in enumerate(assemble(synthesise(voice, n_utts, rng), str(voice), rng)):
-        out.append((f"{voice}#{k}", augment(sess.audio, rng, 1.0), sess.visemes))
+        out.append((f"{voice}#{k}", augment(sess.audio, rng, strength), sess.visemes))
     return out
 
 
 def heldout_audio(
-    voices: Iterable[Voice], utts_per_voice: int, seed: int, workers: int
+    voices: Iterable[Voice], utts_per_voice: int, seed: int, workers: int, strength: float = 1.0
 ) -> list[tuple[str, np.ndarray, list]]:
-    """[(name, float32 (N,) 16 kHz augmented audio, visemes)] for evaluation."""
-    jobs = [(v, utts_per_voice, seed * 7919 + i) for i, v in enumerate(voices)]
+    """[(name, float32 (N,) 16 kHz audio, visemes)] for evaluation.
+
+    ``strength`` 1 augments like a real recording or call (see :func:`augment`); 0 keeps
+    the synthetic speech clean apart from a random level and 16-bit quantisation.
+    """
+    jobs = [(v, utts_per_voice, seed * 7919 + i, strength) for i, v in enumerate(voices)]
     if workers <= 1:
         return [s for job in jobs for s in _heldout_job(job)]
     with mp.get_context("fork").Pool(workers) as pool:

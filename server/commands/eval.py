@@ -20,7 +20,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--utts-per-voice", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--json", type=Path, help="also write the full report as JSON here")
+    parser.add_argument(
+        "--condition", choices=["augmented", "clean", "both"], default="both",
+        help="held-out speech augmented like real recordings, clean, or both (default)",
+    )  # fmt: skip
+    parser.add_argument("--json", type=Path, help="also write the full report(s) as JSON here")
+
+
+def _nan_to_none(x: object) -> object:
+    """JSON has no NaN: metrics that do not apply (no closures in a file) become null."""
+    if isinstance(x, dict):
+        return {k: _nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_nan_to_none(v) for v in x]
+    return None if isinstance(x, float) and math.isnan(x) else x
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,22 +50,24 @@ def run(args: argparse.Namespace) -> int:
         model = load_motion_model(args.onnx, fps=args.fps, provider="cpu")
     except MotionModelError as exc:
         raise UserError(str(exc)) from exc
-    t0 = time.monotonic()
-    sessions = heldout_sessions(args.utts_per_voice, args.seed, args.workers)
-    report = evaluate_sessions(model, sessions)
-    print(report.markdown())
-    seconds = sum(len(a) for _, a, _ in sessions) / model.sample_rate
-    print(
-        f"\n{len(sessions)} files, {seconds / 60:.1f} min of held-out speech, {time.monotonic() - t0:.0f} s"
-    )
+    conditions = ["augmented", "clean"] if args.condition == "both" else [args.condition]
+    reports = {}
+    for condition in conditions:
+        t0 = time.monotonic()
+        sessions = heldout_sessions(
+            args.utts_per_voice, args.seed, args.workers, augmented=condition == "augmented"
+        )
+        report = evaluate_sessions(model, sessions)
+        seconds = sum(len(a) for _, a, _ in sessions) / model.sample_rate
+        print(f"\n### Held-out voices, {condition}\n")
+        print(report.markdown())
+        print(
+            f"\n{len(sessions)} files, {seconds / 60:.1f} min of speech, "
+            f"{time.monotonic() - t0:.0f} s"
+        )
+        reports[condition] = report.to_dict()
     if args.json:
-        data = report.to_dict()
         args.json.write_text(
-            json.dumps(
-                data,
-                indent=1,
-                default=lambda x: None if isinstance(x, float) and math.isnan(x) else x,
-            ),
-            encoding="utf-8",
+            json.dumps(_nan_to_none(reports), indent=1, allow_nan=False), encoding="utf-8"
         )
     return 0
