@@ -1,0 +1,58 @@
+"""``headcast motion``: JSON and CSV output, frame timing, readable errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.channels import MOUTH_CHANNELS
+from server.cli import main
+
+
+def write_wav(path: Path, seconds: float, rate: int = 22_050) -> Path:
+    t = np.arange(int(seconds * rate)) / rate
+    x = 0.3 * np.sin(2 * np.pi * 150 * t) * (np.sin(2 * np.pi * 3 * t) > 0)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((x * 32767).astype(np.int16).tobytes())
+    return path
+
+
+def test_json_output(tmp_path: Path) -> None:
+    out = tmp_path / "motion.json"
+    assert main(["motion", str(write_wav(tmp_path / "s.wav", 2.0)), "-o", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert set(data) == {"fps", "names", "frames"}
+    assert data["fps"] == 25
+    assert data["names"] == list(MOUTH_CHANNELS) and "jawOpen" in data["names"]
+    frames = np.array(data["frames"])
+    assert frames.shape == (50, len(MOUTH_CHANNELS))  # frame i is i/25 s: 2 s -> 50 frames
+    assert frames.min() >= 0.0 and frames.max() <= 1.0
+
+
+def test_csv_output_at_30_fps(tmp_path: Path) -> None:
+    out = tmp_path / "motion.csv"
+    wav = write_wav(tmp_path / "s.wav", 1.0)
+    assert main(["motion", str(wav), "-o", str(out), "--fps", "30"]) == 0
+    rows = list(csv.reader(out.open()))
+    assert rows[0] == ["time", *MOUTH_CHANNELS]
+    assert len(rows) == 1 + 30
+    assert float(rows[2][0]) == pytest.approx(1 / 30, abs=1e-4)
+
+
+def test_bad_input_is_one_readable_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"\x00\x01garbage" * 100)
+    assert main(["motion", str(junk), "-o", str(tmp_path / "m.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("headcast motion: error:") and "\n" not in err
+    assert not (tmp_path / "m.json").exists()
+    assert main(["motion", str(tmp_path / "missing.wav")]) == 2
+    assert "no such file" in capsys.readouterr().err

@@ -1,0 +1,47 @@
+"""The shipped model lip-syncs: follows openness, closes on /p b m/, rests in silence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.audio.features import SAMPLE_RATE, to_mono_16k
+from models.motion import MotionModel, infer, load_motion_model
+from models.motion.evaluate import energy_baseline, score
+from models.training.dataset import _fill_gaps
+from models.training.synth import available_engines, synth_flite
+from models.training.visemes import make_targets
+
+FPS = 25
+
+
+@pytest.fixture(scope="module")
+def model() -> MotionModel:
+    return load_motion_model(provider="cpu")
+
+
+@pytest.mark.skipif(not available_engines()["flite"], reason="flite not installed")
+def test_held_out_voice_beats_loudness(model: MotionModel) -> None:
+    # awb is never heard in training.
+    u = synth_flite("Bob bought a bamboo map, and my mom paid for the pumpkin pie.", "awb", 1.0)
+    lead = np.zeros(SAMPLE_RATE // 2, np.float32)
+    audio = np.concatenate([lead, to_mono_16k(u.audio, u.rate), lead])
+    visemes = [(v, s + 0.5, e + 0.5) for v, s, e in u.visemes]
+    visemes = _fill_gaps(visemes, len(audio) / SAMPLE_RATE)
+    frames = infer(model, audio)
+    truth = make_targets(visemes, len(frames), FPS).coeffs[:, 0]
+    ours = score("awb", frames.coeffs[:, 0], truth, visemes, FPS)
+    base = score("awb", energy_baseline(audio, len(frames), FPS), truth, visemes, FPS)
+    assert ours.r > 0.75 and ours.r > base.r + 0.1
+    assert ours.lag == 0
+    assert ours.n_closures >= 6 and ours.closure >= 0.6 > base.closure
+    assert frames.speech[: FPS // 4].max() < 0.5 and frames.speech[len(frames) // 2] > 0.5
+
+
+def test_silence_and_noise_keep_the_mouth_shut(model: MotionModel) -> None:
+    rng = np.random.default_rng(0)
+    for pcm in (np.zeros(3 * SAMPLE_RATE, np.float32),
+                (10 ** (-50 / 20) * rng.standard_normal(3 * SAMPLE_RATE)).astype(np.float32)):  # fmt: skip
+        frames = infer(model, pcm)
+        assert frames.coeffs[:, 0].max() < 0.05
+        assert frames.speech.max() < 0.5
