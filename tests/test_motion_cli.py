@@ -56,3 +56,20 @@ def test_bad_input_is_one_readable_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert not (tmp_path / "m.json").exists()
     assert main(["motion", str(tmp_path / "missing.wav")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_long_file_runs_in_bounded_memory(tmp_path: Path) -> None:
+    import tracemalloc
+
+    minutes = 10
+    wav = write_wav(tmp_path / "long.wav", 60.0 * minutes, rate=16_000)
+    whole_file_bytes = minutes * 60 * 16_000 * 4  # the decoded file as float32: 38 MB
+    out = tmp_path / "long.json"
+    tracemalloc.start()
+    try:
+        assert main(["motion", str(wav), "-o", str(out)]) == 0
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < whole_file_bytes / 2
+    assert len(json.loads(out.read_text())["frames"]) == minutes * 60 * 25
