@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", choices=["motion"], help="what to evaluate")
     parser.add_argument("--onnx", type=Path, help="motion .onnx (default: the shipped model)")
     parser.add_argument("--fps", type=int, default=25)
-    parser.add_argument("--utts-per-voice", type=int, default=8)
+    parser.add_argument("--utts-per-voice", type=int, default=12)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
