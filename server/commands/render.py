@@ -98,9 +98,10 @@ class ProgressBar:
     Redraws in place on a terminal; elsewhere prints a line every 10 %.
     """
 
-    def __init__(self, fps: int, out: TextIO = sys.stderr) -> None:
+    def __init__(self, fps: int, out: TextIO | None = None) -> None:
         self.fps = fps
-        self.out = out
+        # Looked up per bar, not at import: sys.stderr may be replaced after import.
+        self.out = sys.stderr if out is None else out
         self.tty = out.isatty()
         self.start = time.perf_counter()
         self._last_draw = 0.0
