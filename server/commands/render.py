@@ -102,7 +102,7 @@ class ProgressBar:
         self.fps = fps
         # Looked up per bar, not at import: sys.stderr may be replaced after import.
         self.out = sys.stderr if out is None else out
-        self.tty = out.isatty()
+        self.tty = self.out.isatty()
         self.start = time.perf_counter()
         self._last_draw = 0.0
         self._last_decile = -1
