@@ -55,6 +55,10 @@ def create_session(
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    # Idle intra-op threads would otherwise spin for a while after every run, taking
+    # CPU from the renderer, the encoder and other sessions on a small machine.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     source = model if isinstance(model, bytes) else str(model)
     sess = ort.InferenceSession(source, sess_options=opts, providers=resolve_providers(provider))
     log.debug("onnx session on %s", sess.get_providers())

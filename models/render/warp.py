@@ -14,7 +14,7 @@ from models.avatar.pack import AvatarPack, load_pack
 from models.render import warp_math as wm
 
 BBOX_MARGIN_PX = 3
-BAND_PX = 2  # half-width of the outline band where coverage is computed exactly (> EDGE_SOFT_PX + raster error)
+BAND_PX = 1  # half-width of the outline band where coverage is computed exactly (> EDGE_SOFT_PX + raster error)
 
 
 def cv2_sampler(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -49,6 +49,7 @@ class WarpRenderer:
         flow_cells = (np.abs(a["bases"]).sum(axis=(0, 1)) > 0) | (
             np.abs(a["blink_back"]).sum(axis=(0, 1, 2)) > 0
         )
+        self._box_identity: dict[tuple[int, int, int, int], np.ndarray] = {}
         self._box_flow = self._pixel_box(flow_cells)
         self._box_pose = self._pixel_box(flow_cells | (a["pose_weight"] > 0))
 
@@ -62,12 +63,11 @@ class WarpRenderer:
         if not cells.any():
             return (0, 0, 0, 0)
         ys, xs = np.nonzero(cells)
-        cell = self.size / cells.shape[0]
-        x0 = max(0, int((xs.min() - 2) * cell))
-        y0 = max(0, int((ys.min() - 2) * cell))
-        x1 = min(self.size, int(np.ceil((xs.max() + 3) * cell)))
-        y1 = min(self.size, int(np.ceil((ys.max() + 3) * cell)))
-        return (x0, y0, x1, y1)
+        g = cells.shape[0]
+        cell = self.size // g
+        x0, y0 = max(0, xs.min() - 2) * cell, max(0, ys.min() - 2) * cell
+        x1, y1 = min(g, xs.max() + 3) * cell, min(g, ys.max() + 3) * cell
+        return (int(x0), int(y0), int(x1), int(y1))
 
     @classmethod
     def from_dir(cls, path: str | Path | None = None) -> WarpRenderer:
@@ -92,19 +92,36 @@ class WarpRenderer:
         c = wm.prepare(coeffs)
         if not np.any(c):
             return self.image.copy()
-        x0, y0, x1, y1 = self._box_pose if np.any(c[wm.YAW :]) else self._box_flow
+        box = self._box_pose if np.any(c[wm.YAW :]) else self._box_flow
         out = self.image.copy()
+        x0, y0, x1, y1 = box
         if x1 > x0 and y1 > y0:
-            # Upsample the whole grid (half-pixel alignment stays exact), warp the box only.
-            up = cv2.resize(
-                self.backward_field(c), (self.size, self.size), interpolation=cv2.INTER_LINEAR
-            )
-            box_map = np.subtract(self._identity[y0:y1, x0:x1], up[y0:y1, x0:x1])
             out[y0:y1, x0:x1] = cv2.remap(
-                self.image, box_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+                self.image,
+                self._box_map(c, box),
+                None,
+                cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REPLICATE,
             )
         self._draw_mouth(out, c)
         return out
+
+    def _box_map(self, c: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        """float32 (y1 - y0, x1 - x0, 2) sampling map of the box only.
+
+        The box edges lie on grid-cell boundaries, so upsampling just the grid cells
+        under the box by the cell size gives the very values a whole-frame upsample
+        has there (half-pixel centres line up; the clamped edge cells are zero).
+        """
+        x0, y0, x1, y1 = box
+        back = self.backward_field(c)
+        cell = self.size // back.shape[0]
+        sub = np.ascontiguousarray(back[y0 // cell : y1 // cell, x0 // cell : x1 // cell])
+        up = cv2.resize(sub, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+        ident = self._box_identity.get(box)
+        if ident is None:
+            ident = self._box_identity[box] = np.ascontiguousarray(self._identity[y0:y1, x0:x1])
+        return np.subtract(ident, up, out=up)
 
     def render_batch(self, coeffs: np.ndarray) -> np.ndarray:
         """float32 (B, K) -> uint8 (B, S, S, 3)."""
@@ -142,7 +159,9 @@ class WarpRenderer:
         color, _ = wm.interior(px, py, m, self.arrays, cv2_sampler, with_cover=False)
         on_band = band[ys, xs] > 0
         cover = inside[ys, xs].astype(np.float64)
-        cover[on_band] = wm.coverage(px[on_band], py[on_band], m)
+        band_x = px[on_band].astype(np.float32)
+        band_y = py[on_band].astype(np.float32)
+        cover[on_band] = wm.coverage(band_x, band_y, m)
         cover *= m.alpha
         sel = cover > 0
         ys, xs, cover, color = ys[sel] + y0, xs[sel] + x0, cover[sel, None], color[:, sel].T

@@ -72,17 +72,23 @@ def pose_displace(
     pivot: np.ndarray,
     size: int,
 ) -> np.ndarray:
-    """Rigid head motion of points ``xy`` (2, ...) at depth ``z`` (...), scaled by ``weight``."""
-    rot = rotation(float(c[YAW]), float(c[PITCH]), float(c[ROLL]))
-    rel = np.stack([xy[0] - pivot[0], xy[1] - pivot[1], z - pivot[2]])
-    moved = np.tensordot(rot, rel, axes=1)
-    shift = np.array([c[TX], c[TY]]) * size
-    dx = moved[0] + pivot[0] + shift[0] - xy[0]
-    dy = moved[1] + pivot[1] + shift[1] - xy[1]
-    return np.stack([dx, dy]) * weight
+    """Rigid head motion of points ``xy`` (2, ...) at depth ``z`` (...), scaled by ``weight``.
+
+    Computed in the dtype of ``xy`` (float32 on the flow grid).
+    """
+    dt = xy.dtype
+    rot = rotation(float(c[YAW]), float(c[PITCH]), float(c[ROLL])).astype(dt)
+    p = np.asarray(pivot, dt)
+    rx, ry, rz = xy[0] - p[0], xy[1] - p[1], np.asarray(z, dt) - p[2]
+    # Unrolled 2x3 product: only the image-plane rows of the rotation are needed.
+    tx = float(c[TX]) * size + p[0]
+    ty = float(c[TY]) * size + p[1]
+    dx = rot[0, 0] * rx + rot[0, 1] * ry + rot[0, 2] * rz + (tx - xy[0])
+    dy = rot[1, 0] * rx + rot[1, 1] * ry + rot[1, 2] * rz + (ty - xy[1])
+    return np.stack([dx * weight, dy * weight])
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=16)
 def grid_xy(size: int, grid: int) -> np.ndarray:
     """float64 (2, G, G) pixel coordinates of the flow-grid samples (half-pixel centres); read-only."""
     c = (np.arange(grid) + 0.5) * size / grid - 0.5
@@ -103,9 +109,10 @@ def forward_field(arrays: dict[str, np.ndarray], c: np.ndarray, size: int) -> np
     flow = np.einsum("k,kn->n", w[active], bases.reshape(len(bases), -1)[active]).reshape(2, g, g)
     if not np.any(c[POSE_SLICE]):
         return flow.astype(np.float32)
-    xy = grid_xy(size, g) + flow
+    flow = flow.astype(np.float32)
+    xy = grid_xy(size, g).astype(np.float32) + flow
     pose = pose_displace(xy, arrays["depth"], arrays["pose_weight"], c, arrays["pivot"], size)
-    return (flow + pose).astype(np.float32)
+    return flow + pose
 
 
 Sampler = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -219,17 +226,27 @@ def mouth_state(arrays: dict[str, np.ndarray], c: np.ndarray, size: int) -> Mout
 
 
 def polygon_sdf(px: np.ndarray, py: np.ndarray, ring: np.ndarray) -> np.ndarray:
-    """Signed distance (px, positive inside) from points to a closed polygon ring (N, 2)."""
+    """Signed distance (px, positive inside) from points to a closed polygon ring (N, 2).
+
+    Computed in the dtype of ``px`` (the fast path passes float32).
+    """
+    dt = np.asarray(px).dtype
+    ring = ring.astype(dt, copy=False)
     ax, ay = ring[:, 0], ring[:, 1]
     bx, by = np.roll(ax, -1), np.roll(ay, -1)
-    qx, qy = px[..., None], py[..., None]
     ex, ey = bx - ax, by - ay
-    len2 = np.maximum(ex * ex + ey * ey, 1e-12)
-    t = np.clip(((qx - ax) * ex + (qy - ay) * ey) / len2, 0.0, 1.0)
-    dx, dy = qx - (ax + t * ex), qy - (ay + t * ey)
+    inv_len2 = 1.0 / np.maximum(ex * ex + ey * ey, dt.type(1e-12))
+    inv_ey = 1.0 / np.where(ey == 0, dt.type(1e-12), ey)
+    qx = px[..., None] - ax
+    qy = py[..., None] - ay
+    t = np.clip((qx * ex + qy * ey) * inv_len2, 0.0, 1.0)
+    dx = qx - t * ex
+    dy = qy - t * ey
     dist = np.sqrt((dx * dx + dy * dy).min(axis=-1))
-    crosses = ((ay > qy) != (by > qy)) & (qx < ex * (qy - ay) / np.where(ey == 0, 1e-12, ey) + ax)
-    inside = (crosses.sum(axis=-1) % 2) == 1
+    yq = py[..., None]
+    # Even-odd rule: edges straddling the point's row, crossed to its right.
+    crosses = ((ay > yq) != (by > yq)) & (qx < ex * qy * inv_ey)
+    inside = (np.count_nonzero(crosses, axis=-1) % 2) == 1
     return np.where(inside, dist, -dist)
 
 

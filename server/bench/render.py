@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import time
 from collections.abc import Callable
 
@@ -96,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
                     return g.render_batch(coeffs[(np.arange(b) + i * b) % len(coeffs)])
 
                 rows.append((f"onnx {prov} (batch {b})", _rate(step, args.seconds, per_call=b)))
+            del graph, step
+            gc.collect()  # release the session (and its threads) before the next measurement
         for name, fps in rows:
             ratio = remap_fps / fps
             print(f"{size:>5} {name:<28} {fps:>10.1f} {1000 / fps:>9.2f} {ratio:>8.2f}x remap")
