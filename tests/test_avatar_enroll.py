@@ -125,3 +125,22 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
     assert main(["enroll", str(bad), "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "error:" in err and "Traceback" not in err
+
+
+def _png_with_size(width: int, height: int) -> bytes:
+    """A small PNG whose header claims ``width`` x ``height`` (the pixels are never read)."""
+    import struct
+    import zlib
+
+    data = bytearray(png_bytes(np.zeros((8, 8, 3), np.uint8)))
+    ihdr = 8  # after the signature: length (4), b"IHDR" (4), data (13), crc (4)
+    body = bytearray(data[ihdr + 8 : ihdr + 8 + 13])
+    body[0:8] = struct.pack(">II", width, height)
+    data[ihdr + 8 : ihdr + 8 + 13] = body
+    data[ihdr + 21 : ihdr + 25] = struct.pack(">I", zlib.crc32(b"IHDR" + bytes(body)))
+    return bytes(data)
+
+
+def test_extreme_size_is_refused_before_decoding(tmp_path):
+    with pytest.raises(EnrollError, match="too large"):
+        enroll(_png_with_size(60_000, 40_000), tmp_path / "huge", size=256)
