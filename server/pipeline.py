@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import cv2
 import numpy as np
 
 from models.channels import MOUTH_CHANNELS
@@ -55,14 +56,29 @@ class LipStreamerLike(Protocol):
     def reset(self) -> None: ...
 
 
+def to_i420(image: np.ndarray) -> np.ndarray | None:
+    """uint8 (H, W, 3) RGB -> uint8 (H * 3 // 2, W) planar I420 (BT.601 video range), the
+    layout of an ``av.VideoFrame`` in ``yuv420p``; None if H or W is odd.
+
+    The encoder wants yuv420p: converted here, once per produced frame on a worker thread,
+    instead of by swscale on every send (measured 0.03 vs 0.5 ms at 256x256).
+    """
+    h, w = image.shape[:2]
+    if h % 2 or w % 2:
+        return None
+    return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2YUV_I420)
+
+
 @dataclass
 class Frame:
-    """A produced video frame: ``coeffs`` float32 (K,), ``image`` uint8 (S, S, 3) RGB or None."""
+    """A produced video frame: ``coeffs`` float32 (K,), ``image`` uint8 (S, S, 3) RGB or None;
+    ``yuv`` the same picture as I420 (:func:`to_i420`), or None."""
 
     index: int
     coeffs: np.ndarray
     speech: bool
     image: np.ndarray | None
+    yuv: np.ndarray | None = None
 
 
 class AudioRing:
@@ -298,7 +314,7 @@ class SessionPipeline:
         if not speech:
             mouth = None  # silence is a first-class state: the mouth closes
         coeffs = self.mixer.step(mouth, p_speech if speech else 0.0)
-        image = None
+        image = yuv = None
         if self.render_video:
             if self.clock.video_time(f) < time.monotonic():
                 self.skipped_renders += 1
@@ -306,7 +322,8 @@ class SessionPipeline:
                 t0 = time.perf_counter()
                 image = self.render(coeffs) if self.lips is None else self.render(coeffs, lip)
                 self.render_s.append(time.perf_counter() - t0)
-        frame = Frame(f, coeffs, speech, image)
+                yuv = to_i420(image)
+        frame = Frame(f, coeffs, speech, image, yuv)
         with self._frames_lock:
             self._frames[f] = frame
             keep_from = f - self.clock.delay_frames - FRAME_SLACK

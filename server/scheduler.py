@@ -272,6 +272,8 @@ def measure_encode_cost(size: int, frames: int = 12) -> float:
     import av
     from aiortc.codecs.vpx import Vp8Encoder
 
+    from server.pipeline import to_i420
+
     enc = Vp8Encoder()
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     base = np.stack([200 * xx, 180 * yy, 120 + 60 * xx * yy], axis=-1).astype(np.uint8)
@@ -280,7 +282,11 @@ def measure_encode_cost(size: int, frames: int = 12) -> float:
         img = base.copy()
         c = size // 4 + i * size // 64
         img[c : c + size // 8, size // 3 : size // 3 + size // 4] = (90, 40, 40)
-        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        yuv = to_i420(img)  # as the video track sends it
+        if yuv is None:
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        else:
+            frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         frame.pts = i * 3600
         frame.time_base = Fraction(1, 90_000)
         t0 = time.thread_time()

@@ -3,7 +3,9 @@
 Both tracks compute their slot from the same :class:`~server.clock.MediaClock`, sleep
 until its wall time and hand aiortc a frame stamped from the sample counter. A video
 frame that is not ready repeats the last one (counted); audio that is not there is
-silence. aiortc encodes on its executor threads, so ``recv`` does only copies.
+silence. aiortc encodes on its executor threads, so ``recv`` does only copies. Video goes
+out as yuv420p, converted once per frame on the worker (:func:`~server.pipeline.to_i420`),
+so the encoder does not convert the same RGB picture again on every send.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from server.clock import (
     SAMPLE_RATE,
     VIDEO_TIME_BASE,
 )
+from server.pipeline import to_i420
 
 if TYPE_CHECKING:
     from server.session import Session
@@ -41,6 +44,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         self.session = session
         self._j: int | None = None
         self._last: np.ndarray = session.idle_image
+        self._last_yuv = to_i420(self._last)
         self.sent = 0
         self.repeated = 0
         self.skipped = 0
@@ -66,10 +70,14 @@ class AvatarVideoTrack(MediaStreamTrack):
         frame = self.session.pipeline.frame(self._j)
         if frame is not None and frame.image is not None:
             self._last = frame.image
+            self._last_yuv = frame.yuv if frame.yuv is not None else to_i420(frame.image)
         else:
             self.repeated += 1
         self.session.on_video_sent(self._j, time.monotonic())
-        out = av.VideoFrame.from_ndarray(self._last, format="rgb24")
+        if self._last_yuv is not None:
+            out = av.VideoFrame.from_ndarray(self._last_yuv, format="yuv420p")
+        else:
+            out = av.VideoFrame.from_ndarray(self._last, format="rgb24")
         out.pts = clock.video_pts(self._j)
         out.time_base = VIDEO_TIME_BASE
         if self.first_frame_s is None:
