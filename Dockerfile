@@ -25,9 +25,12 @@ ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /app
 # Dependencies first, so code changes do not reinstall them.
-COPY requirements/serve.txt requirements/serve.txt
+# mediapipe (portrait upload / enrollment) goes in without its opencv-contrib-python
+# dependency, which would shadow opencv-python-headless; see the Makefile.
+COPY requirements/serve.txt requirements/enroll.txt requirements/
 RUN pip install --upgrade pip \
-    && pip install -r requirements/serve.txt
+    && pip install -r requirements/serve.txt -r requirements/enroll.txt \
+    && pip install --no-deps mediapipe==0.10.21
 
 COPY pyproject.toml README.md ./
 COPY server server
