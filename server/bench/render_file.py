@@ -32,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the test audio")
     parser.add_argument("--sizes", nargs="+", default=["256", "512"], help="256, 512, full")
     parser.add_argument("--fps", type=int, default=25)
-    parser.add_argument("--workers", type=int, nargs="+", default=[0], help="0 = one per core")
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[0], help="0 = the default (one per two cores)"
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs per setting (best is shown)")
     parser.add_argument("--avatar", default=None, help="avatar pack folder (default: built-in)")
     parser.add_argument("--model", type=Path, help="motion .onnx (default: the shipped model)")
@@ -70,7 +72,15 @@ def _speech(folder: Path, seconds: float) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.offline import FULL, RenderContext, RenderError, RenderOptions, Size, render_file
+    from models.offline import (
+        FULL,
+        RenderContext,
+        RenderError,
+        RenderOptions,
+        Size,
+        default_workers,
+        render_file,
+    )
 
     ctx = RenderContext(avatar=args.avatar, motion_model=args.model, provider="cpu")
     load = os.getloadavg()
@@ -100,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
                     raise UserError(str(exc)) from exc
                 assert best is not None
                 print(
-                    f"{size_arg:>6} {workers or os.cpu_count():>7} {best.frames:>6} "
+                    f"{size_arg:>6} {workers or default_workers():>7} {best.frames:>6} "
                     f"{best.audio_s:>8.2f} {best.wall_s:>7.2f} {best.rtf:>6.3f} "
                     f"{best.frames / best.wall_s:>8.1f}  {os.getloadavg()[0]:.2f}"
                 )
