@@ -56,6 +56,7 @@ def test_serving_path_imports_no_torch():
         "r = create_renderer(size=256)\n"
         "r.render(zeros())\n"
         "import server.cli, server.commands.serve\n"
+        "server.cli.build_parser()  # imports every command and benchmark module\n"
         "import models.motion.stream, models.audio.features\n"
         "bad = [m for m in ('torch', 'mediapipe', 'onnxscript') if m in sys.modules]\n"
         "print(','.join(bad))\n"

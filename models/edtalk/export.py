@@ -269,6 +269,25 @@ def export_weights_dir(
     return written
 
 
+def export_random_weights(folder: Path, variant: str = "edtalk", size: int = 256) -> Path:
+    """Export randomly initialised upstream-size graphs into ``folder`` (for benchmarks).
+
+    The flow convolutions are scaled down so the warps stay smooth, as trained
+    weights have; placeholder checkpoint files satisfy ``check_weights``.
+    """
+    torch.manual_seed(0)
+    gen = Generator(size, with_expression=variant == "edtalk").eval()
+    with torch.no_grad():
+        for name, p in gen.named_parameters():
+            if name.startswith("dec.to_flows") and name.endswith("conv.weight"):
+                p.mul_(0.1)
+    for name in ("EDTalk.pt", "EDTalk_lip_pose.pt", "Audio2Lip.pt"):
+        (folder / name).write_bytes(b"placeholder: random weights exported directly")
+    export_generator(gen, folder, variant)  # type: ignore[arg-type]
+    export_audio2lip(Audio2Lip().eval(), folder)
+    return folder
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("weights_dir", type=Path, help="folder holding EDTalk.pt and Audio2Lip.pt")

@@ -41,26 +41,6 @@ def _rate(fn, batch: int, seconds: float) -> tuple[float, float]:
     return n * batch / elapsed, 1000 * elapsed / n
 
 
-def _random_weights(folder: Path, variant: str) -> Path:
-    import torch
-
-    from models.edtalk.audio2lip import Audio2Lip
-    from models.edtalk.export import export_audio2lip, export_generator
-    from models.edtalk.generator import Generator
-
-    torch.manual_seed(0)
-    gen = Generator(256, with_expression=variant == "edtalk").eval()
-    with torch.no_grad():  # smooth flows, as trained weights have (tests/edtalk_support.py)
-        for name, p in gen.named_parameters():
-            if name.startswith("dec.to_flows") and name.endswith("conv.weight"):
-                p.mul_(0.1)
-    for name in ("EDTalk.pt", "EDTalk_lip_pose.pt", "Audio2Lip.pt"):
-        (folder / name).write_bytes(b"placeholder: random weights exported directly")
-    export_generator(gen, folder, variant)  # type: ignore[arg-type]
-    export_audio2lip(Audio2Lip().eval(), folder)
-    return folder
-
-
 def _portrait(path: Path | None) -> np.ndarray:
     if path is None:
         yy, xx = np.mgrid[0:256, 0:256]
@@ -83,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="edtalk-bench-") as tmp:
         if args.random:
             print("exporting random upstream-size EDTalk graphs (one-off, ~1 min)...", flush=True)
-            weights = _random_weights(Path(tmp), args.variant)
+            from models.edtalk.export import export_random_weights  # needs torch
+
+            weights = export_random_weights(Path(tmp), args.variant)
         elif args.edtalk_weights is None:
             raise UserError("give --edtalk-weights DIR (see docs/edtalk.md) or --random")
         else:

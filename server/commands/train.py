@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shlex
 from pathlib import Path
 
@@ -40,10 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from models.config import ConfigError
 
-    try:
-        import torch  # noqa: F401
-    except ImportError as exc:
-        raise UserError("training needs torch: pip install -r requirements/dev.txt") from exc
+    if importlib.util.find_spec("torch") is None:
+        raise UserError("training needs torch: pip install -r requirements/dev.txt")
     from models.training.synth import available_engines
     from models.training.train import TrainConfig, train
 
