@@ -1,0 +1,113 @@
+"""The mouth bank at full activation, in face units (ARKit mouth blendshapes).
+
+Each function maps a :class:`FaceGeometry` to ``float (478, 2)`` landmark
+displacements in head-frame pixels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.avatar.face_geometry import (
+    FaceGeometry,
+    compress_lip,
+    lip_band,
+    lower_side,
+    mouth_region,
+    side_weight,
+)
+
+JAW_DROP = 0.36  # lower-lip drop at jawOpen = 1, mouth widths
+
+
+def jaw_open(g: FaceGeometry) -> np.ndarray:
+    # Seen from the front, the mandible's points drop by about the same amount
+    # (they are all far in front of the hinge), fading towards the jaw angles
+    # near the ears; only the lower-jaw side of the lip slit moves.
+    d = np.zeros_like(g.xy)
+    half_face = 0.5 * g.face_height * 0.85
+    across = np.clip(1.0 - ((g.xy[:, 0] - g.mouth_center[0]) / half_face) ** 2, 0.0, 1.0)
+    below = np.clip((g.xy[:, 1] - g.hinge_y) / (g.mouth_center[1] - g.hinge_y), 0.0, 1.0)
+    w = across * below * lower_side(g)
+    d[:, 1] = JAW_DROP * g.mouth_width * w
+    # The mouth narrows a little as it opens.
+    d[:, 0] = (
+        -0.05
+        * g.mouth_width
+        * np.tanh((g.xy[:, 0] - g.mouth_center[0]) / (0.5 * g.mouth_width))
+        * w
+    )
+    return d
+
+
+def mouth_close(g: FaceGeometry) -> np.ndarray:
+    # ARKit mouthClose: lips meet while the jaw stays open, so it undoes jawOpen
+    # on the lower lip, fading out below it (the renderer caps it at jawOpen).
+    dist = np.maximum(lip_band(g, True), 0.0)
+    thick = g.lower_lip_thickness
+    beyond = np.clip((dist - thick) / (2.0 * thick), 0.0, 1.0)
+    w = 1.0 - beyond * beyond * (3 - 2 * beyond)
+    return -jaw_open(g) * w[:, None]
+
+
+def mouth_funnel(g: FaceGeometry) -> np.ndarray:
+    d = np.zeros_like(g.xy)
+    rel = g.xy - g.mouth_center
+    region = mouth_region(g, 0.36)
+    d[:, 0] = -0.22 * rel[:, 0] * region
+    d[:, 1] = 0.12 * g.mouth_width * np.tanh(rel[:, 1] / (0.1 * g.mouth_width)) * region
+    return d
+
+
+def mouth_pucker(g: FaceGeometry) -> np.ndarray:
+    d = np.zeros_like(g.xy)
+    rel = g.xy - g.mouth_center
+    region = mouth_region(g, 0.5)
+    d[:, 0] = -0.38 * rel[:, 0] * region
+    d[:, 1] = -0.08 * rel[:, 1] * region
+    return d
+
+
+def stretch(g: FaceGeometry, left: bool) -> np.ndarray:
+    d = np.zeros_like(g.xy)
+    w = side_weight(g, left) * mouth_region(g, 0.6)
+    d[:, 0] = (0.14 if left else -0.14) * g.mouth_width * w
+    d[:, 1] = 0.05 * g.mouth_width * w
+    return d
+
+
+def roll(g: FaceGeometry, lower: bool) -> np.ndarray:
+    return compress_lip(g, lower, 0.55, np.ones(len(g.xy)))
+
+
+def shrug(g: FaceGeometry, lower: bool) -> np.ndarray:
+    d = np.zeros_like(g.xy)
+    region = mouth_region(g, 0.6)
+    if lower:
+        # Chin raiser pushes the lower lip up; the upper lip rides on it.
+        side = lower_side(g)
+        d[:, 1] = -0.09 * g.mouth_width * region * (0.6 + 0.4 * side)
+    else:
+        d[:, 1] = -0.08 * g.mouth_width * region * (1.0 - 0.2 * lower_side(g))
+    return d
+
+
+def press(g: FaceGeometry, left: bool) -> np.ndarray:
+    w = 0.4 + 0.6 * side_weight(g, left)
+    return compress_lip(g, False, 0.35, w) + compress_lip(g, True, 0.35, w)
+
+
+def lower_down(g: FaceGeometry, left: bool) -> np.ndarray:
+    d = np.zeros_like(g.xy)
+    w = (0.3 + 0.7 * side_weight(g, left)) * mouth_region(g, 0.5)
+    lower = lower_side(g) * w
+    d[:, 1] = 0.2 * g.mouth_width * lower
+    return d
+
+
+def upper_up(g: FaceGeometry, left: bool) -> np.ndarray:
+    d = np.zeros_like(g.xy)
+    w = (0.3 + 0.7 * side_weight(g, left)) * mouth_region(g, 0.55)
+    upper = (1.0 - lower_side(g)) * w
+    d[:, 1] = -0.14 * g.mouth_width * upper
+    return d
