@@ -9,171 +9,18 @@ steps mirror ``warp_math`` exactly; GridSample is opset 16+ ``bilinear`` with
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from models.avatar.mouth import T_MAX
 from models.avatar.pack import AvatarPack
 from models.channels import NUM_CHANNELS, POSE_ANGLE_LIMIT_DEG, POSE_SHIFT_LIMIT, POSE_SLICE
 from models.onnx_session import Provider, create_session
+from models.render import onnx_graph as G
 from models.render import warp_math as wm
 
 OPSET = 17
-
-
-class _Graph:
-    """Minimal builder: every op returns the name of its (single) output."""
-
-    def __init__(self) -> None:
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
-        self.shapes: dict[str, tuple[int, int]] = {}  # (H, W) of the fields that get sampled
-        self._n = 0
-
-    def name(self, hint: str) -> str:
-        self._n += 1
-        return f"{hint}_{self._n}"
-
-    def const(self, value: np.ndarray | np.generic | float | list[int], hint: str = "c") -> str:
-        arr = np.asarray(value)
-        if arr.dtype == np.float64:
-            arr = arr.astype(np.float32)
-        name = self.name(hint)
-        self.inits.append(numpy_helper.from_array(arr, name))
-        return name
-
-    def op(self, op_type: str, *inputs: str, hint: str | None = None, **attrs: Any) -> str:
-        out = self.name(hint or op_type.lower())
-        self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
-        return out
-
-    def ops(self, op_type: str, inputs: list[str], n_out: int, **attrs: Any) -> list[str]:
-        outs = [self.name(op_type.lower()) for _ in range(n_out)]
-        self.nodes.append(helper.make_node(op_type, inputs, outs, **attrs))
-        return outs
-
-    # small conveniences
-    def add(self, a: str, b: str) -> str:
-        return self.op("Add", a, b)
-
-    def sub(self, a: str, b: str) -> str:
-        return self.op("Sub", a, b)
-
-    def mul(self, a: str, b: str) -> str:
-        return self.op("Mul", a, b)
-
-    def div(self, a: str, b: str) -> str:
-        return self.op("Div", a, b)
-
-    def col(self, x: str, index: int, axis: int = 1) -> str:
-        """Keep-dims slice x[..., index:index+1, ...] along ``axis``."""
-        return self.op("Slice", x, self.const([index]), self.const([index + 1]), self.const([axis]))
-
-    def clip(self, x: str, lo: float, hi: float) -> str:
-        return self.op("Clip", x, self.const(np.float32(lo)), self.const(np.float32(hi)))
-
-    def reshape(self, x: str, shape: list[int]) -> str:
-        return self.op("Reshape", x, self.const(np.array(shape, np.int64)))
-
-
-def _sample(g: _Graph, field: str, x: str, y: str, size: int) -> str:
-    """GridSample ``field`` (B, C, H, W) at frame-pixel coords x, y (B, h, w) of a size-S frame."""
-    # Sampling positions in the field's own pixels, rounded to 1/SUBPIXEL (as cv2.remap).
-    h, w = _field_hw(g, field)
-    gx = _quant(
-        g,
-        g.sub(
-            g.mul(g.add(x, g.const(np.float32(0.5))), g.const(np.float32(w / size))),
-            g.const(np.float32(0.5)),
-        ),
-    )
-    gy = _quant(
-        g,
-        g.sub(
-            g.mul(g.add(y, g.const(np.float32(0.5))), g.const(np.float32(h / size))),
-            g.const(np.float32(0.5)),
-        ),
-    )
-    return _sample_texels(g, field, gx, gy, h, w)
-
-
-def _quant(g: _Graph, x: str) -> str:
-    k = g.const(np.float32(wm.SUBPIXEL))
-    return g.div(g.op("Round", g.mul(x, k)), k)
-
-
-def _sample_texels(g: _Graph, field: str, gx: str, gy: str, h: int, w: int) -> str:
-    """GridSample ``field`` (B, C, h, w) at its own pixel coords gx, gy (B, ...), clamped to the edge.
-
-    Clamping first makes ``border`` padding exact and keeps align_corners=0 math simple.
-    """
-    gx = g.clip(gx, 0.0, w - 1.0)
-    gy = g.clip(gy, 0.0, h - 1.0)
-    nx = g.sub(
-        g.mul(g.add(gx, g.const(np.float32(0.5))), g.const(np.float32(2.0 / w))),
-        g.const(np.float32(1.0)),
-    )
-    ny = g.sub(
-        g.mul(g.add(gy, g.const(np.float32(0.5))), g.const(np.float32(2.0 / h))),
-        g.const(np.float32(1.0)),
-    )
-    grid = g.op(
-        "Concat", g.op("Unsqueeze", nx, g.const([3])), g.op("Unsqueeze", ny, g.const([3])), axis=3
-    )
-    return g.op("GridSample", field, grid, mode="bilinear", padding_mode="border", align_corners=0)
-
-
-def _field_hw(g: _Graph, field: str) -> tuple[int, int]:
-    return g.shapes[field]
-
-
-def _rotation(g: _Graph, c: str) -> list[list[str]]:
-    """Rz(roll) Rx(pitch) Ry(yaw) entries, each (B, 1, 1, 1), from prepared coefficients."""
-    deg = g.const(np.float32(np.pi / 180.0))
-    yaw, pitch, roll = (
-        g.reshape(g.mul(g.col(c, wm.YAW + i), deg), [-1, 1, 1, 1]) for i in range(3)
-    )
-    cy, sy = g.op("Cos", yaw), g.op("Sin", yaw)
-    cp, sp = g.op("Cos", pitch), g.op("Sin", pitch)
-    cr, sr = g.op("Cos", roll), g.op("Sin", roll)
-    neg = g.const(np.float32(-1.0))
-    zero = g.mul(cy, g.const(np.float32(0.0)))
-    # Rx @ Ry (see warp_math.rotation)
-    a = [
-        [cy, zero, sy],
-        [g.mul(g.mul(neg, sp), sy), cp, g.mul(sp, cy)],
-        [g.mul(g.mul(neg, cp), sy), g.mul(neg, sp), g.mul(cp, cy)],
-    ]
-    # Rz @ (Rx @ Ry)
-    r: list[list[str]] = [[zero] * 3 for _ in range(3)]
-    for j in range(3):
-        r[0][j] = g.sub(g.mul(cr, a[0][j]), g.mul(sr, a[1][j]))
-        r[1][j] = g.add(g.mul(sr, a[0][j]), g.mul(cr, a[1][j]))
-        r[2][j] = a[2][j]
-    return r
-
-
-def _pose(
-    g: _Graph, c: str, xy: tuple[str, str], z: str, weight: str | None, pivot: np.ndarray, size: int
-) -> tuple[str, str]:
-    """Pose displacement (dx, dy) of points at xy (B, ...) with depth z, like ``pose_displace``."""
-    r = _rotation(g, c)
-    rel = [
-        g.sub(xy[0], g.const(np.float32(pivot[0]))),
-        g.sub(xy[1], g.const(np.float32(pivot[1]))),
-        g.sub(z, g.const(np.float32(pivot[2]))),
-    ]
-    sz = g.const(np.float32(size))
-    shifts = [g.reshape(g.mul(g.col(c, wm.TX + i), sz), [-1, 1, 1, 1]) for i in range(2)]
-    out = []
-    for i in range(2):
-        moved = g.add(g.add(g.mul(r[i][0], rel[0]), g.mul(r[i][1], rel[1])), g.mul(r[i][2], rel[2]))
-        d = g.sub(g.add(g.add(moved, g.const(np.float32(pivot[i]))), shifts[i]), xy[i])
-        out.append(d if weight is None else g.mul(d, weight))
-    return out[0], out[1]
 
 
 def build_model(pack: AvatarPack) -> onnx.ModelProto:
@@ -181,7 +28,7 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
     a = pack.arrays
     size, grid = pack.size, pack.grid
     n_flow = wm.N_FLOW
-    g = _Graph()
+    g = G.Graph()
     coeffs = "coeffs"
 
     # 1. prepare: clamp, mouthClose <= jawOpen
@@ -208,7 +55,7 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
     fx, fy = g.col(flow, 0), g.col(flow, 1)  # (B, 1, G, G)
     px = g.add(fx, g.const(q[0][None, None]))
     py = g.add(fy, g.const(q[1][None, None]))
-    dx, dy = _pose(
+    dx, dy = G.pose(
         g,
         c,
         (px, py),
@@ -224,7 +71,7 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
     # 3. backward map: first-order inverse + one fixed-point step, then eyelids
     x0 = g.op("Squeeze", g.sub(g.const(q[0][None, None]), fwd_x), g.const([1]))
     y0 = g.op("Squeeze", g.sub(g.const(q[1][None, None]), fwd_y), g.const([1]))
-    back = _sample(g, forward, x0, y0, size)  # (B, 2, G, G)
+    back = G.sample(g, forward, x0, y0, size)  # (B, 2, G, G)
     bw = []
     for k in wm.BLINKS:
         b = g.col(c, k)
@@ -242,7 +89,7 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
     g.shapes[lids] = (grid, grid)
     x1 = g.sub(g.const(q[0][None]), g.op("Squeeze", g.col(back, 0), g.const([1])))
     y1 = g.sub(g.const(q[1][None]), g.op("Squeeze", g.col(back, 1), g.const([1])))
-    back = g.add(back, _sample(g, lids, x1, y1, size))
+    back = g.add(back, G.sample(g, lids, x1, y1, size))
 
     # 4. upsample and warp the portrait
     scales = g.const(np.array([1.0, 1.0, size / grid, size / grid], np.float32))
@@ -258,7 +105,7 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
         "Expand", g.const(np.moveaxis(pack.image.astype(np.float32), -1, 0)[None]), img_shape
     )
     g.shapes[image] = (size, size)
-    warped = _sample(g, image, sx, sy, size)  # (B, 3, S, S)
+    warped = G.sample(g, image, sx, sy, size)  # (B, 3, S, S)
 
     # 5. mouth interior
     ring_n = len(a["lip_points"])
@@ -277,7 +124,7 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
         g.op("Unsqueeze", rx, g.const([3])),
         g.op("Unsqueeze", ry, g.const([3])),
     )  # (B, N, 1, 1)
-    pdx, pdy = _pose(
+    pdx, pdy = G.pose(
         g,
         c,
         (rx4, ry4),
@@ -337,13 +184,13 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
         )
         tex_c = g.op("Expand", g.const(np.moveaxis(tex.astype(np.float32), -1, 0)[None]), tex_shape)
         th, tw = tex.shape[:2]
-        tx = _quant(
+        tx = G.quant(
             g, g.op("Squeeze", g.sub(g.mul(s, g.const(np.float32(tw))), half), g.const([1]))
         )
-        ty = _quant(
+        ty = G.quant(
             g, g.op("Squeeze", g.sub(g.mul(t, g.const(np.float32(th / T_MAX))), half), g.const([1]))
         )
-        layer = _sample_texels(g, tex_c, tx, ty, th, tw)
+        layer = G.sample_texels(g, tex_c, tx, ty, th, tw)
         valid = g.op(
             "Cast",
             g.op(
