@@ -114,20 +114,6 @@ def densify_channels(disp: np.ndarray, dens: Densifier) -> np.ndarray:
     return dens(stacked).reshape(c, 2, dens.grid, dens.grid)
 
 
-def orthogonalize(mouth: np.ndarray, expression: np.ndarray) -> np.ndarray:
-    """Remove from each expression basis its projection on the span of the mouth bank.
-
-    float32 (Cm, 2, G, G), (Ce, 2, G, G) -> expression (Ce, 2, G, G). Done in
-    float64 with two passes so the float32 result stays orthogonal to ~1e-7.
-    """
-    m = mouth.reshape(len(mouth), -1).astype(np.float64).T
-    e = expression.reshape(len(expression), -1).astype(np.float64).T
-    q, _ = np.linalg.qr(m)
-    for _ in range(2):
-        e = e - q @ (q.T @ e)
-    return e.T.reshape(expression.shape).astype(np.float32)
-
-
 def pose_weight(head: HeadEllipse, size: int, grid: int = GRID) -> np.ndarray:
     """float32 (grid, grid) 0..1: how rigidly each point follows the head pose."""
     gx, gy = grid_points(size, grid)
@@ -154,7 +140,7 @@ def depth_field(
     lx, ly = points[:, 0], points[:, 1]
     rl = np.clip(head.radius(lx, ly), 0.0, 1.0)
     rel = z_face - (base + depth_scale * np.sqrt(1.0 - rl**2))
-    dens_rel = Densifier.__call__(dens, rel[:, None])[0]
+    dens_rel = dens(rel[:, None])[0]
     center_z = base
     return (ellipsoid + dens_rel).astype(np.float32), center_z
 

@@ -7,16 +7,8 @@ import numpy as np
 
 from models.avatar.pack import AvatarPack
 
-PIXEL_ARRAYS = (
-    "landmarks",
-    "bases",
-    "lip_points",
-    "lip_bases",
-    "lip_depth",
-    "depth",
-    "pivot",
-    "blink_back",
-)
+POSITION_ARRAYS = ("landmarks", "lip_points", "pivot")  # x, y are pixel positions (z: a length)
+LENGTH_ARRAYS = ("bases", "lip_bases", "lip_depth", "depth", "blink_back")  # pixel lengths
 GRID_ARRAYS = ("bases", "depth", "pose_weight", "blink_back")  # (..., G, G) fields on the flow grid
 CELL_PX = 4  # a flow-grid cell covers this many frame pixels at the default 512 / 128
 
@@ -29,25 +21,22 @@ def _pool(field: np.ndarray, factor: int) -> np.ndarray:
 
 
 def resize_pack(pack: AvatarPack, size: int) -> AvatarPack:
-    """Same avatar at ``size``: image resampled, every pixel-valued array scaled.
+    """Same avatar at ``size``: image resampled, every pixel-valued array rescaled.
 
-    Smaller frames also get a coarser flow grid (same pixels per cell); otherwise the
-    values scale; texture and weight arrays are size-free.
+    Texture and weight arrays are size-free. Smaller frames also get a coarser flow
+    grid, so a grid cell keeps covering about CELL_PX pixels.
     """
     k = size / pack.size
     interp = cv2.INTER_AREA if k < 1 else cv2.INTER_CUBIC
     image = cv2.resize(pack.image, (size, size), interpolation=interp)
     arrays = dict(pack.arrays)
-    for name in PIXEL_ARRAYS:
-        if name == "lip_points" or name == "landmarks" or name == "pivot":
-            # positions: pixel centres scale about -0.5
-            arrays[name] = ((pack.arrays[name] + 0.5) * k - 0.5).astype(np.float32)
-            if name == "landmarks":
-                arrays[name][:, 2] = pack.arrays[name][:, 2] * k
-            if name == "pivot":
-                arrays[name][2] = pack.arrays[name][2] * k
-        else:
-            arrays[name] = (pack.arrays[name] * k).astype(np.float32)
+    for name in LENGTH_ARRAYS:
+        arrays[name] = (pack.arrays[name] * k).astype(np.float32)
+    for name in POSITION_ARRAYS:
+        scaled = pack.arrays[name] * k
+        # Pixel centres scale about -0.5; a trailing depth coordinate is a plain length.
+        scaled[..., :2] = (pack.arrays[name][..., :2] + 0.5) * k - 0.5
+        arrays[name] = scaled.astype(np.float32)
     # Keep a flow-grid cell at about CELL_PX frame pixels: a 256 frame needs only a
     # 64 x 64 grid, a quarter of the flow arithmetic per frame.
     grid = pack.grid

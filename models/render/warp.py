@@ -20,18 +20,13 @@ BAND_PX = 1  # half-width of the outline band where coverage is computed exactly
 def cv2_sampler(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``warp_math.Sampler`` with cv2.remap: field (C, H, W) at x, y (...) -> (C, ...)."""
     shape = x.shape
-    mx = (
-        np.ascontiguousarray(x, np.float32).reshape(shape[0], -1)
-        if x.ndim == 2
-        else x.astype(np.float32).reshape(1, -1)
-    )
-    my = np.ascontiguousarray(y, np.float32).reshape(mx.shape)
-    src = np.ascontiguousarray(np.moveaxis(field.astype(np.float32), 0, -1))
+    rows = shape if x.ndim == 2 else (1, x.size)  # cv2.remap wants 2-D maps
+    mx = np.ascontiguousarray(x, np.float32).reshape(rows)
+    my = np.ascontiguousarray(y, np.float32).reshape(rows)
+    src = np.ascontiguousarray(np.moveaxis(field, 0, -1), dtype=np.float32)
     out = cv2.remap(src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    out = (
-        out.reshape(*mx.shape, field.shape[0]) if field.shape[0] > 1 else out.reshape(*mx.shape, 1)
-    )
-    return np.moveaxis(out, -1, 0).reshape(field.shape[0], *shape)
+    # cv2 drops the channel axis of a one-channel image; put it back.
+    return np.moveaxis(out.reshape(*rows, -1), -1, 0).reshape(field.shape[0], *shape)
 
 
 class WarpRenderer:
@@ -79,13 +74,6 @@ class WarpRenderer:
         blink = self.arrays["blink_back"].reshape(4, 2, *forward.shape[1:])
         back = wm.inverse_displacement(forward, self.size, cv2_sampler, blink, wm.blink_weights(c))
         return np.ascontiguousarray(np.moveaxis(back, 0, -1))
-
-    def sampling_map(self, c: np.ndarray) -> np.ndarray:
-        """Prepared coefficients (K,) -> float32 (S, S, 2) source pixel for every output pixel."""
-        up = cv2.resize(
-            self.backward_field(c), (self.size, self.size), interpolation=cv2.INTER_LINEAR
-        )
-        return np.subtract(self._identity, up, out=up)
 
     def render(self, coeffs: np.ndarray) -> np.ndarray:
         """float32 (K,) -> uint8 (S, S, 3) RGB."""
