@@ -37,8 +37,8 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.app import AVATAR_NAME, get_state
 from server.settings import ServerSettings
+from server.state import AVATAR_NAME, get_state
 
 router = APIRouter(prefix="/v1/tokens", tags=["auth"])
 

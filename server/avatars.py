@@ -18,7 +18,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 
-from server.app import AVATAR_NAME, DEFAULT_AVATAR, get_state
+from server.state import AVATAR_NAME, DEFAULT_AVATAR, get_state
 
 router = APIRouter(prefix="/v1/avatars", tags=["avatars"])
 MAX_JOBS = 64  # finished jobs kept for inspection

@@ -26,7 +26,7 @@ from fastapi.responses import FileResponse
 
 from models.offline import FULL, RenderContext, RenderError, RenderOptions, render_file
 from models.pipeline import POSES, check_emotions
-from server.app import UnknownAvatar, get_state
+from server.state import UnknownAvatar, get_state
 
 router = APIRouter(prefix="/v1/renders", tags=["renders"])
 

@@ -10,11 +10,11 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.audio import AudioError
-from server.app import AppState, UnknownAvatar, UnsupportedSession, get_state
 from server.clock import SAMPLE_RATE, samples_per_frame
 from server.control import ControlError, apply_control
 from server.scheduler import AdmissionError
 from server.session import InputMode, Session, SessionParams
+from server.state import AppState, UnknownAvatar, UnsupportedSession, get_state
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 RETRY_AFTER_S = 5

@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
 from models.emotions import load_presets
-from server.app import get_state
+from server.state import get_state
 
 router = APIRouter(tags=["client"])
 

@@ -15,10 +15,10 @@ import logging
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from fastapi import APIRouter, HTTPException, Request, Response
 
-from server.app import AppState, get_state
 from server.ice import rtc_configuration
 from server.session import MAX_PEERS, Session
 from server.sessions import SessionRequest, find_session, open_session
+from server.state import AppState, get_state
 from server.tracks import AvatarAudioTrack, AvatarVideoTrack
 
 log = logging.getLogger(__name__)

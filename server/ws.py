@@ -32,9 +32,9 @@ from starlette.websockets import WebSocketState
 
 from models.audio import AudioError
 from models.audio.features import StreamingResampler
-from server.app import AppState, get_state
 from server.control import ControlError, apply_control
 from server.session import EventStream, Session
+from server.state import AppState, get_state
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["websocket"])

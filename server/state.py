@@ -1,0 +1,262 @@
+"""The server's state: settings, workers, loaded models, live sessions and jobs.
+
+One :class:`AppState` per app, on ``app.state.headcast`` (see :func:`get_state`); it
+loads renderers and motion models on demand and creates, admits and closes sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from models.channels import zeros
+from models.mixer import MotionMixer
+from models.onnx_session import cuda_available
+from server.clock import output_delay_frames
+from server.ice import restrict_host_addresses
+from server.loaders import (
+    LipsLoader,
+    MotionLoader,
+    RendererFactory,
+    default_lips_loader,
+    default_lips_streamer,
+    default_motion_loader,
+    default_renderer_factory,
+    default_streamer,
+    measure_render,
+)
+from server.metrics import Metrics
+from server.pipeline import SessionPipeline
+from server.scheduler import RendererPool, Scheduler, limit_blas_threads, measure_encode_cost
+from server.session import Session, SessionParams
+from server.settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_AVATAR = "default"
+AVATAR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+REAP_EVERY_S = 5.0
+
+
+class UnsupportedSession(ValueError):
+    """Session parameters the configured models cannot serve (the message says why)."""
+
+
+class UnknownAvatar(LookupError):
+    """An avatar name that is neither built in nor enrolled."""
+
+
+class AppState:
+    """Everything the server holds: settings, workers, models, sessions, jobs."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        *,
+        renderer_factory: RendererFactory | None = None,
+        motion_loader: MotionLoader | None = None,
+        streamer_factory: Callable[[Any], Any] | None = None,
+        lips_loader: LipsLoader | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.renderer_factory = renderer_factory or default_renderer_factory(settings)
+        self.motion_loader = motion_loader or default_motion_loader(settings)
+        self.streamer_factory = streamer_factory or default_streamer
+        #: the renderer's own mouth model (edtalk: Audio2Lip), loaded once; None: not used
+        self.lips_loader = lips_loader or default_lips_loader(settings)
+        self.lips_model: Any = None
+        self.scheduler: Scheduler | None = None
+        self.sessions: dict[str, Session] = {}
+        self.renderers: dict[tuple[str, int], RendererPool] = {}
+        self.motion_models: dict[int, Any] = {}
+        self.jobs: dict[str, Any] = {}
+        self.ready = False
+        self.started = time.monotonic()
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ---- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        restrict_host_addresses(s.ice_host_addresses)
+        limit_blas_threads(1)
+        batch = s.provider == "cuda" or (s.provider == "auto" and cuda_available())
+        self.scheduler = Scheduler(
+            s.render_workers,
+            batch=batch,
+            headroom=s.admission_headroom,
+            max_sessions=s.max_sessions,
+        )
+        task = asyncio.get_running_loop().create_task(self._reap_idle(), name="reaper")
+        self._tasks.add(task)
+
+    async def warm_up(self) -> None:
+        """Load the default avatar and motion model and measure per-frame costs."""
+        sched = self.require_scheduler()
+        await self.motion_model(self.settings.default_fps)
+        await self.lips()
+        for size in sorted({self.settings.default_size, *self.settings.allowed_sizes}):
+            pool = await self.renderer_pool(DEFAULT_AVATAR, size)
+            cost = await sched.run(measure_render, pool)
+            sched.record_tick(size, cost)
+            sched.encode_cost[size] = await sched.run(measure_encode_cost, size)
+        self.ready = True
+        log.info(
+            "ready: per-frame cost %s",
+            {s: round(sched.frame_cost(s) * 1e3, 2) for s in sched.tick_cost},
+        )
+
+    async def stop(self) -> None:
+        self.ready = False
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for sid in list(self.sessions):
+            await self.close_session(sid)
+        if self.scheduler is not None:
+            self.scheduler.close()
+            self.scheduler = None
+
+    def require_scheduler(self) -> Scheduler:
+        if self.scheduler is None:
+            raise RuntimeError("the app has not started")
+        return self.scheduler
+
+    async def _reap_idle(self) -> None:
+        while True:
+            await asyncio.sleep(REAP_EVERY_S)
+            limit = self.settings.idle_session_timeout_s
+            now = time.monotonic()
+            for sid, sess in list(self.sessions.items()):
+                if not sess.peers and not sess.streams and now - sess.last_activity > limit:
+                    log.info("closing idle session %s", sid)
+                    await self.close_session(sid)
+
+    # ---- models -----------------------------------------------------------------------
+
+    def avatar_source(self, name: str) -> str | Path | None:
+        """Avatar name -> what ``create_renderer`` takes; :class:`UnknownAvatar` if none."""
+        if name == DEFAULT_AVATAR:
+            return self.settings.avatar
+        if not AVATAR_NAME.match(name):
+            raise UnknownAvatar(f"invalid avatar name {name!r}")
+        path = self.settings.avatars_dir / name
+        if not path.is_dir():
+            raise UnknownAvatar(f"unknown avatar {name!r}; see GET /v1/avatars")
+        return path
+
+    def avatar_names(self) -> list[str]:
+        root = self.settings.avatars_dir
+        found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        return [DEFAULT_AVATAR, *[n for n in found if AVATAR_NAME.match(n)]]
+
+    async def renderer_pool(self, avatar: str, size: int) -> RendererPool:
+        key = (avatar, size)
+        if key not in self.renderers:
+            source = self.avatar_source(avatar)
+            sched = self.require_scheduler()
+
+            def factory() -> Any:
+                return self.renderer_factory(source, size)
+
+            pool = await sched.run(RendererPool, factory, sched.workers)
+            self.renderers.setdefault(key, pool)
+        return self.renderers[key]
+
+    async def motion_model(self, fps: int) -> Any:
+        if fps not in self.motion_models:
+            model = await self.require_scheduler().run(self.motion_loader, fps)
+            self.motion_models.setdefault(fps, model)
+        return self.motion_models[fps]
+
+    async def lips(self) -> Any:
+        """The renderer's own mouth model (e.g. an Audio2Lip runner), or None."""
+        if self.lips_model is None and self.lips_loader is not None:
+            self.lips_model = await self.require_scheduler().run(self.lips_loader)
+        return self.lips_model
+
+    # ---- sessions ---------------------------------------------------------------------
+
+    async def create_session(self, params: SessionParams) -> Session:
+        """Build and admit a session; raises UnknownAvatar, KeyError (emotion),
+        UnsupportedSession, AdmissionError."""
+        sched = self.require_scheduler()
+        MotionMixer(params.fps, seed=params.seed, emotion=params.emotion)  # validates emotion
+        lips = await self.lips()
+        if lips is not None and params.fps != lips.fps:
+            raise UnsupportedSession(
+                f"the {self.settings.renderer_backend} backend runs at {lips.fps} fps, "
+                f"got fps={params.fps}"
+            )
+        pool = await self.renderer_pool(params.avatar, params.size)
+        model = await self.motion_model(params.fps)
+        # lookahead_s: audio past a frame's time needed before it is final (mel window incl.)
+        right_context = float(getattr(model, "lookahead_s", 0.0))
+        lip_streamer = None
+        if lips is not None:
+            # The frame waits for both mouth sources: the later one sets the delay.
+            lip_streamer = await sched.run(default_lips_streamer, lips)
+            right_context = max(right_context, float(lip_streamer.lookahead_s))
+        margin = self.settings.render_margin_ms / 1000.0
+        delay = output_delay_frames(right_context, margin, params.fps)
+        idle = await sched.run(pool.render, zeros())
+        render = sched.render_fn(pool)
+        streamer = await sched.run(self.streamer_factory, model)
+        max_buffered = self.settings.max_buffered_audio_s
+
+        def make_pipeline(clock: Any) -> SessionPipeline:
+            return SessionPipeline(
+                clock=clock,
+                streamer=streamer,
+                mouth_names=tuple(model.names),
+                mixer=MotionMixer(params.fps, seed=params.seed, emotion=params.emotion),
+                render=render,
+                max_buffered_s=max_buffered,
+                echo_audio=params.input != "mirror",
+                lips=lip_streamer,
+            )
+
+        async with self._lock:
+            session = Session(
+                params,
+                pipeline_factory=make_pipeline,
+                delay_frames=delay,
+                idle_image=idle,
+                run=sched.run,
+                on_cost=lambda c: sched.record_tick(params.size, c),
+            )
+            session.pipeline.render_video = False
+            try:
+                sched.admit(session.id, params.size, params.fps)
+            except Exception:
+                await session.close()
+                raise
+            self.sessions[session.id] = session
+        self.metrics.sessions_created += 1
+        return session
+
+    async def close_session(self, sid: str) -> bool:
+        session = self.sessions.pop(sid, None)
+        if session is None:
+            return False
+        await session.close()
+        if self.scheduler is not None:
+            self.scheduler.release(sid)
+        self.metrics.sessions_closed += 1
+        return True
+
+
+def get_state(request: Any) -> AppState:
+    """The :class:`AppState` of the app serving ``request`` (HTTP or WebSocket)."""
+    state: AppState = request.app.state.headcast
+    return state
