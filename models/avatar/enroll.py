@@ -200,7 +200,7 @@ def enroll(
         except AvatarError:
             pass
     report(0.0, "loading the portrait")
-    portrait = load_portrait(data)
+    portrait = load_portrait(data, "portrait" if isinstance(image, bytes) else str(image))
     pack = build_pack(portrait, size=size, progress=report)
     if pack.meta["faces_found"] > 1:
         log.warning("%d faces in the portrait; enrolled the largest", pack.meta["faces_found"])

@@ -16,7 +16,7 @@ WORK_MAX_SIDE = 2048  # portraits are processed at most this large (px)
 MIN_SIDE = 64
 
 
-def load_portrait(source: str | Path | bytes) -> np.ndarray:
+def load_portrait(source: str | Path | bytes, name: str = "portrait") -> np.ndarray:
     """JPEG/PNG/WebP/... file or bytes -> uint8 (H, W, 3) RGB, longest side <= WORK_MAX_SIDE.
 
     Grayscale is expanded, alpha is composited over white. Raises EnrollError
@@ -26,7 +26,6 @@ def load_portrait(source: str | Path | bytes) -> np.ndarray:
         if not source:
             raise EnrollError("the portrait is empty (0 bytes)")
         stream: io.BytesIO | Path = io.BytesIO(source)
-        name = "portrait"
     else:
         stream = Path(source)
         name = str(source)
@@ -54,7 +53,11 @@ def load_portrait(source: str | Path | bytes) -> np.ndarray:
             img.load()
     except EnrollError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError as exc:
+        raise EnrollError(
+            f"{name}: not a readable image (not JPEG, PNG, WebP or another known format)"
+        ) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
         raise EnrollError(f"{name}: not a readable image ({exc})") from exc
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
