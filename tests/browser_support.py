@@ -1,11 +1,13 @@
 """Shared pieces of the browser tests: Chromium through Playwright, a second origin,
-the fake microphone's speech, and a stand-in motion model when the shipped one is absent.
+the fake microphone's speech, server settings, page helpers, and a stand-in motion model
+when the shipped one is absent.
 """
 
 from __future__ import annotations
 
 import functools
 import http.server
+import json
 import shutil
 import subprocess
 import threading
@@ -18,7 +20,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.server_harness import free_port
+from server.settings import ServerSettings
+from tests.server_harness import FIXTURES, TEST_SIZE, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "browser"
@@ -29,6 +32,7 @@ SPEECH_TEXT = (
 SPF = 640  # samples per frame at 16 kHz and 25 fps
 NAV_TIMEOUT_MS = 15_000
 CONNECT_TIMEOUT_MS = 25_000  # first connect includes the server's first session build
+MIN_FRAMES_IN_3S = 50
 
 # Chromium in a container: no sandbox, no GPU, no network chatter, QUIC off. The
 # server's ICE candidates are 127.0.0.1; chromium offers loopback candidates only with
@@ -79,6 +83,37 @@ def chromium(mic_wav: Path) -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+def artifact(name: str) -> str:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return str(ARTIFACTS / name)
+
+
+def server_settings(**extra: Any) -> ServerSettings:
+    """Test-size server on a free loopback port, ICE on 127.0.0.1 only."""
+    base: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": free_port(),
+        "default_size": TEST_SIZE,
+        "allowed_sizes": (TEST_SIZE,),
+        "avatars_dir": FIXTURES / "no-avatars",
+        "ice_host_addresses": ("127.0.0.1",),
+    }
+    return ServerSettings(**{**base, **extra})
+
+
+def frames_decoded(page: Any, selector: str) -> int:
+    stats = page.evaluate(f"document.querySelector('{selector}').stats()")
+    return int(stats["framesDecoded"]) if stats else 0
+
+
+def wait_state(page: Any, selector: str, states: tuple[str, ...], timeout_ms: int) -> str:
+    page.wait_for_function(
+        f"{json.dumps(list(states))}.includes(document.querySelector('{selector}').state)",
+        timeout=timeout_ms,
+    )
+    return str(page.evaluate(f"document.querySelector('{selector}').state"))
 
 
 class ConsoleLog:

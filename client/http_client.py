@@ -1,0 +1,135 @@
+"""The HTTP side of the headcast API: sessions, control messages, audio uploads.
+
+Blocking ``urllib`` calls run on a thread; :meth:`HeadcastClient.connect` opens a
+session's WebSocket as an :class:`~client.audio_socket.AudioSocket`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+import websockets
+
+from client.audio_socket import AudioSocket
+
+HTTP_TIMEOUT_S = 30.0
+
+
+class HeadcastError(RuntimeError):
+    """An HTTP error from the server, with its status and reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"HTTP {status}: {reason}")
+        self.status = status
+        self.reason = reason
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class HeadcastClient:
+    """HTTP side of the API (blocking ``urllib`` calls run on a thread)."""
+
+    def __init__(self, base_url: str, token: str | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+
+    def _request_sync(
+        self, method: str, path: str, body: bytes | None, content_type: str | None
+    ) -> Response:
+        req = urllib.request.Request(self.base_url + path, data=body, method=method)
+        if content_type:
+            req.add_header("Content-Type", content_type)
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as resp:
+                return Response(resp.status, dict(resp.headers.items()), resp.read())
+        except urllib.error.HTTPError as exc:
+            return Response(exc.code, dict(exc.headers.items()), exc.read())
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str | None = None,
+    ) -> Response:
+        """Any request; returns the response whatever its status."""
+        return await asyncio.to_thread(self._request_sync, method, path, body, content_type)
+
+    async def _json(self, method: str, path: str, payload: Any = None) -> Any:
+        body = None if payload is None else json.dumps(payload).encode()
+        resp = await self.request(method, path, body, "application/json" if body else None)
+        if resp.status >= 400:
+            try:
+                reason = resp.json().get("detail", resp.body.decode())
+            except ValueError:
+                reason = resp.body.decode(errors="replace")
+            raise HeadcastError(resp.status, str(reason))
+        return resp.json() if resp.body else None
+
+    async def create_session(self, **params: Any) -> dict[str, Any]:
+        """``POST /v1/sessions``: avatar, emotion, fps, size, input, seed."""
+        result: dict[str, Any] = await self._json("POST", "/v1/sessions", params)
+        return result
+
+    async def session(self, sid: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json("GET", f"/v1/sessions/{sid}")
+        return result
+
+    async def close_session(self, sid: str) -> None:
+        await self._json("DELETE", f"/v1/sessions/{sid}")
+
+    async def control(self, sid: str, message: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json("POST", f"/v1/sessions/{sid}/control", message)
+        return result
+
+    async def upload_audio(self, sid: str, data: bytes, content_type: str = "audio/wav") -> Any:
+        resp = await self.request("POST", f"/v1/sessions/{sid}/audio", data, content_type)
+        if resp.status >= 400:
+            raise HeadcastError(resp.status, resp.body.decode(errors="replace"))
+        return resp.json()
+
+    async def connect(
+        self,
+        sid: str,
+        *,
+        sample_rate: int = 16_000,
+        fmt: str = "s16le",
+        channels: int = 1,
+        coefficients: bool = False,
+    ) -> AudioSocket:
+        """Open the session's WebSocket and send the start message; waits for ``ready``."""
+        url = "ws" + self.base_url[4:] + f"/v1/sessions/{sid}/ws"
+        if self.token:  # the server's auth guard reads ?token= on WebSockets
+            url += "?token=" + urllib.parse.quote(self.token, safe="")
+        ws = await websockets.connect(url, max_size=None)
+        sock = AudioSocket(ws, sample_rate, fmt, channels)
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "start",
+                    "format": fmt,
+                    "sample_rate": sample_rate,
+                    "channels": channels,
+                    "coefficients": coefficients,
+                }
+            )
+        )
+        sock.start()
+        sock.ready = await sock.next_event("ready")
+        return sock

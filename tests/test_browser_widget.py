@@ -1,0 +1,200 @@
+"""The <headcast-avatar> widget embedded in a page of another origin, in Debian chromium
+(Playwright): session tokens, speak/pushAudio/interrupt, and readable token errors.
+
+Chromium's fake microphone says an espeak-ng sentence (looping). Every wait is bounded;
+screenshots go to artifacts/browser/. The server gathers ICE on 127.0.0.1 only and
+chromium is allowed loopback candidates, so WebRTC stays on this host.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser_support import (
+    CONNECT_TIMEOUT_MS,
+    MIN_FRAMES_IN_3S,
+    NAV_TIMEOUT_MS,
+    ConsoleLog,
+    artifact,
+    chromium,
+    frames_decoded,
+    make_speech_wav,
+    motion_factories,
+    require_browser,
+    second_origin,
+    server_settings,
+)
+from tests.server_harness import SPEECH_WAV, ServerThread, free_port
+
+pytestmark = pytest.mark.browser
+
+API_KEY = "browser-test-key"
+
+
+@pytest.fixture(scope="module")
+def mic_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_browser()
+    return make_speech_wav(tmp_path_factory.mktemp("mic") / "speech.wav")
+
+
+@pytest.fixture(scope="module")
+def browser(mic_wav: Path) -> Iterator[Any]:
+    with chromium(mic_wav) as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def site_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def secured(mic_wav: Path, site_port: int) -> Iterator[ServerThread]:
+    """Server with an API key whose CORS allows the second origin only."""
+    settings = server_settings(api_key=API_KEY, cors_origins=(f"http://127.0.0.1:{site_port}",))
+    with ServerThread(settings, **motion_factories()) as server:
+        yield server
+
+
+def mint(server: ServerThread, **claims: Any) -> str:
+    req = urllib.request.Request(
+        server.url + "/v1/tokens",
+        data=json.dumps(claims).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return str(json.loads(resp.read())["token"])
+
+
+EMBED_HTML = """<!doctype html>
+<html><head><meta charset="utf-8"><title>a site embedding headcast</title>
+<link rel="icon" href="data:,">
+<script type="module" src="{server}/headcast.js"></script></head>
+<body>
+<h1>Shop assistant</h1>
+<headcast-avatar id="a" server="{server}" token="" muted stats></headcast-avatar>
+<script>
+  window.seen = [];
+  const a = document.getElementById('a');
+  a.setAttribute('token', new URLSearchParams(location.search).get('token') || '');
+  for (const t of ['connected', 'speechstart', 'speechend', 'interrupted', 'error'])
+    a.addEventListener(t, (e) => window.seen.push({{ type: t, detail: e.detail }}));
+</script>
+</body></html>
+"""
+
+
+@pytest.fixture(scope="module")
+def site(
+    tmp_path_factory: pytest.TempPathFactory, secured: ServerThread, site_port: int
+) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("site")
+    (root / "embed.html").write_text(EMBED_HTML.format(server=secured.url))
+    shutil.copy(SPEECH_WAV, root / "speech.wav")
+    with second_origin(root, site_port) as origin:
+        yield origin
+
+
+def seen(page: Any, kind: str) -> list[Any]:
+    return list(page.evaluate(f"window.seen.filter((e) => e.type === '{kind}')"))
+
+
+def wait_seen(page: Any, kind: str, timeout_ms: int) -> None:
+    page.wait_for_function(f"window.seen.some((e) => e.type === '{kind}')", timeout=timeout_ms)
+
+
+def test_widget_embedded_from_another_origin(
+    browser: Any, secured: ServerThread, site: str
+) -> None:
+    token = mint(secured, origin=site, avatar="default", ttl_s=120)
+    page = browser.new_page()
+    log = ConsoleLog(page)
+    page.goto(f"{site}/embed.html?token={token}", timeout=NAV_TIMEOUT_MS)
+    page.wait_for_function("!!customElements.get('headcast-avatar')", timeout=NAV_TIMEOUT_MS)
+    page.evaluate("document.getElementById('a').connect()")
+    wait_seen(page, "connected", CONNECT_TIMEOUT_MS)
+    page.wait_for_function("document.getElementById('a').video.readyState >= 2", timeout=10_000)
+    before = frames_decoded(page, "#a")
+    page.wait_for_timeout(3000)
+    assert frames_decoded(page, "#a") - before >= MIN_FRAMES_IN_3S
+
+    # speak(blob): an uploaded file starts speech; interrupt() stops it.
+    page.evaluate(
+        "fetch('speech.wav').then((r) => r.blob()).then((b) => document.getElementById('a').speak(b))"
+    )
+    wait_seen(page, "speechstart", 10_000)
+    page.wait_for_timeout(1200)
+    page.screenshot(path=artifact("embed-speaking.png"))
+    assert page.evaluate("document.getElementById('a').state") == "speaking"
+    page.evaluate("document.getElementById('a').interrupt()")
+    wait_seen(page, "interrupted", 5000)
+    assert page.evaluate("document.getElementById('a').state") == "idle"
+    stats = page.evaluate("document.getElementById('a').stats()")
+
+    # pushAudio(float32, rate): decoded in the page at 22.05 kHz, resampled by the widget.
+    page.evaluate(
+        """async () => {
+      const bytes = await (await fetch('speech.wav')).arrayBuffer();
+      const ctx = new OfflineAudioContext(1, 1, 22050);
+      const audio = await ctx.decodeAudioData(bytes);
+      const pcm = audio.getChannelData(0).slice(0, audio.sampleRate * 2);
+      document.getElementById('a').setEmotion('happy');
+      document.getElementById('a').pushAudio(pcm, audio.sampleRate);
+    }"""
+    )
+    page.wait_for_function(
+        "window.seen.filter((e) => e.type === 'speechstart').length >= 2", timeout=10_000
+    )
+    page.wait_for_function(
+        "window.seen.filter((e) => e.type === 'speechend').length >= 2", timeout=10_000
+    )
+    page.evaluate("document.getElementById('a').close()")
+    assert page.evaluate("document.getElementById('a').state") == "disconnected"
+    print(f"embedded widget stats after speaking: {stats}")
+    assert stats["pushToMouthMs"] is not None and 0 < stats["pushToMouthMs"] < 2000
+    assert not seen(page, "error"), seen(page, "error")
+    assert not log.errors, log.errors
+    page.close()
+
+
+@pytest.mark.parametrize(
+    ("case", "expect"),
+    [
+        ("garbage", "malformed token"),
+        ("foreign", "issued for"),
+        ("missing", "needs a session token"),
+    ],
+)
+def test_invalid_token_shows_a_readable_error(
+    browser: Any, secured: ServerThread, site: str, case: str, expect: str
+) -> None:
+    token = {
+        "garbage": "not-a-token",
+        "foreign": mint(secured, origin="http://127.0.0.1:1", ttl_s=60),
+        "missing": "",
+    }[case]
+    page = browser.new_page()
+    page.goto(f"{site}/embed.html?token={token}", timeout=NAV_TIMEOUT_MS)
+    page.wait_for_function("!!customElements.get('headcast-avatar')", timeout=NAV_TIMEOUT_MS)
+    page.evaluate("document.getElementById('a').connect().catch(() => {})")
+    wait_seen(page, "error", 10_000)
+    shown = page.evaluate(
+        "document.getElementById('a').shadowRoot.querySelector('.error').textContent"
+    )
+    visible = page.evaluate(
+        "getComputedStyle(document.getElementById('a').shadowRoot.querySelector('.error')).display"
+    )
+    page.screenshot(path=artifact(f"embed-token-{case}.png"))
+    assert page.evaluate("document.getElementById('a').state") == "failed"
+    assert shown.startswith("Not authorised:") and expect in shown, shown
+    assert visible != "none"
+    assert seen(page, "error")[0]["detail"]["message"] == shown
+    page.close()
