@@ -24,7 +24,9 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse
 
-from models.offline import FULL, RenderContext, RenderError, RenderOptions, render_file
+from models.offline import render_file
+from models.offline_context import RenderContext
+from models.offline_options import FULL, RenderError, RenderOptions
 from models.pipeline import POSES, check_emotions
 from server.state import UnknownAvatar, get_state
 

@@ -20,8 +20,9 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
+from server.cli_args import add_renderer_arguments
 from server.errors import UserError
 
 HELP = "render speech files to MP4 videos of the avatar (one file, a folder or a glob; Ray)"
@@ -64,23 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int, help="seed for idle motion (default: derived from the audio)"
     )
     parser.add_argument("--model", type=Path, help="motion .onnx (default: the shipped model)")
-    parser.add_argument(
-        "--backend",
-        default="auto",
-        choices=["auto", "warp", "warp-onnx", "edtalk"],
-        help="renderer (edtalk: the EDTalk neural generator, needs --edtalk-weights)",
-    )
-    parser.add_argument(
-        "--edtalk-weights",
-        type=Path,
-        metavar="DIR",
-        help="folder with the EDTalk checkpoints and their ONNX export (docs/edtalk.md)",
-    )
-    parser.add_argument(
-        "--edtalk-precision",
-        default="fp32",
-        choices=["fp32", "fp16"],
-        help="EDTalk per-frame graph precision (fp16 for CUDA)",
+    add_renderer_arguments(
+        parser,
+        backend_default="auto",
+        backend_help="renderer (edtalk: the EDTalk neural generator, needs --edtalk-weights)",
+        precision_default="fp32",
+        precision_help="EDTalk per-frame graph precision (fp16 for CUDA)",
     )
     parser.add_argument("--crf", type=int, default=20, help="H.264 quality (lower = better)")
     parser.add_argument("--preset", default="veryfast", help="x264 speed preset")
@@ -134,7 +124,7 @@ class ProgressBar:
 
 
 def _options(args: argparse.Namespace) -> object:
-    from models.offline import FULL, RenderOptions
+    from models.offline_options import FULL, RenderOptions
     from models.pipeline import EmotionCue, check_emotions, load_cues
 
     emotion: str = args.emotion
@@ -188,7 +178,9 @@ def _is_batch(args: argparse.Namespace) -> bool:
 
 
 def _run_one(args: argparse.Namespace, options: object) -> int:
-    from models.offline import RenderContext, RenderError, RenderOptions, render_file
+    from models.offline import render_file
+    from models.offline_context import RenderContext
+    from models.offline_options import RenderError, RenderOptions
 
     assert isinstance(options, RenderOptions)
     if args.output is None:
@@ -222,8 +214,10 @@ def _run_one(args: argparse.Namespace, options: object) -> int:
 
 
 def _run_batch(args: argparse.Namespace, options: object) -> int:
-    from models.offline import RenderOptions
-    from models.offline_batch import ItemResult, RayUnavailable, collect, run_local, run_ray
+    from models.offline_batch import ItemResult, collect
+    from models.offline_options import RenderOptions
+    from models.offline_pool import run_local
+    from models.offline_ray import RayUnavailable, run_ray
 
     assert isinstance(options, RenderOptions)
     if args.output is not None:
@@ -258,19 +252,17 @@ def _run_batch(args: argparse.Namespace, options: object) -> int:
         else:
             print(f"{head}: FAILED: {r.error}", file=sys.stderr)
 
-    motion = args.motion_out is not None
+    common: dict[str, Any] = {
+        "avatar": args.avatar,
+        "motion_model": args.model,
+        "force": args.force,
+        "motion": args.motion_out is not None,
+        "on_result": report,
+    }
     if args.ray or args.ray_address:
         try:
             summary = run_ray(
-                items,
-                options,
-                address=args.ray_address,
-                avatar=args.avatar,
-                motion_model=args.model,
-                force=args.force,
-                motion=motion,
-                threads=max(1, args.threads),
-                on_result=report,
+                items, options, address=args.ray_address, threads=max(1, args.threads), **common
             )
         except RayUnavailable as exc:
             raise UserError(str(exc)) from exc
@@ -278,14 +270,10 @@ def _run_batch(args: argparse.Namespace, options: object) -> int:
         summary = run_local(
             items,
             options,
-            avatar=args.avatar,
-            motion_model=args.model,
             jobs=args.jobs,
-            force=args.force,
-            motion=motion,
-            on_result=report,
             edtalk_weights=args.edtalk_weights,
             edtalk_precision=args.edtalk_precision,
+            **common,
         )
     print(summary.line(), file=sys.stderr)
     for r in summary.results:

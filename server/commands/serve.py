@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from models.config import ConfigError
+from server.cli_args import add_renderer_arguments
 from server.errors import UserError
 
 HELP = "run the live streaming server"
@@ -18,23 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--avatar", help="default avatar pack directory (default: built in)")
     parser.add_argument("--size", type=int, dest="default_size", help="default frame size")
     parser.add_argument("--provider", choices=["auto", "cpu", "cuda"], help="ONNX provider")
-    parser.add_argument(
-        "--backend",
-        dest="renderer_backend",
-        choices=["auto", "warp", "warp-onnx", "edtalk"],
-        help="renderer (default auto: warp on CPU, its ONNX graph on a GPU; edtalk: "
+    # No defaults here: an option left out keeps the value from the server YAML.
+    add_renderer_arguments(
+        parser,
+        backend_dest="renderer_backend",
+        backend_help="renderer (default auto: warp on CPU, its ONNX graph on a GPU; edtalk: "
         "the EDTalk neural generator, needs --edtalk-weights)",
-    )
-    parser.add_argument(
-        "--edtalk-weights",
-        type=Path,
-        metavar="DIR",
-        help="folder with the EDTalk checkpoints and their ONNX export (docs/edtalk.md)",
-    )
-    parser.add_argument(
-        "--edtalk-precision",
-        choices=["fp32", "fp16"],
-        help="EDTalk per-frame graph precision (default fp32; fp16 for CUDA)",
+        precision_help="EDTalk per-frame graph precision (default fp32; fp16 for CUDA)",
     )
     parser.add_argument(
         "--ice-host",

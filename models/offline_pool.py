@@ -1,0 +1,114 @@
+"""Batch offline rendering on local cores: ``jobs`` processes render files side by side.
+
+One file per process uses ``threads`` render threads, so all cores stay busy even
+between a file's stages.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Literal
+
+from models.offline_batch import (
+    BatchItem,
+    BatchSummary,
+    ItemResult,
+    OnResult,
+    pending,
+    record,
+    render_item,
+)
+from models.offline_context import RenderContext
+from models.offline_options import RenderOptions
+
+_PROCESS_CONTEXT: RenderContext | None = None
+
+
+def _cpu_context(
+    avatar: str | Path | None,
+    model: str | Path | None,
+    edtalk_weights: str | Path | None,
+    edtalk_precision: Literal["fp32", "fp16"],
+) -> RenderContext:
+    return RenderContext(
+        avatar=avatar,
+        motion_model=model,
+        provider="cpu",
+        edtalk_weights=edtalk_weights,
+        edtalk_precision=edtalk_precision,
+    )
+
+
+def _init_process(
+    avatar: str | None,
+    model: str | None,
+    edtalk_weights: str | None = None,
+    edtalk_precision: Literal["fp32", "fp16"] = "fp32",
+) -> None:
+    # One context per worker process: models load once and serve all its files.
+    global _PROCESS_CONTEXT
+    _PROCESS_CONTEXT = _cpu_context(avatar, model, edtalk_weights, edtalk_precision)
+
+
+def _process_task(item: BatchItem, options: RenderOptions, motion: bool) -> ItemResult:
+    assert _PROCESS_CONTEXT is not None
+    return render_item(item, options, _PROCESS_CONTEXT, motion)
+
+
+def _as_completed(futures: dict[Future[ItemResult], BatchItem]) -> Iterator[Future[ItemResult]]:
+    waiting = set(futures)
+    while waiting:
+        done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
+        yield from done
+
+
+def run_local(
+    items: list[BatchItem],
+    options: RenderOptions,
+    *,
+    avatar: str | Path | None = None,
+    motion_model: str | Path | None = None,
+    jobs: int = 0,
+    force: bool = False,
+    motion: bool = False,
+    on_result: OnResult | None = None,
+    edtalk_weights: str | Path | None = None,
+    edtalk_precision: Literal["fp32", "fp16"] = "fp32",
+) -> BatchSummary:
+    """Render ``items`` with ``jobs`` processes (0 = one per core, at most one per file)."""
+    t0 = time.perf_counter()
+    todo, results = pending(items, force, on_result)
+    cores = os.cpu_count() or 1
+    jobs = max(1, min(jobs or cores, len(todo) or 1))
+    opts = replace(options, workers=options.workers or max(1, cores // jobs))
+    if jobs == 1:
+        ctx = _cpu_context(avatar, motion_model, edtalk_weights, edtalk_precision)
+        for item in todo:
+            record(results, render_item(item, opts, ctx, motion), on_result)
+        return BatchSummary(results, time.perf_counter() - t0)
+    # spawn: the parent holds threads (ONNX Runtime, OpenCV) that fork would copy mid-state
+    with ProcessPoolExecutor(
+        jobs,
+        mp_context=get_context("spawn"),
+        initializer=_init_process,
+        initargs=(
+            None if avatar is None else str(avatar),
+            None if motion_model is None else str(motion_model),
+            None if edtalk_weights is None else str(edtalk_weights),
+            edtalk_precision,
+        ),
+    ) as pool:
+        futures = {pool.submit(_process_task, item, opts, motion): item for item in todo}
+        for fut in _as_completed(futures):
+            try:
+                r = fut.result()
+            except Exception as exc:  # a worker process that died
+                r = ItemResult(futures[fut], "failed", f"worker failed: {exc}")
+            record(results, r, on_result)
+    return BatchSummary(results, time.perf_counter() - t0)
