@@ -1,4 +1,4 @@
-# headcast serve on a CUDA machine: ONNX Runtime GPU (CUDA 12 + cuDNN 9), no torch.
+# headcast serve on a CUDA machine: ONNX Runtime GPU (CUDA 13 + cuDNN 9), no torch.
 #
 #   docker build -t headcast .
 #   docker run --gpus all --network host \
@@ -7,9 +7,16 @@
 # WebRTC media flows over UDP ports that ICE picks at run time, so run with
 # --network host, or give clients a TURN server (coturn) and relay through it; see
 # docs/server.md. Settings: configs/server.yaml, HEADCAST_SERVE__* env vars, flags.
-FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04
+#
+# onnxruntime-gpu 1.31 is built for CUDA 13 and cuDNN 9. Those libraries come from
+# NVIDIA's PyPI wheels (the [cuda,cudnn] extras), which ONNX Runtime preloads
+# (models/onnx_session.py), so the image does not depend on a CUDA base image's version;
+# the NVIDIA container runtime (`--gpus`) mounts the driver (libcuda) in.
+FROM python:3.11-slim-bookworm
 
 ENV DEBIAN_FRONTEND=noninteractive \
+    NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -17,10 +24,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
 
 # Python 3.11 (the project pins <3.12). PyAV, OpenCV, aiortc and pylibsrtp wheels bundle
 # FFmpeg, libvpx, libopus and libsrtp, so no codec packages are needed.
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3.11 python3.11-venv ca-certificates \
-    && rm -rf /var/lib/apt/lists/*
-RUN python3.11 -m venv /opt/venv
+RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /app
@@ -30,6 +34,7 @@ WORKDIR /app
 COPY requirements/serve.txt requirements/enroll.txt requirements/
 RUN pip install --upgrade pip \
     && pip install -r requirements/serve.txt -r requirements/enroll.txt \
+        "onnxruntime-gpu[cuda,cudnn]==1.31.1" \
     && pip install --no-deps mediapipe==0.10.21
 
 COPY pyproject.toml README.md ./
