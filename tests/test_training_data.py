@@ -106,3 +106,11 @@ def test_opus_round_trip_is_aligned_and_lossy() -> None:
     assert y.shape == x.shape
     assert np.corrcoef(x, y)[0, 1] > 0.9  # no delay left: Ogg pre-skip is honoured
     assert not np.allclose(x, y, atol=1e-3)
+
+
+def test_validation_split_uses_training_voices_of_every_engine() -> None:
+    from models.motion.evaluate import VALIDATION_VOICES
+
+    val = TRAIN_VOICES[VALIDATION_VOICES]
+    assert set(val) <= set(TRAIN_VOICES) and set(val).isdisjoint(HELDOUT_VOICES)
+    assert {v.engine for v in val} == {"flite", "festival", "espeak"}

@@ -53,3 +53,29 @@ def test_tiny_training_run_produces_a_loadable_model(tmp_path: Path) -> None:
 def test_bad_training_flags_are_user_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "motion", "--tiny", "--lookahead-ms", "45"]) == 2
     assert "multiple of 10" in capsys.readouterr().err
+
+
+def test_closure_gate_ramp_shuts_the_lips_sooner() -> None:
+    from models.training.net import JAW, N_MOUTH, PRESS, gate
+
+    raw = torch.ones(1, N_MOUTH, 3)
+    raw[:, list(PRESS)] = 0.0
+    speech = torch.ones(1, 3)
+    closure = torch.tensor([[0.1, 0.4, 0.6]])
+    identity = gate(raw, speech, closure)  # the training default (0, 1)
+    np.testing.assert_allclose(identity[0, JAW].numpy(), [0.9, 0.6, 0.4], atol=1e-6)
+    sharp = gate(raw, speech, closure, (0.15, 0.5))
+    # Below lo the closure head has no effect; from hi on the lips are shut and pressed.
+    np.testing.assert_allclose(sharp[0, JAW].numpy(), [1.0, 2 / 7, 0.0], atol=1e-6)
+    np.testing.assert_allclose(sharp[0, PRESS[0]].numpy(), [0.0, 0.25, 0.35], atol=1e-6)
+
+
+def test_gate_choice_keeps_r_and_then_maximises_closures() -> None:
+    from models.training.train import GATE_R_SLACK, choose_gate
+
+    results = {
+        (0.0, 1.0): {"r": 0.80, "closure": 0.60},
+        (0.0, 0.8): {"r": 0.80 - GATE_R_SLACK / 2, "closure": 0.70},
+        (0.0, 0.5): {"r": 0.80 - 2 * GATE_R_SLACK, "closure": 0.90},
+    }
+    assert choose_gate(results) == (0.0, 0.8)

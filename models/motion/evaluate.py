@@ -189,3 +189,16 @@ def heldout_sessions(
     from models.training.dataset import HELDOUT_VOICES, heldout_audio
 
     return heldout_audio(HELDOUT_VOICES, utts_per_voice, seed, workers, 1.0 if augmented else 0.0)
+
+
+VALIDATION_SEED = 4242  # new text, tempo, pitch and rooms; never the held-out voices
+VALIDATION_VOICES = slice(1, None, 3)  # every third training voice: 8 of 23, all engines
+
+
+def validation_sessions(
+    utts_per_voice: int = 6, seed: int = VALIDATION_SEED, workers: int = 2
+) -> list[tuple[str, np.ndarray, list]]:
+    """Training voices only, fresh sentences, augmented like a recording: for tuning."""
+    from models.training.dataset import TRAIN_VOICES, heldout_audio
+
+    return heldout_audio(TRAIN_VOICES[VALIDATION_VOICES], utts_per_voice, seed, workers, 1.0)

@@ -51,6 +51,9 @@ LEAD_S = (0.1, 0.8)
 TRAIL_S = (0.3, 1.0)
 UTTERANCES_PER_SESSION = (2, 5)
 FESTIVAL_BATCH = 12
+# Augmentation strength of a training copy (the rest of ``clean_prob``): the full chain,
+# as :func:`heldout_audio` uses it for speech "augmented like a recording".
+AUG_STRENGTH = (1.0, 1.0)
 RATE_STEP = 100  # Hz
 
 
@@ -193,7 +196,7 @@ def _job(args: tuple[Voice, int, int, int, float]) -> list[Example]:
     out = []
     for sess in assemble(utts, str(voice), rng):
         for _ in range(copies):
-            strength = 0.0 if rng.random() < clean_prob else rng.uniform(0.5, 1.0)
+            strength = 0.0 if rng.random() < clean_prob else rng.uniform(*AUG_STRENGTH)
             audio = augment(sess.audio, rng, strength)
             out.append(featurise(audio, sess.visemes, sess.voice))
     return out

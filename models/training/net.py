@@ -48,6 +48,10 @@ class NetConfig:
     kernel: int = 3
     dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 1, 2, 4)
     lookahead_frames: int = 4  # mel frames (10 ms each)
+    # Closure probability mapped linearly from lo (no effect) to hi (lips shut). Training
+    # uses the identity (0, 1); the recipe then picks the mapping on a validation split
+    # of the training voices (:func:`models.training.train.tune_closure_gate`).
+    closure_gate: tuple[float, float] = (0.0, 1.0)
 
     @property
     def receptive_field(self) -> int:
@@ -128,18 +132,31 @@ class MotionNet(nn.Module):
         out, new_states = self.trunk(mel, states)
         raw = torch.sigmoid(out[:, :N_MOUTH])
         speech_logit, closure_logit = out[:, N_MOUTH], out[:, N_MOUTH + 1]
-        coeffs = gate(raw, torch.sigmoid(speech_logit), torch.sigmoid(closure_logit))
+        coeffs = gate(
+            raw, torch.sigmoid(speech_logit), torch.sigmoid(closure_logit), self.cfg.closure_gate
+        )
         return coeffs.transpose(1, 2), speech_logit, closure_logit, new_states
 
 
-def gate(raw: torch.Tensor, speech: torch.Tensor, closure: torch.Tensor) -> torch.Tensor:
+def _ramp(p: torch.Tensor, lo_hi: tuple[float, float]) -> torch.Tensor:
+    lo, hi = lo_hi
+    return torch.clamp((p - lo) / (hi - lo), 0.0, 1.0)
+
+
+def gate(
+    raw: torch.Tensor,
+    speech: torch.Tensor,
+    closure: torch.Tensor,
+    closure_gate: tuple[float, float] = (0.0, 1.0),
+) -> torch.Tensor:
     """Silence and closure gating. raw: (B, 16, T) 0..1; speech, closure: (B, T) 0..1.
 
-    Opening channels are scaled by ``speech_gate * (1 - closure)``, and a closure pushes
-    mouthPress up, so a detected /p b m/ shuts the lips even when the regression smears.
+    Opening channels are scaled by ``speech_gate * (1 - closure_gate)`` (each a linear
+    ramp of its probability), and a closure pushes mouthPress up, so a detected /p b m/
+    shuts the lips even when the regression smears.
     """
-    lo, hi = SPEECH_GATE
-    g_speech = torch.clamp((speech - lo) / (hi - lo), 0.0, 1.0)
+    g_speech = _ramp(speech, SPEECH_GATE)
+    closure = _ramp(closure, closure_gate)
     open_gate = (g_speech * (1.0 - closure)).unsqueeze(1)
     mask = torch.zeros(N_MOUTH, 1, dtype=raw.dtype)
     mask[list(OPENING)] = 1.0

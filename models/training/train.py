@@ -7,8 +7,10 @@ line. ``tiny=True`` is the CI smoke version (seconds, same code path).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,17 +32,23 @@ CLOSURE_FRAME_WEIGHT = 4.0  # extra coefficient-loss weight inside /p b m/ closu
 CLOSURE_POS_WEIGHT = 3.0  # BCE positive weight of the closure head
 AUX_WEIGHT = 0.5  # speech and closure BCE relative to the coefficient L1
 CHECKPOINT_EVERY = 500  # steps
+DATA_VERSION = 2  # bump when synthesis/augmentation changes, so old caches are not reused
+# Closure-gate candidates (lo, hi) tried on the validation split after training.
+GATE_LOS = (0.0, 0.15, 0.3)
+GATE_HIS = (0.5, 0.65, 0.8, 1.0)
+GATE_R_SLACK = 0.005  # keep the most closures among gates within this r of the best
 
 
 class TrainConfig(StrictModel):
     out: Path = Path("models/assets/motion/motion.onnx")
-    utts_per_voice: int = Field(default=130, ge=1)
-    copies: int = Field(default=2, ge=1)
+    utts_per_voice: int = Field(default=160, ge=1)
+    copies: int = Field(default=3, ge=1)
     voices: int = Field(default=len(TRAIN_VOICES), ge=1, le=len(TRAIN_VOICES))
-    steps: int = Field(default=4000, ge=1)
+    steps: int = Field(default=10000, ge=1)
     batch: int = Field(default=32, ge=1)
     crop_frames: int = Field(default=300, ge=20)  # output frames per crop (10 ms each)
     lr: float = Field(default=2e-3, gt=0)
+    jaw_l2: float = Field(default=4.0, ge=0)  # squared-error weight on jawOpen, next to L1
     warmup: int = Field(default=100, ge=0)
     channels: int = Field(default=160, ge=8)
     lookahead_ms: int = Field(default=40, ge=0, le=200)
@@ -49,14 +57,17 @@ class TrainConfig(StrictModel):
     threads: int = Field(default=2, ge=1)
     # Training time budget: the cosine schedule runs on max(step / steps, elapsed / budget),
     # so a busy machine gets fewer steps but always a fully annealed model.
-    minutes: float = Field(default=30.0, gt=0)
+    minutes: float = Field(default=42.0, gt=0)
     data_cache: Path | None = None  # reuse synthesised data from here when present
     checkpoint: Path | None = None  # exported every CHECKPOINT_EVERY steps when set
+    # Validation split (training voices only) on which the closure gate is chosen.
+    val_utts_per_voice: int = Field(default=6, ge=0)
 
     @classmethod
     def tiny(cls, out: Path) -> TrainConfig:
         return cls(out=out, utts_per_voice=3, copies=1, voices=2, steps=6, batch=2,
-                   crop_frames=60, channels=16, warmup=0, workers=1, threads=1)  # fmt: skip
+                   crop_frames=60, channels=16, warmup=0, workers=1, threads=1,
+                   val_utts_per_voice=0)  # fmt: skip
 
 
 class Crops:
@@ -95,12 +106,15 @@ class Crops:
         return {"mel": stack(mel), "coeffs": stack(co), "speech": stack(sp), "closure": stack(cl)}
 
 
-def loss_fn(net: MotionNet, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+def loss_fn(
+    net: MotionNet, b: dict[str, torch.Tensor], jaw_l2: float = 0.0
+) -> tuple[torch.Tensor, dict[str, float]]:
     coeffs, speech_logit, closure_logit, _ = net(b["mel"])
     w_ch = torch.ones(N_MOUTH)
     w_ch[JAW] = JAW_WEIGHT
     w_frame = 1.0 + CLOSURE_FRAME_WEIGHT * b["closure"]
-    l1 = ((coeffs - b["coeffs"]).abs() * w_ch).mean(-1)
+    diff = coeffs - b["coeffs"]
+    l1 = (diff.abs() * w_ch).mean(-1) + jaw_l2 * diff[..., JAW] ** 2
     l_coef = (l1 * w_frame).sum() / w_frame.sum()
     bce = nn.functional.binary_cross_entropy_with_logits
     l_speech = bce(speech_logit, b["speech"])
@@ -120,7 +134,10 @@ def _examples(cfg: TrainConfig) -> list[Example]:
     voices = TRAIN_VOICES[: cfg.voices]
     cache = None
     if cfg.data_cache is not None:
-        name = f"train-v{cfg.voices}-u{cfg.utts_per_voice}-c{cfg.copies}-s{cfg.seed}.npz"
+        name = (
+            f"train-v{cfg.voices}-u{cfg.utts_per_voice}-c{cfg.copies}-s{cfg.seed}"
+            f"-d{DATA_VERSION}.npz"
+        )
         cache = cfg.data_cache / name
         if cache.is_file():
             log.info("data: reusing %s", cache)
@@ -162,7 +179,7 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
         lr = lr_at(step, progress, cfg)
         for group in opt.param_groups:
             group["lr"] = lr
-        loss, parts = loss_fn(net, crops.batch(cfg.batch))
+        loss, parts = loss_fn(net, crops.batch(cfg.batch), cfg.jaw_l2)
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -179,13 +196,62 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
         step += 1
     t_train = time.monotonic() - t1
     cmd = command or "headcast train motion"
+    t2 = time.monotonic()
+    chosen = tune_closure_gate(net, cfg)
+    t_tune = time.monotonic() - t2
     extra = {
         "train_command": cmd,
         "train_steps": str(step),
         "train_hours_of_features": f"{hours(examples):.2f}",
         "train_voices": ",".join(str(v) for v in TRAIN_VOICES[: cfg.voices]),
-        "train_seconds": f"{t_data + t_train:.0f}",
+        "train_seconds": f"{t_data + t_train + t_tune:.0f}",
+        "train_validation": chosen,
     }
     path = export_onnx(net, cfg.out, extra)
-    log.info("wrote %s (data %.0f s, training %.0f s)", path, t_data, t_train)
+    log.info("wrote %s (data %.0f s, training %.0f s, gate %.0f s)", path, t_data, t_train, t_tune)
     return path
+
+
+def choose_gate(results: dict[tuple[float, float], dict[str, float]]) -> tuple[float, float]:
+    """The gate with the most closures among those within ``GATE_R_SLACK`` of the best r."""
+    best_r = max(m["r"] for m in results.values())
+    ok = [g for g, m in results.items() if m["r"] >= best_r - GATE_R_SLACK]
+    return max(ok, key=lambda g: (results[g]["closure"], results[g]["r"]))
+
+
+def tune_closure_gate(net: MotionNet, cfg: TrainConfig) -> str:
+    """Pick the closure-gate mapping on a validation split made from *training* voices.
+
+    Fresh sentences from every third training voice, augmented like a recording, scored
+    with the evaluation's own metrics for every (lo, hi) candidate: the gate with the most
+    closures among those within ``GATE_R_SLACK`` of the best r wins. Sets ``net.cfg``
+    and returns a summary for the model metadata ("" when there is no validation split).
+    """
+    if cfg.val_utts_per_voice == 0:
+        return ""
+    from models.motion import load_motion_model
+    from models.motion.evaluate import Report, evaluate_sessions, validation_sessions
+
+    sessions = validation_sessions(cfg.val_utts_per_voice, workers=cfg.workers)
+    results: dict[tuple[float, float], dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for lo in GATE_LOS:
+            for hi in GATE_HIS:
+                net.cfg = dataclasses.replace(net.cfg, closure_gate=(lo, hi))
+                path = export_onnx(net, Path(tmp) / "gate.onnx")
+                report = evaluate_sessions(load_motion_model(path, provider="cpu"), sessions)
+                results[(lo, hi)] = Report.mean(report.model)
+                log.info(
+                    "gate (%.2f, %.2f): validation r %.3f closure %.3f silence %.3f", lo, hi,
+                    results[(lo, hi)]["r"], results[(lo, hi)]["closure"],
+                    results[(lo, hi)]["silence"],
+                )  # fmt: skip
+    chosen = choose_gate(results)
+    net.cfg = dataclasses.replace(net.cfg, closure_gate=chosen)
+    m = results[chosen]
+    summary = (
+        f"closure_gate {chosen[0]:.2f}..{chosen[1]:.2f}: r {m['r']:.3f}, closure "
+        f"{m['closure']:.3f}, silence {m['silence']:.3f} on {len(sessions)} validation files"
+    )
+    log.info("chose %s", summary)
+    return summary
