@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from fractions import Fraction
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import av
@@ -87,6 +89,30 @@ class AvatarVideoTrack(MediaStreamTrack):
         return out
 
 
+@lru_cache(maxsize=1)
+def encoder_hold_chunks() -> int:
+    """How many 20 ms frames aiortc's Opus encoder takes in before a packet comes out.
+
+    It resamples our 16 kHz to 48 kHz through a resampler that emits whole 20 ms frames,
+    and the resampler's filter delay holds each frame until the next one arrives: the
+    packet with chunk ``k`` leaves on the ``recv`` of chunk ``k + 1``, 20 ms late (its RTP
+    timestamp is right, its send time and hence the RTCP sender-report mapping are not).
+    Measured once by feeding the encoder silence.
+    """
+    from aiortc.codecs.opus import OpusEncoder
+
+    enc = OpusEncoder()
+    silence = np.zeros((1, AUDIO_CHUNK), np.int16)
+    for k in range(8):
+        frame = av.AudioFrame.from_ndarray(silence, format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = k * AUDIO_CHUNK
+        frame.time_base = Fraction(1, SAMPLE_RATE)
+        if enc.encode(frame)[0]:
+            return k
+    return 0
+
+
 class AvatarAudioTrack(MediaStreamTrack):
     """The session's speech, delayed onto the output clock: 16 kHz mono s16, 20 ms frames."""
 
@@ -96,6 +122,7 @@ class AvatarAudioTrack(MediaStreamTrack):
         super().__init__()
         self.session = session
         self._k: int | None = None
+        self._ahead = encoder_hold_chunks() * AUDIO_CHUNK + OPUS_LOOKAHEAD_SAMPLES
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live" or self.session.closed:
@@ -110,9 +137,10 @@ class AvatarAudioTrack(MediaStreamTrack):
         wait = clock.audio_time(self._k) - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
-        start = self._k * AUDIO_CHUNK + OPUS_LOOKAHEAD_SAMPLES
-        self.session.on_audio_sent(start, time.monotonic())
-        pcm = self.session.pipeline.read_audio(start, AUDIO_CHUNK)
+        # Slot k plays session samples from k * AUDIO_CHUNK; the encoder is handed audio
+        # early by what it holds back and by libopus's look-ahead (see server.clock).
+        self.session.on_audio_sent(self._k * AUDIO_CHUNK + OPUS_LOOKAHEAD_SAMPLES, time.monotonic())
+        pcm = self.session.pipeline.read_audio(self._k * AUDIO_CHUNK + self._ahead, AUDIO_CHUNK)
         s16 = np.clip(np.rint(pcm * INT16_SCALE), -32768, 32767).astype(np.int16)
         out = av.AudioFrame.from_ndarray(s16.reshape(1, -1), format="s16", layout="mono")
         out.sample_rate = SAMPLE_RATE

@@ -223,3 +223,43 @@ def test_metrics_render_prometheus_text() -> None:
     assert '# TYPE headcast_x_ms gauge\nheadcast_x_ms{session="a\\"b"} 1.5\n' in text
     assert quantile([1.0, 2.0, 3.0], 0.5) == 2.0
     assert np.isnan(quantile([], 0.5))
+
+
+def test_the_opus_packet_sent_in_an_audio_slot_carries_that_slots_audio() -> None:
+    """aiortc's encoder holds a frame back and libopus adds look-ahead: the track
+    compensates both, so the packet sent in slot k decodes to session samples from
+    k * 320, as the media clock schedules (and as video frames are sent)."""
+    import asyncio
+
+    from aiortc.codecs.opus import OpusDecoder, OpusEncoder
+    from aiortc.jitterbuffer import JitterFrame
+
+    from server.tracks import AvatarAudioTrack
+
+    burst_at = 10 * AUDIO_CHUNK  # session sample where a loud tone starts
+    t = np.arange(16_000) / 16_000
+    speech = np.where(np.arange(16_000) >= burst_at, 0.5 * np.sin(2 * np.pi * 440 * t), 0.0)
+    clock = MediaClock(25, delay_frames=2, start=time.monotonic() - 0.08)
+    session = SimpleNamespace(
+        closed=False,
+        clock=clock,
+        pipeline=SimpleNamespace(read_audio=lambda s, n: speech[s : s + n].astype(np.float32)),
+        on_audio_sent=lambda s, at: None,
+    )
+    track = AvatarAudioTrack(session)  # type: ignore[arg-type]
+    encoder, decoder = OpusEncoder(), OpusDecoder()
+
+    async def slots() -> dict[int, float]:
+        loudness = {}
+        for _ in range(16):
+            frame = await track.recv()
+            slot = frame.pts // AUDIO_CHUNK
+            for payload in encoder.encode(frame)[0]:
+                out = decoder.decode(JitterFrame(data=payload, timestamp=0))[0]
+                pcm = out.to_ndarray().astype(np.float32) / 32768.0
+                loudness[slot] = float(np.sqrt(np.mean(pcm**2)))
+        return loudness
+
+    loudness = asyncio.run(slots())
+    loud = [k for k, v in sorted(loudness.items()) if v > 0.1]
+    assert loud and loud[0] == burst_at // AUDIO_CHUNK, loudness
