@@ -27,11 +27,18 @@ class Viewer:
 
     Arrival times are taken when the first RTP packet of a frame comes in (not after
     the jitter buffer), so they measure what the server sent and when.
+
+    ``keep_video=False`` keeps no pixels; ``decode=False`` (load generators in
+    benchmarks) records each video frame's arrival from its RTP packets and hands
+    nothing to aiortc's jitter buffers and decoders, so a watcher costs almost no CPU.
     """
 
-    def __init__(self, client: HeadcastClient, keep_video: bool = True) -> None:
+    def __init__(
+        self, client: HeadcastClient, keep_video: bool = True, decode: bool = True
+    ) -> None:
         self.client = client
         self.keep_video = keep_video
+        self.decode = decode
         self.received = Received()
         self.location: str | None = None
         self.pc: Any = None
@@ -93,11 +100,15 @@ class Viewer:
 
         async def handle(packet: Any, arrival_time_ms: int) -> None:
             origin.setdefault(kind, packet.timestamp)
-            arrivals.setdefault(packet.timestamp, time.monotonic())
+            if packet.timestamp not in arrivals:
+                arrivals[packet.timestamp] = now = time.monotonic()
+                if kind == "video" and not self.decode:
+                    self.received.video.append((now, np.empty((0, 0, 3), np.uint8)))
             if len(arrivals) > 4096:
                 for ts in list(arrivals)[:1024]:
                     del arrivals[ts]
-            await original(packet, arrival_time_ms=arrival_time_ms)
+            if self.decode:
+                await original(packet, arrival_time_ms=arrival_time_ms)
 
         receiver._handle_rtp_packet = handle
 

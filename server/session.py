@@ -275,12 +275,20 @@ class Session:
     # ---- stats ------------------------------------------------------------------------
 
     def dropped_frames(self) -> int:
-        repeated = sum(
+        """Video frames viewers got as a repeat of the last one, or never got (all viewers).
+
+        A render skipped because its send time had passed shows up here as the repeat it
+        causes; ``late_renders`` in :meth:`stats` counts those causes on their own.
+        """
+        return sum(
             getattr(t, "repeated", 0) + getattr(t, "skipped", 0)
             for tracks in self.tracks.values()
             for t in tracks
         )
-        return repeated + self.pipeline.skipped_renders
+
+    def frames_sent(self) -> int:
+        """Video frames sent to all viewers, repeats included."""
+        return sum(getattr(t, "sent", 0) for tracks in self.tracks.values() for t in tracks)
 
     def on_video_sent(self, j: int, at: float) -> None:
         self.video_sent_at.append((j, at - self.clock.video_time(j)))
@@ -325,7 +333,9 @@ class Session:
             "speaking": self._speaking,
             "buffered_ms": round(len(p.input) * 1000.0 / SAMPLE_RATE, 1),
             "delay_ms": round(self.clock.delay_s * 1000.0, 1),
+            "frames_sent": self.frames_sent(),
             "dropped_frames": self.dropped_frames(),
+            "late_renders": p.skipped_renders,
             "motion_late_frames": p.motion_late,
             "dropped_audio_ms": round(p.input.dropped_samples * 1000.0 / SAMPLE_RATE, 1),
             "first_frame_ms": None if self.first_frame_s is None else self.first_frame_s * 1e3,
