@@ -61,6 +61,11 @@ async def metrics(request: Request) -> PlainTextResponse:
         fams.append(
             Family("headcast_capacity_cores", "cores admission may fill").add(sched.capacity())
         )
+        fams.append(
+            Family(
+                "headcast_cpu_overhead_ratio", "process CPU over per-frame costs (measured)"
+            ).add(sched.overhead)
+        )
     fps = Family("headcast_session_fps", "video frames sent per second")
     render_ms = Family("headcast_render_ms", "render time per frame (ms)", "summary")
     queue = Family("headcast_input_buffer_ms", "speech queued for playback (ms)")

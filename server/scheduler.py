@@ -36,6 +36,9 @@ RenderFn = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 BATCH_WINDOW_S = 0.004  # how long the batch worker waits for more sessions' frames
 COST_EMA = 0.05  # weight of a new per-frame cost sample
 DEFAULT_COST_S = 0.008  # per-frame CPU seconds assumed before anything is measured
+OVERHEAD_EMA = 0.3  # weight of a new process-CPU / accounted-CPU sample
+MAX_OVERHEAD = 4.0
+MIN_ACCOUNTED_S = 0.05  # accounted CPU a load sample needs before it counts
 
 
 def limit_blas_threads(threads: int = 1) -> list[str]:
@@ -199,6 +202,11 @@ class Scheduler:
         #: measured CPU seconds per frame: tick work by size, video encode by size
         self.tick_cost: dict[int, float] = {}
         self.encode_cost: dict[int, float] = {}
+        #: the whole process's CPU over what tick and encode costs account for: the event
+        #: loop, RTP and SRTP, the Opus encoder, thread hand-offs (measured, >= 1)
+        self.overhead = 1.0
+        self.frames_made: dict[int, int] = {}  # ticks recorded per size, cumulative
+        self._seen: tuple[float, dict[int, int]] | None = None
         #: admitted sessions: id -> (size, fps)
         self.load: dict[str, tuple[int, int]] = {}
 
@@ -220,7 +228,11 @@ class Scheduler:
     # ---- admission ------------------------------------------------------------------
 
     def frame_cost(self, size: int) -> float:
-        """Estimated CPU seconds per frame of a session at ``size``."""
+        """Estimated CPU seconds per frame of a session at ``size``, all overheads in."""
+        return self.base_cost(size) * self.overhead
+
+    def base_cost(self, size: int) -> float:
+        """Tick work plus video encode per frame at ``size`` (measured directly)."""
         known = [s for s in self.tick_cost if s > 0]
         tick = self.tick_cost.get(size)
         if tick is None and known:  # scale the nearest measured size by pixel count
@@ -228,11 +240,29 @@ class Scheduler:
             tick = self.tick_cost[ref] * (size / ref) ** 2
         return (tick or DEFAULT_COST_S) + self.encode_cost.get(size, 0.0)
 
-    def record_tick(self, size: int, seconds_per_frame: float) -> None:
+    def record_tick(self, size: int, seconds_per_frame: float, frames: int = 1) -> None:
         old = self.tick_cost.get(size)
         self.tick_cost[size] = (
             seconds_per_frame if old is None else old + COST_EMA * (seconds_per_frame - old)
         )
+        self.frames_made[size] = self.frames_made.get(size, 0) + frames
+
+    def observe_process_cpu(self, cpu_s: float) -> None:
+        """Fold in the process's CPU time (cumulative, all threads) since the last call.
+
+        Its ratio to the CPU the recorded frames account for (``base_cost``) becomes
+        ``overhead``, so admission budgets what a session really costs this process.
+        """
+        frames = dict(self.frames_made)
+        if self._seen is not None:
+            cpu0, frames0 = self._seen
+            accounted = sum(
+                (n - frames0.get(size, 0)) * self.base_cost(size) for size, n in frames.items()
+            )
+            if accounted >= MIN_ACCOUNTED_S and cpu_s > cpu0:
+                ratio = min(max((cpu_s - cpu0) / accounted, 1.0), MAX_OVERHEAD)
+                self.overhead += OVERHEAD_EMA * (ratio - self.overhead)
+        self._seen = (cpu_s, frames)
 
     def demand(self) -> float:
         """Cores the admitted sessions need (CPU seconds per second)."""

@@ -87,7 +87,7 @@ class Session:
         delay_frames: int,
         idle_image: np.ndarray,
         run: Callable[..., Any],
-        on_cost: Callable[[float], None] | None = None,
+        on_cost: Callable[[float, int], None] | None = None,
     ) -> None:
         self.id = secrets.token_urlsafe(9)
         self.params = params
@@ -128,10 +128,11 @@ class Session:
         while not self.closed:
             n = clock.input_tick()
             if n >= self.pipeline.next_tick:
+                ticks = n - self.pipeline.next_tick + 1
                 await self._run(self.pipeline.tick_until, n)
                 if self._on_cost is not None and self.pipeline.render_video:
                     # thread CPU time: what this session costs, whatever else the machine runs
-                    self._on_cost(self.pipeline.tick_cpu_s)
+                    self._on_cost(self.pipeline.tick_cpu_s, ticks)
                 self._emit_playback_events()
             wait = clock.tick_time(self.pipeline.next_tick) - time.monotonic()
             await asyncio.sleep(max(wait, 0.0))

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 DEFAULT_AVATAR = "default"
 AVATAR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 REAP_EVERY_S = 5.0
+LOAD_EVERY_S = 2.0  # how often the process CPU is folded into admission costs
 
 
 class UnsupportedSession(ValueError):
@@ -95,8 +96,9 @@ class AppState:
             headroom=s.admission_headroom,
             max_sessions=s.max_sessions,
         )
-        task = asyncio.get_running_loop().create_task(self._reap_idle(), name="reaper")
-        self._tasks.add(task)
+        loop = asyncio.get_running_loop()
+        self._tasks.add(loop.create_task(self._reap_idle(), name="reaper"))
+        self._tasks.add(loop.create_task(self._observe_load(), name="load"))
 
     async def warm_up(self) -> None:
         """Load the default avatar and motion model and measure per-frame costs."""
@@ -131,6 +133,12 @@ class AppState:
         if self.scheduler is None:
             raise RuntimeError("the app has not started")
         return self.scheduler
+
+    async def _observe_load(self) -> None:
+        while True:
+            await asyncio.sleep(LOAD_EVERY_S)
+            if self.scheduler is not None:
+                self.scheduler.observe_process_cpu(time.process_time())
 
     async def _reap_idle(self) -> None:
         while True:
@@ -233,7 +241,7 @@ class AppState:
                 delay_frames=delay,
                 idle_image=idle,
                 run=sched.run,
-                on_cost=lambda c: sched.record_tick(params.size, c),
+                on_cost=lambda c, n: sched.record_tick(params.size, c, n),
             )
             session.pipeline.render_video = False
             try:

@@ -201,6 +201,35 @@ def test_admission_refuses_what_the_measured_cost_cannot_serve() -> None:
         sched.close()
 
 
+def test_admission_counts_the_process_cpu_per_frame_costs_leave_out() -> None:
+    sched = Scheduler(workers=1, headroom=0.5, max_sessions=20, cores=2)
+    try:
+        sched.record_tick(256, 0.004)
+        sched.encode_cost[256] = 0.001
+        sched.observe_process_cpu(10.0)  # first sample: a baseline, nothing to compare
+        assert sched.overhead == 1.0
+        sched.record_tick(256, 0.004, frames=100)  # 100 frames account for 0.5 s of CPU
+        sched.observe_process_cpu(11.0)  # ... but the process spent 1.0 s
+        assert sched.overhead == pytest.approx(1.3)  # moving towards 2
+        cpu = 11.0
+        for _ in range(20):
+            sched.record_tick(256, 0.004, frames=100)
+            cpu += 1.0
+            sched.observe_process_cpu(cpu)
+        assert sched.overhead == pytest.approx(2.0, abs=1e-3)
+        assert sched.frame_cost(256) == pytest.approx(0.010, rel=1e-3)
+        # 1 core of capacity / (25 fps * 10 ms) = 4 sessions, not the 8 of the bare costs
+        for i in range(4):
+            sched.admit(f"s{i}", 256, 25)
+        with pytest.raises(AdmissionError, match="needs"):
+            sched.admit("s4", 256, 25)
+        # an idle stretch (nothing rendered) leaves the ratio alone
+        sched.observe_process_cpu(cpu + 5.0)
+        assert sched.overhead == pytest.approx(2.0, abs=1e-3)
+    finally:
+        sched.close()
+
+
 def test_settings_reject_unknown_keys_and_read_env(tmp_path: Any, monkeypatch: Any) -> None:
     cfg = tmp_path / "server.yaml"
     cfg.write_text("port: 9000\nice_host_addresses: [10.0.0.5]\n")
