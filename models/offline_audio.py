@@ -18,6 +18,10 @@ import numpy as np
 AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
 AAC_FALLBACK_RATE = 48_000  # Hz, for inputs at rates AAC does not carry
 AAC_BITRATE = 128_000  # bit/s for stereo; mono gets half
+# FFmpeg's AAC encoder with its "fast" coder: a quarter of the default (two-loop) coder's
+# CPU (measured: 62 vs 251 ms for 21.7 s of 16 kHz mono at 64 kbit/s) for a 7 % larger
+# track; at this bit rate speech sounds the same.
+AAC_OPTIONS = {"aac_coder": "fast"}
 AUDIO_BLOCK = 4096  # samples per audio frame handed to the encoder
 
 
@@ -51,6 +55,7 @@ class AudioTrack:
         self.rate, self.layout = source_audio_format(path)
         self.stream = out.add_stream("aac", rate=self.rate, layout=self.layout)
         self.stream.bit_rate = AAC_BITRATE // (2 if self.layout == "mono" else 1)
+        self.stream.options = dict(AAC_OPTIONS)
         self._out = out
         self._blocks = audio_blocks(path, self.rate, self.layout)
         self._pending = np.zeros((1 if self.layout == "mono" else 2, 0), np.float32)
