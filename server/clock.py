@@ -2,7 +2,7 @@
 
 Input tick ``n`` (wall time ``start + n / fps``) consumes session samples
 ``[n * spf, (n + 1) * spf)`` (``spf`` = samples per frame, 640 at 25 fps). Output is the
-same timeline shifted by ``delay_s`` (the motion look-ahead plus render time): video frame
+same timeline shifted by ``delay_s`` (the motion look-ahead plus a render budget): video frame
 ``j`` and audio sample ``j * spf`` leave at the same wall time ``start + delay_s + j / fps``,
 so lips and sound are aligned by construction and cannot drift apart. RTP timestamps
 (90 kHz video, 16 kHz audio here) are computed from the same counter.
@@ -47,18 +47,38 @@ def output_delay_frames(right_context_s: float, margin_s: float, fps: int) -> in
     return lag + math.ceil(round(margin_s * fps, 6))
 
 
+def output_delay_s(right_context_s: float, budget_s: float, margin_s: float, fps: int) -> float:
+    """Seconds the output trails the input: when frame ``f`` leaves after tick ``f``.
+
+    Frame ``f`` is made at tick ``f + lag - 1`` (see :func:`output_delay_frames`), and
+    leaves ``budget_s`` later, the time its motion and render get; ``margin_s`` on top.
+    With the shipped 52.5 ms right context at 25 fps and a 25 ms budget: 65 ms.
+    """
+    lag = max(1, math.ceil(round(right_context_s * fps, 6)))
+    return (lag - 1) / fps + budget_s + margin_s
+
+
 @dataclass
 class MediaClock:
-    """Wall-clock schedule of one session (``time.monotonic`` seconds)."""
+    """Wall-clock schedule of one session (``time.monotonic`` seconds).
+
+    ``delay_frames`` is how many ticks frames may wait for their motion (and sizes the
+    output queues); the output trails the input by ``output_delay`` seconds, or by
+    ``delay_frames`` whole frames when that is not given.
+    """
 
     fps: int
     delay_frames: int
     start: float = field(default_factory=time.monotonic)
+    output_delay: float | None = None
 
     def __post_init__(self) -> None:
         self.spf = samples_per_frame(self.fps)
         self.frame_s = 1.0 / self.fps
-        self.delay_s = self.delay_frames * self.frame_s
+        whole = self.delay_frames * self.frame_s
+        self.delay_s = whole if self.output_delay is None else self.output_delay
+        if self.delay_s > whole + 1e-9:  # keep made frames queued until they leave
+            self.delay_frames = math.ceil(self.delay_s * self.fps - 1e-9)
 
     # input side
     def tick_time(self, n: int) -> float:

@@ -86,13 +86,14 @@ class Session:
         pipeline_factory: Callable[[MediaClock], SessionPipeline],
         delay_frames: int,
         idle_image: np.ndarray,
+        delay_s: float | None = None,
         run: Callable[..., Any],
         on_cost: Callable[[float, int], None] | None = None,
     ) -> None:
         self.id = secrets.token_urlsafe(9)
         self.params = params
         self.created = time.monotonic()
-        self.clock = MediaClock(params.fps, delay_frames)
+        self.clock = MediaClock(params.fps, delay_frames, output_delay=delay_s)
         self.pipeline = pipeline_factory(self.clock)
         self.idle_image = idle_image  # uint8 (S, S, 3): sent until the first frame is made
         self._run = run  # awaitable runner onto the worker pool

@@ -59,10 +59,11 @@ class ServerSettings(StrictModel):
     token_max_ttl_s: float = Field(default=3600.0, gt=0.0)
     max_sessions: int = Field(default=16, ge=1)
     #: fraction of the render workers' measured capacity admission may fill
-    admission_headroom: float = Field(default=0.8, gt=0.0, le=1.0)
+    admission_headroom: float = Field(default=0.65, gt=0.0, le=1.0)
     #: render worker threads on CPU; 0 = one per core
     render_workers: int = Field(default=0, ge=0)
     #: extra output delay on top of look-ahead + one frame (ms); the frame already covers render time
+    render_budget_ms: float = Field(default=40.0, gt=0.0, le=1000.0)
     render_margin_ms: float = Field(default=0.0, ge=0.0, le=500.0)
     #: longest speech a session buffers ahead of playback (s); older audio is dropped
     max_buffered_audio_s: float = Field(default=60.0, gt=0.0)

@@ -18,7 +18,7 @@ from typing import Any
 from models.channels import zeros
 from models.mixer import MotionMixer
 from models.onnx_session import cuda_available
-from server.clock import output_delay_frames
+from server.clock import output_delay_frames, output_delay_s
 from server.ice import restrict_host_addresses
 from server.loaders import (
     LipsLoader,
@@ -217,6 +217,8 @@ class AppState:
             right_context = max(right_context, float(lip_streamer.lookahead_s))
         margin = self.settings.render_margin_ms / 1000.0
         delay = output_delay_frames(right_context, margin, params.fps)
+        budget = self.settings.render_budget_ms / 1000.0
+        delay_s = output_delay_s(right_context, budget, margin, params.fps)
         idle = await sched.run(pool.render, zeros())
         render = sched.render_fn(pool)
         streamer = await sched.run(self.streamer_factory, model)
@@ -239,6 +241,7 @@ class AppState:
                 params,
                 pipeline_factory=make_pipeline,
                 delay_frames=delay,
+                delay_s=delay_s,
                 idle_image=idle,
                 run=sched.run,
                 on_cost=lambda c, n: sched.record_tick(params.size, c, n),

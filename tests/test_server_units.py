@@ -17,6 +17,7 @@ from server.clock import (
     OPUS_LOOKAHEAD_SAMPLES,
     MediaClock,
     output_delay_frames,
+    output_delay_s,
     samples_per_frame,
 )
 from server.metrics import Family, quantile, render
@@ -49,6 +50,17 @@ def test_output_delay_covers_look_ahead_and_mel_window() -> None:
     assert output_delay_frames(0.0925, 0.0, 25) == 3
     assert output_delay_frames(0.0525, 0.040, 25) == 3
     assert output_delay_frames(0.0, 0.0, 25) == 1
+    # sent a render budget after the tick that makes the frame, not a whole tick later
+    assert output_delay_s(0.0525, 0.025, 0.0, 25) == pytest.approx(0.065)
+    assert output_delay_s(0.0525, 0.025, 0.040, 25) == pytest.approx(0.105)
+    assert output_delay_s(0.030, 0.010, 0.0, 25) == pytest.approx(0.010)
+    clock = MediaClock(25, delay_frames=2, start=100.0, output_delay=0.065)
+    assert clock.delay_s == pytest.approx(0.065) and clock.delay_frames == 2
+    assert clock.video_time(3) == pytest.approx(100.0 + 0.065 + 0.120)
+    assert clock.video_time(3) == pytest.approx(clock.audio_time(6))
+    assert clock.output_frame(100.065 + 0.121) == 3
+    long = MediaClock(25, delay_frames=2, start=0.0, output_delay=0.130)
+    assert long.delay_frames == 4  # made frames stay queued until they leave
 
 
 def test_input_buffer_is_bounded_and_drops_oldest() -> None:
