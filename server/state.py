@@ -110,6 +110,9 @@ class AppState:
             cost = await sched.run(measure_render, pool)
             sched.record_tick(size, cost)
             sched.encode_cost[size] = await sched.run(measure_encode_cost, size)
+        from server.tracks import encoder_hold_chunks
+
+        await sched.run(encoder_hold_chunks)  # probe aiortc's Opus encoder off the event loop
         self.ready = True
         log.info(
             "ready: per-frame cost %s",

@@ -1,6 +1,10 @@
 """Shared pieces of the browser tests: Chromium through Playwright, a second origin,
 the fake microphone's speech, server settings, page helpers, and a stand-in motion model
 when the shipped one is absent.
+
+Chromium's fake microphone says an espeak-ng sentence (looping). Every wait is bounded;
+screenshots go to artifacts/browser/. The server gathers ICE on 127.0.0.1 only and
+chromium is allowed loopback candidates, so WebRTC stays on this host.
 """
 
 from __future__ import annotations

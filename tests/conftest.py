@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -34,3 +37,23 @@ def png_bytes(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG")
     return buf.getvalue()
+
+
+# ---- browser tests (tests/browser_support.py) -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mic_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fake microphone's speech; skips the module when chromium is not installed."""
+    from tests.browser_support import make_speech_wav, require_browser
+
+    require_browser()
+    return make_speech_wav(tmp_path_factory.mktemp("mic") / "speech.wav")
+
+
+@pytest.fixture(scope="module")
+def browser(mic_wav: Path) -> Iterator[Any]:
+    from tests.browser_support import chromium
+
+    with chromium(mic_wav) as b:
+        yield b

@@ -1,9 +1,8 @@
 """The demo page in Debian chromium (Playwright): connecting, playing, the controls,
 the phone layout, the fake microphone moving the mouth, reconnecting and portraits.
 
-Chromium's fake microphone says an espeak-ng sentence (looping). Every wait is bounded;
-screenshots go to artifacts/browser/. The server gathers ICE on 127.0.0.1 only and
-chromium is allowed loopback candidates, so WebRTC stays on this host.
+The chromium, fake-microphone and loopback set-up is in tests/browser_support.py; the
+``mic_wav`` and ``browser`` fixtures are in tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -25,11 +24,8 @@ from tests.browser_support import (
     NAV_TIMEOUT_MS,
     ConsoleLog,
     artifact,
-    chromium,
     frames_decoded,
-    make_speech_wav,
     motion_factories,
-    require_browser,
     server_settings,
     wait_state,
 )
@@ -64,18 +60,6 @@ async ([selector, crop, seconds, every]) => {
   return frames;
 }
 """
-
-
-@pytest.fixture(scope="module")
-def mic_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    require_browser()
-    return make_speech_wav(tmp_path_factory.mktemp("mic") / "speech.wav")
-
-
-@pytest.fixture(scope="module")
-def browser(mic_wav: Path) -> Iterator[Any]:
-    with chromium(mic_wav) as b:
-        yield b
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,8 @@
 """The <headcast-avatar> widget embedded in a page of another origin, in Debian chromium
 (Playwright): session tokens, speak/pushAudio/interrupt, and readable token errors.
 
-Chromium's fake microphone says an espeak-ng sentence (looping). Every wait is bounded;
-screenshots go to artifacts/browser/. The server gathers ICE on 127.0.0.1 only and
-chromium is allowed loopback candidates, so WebRTC stays on this host.
+The chromium, fake-microphone and loopback set-up is in tests/browser_support.py; the
+``mic_wav`` and ``browser`` fixtures are in tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -23,11 +22,8 @@ from tests.browser_support import (
     NAV_TIMEOUT_MS,
     ConsoleLog,
     artifact,
-    chromium,
     frames_decoded,
-    make_speech_wav,
     motion_factories,
-    require_browser,
     second_origin,
     server_settings,
 )
@@ -36,18 +32,6 @@ from tests.server_harness import SPEECH_WAV, ServerThread, free_port
 pytestmark = pytest.mark.browser
 
 API_KEY = "browser-test-key"
-
-
-@pytest.fixture(scope="module")
-def mic_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    require_browser()
-    return make_speech_wav(tmp_path_factory.mktemp("mic") / "speech.wav")
-
-
-@pytest.fixture(scope="module")
-def browser(mic_wav: Path) -> Iterator[Any]:
-    with chromium(mic_wav) as b:
-        yield b
 
 
 @pytest.fixture(scope="module")
