@@ -5,7 +5,7 @@ Input tick ``n`` (wall time ``start + n / fps``) consumes session samples
 same timeline shifted by ``delay_s`` (the motion look-ahead plus a render budget): video frame
 ``j`` and audio sample ``j * spf`` leave at the same wall time ``start + delay_s + j / fps``,
 so lips and sound are aligned by construction and cannot drift apart. RTP timestamps
-(90 kHz video, 16 kHz audio here) are computed from the same counter.
+(90 kHz video, 48 kHz Opus audio) are computed from the same counter.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from fractions import Fraction
 SAMPLE_RATE = 16_000  # Hz, the session clock (audio in and out)
 VIDEO_CLOCK_RATE = 90_000  # Hz, RTP video clock (RFC 7741 for VP8, RFC 6184 for H.264)
 VIDEO_TIME_BASE = Fraction(1, VIDEO_CLOCK_RATE)
-AUDIO_TIME_BASE = Fraction(1, SAMPLE_RATE)
 AUDIO_PTIME_S = 0.020  # 20 ms Opus packets, WebRTC's default
 AUDIO_CHUNK = round(SAMPLE_RATE * AUDIO_PTIME_S)  # 320 samples per audio frame
 # libopus delays its output by a 312-sample (at 48 kHz) look-ahead that aiortc's sender
@@ -108,6 +107,12 @@ class MediaClock:
         """The session sample being played at ``now``."""
         now = time.monotonic() if now is None else now
         return math.floor((now - self.start - self.delay_s) * SAMPLE_RATE)
+
+    def first_unread_sample(self, now: float, read_ahead: int) -> int:
+        """The first session sample no audio slot sent by ``now`` has read, when slot ``k``
+        (sent at :meth:`audio_time`) reads up to ``read_ahead`` samples past its end."""
+        k = math.floor((now - self.start - self.delay_s) / AUDIO_PTIME_S + 1e-9) + 1
+        return k * AUDIO_CHUNK + read_ahead
 
     def video_pts(self, j: int) -> int:
         """RTP video timestamp of frame ``j`` (90 kHz), from the sample counter."""

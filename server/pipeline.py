@@ -14,6 +14,14 @@ Queues and their policies:
   a sample never written reads as silence;
 * output frames: at most ``delay_frames + FRAME_SLACK`` frames; older are dropped; a
   frame missing at send time repeats the last one (counted by the track).
+
+Early onsets: the output trails the input by the look-ahead plus a render budget, which
+a stream arriving in real time needs. Speech that arrives after silence with more of it
+already buffered (a voice agent's synthesised reply) need not wait that long: the
+silence already consumed but not yet sent is taken back, and the speech starts at the
+first sample the audio track has not read yet. The motion streamers are rewound to a
+snapshot kept from before the silent ticks, so the result is exactly what it would have
+been had the speech arrived then; the lips and the sound stay on one timeline.
 """
 
 from __future__ import annotations
@@ -35,12 +43,19 @@ from server.clock import SAMPLE_RATE, MediaClock
 AUDIO_RING_S = 4.0  # seconds of output audio kept, comfortably above the output delay
 FRAME_SLACK = 4  # frames kept beyond the output delay
 SPEECH_EPSILON = 1e-4  # a pushed chunk quieter than this everywhere still counts as speech
+SPLICE_MARGIN_S = 0.010  # early onsets start this far past the last sample the tracks read
+SPLICE_CUSHION_S = 0.08  # speech left buffered after an early onset's catch-up, at least
+SPLICE_HISTORY = 8  # silent ticks an early onset can reach back over
 
 
 class MotionStreamerLike(Protocol):
+    @property
+    def frames_emitted(self) -> int: ...
     def push(self, pcm: np.ndarray) -> Any: ...
     def flush(self) -> Any: ...
     def reset(self) -> None: ...
+    def snapshot(self) -> Any: ...
+    def restore(self, state: Any) -> None: ...
 
 
 class LipStreamerLike(Protocol):
@@ -52,8 +67,12 @@ class LipStreamerLike(Protocol):
 
     silence: np.ndarray
 
+    @property
+    def frames_emitted(self) -> int: ...
     def push(self, pcm: np.ndarray) -> Any: ...
     def reset(self) -> None: ...
+    def snapshot(self) -> Any: ...
+    def restore(self, state: Any) -> None: ...
 
 
 def to_i420(image: np.ndarray) -> np.ndarray | None:
@@ -169,6 +188,24 @@ class InputBuffer:
             self._chunks.clear()
         return n
 
+    def peek(self, n: int) -> np.ndarray:
+        """The first ``n`` buffered samples (fewer if fewer are there), left in place."""
+        with self._lock:
+            parts, got = [], 0
+            for chunk in self._chunks:
+                if got >= n:
+                    break
+                parts.append(chunk[: n - got])
+                got += len(parts[-1])
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+    def pad_front(self, n: int) -> None:
+        """Put ``n`` samples of silence before what is buffered."""
+        if n > 0:
+            with self._lock:
+                self._chunks.appendleft(np.zeros(n, np.float32))
+                self._size += n
+
 
 class SessionPipeline:
     """Audio in -> motion -> mixer -> renderer -> frames + delayed audio, one session.
@@ -176,7 +213,9 @@ class SessionPipeline:
     ``render``: float32 (K,) -> uint8 (S, S, 3) RGB, called on the tick's worker thread;
     with ``lips`` it is called as ``render(coeffs, mouth)``, ``mouth`` float32 (D,) from
     ``lips`` (the renderer's own mouth model). A frame then waits for both sources.
-    ``mouth_names``: the channel order of the motion model's output.
+    ``mouth_names``: the channel order of the motion model's output. ``read_ahead``:
+    session samples past its slot's end that the audio track reads (as it sends the slot);
+    with ``early_onsets`` speech after silence starts just past them (see the module).
     """
 
     def __init__(
@@ -190,6 +229,8 @@ class SessionPipeline:
         max_buffered_s: float,
         echo_audio: bool = True,
         lips: LipStreamerLike | None = None,
+        early_onsets: bool = False,
+        read_ahead: int = 0,
     ) -> None:
         self.clock = clock
         self.spf = clock.spf
@@ -212,10 +253,16 @@ class SessionPipeline:
         self._streamer_origin = 0  # session frame of the streamer's frame 0
         self.next_tick = 0
         self.next_frame = 0
+        self.early_onsets = early_onsets
+        self.read_ahead = read_ahead
+        # (tick, streamer state, lips state) before each tick of the current silent run
+        self._silent: deque[tuple[int, Any, Any]] = deque(maxlen=SPLICE_HISTORY)
+        self._splice_target: int | None = None  # set by try_splice for the next tick_until
         # statistics, read by metrics
         self.motion_late = 0  # frames produced before the motion model delivered them
         self.lips_late = 0  # the same for the renderer's own mouth model (edtalk)
         self.skipped_renders = 0  # frames whose send time passed before they were made
+        self.early_onsets_taken = 0  # speech onsets moved earlier onto unsent silence
         self.render_s: deque[float] = deque(maxlen=256)
         self.tick_s: deque[float] = deque(maxlen=256)
         self.tick_cpu_s = 0.0  # worker CPU seconds per tick (motion + mix + render), last run
@@ -238,22 +285,108 @@ class SessionPipeline:
     # ---- worker side ----------------------------------------------------------------
 
     def tick_until(self, n_last: int) -> list[Frame]:
-        """Run every input tick up to ``n_last`` (catching up if late); new frames."""
+        """Run every input tick up to ``n_last`` (catching up if late); new frames.
+
+        With early onsets, buffered speech after silence may rewind to an earlier tick
+        first; the ticks then run on until its first frame is made, so its render does
+        not wait for the next tick.
+        """
         made: list[Frame] = []
         cpu0 = time.thread_time()
         ticks = 0
         with self._lock:
-            while self.next_tick <= n_last:
+            target = self._splice(n_last) if self.early_onsets else None
+            if target is None:
+                target, self._splice_target = self._splice_target, None
+            last = n_last
+            while self.next_tick <= last:
                 made += self._tick(self.next_tick)
                 self.next_tick += 1
                 ticks += 1
+                if (
+                    target is not None
+                    and self.next_tick > last
+                    and self.next_frame <= target
+                    and len(self.input) >= self.spf
+                    and last < n_last + self.clock.delay_frames
+                ):
+                    last += 1
         if ticks:
             self.tick_cpu_s = (time.thread_time() - cpu0) / ticks
         return made
 
+    def try_splice(self, n_last: int) -> bool:
+        """From the event loop, as speech arrives: start it early now if no tick is running.
+
+        Only the cheap part runs here: the rewind and the audio, written into the output
+        ring at once so the tracks play it whatever the workers' queue; the motion and
+        renders follow in the next :meth:`tick_until`. False if nothing moved.
+        """
+        if not self.early_onsets or not self._lock.acquire(blocking=False):
+            return False
+        try:
+            target = self._splice(n_last)
+            if target is None:
+                return False
+            self._splice_target = target
+            ahead = self.input.peek((n_last + 1 - self.next_tick) * self.spf)
+            self.audio.write(self.next_tick * self.spf, ahead)
+            return True
+        finally:
+            self._lock.release()
+
+    def _splice(self, n_last: int) -> int | None:
+        """Start buffered speech on silence already consumed but not yet sent.
+
+        Returns the first frame that changes, or None when nothing moved: no silent run
+        to take back, nothing buffered, or too little buffered to run without a gap.
+        """
+        if not self._silent or not len(self.input):
+            return None
+        first = self._silent[0][0]
+        now = time.monotonic()
+        s0 = max(
+            self.clock.first_unread_sample(now + SPLICE_MARGIN_S, self.read_ahead),
+            first * self.spf,
+        )
+        if s0 >= self.next_tick * self.spf:
+            return None  # the speech lands there anyway
+        need = (n_last + 1) * self.spf - s0 + round(SPLICE_CUSHION_S * SAMPLE_RATE)
+        if len(self.input) < need:
+            return None  # arriving in real time: keep the cushion the delay gives
+        f0 = s0 // self.spf
+        _, motion_state, lips_state = self._silent[f0 - first]
+        self._silent.clear()
+        self.streamer.restore(motion_state)
+        if self.lips is not None:
+            self.lips.restore(lips_state)
+        self.input.pad_front(s0 - f0 * self.spf)
+        j1 = -(-s0 // self.spf)  # frames before this show a time before the speech
+        with self._frames_lock:
+            for k in [k for k in self._frames if k >= j1]:
+                del self._frames[k]
+        self.next_frame = min(self.next_frame, j1)
+        # the rewound streamers emit their frames again from where they were
+        redo = self._streamer_origin + int(self.streamer.frames_emitted)
+        self._mouth = {k: v for k, v in self._mouth.items() if k < redo}
+        if self.lips is not None:
+            redo_lips = self._streamer_origin + int(self.lips.frames_emitted)
+            self._lip = {k: v for k, v in self._lip.items() if k < redo_lips}
+        self.next_tick = f0
+        self.early_onsets_taken += 1
+        return j1
+
     def _tick(self, n: int) -> list[Frame]:
         t0 = time.perf_counter()
+        state = None
+        if self.early_onsets and not len(self.input):
+            lips = None if self.lips is None else self.lips.snapshot()
+            state = (n, self.streamer.snapshot(), lips)
         chunk, real = self.input.pop(self.spf)
+        if state is not None and real == 0:
+            self._silent.append(state)
+        else:
+            self._silent.clear()
         self.audio.write(n * self.spf, chunk)
         self._frame_speech[n] = real > 0
         motion = self.streamer.push(chunk)
@@ -347,6 +480,7 @@ class SessionPipeline:
             s_cut = max(0, self.clock.output_sample(now))
             dropped = self.input.clear()
             self.streamer.reset()
+            self._silent.clear()
             self._streamer_origin = self.next_tick
             self._mouth.clear()
             if self.lips is not None:

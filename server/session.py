@@ -46,6 +46,11 @@ class SessionParams:
     seed: int | None = None
 
 
+def _settle(fut: asyncio.Future[Any], value: Any) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
 class EventStream:
     """Events for one WebSocket client: bounded, drop-oldest, counted."""
 
@@ -114,6 +119,8 @@ class Session:
         self.first_frame_s: float | None = None
         self.video_sent_at: deque[tuple[int, float]] = deque(maxlen=64)
         self.audio_sent_at: deque[tuple[int, float]] = deque(maxlen=128)
+        self._wake: asyncio.Future[None] | None = None
+        self._onset_pending = False  # speech after silence came while a tick was running
         self.ticker = self._spawn(self._tick_loop(), "ticker")
 
     # ---- tasks ----------------------------------------------------------------------
@@ -126,24 +133,44 @@ class Session:
 
     async def _tick_loop(self) -> None:
         clock = self.clock
+        loop = asyncio.get_running_loop()
+        woken = False
         while not self.closed:
             n = clock.input_tick()
-            if n >= self.pipeline.next_tick:
+            if n >= self.pipeline.next_tick or woken:
                 ticks = n - self.pipeline.next_tick + 1
                 await self._run(self.pipeline.tick_until, n)
-                if self._on_cost is not None and self.pipeline.render_video:
+                if self._on_cost is not None and self.pipeline.render_video and ticks > 0:
                     # thread CPU time: what this session costs, whatever else the machine runs
                     self._on_cost(self.pipeline.tick_cpu_s, ticks)
                 self._emit_playback_events()
+            if self._onset_pending:
+                self._onset_pending, woken = False, True
+                continue
             wait = clock.tick_time(self.pipeline.next_tick) - time.monotonic()
-            await asyncio.sleep(max(wait, 0.0))
+            # sleep until the next tick, or until speech after silence wakes us (push)
+            self._wake = wake = loop.create_future()
+            timer = loop.call_later(max(wait, 0.0), _settle, wake, False)
+            try:
+                woken = bool(await wake)
+            finally:
+                timer.cancel()
+                self._wake = None
 
     # ---- inputs -----------------------------------------------------------------------
 
     def push(self, pcm16k: np.ndarray) -> None:
         """Queue speech: float32 (N,) 16 kHz mono -1..1."""
         self.last_activity = time.monotonic()
+        onset = not len(self.pipeline.input)
         self.pipeline.push(pcm16k)
+        if onset and self.pipeline.early_onsets:
+            self.pipeline.try_splice(self.clock.input_tick())
+            # its frames now, not at the next tick
+            if self._wake is not None:
+                _settle(self._wake, True)
+            else:
+                self._onset_pending = True
 
     async def interrupt(self) -> dict[str, Any]:
         now = time.monotonic()
@@ -339,6 +366,7 @@ class Session:
             "dropped_frames": self.dropped_frames(),
             "late_renders": p.skipped_renders,
             "motion_late_frames": p.motion_late,
+            "early_onsets": p.early_onsets_taken,
             "dropped_audio_ms": round(p.input.dropped_samples * 1000.0 / SAMPLE_RATE, 1),
             "first_frame_ms": None if self.first_frame_s is None else self.first_frame_s * 1e3,
             "age_s": round(time.monotonic() - self.created, 1),

@@ -65,6 +65,9 @@ class ServerSettings(StrictModel):
     #: extra output delay on top of look-ahead + one frame (ms); the frame already covers render time
     render_budget_ms: float = Field(default=40.0, gt=0.0, le=1000.0)
     render_margin_ms: float = Field(default=0.0, ge=0.0, le=500.0)
+    #: speech pushed after silence, with more already buffered, starts on the silence not
+    #: yet sent instead of a whole output delay later (lips and sound stay aligned)
+    early_onsets: bool = True
     #: longest speech a session buffers ahead of playback (s); older audio is dropped
     max_buffered_audio_s: float = Field(default=60.0, gt=0.0)
     #: largest single WebSocket message / HTTP upload accepted (bytes)

@@ -36,6 +36,7 @@ from server.pipeline import SessionPipeline
 from server.scheduler import RendererPool, Scheduler, limit_blas_threads, measure_encode_cost
 from server.session import Session, SessionParams
 from server.settings import ServerSettings
+from server.tracks import audio_read_ahead
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +227,8 @@ class AppState:
         render = sched.render_fn(pool)
         streamer = await sched.run(self.streamer_factory, model)
         max_buffered = self.settings.max_buffered_audio_s
+        early_onsets = self.settings.early_onsets
+        read_ahead = await sched.run(audio_read_ahead)  # probes the encoder once, off the loop
 
         def make_pipeline(clock: Any) -> SessionPipeline:
             return SessionPipeline(
@@ -237,6 +240,8 @@ class AppState:
                 max_buffered_s=max_buffered,
                 echo_audio=params.input != "mirror",
                 lips=lip_streamer,
+                early_onsets=early_onsets,
+                read_ahead=read_ahead,
             )
 
         async with self._lock:

@@ -21,9 +21,9 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
+from models.audio.resample import BlockUpsampler
 from server.clock import (
     AUDIO_CHUNK,
-    AUDIO_TIME_BASE,
     OPUS_LOOKAHEAD_SAMPLES,
     SAMPLE_RATE,
     VIDEO_TIME_BASE,
@@ -34,6 +34,24 @@ if TYPE_CHECKING:
     from server.session import Session
 
 INT16_SCALE = 32767.0
+OUT_RATE = 48_000  # Opus's own rate: aiortc's encoder then resamples nothing
+OUT_CHUNK = AUDIO_CHUNK * OUT_RATE // SAMPLE_RATE  # 960 samples per 20 ms
+OUT_TIME_BASE = Fraction(1, OUT_RATE)
+
+
+@lru_cache(maxsize=1)
+def upsampler() -> BlockUpsampler:
+    return BlockUpsampler(OUT_RATE // SAMPLE_RATE)
+
+
+def audio_read_ahead() -> int:
+    """Session samples past its slot's end that the audio track reads as it sends a slot:
+    what the encoder holds back, libopus's look-ahead and the upsampling filter's context.
+
+    Samples from ``clock.first_unread_sample(now, audio_read_ahead())`` on can still be
+    changed before anyone hears them (see ``SessionPipeline``'s early onsets).
+    """
+    return encoder_hold_chunks() * AUDIO_CHUNK + OPUS_LOOKAHEAD_SAMPLES + upsampler().pad
 
 
 class AvatarVideoTrack(MediaStreamTrack):
@@ -93,28 +111,33 @@ class AvatarVideoTrack(MediaStreamTrack):
 def encoder_hold_chunks() -> int:
     """How many 20 ms frames aiortc's Opus encoder takes in before a packet comes out.
 
-    It resamples our 16 kHz to 48 kHz through a resampler that emits whole 20 ms frames,
-    and the resampler's filter delay holds each frame until the next one arrives: the
-    packet with chunk ``k`` leaves on the ``recv`` of chunk ``k + 1``, 20 ms late (its RTP
-    timestamp is right, its send time and hence the RTCP sender-report mapping are not).
-    Measured once by feeding the encoder silence.
+    aiortc passes audio through a resampler to 48 kHz stereo that emits whole 20 ms
+    frames. Fed another rate, its filter delay holds each frame until the next arrives
+    (the packet with chunk ``k`` would leave on the ``recv`` of chunk ``k + 1``); fed
+    48 kHz, as this track does, it only converts the layout and holds nothing. Measured
+    once by feeding the encoder silence, so the track compensates whatever it finds.
     """
     from aiortc.codecs.opus import OpusEncoder
 
     enc = OpusEncoder()
-    silence = np.zeros((1, AUDIO_CHUNK), np.int16)
+    silence = np.zeros((1, OUT_CHUNK), np.int16)
     for k in range(8):
         frame = av.AudioFrame.from_ndarray(silence, format="s16", layout="mono")
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = k * AUDIO_CHUNK
-        frame.time_base = Fraction(1, SAMPLE_RATE)
+        frame.sample_rate = OUT_RATE
+        frame.pts = k * OUT_CHUNK
+        frame.time_base = OUT_TIME_BASE
         if enc.encode(frame)[0]:
             return k
     return 0
 
 
 class AvatarAudioTrack(MediaStreamTrack):
-    """The session's speech, delayed onto the output clock: 16 kHz mono s16, 20 ms frames."""
+    """The session's speech, delayed onto the output clock: 48 kHz mono s16, 20 ms frames.
+
+    The session clock runs at 16 kHz; each slot's samples are upsampled here, from a
+    block read with the filter's context on both sides (:class:`BlockUpsampler`), so
+    no filter delay is added and a slot can be read at any time, in any order.
+    """
 
     kind = "audio"
 
@@ -123,6 +146,7 @@ class AvatarAudioTrack(MediaStreamTrack):
         self.session = session
         self._k: int | None = None
         self._ahead = encoder_hold_chunks() * AUDIO_CHUNK + OPUS_LOOKAHEAD_SAMPLES
+        self._upsample = upsampler()
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live" or self.session.closed:
@@ -140,10 +164,12 @@ class AvatarAudioTrack(MediaStreamTrack):
         # Slot k plays session samples from k * AUDIO_CHUNK; the encoder is handed audio
         # early by what it holds back and by libopus's look-ahead (see server.clock).
         self.session.on_audio_sent(self._k * AUDIO_CHUNK + OPUS_LOOKAHEAD_SAMPLES, time.monotonic())
-        pcm = self.session.pipeline.read_audio(self._k * AUDIO_CHUNK + self._ahead, AUDIO_CHUNK)
+        pad = self._upsample.pad
+        first = self._k * AUDIO_CHUNK + self._ahead
+        pcm = self._upsample(self.session.pipeline.read_audio(first - pad, AUDIO_CHUNK + 2 * pad))
         s16 = np.clip(np.rint(pcm * INT16_SCALE), -32768, 32767).astype(np.int16)
         out = av.AudioFrame.from_ndarray(s16.reshape(1, -1), format="s16", layout="mono")
-        out.sample_rate = SAMPLE_RATE
-        out.pts = self._k * AUDIO_CHUNK
-        out.time_base = AUDIO_TIME_BASE
+        out.sample_rate = OUT_RATE
+        out.pts = self._k * OUT_CHUNK
+        out.time_base = OUT_TIME_BASE
         return out

@@ -165,6 +165,68 @@ def test_pipeline_interrupt_flushes_and_eases_to_closed() -> None:
     assert all(p.frame(j).coeffs[JAW] == 0.0 for j in range(34, 39))  # type: ignore[union-attr]
 
 
+def _speech_pipeline(start: float, read_ahead: int) -> SessionPipeline:
+    from models.motion import MotionStreamer, load_motion_model
+
+    model = load_motion_model()
+    return SessionPipeline(
+        clock=MediaClock(25, delay_frames=2, start=start, output_delay=0.08),
+        streamer=MotionStreamer(model),
+        mouth_names=tuple(model.names),
+        mixer=MotionMixer(25, seed=0, idle=False),
+        render=lambda c: np.full((8, 8, 3), int(c[JAW] * 255), np.uint8),
+        max_buffered_s=5.0,
+        early_onsets=True,
+        read_ahead=read_ahead,
+    )
+
+
+def test_early_onset_starts_buffered_speech_on_unsent_silence() -> None:
+    """Speech pushed after silence with more already buffered starts at the first unread
+    sample, not a whole output delay later, and its motion is exactly what it would have
+    been had it arrived then; speech trickling in in real time keeps the delay."""
+    from models.motion import infer, load_motion_model
+    from server.bench.live import DEFAULT_SPEECH, _load_speech
+
+    recorded = _load_speech(DEFAULT_SPEECH)
+    onset = int(np.argmax(np.abs(recorded) > 0.02))
+    speech = recorded[onset : onset + 16_000]
+    n = 12
+    p = _speech_pipeline(time.monotonic() - (n + 0.5) / 25, read_ahead=120)
+    p.tick_until(n)  # silence up to input tick n; output plays ~frame 10.5
+    before = time.monotonic()
+    p.push(speech)
+    made = {f.index: f for f in p.tick_until(n)}  # woken by the push: no new tick is due
+    after = time.monotonic()
+    assert p.early_onsets_taken == 1
+    heard = p.read_audio(0, 40 * 640)
+    s0 = int(np.argmax(heard != 0.0))
+    clock = p.clock
+    assert clock.first_unread_sample(before, 120) <= s0
+    assert s0 <= clock.first_unread_sample(after + 0.02, 120)
+    assert s0 < (n + 1) * 640, "earlier than the next tick would have taken it"
+    consumed = p.next_tick * 640 - s0
+    assert consumed > 0
+    np.testing.assert_array_equal(heard[s0 : s0 + consumed], speech[:consumed])
+    # the first changed frame is already made, and every frame matches the offline motion
+    j1 = -(-s0 // 640)
+    assert j1 in made and made[j1].speech
+    made.update({f.index: f for f in p.tick_until(n + 20)})
+    model = load_motion_model()
+    ref = infer(model, np.r_[np.zeros(s0, np.float32), speech])
+    ref_jaw = ref.coeffs[:, list(model.names).index("jawOpen")]
+    jaws = [made[j].coeffs[JAW] for j in range(j1, n + 18)]
+    np.testing.assert_allclose(jaws, ref_jaw[j1 : n + 18], atol=1e-5)
+    assert max(jaws) > 0.2, "the speech opens the mouth"
+
+    # real time: 20 ms pushes after silence leave no cushion, so nothing moves
+    q = _speech_pipeline(time.monotonic() - (n + 0.5) / 25, read_ahead=120)
+    q.tick_until(n)
+    q.push(speech[:320])
+    q.tick_until(n)
+    assert q.early_onsets_taken == 0 and len(q.input) == 320
+
+
 class CountingRenderer:
     def __init__(self) -> None:
         self.size = 4
@@ -267,24 +329,33 @@ def test_metrics_render_prometheus_text() -> None:
 
 
 def test_the_opus_packet_sent_in_an_audio_slot_carries_that_slots_audio() -> None:
-    """aiortc's encoder holds a frame back and libopus adds look-ahead: the track
-    compensates both, so the packet sent in slot k decodes to session samples from
-    k * 320, as the media clock schedules (and as video frames are sent)."""
+    """libopus adds look-ahead (and aiortc's encoder may hold a frame back): the track
+    compensates, so the packet sent in slot k decodes to session samples from k * 320,
+    as the media clock schedules (and as video frames are sent). It never reads past
+    what ``first_unread_sample`` promises is still unread (early onsets rely on it)."""
     import asyncio
 
     from aiortc.codecs.opus import OpusDecoder, OpusEncoder
     from aiortc.jitterbuffer import JitterFrame
 
-    from server.tracks import AvatarAudioTrack
+    from server.tracks import AvatarAudioTrack, audio_read_ahead
 
     burst_at = 10 * AUDIO_CHUNK  # session sample where a loud tone starts
     t = np.arange(16_000) / 16_000
     speech = np.where(np.arange(16_000) >= burst_at, 0.5 * np.sin(2 * np.pi * 440 * t), 0.0)
     clock = MediaClock(25, delay_frames=2, start=time.monotonic() - 0.08)
+    overreads = []
+
+    def read_audio(s: int, n: int) -> np.ndarray:
+        unread = clock.first_unread_sample(time.monotonic(), audio_read_ahead())
+        if s + n > unread:
+            overreads.append((s + n, unread))
+        return speech[s : s + n].astype(np.float32)
+
     session = SimpleNamespace(
         closed=False,
         clock=clock,
-        pipeline=SimpleNamespace(read_audio=lambda s, n: speech[s : s + n].astype(np.float32)),
+        pipeline=SimpleNamespace(read_audio=read_audio),
         on_audio_sent=lambda s, at: None,
     )
     track = AvatarAudioTrack(session)  # type: ignore[arg-type]
@@ -294,7 +365,7 @@ def test_the_opus_packet_sent_in_an_audio_slot_carries_that_slots_audio() -> Non
         loudness = {}
         for _ in range(16):
             frame = await track.recv()
-            slot = frame.pts // AUDIO_CHUNK
+            slot = frame.pts // (frame.sample_rate // 50)  # 20 ms slots
             for payload in encoder.encode(frame)[0]:
                 out = decoder.decode(JitterFrame(data=payload, timestamp=0))[0]
                 pcm = out.to_ndarray().astype(np.float32) / 32768.0
@@ -304,3 +375,4 @@ def test_the_opus_packet_sent_in_an_audio_slot_carries_that_slots_audio() -> Non
     loudness = asyncio.run(slots())
     loud = [k for k, v in sorted(loudness.items()) if v > 0.1]
     assert loud and loud[0] == burst_at // AUDIO_CHUNK, loudness
+    assert not overreads

@@ -106,3 +106,36 @@ class Resampler:
         y = self._emit(total)
         self.reset()
         return y
+
+
+class BlockUpsampler:
+    """Integer-factor upsampling of any block of a longer signal, with no state.
+
+    The output for input samples ``[s, s + n)`` needs the input ``[s - pad, s + n + pad)``
+    (``pad`` = :data:`TAPS_PER_SIDE`): ``__call__`` takes that extended block and returns
+    the ``n * factor`` output samples, equal to what :class:`Resampler` makes for the same
+    span of a continuous stream. A reader can therefore jump, repeat or restart anywhere,
+    and the filter adds no delay of its own.
+    """
+
+    def __init__(self, factor: int) -> None:
+        if factor < 1:
+            raise ValueError(f"upsampling factor must be >= 1, got {factor}")
+        self.factor = factor
+        self.pad = TAPS_PER_SIDE
+        self._h = _filter(factor, 1)  # 2 * pad * factor + 1 taps, centred
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        """float (n + 2 * pad,) -> float32 (n * factor,)."""
+        x = np.asarray(block, np.float64).reshape(-1)
+        n = len(x) - 2 * self.pad
+        if n < 0:
+            raise ValueError(f"need at least {2 * self.pad} samples of context, got {len(x)}")
+        f = self.factor
+        if f == 1:
+            return x[self.pad : self.pad + n].astype(np.float32)
+        stuffed = np.zeros(len(x) * f, np.float64)
+        stuffed[::f] = x
+        full = np.convolve(stuffed, self._h)
+        start = len(self._h) - 1  # output for input s sits a whole filter length in
+        return full[start : start + n * f].astype(np.float32)

@@ -22,9 +22,10 @@ window indices clamped to the last mel frame, zero-padded smoothing).
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -128,6 +129,13 @@ class Audio2LipStreamer:
     @property
     def frames_emitted(self) -> int:
         return self._next
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole stream state (a copy; the runner is shared), for :meth:`restore`."""
+        return copy.deepcopy({k: v for k, v in vars(self).items() if k != "runner"})
+
+    def restore(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
 
     @property
     def _mel_end(self) -> int:

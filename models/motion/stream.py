@@ -9,7 +9,9 @@ streaming in any chunk sizes equals the offline result (up to float rounding).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -81,6 +83,14 @@ class MotionStreamer:
     @property
     def frames_emitted(self) -> int:
         return self._next_frame
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole stream state (a copy; the model is shared): :meth:`restore` returns
+        to it, so a stream can be rewound and fed different audio from that point."""
+        return copy.deepcopy({k: v for k, v in vars(self).items() if k != "model"})
+
+    def restore(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
 
     def _mel_position(self, frame: int) -> tuple[int, float]:
         """Frame index -> (mel frame below, fraction towards the next), exact arithmetic."""
