@@ -34,11 +34,7 @@ async def apply_control(session: Session, message: Any) -> dict[str, Any] | None
         transition = message.get("transition_s", EMOTION_TRANSITION_S)
         if not isinstance(transition, int | float) or not 0 <= transition <= MAX_TRANSITION_S:
             raise ControlError(f"transition_s must be 0..{MAX_TRANSITION_S} seconds")
-
-        def set_emotion(mixer: MotionMixer) -> None:
-            mixer.set_emotion(str(name), float(transition))
-
-        await session.control(set_emotion)
+        await session.control("set_emotion", str(name), float(transition))
         return {"type": "emotion", "name": name}
     if kind == "pose":
         values = message.get("values")
@@ -50,11 +46,7 @@ async def apply_control(session: Session, message: Any) -> dict[str, Any] | None
             MotionMixer(idle=False).set_pose(values)  # validate names before applying
         except KeyError as exc:
             raise ControlError(str(exc.args[0])) from exc
-
-        def set_pose(mixer: MotionMixer) -> None:
-            mixer.set_pose(values)
-
-        await session.control(set_pose)
+        await session.control("set_pose", {str(k): float(v) for k, v in values.items()})
         return {"type": "pose", "values": values}
     if kind == "end_of_utterance":
         return None

@@ -80,7 +80,7 @@ async def metrics(request: Request) -> PlainTextResponse:
         samples = [s * 1e3 for s in list(p.render_s)]
         for q in (0.5, 0.95):
             render_ms.add(quantile(samples, q), session=sid, quantile=str(q))
-        queue.add(len(p.input) / 16.0, session=sid)
+        queue.add(p.buffered() / 16.0, session=sid)
         frames.add(max(0, p.next_frame - 1 - sess.clock.output_frame()), session=sid)
         dropped.add(sess.dropped_frames(), session=sid)
         late.add(p.motion_late, session=sid)

@@ -46,6 +46,7 @@ SPEECH_EPSILON = 1e-4  # a pushed chunk quieter than this everywhere still count
 SPLICE_MARGIN_S = 0.010  # early onsets start this far past the last sample the tracks read
 SPLICE_CUSHION_S = 0.08  # speech left buffered after an early onset's catch-up, at least
 SPLICE_HISTORY = 8  # silent ticks an early onset can reach back over
+MIXER_CONTROLS = ("set_emotion", "set_pose")
 
 
 class MotionStreamerLike(Protocol):
@@ -112,8 +113,12 @@ class AudioRing:
         self._buf = np.zeros(capacity, np.float32)
         self._held = np.full(capacity, -1, np.int64)
         self._lock = threading.Lock()
+        #: when a list, every write and clear is also recorded here (for a mirror ring)
+        self.journal: list[tuple[str, int, np.ndarray | None]] | None = None
 
     def write(self, start: int, samples: np.ndarray) -> None:
+        if self.journal is not None:
+            self.journal.append(("write", start, np.asarray(samples, np.float32)))
         n = len(samples)
         idx = np.arange(start, start + n, dtype=np.int64)
         with self._lock:
@@ -130,6 +135,8 @@ class AudioRing:
 
     def clear_from(self, start: int) -> None:
         """Forget every sample at or after ``start`` (they read as silence)."""
+        if self.journal is not None:
+            self.journal.append(("clear", start, None))
         with self._lock:
             self._held[self._held >= start] = -1
 
@@ -207,7 +214,83 @@ class InputBuffer:
                 self._size += n
 
 
-class SessionPipeline:
+class PipelineOutput:
+    """What a session's tracks, events and metrics read: input, output audio, frames, stats.
+
+    :class:`SessionPipeline` fills it by computing; ``server.procpool.RemotePipeline``
+    mirrors one that computes in a worker process.
+    """
+
+    def __init__(self, clock: MediaClock, max_buffered_s: float, echo_audio: bool) -> None:
+        self.clock = clock
+        self.spf = clock.spf
+        self.echo_audio = echo_audio
+        self.render_video = True
+        self.early_onsets = False
+        self.input = InputBuffer(round(max_buffered_s * SAMPLE_RATE))
+        self.audio = AudioRing(round(AUDIO_RING_S * SAMPLE_RATE))
+        self._frames_lock = threading.Lock()
+        self._frames: dict[int, Frame] = {}
+        self.next_tick = 0
+        self.next_frame = 0
+        # statistics, read by metrics
+        self.motion_late = 0  # frames produced before the motion model delivered them
+        self.lips_late = 0  # the same for the renderer's own mouth model (edtalk)
+        self.skipped_renders = 0  # frames whose send time passed before they were made
+        self.early_onsets_taken = 0  # speech onsets moved earlier onto unsent silence
+        self.render_s: deque[float] = deque(maxlen=256)
+        self.tick_s: deque[float] = deque(maxlen=256)
+        self.tick_cpu_s = 0.0  # worker CPU seconds per tick (motion + mix + render), last run
+
+    def push(self, pcm16k: np.ndarray) -> None:
+        """Queue speech for playback: float32 (N,) 16 kHz mono in -1..1 (cheap)."""
+        self.input.push(np.ascontiguousarray(pcm16k, np.float32))
+
+    def buffered(self) -> int:
+        """Speech samples waiting to be played."""
+        return len(self.input)
+
+    def frame(self, j: int) -> Frame | None:
+        with self._frames_lock:
+            return self._frames.get(j)
+
+    # the compute side, on a worker thread (SessionPipeline here, or a remote one)
+    def tick_until(self, n_last: int) -> list[Frame]:
+        raise NotImplementedError
+
+    def try_splice(self, n_last: int) -> bool:
+        raise NotImplementedError
+
+    def interrupt(self, now: float | None = None) -> dict[str, int]:
+        raise NotImplementedError
+
+    def control(self, method: str, *args: Any) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def read_audio(self, start: int, n: int) -> np.ndarray:
+        """float32 (n,) of session samples ``[start, start + n)`` for the output track."""
+        out = self.audio.read(start, n)
+        return out if self.echo_audio else np.zeros(n, np.float32)
+
+    def store_frame(self, frame: Frame) -> None:
+        """Keep ``frame`` for its send time; forget frames too old to be sent."""
+        with self._frames_lock:
+            self._frames[frame.index] = frame
+            keep_from = frame.index - self.clock.delay_frames - FRAME_SLACK
+            for old in [k for k in self._frames if k < keep_from]:
+                del self._frames[old]
+
+    def drop_frames(self, first: int) -> None:
+        """Forget the frames from ``first`` on (they are made again)."""
+        with self._frames_lock:
+            for k in [k for k in self._frames if k >= first]:
+                del self._frames[k]
+
+
+class SessionPipeline(PipelineOutput):
     """Audio in -> motion -> mixer -> renderer -> frames + delayed audio, one session.
 
     ``render``: float32 (K,) -> uint8 (S, S, 3) RGB, called on the tick's worker thread;
@@ -232,55 +315,29 @@ class SessionPipeline:
         early_onsets: bool = False,
         read_ahead: int = 0,
     ) -> None:
-        self.clock = clock
-        self.spf = clock.spf
+        super().__init__(clock, max_buffered_s, echo_audio)
         self.streamer = streamer
         self.mixer = mixer
         self.render = render
         self.lips = lips
         self._lip: dict[int, np.ndarray] = {}
         self._last_lip = None if lips is None else np.asarray(lips.silence, np.float32)
-        self.echo_audio = echo_audio
-        self.render_video = True
         self._mouth_index = np.array([MOUTH_CHANNELS.index(n) for n in mouth_names], np.intp)
-        self.input = InputBuffer(round(max_buffered_s * SAMPLE_RATE))
-        self.audio = AudioRing(round(AUDIO_RING_S * SAMPLE_RATE))
         self._lock = threading.Lock()  # tick / interrupt; never taken on the event loop
-        self._frames_lock = threading.Lock()
-        self._frames: dict[int, Frame] = {}
         self._frame_speech: dict[int, bool] = {}
         self._mouth: dict[int, tuple[np.ndarray, float]] = {}
         self._streamer_origin = 0  # session frame of the streamer's frame 0
-        self.next_tick = 0
-        self.next_frame = 0
-        self.early_onsets = early_onsets
+        # early onsets rewind the streamers: only for those that can snapshot themselves
+        rewindable = all(hasattr(x, "snapshot") for x in (streamer, lips) if x is not None)
+        self.early_onsets = early_onsets and rewindable
         self.read_ahead = read_ahead
         # (tick, streamer state, lips state) before each tick of the current silent run
         self._silent: deque[tuple[int, Any, Any]] = deque(maxlen=SPLICE_HISTORY)
         self._splice_target: int | None = None  # set by try_splice for the next tick_until
-        # statistics, read by metrics
-        self.motion_late = 0  # frames produced before the motion model delivered them
-        self.lips_late = 0  # the same for the renderer's own mouth model (edtalk)
-        self.skipped_renders = 0  # frames whose send time passed before they were made
-        self.early_onsets_taken = 0  # speech onsets moved earlier onto unsent silence
-        self.render_s: deque[float] = deque(maxlen=256)
-        self.tick_s: deque[float] = deque(maxlen=256)
-        self.tick_cpu_s = 0.0  # worker CPU seconds per tick (motion + mix + render), last run
-
-    # ---- event-loop side (cheap) --------------------------------------------------
-
-    def push(self, pcm16k: np.ndarray) -> None:
-        """Queue speech for playback: float32 (N,) 16 kHz mono in -1..1."""
-        self.input.push(np.ascontiguousarray(pcm16k, np.float32))
-
-    def frame(self, j: int) -> Frame | None:
-        with self._frames_lock:
-            return self._frames.get(j)
-
-    def read_audio(self, start: int, n: int) -> np.ndarray:
-        """float32 (n,) of session samples ``[start, start + n)`` for the output track."""
-        out = self.audio.read(start, n)
-        return out if self.echo_audio else np.zeros(n, np.float32)
+        #: when a list, frames made are also recorded here, and ``dropped_from`` the first
+        #: frame an early onset took back (for a mirror of the frames in another process)
+        self.frames_journal: list[Frame] | None = None
+        self.dropped_from: int | None = None
 
     # ---- worker side ----------------------------------------------------------------
 
@@ -362,9 +419,9 @@ class SessionPipeline:
             self.lips.restore(lips_state)
         self.input.pad_front(s0 - f0 * self.spf)
         j1 = -(-s0 // self.spf)  # frames before this show a time before the speech
-        with self._frames_lock:
-            for k in [k for k in self._frames if k >= j1]:
-                del self._frames[k]
+        self.drop_frames(j1)
+        if self.frames_journal is not None:
+            self.dropped_from = j1 if self.dropped_from is None else min(self.dropped_from, j1)
         self.next_frame = min(self.next_frame, j1)
         # the rewound streamers emit their frames again from where they were
         redo = self._streamer_origin + int(self.streamer.frames_emitted)
@@ -457,17 +514,20 @@ class SessionPipeline:
                 self.render_s.append(time.perf_counter() - t0)
                 yuv = to_i420(image)
         frame = Frame(f, coeffs, speech, image, yuv)
-        with self._frames_lock:
-            self._frames[f] = frame
-            keep_from = f - self.clock.delay_frames - FRAME_SLACK
-            for old in [k for k in self._frames if k < keep_from]:
-                del self._frames[old]
+        if self.frames_journal is not None:
+            self.frames_journal.append(frame)
+        self.store_frame(frame)
         return frame
 
-    def locked(self, fn: Callable[[MotionMixer], None]) -> None:
-        """Run ``fn(mixer)`` between ticks (emotion, pose changes)."""
+    def control(self, method: str, *args: Any) -> None:
+        """Call ``mixer.<method>(*args)`` between ticks (``set_emotion``, ``set_pose``)."""
+        if method not in MIXER_CONTROLS:
+            raise ValueError(f"not a mixer control: {method!r}")
         with self._lock:
-            fn(self.mixer)
+            getattr(self.mixer, method)(*args)
+
+    def close(self) -> None:
+        """Release what the pipeline holds outside this object (nothing, in process)."""
 
     def interrupt(self, now: float | None = None) -> dict[str, int]:
         """Stop speech at once: flush input, motion and not-yet-played output; ease to idle.

@@ -24,9 +24,8 @@ from aiortc.mediastreams import MediaStreamError
 
 from models.audio.features import StreamingResampler
 from models.channels import ALL_CHANNELS, zeros
-from models.mixer import MotionMixer
 from server.clock import AUDIO_CHUNK, OPUS_LOOKAHEAD_SAMPLES, SAMPLE_RATE, MediaClock
-from server.pipeline import SessionPipeline
+from server.pipeline import PipelineOutput
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +87,7 @@ class Session:
         self,
         params: SessionParams,
         *,
-        pipeline_factory: Callable[[MediaClock], SessionPipeline],
+        pipeline_factory: Callable[[MediaClock], PipelineOutput],
         delay_frames: int,
         idle_image: np.ndarray,
         delay_s: float | None = None,
@@ -132,6 +131,16 @@ class Session:
         return task
 
     async def _tick_loop(self) -> None:
+        try:
+            await self._ticks()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # e.g. its render process died: end the session cleanly rather than freeze it
+            log.exception("session %s: the pipeline failed; closing the session", self.id)
+            await self.close()
+
+    async def _ticks(self) -> None:
         clock = self.clock
         loop = asyncio.get_running_loop()
         woken = False
@@ -162,7 +171,7 @@ class Session:
     def push(self, pcm16k: np.ndarray) -> None:
         """Queue speech: float32 (N,) 16 kHz mono -1..1."""
         self.last_activity = time.monotonic()
-        onset = not len(self.pipeline.input)
+        onset = not self.pipeline.buffered()
         self.pipeline.push(pcm16k)
         if onset and self.pipeline.early_onsets:
             self.pipeline.try_splice(self.clock.input_tick())
@@ -193,9 +202,9 @@ class Session:
         self.broadcast(event)
         return event
 
-    async def control(self, fn: Callable[[MotionMixer], None]) -> None:
-        """Apply ``fn(mixer)`` on the worker side, between ticks."""
-        await self._run(self.pipeline.locked, fn)
+    async def control(self, method: str, *args: Any) -> None:
+        """``mixer.<method>(*args)`` on the worker side, between ticks."""
+        await self._run(self.pipeline.control, method, *args)
 
     # ---- peers ------------------------------------------------------------------------
 
@@ -360,7 +369,7 @@ class Session:
             "input": self.params.input,
             "viewers": len(self.peers),
             "speaking": self._speaking,
-            "buffered_ms": round(len(p.input) * 1000.0 / SAMPLE_RATE, 1),
+            "buffered_ms": round(p.buffered() * 1000.0 / SAMPLE_RATE, 1),
             "delay_ms": round(self.clock.delay_s * 1000.0, 1),
             "frames_sent": self.frames_sent(),
             "dropped_frames": self.dropped_frames(),
@@ -388,4 +397,8 @@ class Session:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        try:
+            await self._run(self.pipeline.close)
+        except Exception as exc:  # a lost worker process: nothing left to release there
+            log.warning("session %s: closing its pipeline failed: %s", self.id, exc)
         self.idle_image = zeros()  # drop the frame reference early

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import time
 from collections.abc import Callable
@@ -32,7 +33,8 @@ from server.loaders import (
     measure_render,
 )
 from server.metrics import Metrics
-from server.pipeline import SessionPipeline
+from server.pipeline import PipelineOutput, SessionPipeline
+from server.procpool import PipelineSpec, ProcessPool, RemotePipeline
 from server.scheduler import RendererPool, Scheduler, limit_blas_threads, measure_encode_cost
 from server.session import Session, SessionParams
 from server.settings import ServerSettings
@@ -68,6 +70,11 @@ class AppState:
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        # pipelines can run in worker processes only when built from the settings alone
+        self._default_factories = not (
+            renderer_factory or motion_loader or streamer_factory or lips_loader
+        )
+        self.processes: ProcessPool | None = None
         self.renderer_factory = renderer_factory or default_renderer_factory(settings)
         self.motion_loader = motion_loader or default_motion_loader(settings)
         self.streamer_factory = streamer_factory or default_streamer
@@ -91,8 +98,16 @@ class AppState:
         restrict_host_addresses(s.ice_host_addresses)
         limit_blas_threads(1)
         batch = s.provider == "cuda" or (s.provider == "auto" and cuda_available())
+        cores = len(os.sched_getaffinity(0))
+        procs = s.render_processes if s.render_processes >= 0 else cores
+        workers = s.render_workers
+        warp = s.renderer_backend == "warp" or (s.renderer_backend == "auto" and not batch)
+        if procs and not batch and warp and self._default_factories:
+            self.processes = ProcessPool(procs, s)
+            # threads only wait on the processes' pipes here: enough that none starves
+            workers = max(workers, 2 * procs + 2)
         self.scheduler = Scheduler(
-            s.render_workers,
+            workers,
             batch=batch,
             headroom=s.admission_headroom,
             max_sessions=s.max_sessions,
@@ -114,6 +129,16 @@ class AppState:
         from server.tracks import encoder_hold_chunks
 
         await sched.run(encoder_hold_chunks)  # probe aiortc's Opus encoder off the event loop
+        if self.processes is not None:
+            source = self.avatar_source(DEFAULT_AVATAR)
+            sizes = sorted({self.settings.default_size, *self.settings.allowed_sizes})
+            fps = self.settings.default_fps
+            await asyncio.gather(
+                *(
+                    sched.run(w.call, "warm", _spec_avatar(source), sizes, fps)
+                    for w in self.processes.workers
+                )
+            )
         self.ready = True
         log.info(
             "ready: per-frame cost %s",
@@ -132,6 +157,9 @@ class AppState:
         if self.scheduler is not None:
             self.scheduler.close()
             self.scheduler = None
+        if self.processes is not None:
+            self.processes.close()
+            self.processes = None
 
     def require_scheduler(self) -> Scheduler:
         if self.scheduler is None:
@@ -142,7 +170,10 @@ class AppState:
         while True:
             await asyncio.sleep(LOAD_EVERY_S)
             if self.scheduler is not None:
-                self.scheduler.observe_process_cpu(time.process_time())
+                cpu = time.process_time()
+                if self.processes is not None:
+                    cpu += self.processes.cpu_seconds()
+                self.scheduler.observe_process_cpu(cpu)
 
     async def _reap_idle(self) -> None:
         while True:
@@ -230,7 +261,24 @@ class AppState:
         early_onsets = self.settings.early_onsets
         read_ahead = await sched.run(audio_read_ahead)  # probes the encoder once, off the loop
 
-        def make_pipeline(clock: Any) -> SessionPipeline:
+        procs = self.processes
+        avatar = _spec_avatar(self.avatar_source(params.avatar))
+
+        def make_pipeline(clock: Any) -> PipelineOutput:
+            if procs is not None:
+                spec = PipelineSpec(
+                    avatar=avatar,
+                    size=params.size,
+                    fps=params.fps,
+                    seed=params.seed,
+                    emotion=params.emotion,
+                    clock=clock,
+                    max_buffered_s=max_buffered,
+                    echo_audio=params.input != "mirror",
+                    early_onsets=early_onsets,
+                    read_ahead=read_ahead,
+                )
+                return RemotePipeline(procs.pick(), spec)
             return SessionPipeline(
                 clock=clock,
                 streamer=streamer,
@@ -273,6 +321,10 @@ class AppState:
             self.scheduler.release(sid)
         self.metrics.sessions_closed += 1
         return True
+
+
+def _spec_avatar(source: str | Path | None) -> str | None:
+    return None if source is None else str(source)
 
 
 def get_state(request: Any) -> AppState:

@@ -88,9 +88,11 @@ class AvatarVideoTrack(MediaStreamTrack):
         if wait > 0:
             await asyncio.sleep(wait)
         frame = self.session.pipeline.frame(self._j)
-        if frame is not None and frame.image is not None:
+        if frame is not None and frame.yuv is not None:
+            self._last_yuv = frame.yuv  # frames from render processes carry I420 only
+        elif frame is not None and frame.image is not None:
             self._last = frame.image
-            self._last_yuv = frame.yuv if frame.yuv is not None else to_i420(frame.image)
+            self._last_yuv = to_i420(frame.image)
         else:
             self.repeated += 1
         self.session.on_video_sent(self._j, time.monotonic())

@@ -1,0 +1,139 @@
+"""Pipelines in render processes: the same frames as in process, and a lost process ends
+only its own sessions, cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from client.headcast_client import HeadcastClient, Viewer
+from models.channels import CHANNEL_INDEX
+from models.mixer import MotionMixer
+from server.clock import MediaClock
+from server.loaders import default_streamer
+from server.pipeline import SessionPipeline
+from server.procpool import PipelineSpec, ProcessPool, RemotePipeline
+from server.settings import ServerSettings
+from tests.server_harness import ServerThread, load_speech, require_motion_model, run
+
+SIZE = 128
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[ProcessPool]:
+    require_motion_model()
+    procs = ProcessPool(1, ServerSettings())
+    try:
+        yield procs
+    finally:
+        procs.close()
+
+
+def _spec(clock: MediaClock) -> PipelineSpec:
+    return PipelineSpec(
+        avatar=None,
+        size=SIZE,
+        fps=25,
+        seed=7,
+        emotion="neutral",
+        clock=clock,
+        max_buffered_s=5.0,
+        echo_audio=True,
+        early_onsets=False,
+        read_ahead=120,
+    )
+
+
+def test_a_remote_pipeline_makes_the_frames_and_audio_an_in_process_one_makes(
+    pool: ProcessPool,
+) -> None:
+    from models.motion import load_motion_model
+    from models.render import create_renderer
+
+    speech = load_speech(2.0)
+    start = time.monotonic() + 100.0  # far future: no render is ever late
+    remote = RemotePipeline(pool.pick(), _spec(MediaClock(25, 2, start=start, output_delay=0.08)))
+    model = load_motion_model()
+    local = SessionPipeline(
+        clock=MediaClock(25, 2, start=start, output_delay=0.08),
+        streamer=default_streamer(model),
+        mouth_names=tuple(model.names),
+        mixer=MotionMixer(25, seed=7, emotion="neutral"),
+        render=create_renderer(None, backend="warp", size=SIZE).render,
+        max_buffered_s=5.0,
+    )
+    try:
+        for p in (remote, local):
+            p.push(speech)
+        made: dict[str, dict[int, Any]] = {"remote": {}, "local": {}}
+        for n in range(0, 60, 3):  # catch up three ticks per call, as a late ticker does
+            for name, p in (("remote", remote), ("local", local)):
+                made[name].update({f.index: f for f in p.tick_until(n)})
+        assert remote.buffered() == local.buffered() and remote.next_frame == local.next_frame
+        assert sorted(made["remote"]) == sorted(made["local"]) and len(made["local"]) > 50
+        for j, ours in made["local"].items():
+            theirs = made["remote"][j]
+            np.testing.assert_allclose(theirs.coeffs, ours.coeffs, atol=1e-6)
+            assert theirs.speech == ours.speech
+            assert theirs.image is None, "replies carry I420 only"
+            np.testing.assert_array_equal(theirs.yuv, ours.yuv)
+        last = remote.frame(remote.next_frame - 1)
+        assert last is not None and last.index == remote.next_frame - 1, "kept for the tracks"
+        np.testing.assert_array_equal(remote.read_audio(0, 32_000), local.read_audio(0, 32_000))
+        assert max(f.coeffs[CHANNEL_INDEX["jawOpen"]] for f in made["remote"].values()) > 0.3
+        cut_remote, cut_local = remote.interrupt(start), local.interrupt(start)
+        assert cut_remote == cut_local
+        remote.control("set_emotion", "happy", 0.0)
+        with pytest.raises(Exception, match="not a mixer control"):
+            remote.control("reset")
+    finally:
+        remote.close()
+
+
+def test_a_lost_render_process_closes_its_sessions_and_the_server_goes_on() -> None:
+    require_motion_model()
+    settings = ServerSettings(
+        host="127.0.0.1",
+        port=0,
+        default_size=SIZE,
+        allowed_sizes=(SIZE,),
+        render_processes=1,
+    )
+    from tests.server_harness import free_port
+
+    settings = settings.model_copy(update={"port": free_port()})
+    with ServerThread(settings) as server:
+        state = server.state
+        assert state.processes is not None and len(state.processes.workers) == 1
+
+        async def main() -> None:
+            client = HeadcastClient(server.url)
+            s = await client.create_session()
+            viewer = await Viewer(client, keep_video=False).watch(s["whep"])
+            try:
+                await asyncio.sleep(1.0)
+                pid = state.processes.workers[0].process.pid
+                os.kill(pid, signal.SIGKILL)
+                deadline = time.monotonic() + 10
+                while not state.sessions[s["id"]].closed:
+                    assert time.monotonic() < deadline, "the session outlived its process"
+                    await asyncio.sleep(0.1)
+                # a new session gets a new process and frames
+                s2 = await client.create_session()
+                v2 = await Viewer(client, keep_video=False).watch(s2["whep"])
+                await asyncio.sleep(2.0)
+                stats = (await client.request("GET", f"/v1/sessions/{s2['id']}")).json()
+                assert stats["frames_sent"] - stats["dropped_frames"] > 25
+                assert state.processes.workers[0].process.pid != pid
+                await v2.close()
+            finally:
+                await viewer.close()
+
+        run(main(), timeout=60)
