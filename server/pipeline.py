@@ -112,6 +112,7 @@ class AudioRing:
         self.capacity = capacity
         self._buf = np.zeros(capacity, np.float32)
         self._held = np.full(capacity, -1, np.int64)
+        self._ramp = np.arange(capacity, dtype=np.int64)
         self._lock = threading.Lock()
         #: when a list, every write and clear is also recorded here (for a mirror ring)
         self.journal: list[tuple[str, int, np.ndarray | None]] | None = None
@@ -126,12 +127,19 @@ class AudioRing:
             self._held[idx % self.capacity] = idx
 
     def read(self, start: int, n: int) -> np.ndarray:
+        pos = start % self.capacity
+        if pos + n <= self.capacity:  # one slice (every read but one per lap): no index arrays
+            with self._lock:
+                out = self._buf[pos : pos + n].copy()
+                held = self._held[pos : pos + n] - start
+            out[held != self._ramp[:n]] = 0.0
+            return out
         idx = np.arange(start, start + n, dtype=np.int64)
-        pos = idx % self.capacity
+        wrapped = idx % self.capacity
         with self._lock:
-            out = self._buf[pos]
-            held = self._held[pos]
-        return np.where(held == idx, out, np.float32(0.0)).astype(np.float32)
+            out = self._buf[wrapped]
+            kept = self._held[wrapped]
+        return np.where(kept == idx, out, np.float32(0.0)).astype(np.float32)
 
     def clear_from(self, start: int) -> None:
         """Forget every sample at or after ``start`` (they read as silence)."""

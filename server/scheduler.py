@@ -294,17 +294,17 @@ class Scheduler:
 
 
 def measure_encode_cost(size: int, frames: int = 12) -> float:
-    """CPU seconds per frame for aiortc's VP8 encode of a ``size`` x ``size`` frame.
+    """CPU seconds per frame for the VP8 encode of a ``size`` x ``size`` frame.
 
     The test picture is smooth with a moving patch, like a talking head; thread CPU
     time, so other load on the machine does not inflate it.
     """
     import av
-    from aiortc.codecs.vpx import Vp8Encoder
 
+    from server.encoders import RenderedVp8Encoder
     from server.pipeline import to_i420
 
-    enc = Vp8Encoder()
+    enc = RenderedVp8Encoder()
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     base = np.stack([200 * xx, 180 * yy, 120 + 60 * xx * yy], axis=-1).astype(np.uint8)
     total = 0.0

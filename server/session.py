@@ -24,7 +24,13 @@ from aiortc.mediastreams import MediaStreamError
 
 from models.audio.features import StreamingResampler
 from models.channels import ALL_CHANNELS, zeros
-from server.clock import AUDIO_CHUNK, OPUS_LOOKAHEAD_SAMPLES, SAMPLE_RATE, MediaClock
+from server.clock import (
+    AUDIO_CHUNK,
+    OPUS_LOOKAHEAD_SAMPLES,
+    SAMPLE_RATE,
+    MediaClock,
+    aligned_start,
+)
 from server.pipeline import PipelineOutput
 
 log = logging.getLogger(__name__)
@@ -97,7 +103,8 @@ class Session:
         self.id = secrets.token_urlsafe(9)
         self.params = params
         self.created = time.monotonic()
-        self.clock = MediaClock(params.fps, delay_frames, output_delay=delay_s)
+        start = aligned_start(params.fps)
+        self.clock = MediaClock(params.fps, delay_frames, start=start, output_delay=delay_s)
         self.pipeline = pipeline_factory(self.clock)
         self.idle_image = idle_image  # uint8 (S, S, 3): sent until the first frame is made
         self._run = run  # awaitable runner onto the worker pool

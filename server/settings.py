@@ -65,6 +65,8 @@ class ServerSettings(StrictModel):
     #: processes that run sessions' pipelines (CPU, warp backend); -1 = one per core,
     #: 0 = none (pipelines run on the worker threads, sharing the event loop's interpreter)
     render_processes: int = Field(default=-1, ge=-1, le=64)
+    #: threads aiortc's audio and video encoders share; 0 = asyncio's default pool
+    encoder_threads: int = Field(default=0, ge=0, le=64)
     #: extra output delay on top of look-ahead + one frame (ms); the frame already covers render time
     render_budget_ms: float = Field(default=40.0, gt=0.0, le=1000.0)
     render_margin_ms: float = Field(default=0.0, ge=0.0, le=500.0)

@@ -13,6 +13,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from models.channels import zeros
 from models.mixer import MotionMixer
 from models.onnx_session import cuda_available
 from server.clock import output_delay_frames, output_delay_s
+from server.encoders import use_speech_encoders
 from server.ice import restrict_host_addresses
 from server.loaders import (
     LipsLoader,
@@ -38,7 +40,7 @@ from server.procpool import PipelineSpec, ProcessPool, RemotePipeline
 from server.scheduler import RendererPool, Scheduler, limit_blas_threads, measure_encode_cost
 from server.session import Session, SessionParams
 from server.settings import ServerSettings
-from server.tracks import audio_read_ahead
+from server.tracks import audio_read_ahead, use_fast_audio_level
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,8 @@ class AppState:
     async def start(self) -> None:
         s = self.settings
         restrict_host_addresses(s.ice_host_addresses)
+        use_fast_audio_level()
+        use_speech_encoders()
         limit_blas_threads(1)
         batch = s.provider == "cuda" or (s.provider == "auto" and cuda_available())
         cores = len(os.sched_getaffinity(0))
@@ -113,6 +117,12 @@ class AppState:
             max_sessions=s.max_sessions,
         )
         loop = asyncio.get_running_loop()
+        if s.encoder_threads:
+            # aiortc encodes on the loop's default executor: a few threads, not one per
+            # call in flight, so encoders do not crowd each other off the cores
+            loop.set_default_executor(
+                ThreadPoolExecutor(s.encoder_threads, thread_name_prefix="headcast-encoder")
+            )
         self._tasks.add(loop.create_task(self._reap_idle(), name="reaper"))
         self._tasks.add(loop.create_task(self._observe_load(), name="load"))
 

@@ -11,11 +11,13 @@ so the encoder does not convert the same RGB picture again on every send.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from fractions import Fraction
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+import aiortc.rtp
 import av
 import numpy as np
 from aiortc import MediaStreamTrack
@@ -42,6 +44,29 @@ OUT_TIME_BASE = Fraction(1, OUT_RATE)
 @lru_cache(maxsize=1)
 def upsampler() -> BlockUpsampler:
     return BlockUpsampler(OUT_RATE // SAMPLE_RATE)
+
+
+def audio_level_dbov(frame: av.AudioFrame) -> int:
+    """RFC 6465 (appendix A) audio level of an s16 frame, in -dBov, -127..0, vectorised.
+
+    aiortc computes this for every audio packet it sends (the ``ssrc-audio-level``
+    header extension) with a per-sample Python loop: 0.12 ms for a 20 ms frame at
+    48 kHz, on the event loop. :func:`use_fast_audio_level` puts this one in its place;
+    it gives the same values (``tests/test_server_units.py``).
+    """
+    pcm = np.frombuffer(memoryview(frame.planes[0]), np.int16).astype(np.float64)
+    power = float(np.dot(pcm, pcm)) / (frame.samples * INT16_SCALE * INT16_SCALE)
+    if power <= 0.0:
+        return -127
+    return round(min(max(10.0 * math.log10(power), -127.0), 0.0))
+
+
+def use_fast_audio_level() -> None:
+    """Have aiortc's RTP senders compute audio levels with :func:`audio_level_dbov`."""
+    aiortc.rtp.compute_audio_level_dbov = audio_level_dbov
+
+
+AIORTC_AUDIO_LEVEL = aiortc.rtp.compute_audio_level_dbov  # the one it replaces
 
 
 def audio_read_ahead() -> int:
@@ -119,9 +144,9 @@ def encoder_hold_chunks() -> int:
     48 kHz, as this track does, it only converts the layout and holds nothing. Measured
     once by feeding the encoder silence, so the track compensates whatever it finds.
     """
-    from aiortc.codecs.opus import OpusEncoder
+    from server.encoders import SpeechOpusEncoder
 
-    enc = OpusEncoder()
+    enc = SpeechOpusEncoder()
     silence = np.zeros((1, OUT_CHUNK), np.int16)
     for k in range(8):
         frame = av.AudioFrame.from_ndarray(silence, format="s16", layout="mono")

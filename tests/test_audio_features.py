@@ -88,6 +88,24 @@ def test_streaming_resampler_equals_whole_array(rate: int) -> None:
     np.testing.assert_allclose(streamed, whole, atol=1e-6)
 
 
+def test_block_upsampler_equals_the_streaming_resampler_anywhere() -> None:
+    """The audio track's 16 -> 48 kHz blocks, read at any offset, are what a continuous
+    stream through :class:`Resampler` gives for the same span (no delay of their own)."""
+    from models.audio.resample import BlockUpsampler, Resampler
+
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal(4000) * 0.3
+    rs = Resampler(16_000, 48_000)
+    stream = np.concatenate([rs.push(x), rs.flush()])
+    up = BlockUpsampler(3)
+    for start, n in ((16, 320), (1000, 320), (2345, 7), (16, 3960)):
+        block = up(x[start - up.pad : start + n + up.pad])
+        assert block.shape == (3 * n,) and block.dtype == np.float32
+        np.testing.assert_allclose(block, stream[3 * start : 3 * (start + n)], atol=1e-6)
+    with pytest.raises(ValueError, match="context"):
+        up(np.zeros(10))
+
+
 def test_features_are_identical_for_any_chunking() -> None:
     rng = np.random.default_rng(0)
     x = (rng.standard_normal(SAMPLE_RATE) * 0.1).astype(np.float32)

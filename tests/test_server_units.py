@@ -329,15 +329,16 @@ def test_metrics_render_prometheus_text() -> None:
 
 
 def test_the_opus_packet_sent_in_an_audio_slot_carries_that_slots_audio() -> None:
-    """libopus adds look-ahead (and aiortc's encoder may hold a frame back): the track
+    """libopus adds look-ahead (and an encoder may hold a frame back): the track
     compensates, so the packet sent in slot k decodes to session samples from k * 320,
     as the media clock schedules (and as video frames are sent). It never reads past
     what ``first_unread_sample`` promises is still unread (early onsets rely on it)."""
     import asyncio
 
-    from aiortc.codecs.opus import OpusDecoder, OpusEncoder
+    from aiortc.codecs.opus import OpusDecoder
     from aiortc.jitterbuffer import JitterFrame
 
+    from server.encoders import SpeechOpusEncoder
     from server.tracks import AvatarAudioTrack, audio_read_ahead
 
     burst_at = 10 * AUDIO_CHUNK  # session sample where a loud tone starts
@@ -359,7 +360,7 @@ def test_the_opus_packet_sent_in_an_audio_slot_carries_that_slots_audio() -> Non
         on_audio_sent=lambda s, at: None,
     )
     track = AvatarAudioTrack(session)  # type: ignore[arg-type]
-    encoder, decoder = OpusEncoder(), OpusDecoder()
+    encoder, decoder = SpeechOpusEncoder(), OpusDecoder()
 
     async def slots() -> dict[int, float]:
         loudness = {}
@@ -376,3 +377,21 @@ def test_the_opus_packet_sent_in_an_audio_slot_carries_that_slots_audio() -> Non
     loud = [k for k, v in sorted(loudness.items()) if v > 0.1]
     assert loud and loud[0] == burst_at // AUDIO_CHUNK, loudness
     assert not overreads
+
+
+def test_audio_level_matches_aiortcs_own_computation() -> None:
+    """The vectorised RFC 6465 level the server installs equals aiortc's per-sample one."""
+    import av
+
+    from server.tracks import AIORTC_AUDIO_LEVEL, audio_level_dbov
+
+    assert AIORTC_AUDIO_LEVEL is not audio_level_dbov
+
+    rng = np.random.default_rng(5)
+    for scale in (0.0, 1e-6, 1e-3, 0.05, 0.5, 1.0):
+        for layout, channels in (("mono", 1), ("stereo", 2)):
+            pcm = np.clip(rng.standard_normal(960 * channels) * scale, -1, 1)
+            s16 = np.rint(pcm * 32767).astype(np.int16).reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(s16, format="s16", layout=layout)
+            frame.sample_rate = 48_000
+            assert audio_level_dbov(frame) == AIORTC_AUDIO_LEVEL(frame), (scale, layout)

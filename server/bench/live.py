@@ -181,9 +181,8 @@ async def _measure(url: str, n: int, seconds: float, speech: np.ndarray) -> dict
             result[f"render_p{int(float(q) * 100)}_ms"] = (
                 round(float(np.mean(vals)), 2) if vals else None
             )
-        result["dropped_frames"] = sum(
-            a["dropped_frames"] - b["dropped_frames"] for a, b in zip(after, before, strict=True)
-        )
+        for key in ("dropped_frames", "late_renders", "motion_late_frames"):
+            result[key] = sum(a[key] - b[key] for a, b in zip(after, before, strict=True))
         if viewers:
             meter = MouthMeter(create_renderer(None, backend="warp", size=size).render)
             t_v, mouth = mouth_series(viewers[0].received.video, meter)
