@@ -46,6 +46,7 @@ SPEECH_EPSILON = 1e-4  # a pushed chunk quieter than this everywhere still count
 SPLICE_MARGIN_S = 0.010  # early onsets start this far past the last sample the tracks read
 SPLICE_CUSHION_S = 0.08  # speech left buffered after an early onset's catch-up, at least
 SPLICE_HISTORY = 8  # silent ticks an early onset can reach back over
+EARLY_ONSET_MIN_SAMPLES = round(SPLICE_CUSHION_S * SAMPLE_RATE)  # a push that may start one
 MIXER_CONTROLS = ("set_emotion", "set_pose")
 
 

@@ -31,7 +31,7 @@ from server.clock import (
     MediaClock,
     aligned_start,
 )
-from server.pipeline import PipelineOutput
+from server.pipeline import EARLY_ONSET_MIN_SAMPLES, PipelineOutput
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,8 @@ class Session:
     def push(self, pcm16k: np.ndarray) -> None:
         """Queue speech: float32 (N,) 16 kHz mono -1..1."""
         self.last_activity = time.monotonic()
-        onset = not self.pipeline.buffered()
+        # speech after silence, enough of it to start early (a real-time trickle is not)
+        onset = not self.pipeline.buffered() and len(pcm16k) >= EARLY_ONSET_MIN_SAMPLES
         self.pipeline.push(pcm16k)
         if onset and self.pipeline.early_onsets:
             self.pipeline.try_splice(self.clock.input_tick())

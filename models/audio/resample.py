@@ -123,7 +123,15 @@ class BlockUpsampler:
             raise ValueError(f"upsampling factor must be >= 1, got {factor}")
         self.factor = factor
         self.pad = TAPS_PER_SIDE
-        self._h = _filter(factor, 1)  # 2 * pad * factor + 1 taps, centred
+        h = _filter(factor, 1)  # 2 * pad * factor + 1 taps, centred
+        # Polyphase: output factor * m + p = sum_t x[m + t] * h[factor * (2 pad - t) + p]
+        # over a window of 2 pad + 1 inputs: one small matrix product per block.
+        taps = 2 * self.pad + 1
+        padded = np.zeros(factor * taps, np.float64)
+        padded[: len(h)] = h
+        t = np.arange(taps)[:, None]
+        phase = np.arange(factor)[None, :]
+        self._bank = np.ascontiguousarray(padded[factor * (2 * self.pad - t) + phase].T)
 
     def __call__(self, block: np.ndarray) -> np.ndarray:
         """float (n + 2 * pad,) -> float32 (n * factor,)."""
@@ -131,11 +139,9 @@ class BlockUpsampler:
         n = len(x) - 2 * self.pad
         if n < 0:
             raise ValueError(f"need at least {2 * self.pad} samples of context, got {len(x)}")
-        f = self.factor
-        if f == 1:
+        if self.factor == 1:
             return x[self.pad : self.pad + n].astype(np.float32)
-        stuffed = np.zeros(len(x) * f, np.float64)
-        stuffed[::f] = x
-        full = np.convolve(stuffed, self._h)
-        start = len(self._h) - 1  # output for input s sits a whole filter length in
-        return full[start : start + n * f].astype(np.float32)
+        out = np.empty((n, self.factor), np.float32)
+        for p, taps in enumerate(self._bank):
+            out[:, p] = np.correlate(x, taps, "valid")
+        return out.reshape(-1)
