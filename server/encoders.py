@@ -25,7 +25,7 @@ import aiortc.rtcrtpsender
 from aiortc.codecs import get_encoder as aiortc_get_encoder
 from aiortc.codecs.base import Encoder
 from aiortc.codecs.vpx import Vp8Encoder
-from av import AudioFrame, CodecContext, VideoFrame
+from av import AudioFrame, AudioResampler, CodecContext, VideoFrame
 from av.frame import Frame
 from av.video.frame import PictureType
 
@@ -90,7 +90,8 @@ class RenderedVp8Encoder(Vp8Encoder):
 
 
 class SpeechOpusEncoder(Encoder):
-    """Opus, mono, 48 kHz in 20 ms frames (what the audio track sends), for speech."""
+    """Opus, mono, for speech. Takes the audio track's 20 ms s16 mono 48 kHz frames as
+    they are; anything else goes through a resampler first."""
 
     def __init__(self) -> None:
         self.codec = CodecContext.create("libopus", "w")
@@ -100,16 +101,24 @@ class SpeechOpusEncoder(Encoder):
         self.codec.bit_rate = OPUS_BITRATE
         self.codec.options = {"application": "voip"}
         self._sent = 0  # 48 kHz samples in the packets so far: the RTP timestamp
+        self._resampler: AudioResampler | None = None
 
     def encode(self, frame: Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
         assert isinstance(frame, AudioFrame)
-        if (frame.sample_rate, frame.layout.name, frame.samples) != (
-            OPUS_RATE,
+        if (frame.format.name, frame.layout.name, frame.sample_rate, frame.samples) == (
+            "s16",
             "mono",
+            OPUS_RATE,
             OPUS_FRAME,
-        ) or frame.format.name != "s16":
-            raise ValueError("SpeechOpusEncoder takes 20 ms of s16 mono at 48 kHz")
-        packets = [bytes(p) for p in self.codec.encode(frame)]
+        ):
+            frames = [frame]  # what the avatar's audio track sends
+        else:  # any other track in this process (a client's microphone, say)
+            if self._resampler is None:
+                self._resampler = AudioResampler(
+                    format="s16", layout="mono", rate=OPUS_RATE, frame_size=OPUS_FRAME
+                )
+            frames = self._resampler.resample(frame)
+        packets = [bytes(p) for f in frames for p in self.codec.encode(f)]
         timestamp = self._sent
         self._sent += OPUS_FRAME * len(packets)
         return packets, timestamp
