@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 STOP_TIMEOUT_S = 3.0
+CALL_TIMEOUT_S = 60.0  # a call not answered by then: the process is stuck, end it
 
 
 class WorkerLost(RuntimeError):
@@ -77,9 +78,15 @@ class Worker:
         self.process.start()
         child.close()
         self.conn: Connection = parent
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # one call at a time
+        self._count_lock = threading.Lock()
         self.sessions = 0
         self.alive = True
+
+    def count(self, delta: int) -> None:
+        """Sessions placed here (``+1``) or gone (``-1``)."""
+        with self._count_lock:
+            self.sessions += delta
 
     def call(self, op: str, *args: Any) -> Any:
         """Run ``op`` in the process (blocking: call it from a worker thread)."""
@@ -88,6 +95,10 @@ class Worker:
                 raise WorkerLost(f"render process {self.process.pid} is gone")
             try:
                 self.conn.send((op, args))
+                if not self.conn.poll(CALL_TIMEOUT_S):
+                    self.alive = False
+                    self.process.kill()
+                    raise WorkerLost(f"render process {self.process.pid} stopped answering")
                 ok, value = self.conn.recv()
             except (EOFError, OSError) as exc:
                 self.alive = False
@@ -127,7 +138,9 @@ class ProcessPool:
         self._lock = threading.Lock()
 
     def pick(self) -> Worker:
-        """The worker with the fewest sessions (a lost one is replaced first)."""
+        """The worker with the fewest sessions (a lost one is replaced first); the caller
+        owns one of its session slots (:meth:`RemotePipeline.close` or
+        :meth:`release` gives it back)."""
         with self._lock:
             for i, w in enumerate(self.workers):
                 if not w.alive:
@@ -135,8 +148,11 @@ class ProcessPool:
                     w.close()
                     self.workers[i] = Worker(self._ctx, self._settings, i)
             worker = min(self.workers, key=lambda w: w.sessions)
-            worker.sessions += 1
+            worker.count(+1)
             return worker
+
+    def release(self, worker: Worker) -> None:
+        worker.count(-1)
 
     def cpu_seconds(self) -> float:
         return sum(w.cpu_seconds() for w in self.workers)
@@ -157,6 +173,9 @@ class RemotePipeline(PipelineOutput):
         self._key = secrets.token_hex(8)
         self._remote_buffered = 0
         self._closed = False
+        # one call and the mirroring of its reply at a time, in order (a tick's reply
+        # must not land after a later interrupt's)
+        self._lock = threading.Lock()
 
     def buffered(self) -> int:
         """Speech samples waiting: staged here plus buffered in the worker."""
@@ -192,30 +211,34 @@ class RemotePipeline(PipelineOutput):
         self.input.dropped_samples = reply["dropped_samples"]
 
     def tick_until(self, n_last: int) -> list[Frame]:
-        reply = self._call("tick", self._staged(), n_last, self.render_video)
-        self._apply(reply)
+        with self._lock:
+            reply = self._call("tick", self._staged(), n_last, self.render_video)
+            self._apply(reply)
         return list(reply["frames"])
 
     def try_splice(self, n_last: int) -> bool:
         return False  # early onsets happen in the worker, on the tick the push wakes
 
     def interrupt(self, now: float | None = None) -> dict[str, int]:
-        staged = len(self._staged())
-        cut, reply = self._call("interrupt", now)
-        self._apply(reply)
+        with self._lock:
+            staged = len(self._staged())
+            cut, reply = self._call("interrupt", now)
+            self._apply(reply)
         cut["dropped_samples"] += staged
         return dict(cut)
 
     def control(self, method: str, *args: Any) -> None:
-        self._call("control", method, args)
+        with self._lock:
+            self._call("control", method, args)
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._worker.sessions -= 1
-        if self._spec is None:  # opened there
-            self._worker.call("close", self._key)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._worker.count(-1)
+            if self._spec is None:  # opened there
+                self._worker.call("close", self._key)
 
 
 # ---- the worker process ------------------------------------------------------------

@@ -273,9 +273,18 @@ class AppState:
 
         procs = self.processes
         avatar = _spec_avatar(self.avatar_source(params.avatar))
+        worker = None
+        if procs is not None:
+            # load the avatar and model there now, not on the session's first tick
+            worker = procs.pick()
+            try:
+                await sched.run(worker.call, "warm", avatar, [params.size], params.fps)
+            except Exception:
+                procs.release(worker)
+                raise
 
         def make_pipeline(clock: Any) -> PipelineOutput:
-            if procs is not None:
+            if worker is not None:
                 spec = PipelineSpec(
                     avatar=avatar,
                     size=params.size,
@@ -288,7 +297,7 @@ class AppState:
                     early_onsets=early_onsets,
                     read_ahead=read_ahead,
                 )
-                return RemotePipeline(procs.pick(), spec)
+                return RemotePipeline(worker, spec)
             return SessionPipeline(
                 clock=clock,
                 streamer=streamer,
