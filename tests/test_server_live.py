@@ -63,7 +63,7 @@ def test_speech_plays_in_sync_and_silence_closes_the_mouth(
 ) -> None:
     speech = load_speech(5.5)
 
-    async def main() -> tuple[Viewer, Any, float]:
+    async def main() -> tuple[Viewer, Any, float, dict[str, Any]]:
         client = HeadcastClient(srv.url)
         session = await client.create_session(seed=1)
         viewer = await Viewer(client).watch(session["whep"])
@@ -73,12 +73,13 @@ def test_speech_plays_in_sync_and_silence_closes_the_mouth(
         await sock.send_control({"type": "end_of_utterance"})
         await sock.next_event("speech_ended", within_s=12)
         await asyncio.sleep(1.2)  # silence after
+        stats = (await client.request("GET", f"/v1/sessions/{session['id']}")).json()
         await sock.close()
         await viewer.close()
         await client.close_session(session["id"])
-        return viewer, sock, t_push
+        return viewer, sock, t_push, stats
 
-    viewer, sock, t_push = run(main(), timeout=60)
+    viewer, sock, t_push, stats = run(main(), timeout=60)
     t_v, mouth = mouth_series(viewer.received.video, meter)
     t_a, pcm = audio_timeline(viewer.received.audio)
     start, end = event_time(sock, "speech_started"), event_time(sock, "speech_ended")
@@ -109,6 +110,8 @@ def test_speech_plays_in_sync_and_silence_closes_the_mouth(
     # Push-to-mouth: from handing the speech to the socket to the first open mouth.
     first_open = t_v[(t_v > t_push) & (mouth > OPEN)][0]
     assert first_open - t_push < 0.4
+    # Pushed whole after silence, the speech started early, on the silence not yet sent.
+    assert stats["early_onsets"] == 1, stats
 
 
 def test_interrupt_returns_to_idle_within_100ms(srv: ServerThread, meter: MouthMeter) -> None:
