@@ -347,6 +347,9 @@ class SessionPipeline(PipelineOutput):
         #: frame an early onset took back (for a mirror of the frames in another process)
         self.frames_journal: list[Frame] | None = None
         self.dropped_from: int | None = None
+        #: called as soon as an early onset has put its audio in the ring (render
+        #: processes pass the audio on to the server process before the ticks run)
+        self.on_early_audio: Callable[[], None] | None = None
 
     # ---- worker side ----------------------------------------------------------------
 
@@ -395,8 +398,6 @@ class SessionPipeline(PipelineOutput):
             if target is None:
                 return False
             self._splice_target = target
-            ahead = self.input.peek((n_last + 1 - self.next_tick) * self.spf)
-            self.audio.write(self.next_tick * self.spf, ahead)
             return True
         finally:
             self._lock.release()
@@ -427,6 +428,11 @@ class SessionPipeline(PipelineOutput):
         if self.lips is not None:
             self.lips.restore(lips_state)
         self.input.pad_front(s0 - f0 * self.spf)
+        # The audio of the ticks about to run again, into the output ring now: the audio
+        # track may read it before those ticks finish their motion and renders.
+        self.audio.write(f0 * self.spf, self.input.peek((n_last + 1 - f0) * self.spf))
+        if self.on_early_audio is not None:
+            self.on_early_audio()
         j1 = -(-s0 // self.spf)  # frames before this show a time before the speech
         self.drop_frames(j1)
         if self.frames_journal is not None:

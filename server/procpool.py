@@ -26,6 +26,7 @@ import os
 import secrets
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 STOP_TIMEOUT_S = 3.0
 CALL_TIMEOUT_S = 60.0  # a call not answered by then: the process is stuck, end it
+OK, ERROR, PARTIAL = "ok", "error", "partial"  # what a message from a process is
 
 
 class WorkerLost(RuntimeError):
@@ -88,22 +90,30 @@ class Worker:
         with self._count_lock:
             self.sessions += delta
 
-    def call(self, op: str, *args: Any) -> Any:
-        """Run ``op`` in the process (blocking: call it from a worker thread)."""
+    def call(self, op: str, *args: Any, partial: Callable[[Any], None] | None = None) -> Any:
+        """Run ``op`` in the process (blocking: call it from a worker thread).
+
+        Messages the process sends before its answer go to ``partial`` as they come.
+        """
         with self.lock:
             if not self.alive:
                 raise WorkerLost(f"render process {self.process.pid} is gone")
             try:
                 self.conn.send((op, args))
-                if not self.conn.poll(CALL_TIMEOUT_S):
-                    self.alive = False
-                    self.process.kill()
-                    raise WorkerLost(f"render process {self.process.pid} stopped answering")
-                ok, value = self.conn.recv()
+                while True:
+                    if not self.conn.poll(CALL_TIMEOUT_S):
+                        self.alive = False
+                        self.process.kill()
+                        raise WorkerLost(f"render process {self.process.pid} stopped answering")
+                    kind, value = self.conn.recv()
+                    if kind != PARTIAL:
+                        break
+                    if partial is not None:
+                        partial(value)
             except (EOFError, OSError) as exc:
                 self.alive = False
                 raise WorkerLost(f"render process {self.process.pid} exited") from exc
-        if not ok:
+        if kind == ERROR:
             raise RemoteError(value)
         return value
 
@@ -189,14 +199,17 @@ class RemotePipeline(PipelineOutput):
         if self._spec is not None:
             self._worker.call("open", self._key, self._spec)
             self._spec = None
-        return self._worker.call(op, self._key, *args)
+        return self._worker.call(op, self._key, *args, partial=self._apply_audio)
 
-    def _apply(self, reply: dict[str, Any]) -> None:
-        for kind, start, samples in reply["audio"]:
-            if kind == "write":
+    def _apply_audio(self, ops: list[tuple[str, int, np.ndarray | None]]) -> None:
+        for kind, start, samples in ops:
+            if kind == "write" and samples is not None:
                 self.audio.write(start, samples)
             else:
                 self.audio.clear_from(start)
+
+    def _apply(self, reply: dict[str, Any]) -> None:
+        self._apply_audio(reply["audio"])
         if reply["dropped_from"] is not None:
             self.drop_frames(reply["dropped_from"])
         for frame in reply["frames"]:
@@ -247,9 +260,10 @@ class RemotePipeline(PipelineOutput):
 class _Host:
     """Pipelines of one worker process, with the renderers and models they share."""
 
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(self, settings: ServerSettings, conn: Connection) -> None:
         from server.loaders import default_motion_loader, default_renderer_factory
 
+        self.conn = conn
         self.make_renderer = default_renderer_factory(settings)
         self.load_motion = default_motion_loader(settings)
         self.renderers: dict[tuple[str | None, int], Any] = {}
@@ -289,6 +303,12 @@ class _Host:
         )
         p.audio.journal = []
         p.frames_journal = []
+
+        def early_audio() -> None:  # an early onset's audio, before its ticks run
+            self.conn.send((PARTIAL, p.audio.journal or []))
+            p.audio.journal = []
+
+        p.on_early_audio = early_audio
         self.pipelines[key] = p
 
     def _reply(self, key: str) -> dict[str, Any]:
@@ -348,18 +368,18 @@ def serve(conn: Connection, settings: ServerSettings) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server stops its workers itself
     cv2.setNumThreads(1)  # the processes are the parallelism
     limit_blas_threads(1)
-    host = _Host(settings)
+    host = _Host(settings, conn)
     while True:
         try:
             op, args = conn.recv()
         except (EOFError, OSError):
             return
         if op == "stop":
-            conn.send((True, None))
+            conn.send((OK, None))
             return
         try:
             value = getattr(host, op)(*args)
         except Exception as exc:
-            conn.send((False, f"{type(exc).__name__}: {exc}"))
+            conn.send((ERROR, f"{type(exc).__name__}: {exc}"))
         else:
-            conn.send((True, value))
+            conn.send((OK, value))

@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -137,3 +138,32 @@ def test_a_lost_render_process_closes_its_sessions_and_the_server_goes_on() -> N
                 await viewer.close()
 
         run(main(), timeout=60)
+
+
+def test_an_early_onset_sends_its_audio_before_the_ticks_run(pool: ProcessPool) -> None:
+    """In a render process the speech's audio reaches the server's ring in a message of
+    its own, before the catch-up ticks render, so the audio track cannot read silence
+    where the speech now starts."""
+    speech = load_speech(1.5)
+    onset = int(np.argmax(np.abs(speech) > 0.02))
+    worker = pool.pick()
+    worker.call("warm", None, [SIZE], 25)
+    n = 12
+    clock = MediaClock(25, 2, start=time.monotonic() - (n + 0.5) / 25, output_delay=0.08)
+    remote = RemotePipeline(worker, replace(_spec(clock), early_onsets=True))
+    seen: list[int] = []
+    mirror = remote._apply_audio
+    remote._apply_audio = lambda ops: (seen.append(len(ops)), mirror(ops))  # type: ignore[method-assign]
+    try:
+        remote.tick_until(n)  # silence up to input tick n; now is mid-tick n
+        seen.clear()
+        remote.push(speech[onset:])
+        remote.tick_until(n)
+        assert remote.early_onsets_taken == 1
+        assert len(seen) >= 2 and seen[0] > 0, "the audio came ahead of the reply"
+        heard = remote.read_audio(0, remote.next_tick * 640)
+        s0 = int(np.argmax(heard != 0.0))
+        assert s0 < (n + 1) * 640, "earlier than the next tick would have taken it"
+        np.testing.assert_array_equal(heard[s0:], speech[onset:][: len(heard) - s0])
+    finally:
+        remote.close()

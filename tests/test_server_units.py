@@ -192,7 +192,8 @@ def test_early_onset_starts_buffered_speech_on_unsent_silence() -> None:
     onset = int(np.argmax(np.abs(recorded) > 0.02))
     speech = recorded[onset : onset + 16_000]
     n = 12
-    p = _speech_pipeline(time.monotonic() - (n + 0.5) / 25, read_ahead=120)
+    p = _speech_pipeline(0.0, read_ahead=120)
+    p.clock.start = time.monotonic() - (n + 0.5) / 25  # after loading: now is mid-tick n
     p.tick_until(n)  # silence up to input tick n; output plays ~frame 10.5
     before = time.monotonic()
     p.push(speech)
@@ -220,7 +221,8 @@ def test_early_onset_starts_buffered_speech_on_unsent_silence() -> None:
     assert max(jaws) > 0.2, "the speech opens the mouth"
 
     # real time: 20 ms pushes after silence leave no cushion, so nothing moves
-    q = _speech_pipeline(time.monotonic() - (n + 0.5) / 25, read_ahead=120)
+    q = _speech_pipeline(0.0, read_ahead=120)
+    q.clock.start = time.monotonic() - (n + 0.5) / 25
     q.tick_until(n)
     q.push(speech[:320])
     q.tick_until(n)
