@@ -23,12 +23,18 @@ def srv() -> Iterator[ServerThread]:
         yield server
 
 
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
+def rss_mb(pid: int | str = "self") -> float:
+    with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024.0
     raise RuntimeError("no VmRSS")
+
+
+def render_processes_mb(srv: ServerThread) -> float:
+    """RSS of the server's render processes (0 when pipelines run on threads)."""
+    procs = srv.state.processes
+    return sum(rss_mb(w.process.pid) for w in procs.workers) if procs is not None else 0.0
 
 
 async def ws_raw(url: str, sid: str, **kw: Any) -> Any:
@@ -196,20 +202,25 @@ def test_memory_returns_to_baseline_after_20_sessions(srv: ServerThread) -> None
         await viewer.close()
         await c.close_session(s["id"])
 
-    async def main() -> tuple[float, float, int]:
+    async def main() -> tuple[float, float, float, float, int]:
         c = HeadcastClient(srv.url)
         for _ in range(3):  # warm every cache and codec
             await cycle(c)
         await asyncio.sleep(0.5)
         gc.collect()
         base, threads = rss_mb(), threading.active_count()
+        base_procs = render_processes_mb(srv)
         for _ in range(20):
             await cycle(c)
         await asyncio.sleep(1.0)
         gc.collect()
-        return base, rss_mb(), threads
+        return base, rss_mb(), base_procs, render_processes_mb(srv), threads
 
-    base, after, threads = run(main(), timeout=120)
+    base, after, base_procs, after_procs, threads = run(main(), timeout=120)
     assert not srv.state.sessions and not srv.state.scheduler.load
     assert after - base < 40.0, f"RSS grew {after - base:.1f} MB over 20 sessions"
+    assert srv.state.processes is not None, "the server runs its pipelines in processes"
+    assert all(w.sessions == 0 for w in srv.state.processes.workers), "session slots leak"
+    grew = after_procs - base_procs
+    assert grew < 40.0, f"render processes grew {grew:.1f} MB over 20 sessions"
     assert threading.active_count() <= threads + 2
