@@ -30,17 +30,19 @@ OPUS_LOOKAHEAD_SAMPLES = round(OPUS_LOOKAHEAD_S * SAMPLE_RATE)  # 104
 _EPOCH = time.monotonic()  # the common tick grid of this process's sessions
 
 
-def aligned_start(fps: int, now: float | None = None) -> float:
+def aligned_start(fps: int, now: float | None = None, phase: float = 0.0) -> float:
     """The next start time on a grid shared by every session at ``fps`` in this process.
 
     Sessions on one grid tick together, so a render process runs their ticks back to
     back while its model weights and avatar are still in cache: measured on the 2-core
     development machine, four 256x256 sessions cost 2.5 ms of CPU a frame ticked
     together and 3.6 ms ticked at scattered phases. It delays a session's start by
-    less than a frame.
+    less than a frame. ``phase`` (a fraction of a frame) shifts the grid: render
+    processes each get their own, so their bursts do not land at the same moment.
     """
     now = time.monotonic() if now is None else now
-    return _EPOCH + math.ceil((now - _EPOCH) * fps - 1e-9) / fps
+    epoch = _EPOCH + (phase % 1.0) / fps
+    return epoch + math.ceil((now - epoch) * fps - 1e-9) / fps
 
 
 def samples_per_frame(fps: int) -> int:

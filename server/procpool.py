@@ -72,7 +72,8 @@ class PipelineSpec:
 class Worker:
     """One render process and the pipe to it; calls are serialised."""
 
-    def __init__(self, ctx: Any, settings: ServerSettings, index: int) -> None:
+    def __init__(self, ctx: Any, settings: ServerSettings, index: int, phase: float) -> None:
+        self.phase = phase  # where in a frame its sessions tick (see clock.aligned_start)
         parent, child = ctx.Pipe()
         self.process = ctx.Process(
             target=serve, args=(child, settings), name=f"headcast-render-{index}", daemon=True
@@ -144,7 +145,7 @@ class ProcessPool:
     def __init__(self, processes: int, settings: ServerSettings) -> None:
         self._ctx = mp.get_context("spawn")  # no fork of a process running threads
         self._settings = settings
-        self.workers = [Worker(self._ctx, settings, i) for i in range(processes)]
+        self.workers = [Worker(self._ctx, settings, i, i / processes) for i in range(processes)]
         self._lock = threading.Lock()
 
     def pick(self) -> Worker:
@@ -156,7 +157,7 @@ class ProcessPool:
                 if not w.alive:
                     log.warning("render process %s is gone; starting another", w.process.pid)
                     w.close()
-                    self.workers[i] = Worker(self._ctx, self._settings, i)
+                    self.workers[i] = Worker(self._ctx, self._settings, i, w.phase)
             worker = min(self.workers, key=lambda w: w.sessions)
             worker.count(+1)
             return worker

@@ -99,11 +99,12 @@ class Session:
         delay_s: float | None = None,
         run: Callable[..., Any],
         on_cost: Callable[[float, int], None] | None = None,
+        phase: float = 0.0,
     ) -> None:
         self.id = secrets.token_urlsafe(9)
         self.params = params
         self.created = time.monotonic()
-        start = aligned_start(params.fps)
+        start = aligned_start(params.fps, phase=phase)
         self.clock = MediaClock(params.fps, delay_frames, start=start, output_delay=delay_s)
         self.pipeline = pipeline_factory(self.clock)
         self.idle_image = idle_image  # uint8 (S, S, 3): sent until the first frame is made

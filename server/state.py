@@ -320,6 +320,7 @@ class AppState:
                 idle_image=idle,
                 run=sched.run,
                 on_cost=lambda c, n: sched.record_tick(params.size, c, n),
+                phase=0.0 if worker is None else worker.phase,
             )
             session.pipeline.render_video = False
             try:
