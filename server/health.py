@@ -66,6 +66,11 @@ async def metrics(request: Request) -> PlainTextResponse:
                 "headcast_cpu_overhead_ratio", "process CPU over per-frame costs (measured)"
             ).add(sched.overhead)
         )
+        fams.append(
+            Family(
+                "headcast_late_render_fraction", "recent renders that missed their send time"
+            ).add(sched.late_fraction)
+        )
     fps = Family("headcast_session_fps", "video frames sent per second")
     render_ms = Family("headcast_render_ms", "render time per frame (ms)", "summary")
     queue = Family("headcast_input_buffer_ms", "speech queued for playback (ms)")

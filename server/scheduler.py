@@ -39,6 +39,9 @@ DEFAULT_COST_S = 0.008  # per-frame CPU seconds assumed before anything is measu
 OVERHEAD_EMA = 0.3  # weight of a new process-CPU / accounted-CPU sample
 MAX_OVERHEAD = 4.0
 MIN_ACCOUNTED_S = 0.05  # accounted CPU a load sample needs before it counts
+LATE_LIMIT = 0.02  # share of renders missing their send time above which nobody new gets in
+LATE_EMA = 0.5  # weight of a new late-render sample (one per load observation, ~2 s)
+MIN_FRAMES_SAMPLE = 25  # frames a late-render sample needs before it counts
 
 
 def limit_blas_threads(threads: int = 1) -> list[str]:
@@ -207,6 +210,8 @@ class Scheduler:
         self.overhead = 1.0
         self.frames_made: dict[int, int] = {}  # ticks recorded per size, cumulative
         self._seen: tuple[float, dict[int, int]] | None = None
+        #: share of recent renders that missed their send time, all sessions (measured)
+        self.late_fraction = 0.0
         #: admitted sessions: id -> (size, fps)
         self.load: dict[str, tuple[int, int]] = {}
 
@@ -264,6 +269,14 @@ class Scheduler:
                 self.overhead += OVERHEAD_EMA * (ratio - self.overhead)
         self._seen = (cpu_s, frames)
 
+    def observe_renders(self, frames: int, late: int) -> None:
+        """Fold in the frames the sessions made and how many of them were late since the
+        last call: admission refuses while sessions already miss frames, whatever the
+        cost estimates say (a busy machine, a cost the estimate misses)."""
+        # with too few frames to judge (idle, sessions just started) the evidence fades
+        sample = min(max(late / frames, 0.0), 1.0) if frames >= MIN_FRAMES_SAMPLE else 0.0
+        self.late_fraction += LATE_EMA * (sample - self.late_fraction)
+
     def demand(self) -> float:
         """Cores the admitted sessions need (CPU seconds per second)."""
         return sum(fps * self.frame_cost(size) for size, fps in self.load.values())
@@ -275,6 +288,11 @@ class Scheduler:
         """Reserve room for a session or raise :class:`AdmissionError` with the reason."""
         if len(self.load) >= self.max_sessions:
             raise AdmissionError(f"session limit reached ({self.max_sessions} sessions)")
+        if self.late_fraction > LATE_LIMIT:
+            raise AdmissionError(
+                f"the sessions already running miss frames ({100 * self.late_fraction:.1f} % "
+                "of renders late lately); try again when the load is lower"
+            )
         need = fps * self.frame_cost(size)
         have = self.capacity() - self.demand()
         if need > have:

@@ -92,6 +92,7 @@ class AppState:
         self.started = time.monotonic()
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._renders_seen: dict[str, tuple[int, int]] = {}  # session: (frames, late renders)
 
     # ---- lifecycle --------------------------------------------------------------------
 
@@ -184,6 +185,22 @@ class AppState:
                 if self.processes is not None:
                     cpu += self.processes.cpu_seconds()
                 self.scheduler.observe_process_cpu(cpu)
+                self._observe_renders(self.scheduler)
+
+    def _observe_renders(self, sched: Scheduler) -> None:
+        """Frames made and renders late since the last look, over the sessions with viewers."""
+        seen = {
+            sid: (s.pipeline.next_frame, s.pipeline.skipped_renders)
+            for sid, s in self.sessions.items()
+            if s.pipeline.render_video
+        }
+        frames = late = 0
+        for sid, (made, skipped) in seen.items():
+            made0, skipped0 = self._renders_seen.get(sid, (made, skipped))
+            frames += max(0, made - made0)  # an early onset takes frames back
+            late += max(0, skipped - skipped0)
+        self._renders_seen = seen
+        sched.observe_renders(frames, late)
 
     async def _reap_idle(self) -> None:
         while True:

@@ -306,6 +306,33 @@ def test_admission_counts_the_process_cpu_per_frame_costs_leave_out() -> None:
         sched.close()
 
 
+def test_admission_refuses_while_sessions_miss_frames() -> None:
+    """Whatever the cost estimates say, nobody new gets in while the running sessions'
+    renders miss their send times; admission opens again once they keep up."""
+    sched = Scheduler(workers=1, headroom=0.9, max_sessions=20, cores=2)
+    try:
+        sched.record_tick(256, 0.002)
+        sched.admit("a", 256, 25)
+        sched.observe_renders(frames=10, late=10)  # too few frames to judge
+        sched.admit("b", 256, 25)
+        sched.observe_renders(frames=200, late=20)  # 10 % late
+        with pytest.raises(AdmissionError, match="miss frames"):
+            sched.admit("c", 256, 25)
+        for _ in range(8):  # idle: the evidence fades
+            sched.observe_renders(frames=0, late=0)
+        sched.admit("c", 256, 25)
+        sched.release("c")
+        sched.observe_renders(frames=200, late=20)  # 10 % late
+        with pytest.raises(AdmissionError, match="miss frames"):
+            sched.admit("c", 256, 25)
+        for _ in range(8):  # keeping up again
+            sched.observe_renders(frames=200, late=0)
+        sched.admit("c", 256, 25)
+        assert set(sched.load) == {"a", "b", "c"}
+    finally:
+        sched.close()
+
+
 def test_settings_reject_unknown_keys_and_read_env(tmp_path: Any, monkeypatch: Any) -> None:
     cfg = tmp_path / "server.yaml"
     cfg.write_text("port: 9000\nice_host_addresses: [10.0.0.5]\n")
