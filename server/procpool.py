@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from server.clock import MediaClock
-from server.pipeline import Frame, PipelineOutput, SessionPipeline
+from server.output import Frame, PipelineOutput
+from server.pipeline import SessionPipeline
 from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,16 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 STOP_TIMEOUT_S = 3.0
 CALL_TIMEOUT_S = 60.0  # a call not answered by then: the process is stuck, end it
 OK, ERROR, PARTIAL = "ok", "error", "partial"  # what a message from a process is
+
+
+def process_stat(pid: int | str) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds used: user + system) of a process, None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 class WorkerLost(RuntimeError):
@@ -120,12 +131,8 @@ class Worker:
 
     def cpu_seconds(self) -> float:
         """CPU time the process has used (user + system), 0 once it is gone."""
-        try:
-            with open(f"/proc/{self.process.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        stat = process_stat(self.process.pid)
+        return 0.0 if stat is None else stat[1]
 
     def close(self) -> None:
         if self.alive:

@@ -320,7 +320,7 @@ def measure_encode_cost(size: int, frames: int = 12) -> float:
     import av
 
     from server.encoders import RenderedVp8Encoder
-    from server.pipeline import to_i420
+    from server.output import to_i420
 
     enc = RenderedVp8Encoder()
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size

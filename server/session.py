@@ -31,7 +31,9 @@ from server.clock import (
     MediaClock,
     aligned_start,
 )
-from server.pipeline import EARLY_ONSET_MIN_SAMPLES, PipelineOutput
+from server.events import EventStream
+from server.output import PipelineOutput
+from server.pipeline import EARLY_ONSET_MIN_SAMPLES
 
 log = logging.getLogger(__name__)
 
@@ -54,36 +56,6 @@ class SessionParams:
 def _settle(fut: asyncio.Future[Any], value: Any) -> None:
     if not fut.done():
         fut.set_result(value)
-
-
-class EventStream:
-    """Events for one WebSocket client: bounded, drop-oldest, counted."""
-
-    def __init__(self, maxlen: int, coefficients: bool = False) -> None:
-        self._q: deque[dict[str, Any]] = deque(maxlen=maxlen)
-        self._ready = asyncio.Event()
-        self.coefficients = coefficients
-        self.dropped = 0
-        self.closed = False
-
-    def put(self, event: dict[str, Any]) -> None:
-        if len(self._q) == self._q.maxlen:
-            self.dropped += 1
-        self._q.append(event)
-        self._ready.set()
-
-    async def get(self) -> dict[str, Any] | None:
-        """Next event, or None once the stream is closed and drained."""
-        while not self._q:
-            if self.closed:
-                return None
-            self._ready.clear()
-            await self._ready.wait()
-        return self._q.popleft()
-
-    def close(self) -> None:
-        self.closed = True
-        self._ready.set()
 
 
 class Session:

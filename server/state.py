@@ -35,7 +35,8 @@ from server.loaders import (
     measure_render,
 )
 from server.metrics import Metrics
-from server.pipeline import PipelineOutput, SessionPipeline
+from server.output import PipelineOutput
+from server.pipeline import SessionPipeline
 from server.procpool import PipelineSpec, ProcessPool, RemotePipeline
 from server.scheduler import RendererPool, Scheduler, limit_blas_threads, measure_encode_cost
 from server.session import Session, SessionParams
@@ -283,7 +284,6 @@ class AppState:
         delay_s = output_delay_s(right_context, budget, margin, params.fps)
         idle = await sched.run(pool.render, zeros())
         render = sched.render_fn(pool)
-        streamer = await sched.run(self.streamer_factory, model)
         max_buffered = self.settings.max_buffered_audio_s
         early_onsets = self.settings.early_onsets
         read_ahead = await sched.run(audio_read_ahead)  # probes the encoder once, off the loop
@@ -299,6 +299,10 @@ class AppState:
             except Exception:
                 procs.release(worker)
                 raise
+        # the streaming motion model runs in the pipeline's own process
+        streamer: Any = None
+        if worker is None:
+            streamer = await sched.run(self.streamer_factory, model)
 
         def make_pipeline(clock: Any) -> PipelineOutput:
             if worker is not None:

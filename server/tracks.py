@@ -4,7 +4,7 @@ Both tracks compute their slot from the same :class:`~server.clock.MediaClock`, 
 until its wall time and hand aiortc a frame stamped from the sample counter. A video
 frame that is not ready repeats the last one (counted); audio that is not there is
 silence. aiortc encodes on its executor threads, so ``recv`` does only copies. Video goes
-out as yuv420p, converted once per frame on the worker (:func:`~server.pipeline.to_i420`),
+out as yuv420p, converted once per frame on the worker (:func:`~server.output.to_i420`),
 so the encoder does not convert the same RGB picture again on every send.
 """
 
@@ -30,7 +30,7 @@ from server.clock import (
     SAMPLE_RATE,
     VIDEO_TIME_BASE,
 )
-from server.pipeline import to_i420
+from server.output import to_i420
 
 if TYPE_CHECKING:
     from server.session import Session

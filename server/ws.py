@@ -33,7 +33,8 @@ from starlette.websockets import WebSocketState
 from models.audio import AudioError
 from models.audio.features import StreamingResampler
 from server.control import ControlError, apply_control
-from server.session import EventStream, Session
+from server.events import EventStream
+from server.session import Session
 from server.state import AppState, get_state
 
 log = logging.getLogger(__name__)

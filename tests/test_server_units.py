@@ -1,4 +1,4 @@
-"""Server building blocks without the network: clock, queues, pipeline, scheduler, settings."""
+"""Server building blocks without the network: clock, queues, pipeline, settings, metrics."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from server.clock import (
     samples_per_frame,
 )
 from server.metrics import Family, quantile, render
-from server.pipeline import AudioRing, InputBuffer, SessionPipeline
-from server.scheduler import AdmissionError, BatchRenderer, RendererPool, Scheduler
+from server.output import AudioRing, InputBuffer
+from server.pipeline import SessionPipeline
 from server.settings import ServerSettings, load_settings
 
 JAW = CHANNEL_INDEX["jawOpen"]
@@ -229,110 +229,6 @@ def test_early_onset_starts_buffered_speech_on_unsent_silence() -> None:
     assert q.early_onsets_taken == 0 and len(q.input) == 320
 
 
-class CountingRenderer:
-    def __init__(self) -> None:
-        self.size = 4
-        self.batches: list[int] = []
-
-    def render(self, c: np.ndarray) -> np.ndarray:
-        return np.full((4, 4, 3), int(c[0] * 100), np.uint8)
-
-    def render_batch(self, c: np.ndarray) -> np.ndarray:
-        self.batches.append(len(c))
-        return np.stack([self.render(x) for x in c])
-
-
-def test_batch_renderer_gathers_frames_from_several_threads() -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
-    renderer = CountingRenderer()
-    pool = RendererPool(lambda: renderer, max_instances=1)
-    batcher = BatchRenderer(window_s=0.05)
-    coeffs = [np.full(38, i / 10, np.float32) for i in range(6)]
-    with ThreadPoolExecutor(6) as ex:
-        out = list(ex.map(lambda c: batcher.render(pool, c), coeffs))
-    batcher.close()
-    assert [int(o[0, 0, 0]) for o in out] == [i * 10 for i in range(6)]
-    assert max(renderer.batches) > 1 and sum(renderer.batches) == 6
-
-
-def test_admission_refuses_what_the_measured_cost_cannot_serve() -> None:
-    sched = Scheduler(workers=1, headroom=0.5, max_sessions=10, cores=2)
-    try:
-        sched.record_tick(256, 0.004)
-        sched.encode_cost[256] = 0.001
-        # 1 core of capacity / (25 fps * 5 ms) = 8 sessions
-        for i in range(8):
-            sched.admit(f"s{i}", 256, 25)
-        with pytest.raises(AdmissionError, match="needs"):
-            sched.admit("s8", 256, 25)
-        # 512 is estimated from 256 by pixel count until measured
-        assert sched.frame_cost(512) == pytest.approx(0.016)
-        sched.release("s0")
-        sched.admit("s8", 256, 25)
-        sched.max_sessions = 8
-        with pytest.raises(AdmissionError, match="limit"):
-            sched.admit("s9", 256, 10)
-    finally:
-        sched.close()
-
-
-def test_admission_counts_the_process_cpu_per_frame_costs_leave_out() -> None:
-    sched = Scheduler(workers=1, headroom=0.5, max_sessions=20, cores=2)
-    try:
-        sched.record_tick(256, 0.004)
-        sched.encode_cost[256] = 0.001
-        sched.observe_process_cpu(10.0)  # first sample: a baseline, nothing to compare
-        assert sched.overhead == 1.0
-        sched.record_tick(256, 0.004, frames=100)  # 100 frames account for 0.5 s of CPU
-        sched.observe_process_cpu(11.0)  # ... but the process spent 1.0 s
-        assert sched.overhead == pytest.approx(1.3)  # moving towards 2
-        cpu = 11.0
-        for _ in range(20):
-            sched.record_tick(256, 0.004, frames=100)
-            cpu += 1.0
-            sched.observe_process_cpu(cpu)
-        assert sched.overhead == pytest.approx(2.0, abs=1e-3)
-        assert sched.frame_cost(256) == pytest.approx(0.010, rel=1e-3)
-        # 1 core of capacity / (25 fps * 10 ms) = 4 sessions, not the 8 of the bare costs
-        for i in range(4):
-            sched.admit(f"s{i}", 256, 25)
-        with pytest.raises(AdmissionError, match="needs"):
-            sched.admit("s4", 256, 25)
-        # an idle stretch (nothing rendered) leaves the ratio alone
-        sched.observe_process_cpu(cpu + 5.0)
-        assert sched.overhead == pytest.approx(2.0, abs=1e-3)
-    finally:
-        sched.close()
-
-
-def test_admission_refuses_while_sessions_miss_frames() -> None:
-    """Whatever the cost estimates say, nobody new gets in while the running sessions'
-    renders miss their send times; admission opens again once they keep up."""
-    sched = Scheduler(workers=1, headroom=0.9, max_sessions=20, cores=2)
-    try:
-        sched.record_tick(256, 0.002)
-        sched.admit("a", 256, 25)
-        sched.observe_renders(frames=10, late=10)  # too few frames to judge
-        sched.admit("b", 256, 25)
-        sched.observe_renders(frames=200, late=20)  # 10 % late
-        with pytest.raises(AdmissionError, match="miss frames"):
-            sched.admit("c", 256, 25)
-        for _ in range(8):  # idle: the evidence fades
-            sched.observe_renders(frames=0, late=0)
-        sched.admit("c", 256, 25)
-        sched.release("c")
-        sched.observe_renders(frames=200, late=20)  # 10 % late
-        with pytest.raises(AdmissionError, match="miss frames"):
-            sched.admit("c", 256, 25)
-        for _ in range(8):  # keeping up again
-            sched.observe_renders(frames=200, late=0)
-        sched.admit("c", 256, 25)
-        assert set(sched.load) == {"a", "b", "c"}
-    finally:
-        sched.close()
-
-
 def test_settings_reject_unknown_keys_and_read_env(tmp_path: Any, monkeypatch: Any) -> None:
     cfg = tmp_path / "server.yaml"
     cfg.write_text("port: 9000\nice_host_addresses: [10.0.0.5]\n")
@@ -355,72 +251,3 @@ def test_metrics_render_prometheus_text() -> None:
     assert '# TYPE headcast_x_ms gauge\nheadcast_x_ms{session="a\\"b"} 1.5\n' in text
     assert quantile([1.0, 2.0, 3.0], 0.5) == 2.0
     assert np.isnan(quantile([], 0.5))
-
-
-def test_the_opus_packet_sent_in_an_audio_slot_carries_that_slots_audio() -> None:
-    """libopus adds look-ahead (and an encoder may hold a frame back): the track
-    compensates, so the packet sent in slot k decodes to session samples from k * 320,
-    as the media clock schedules (and as video frames are sent). It never reads past
-    what ``first_unread_sample`` promises is still unread (early onsets rely on it)."""
-    import asyncio
-
-    from aiortc.codecs.opus import OpusDecoder
-    from aiortc.jitterbuffer import JitterFrame
-
-    from server.encoders import SpeechOpusEncoder
-    from server.tracks import AvatarAudioTrack, audio_read_ahead
-
-    burst_at = 10 * AUDIO_CHUNK  # session sample where a loud tone starts
-    t = np.arange(16_000) / 16_000
-    speech = np.where(np.arange(16_000) >= burst_at, 0.5 * np.sin(2 * np.pi * 440 * t), 0.0)
-    clock = MediaClock(25, delay_frames=2, start=time.monotonic() - 0.08)
-    overreads = []
-
-    def read_audio(s: int, n: int) -> np.ndarray:
-        unread = clock.first_unread_sample(time.monotonic(), audio_read_ahead())
-        if s + n > unread:
-            overreads.append((s + n, unread))
-        return speech[s : s + n].astype(np.float32)
-
-    session = SimpleNamespace(
-        closed=False,
-        clock=clock,
-        pipeline=SimpleNamespace(read_audio=read_audio),
-        on_audio_sent=lambda s, at: None,
-    )
-    track = AvatarAudioTrack(session)  # type: ignore[arg-type]
-    encoder, decoder = SpeechOpusEncoder(), OpusDecoder()
-
-    async def slots() -> dict[int, float]:
-        loudness = {}
-        for _ in range(16):
-            frame = await track.recv()
-            slot = frame.pts // (frame.sample_rate // 50)  # 20 ms slots
-            for payload in encoder.encode(frame)[0]:
-                out = decoder.decode(JitterFrame(data=payload, timestamp=0))[0]
-                pcm = out.to_ndarray().astype(np.float32) / 32768.0
-                loudness[slot] = float(np.sqrt(np.mean(pcm**2)))
-        return loudness
-
-    loudness = asyncio.run(slots())
-    loud = [k for k, v in sorted(loudness.items()) if v > 0.1]
-    assert loud and loud[0] == burst_at // AUDIO_CHUNK, loudness
-    assert not overreads
-
-
-def test_audio_level_matches_aiortcs_own_computation() -> None:
-    """The vectorised RFC 6465 level the server installs equals aiortc's per-sample one."""
-    import av
-
-    from server.tracks import AIORTC_AUDIO_LEVEL, audio_level_dbov
-
-    assert AIORTC_AUDIO_LEVEL is not audio_level_dbov
-
-    rng = np.random.default_rng(5)
-    for scale in (0.0, 1e-6, 1e-3, 0.05, 0.5, 1.0):
-        for layout, channels in (("mono", 1), ("stereo", 2)):
-            pcm = np.clip(rng.standard_normal(960 * channels) * scale, -1, 1)
-            s16 = np.rint(pcm * 32767).astype(np.int16).reshape(1, -1)
-            frame = av.AudioFrame.from_ndarray(s16, format="s16", layout=layout)
-            frame.sample_rate = 48_000
-            assert audio_level_dbov(frame) == AIORTC_AUDIO_LEVEL(frame), (scale, layout)

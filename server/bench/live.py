@@ -36,6 +36,7 @@ import numpy as np
 
 from models.config import REPO_ROOT
 from server.errors import UserError
+from server.procpool import process_stat
 
 HELP = "N live sessions on loopback: fps, render p50/p95, push-to-mouth, A/V offset, CPU"
 DEFAULT_SPEECH = REPO_ROOT / "tests" / "fixtures" / "speech.wav"
@@ -48,7 +49,6 @@ UTTERANCE_EVERY_S = 1.6
 OPEN = 0.1
 ONSET_LEVEL = 0.02  # |sample| that marks the speech onset
 READY_TIMEOUT_S = 120.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,13 +80,10 @@ def _load_speech(path: Path) -> np.ndarray:
 def _cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system) of ``pid`` and its child processes (render workers)."""
     total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited meanwhile
-        if stat.parent.name == str(pid) or fields[1] == str(pid):
-            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    for entry in Path("/proc").glob("[0-9]*"):
+        stat = process_stat(entry.name)
+        if stat is not None and (entry.name == str(pid) or stat[0] == pid):
+            total += stat[1]
     return total
 
 

@@ -1,0 +1,112 @@
+"""Render workers, GPU batching and admission control, without the network."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from server.scheduler import AdmissionError, BatchRenderer, RendererPool, Scheduler
+
+
+class CountingRenderer:
+    def __init__(self) -> None:
+        self.size = 4
+        self.batches: list[int] = []
+
+    def render(self, c: np.ndarray) -> np.ndarray:
+        return np.full((4, 4, 3), int(c[0] * 100), np.uint8)
+
+    def render_batch(self, c: np.ndarray) -> np.ndarray:
+        self.batches.append(len(c))
+        return np.stack([self.render(x) for x in c])
+
+
+def test_batch_renderer_gathers_frames_from_several_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    renderer = CountingRenderer()
+    pool = RendererPool(lambda: renderer, max_instances=1)
+    batcher = BatchRenderer(window_s=0.05)
+    coeffs = [np.full(38, i / 10, np.float32) for i in range(6)]
+    with ThreadPoolExecutor(6) as ex:
+        out = list(ex.map(lambda c: batcher.render(pool, c), coeffs))
+    batcher.close()
+    assert [int(o[0, 0, 0]) for o in out] == [i * 10 for i in range(6)]
+    assert max(renderer.batches) > 1 and sum(renderer.batches) == 6
+
+
+def test_admission_refuses_what_the_measured_cost_cannot_serve() -> None:
+    sched = Scheduler(workers=1, headroom=0.5, max_sessions=10, cores=2)
+    try:
+        sched.record_tick(256, 0.004)
+        sched.encode_cost[256] = 0.001
+        # 1 core of capacity / (25 fps * 5 ms) = 8 sessions
+        for i in range(8):
+            sched.admit(f"s{i}", 256, 25)
+        with pytest.raises(AdmissionError, match="needs"):
+            sched.admit("s8", 256, 25)
+        # 512 is estimated from 256 by pixel count until measured
+        assert sched.frame_cost(512) == pytest.approx(0.016)
+        sched.release("s0")
+        sched.admit("s8", 256, 25)
+        sched.max_sessions = 8
+        with pytest.raises(AdmissionError, match="limit"):
+            sched.admit("s9", 256, 10)
+    finally:
+        sched.close()
+
+
+def test_admission_counts_the_process_cpu_per_frame_costs_leave_out() -> None:
+    sched = Scheduler(workers=1, headroom=0.5, max_sessions=20, cores=2)
+    try:
+        sched.record_tick(256, 0.004)
+        sched.encode_cost[256] = 0.001
+        sched.observe_process_cpu(10.0)  # first sample: a baseline, nothing to compare
+        assert sched.overhead == 1.0
+        sched.record_tick(256, 0.004, frames=100)  # 100 frames account for 0.5 s of CPU
+        sched.observe_process_cpu(11.0)  # ... but the process spent 1.0 s
+        assert sched.overhead == pytest.approx(1.3)  # moving towards 2
+        cpu = 11.0
+        for _ in range(20):
+            sched.record_tick(256, 0.004, frames=100)
+            cpu += 1.0
+            sched.observe_process_cpu(cpu)
+        assert sched.overhead == pytest.approx(2.0, abs=1e-3)
+        assert sched.frame_cost(256) == pytest.approx(0.010, rel=1e-3)
+        # 1 core of capacity / (25 fps * 10 ms) = 4 sessions, not the 8 of the bare costs
+        for i in range(4):
+            sched.admit(f"s{i}", 256, 25)
+        with pytest.raises(AdmissionError, match="needs"):
+            sched.admit("s4", 256, 25)
+        # an idle stretch (nothing rendered) leaves the ratio alone
+        sched.observe_process_cpu(cpu + 5.0)
+        assert sched.overhead == pytest.approx(2.0, abs=1e-3)
+    finally:
+        sched.close()
+
+
+def test_admission_refuses_while_sessions_miss_frames() -> None:
+    """Whatever the cost estimates say, nobody new gets in while the running sessions'
+    renders miss their send times; admission opens again once they keep up."""
+    sched = Scheduler(workers=1, headroom=0.9, max_sessions=20, cores=2)
+    try:
+        sched.record_tick(256, 0.002)
+        sched.admit("a", 256, 25)
+        sched.observe_renders(frames=10, late=10)  # too few frames to judge
+        sched.admit("b", 256, 25)
+        sched.observe_renders(frames=200, late=20)  # 10 % late
+        with pytest.raises(AdmissionError, match="miss frames"):
+            sched.admit("c", 256, 25)
+        for _ in range(8):  # idle: the evidence fades
+            sched.observe_renders(frames=0, late=0)
+        sched.admit("c", 256, 25)
+        sched.release("c")
+        sched.observe_renders(frames=200, late=20)  # 10 % late
+        with pytest.raises(AdmissionError, match="miss frames"):
+            sched.admit("c", 256, 25)
+        for _ in range(8):  # keeping up again
+            sched.observe_renders(frames=200, late=0)
+        sched.admit("c", 256, 25)
+        assert set(sched.load) == {"a", "b", "c"}
+    finally:
+        sched.close()
