@@ -15,17 +15,30 @@ frames of the default avatar at 500 kbps):
 
 :func:`use_speech_encoders` makes aiortc's RTP senders use these two; other codecs
 (H.264) keep aiortc's own.
+
+aiortc encodes every frame a track hands it on an executor thread. Passing a 20 ms audio
+frame or a small video frame to a thread and its result back costs more CPU than the
+encode (measured here: ~0.2 ms of hand-off per call; a 256x256 VP8 frame of the avatar
+encodes in ~0.25 ms, an Opus packet in ~0.13 ms), and a server sends 75 of them per
+session and second. So a track that asks for it (:class:`EncodingTrack`) is given the
+encoder its sender made, encodes in ``recv`` itself and returns the packet, which aiortc
+only packetises. The encoder stays the sender's: the bitrate aiortc's congestion control
+sets reaches it; a keyframe request (PLI, FIR) reaches the track through
+:func:`forward_keyframe_requests`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from contextvars import ContextVar
+from fractions import Fraction
+from typing import Any, Protocol
 
 import aiortc.rtcrtpsender
 from aiortc.codecs import get_encoder as aiortc_get_encoder
 from aiortc.codecs.base import Encoder
 from aiortc.codecs.vpx import Vp8Encoder
-from av import AudioFrame, AudioResampler, CodecContext, VideoFrame
+from av import AudioFrame, AudioResampler, CodecContext, Packet, VideoFrame
 from av.frame import Frame
 from av.video.frame import PictureType
 
@@ -37,6 +50,20 @@ VP8_REOPEN_CHANGE = 0.1  # reopen the encoder when the target bitrate moves this
 OPUS_RATE = 48_000
 OPUS_FRAME = 960  # 20 ms
 OPUS_BITRATE = 48_000
+VIDEO_PACKET_TIME_BASE = Fraction(1, VIDEO_CLOCK_RATE)
+OPUS_PACKET_TIME_BASE = Fraction(1, OPUS_RATE)
+
+
+class EncodingTrack(Protocol):
+    """A track that encodes its own frames once it has its sender's encoder."""
+
+    def bind_encoder(self, encoder: Encoder) -> None: ...
+
+
+#: The track whose ``recv`` ran last in this task. aiortc's sender task awaits
+#: ``track.recv()`` and then, in the same task, creates its encoder, so the encoder
+#: factory finds the track here.
+CURRENT_TRACK: ContextVar[EncodingTrack | None] = ContextVar("headcast_track", default=None)
 
 
 class RenderedVp8Encoder(Vp8Encoder):
@@ -67,8 +94,7 @@ class RenderedVp8Encoder(Vp8Encoder):
         }
         return codec
 
-    def encode(self, frame: Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
-        assert isinstance(frame, VideoFrame)
+    def _encode_bytes(self, frame: VideoFrame, force_keyframe: bool) -> bytes:
         if frame.format.name != "yuv420p":
             frame = frame.reformat(format="yuv420p")
         codec = self.codec
@@ -81,12 +107,31 @@ class RenderedVp8Encoder(Vp8Encoder):
             codec = self.codec = self._open(frame.width, frame.height)
         if force_keyframe:
             frame.pict_type = PictureType.I
-        data = b"".join(bytes(p) for p in codec.encode(frame))
+        return b"".join(bytes(p) for p in codec.encode(frame))
+
+    def encode(self, frame: Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        assert isinstance(frame, VideoFrame)
+        data = self._encode_bytes(frame, force_keyframe)
         payloads = self._packetize(data, self.picture_id)
         self.picture_id = (self.picture_id + 1) % (1 << 15)
         assert frame.time_base is not None and frame.pts is not None
         timestamp = int(frame.pts * frame.time_base * VIDEO_CLOCK_RATE)
         return payloads, timestamp
+
+    def encode_packet(self, frame: VideoFrame, force_keyframe: bool = False) -> Packet:
+        """``frame`` as one VP8 packet for :meth:`pack` (called by the track, in place
+        of :meth:`encode` on aiortc's executor)."""
+        packet = Packet(self._encode_bytes(frame, force_keyframe))
+        assert frame.time_base is not None and frame.pts is not None
+        packet.pts = int(frame.pts * frame.time_base * VIDEO_CLOCK_RATE)
+        packet.time_base = VIDEO_PACKET_TIME_BASE
+        return packet
+
+    def pack(self, packet: Packet) -> tuple[list[bytes], int]:
+        if not packet.size:  # nothing came out (a frame the encoder dropped)
+            assert packet.pts is not None
+            return [], int(packet.pts)
+        return super().pack(packet)
 
 
 class SpeechOpusEncoder(Encoder):
@@ -103,8 +148,7 @@ class SpeechOpusEncoder(Encoder):
         self._sent = 0  # 48 kHz samples in the packets so far: the RTP timestamp
         self._resampler: AudioResampler | None = None
 
-    def encode(self, frame: Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
-        assert isinstance(frame, AudioFrame)
+    def _encode_bytes(self, frame: AudioFrame) -> list[bytes]:
         if (frame.format.name, frame.layout.name, frame.sample_rate, frame.samples) == (
             "s16",
             "mono",
@@ -118,23 +162,56 @@ class SpeechOpusEncoder(Encoder):
                     format="s16", layout="mono", rate=OPUS_RATE, frame_size=OPUS_FRAME
                 )
             frames = self._resampler.resample(frame)
-        packets = [bytes(p) for f in frames for p in self.codec.encode(f)]
+        return [bytes(p) for f in frames for p in self.codec.encode(f)]
+
+    def encode(self, frame: Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        assert isinstance(frame, AudioFrame)
+        packets = self._encode_bytes(frame)
         timestamp = self._sent
         self._sent += OPUS_FRAME * len(packets)
         return packets, timestamp
 
-    def pack(self, packet: Any) -> tuple[list[bytes], int]:
-        raise NotImplementedError("the audio track sends raw frames")
+    def encode_packet(self, frame: AudioFrame) -> Packet:
+        """One 20 ms frame as one packet for :meth:`pack` (an empty packet while the
+        encoder holds the audio back, which :meth:`pack` skips)."""
+        data = self._encode_bytes(frame)
+        packet = Packet(data[0] if len(data) == 1 else b"")
+        if len(data) > 1:  # 20 ms in gives one packet out: never more
+            raise RuntimeError(f"Opus returned {len(data)} packets for one frame")
+        packet.pts = self._sent
+        packet.time_base = OPUS_PACKET_TIME_BASE
+        self._sent += OPUS_FRAME * len(data)
+        return packet
+
+    def pack(self, packet: Packet) -> tuple[list[bytes], int]:
+        data = bytes(packet)
+        assert packet.pts is not None
+        return ([data] if data else []), int(packet.pts)
 
 
 def speech_encoder(codec: Any) -> Encoder:
-    """aiortc's ``get_encoder`` with ours for VP8 and Opus."""
+    """aiortc's ``get_encoder`` with ours for VP8 and Opus; the track being sent, when it
+    encodes for itself (:data:`CURRENT_TRACK`), gets the encoder."""
     mime = codec.mimeType.lower()
+    encoder: Encoder
     if mime == "video/vp8":
-        return RenderedVp8Encoder()
-    if mime == "audio/opus":
-        return SpeechOpusEncoder()
-    return aiortc_get_encoder(codec)
+        encoder = RenderedVp8Encoder()
+    elif mime == "audio/opus":
+        encoder = SpeechOpusEncoder()
+    else:
+        return aiortc_get_encoder(codec)
+    track = CURRENT_TRACK.get()
+    if track is not None:
+        track.bind_encoder(encoder)
+    return encoder
+
+
+def forward_keyframe_requests(sender: Any, request: Callable[[], None]) -> None:
+    """Call ``request`` when ``sender``'s receiver asks for a keyframe (PLI or FIR).
+
+    aiortc turns those into a flag it applies only to frames it encodes itself.
+    """
+    sender._send_keyframe = request
 
 
 def use_speech_encoders() -> None:

@@ -62,8 +62,8 @@ class ServerSettings(StrictModel):
     admission_headroom: float = Field(default=0.65, gt=0.0, le=1.0)
     #: render worker threads on CPU; 0 = one per core
     render_workers: int = Field(default=0, ge=0)
-    #: processes that run sessions' pipelines (CPU, warp backend); -1 = one per core,
-    #: 0 = none (pipelines run on the worker threads, sharing the event loop's interpreter)
+    #: processes that run sessions' pipelines (CPU, warp backend); -1 = two per core (at
+    #: most 32), 0 = none (pipelines run on the worker threads, sharing the event loop's interpreter)
     render_processes: int = Field(default=-1, ge=-1, le=64)
     #: threads aiortc's audio and video encoders share; 0 = asyncio's default pool
     encoder_threads: int = Field(default=0, ge=0, le=64)

@@ -37,7 +37,7 @@ from server.loaders import (
 from server.metrics import Metrics
 from server.output import PipelineOutput
 from server.pipeline import SessionPipeline
-from server.procpool import PipelineSpec, ProcessPool, RemotePipeline
+from server.procpool import PipelineSpec, ProcessPool, RemotePipeline, default_processes
 from server.scheduler import RendererPool, Scheduler, limit_blas_threads, measure_encode_cost
 from server.session import Session, SessionParams
 from server.settings import ServerSettings
@@ -105,7 +105,7 @@ class AppState:
         limit_blas_threads(1)
         batch = s.provider == "cuda" or (s.provider == "auto" and cuda_available())
         cores = len(os.sched_getaffinity(0))
-        procs = s.render_processes if s.render_processes >= 0 else cores
+        procs = s.render_processes if s.render_processes >= 0 else default_processes(cores)
         workers = s.render_workers
         warp = s.renderer_backend == "warp" or (s.renderer_backend == "auto" and not batch)
         if procs and not batch and warp and self._default_factories:

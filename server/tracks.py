@@ -3,9 +3,10 @@
 Both tracks compute their slot from the same :class:`~server.clock.MediaClock`, sleep
 until its wall time and hand aiortc a frame stamped from the sample counter. A video
 frame that is not ready repeats the last one (counted); audio that is not there is
-silence. aiortc encodes on its executor threads, so ``recv`` does only copies. Video goes
-out as yuv420p, converted once per frame on the worker (:func:`~server.output.to_i420`),
-so the encoder does not convert the same RGB picture again on every send.
+silence. Once aiortc has made its VP8 or Opus encoder, the tracks encode in ``recv``
+themselves and hand aiortc packets (see :mod:`server.encoders`: cheaper than aiortc's
+trip to an executor thread per frame). Video goes out as yuv420p, converted once per
+frame where it is rendered (:func:`~server.output.to_i420`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ from server.clock import (
     OPUS_LOOKAHEAD_SAMPLES,
     SAMPLE_RATE,
     VIDEO_TIME_BASE,
+)
+from server.encoders import (
+    CURRENT_TRACK,
+    Encoder,
+    RenderedVp8Encoder,
+    SpeechOpusEncoder,
 )
 from server.output import to_i420
 
@@ -95,8 +102,20 @@ class AvatarVideoTrack(MediaStreamTrack):
         self.skipped = 0
         self.first_frame_s: float | None = None
         self._created = time.monotonic()
+        self._encoder: RenderedVp8Encoder | None = None
+        self._keyframe = False
 
-    async def recv(self) -> av.VideoFrame:
+    def bind_encoder(self, encoder: Encoder) -> None:
+        if isinstance(encoder, RenderedVp8Encoder):
+            self._encoder = encoder
+
+    encodes_itself = property(lambda self: self._encoder is not None)
+
+    def request_keyframe(self) -> None:
+        """The receiver lost the picture (PLI/FIR): the next frame is a keyframe."""
+        self._keyframe = True
+
+    async def recv(self) -> av.VideoFrame | av.Packet:
         if self.readyState != "live" or self.session.closed:
             raise MediaStreamError
         clock = self.session.clock
@@ -131,6 +150,10 @@ class AvatarVideoTrack(MediaStreamTrack):
             self.first_frame_s = time.monotonic() - self._created
             self.session.on_first_frame(self.first_frame_s)
         self.sent += 1
+        CURRENT_TRACK.set(self)
+        if self._encoder is not None:
+            keyframe, self._keyframe = self._keyframe, False
+            return self._encoder.encode_packet(out, keyframe)
         return out
 
 
@@ -174,8 +197,15 @@ class AvatarAudioTrack(MediaStreamTrack):
         self._k: int | None = None
         self._ahead = encoder_hold_chunks() * AUDIO_CHUNK + OPUS_LOOKAHEAD_SAMPLES
         self._upsample = upsampler()
+        self._encoder: SpeechOpusEncoder | None = None
 
-    async def recv(self) -> av.AudioFrame:
+    def bind_encoder(self, encoder: Encoder) -> None:
+        if isinstance(encoder, SpeechOpusEncoder):
+            self._encoder = encoder
+
+    encodes_itself = property(lambda self: self._encoder is not None)
+
+    async def recv(self) -> av.AudioFrame | av.Packet:
         if self.readyState != "live" or self.session.closed:
             raise MediaStreamError
         clock = self.session.clock
@@ -199,4 +229,7 @@ class AvatarAudioTrack(MediaStreamTrack):
         out.sample_rate = OUT_RATE
         out.pts = self._k * OUT_CHUNK
         out.time_base = OUT_TIME_BASE
+        CURRENT_TRACK.set(self)
+        if self._encoder is not None:
+            return self._encoder.encode_packet(out)
         return out

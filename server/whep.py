@@ -15,6 +15,7 @@ import logging
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from fastapi import APIRouter, HTTPException, Request, Response
 
+from server.encoders import forward_keyframe_requests
 from server.ice import rtc_configuration
 from server.session import MAX_PEERS, Session
 from server.sessions import SessionRequest, find_session, open_session
@@ -61,7 +62,9 @@ async def answer(state: AppState, session: Session, sdp: str) -> tuple[str, str]
         if "audio" in kinds:
             tracks.append(AvatarAudioTrack(session))
         for track in tracks:
-            pc.addTrack(track)
+            sender = pc.addTrack(track)
+            if isinstance(track, AvatarVideoTrack):
+                forward_keyframe_requests(sender, track.request_keyframe)
         session.tracks[rid] = tracks
         session.pipeline.render_video = True
         await pc.setLocalDescription(await pc.createAnswer())

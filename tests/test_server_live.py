@@ -54,6 +54,12 @@ def window(t: np.ndarray, values: np.ndarray, lo: float, hi: float) -> np.ndarra
     return values[(t >= lo) & (t <= hi)]
 
 
+def self_encoding(srv: ServerThread, sid: str) -> dict[str, bool]:
+    """Which of the session's tracks encode their frames themselves."""
+    session = srv.state.sessions[sid]
+    return {t.kind: t.encodes_itself for ts in session.tracks.values() for t in ts}
+
+
 def event_time(sock: Any, kind: str) -> float:
     return next(t for t, e in sock.events if e.get("type") == kind)
 
@@ -74,6 +80,7 @@ def test_speech_plays_in_sync_and_silence_closes_the_mouth(
         await sock.next_event("speech_ended", within_s=12)
         await asyncio.sleep(1.2)  # silence after
         stats = (await client.request("GET", f"/v1/sessions/{session['id']}")).json()
+        stats["self_encoding"] = self_encoding(srv, session["id"])
         await sock.close()
         await viewer.close()
         await client.close_session(session["id"])
@@ -112,6 +119,8 @@ def test_speech_plays_in_sync_and_silence_closes_the_mouth(
     assert first_open - t_push < 0.4
     # Pushed whole after silence, the speech started early, on the silence not yet sent.
     assert stats["early_onsets"] == 1, stats
+    # VP8 and Opus: the tracks encoded every frame themselves, aiortc only packetised.
+    assert stats["self_encoding"] == {"video": True, "audio": True}
 
 
 def test_interrupt_returns_to_idle_within_100ms(srv: ServerThread, meter: MouthMeter) -> None:
@@ -208,13 +217,14 @@ def test_mirror_mode_h264_and_file_upload(srv: ServerThread, meter: MouthMeter) 
         w.setframerate(16_000)
         w.writeframes((speech * 32767).astype("<i2").tobytes())
 
-    async def main() -> tuple[Viewer, Any, dict[str, Any], list[dict[str, Any]]]:
+    async def main() -> tuple[Viewer, Any, dict[str, Any], list[dict[str, Any]], Any]:
         client = HeadcastClient(srv.url)
         mirror = await client.create_session(input="mirror", seed=5)
         viewer = await Viewer(client).watch(
             mirror["whep"], video_codec="H264", microphone=SpeechTrack(speech)
         )
         await asyncio.sleep(3.5)
+        encoding = self_encoding(srv, mirror["id"])
         await viewer.close()
         await client.close_session(mirror["id"])
         up = await client.create_session(seed=6)
@@ -223,9 +233,11 @@ def test_mirror_mode_h264_and_file_upload(srv: ServerThread, meter: MouthMeter) 
         await sock.next_event("speech_ended", within_s=8)
         await sock.close()
         await client.close_session(up["id"])
-        return viewer, sock, reply, sock.of_type("coefficients")
+        return viewer, sock, reply, sock.of_type("coefficients"), encoding
 
-    viewer, sock, reply, coeffs = run(main(), timeout=40)
+    viewer, sock, reply, coeffs, encoding = run(main(), timeout=40)
+    # H.264 is aiortc's own encoder, on its executor; Opus is still the track's.
+    assert encoding == {"video": False, "audio": True}
     codec = viewer.pc.getTransceivers()[0].receiver._RTCRtpReceiver__codecs  # negotiated
     assert any(c.mimeType == "video/H264" for c in codec.values())
     _, mouth = mouth_series(viewer.received.video, meter)
