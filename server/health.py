@@ -63,8 +63,9 @@ async def metrics(request: Request) -> PlainTextResponse:
         )
         fams.append(
             Family(
-                "headcast_cpu_overhead_ratio", "process CPU over per-frame costs (measured)"
-            ).add(sched.overhead)
+                "headcast_cpu_overhead_seconds_per_frame",
+                "process CPU per frame beyond the tick and encode costs (measured)",
+            ).add(sched.overhead_s)
         )
         fams.append(
             Family(

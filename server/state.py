@@ -181,11 +181,12 @@ class AppState:
     async def _observe_load(self) -> None:
         while True:
             await asyncio.sleep(LOAD_EVERY_S)
-            if self.scheduler is not None:
+            # start-up (loading, calibrating) is not what the server costs idle
+            if self.scheduler is not None and self.ready:
                 cpu = time.process_time()
                 if self.processes is not None:
                     cpu += self.processes.cpu_seconds()
-                self.scheduler.observe_process_cpu(cpu)
+                self.scheduler.observe_process_cpu(cpu, time.monotonic())
                 self._observe_renders(self.scheduler)
 
     def _observe_renders(self, sched: Scheduler) -> None:

@@ -36,7 +36,7 @@ def test_batch_renderer_gathers_frames_from_several_threads() -> None:
 
 
 def test_admission_refuses_what_the_measured_cost_cannot_serve() -> None:
-    sched = Scheduler(workers=1, headroom=0.5, max_sessions=10, cores=2)
+    sched = Scheduler(workers=1, headroom=0.5, max_sessions=10, cores=2, overhead_s=0.0)
     try:
         sched.record_tick(256, 0.004)
         sched.encode_cost[256] = 0.001
@@ -57,30 +57,56 @@ def test_admission_refuses_what_the_measured_cost_cannot_serve() -> None:
 
 
 def test_admission_counts_the_process_cpu_per_frame_costs_leave_out() -> None:
-    sched = Scheduler(workers=1, headroom=0.5, max_sessions=20, cores=2)
+    sched = Scheduler(workers=1, headroom=0.5, max_sessions=20, cores=2, overhead_s=0.0)
     try:
         sched.record_tick(256, 0.004)
         sched.encode_cost[256] = 0.001
-        sched.observe_process_cpu(10.0)  # first sample: a baseline, nothing to compare
-        assert sched.overhead == 1.0
-        sched.record_tick(256, 0.004, frames=100)  # 100 frames account for 0.5 s of CPU
-        sched.observe_process_cpu(11.0)  # ... but the process spent 1.0 s
-        assert sched.overhead == pytest.approx(1.3)  # moving towards 2
-        cpu = 11.0
+        t, cpu = 100.0, 10.0
+        sched.observe_process_cpu(cpu, t)  # first sample: a baseline, nothing to compare
+        # idle: 0.1 cores with nothing rendered
+        for _ in range(20):
+            t, cpu = t + 2.0, cpu + 0.2
+            sched.observe_process_cpu(cpu, t)
+        assert sched.idle_cores == pytest.approx(0.1, abs=1e-4) and sched.overhead_s == 0.0
+        # 100 frames in 2 s account for 0.5 s of CPU, idle for 0.2 s, but 1.2 s went:
+        # 5 ms a frame more
+        sched.record_tick(256, 0.004, frames=100)
+        t, cpu = t + 2.0, cpu + 1.2
+        sched.observe_process_cpu(cpu, t)
+        assert sched.overhead_s == pytest.approx(0.0015, abs=1e-5)  # moving towards 5 ms
         for _ in range(20):
             sched.record_tick(256, 0.004, frames=100)
-            cpu += 1.0
-            sched.observe_process_cpu(cpu)
-        assert sched.overhead == pytest.approx(2.0, abs=1e-3)
+            t, cpu = t + 2.0, cpu + 1.2
+            sched.observe_process_cpu(cpu, t)
+        assert sched.overhead_s == pytest.approx(0.005, abs=1e-5)
+        assert sched.idle_cores == pytest.approx(0.1, abs=1e-4)  # unchanged while busy
         assert sched.frame_cost(256) == pytest.approx(0.010, rel=1e-3)
-        # 1 core of capacity / (25 fps * 10 ms) = 4 sessions, not the 8 of the bare costs
-        for i in range(4):
+        # a fixed cost per frame, not a factor: 512 costs its own render plus the same 5 ms
+        assert sched.frame_cost(512) == pytest.approx(0.016 + 0.005, rel=1e-3)
+        # (1 core of capacity - 0.1 idle) / (25 fps * 10 ms) = 3.6: 3 sessions, not the 7
+        # of the bare costs
+        for i in range(3):
             sched.admit(f"s{i}", 256, 25)
         with pytest.raises(AdmissionError, match="needs"):
-            sched.admit("s4", 256, 25)
-        # an idle stretch (nothing rendered) leaves the ratio alone
-        sched.observe_process_cpu(cpu + 5.0)
-        assert sched.overhead == pytest.approx(2.0, abs=1e-3)
+            sched.admit("s3", 256, 25)
+        assert sched.demand() == pytest.approx(0.1 + 3 * 0.25, rel=1e-3)
+    finally:
+        sched.close()
+
+
+def test_a_fresh_server_judges_a_burst_by_the_prior_overhead() -> None:
+    """Before anything is measured, sessions opened at once are not counted as costing
+    only their render and encode."""
+    sched = Scheduler(workers=1, headroom=0.75, max_sessions=16, cores=2)
+    try:
+        sched.record_tick(256, 0.0017)  # what start-up calibration measures here
+        sched.encode_cost[256] = 0.0003
+        admitted = 0
+        with pytest.raises(AdmissionError, match="needs"):
+            for i in range(16):
+                sched.admit(f"s{i}", 256, 25)
+                admitted += 1
+        assert 6 <= admitted <= 10  # not 16 (zero overhead would let in 30)
     finally:
         sched.close()
 
