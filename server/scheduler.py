@@ -39,10 +39,10 @@ DEFAULT_COST_S = 0.008  # per-frame CPU seconds assumed before anything is measu
 OVERHEAD_EMA = 0.3  # weight of a new per-frame overhead sample
 MAX_OVERHEAD_S = 0.05  # per-frame overhead beyond which a sample is not believed
 #: the per-frame overhead assumed before any is measured: about what the 2-core
-#: development machine measures with render processes (4-6 ms a frame at either size),
+#: development machine measures with render processes (4-8 ms a frame at either size),
 #: so a burst of sessions opened on a fresh server is judged by realistic costs (counted
 #: as zero, a burst of sixteen 256 sessions was let in on 2 cores)
-PRIOR_OVERHEAD_S = 0.0045
+PRIOR_OVERHEAD_S = 0.005
 MIN_ACCOUNTED_S = 0.05  # accounted CPU a load sample needs before it counts
 LATE_LIMIT = 0.02  # share of renders missing their send time above which nobody new gets in
 LATE_EMA = 0.5  # weight of a new late-render sample (one per load observation, ~2 s)

@@ -59,7 +59,7 @@ class ServerSettings(StrictModel):
     token_max_ttl_s: float = Field(default=3600.0, gt=0.0)
     max_sessions: int = Field(default=16, ge=1)
     #: fraction of the render workers' measured capacity admission may fill
-    admission_headroom: float = Field(default=0.7, gt=0.0, le=1.0)
+    admission_headroom: float = Field(default=0.8, gt=0.0, le=1.0)
     #: render worker threads on CPU; 0 = one per core
     render_workers: int = Field(default=0, ge=0)
     #: processes that run sessions' pipelines (CPU, warp backend); -1 = two per core (at
