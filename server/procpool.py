@@ -14,7 +14,8 @@ the tracks, events and metrics read (input staging, output audio ring, frames, s
 brought up to date by each call's reply, which carries what the worker's pipeline
 wrote (audio, frames, frames taken back) and its counters. Speech pushed on the event
 loop is staged here and travels with the next tick. Replies carry I420 frames only
-(98 KB at 256x256), not the RGB image as well.
+(98 KB at 256x256), not the RGB image as well. The process's side is
+:mod:`server.render_process`.
 """
 
 from __future__ import annotations
@@ -24,18 +25,15 @@ import logging
 import multiprocessing as mp
 import os
 import secrets
-import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
 
-from server.clock import MediaClock
 from server.output import Frame, PipelineOutput
-from server.pipeline import SessionPipeline
+from server.render_process import ERROR, PARTIAL, PipelineSpec, serve
 from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -44,7 +42,6 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 STOP_TIMEOUT_S = 3.0
 CALL_TIMEOUT_S = 60.0  # a call not answered by then: the process is stuck, end it
 MAX_DEFAULT_PROCESSES = 32
-OK, ERROR, PARTIAL = "ok", "error", "partial"  # what a message from a process is
 
 
 def process_stat(pid: int | str) -> tuple[int, float] | None:
@@ -75,22 +72,6 @@ class WorkerLost(RuntimeError):
 
 class RemoteError(RuntimeError):
     """A call failed inside the render process; the message names the exception."""
-
-
-@dataclass(frozen=True)
-class PipelineSpec:
-    """What a worker needs to build a session's pipeline (picklable)."""
-
-    avatar: str | None  # what create_renderer takes: None = the built-in default
-    size: int
-    fps: int
-    seed: int | None
-    emotion: str
-    clock: MediaClock
-    max_buffered_s: float
-    echo_audio: bool
-    early_onsets: bool
-    read_ahead: int
 
 
 class Worker:
@@ -273,134 +254,3 @@ class RemotePipeline(PipelineOutput):
             self._worker.count(-1)
             if self._spec is None:  # opened there
                 self._worker.call("close", self._key)
-
-
-# ---- the worker process ------------------------------------------------------------
-
-
-class _Host:
-    """Pipelines of one worker process, with the renderers and models they share."""
-
-    def __init__(self, settings: ServerSettings, conn: Connection) -> None:
-        from server.loaders import default_motion_loader, default_renderer_factory
-
-        self.conn = conn
-        self.make_renderer = default_renderer_factory(settings)
-        self.load_motion = default_motion_loader(settings)
-        self.renderers: dict[tuple[str | None, int], Any] = {}
-        self.models: dict[int, Any] = {}
-        self.pipelines: dict[str, SessionPipeline] = {}
-
-    def renderer(self, avatar: str | None, size: int) -> Any:
-        if (avatar, size) not in self.renderers:
-            self.renderers[avatar, size] = self.make_renderer(avatar, size)
-        return self.renderers[avatar, size]
-
-    def model(self, fps: int) -> Any:
-        if fps not in self.models:
-            self.models[fps] = self.load_motion(fps)
-        return self.models[fps]
-
-    def warm(self, avatar: str | None, sizes: list[int], fps: int) -> None:
-        self.model(fps)
-        for size in sizes:
-            self.renderer(avatar, size)
-
-    def open(self, key: str, spec: PipelineSpec) -> None:
-        from models.mixer import MotionMixer
-        from server.loaders import default_streamer
-
-        model = self.model(spec.fps)
-        p = SessionPipeline(
-            clock=spec.clock,
-            streamer=default_streamer(model),
-            mouth_names=tuple(model.names),
-            mixer=MotionMixer(spec.fps, seed=spec.seed, emotion=spec.emotion),
-            render=self.renderer(spec.avatar, spec.size).render,
-            max_buffered_s=spec.max_buffered_s,
-            echo_audio=spec.echo_audio,
-            early_onsets=spec.early_onsets,
-            read_ahead=spec.read_ahead,
-        )
-        p.audio.journal = []
-        p.frames_journal = []
-
-        def early_audio() -> None:  # an early onset's audio, before its ticks run
-            self.conn.send((PARTIAL, p.audio.journal or []))
-            p.audio.journal = []
-
-        p.on_early_audio = early_audio
-        self.pipelines[key] = p
-
-    def _reply(self, key: str) -> dict[str, Any]:
-        p = self.pipelines[key]
-        frames = [
-            Frame(f.index, f.coeffs, f.speech, None if f.yuv is not None else f.image, f.yuv)
-            for f in p.frames_journal or []
-        ]
-        reply = {
-            "audio": list(p.audio.journal or []),
-            "frames": frames,
-            "dropped_from": p.dropped_from,
-            "next_tick": p.next_tick,
-            "next_frame": p.next_frame,
-            "motion_late": p.motion_late,
-            "lips_late": p.lips_late,
-            "skipped_renders": p.skipped_renders,
-            "early_onsets_taken": p.early_onsets_taken,
-            "tick_cpu_s": p.tick_cpu_s,
-            "render_s": list(p.render_s),
-            "tick_s": list(p.tick_s),
-            "buffered": len(p.input),
-            "dropped_samples": p.input.dropped_samples,
-        }
-        p.audio.journal = []
-        p.frames_journal = []
-        p.dropped_from = None
-        p.render_s.clear()  # sent: the server process keeps the statistics
-        p.tick_s.clear()
-        return reply
-
-    def tick(self, key: str, pcm: np.ndarray, n_last: int, render_video: bool) -> dict[str, Any]:
-        p = self.pipelines[key]
-        p.render_video = render_video
-        if len(pcm):
-            p.push(pcm)
-        p.tick_until(n_last)
-        return self._reply(key)
-
-    def interrupt(self, key: str, now: float | None) -> tuple[dict[str, int], dict[str, Any]]:
-        cut = self.pipelines[key].interrupt(now)
-        return cut, self._reply(key)
-
-    def control(self, key: str, method: str, args: tuple[Any, ...]) -> None:
-        self.pipelines[key].control(method, *args)
-
-    def close(self, key: str) -> None:
-        self.pipelines.pop(key, None)
-
-
-def serve(conn: Connection, settings: ServerSettings) -> None:
-    """A worker process: answer calls on ``conn`` until told to stop or the pipe closes."""
-    import cv2
-
-    from server.scheduler import limit_blas_threads
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server stops its workers itself
-    cv2.setNumThreads(1)  # the processes are the parallelism
-    limit_blas_threads(1)
-    host = _Host(settings, conn)
-    while True:
-        try:
-            op, args = conn.recv()
-        except (EOFError, OSError):
-            return
-        if op == "stop":
-            conn.send((OK, None))
-            return
-        try:
-            value = getattr(host, op)(*args)
-        except Exception as exc:
-            conn.send((ERROR, f"{type(exc).__name__}: {exc}"))
-        else:
-            conn.send((OK, value))

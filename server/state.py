@@ -37,7 +37,8 @@ from server.loaders import (
 from server.metrics import Metrics
 from server.output import PipelineOutput
 from server.pipeline import SessionPipeline
-from server.procpool import PipelineSpec, ProcessPool, RemotePipeline, default_processes
+from server.procpool import ProcessPool, RemotePipeline, default_processes
+from server.render_process import PipelineSpec
 from server.scheduler import RendererPool, Scheduler, limit_blas_threads, measure_encode_cost
 from server.session import Session, SessionParams
 from server.settings import ServerSettings

@@ -20,7 +20,8 @@ from models.mixer import MotionMixer
 from server.clock import MediaClock
 from server.loaders import default_streamer
 from server.pipeline import SessionPipeline
-from server.procpool import PipelineSpec, ProcessPool, RemotePipeline
+from server.procpool import ProcessPool, RemotePipeline
+from server.render_process import PipelineSpec
 from server.settings import ServerSettings
 from tests.server_harness import ServerThread, load_speech, require_motion_model, run
 
