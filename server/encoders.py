@@ -111,12 +111,7 @@ class RenderedVp8Encoder(Vp8Encoder):
 
     def encode(self, frame: Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
         assert isinstance(frame, VideoFrame)
-        data = self._encode_bytes(frame, force_keyframe)
-        payloads = self._packetize(data, self.picture_id)
-        self.picture_id = (self.picture_id + 1) % (1 << 15)
-        assert frame.time_base is not None and frame.pts is not None
-        timestamp = int(frame.pts * frame.time_base * VIDEO_CLOCK_RATE)
-        return payloads, timestamp
+        return self.pack(self.encode_packet(frame, force_keyframe))
 
     def encode_packet(self, frame: VideoFrame, force_keyframe: bool = False) -> Packet:
         """``frame`` as one VP8 packet for :meth:`pack` (called by the track, in place
@@ -175,9 +170,9 @@ class SpeechOpusEncoder(Encoder):
         """One 20 ms frame as one packet for :meth:`pack` (an empty packet while the
         encoder holds the audio back, which :meth:`pack` skips)."""
         data = self._encode_bytes(frame)
-        packet = Packet(data[0] if len(data) == 1 else b"")
         if len(data) > 1:  # 20 ms in gives one packet out: never more
             raise RuntimeError(f"Opus returned {len(data)} packets for one frame")
+        packet = Packet(data[0] if data else b"")
         packet.pts = self._sent
         packet.time_base = OPUS_PACKET_TIME_BASE
         self._sent += OPUS_FRAME * len(data)

@@ -150,11 +150,11 @@ class AvatarVideoTrack(MediaStreamTrack):
             self.first_frame_s = time.monotonic() - self._created
             self.session.on_first_frame(self.first_frame_s)
         self.sent += 1
-        CURRENT_TRACK.set(self)
-        if self._encoder is not None:
-            keyframe, self._keyframe = self._keyframe, False
-            return self._encoder.encode_packet(out, keyframe)
-        return out
+        if self._encoder is None:
+            CURRENT_TRACK.set(self)  # for the encoder factory, once aiortc makes one
+            return out
+        keyframe, self._keyframe = self._keyframe, False
+        return self._encoder.encode_packet(out, keyframe)
 
 
 @lru_cache(maxsize=1)
@@ -167,8 +167,6 @@ def encoder_hold_chunks() -> int:
     48 kHz, as this track does, it only converts the layout and holds nothing. Measured
     once by feeding the encoder silence, so the track compensates whatever it finds.
     """
-    from server.encoders import SpeechOpusEncoder
-
     enc = SpeechOpusEncoder()
     silence = np.zeros((1, OUT_CHUNK), np.int16)
     for k in range(8):
@@ -229,7 +227,7 @@ class AvatarAudioTrack(MediaStreamTrack):
         out.sample_rate = OUT_RATE
         out.pts = self._k * OUT_CHUNK
         out.time_base = OUT_TIME_BASE
-        CURRENT_TRACK.set(self)
-        if self._encoder is not None:
-            return self._encoder.encode_packet(out)
-        return out
+        if self._encoder is None:
+            CURRENT_TRACK.set(self)  # for the encoder factory, once aiortc makes one
+            return out
+        return self._encoder.encode_packet(out)
