@@ -137,7 +137,10 @@ class _Host:
         self.pipelines[key].control(method, *args)
 
     def close(self, key: str) -> None:
+        from server.scheduler import release_free_memory
+
         self.pipelines.pop(key, None)
+        release_free_memory()
 
 
 def serve(conn: Connection, settings: ServerSettings) -> None:

@@ -34,6 +34,7 @@ from server.clock import (
 from server.events import EventStream
 from server.output import PipelineOutput
 from server.pipeline import EARLY_ONSET_MIN_SAMPLES
+from server.scheduler import release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -383,3 +384,4 @@ class Session:
         except Exception as exc:  # a lost worker process: nothing left to release there
             log.warning("session %s: closing its pipeline failed: %s", self.id, exc)
         self.idle_image = zeros()  # drop the frame reference early
+        await self._run(release_free_memory)

@@ -39,7 +39,13 @@ from server.output import PipelineOutput
 from server.pipeline import SessionPipeline
 from server.procpool import ProcessPool, RemotePipeline, default_processes
 from server.render_process import PipelineSpec
-from server.scheduler import RendererPool, Scheduler, limit_blas_threads, measure_encode_cost
+from server.scheduler import (
+    RendererPool,
+    Scheduler,
+    fix_mmap_threshold,
+    limit_blas_threads,
+    measure_encode_cost,
+)
 from server.session import Session, SessionParams
 from server.settings import ServerSettings
 from server.tracks import audio_read_ahead, use_fast_audio_level
@@ -104,6 +110,7 @@ class AppState:
         use_fast_audio_level()
         use_speech_encoders()
         limit_blas_threads(1)
+        fix_mmap_threshold()
         batch = s.provider == "cuda" or (s.provider == "auto" and cuda_available())
         cores = len(os.sched_getaffinity(0))
         procs = s.render_processes if s.render_processes >= 0 else default_processes(cores)

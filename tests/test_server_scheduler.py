@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from server.scheduler import AdmissionError, BatchRenderer, RendererPool, Scheduler
+from server.scheduler import (
+    AdmissionError,
+    BatchRenderer,
+    RendererPool,
+    Scheduler,
+    fix_mmap_threshold,
+    release_free_memory,
+)
 
 
 class CountingRenderer:
@@ -136,3 +143,8 @@ def test_admission_refuses_while_sessions_miss_frames() -> None:
         assert set(sched.load) == {"a", "b", "c"}
     finally:
         sched.close()
+
+
+def test_the_allocator_settings_reach_glibc() -> None:
+    assert fix_mmap_threshold()  # mallopt accepted the fixed threshold
+    assert isinstance(release_free_memory(), bool)
