@@ -141,7 +141,8 @@ def _options(args: argparse.Namespace) -> object:
         raise UserError(str(exc.args[0])) from exc
     if args.avatar is not None and not Path(args.avatar).is_dir():
         raise UserError(
-            f"{args.avatar}: no such avatar pack folder; create one with `headcast enroll`"
+            f"{args.avatar}: no such avatar pack folder; leave --avatar out for the "
+            "built-in avatar, or create one with `headcast enroll`"
         )
     if args.model is not None and not args.model.is_file():
         raise UserError(f"{args.model}: no such motion model file")
