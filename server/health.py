@@ -69,6 +69,12 @@ async def metrics(request: Request) -> PlainTextResponse:
         )
         fams.append(
             Family(
+                "headcast_interpreter_seconds_per_frame",
+                "server-process CPU per frame under its interpreter lock (measured)",
+            ).add(sched.interpreter_s)
+        )
+        fams.append(
+            Family(
                 "headcast_late_render_fraction", "recent renders that missed their send time"
             ).add(sched.late_fraction)
         )

@@ -43,6 +43,11 @@ MAX_OVERHEAD_S = 0.05  # per-frame overhead beyond which a sample is not believe
 #: so a burst of sessions opened on a fresh server is judged by realistic costs (counted
 #: as zero, a burst of sixteen 256 sessions was let in on 2 cores)
 PRIOR_OVERHEAD_S = 0.005
+#: the server process's own CPU per frame assumed before any is measured (its Python
+#: work is bound to one core by the interpreter lock): the 2-core development machine
+#: measures about 3.5 ms a frame at 256 with eight sessions
+PRIOR_INTERPRETER_S = 0.0035
+MAX_INTERPRETER_S = 0.05  # per-frame interpreter share beyond which a sample is not believed
 M_MMAP_THRESHOLD = -3  # mallopt parameter (glibc malloc.h)
 MMAP_THRESHOLD_BYTES = 1 << 20
 MIN_ACCOUNTED_S = 0.05  # accounted CPU a load sample needs before it counts
@@ -240,6 +245,7 @@ class Scheduler:
         max_sessions: int = 16,
         cores: int | None = None,
         overhead_s: float = PRIOR_OVERHEAD_S,
+        interpreter_s: float = PRIOR_INTERPRETER_S,
     ) -> None:
         self.cores = cores or len(os.sched_getaffinity(0))
         self.workers = workers or self.cores
@@ -257,6 +263,14 @@ class Scheduler:
         self.frames_made: dict[int, int] = {}  # ticks recorded per size, cumulative
         self._seen: tuple[float, float, dict[int, int]] | None = None
         self.idle_cores = 0.0  # what the server process(es) use with nothing to render
+        #: the server process's own CPU per frame under its interpreter lock (event loop,
+        #: RTP and SRTP, replies from render processes), and with nothing to render: it
+        #: has one core however many the machine has (measured; until then a prior)
+        self.interpreter_s = interpreter_s
+        self.interpreter_idle = 0.0
+        #: video encodes run on executor threads, outside the interpreter lock
+        self.encode_off_loop = False
+        self._seen_main: tuple[float, float, dict[int, int]] | None = None
         #: share of recent renders that missed their send time, all sessions (measured)
         self.late_fraction = 0.0
         #: admitted sessions: id -> (size, fps)
@@ -325,6 +339,39 @@ class Scheduler:
                 self.overhead_s += OVERHEAD_EMA * (extra - self.overhead_s)
         self._seen = (cpu_s, now, frames)
 
+    def observe_interpreter_cpu(self, cpu_s: float, now: float | None = None) -> None:
+        """Fold in the server process's own CPU time (cumulative, all its threads).
+
+        Its Python code runs under one interpreter lock, so however many cores the
+        machine has, that work fits in one: measured on a 16-core machine, the server
+        stopped keeping up at about one core of it while the other cores idled. The
+        encodes on executor threads run outside the lock and are left out
+        (``encode_off_loop``); so are the render processes, which have their own.
+        """
+        now = time.monotonic() if now is None else now
+        frames = dict(self.frames_made)
+        if self._seen_main is not None:
+            cpu0, t0, frames0 = self._seen_main
+            made = {size: n - frames0.get(size, 0) for size, n in frames.items()}
+            count = sum(made.values())
+            spent, dt = cpu_s - cpu0, now - t0
+            if self.encode_off_loop:
+                spent -= sum(n * self.encode_cost.get(size, 0.0) for size, n in made.items())
+            if count == 0 and dt > 0:
+                busy = max(spent / dt, 0.0)
+                self.interpreter_idle += OVERHEAD_EMA * (busy - self.interpreter_idle)
+            elif count >= MIN_FRAMES_SAMPLE:
+                per = (spent - self.interpreter_idle * dt) / count
+                per = min(max(per, 0.0), MAX_INTERPRETER_S)
+                self.interpreter_s += OVERHEAD_EMA * (per - self.interpreter_s)
+        self._seen_main = (cpu_s, now, frames)
+
+    def interpreter_demand(self) -> float:
+        """Share of one core the server process's interpreter-bound work needs."""
+        return self.interpreter_idle + sum(
+            fps * self.interpreter_s for _, fps in self.load.values()
+        )
+
     def observe_renders(self, frames: int, late: int) -> None:
         """Fold in the frames the sessions made and how many of them were late since the
         last call: admission refuses while sessions already miss frames, whatever the
@@ -357,6 +404,14 @@ class Scheduler:
             raise AdmissionError(
                 f"not enough render capacity: a {size}x{size} session at {fps} fps needs "
                 f"{need:.2f} cores, {max(have, 0.0):.2f} of {self.capacity():.2f} are free"
+            )
+        need = fps * self.interpreter_s
+        have = self.headroom - self.interpreter_demand()
+        if need > have:
+            raise AdmissionError(
+                f"the server process is busy: a session needs {need:.2f} of its one core "
+                f"(event loop, RTP, encoder hand-offs), {max(have, 0.0):.2f} of "
+                f"{self.headroom:.2f} are free"
             )
         self.load[session_id] = (size, fps)
 

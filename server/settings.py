@@ -67,6 +67,10 @@ class ServerSettings(StrictModel):
     render_processes: int = Field(default=-1, ge=-1, le=64)
     #: threads aiortc's audio and video encoders share; 0 = asyncio's default pool
     encoder_threads: int = Field(default=0, ge=0, le=64)
+    #: where the video tracks VP8-encode: on the event loop (cheapest on a few cores), on
+    #: the encoder threads (the event loop is one core; many sessions need more), or auto
+    #: (threads on more than ENCODE_ON_LOOP_MAX_CORES cores)
+    video_encode: Literal["auto", "loop", "threads"] = "auto"
     #: extra output delay on top of look-ahead + one frame (ms); the frame already covers render time
     render_budget_ms: float = Field(default=40.0, gt=0.0, le=1000.0)
     render_margin_ms: float = Field(default=0.0, ge=0.0, le=500.0)

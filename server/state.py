@@ -56,6 +56,10 @@ DEFAULT_AVATAR = "default"
 AVATAR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 REAP_EVERY_S = 5.0
 LOAD_EVERY_S = 2.0  # how often the process CPU is folded into admission costs
+# Up to this many cores the video tracks encode on the event loop: a hand-off to a thread
+# costs more than a small frame's encode. Beyond, the loop (one core) would cap the
+# sessions a machine serves; libvpx runs without the interpreter lock on the threads.
+ENCODE_ON_LOOP_MAX_CORES = 4
 
 
 class UnsupportedSession(ValueError):
@@ -85,6 +89,7 @@ class AppState:
             renderer_factory or motion_loader or streamer_factory or lips_loader
         )
         self.processes: ProcessPool | None = None
+        self.encode_off_loop = False  # set by start() from settings.video_encode
         self.renderer_factory = renderer_factory or default_renderer_factory(settings)
         self.motion_loader = motion_loader or default_motion_loader(settings)
         self.streamer_factory = streamer_factory or default_streamer
@@ -113,6 +118,9 @@ class AppState:
         fix_mmap_threshold()
         batch = s.provider == "cuda" or (s.provider == "auto" and cuda_available())
         cores = len(os.sched_getaffinity(0))
+        self.encode_off_loop = s.video_encode == "threads" or (
+            s.video_encode == "auto" and cores > ENCODE_ON_LOOP_MAX_CORES
+        )
         procs = s.render_processes if s.render_processes >= 0 else default_processes(cores)
         workers = s.render_workers
         warp = s.renderer_backend == "warp" or (s.renderer_backend == "auto" and not batch)
@@ -126,6 +134,7 @@ class AppState:
             headroom=s.admission_headroom,
             max_sessions=s.max_sessions,
         )
+        self.scheduler.encode_off_loop = self.encode_off_loop
         loop = asyncio.get_running_loop()
         if s.encoder_threads:
             # aiortc encodes on the loop's default executor: a few threads, not one per
@@ -195,6 +204,7 @@ class AppState:
                 if self.processes is not None:
                     cpu += self.processes.cpu_seconds()
                 self.scheduler.observe_process_cpu(cpu, time.monotonic())
+                self.scheduler.observe_interpreter_cpu(time.process_time(), time.monotonic())
                 self._observe_renders(self.scheduler)
 
     def _observe_renders(self, sched: Scheduler) -> None:

@@ -91,9 +91,10 @@ class AvatarVideoTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, encode_off_loop: bool = False) -> None:
         super().__init__()
         self.session = session
+        self._encode_off_loop = encode_off_loop  # encode on the loop's executor threads
         self._j: int | None = None
         self._last: np.ndarray = session.idle_image
         self._last_yuv = to_i420(self._last)
@@ -154,6 +155,9 @@ class AvatarVideoTrack(MediaStreamTrack):
             CURRENT_TRACK.set(self)  # for the encoder factory, once aiortc makes one
             return out
         keyframe, self._keyframe = self._keyframe, False
+        if self._encode_off_loop:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(None, self._encoder.encode_packet, out, keyframe)
         return self._encoder.encode_packet(out, keyframe)
 
 

@@ -58,7 +58,7 @@ async def answer(state: AppState, session: Session, sdp: str) -> tuple[str, str]
         tracks: list[MediaStreamTrack] = []
         kinds = {t.kind for t in pc.getTransceivers()}
         if "video" in kinds:
-            tracks.append(AvatarVideoTrack(session))
+            tracks.append(AvatarVideoTrack(session, encode_off_loop=state.encode_off_loop))
         if "audio" in kinds:
             tracks.append(AvatarAudioTrack(session))
         for track in tracks:

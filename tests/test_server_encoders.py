@@ -125,3 +125,49 @@ def test_picture_loss_and_fir_reach_the_track() -> None:
         return requests
 
     assert asyncio.run(main()) == ["keyframe", "keyframe"]
+
+
+def test_video_tracks_can_encode_on_the_executor_threads() -> None:
+    """``video_encode: threads`` (the default above four cores): the track hands each
+    frame to the loop's executor, so the encodes of many sessions are not all on the
+    event loop's one core, and the stream is the same."""
+    import threading
+    from unittest.mock import patch
+
+    from client.headcast_client import HeadcastClient, Viewer
+    from server.settings import ServerSettings
+    from tests.server_harness import ServerThread, free_port, require_motion_model, run
+
+    require_motion_model()
+    settings = ServerSettings(
+        host="127.0.0.1", port=free_port(), default_size=SIZE, allowed_sizes=(SIZE,),
+        render_processes=1, video_encode="threads",
+    )  # fmt: skip
+    threads: set[str] = set()
+    encode = RenderedVp8Encoder.encode_packet
+
+    def spy(self: RenderedVp8Encoder, frame: av.VideoFrame, force_keyframe: bool = False) -> Any:
+        threads.add(threading.current_thread().name)
+        return encode(self, frame, force_keyframe)
+
+    with patch.object(RenderedVp8Encoder, "encode_packet", spy), ServerThread(settings) as srv:
+        assert srv.state.encode_off_loop
+
+        async def main() -> tuple[Viewer, bool]:
+            client = HeadcastClient(srv.url)
+            s = await client.create_session()
+            viewer = await Viewer(client).watch(s["whep"])
+            await asyncio.sleep(2.5)
+            tracks = [t for ts in srv.state.sessions[s["id"]].tracks.values() for t in ts]
+            video_self = any(t.kind == "video" and t.encodes_itself for t in tracks)
+            await viewer.close()
+            await client.close_session(s["id"])
+            return viewer, video_self
+
+        viewer, video_self = run(main(), timeout=40)
+        loop_thread = srv.thread.name
+    assert video_self
+    assert threads and loop_thread not in threads, (threads, loop_thread)
+    t_v = np.array([t for t, _ in viewer.received.video])
+    steady = t_v[t_v > t_v[0] + 0.5]
+    assert (len(steady) - 1) / (steady[-1] - steady[0]) >= 24.0

@@ -43,7 +43,9 @@ def test_batch_renderer_gathers_frames_from_several_threads() -> None:
 
 
 def test_admission_refuses_what_the_measured_cost_cannot_serve() -> None:
-    sched = Scheduler(workers=1, headroom=0.5, max_sessions=10, cores=2, overhead_s=0.0)
+    sched = Scheduler(
+        workers=1, headroom=0.5, max_sessions=10, cores=2, overhead_s=0.0, interpreter_s=0.0
+    )
     try:
         sched.record_tick(256, 0.004)
         sched.encode_cost[256] = 0.001
@@ -64,7 +66,9 @@ def test_admission_refuses_what_the_measured_cost_cannot_serve() -> None:
 
 
 def test_admission_counts_the_process_cpu_per_frame_costs_leave_out() -> None:
-    sched = Scheduler(workers=1, headroom=0.5, max_sessions=20, cores=2, overhead_s=0.0)
+    sched = Scheduler(
+        workers=1, headroom=0.5, max_sessions=20, cores=2, overhead_s=0.0, interpreter_s=0.0
+    )
     try:
         sched.record_tick(256, 0.004)
         sched.encode_cost[256] = 0.001
@@ -148,3 +152,44 @@ def test_admission_refuses_while_sessions_miss_frames() -> None:
 def test_the_allocator_settings_reach_glibc() -> None:
     assert fix_mmap_threshold()  # mallopt accepted the fixed threshold
     assert isinstance(release_free_memory(), bool)
+
+
+def test_admission_keeps_the_server_process_within_its_one_core() -> None:
+    """However many cores the machine has, the server process's interpreter-bound work
+    fits in one: admission measures that work per frame and refuses beyond the headroom
+    of one core, while the cores' budget would still take more."""
+    sched = Scheduler(workers=1, headroom=0.8, max_sessions=64, cores=16, overhead_s=0.0)
+    try:
+        sched.record_tick(512, 0.004)
+        sched.encode_cost[512] = 0.003
+        sched.encode_off_loop = True
+        t, cpu = 100.0, 5.0
+        sched.observe_interpreter_cpu(cpu, t)  # baseline
+        for _ in range(10):  # idle: 0.05 of a core
+            t, cpu = t + 2.0, cpu + 0.1
+            sched.observe_interpreter_cpu(cpu, t)
+        assert sched.interpreter_idle == pytest.approx(0.05, abs=0.005)
+        # 4 sessions x 25 fps for 2 s: 200 frames; the process spent 1.5 s, of which the
+        # off-loop encodes were 200 x 3 ms = 0.6 s and idle 0.1 s: 4 ms a frame remain
+        for _ in range(12):
+            sched.frames_made[512] = sched.frames_made.get(512, 0) + 200
+            t, cpu = t + 2.0, cpu + 1.5
+            sched.observe_interpreter_cpu(cpu, t)
+        assert sched.interpreter_s == pytest.approx(0.004, rel=0.02)
+        # one session needs 25 x 4 ms = 0.1 of the core: (0.8 - 0.05) / 0.1 -> 7 sessions,
+        # though 16 cores x 0.8 / (25 x 7 ms) would take 73
+        admitted = 0
+        with pytest.raises(AdmissionError, match="server process is busy"):
+            for i in range(64):
+                sched.admit(f"s{i}", 512, 25)
+                admitted += 1
+        assert admitted == 7
+        # encodes on the event loop are its work: the same CPU is 3 + 4 ms a frame
+        sched.encode_off_loop = False
+        for _ in range(12):
+            sched.frames_made[512] += 200
+            t, cpu = t + 2.0, cpu + 1.5
+            sched.observe_interpreter_cpu(cpu, t)
+        assert sched.interpreter_s == pytest.approx(0.007, rel=0.02)
+    finally:
+        sched.close()
