@@ -310,6 +310,10 @@ class Session:
         """Video frames sent to all viewers, repeats included."""
         return sum(getattr(t, "sent", 0) for tracks in self.tracks.values() for t in tracks)
 
+    def repeated_frames(self) -> int:
+        """Video frames sent as a repeat of the last one (all viewers): sent, not new."""
+        return sum(getattr(t, "repeated", 0) for tracks in self.tracks.values() for t in tracks)
+
     def on_video_sent(self, j: int, at: float) -> None:
         self.video_sent_at.append((j, at - self.clock.video_time(j)))
 
@@ -355,6 +359,7 @@ class Session:
             "delay_ms": round(self.clock.delay_s * 1000.0, 1),
             "frames_sent": self.frames_sent(),
             "dropped_frames": self.dropped_frames(),
+            "repeated_frames": self.repeated_frames(),
             "late_renders": p.skipped_renders,
             "motion_late_frames": p.motion_late,
             "early_onsets": p.early_onsets_taken,

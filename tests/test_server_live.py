@@ -121,6 +121,8 @@ def test_speech_plays_in_sync_and_silence_closes_the_mouth(
     assert stats["early_onsets"] == 1, stats
     # VP8 and Opus: the tracks encoded every frame themselves, aiortc only packetised.
     assert stats["self_encoding"] == {"video": True, "audio": True}
+    # repeats of a late frame were sent (counted in frames_sent), skipped frames were not
+    assert 0 <= stats["repeated_frames"] <= stats["dropped_frames"] < stats["frames_sent"]
 
 
 def test_interrupt_returns_to_idle_within_100ms(srv: ServerThread, meter: MouthMeter) -> None:

@@ -160,8 +160,10 @@ async def _measure(url: str, n: int, seconds: float, speech: np.ndarray) -> dict
             await asyncio.sleep(0.02)
         after = [await _stats(client, s["id"]) for s in sessions]
         wall = time.monotonic() - t0
+        # new frames: sent minus repeats (frames skipped were never sent, so they are
+        # already missing from the sent count)
         fresh = [
-            (a["frames_sent"] - b["frames_sent"] - (a["dropped_frames"] - b["dropped_frames"]))
+            (a["frames_sent"] - b["frames_sent"] - (a["repeated_frames"] - b["repeated_frames"]))
             / wall
             for a, b in zip(after, before, strict=True)
         ]
