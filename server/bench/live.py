@@ -180,6 +180,9 @@ async def _measure(url: str, n: int, seconds: float, speech: np.ndarray) -> dict
             result[f"render_p{int(float(q) * 100)}_ms"] = (
                 round(float(np.mean(vals)), 2) if vals else None
             )
+        interp = _metric(metrics, "headcast_interpreter_seconds_per_frame").get("", [])
+        # the server process's interpreter-bound CPU per frame, as admission measures it
+        result["interpreter_ms_per_frame"] = round(interp[0] * 1e3, 2) if interp else None
         for key in ("dropped_frames", "late_renders", "motion_late_frames"):
             result[key] = sum(a[key] - b[key] for a, b in zip(after, before, strict=True))
         if viewers:
