@@ -24,7 +24,9 @@ session and second. So a track that asks for it (:class:`EncodingTrack`) is give
 encoder its sender made, encodes in ``recv`` itself and returns the packet, which aiortc
 only packetises. The encoder stays the sender's: the bitrate aiortc's congestion control
 sets reaches it; a keyframe request (PLI, FIR) reaches the track through
-:func:`forward_keyframe_requests`.
+:func:`forward_keyframe_requests`. On more than a few cores the video track hands the
+encode to the loop's executor instead (``video_encode``): the event loop is one core,
+and libvpx encodes outside the interpreter lock.
 """
 
 from __future__ import annotations
