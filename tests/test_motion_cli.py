@@ -73,3 +73,19 @@ def test_long_file_runs_in_bounded_memory(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert peak < whole_file_bytes / 2
     assert len(json.loads(out.read_text())["frames"]) == minutes * 60 * 25
+
+
+def test_eval_breakdown_writes_each_condition(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from models.training.synth import available_engines
+
+    if not all(available_engines().values()):
+        pytest.skip("speech engines missing")
+    out = tmp_path / "breakdown.json"
+    args = ["eval", "motion", "--breakdown", "--utts-per-voice", "1", "--json", str(out)]
+    assert main(args) == 0
+    rows = json.loads(out.read_text())
+    assert next(iter(rows)) == "clean" and "whole chain" in rows and len(rows) == 10
+    assert all(0.0 < m["r"] <= 1.0 for m in rows.values())
+    assert "| reverberation |" in capsys.readouterr().out

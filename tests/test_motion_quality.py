@@ -45,3 +45,21 @@ def test_silence_and_noise_keep_the_mouth_shut(model: MotionModel) -> None:
         frames = infer(model, pcm)
         assert frames.coeffs[:, 0].max() < 0.05
         assert frames.speech.max() < 0.5
+
+
+@pytest.mark.skipif(not available_engines()["flite"], reason="flite not installed")
+def test_breakdown_scores_each_augmentation_alone(model: MotionModel) -> None:
+    from models.motion.evaluate import breakdown
+
+    u = synth_flite("Bob bought a bamboo map, and my mom paid for the pumpkin pie.", "awb", 1.0)
+    lead = np.zeros(SAMPLE_RATE // 2, np.float32)
+    audio = np.concatenate([lead, to_mono_16k(u.audio, u.rate), lead])
+    visemes = _fill_gaps([(v, s + 0.5, e + 0.5) for v, s, e in u.visemes], len(audio) / 16_000)
+    rows = breakdown(model, [("awb", audio, visemes)])
+    assert next(iter(rows)) == "clean" and {"reverberation", "noise", "whole chain"} <= set(rows)
+    assert all(np.isfinite(m["r"]) and m["n_closures"] >= 6 for m in rows.values())
+    assert rows["clean"]["r"] > 0.75
+    # each condition is the same speech degraded: none scores much above clean, and a
+    # room costs r (the augmentation was applied)
+    assert all(m["r"] < rows["clean"]["r"] + 0.05 for m in rows.values())
+    assert rows["reverberation"]["r"] < rows["clean"]["r"] - 0.02

@@ -19,6 +19,7 @@ sees the whole file, which the model does not.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -202,3 +203,36 @@ def validation_sessions(
     from models.training.dataset import TRAIN_VOICES, heldout_audio
 
     return heldout_audio(TRAIN_VOICES[VALIDATION_VOICES], utts_per_voice, seed, workers, 1.0)
+
+
+def _alone() -> dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]]:
+    """Each augmentation of the chain alone, over its full range, at a -10 dB level."""
+    from models.training import augment as a
+
+    def level(x: np.ndarray) -> np.ndarray:
+        return a.gain_and_quantise(x, -10.0)
+
+    return {
+        "reverberation": lambda x, r: level(a.reverb(x, r, r.uniform(*a.RT60_S))),
+        "noise": lambda x, r: level(a.add_noise(x, r, r.uniform(*a.SNR_DB))),
+        "noise 10-15 dB SNR": lambda x, r: level(a.add_noise(x, r, r.uniform(10.0, 15.0))),
+        "telephone band": lambda x, r: level(a.telephone(x)),
+        "8 kHz round trip": lambda x, r: level(a.narrowband_round_trip(x)),
+        "random EQ": lambda x, r: level(a.random_eq(x, r)),
+        "Opus 12 kbit/s": lambda x, r: level(a.opus_round_trip(x, 12_000)),
+        "level -55 dBFS": lambda x, r: a.gain_and_quantise(x, -35.0),
+        "whole chain": lambda x, r: a.augment(x, r, 1.0),
+    }
+
+
+def breakdown(
+    model: MotionModel, sessions: list[tuple[str, np.ndarray, list]], seed: int = 7
+) -> dict[str, dict[str, float]]:
+    """Mean model scores on ``sessions`` (clean) as they are and under each augmentation
+    alone: where the augmented score is lost."""
+    out = {"clean": Report.mean(evaluate_sessions(model, sessions).model)}
+    for name, fn in _alone().items():
+        rng = np.random.default_rng(seed)
+        degraded = [(n, fn(audio, rng), v) for n, audio, v in sessions]
+        out[name] = Report.mean(evaluate_sessions(model, degraded).model)
+    return out

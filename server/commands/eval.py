@@ -7,8 +7,12 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from server.errors import UserError
+
+if TYPE_CHECKING:
+    from models.motion.model import MotionModel
 
 HELP = "evaluate a model (motion: held-out synthetic voices vs an energy baseline)"
 
@@ -23,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--condition", choices=["augmented", "clean", "both"], default="both",
         help="held-out speech augmented like real recordings, clean, or both (default)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--breakdown", action="store_true",
+        help="instead: the clean held-out speech under each augmentation alone",
     )  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the full report(s) as JSON here")
 
@@ -50,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         model = load_motion_model(args.onnx, fps=args.fps, provider="cpu")
     except MotionModelError as exc:
         raise UserError(str(exc)) from exc
+    if args.breakdown:
+        return _breakdown(model, args)
     conditions = ["augmented", "clean"] if args.condition == "both" else [args.condition]
     reports = {}
     for condition in conditions:
@@ -70,4 +80,22 @@ def run(args: argparse.Namespace) -> int:
         args.json.write_text(
             json.dumps(_nan_to_none(reports), indent=1, allow_nan=False), encoding="utf-8"
         )
+    return 0
+
+
+def _breakdown(model: MotionModel, args: argparse.Namespace) -> int:
+    from models.motion.evaluate import breakdown, heldout_sessions
+
+    t0 = time.monotonic()
+    sessions = heldout_sessions(args.utts_per_voice, args.seed, args.workers, augmented=False)
+    rows = breakdown(model, sessions)
+    print("\n### Held-out voices, each augmentation alone (model)\n")
+    print("| condition | r | closure | silence |\n|---|---|---|---|")
+    for name, m in rows.items():
+        print(
+            f"| {name} | {m['r']:.3f} | {100 * m['closure']:.1f} % | {100 * m['silence']:.1f} % |"
+        )
+    print(f"\n{len(sessions)} files, {time.monotonic() - t0:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(_nan_to_none(rows), indent=1), encoding="utf-8")
     return 0
