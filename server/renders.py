@@ -155,27 +155,30 @@ class RenderJobs:
     def _run(self, job: RenderJob, speech: Path, ctx: RenderContext) -> None:
         if job.cancel.is_set():
             return
-        job.status, job.started = "running", time.time()
+        job.started = time.time()
+        job.status = "running"
 
         def progress(done: int, total: int) -> None:
             job.frames_done, job.frames = done, total
             if job.cancel.is_set():
                 raise _Cancelled
 
+        status = "failed"
         try:
             result = render_file(speech, job.video, job.options, context=ctx, progress=progress)
-        except _Cancelled:
-            job.status = "cancelled"
-        except RenderError as exc:
-            job.status, job.error = "failed", str(exc).replace(str(speech), "upload")
-        except Exception as exc:  # reported on the job; the server carries on
-            job.status, job.error = "failed", f"{exc.__class__.__name__}: {exc}"
-        else:
             job.audio_s, job.frames = result.audio_s, result.frames
-            job.status = "done"
+            status = "done"
+        except _Cancelled:
+            status = "cancelled"
+        except RenderError as exc:
+            job.error = str(exc).replace(str(speech), "upload")
+        except Exception as exc:  # reported on the job; the server carries on
+            job.error = f"{exc.__class__.__name__}: {exc}"
         finally:
             speech.unlink(missing_ok=True)
             job.finished = time.time()
+            # last: a poll that sees the job ended sees everything about its end
+            job.status = status
 
     def get(self, job_id: str) -> RenderJob | None:
         with self._lock:
