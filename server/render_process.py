@@ -137,7 +137,7 @@ class _Host:
         self.pipelines[key].control(method, *args)
 
     def close(self, key: str) -> None:
-        from server.scheduler import release_free_memory
+        from server.process_tuning import release_free_memory
 
         self.pipelines.pop(key, None)
         release_free_memory()
@@ -147,7 +147,7 @@ def serve(conn: Connection, settings: ServerSettings) -> None:
     """A worker process: answer calls on ``conn`` until told to stop or the pipe closes."""
     import cv2
 
-    from server.scheduler import limit_blas_threads
+    from server.process_tuning import limit_blas_threads
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server stops its workers itself
     cv2.setNumThreads(1)  # the processes are the parallelism

@@ -34,7 +34,7 @@ from server.clock import (
 from server.events import EventStream
 from server.output import PipelineOutput
 from server.pipeline import EARLY_ONSET_MIN_SAMPLES
-from server.scheduler import release_free_memory
+from server.process_tuning import release_free_memory
 
 log = logging.getLogger(__name__)
 

@@ -37,15 +37,10 @@ from server.loaders import (
 from server.metrics import Metrics
 from server.output import PipelineOutput
 from server.pipeline import SessionPipeline
+from server.process_tuning import fix_mmap_threshold, limit_blas_threads
 from server.procpool import ProcessPool, RemotePipeline, default_processes
 from server.render_process import PipelineSpec
-from server.scheduler import (
-    RendererPool,
-    Scheduler,
-    fix_mmap_threshold,
-    limit_blas_threads,
-    measure_encode_cost,
-)
+from server.scheduler import RendererPool, Scheduler, measure_encode_cost
 from server.session import Session, SessionParams
 from server.settings import ServerSettings
 from server.tracks import audio_read_ahead, use_fast_audio_level

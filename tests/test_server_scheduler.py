@@ -5,14 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from server.scheduler import (
-    AdmissionError,
-    BatchRenderer,
-    RendererPool,
-    Scheduler,
-    fix_mmap_threshold,
-    release_free_memory,
-)
+from server.process_tuning import fix_mmap_threshold, release_free_memory
+from server.scheduler import AdmissionError, BatchRenderer, RendererPool, Scheduler
 
 
 class CountingRenderer:
