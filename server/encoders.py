@@ -31,12 +31,14 @@ and libvpx encodes outside the interpreter lock.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from fractions import Fraction
 from typing import Any, Protocol
 
 import aiortc.rtcrtpsender
+import numpy as np
 from aiortc.codecs import get_encoder as aiortc_get_encoder
 from aiortc.codecs.base import Encoder
 from aiortc.codecs.vpx import Vp8Encoder
@@ -44,7 +46,8 @@ from av import AudioFrame, AudioResampler, CodecContext, Packet, VideoFrame
 from av.frame import Frame
 from av.video.frame import PictureType
 
-from server.clock import VIDEO_CLOCK_RATE
+from server.clock import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE
+from server.output import to_i420
 
 VP8_SPEED = "-10"  # libvpx real-time speed (cpu-used); negative = real-time mode
 VP8_QUANTIZERS = (2, 56)
@@ -52,7 +55,6 @@ VP8_REOPEN_CHANGE = 0.1  # reopen the encoder when the target bitrate moves this
 OPUS_RATE = 48_000
 OPUS_FRAME = 960  # 20 ms
 OPUS_BITRATE = 48_000
-VIDEO_PACKET_TIME_BASE = Fraction(1, VIDEO_CLOCK_RATE)
 OPUS_PACKET_TIME_BASE = Fraction(1, OPUS_RATE)
 
 
@@ -121,7 +123,7 @@ class RenderedVp8Encoder(Vp8Encoder):
         packet = Packet(self._encode_bytes(frame, force_keyframe))
         assert frame.time_base is not None and frame.pts is not None
         packet.pts = int(frame.pts * frame.time_base * VIDEO_CLOCK_RATE)
-        packet.time_base = VIDEO_PACKET_TIME_BASE
+        packet.time_base = VIDEO_TIME_BASE
         return packet
 
     def pack(self, packet: Packet) -> tuple[list[bytes], int]:
@@ -214,3 +216,32 @@ def forward_keyframe_requests(sender: Any, request: Callable[[], None]) -> None:
 def use_speech_encoders() -> None:
     """Have aiortc's RTP senders (this process) encode with :func:`speech_encoder`."""
     aiortc.rtcrtpsender.get_encoder = speech_encoder
+
+
+def measure_encode_cost(size: int, frames: int = 12) -> float:
+    """CPU seconds per frame for the VP8 encode of a ``size`` x ``size`` frame.
+
+    The test picture is smooth with a moving patch, like a talking head; thread CPU
+    time, so other load on the machine inflates it less.
+    """
+    enc = RenderedVp8Encoder()
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    base = np.stack([200 * xx, 180 * yy, 120 + 60 * xx * yy], axis=-1).astype(np.uint8)
+    times = []
+    for i in range(frames):
+        img = base.copy()
+        c = size // 4 + i * size // 64
+        img[c : c + size // 8, size // 3 : size // 3 + size // 4] = (90, 40, 40)
+        yuv = to_i420(img)  # as the video track sends it
+        if yuv is None:
+            frame = VideoFrame.from_ndarray(img, format="rgb24")
+        else:
+            frame = VideoFrame.from_ndarray(yuv, format="yuv420p")
+        frame.pts = i * 3600  # 25 fps
+        frame.time_base = VIDEO_TIME_BASE
+        t0 = time.thread_time()
+        enc.encode(frame)
+        if i:  # the first frame is a keyframe plus codec set-up
+            times.append(time.thread_time() - t0)
+    # the lower half: on a shared host a few frames catch a slow moment
+    return float(np.mean(sorted(times)[: max(1, len(times) // 2)]))

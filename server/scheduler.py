@@ -8,7 +8,9 @@
   ``render_batch`` per renderer.
 * Admission: each session costs ``fps x (tick work + video encode)`` seconds of CPU per
   second, measured as sessions run (calibrated at start-up); a new session is admitted
-  only if the total stays under ``cores x headroom``. Otherwise 503 with the numbers.
+  only if the total stays under ``cores x headroom``, and the server process's own
+  interpreter-bound work per frame under ``headroom`` of one core. Otherwise 503 with
+  the numbers.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any, TypeVar, cast
 
 import numpy as np
@@ -32,6 +33,8 @@ from models.render.base import MouthRenderer, Renderer
 T = TypeVar("T")
 #: (coeffs float32 (K,), mouth float32 (20,) | None) -> uint8 (S, S, 3) RGB
 RenderFn = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
+#: (cumulative CPU seconds, monotonic time, frames made per size so far)
+CpuSample = tuple[float, float, dict[int, int]]
 
 BATCH_WINDOW_S = 0.004  # how long the batch worker waits for more sessions' frames
 COST_EMA = 0.05  # weight of a new per-frame cost sample
@@ -199,7 +202,7 @@ class Scheduler:
         #: processes (measured; until then ``overhead_s``)
         self.overhead_s = overhead_s
         self.frames_made: dict[int, int] = {}  # ticks recorded per size, cumulative
-        self._seen: tuple[float, float, dict[int, int]] | None = None
+        self._seen: CpuSample | None = None
         self.idle_cores = 0.0  # what the server process(es) use with nothing to render
         #: the server process's own CPU per frame under its interpreter lock (event loop,
         #: RTP and SRTP, replies from render processes), and with nothing to render: it
@@ -208,7 +211,7 @@ class Scheduler:
         self.interpreter_idle = 0.0
         #: video encodes run on executor threads, outside the interpreter lock
         self.encode_off_loop = False
-        self._seen_main: tuple[float, float, dict[int, int]] | None = None
+        self._seen_main: CpuSample | None = None
         #: share of recent renders that missed their send time, all sessions (measured)
         self.late_fraction = 0.0
         #: admitted sessions: id -> (size, fps)
@@ -261,21 +264,18 @@ class Scheduler:
         call (measured on the development machine: about 5 ms a frame at 256 and at 512,
         where a factor came to 3.5 and 2).
         """
-        now = time.monotonic() if now is None else now
-        frames = dict(self.frames_made)
-        if self._seen is not None:
-            cpu0, t0, frames0 = self._seen
-            made = {size: n - frames0.get(size, 0) for size, n in frames.items()}
-            accounted = sum(n * self.base_cost(size) for size, n in made.items())
-            count = sum(made.values())
-            spent, dt = cpu_s - cpu0, now - t0
-            if count == 0 and dt > 0:
-                self.idle_cores += OVERHEAD_EMA * (max(spent / dt, 0.0) - self.idle_cores)
-            elif accounted >= MIN_ACCOUNTED_S:
-                extra = (spent - self.idle_cores * dt - accounted) / count
-                extra = min(max(extra, 0.0), MAX_OVERHEAD_S)
-                self.overhead_s += OVERHEAD_EMA * (extra - self.overhead_s)
-        self._seen = (cpu_s, now, frames)
+        delta, self._seen = self._since(self._seen, cpu_s, now)
+        if delta is None:
+            return
+        made, spent, dt = delta
+        accounted = sum(n * self.base_cost(size) for size, n in made.items())
+        count = sum(made.values())
+        if count == 0 and dt > 0:
+            self.idle_cores += OVERHEAD_EMA * (max(spent / dt, 0.0) - self.idle_cores)
+        elif accounted >= MIN_ACCOUNTED_S:
+            extra = (spent - self.idle_cores * dt - accounted) / count
+            extra = min(max(extra, 0.0), MAX_OVERHEAD_S)
+            self.overhead_s += OVERHEAD_EMA * (extra - self.overhead_s)
 
     def observe_interpreter_cpu(self, cpu_s: float, now: float | None = None) -> None:
         """Fold in the server process's own CPU time (cumulative, all its threads).
@@ -286,23 +286,33 @@ class Scheduler:
         encodes on executor threads run outside the lock and are left out
         (``encode_off_loop``); so are the render processes, which have their own.
         """
+        delta, self._seen_main = self._since(self._seen_main, cpu_s, now)
+        if delta is None:
+            return
+        made, spent, dt = delta
+        count = sum(made.values())
+        if self.encode_off_loop:
+            spent -= sum(n * self.encode_cost.get(size, 0.0) for size, n in made.items())
+        if count == 0 and dt > 0:
+            busy = max(spent / dt, 0.0)
+            self.interpreter_idle += OVERHEAD_EMA * (busy - self.interpreter_idle)
+        elif count >= MIN_FRAMES_SAMPLE:
+            per = (spent - self.interpreter_idle * dt) / count
+            per = min(max(per, 0.0), MAX_INTERPRETER_S)
+            self.interpreter_s += OVERHEAD_EMA * (per - self.interpreter_s)
+
+    def _since(
+        self, seen: CpuSample | None, cpu_s: float, now: float | None
+    ) -> tuple[tuple[dict[int, int], float, float] | None, CpuSample]:
+        """(frames made per size, CPU seconds spent, wall seconds) since ``seen`` (None
+        on the first call), and the sample to compare the next call with."""
         now = time.monotonic() if now is None else now
-        frames = dict(self.frames_made)
-        if self._seen_main is not None:
-            cpu0, t0, frames0 = self._seen_main
-            made = {size: n - frames0.get(size, 0) for size, n in frames.items()}
-            count = sum(made.values())
-            spent, dt = cpu_s - cpu0, now - t0
-            if self.encode_off_loop:
-                spent -= sum(n * self.encode_cost.get(size, 0.0) for size, n in made.items())
-            if count == 0 and dt > 0:
-                busy = max(spent / dt, 0.0)
-                self.interpreter_idle += OVERHEAD_EMA * (busy - self.interpreter_idle)
-            elif count >= MIN_FRAMES_SAMPLE:
-                per = (spent - self.interpreter_idle * dt) / count
-                per = min(max(per, 0.0), MAX_INTERPRETER_S)
-                self.interpreter_s += OVERHEAD_EMA * (per - self.interpreter_s)
-        self._seen_main = (cpu_s, now, frames)
+        sample = (cpu_s, now, dict(self.frames_made))
+        if seen is None:
+            return None, sample
+        cpu0, t0, frames0 = seen
+        made = {size: n - frames0.get(size, 0) for size, n in sample[2].items()}
+        return (made, cpu_s - cpu0, now - t0), sample
 
     def interpreter_demand(self) -> float:
         """Share of one core the server process's interpreter-bound work needs."""
@@ -360,37 +370,3 @@ class Scheduler:
         if self.batcher is not None:
             self.batcher.close()
         self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-def measure_encode_cost(size: int, frames: int = 12) -> float:
-    """CPU seconds per frame for the VP8 encode of a ``size`` x ``size`` frame.
-
-    The test picture is smooth with a moving patch, like a talking head; thread CPU
-    time, so other load on the machine inflates it less.
-    """
-    import av
-
-    from server.encoders import RenderedVp8Encoder
-    from server.output import to_i420
-
-    enc = RenderedVp8Encoder()
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    base = np.stack([200 * xx, 180 * yy, 120 + 60 * xx * yy], axis=-1).astype(np.uint8)
-    times = []
-    for i in range(frames):
-        img = base.copy()
-        c = size // 4 + i * size // 64
-        img[c : c + size // 8, size // 3 : size // 3 + size // 4] = (90, 40, 40)
-        yuv = to_i420(img)  # as the video track sends it
-        if yuv is None:
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-        else:
-            frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
-        frame.pts = i * 3600
-        frame.time_base = Fraction(1, 90_000)
-        t0 = time.thread_time()
-        enc.encode(frame)
-        if i:  # the first frame is a keyframe plus codec set-up
-            times.append(time.thread_time() - t0)
-    # the lower half: on a shared host a few frames catch a slow moment
-    return float(np.mean(sorted(times)[: max(1, len(times) // 2)]))

@@ -21,7 +21,7 @@ from models.channels import zeros
 from models.mixer import MotionMixer
 from models.onnx_session import cuda_available
 from server.clock import output_delay_frames, output_delay_s
-from server.encoders import use_speech_encoders
+from server.encoders import measure_encode_cost, use_speech_encoders
 from server.ice import restrict_host_addresses
 from server.loaders import (
     LipsLoader,
@@ -40,7 +40,7 @@ from server.pipeline import SessionPipeline
 from server.process_tuning import fix_mmap_threshold, limit_blas_threads
 from server.procpool import ProcessPool, RemotePipeline, default_processes
 from server.render_process import PipelineSpec
-from server.scheduler import RendererPool, Scheduler, measure_encode_cost
+from server.scheduler import RendererPool, Scheduler
 from server.session import Session, SessionParams
 from server.settings import ServerSettings
 from server.tracks import audio_read_ahead, use_fast_audio_level
@@ -84,7 +84,6 @@ class AppState:
             renderer_factory or motion_loader or streamer_factory or lips_loader
         )
         self.processes: ProcessPool | None = None
-        self.encode_off_loop = False  # set by start() from settings.video_encode
         self.renderer_factory = renderer_factory or default_renderer_factory(settings)
         self.motion_loader = motion_loader or default_motion_loader(settings)
         self.streamer_factory = streamer_factory or default_streamer
@@ -113,7 +112,7 @@ class AppState:
         fix_mmap_threshold()
         batch = s.provider == "cuda" or (s.provider == "auto" and cuda_available())
         cores = len(os.sched_getaffinity(0))
-        self.encode_off_loop = s.video_encode == "threads" or (
+        encode_off_loop = s.video_encode == "threads" or (
             s.video_encode == "auto" and cores > ENCODE_ON_LOOP_MAX_CORES
         )
         procs = s.render_processes if s.render_processes >= 0 else default_processes(cores)
@@ -129,7 +128,7 @@ class AppState:
             headroom=s.admission_headroom,
             max_sessions=s.max_sessions,
         )
-        self.scheduler.encode_off_loop = self.encode_off_loop
+        self.scheduler.encode_off_loop = encode_off_loop
         loop = asyncio.get_running_loop()
         if s.encoder_threads:
             # aiortc encodes on the loop's default executor: a few threads, not one per
@@ -185,6 +184,11 @@ class AppState:
             self.processes.close()
             self.processes = None
 
+    @property
+    def encode_off_loop(self) -> bool:
+        """Whether the video tracks hand their encodes to threads (``video_encode``)."""
+        return self.scheduler is not None and self.scheduler.encode_off_loop
+
     def require_scheduler(self) -> Scheduler:
         if self.scheduler is None:
             raise RuntimeError("the app has not started")
@@ -195,11 +199,12 @@ class AppState:
             await asyncio.sleep(LOAD_EVERY_S)
             # start-up (loading, calibrating) is not what the server costs idle
             if self.scheduler is not None and self.ready:
-                cpu = time.process_time()
+                own, now = time.process_time(), time.monotonic()
+                cpu = own
                 if self.processes is not None:
                     cpu += self.processes.cpu_seconds()
-                self.scheduler.observe_process_cpu(cpu, time.monotonic())
-                self.scheduler.observe_interpreter_cpu(time.process_time(), time.monotonic())
+                self.scheduler.observe_process_cpu(cpu, now)
+                self.scheduler.observe_interpreter_cpu(own, now)
                 self._observe_renders(self.scheduler)
 
     def _observe_renders(self, sched: Scheduler) -> None:
