@@ -76,11 +76,13 @@ def run(args: argparse.Namespace) -> int:
             f"{time.monotonic() - t0:.0f} s"
         )
         reports[condition] = report.to_dict()
-    if args.json:
-        args.json.write_text(
-            json.dumps(_nan_to_none(reports), indent=1, allow_nan=False), encoding="utf-8"
-        )
+    _write_json(args.json, reports)
     return 0
+
+
+def _write_json(path: Path | None, report: object) -> None:
+    if path is not None:
+        path.write_text(json.dumps(_nan_to_none(report), indent=1, allow_nan=False), "utf-8")
 
 
 def _breakdown(model: MotionModel, args: argparse.Namespace) -> int:
@@ -96,6 +98,5 @@ def _breakdown(model: MotionModel, args: argparse.Namespace) -> int:
             f"| {name} | {m['r']:.3f} | {100 * m['closure']:.1f} % | {100 * m['silence']:.1f} % |"
         )
     print(f"\n{len(sessions)} files, {time.monotonic() - t0:.0f} s")
-    if args.json:
-        args.json.write_text(json.dumps(_nan_to_none(rows), indent=1), encoding="utf-8")
+    _write_json(args.json, rows)
     return 0
