@@ -43,7 +43,8 @@ class MotionModel:
         try:
             self.session = create_session(path, provider=provider, threads=1)
         except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise MotionModelError(f"cannot load motion model {path!r}: {exc}") from exc
+            reason = str(exc).split(" : ")[-1]  # ONNX Runtime prefixes a status and code
+            raise MotionModelError(f"cannot load motion model {path}: {reason}") from exc
         meta = session_metadata(self.session)
         missing = [k for k in _REQUIRED_META if k not in meta]
         if missing or meta.get("headcast.kind") != "motion":
