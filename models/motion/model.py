@@ -44,7 +44,8 @@ class MotionModel:
             self.session = create_session(path, provider=provider, threads=1)
         except Exception as exc:  # onnxruntime raises its own untyped errors
             reason = str(exc).split(" : ")[-1]  # ONNX Runtime prefixes a status and code
-            raise MotionModelError(f"cannot load motion model {path}: {reason}") from exc
+            where = "from bytes" if isinstance(path, bytes) else str(path)
+            raise MotionModelError(f"cannot load motion model {where}: {reason}") from exc
         meta = session_metadata(self.session)
         missing = [k for k in _REQUIRED_META if k not in meta]
         if missing or meta.get("headcast.kind") != "motion":
