@@ -181,7 +181,7 @@ def _speech_pipeline(start: float, read_ahead: int) -> SessionPipeline:
     )
 
 
-def test_early_onset_starts_buffered_speech_on_unsent_silence() -> None:
+def test_early_onset_starts_buffered_speech_on_unsent_silence(monkeypatch: Any) -> None:
     """Speech pushed after silence with more already buffered starts at the first unread
     sample, not a whole output delay later, and its motion is exactly what it would have
     been had it arrived then; speech trickling in in real time keeps the delay."""
@@ -192,8 +192,11 @@ def test_early_onset_starts_buffered_speech_on_unsent_silence() -> None:
     onset = int(np.argmax(np.abs(recorded) > 0.02))
     speech = recorded[onset : onset + 16_000]
     n = 12
+    # A frozen clock: the schedule is exact however slowly the ticks below run.
+    frozen = time.monotonic()
+    monkeypatch.setattr(time, "monotonic", lambda: frozen)
     p = _speech_pipeline(0.0, read_ahead=120)
-    p.clock.start = time.monotonic() - (n + 0.5) / 25  # after loading: now is mid-tick n
+    p.clock.start = frozen - (n + 0.5) / 25  # now is mid-tick n
     p.tick_until(n)  # silence up to input tick n; output plays ~frame 10.5
     before = time.monotonic()
     p.push(speech)
@@ -222,7 +225,7 @@ def test_early_onset_starts_buffered_speech_on_unsent_silence() -> None:
 
     # real time: 20 ms pushes after silence leave no cushion, so nothing moves
     q = _speech_pipeline(0.0, read_ahead=120)
-    q.clock.start = time.monotonic() - (n + 0.5) / 25
+    q.clock.start = frozen - (n + 0.5) / 25
     q.tick_until(n)
     q.push(speech[:320])
     q.tick_until(n)
