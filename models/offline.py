@@ -37,7 +37,12 @@ from models.offline_options import (
     RenderOptions,
     RenderResult,
 )
-from models.offline_output import open_output, write_motion_json
+from models.offline_output import (
+    check_motion_out,
+    check_output,
+    open_output,
+    write_motion_json,
+)
 from models.offline_speech import decode_speech, edtalk_mouth
 from models.pipeline import speech_to_take
 from models.render.base import MouthRenderer
@@ -125,6 +130,9 @@ def render_file(
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
 
+    check_output(output, speech)  # before the work, not after it
+    if motion_out is not None:
+        check_motion_out(Path(motion_out))
     pcm = decode_speech(speech)
     timings["decode_s"] = time.perf_counter() - t_start
     model = ctx.model(opts.fps)
@@ -165,7 +173,7 @@ def render_file(
             image = paster.paste(image)
         return to_i420(image)
 
-    tmp, container = open_output(output)
+    tmp, container = open_output(output, speech)
     try:
         with container:
             timings["render_encode_s"] = _encode(

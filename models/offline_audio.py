@@ -37,15 +37,26 @@ def source_audio_format(path: Path) -> tuple[int, str]:
 
 
 def audio_blocks(path: Path, rate: int, layout: str) -> Iterator[np.ndarray]:
-    """The input's audio as float32 (C, n) planar blocks at ``rate``, in order."""
+    """The input's audio as float32 (C, n) planar blocks at ``rate``, in order.
+
+    Float inputs may hold NaN, inf or values far outside full scale, which the AAC
+    encoder refuses: NaN becomes silence and the rest is clipped to full scale.
+    """
     resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
     with av.open(str(path)) as container:
         stream = container.streams.audio[0]
         for frame in container.decode(stream):
             for out in resampler.resample(frame):
-                yield out.to_ndarray().astype(np.float32, copy=False)
+                yield _finite(out.to_ndarray())
         for out in resampler.resample(None):
-            yield out.to_ndarray().astype(np.float32, copy=False)
+            yield _finite(out.to_ndarray())
+
+
+def _finite(block: np.ndarray) -> np.ndarray:
+    block = block.astype(np.float32, copy=False)
+    if not np.isfinite(block).all() or np.abs(block).max(initial=0.0) > 1.0:
+        block = np.clip(np.nan_to_num(block, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
+    return block
 
 
 class AudioTrack:

@@ -100,8 +100,14 @@ def collect(spec: str, out_dir: Path) -> list[BatchItem]:
             if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS and not p.name.startswith(".")
         )
     out_resolved = out_dir.resolve()
+    found = len(sources)
     sources = [p for p in sources if out_resolved not in p.resolve().parents]
     if not sources:
+        if found:
+            raise ValueError(
+                f"{spec}: every input is inside the output folder {out_dir} (which holds "
+                "renders, not inputs); choose another output folder"
+            )
         raise ValueError(f"{spec}: no audio or video files found")
     items: list[BatchItem] = []
     seen: dict[Path, Path] = {}
@@ -142,14 +148,24 @@ def record(results: list[ItemResult], result: ItemResult, on_result: OnResult | 
         on_result(result)
 
 
+def _finished(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size > 0
+
+
 def pending(
-    items: list[BatchItem], force: bool, on_result: OnResult | None = None
+    items: list[BatchItem], force: bool, on_result: OnResult | None = None, motion: bool = False
 ) -> tuple[list[BatchItem], list[ItemResult]]:
-    """(items to render, results of those skipped because done); skips are reported."""
+    """(items to render, results of those skipped because done); skips are reported.
+
+    With ``motion``, an item is done only when its motion JSON is there too.
+    """
     todo: list[BatchItem] = []
     skipped: list[ItemResult] = []
     for item in items:
-        if not force and item.output.is_file() and item.output.stat().st_size > 0:
+        done = _finished(item.output) and (
+            not motion or _finished(item.output.with_suffix(".json"))
+        )
+        if not force and done:
             skipped.append(ItemResult(item, "skipped"))
         else:
             todo.append(item)

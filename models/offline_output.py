@@ -18,19 +18,51 @@ def temp_path(output: Path) -> Path:
     return output.with_name(f".{output.name}.{os.getpid()}.part")
 
 
-def open_output(output: Path) -> tuple[Path, Any]:
-    """Create the hidden temporary file for ``output``; RenderError if it cannot be written."""
+#: output file extensions and the container each one gets
+OUTPUT_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov"}
+
+
+def check_output(output: Path, source: Path | None = None) -> str:
+    """The container format for ``output``; RenderError if it is no place for a video.
+
+    Refused: a folder, a device or other non-regular file (the finished render replaces
+    the name), the input itself, and names without a video extension.
+    """
     if output.is_dir():
         raise RenderError(f"{output}: is a directory; give a file name such as out.mp4")
+    if output.exists() and not output.is_file():
+        raise RenderError(f"{output}: is not a regular file; give a file name such as out.mp4")
+    fmt = OUTPUT_FORMATS.get(output.suffix.lower())
+    if fmt is None:
+        raise RenderError(
+            f"{output}: the output is an MP4 video; name it with one of "
+            + ", ".join(OUTPUT_FORMATS)
+        )
+    if source is not None and output.exists() and output.resolve() == source.resolve():
+        raise RenderError(f"{output}: is the input file; give another output name")
     if not output.parent.is_dir():
         raise RenderError(f"{output}: the folder {output.parent} does not exist")
+    return fmt
+
+
+def open_output(output: Path, source: Path | None = None) -> tuple[Path, Any]:
+    """Create the hidden temporary file for ``output``; RenderError if it cannot be written."""
+    fmt = check_output(output, source)
     tmp = temp_path(output)
     try:
-        container = av.open(str(tmp), "w", format="mp4")
+        container = av.open(str(tmp), "w", format=fmt)
     except (OSError, av.error.FFmpegError) as exc:
         tmp.unlink(missing_ok=True)
         raise RenderError(f"{output}: cannot write here ({exc})") from exc
     return tmp, container
+
+
+def check_motion_out(path: Path) -> None:
+    """RenderError unless ``path`` can take the motion JSON (a new or regular file)."""
+    if path.exists() and not path.is_file():
+        raise RenderError(f"{path}: is not a regular file; give a name such as motion.json")
+    if not path.parent.is_dir():
+        raise RenderError(f"{path}: the folder {path.parent} does not exist")
 
 
 def write_motion_json(take: Take, path: Path) -> None:

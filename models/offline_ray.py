@@ -170,7 +170,7 @@ def run_ray(
             "Ray is not installed; install it with: pip install 'headcast[ray]'"
         ) from exc
     t0 = time.perf_counter()
-    todo, results = pending(items, force, on_result)
+    todo, results = pending(items, force, on_result, motion)
     started_here = not ray.is_initialized()
     if started_here:
         _init_ray(ray, address)

@@ -12,6 +12,7 @@ import argparse
 import importlib
 import logging
 import pkgutil
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -41,14 +42,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # SIGTERM (`kill`, a container stopping) unwinds like Ctrl-C, so partial outputs are
+    # removed and child processes stopped; `serve` installs its own graceful handlers.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return int(args._run(args) or 0)
     except UserError as exc:
         print(f"headcast {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print("terminated" if exc.args == (_TERMINATED,) else "interrupted", file=sys.stderr)
+        return 143 if exc.args == (_TERMINATED,) else 130
+
+
+_TERMINATED = "SIGTERM"
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(_TERMINATED)
 
 
 if __name__ == "__main__":

@@ -249,6 +249,8 @@ def _options(params: dict[str, str]) -> RenderOptions:
         seed = int(params["seed"]) if "seed" in params else None
     except ValueError as exc:
         raise HTTPException(400, f"fps and seed must be integers ({exc})") from exc
+    if seed is not None and seed < 0:
+        raise HTTPException(400, f"seed must be 0 or more, got {seed}")
     pose = params.get("pose", "natural")
     if pose not in POSES:
         raise HTTPException(400, f"pose must be one of {', '.join(POSES)}")

@@ -144,3 +144,46 @@ def _png_with_size(width: int, height: int) -> bytes:
 def test_extreme_size_is_refused_before_decoding(tmp_path):
     with pytest.raises(EnrollError, match="too large"):
         enroll(_png_with_size(60_000, 40_000), tmp_path / "huge", size=256)
+
+
+def test_exif_orientation_and_16_bit_grayscale(tmp_path, astronaut):
+    """A phone photo stored sideways with an EXIF orientation tag, and a 16-bit grayscale
+    PNG, enroll as the upright face they show."""
+    import io
+
+    from PIL import Image
+
+    from models.avatar.image_io import load_portrait
+
+    upright = load_portrait(png_bytes(astronaut))
+    for tag, stored in ((3, Image.Transpose.ROTATE_180), (6, Image.Transpose.ROTATE_90)):
+        exif = Image.Exif()
+        exif[0x0112] = tag  # Orientation: rotate by 180, or 90 clockwise, to display
+        buf = io.BytesIO()
+        Image.fromarray(astronaut).transpose(stored).save(buf, "JPEG", quality=95, exif=exif)
+        shown = load_portrait(buf.getvalue())
+        assert shown.shape == upright.shape
+        assert np.abs(shown.astype(np.float32) - upright).mean() < 6.0, tag
+    enroll(buf.getvalue(), tmp_path / "exif", size=256)  # the face is found upright
+
+    gray16 = cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY).astype(np.uint16) * 257
+    buf = io.BytesIO()
+    Image.fromarray(gray16).save(buf, "PNG")
+    assert Image.open(io.BytesIO(buf.getvalue())).mode.startswith("I")
+    got = load_portrait(buf.getvalue())
+    assert np.abs(got[..., 0].astype(np.int16) - gray16 // 257).max() <= 1  # not clipped white
+    enroll(buf.getvalue(), tmp_path / "gray16", size=256)
+
+
+def test_output_that_cannot_be_a_pack_folder_is_a_clear_error(tmp_path, astronaut, capsys):
+    from server.cli import main
+
+    portrait = tmp_path / "face.png"
+    portrait.write_bytes(png_bytes(astronaut))
+    blocker = tmp_path / "taken"
+    blocker.write_text("x")
+    for out, why in ((blocker, "not a folder"), (blocker / "pack", "cannot write")):
+        assert main(["enroll", str(portrait), "-o", str(out), "--size", "256"]) == 2
+        err = capsys.readouterr().err
+        assert why in err and "Traceback" not in err
+    assert blocker.read_text() == "x"

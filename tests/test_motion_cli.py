@@ -89,3 +89,41 @@ def test_eval_breakdown_writes_each_condition(
     assert next(iter(rows)) == "clean" and "whole chain" in rows and len(rows) == 10
     assert all(0.0 < m["r"] <= 1.0 for m in rows.values())
     assert "| reverberation |" in capsys.readouterr().out
+
+
+def test_folder_input_fifo_output_and_a_closed_pipe(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    assert main(["motion", str(tmp_path), "-o", str(tmp_path / "m.json")]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    wav = write_wav(tmp_path / "s.wav", 2.0)
+    fifo = tmp_path / "out.fifo"  # a pipe stays a pipe: written into, not replaced
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    assert main(["motion", str(wav), "-o", str(fifo)]) == 0
+    reader.join(10)
+    assert fifo.is_fifo() and len(json.loads(got[0])["frames"]) == 50
+    # a reader that stops early (`| head`) on more output than a pipe holds: no traceback
+    long = write_wav(tmp_path / "long.wav", 60.0)
+    head = subprocess.run(
+        f"{sys.executable} -m server motion {long} | head -c 20",
+        shell=True, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert head.stdout == '{"fps": 25, "names":'[:20] and "Traceback" not in head.stderr
+
+
+def test_bench_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    noface = tmp_path / "plain.png"
+    import cv2
+
+    cv2.imwrite(str(noface), np.full((300, 300, 3), 128, np.uint8))
+    assert main(["bench", "enroll", "--portrait", str(noface)]) == 2
+    err = capsys.readouterr().err
+    assert "headcast bench: error:" in err and "Traceback" not in err

@@ -311,3 +311,56 @@ def test_shipped_model_opens_the_mouth_for_speech_only(folder: Path, clip: Path)
     jaw = np.array(json.loads(motion.read_text())["frames"])[:, CHANNEL_INDEX["jawOpen"]]
     assert jaw[:20].max() < 0.05 and jaw[-15:].max() < 0.05
     assert jaw[27:50].mean() > jaw[:20].mean() + 0.05
+
+
+def test_output_must_be_a_new_or_regular_video_file(
+    folder: Path, stub: Path, clip: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A device or pipe is never replaced by the finished file, the input is never
+    overwritten, and a name without a video extension is refused, all before any work."""
+    import os
+
+    fifo = folder / "pipe.mp4"
+    os.mkfifo(fifo)
+    own = folder / "own.mp4"
+    assert main(["render", str(clip), "-o", str(own), "--model", str(stub), "--size", "256"]) == 0
+    before = own.read_bytes()
+    cases = {
+        fifo: (clip, "not a regular file"),
+        own: (own, "is the input file"),
+        folder / "clip.avi": (clip, "name it with one of .mp4"),
+        folder / "noext": (clip, "name it with one of .mp4"),
+    }
+    for out, (src, why) in cases.items():
+        rc = main(["render", str(src), "-o", str(out), "--model", str(stub), "--size", "256"])
+        err = capsys.readouterr().err
+        assert rc == 2 and why in err and "Traceback" not in err, (out, err)
+    assert fifo.is_fifo() and own.read_bytes() == before
+    assert not (folder / "clip.avi").exists() and not (folder / "noext").exists()
+    for flag in ("--seed", "--threads", "--jobs", "--crf"):
+        rc = main(["render", str(clip), "-o", str(folder / "x.mp4"), flag, "-1"])
+        assert rc == 2 and f"{flag} must be between" in capsys.readouterr().err
+    _no_leftovers(folder)
+
+
+def test_non_finite_float_samples_still_render(folder: Path, ctx: RenderContext) -> None:
+    """Float WAV input with NaN, inf and absurd values: the video is made, the audio
+    track stays finite and within full scale (NaN as silence, the rest clipped)."""
+    import struct
+
+    pcm = voiced_bursts([(0.3, 0.9)], 1.2) * 0.5
+    pcm[2000:2400] = np.nan
+    pcm[6000:6100] = np.inf
+    pcm[9000:9100] = 1e30
+    data = pcm.astype("<f4").tobytes()
+    fmt = struct.pack("<IHHIIHH", 16, 3, 1, SR, SR * 4, 4, 32)  # IEEE float, mono
+    src = folder / "nonfinite.wav"
+    src.write_bytes(
+        b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + fmt
+        + b"data" + struct.pack("<I", len(data)) + data
+    )  # fmt: skip
+    out = folder / "nonfinite.mp4"
+    render_file(src, out, RenderOptions(size=256), context=ctx)
+    track, rate, _ = decode_track_audio(out)
+    assert np.isfinite(track).all() and np.abs(track).max() <= 1.01
+    assert abs(len(track) / rate - 1.2) < 0.05

@@ -142,3 +142,82 @@ def test_ray_missing_or_unreachable_is_a_clear_error(
     )
     assert rc == 2
     assert ("Ray is not installed" in err) or ("cannot reach the Ray cluster" in err)
+
+
+def test_resume_with_motion_out_writes_the_missing_motion(
+    inputs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, stub = inputs
+    out = tmp_path / "videos"
+    args = [str(src / "*.wav"), "--out", str(out), "--model", str(stub), "--jobs", "1"]
+    rc, err = _run(args, capsys)
+    assert rc == 0 and not list(out.glob("*.json"))
+    rc, err = _run([*args, "--motion-out"], capsys)  # the videos exist, their motion not
+    assert rc == 0 and "rendered 2, skipped 0" in err
+    assert sorted(p.name for p in out.glob("*.json")) == ["a.json", "b.json"]
+    rc, err = _run([*args, "--motion-out"], capsys)
+    assert "rendered 0, skipped 2" in err
+
+
+def test_inputs_inside_the_output_folder_are_named_as_the_reason(tmp_path: Path) -> None:
+    (tmp_path / "a.wav").write_bytes(b"")
+    with pytest.raises(ValueError, match="inside the output folder"):
+        collect(str(tmp_path), tmp_path)
+
+
+def test_terminated_batch_stops_at_once_and_leaves_no_partial_files(
+    inputs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """SIGTERM (as Ctrl-C, which the parent handles) stops the running files, starts no
+    queued ones, removes the partial outputs and leaves no worker process behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _, stub = inputs
+    src = tmp_path / "long"
+    src.mkdir()
+    for i in range(4):
+        write_wav(src / f"t{i}.wav", voiced_bursts([(0.5, 19.0)], 20.0))
+    out = tmp_path / "videos"
+    cmd = [sys.executable, "-m", "server", "render", str(src), "--out", str(out)]
+    proc = subprocess.Popen(
+        [*cmd, "--model", str(stub), "--size", "256", "--jobs", "2", "-q"],
+        start_new_session=True,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list(out.glob(".*.part")):  # the workers are rendering
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143 and "terminated" in err and "Traceback" not in err
+    assert "the same command resumes the batch" in err
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".part")]
+    assert len(list(out.glob("*.mp4"))) < 4
+    deadline = time.monotonic() + 10  # multiprocessing's resource tracker ends last
+    while (left := _group_members(proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"processes left behind: {left}"
+
+
+def _group_members(pgid: int) -> list[int]:
+    import os
+
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getpgid(int(entry)) == pgid:
+                    found.append(int(entry))
+            except ProcessLookupError:
+                pass
+    return found

@@ -25,6 +25,8 @@ def iter_audio(path: str | Path, chunk_s: float = CHUNK_S) -> Iterator[np.ndarra
     no audio stream; a stream that breaks mid-way ends the iteration with an error too.
     """
     p = Path(path)
+    if p.is_dir():
+        raise AudioError(f"{p}: is a folder, not an audio file")
     if not p.is_file():
         raise AudioError(f"{p}: no such file")
     try:

@@ -190,6 +190,8 @@ def enroll(
     """
     report = progress or _noop
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise EnrollError(f"{out}: exists and is not a folder; give a folder for the pack")
     data = image if isinstance(image, bytes) else _read_bytes(Path(image))
     digest = portrait_hash(data, size)
     if not force and (out / "avatar.json").is_file():

@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from models.avatar.errors import EnrollError
 
@@ -59,6 +59,10 @@ def load_portrait(source: str | Path | bytes, name: str = "portrait") -> np.ndar
         ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise EnrollError(f"{name}: not a readable image ({exc})") from exc
+    # Phone photos store the sensor's orientation in EXIF: show the face upright.
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        img = _to_8bit_gray(img)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -71,3 +75,14 @@ def load_portrait(source: str | Path | bytes, name: str = "portrait") -> np.ndar
             Image.Resampling.LANCZOS,
         )
     return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+
+
+def _to_8bit_gray(img: Image.Image) -> Image.Image:
+    """16-bit, 32-bit or float grayscale -> 8-bit "L", scaled to its range, not clipped."""
+    a = np.nan_to_num(np.asarray(img, dtype=np.float64))
+    if img.mode == "F":
+        lo, hi = float(a.min()), float(a.max())
+        a = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+    elif img.mode.startswith("I;16") or a.max() > 255:
+        a = a / 257.0  # 0..65535 -> 0..255
+    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")

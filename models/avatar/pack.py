@@ -20,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from models.avatar.errors import AvatarError
+from models.avatar.errors import AvatarError, EnrollError
 from models.channels import EXPRESSION_CHANNELS, MOUTH_CHANNELS
 
 PACK_VERSION = 1
@@ -73,17 +73,23 @@ class AvatarPack:
         return self.arrays[name]
 
     def save(self, out_dir: Path) -> Path:
+        """Write the pack into ``out_dir``; EnrollError when it cannot be written there."""
+        try:
+            return self._save(out_dir)
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            raise EnrollError(f"{out_dir}: cannot write the avatar pack here ({why})") from exc
+
+    def _save(self, out_dir: Path) -> Path:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise EnrollError(f"{out_dir}: exists and is not a folder")
         out_dir.mkdir(parents=True, exist_ok=True)
         tmp = out_dir / (ARRAYS_FILE + ".tmp.npz")
         np.savez_compressed(tmp, **self.arrays)
         tmp.replace(out_dir / ARRAYS_FILE)
-        cv2.imwrite(str(out_dir / IMAGE_FILE), cv2.cvtColor(self.image, cv2.COLOR_RGB2BGR))
+        _write_image(out_dir / IMAGE_FILE, self.image)
         if self.portrait is not None:
-            cv2.imwrite(
-                str(out_dir / PORTRAIT_FILE),
-                cv2.cvtColor(self.portrait, cv2.COLOR_RGB2BGR),
-                [cv2.IMWRITE_JPEG_QUALITY, 95],
-            )
+            _write_image(out_dir / PORTRAIT_FILE, self.portrait, [cv2.IMWRITE_JPEG_QUALITY, 95])
         meta = dict(
             self.meta,
             version=PACK_VERSION,
@@ -93,6 +99,11 @@ class AvatarPack:
         )
         (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         return out_dir
+
+
+def _write_image(path: Path, rgb: np.ndarray, params: list[int] | None = None) -> None:
+    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params or []):
+        raise OSError(f"could not write {path.name}")
 
 
 def read_meta(path: Path) -> dict[str, Any]:

@@ -53,7 +53,7 @@ READY_TIMEOUT_S = 120.0
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sessions", default="1,4,8", help="comma-separated session counts")
-    parser.add_argument("--size", type=int, default=256, help="frame size (256 or 512)")
+    parser.add_argument("--size", type=int, default=256, choices=[256, 512], help="frame size")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per N")
     parser.add_argument("--speech", type=Path, default=DEFAULT_SPEECH, help="16 kHz mono WAV")
     parser.add_argument("--provider", choices=["auto", "cpu", "cuda"], default="auto")

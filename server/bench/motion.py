@@ -21,7 +21,7 @@ TARGET_X = 40.0  # the issue's floor for one core
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="audio length")
     parser.add_argument("--model", type=Path, help="motion .onnx (default: the shipped model)")
-    parser.add_argument("--fps", type=int, default=25)
+    parser.add_argument("--fps", type=int, default=25, choices=[25, 30])
 
 
 def speech_like(seconds: float, sample_rate: int = 16_000, seed: int = 0) -> np.ndarray:

@@ -14,7 +14,7 @@ HELP = "frames/s of the warp renderer (CPU fast path, ONNX graph) vs a bare cv2.
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--avatar", default=None, help="avatar pack folder (default: built-in)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512], choices=[256, 512])
     parser.add_argument("--seconds", type=float, default=2.0, help="time budget per measurement")
     parser.add_argument("--onnx-batches", type=int, nargs="+", default=[1, 4])
     parser.add_argument(

@@ -30,8 +30,10 @@ SAMPLE_RATE = 16_000
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speech", type=Path, help="audio file (default: synthesised speech)")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the test audio")
-    parser.add_argument("--sizes", nargs="+", default=["256", "512"], help="256, 512, full")
-    parser.add_argument("--fps", type=int, default=25)
+    parser.add_argument(
+        "--sizes", nargs="+", default=["256", "512"], choices=["256", "512", "full"]
+    )
+    parser.add_argument("--fps", type=int, default=25, choices=[25, 30])
     parser.add_argument(
         "--workers", type=int, nargs="+", default=[0], help="0 = the default (one per two cores)"
     )

@@ -11,6 +11,7 @@ import importlib
 import pkgutil
 
 from server import bench
+from server.errors import UserError
 
 HELP = "run a benchmark (render, motion, live, render-file, ...)"
 
@@ -25,4 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return int(args._bench_run(args) or 0)
+    from models.audio import AudioError
+    from models.avatar.errors import AvatarError, EnrollError
+    from models.motion.model import MotionModelError
+    from models.offline_options import RenderError
+
+    try:
+        return int(args._bench_run(args) or 0)
+    except (AudioError, AvatarError, EnrollError, MotionModelError, RenderError) as exc:
+        raise UserError(str(exc)) from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,17 +93,31 @@ def run(args: argparse.Namespace) -> int:
     names, rows = _rows(args)
     writer = _write_csv if fmt == "csv" else _write_json
     if args.out == "-":
-        n = writer(sys.stdout, args.fps, names, rows)
-    else:
-        target = Path(args.out)
-        tmp = target.with_name(target.name + ".part")
         try:
-            with open(tmp, "w", encoding="utf-8", buffering=io.DEFAULT_BUFFER_SIZE * 16) as fh:
-                n = writer(fh, args.fps, names, rows)
-            tmp.replace(target)
+            writer(sys.stdout, args.fps, names, rows)
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+        return 0
+    target = Path(args.out)
+    if target.is_dir():
+        raise UserError(f"{target}: is a folder; give a file name such as motion.json")
+    if target.exists() and not target.is_file():  # a device or pipe: write into it as it is
+        try:
+            with open(target, "w", encoding="utf-8") as fh:
+                writer(fh, args.fps, names, rows)
         except OSError as exc:
             raise UserError(f"cannot write {target}: {exc.strerror}") from exc
-        finally:
-            tmp.unlink(missing_ok=True)
-        print(f"{target}: {n} frames at {args.fps} fps", file=sys.stderr)
+        return 0
+    tmp = target.with_name(target.name + ".part")
+    try:
+        with open(tmp, "w", encoding="utf-8", buffering=io.DEFAULT_BUFFER_SIZE * 16) as fh:
+            n = writer(fh, args.fps, names, rows)
+        tmp.replace(target)
+    except OSError as exc:
+        raise UserError(f"cannot write {target}: {exc.strerror}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(f"{target}: {n} frames at {args.fps} fps", file=sys.stderr)
     return 0

@@ -28,6 +28,9 @@ from server.errors import UserError
 HELP = "render speech files to MP4 videos of the avatar (one file, a folder or a glob; Ray)"
 BAR_WIDTH = 28
 EDTALK_FPS = 25  # EDTalk's Audio2Lip is trained on 25 fps video
+X264_PRESETS = (
+    "ultrafast superfast veryfast faster fast medium slow slower veryslow placebo".split()
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,7 +76,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         precision_help="EDTalk per-frame graph precision (fp16 for CUDA)",
     )
     parser.add_argument("--crf", type=int, default=20, help="H.264 quality (lower = better)")
-    parser.add_argument("--preset", default="veryfast", help="x264 speed preset")
+    parser.add_argument(
+        "--preset", default="veryfast", choices=X264_PRESETS, help="x264 speed preset"
+    )
     parser.add_argument("--threads", type=int, default=0, help="render threads per file (0: auto)")
     parser.add_argument("--jobs", type=int, default=0, help="files rendered at once (0: cores)")
     parser.add_argument("--force", action="store_true", help="re-render finished outputs")
@@ -154,6 +159,14 @@ def _options(args: argparse.Namespace) -> object:
             raise UserError(f"--backend edtalk renders at {EDTALK_FPS} fps, got --fps {args.fps}")
         if args.ray or args.ray_address:
             raise UserError("--backend edtalk batches run locally; leave out --ray")
+    for flag, value, low, high in (
+        ("--seed", args.seed, 0, 2**63 - 1),
+        ("--threads", args.threads, 0, 256),
+        ("--jobs", args.jobs, 0, 1024),
+        ("--crf", args.crf, 0, 51),
+    ):
+        if value is not None and not low <= value <= high:
+            raise UserError(f"{flag} must be between {low} and {high}, got {value}")
     return RenderOptions(
         fps=args.fps,
         size=FULL if args.size == "full" else int(args.size),
@@ -260,22 +273,29 @@ def _run_batch(args: argparse.Namespace, options: object) -> int:
         "motion": args.motion_out is not None,
         "on_result": report,
     }
-    if args.ray or args.ray_address:
-        try:
+    try:
+        if args.ray or args.ray_address:
             summary = run_ray(
                 items, options, address=args.ray_address, threads=max(1, args.threads), **common
             )
-        except RayUnavailable as exc:
-            raise UserError(str(exc)) from exc
-    else:
-        summary = run_local(
-            items,
-            options,
-            jobs=args.jobs,
-            edtalk_weights=args.edtalk_weights,
-            edtalk_precision=args.edtalk_precision,
-            **common,
+        else:
+            summary = run_local(
+                items,
+                options,
+                jobs=args.jobs,
+                edtalk_weights=args.edtalk_weights,
+                edtalk_precision=args.edtalk_precision,
+                **common,
+            )
+    except RayUnavailable as exc:
+        raise UserError(str(exc)) from exc
+    except KeyboardInterrupt:
+        print(
+            f"stopped with {seen[0]} of {n} files finished or skipped; the same command "
+            "resumes the batch (finished videos are kept and skipped)",
+            file=sys.stderr,
         )
+        raise
     print(summary.line(), file=sys.stderr)
     for r in summary.results:
         if r.status == "failed":
