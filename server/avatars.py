@@ -18,6 +18,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 
+from server.bodies import MULTIPART_OVERHEAD, check_declared, read_body
 from server.state import AVATAR_NAME, DEFAULT_AVATAR, get_state
 
 router = APIRouter(prefix="/v1/avatars", tags=["avatars"])
@@ -59,15 +60,18 @@ async def upload_avatar(request: Request, name: str | None = None) -> dict[str, 
         raise HTTPException(400, f"invalid avatar name {name!r} (letters, digits, _ . -)")
     if (state.settings.avatars_dir / name).exists():
         raise HTTPException(409, f"avatar {name!r} exists")
+    if any(j.avatar == name and j.state in ("queued", "running") for j in state.jobs.values()):
+        raise HTTPException(409, f"avatar {name!r} is being enrolled already")
     limit = state.settings.max_upload_bytes
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        check_declared(request, limit + MULTIPART_OVERHEAD)
         form = await request.form()
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise HTTPException(400, "multipart upload needs a 'file' field")
         image = await upload.read(limit + 1)
     else:
-        image = await request.body()
+        image = await read_body(request, limit)
     if not image:
         raise HTTPException(400, "empty upload: send the portrait image as the body")
     if len(image) > limit:

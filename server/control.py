@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from models.emotions import load_presets
@@ -39,9 +40,9 @@ async def apply_control(session: Session, message: Any) -> dict[str, Any] | None
     if kind == "pose":
         values = message.get("values")
         if not isinstance(values, dict) or not all(
-            isinstance(v, int | float) for v in values.values()
+            isinstance(v, int | float) and math.isfinite(v) for v in values.values()
         ):
-            raise ControlError('pose needs "values": {channel: number}')
+            raise ControlError('pose needs "values": {channel: finite number}')
         try:
             MotionMixer(idle=False).set_pose(values)  # validate names before applying
         except KeyError as exc:

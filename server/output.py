@@ -134,6 +134,11 @@ class InputBuffer:
                     self._size -= excess
                     self.dropped_samples += excess
 
+    def count_dropped(self, n: int) -> None:
+        """Count ``n`` samples dropped elsewhere (a render process's own buffer)."""
+        with self._lock:
+            self.dropped_samples += n
+
     def pop(self, n: int) -> tuple[np.ndarray, int]:
         """Up to ``n`` samples, zero-padded to ``n``; returns (float32 (n,), real count)."""
         out = np.zeros(n, np.float32)

@@ -184,6 +184,7 @@ class RemotePipeline(PipelineOutput):
         self._spec: PipelineSpec | None = spec  # sent with the first call
         self._key = secrets.token_hex(8)
         self._remote_buffered = 0
+        self._remote_dropped = 0
         self._closed = False
         # one call and the mirroring of its reply at a time, in order (a tick's reply
         # must not land after a later interrupt's)
@@ -223,7 +224,9 @@ class RemotePipeline(PipelineOutput):
         self.render_s.extend(reply["render_s"])
         self.tick_s.extend(reply["tick_s"])
         self._remote_buffered = reply["buffered"]
-        self.input.dropped_samples = reply["dropped_samples"]
+        # Speech is dropped in two places: this side's staging buffer and the worker's.
+        self.input.count_dropped(max(0, reply["dropped_samples"] - self._remote_dropped))
+        self._remote_dropped = reply["dropped_samples"]
 
     def tick_until(self, n_last: int) -> list[Frame]:
         with self._lock:

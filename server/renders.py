@@ -28,6 +28,7 @@ from models.offline import render_file
 from models.offline_context import RenderContext
 from models.offline_options import FULL, RenderError, RenderOptions
 from models.pipeline import POSES, check_emotions
+from server.bodies import MULTIPART_OVERHEAD, check_declared, read_body
 from server.state import UnknownAvatar, get_state
 
 router = APIRouter(prefix="/v1/renders", tags=["renders"])
@@ -287,6 +288,7 @@ async def create_render(request: Request, response: Response) -> dict[str, Any]:
     limit = state.settings.max_upload_bytes
     filename = params.get("filename", "")
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        check_declared(request, limit + MULTIPART_OVERHEAD)
         form = await request.form()
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
@@ -294,7 +296,7 @@ async def create_render(request: Request, response: Response) -> dict[str, Any]:
         filename = upload.filename or filename
         audio = await upload.read(limit + 1)
     else:
-        audio = await request.body()
+        audio = await read_body(request, limit)
     if not audio:
         raise HTTPException(400, "empty upload: send the speech audio as the body")
     if len(audio) > limit:

@@ -42,6 +42,9 @@ InputMode = Literal["websocket", "mirror", "upload"]
 POSITION_EVERY_S = 0.2  # playback position events while speaking
 DROPPED_EVERY_S = 1.0  # at most one dropped-frames event per second
 MAX_PEERS = 4  # viewers per session
+# A viewer whose connection is not up this long after its answer is dropped (an offer
+# aiortc accepted but cannot connect, a client that vanished before ICE finished).
+CONNECT_TIMEOUT_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,10 @@ class Session:
         self.closed = False
         self.owned_by_viewer = False  # created by POST /v1/whep: closes with its viewer
         self.peers: dict[str, RTCPeerConnection] = {}
+        self._dropped_by_gone_viewers = 0
+        self.claimed = False  # a viewer or a WebSocket has come
+        self.connect_timeout_s = CONNECT_TIMEOUT_S
+        self.peers_timed_out = 0
         self.tracks: dict[str, list[MediaStreamTrack]] = {}
         self.streams: set[EventStream] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -93,7 +100,7 @@ class Session:
         self._speaking = False
         self._utterance_start = 0
         self._last_position = 0.0
-        self._last_dropped_report = (0.0, 0)
+        self._last_dropped_report = (0.0, 0, 0)  # (time, frames, audio samples)
         self.last_activity = time.monotonic()
         # timing stats
         self.first_frame_s: float | None = None
@@ -193,6 +200,7 @@ class Session:
     def add_peer(self, pc: RTCPeerConnection) -> str:
         rid = secrets.token_urlsafe(9)
         self.peers[rid] = pc
+        self.claimed = True
         self.last_activity = time.monotonic()
 
         @pc.on("connectionstatechange")
@@ -205,11 +213,20 @@ class Session:
             if track.kind == "audio" and self.params.input == "mirror":
                 self._spawn(self._read_microphone(track), f"mic-{rid}")
 
+        self._spawn(self._expect_connection(rid, pc), f"connect-{rid}")
         return rid
+
+    async def _expect_connection(self, rid: str, pc: RTCPeerConnection) -> None:
+        await asyncio.sleep(self.connect_timeout_s)
+        if self.peers.get(rid) is pc and pc.connectionState in ("new", "connecting"):
+            log.info("session %s: viewer %s never connected; dropped", self.id, rid)
+            self.peers_timed_out += 1
+            await self.remove_peer(rid)
 
     async def remove_peer(self, rid: str) -> bool:
         pc = self.peers.pop(rid, None)
         for track in self.tracks.pop(rid, []):
+            self._dropped_by_gone_viewers += _track_dropped(track)  # the total never falls
             track.stop()
         self.pipeline.render_video = bool(self.peers)
         if pc is None:
@@ -269,15 +286,16 @@ class Session:
                         s.put(event)
         self._event_frame = max(self._event_frame, j_out)
         now = time.monotonic()
-        last_t, last_n = self._last_dropped_report
+        last_t, last_n, last_audio = self._last_dropped_report
         dropped = self.dropped_frames()
-        if dropped > last_n and now - last_t >= DROPPED_EVERY_S:
-            self._last_dropped_report = (now, dropped)
+        audio = self.pipeline.input.dropped_samples
+        if (dropped > last_n or audio > last_audio) and now - last_t >= DROPPED_EVERY_S:
+            self._last_dropped_report = (now, dropped, audio)
             self.broadcast(
                 {
                     "type": "dropped",
                     "frames": dropped,
-                    "audio_ms": round(self.pipeline.input.dropped_samples / 16.0, 1),
+                    "audio_ms": round(audio * 1000.0 / SAMPLE_RATE, 1),
                 }
             )
 
@@ -300,10 +318,8 @@ class Session:
         A render skipped because its send time had passed shows up here as the repeat it
         causes; ``late_renders`` in :meth:`stats` counts those causes on their own.
         """
-        return sum(
-            getattr(t, "repeated", 0) + getattr(t, "skipped", 0)
-            for tracks in self.tracks.values()
-            for t in tracks
+        return self._dropped_by_gone_viewers + sum(
+            _track_dropped(t) for tracks in self.tracks.values() for t in tracks
         )
 
     def frames_sent(self) -> int:
@@ -390,3 +406,7 @@ class Session:
             log.warning("session %s: closing its pipeline failed: %s", self.id, exc)
         self.idle_image = zeros()  # drop the frame reference early
         await self._run(release_free_memory)
+
+
+def _track_dropped(track: MediaStreamTrack) -> int:
+    return int(getattr(track, "repeated", 0) + getattr(track, "skipped", 0))

@@ -10,7 +10,9 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.audio import AudioError
-from server.clock import SAMPLE_RATE, samples_per_frame
+from models.motion.model import SUPPORTED_FPS
+from server.bodies import read_body, read_json
+from server.clock import SAMPLE_RATE
 from server.control import ControlError, apply_control
 from server.scheduler import AdmissionError
 from server.session import InputMode, Session, SessionParams
@@ -18,6 +20,9 @@ from server.state import AppState, UnknownAvatar, UnsupportedSession, get_state
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 RETRY_AFTER_S = 5
+# Live frame rates: a whole number of 16 kHz samples per frame (one media clock), a
+# frame time the motion model's 100 Hz grid resolves, and a rate a browser plays.
+LIVE_FPS = tuple(f for f in SUPPORTED_FPS if SAMPLE_RATE % f == 0 and 10 <= f <= 32)
 
 
 class SessionRequest(BaseModel):
@@ -27,10 +32,12 @@ class SessionRequest(BaseModel):
 
     avatar: str = "default"
     emotion: str = "neutral"
-    fps: int | None = Field(default=None, description="frames per second; must divide 16000")
+    fps: int | None = Field(default=None, description="frames per second: 20 or 25")
     size: int | None = Field(default=None, description="frame side in pixels; one of allowed_sizes")
     input: InputMode = "websocket"
-    seed: int | None = Field(default=None, description="seed of the idle motion (blinks, drift)")
+    seed: int | None = Field(
+        default=None, ge=0, description="seed of the idle motion (blinks, drift)"
+    )
 
 
 def session_links(session: Session) -> dict[str, Any]:
@@ -48,16 +55,12 @@ def find_session(state: AppState, sid: str) -> Session:
 async def open_session(state: AppState, req: SessionRequest) -> Session:
     """Validate and create; HTTP errors with reasons (400/404/503)."""
     s = state.settings
-    size = req.size or s.default_size
-    fps = req.fps or s.default_fps
+    size = s.default_size if req.size is None else req.size
+    fps = s.default_fps if req.fps is None else req.fps
     if size not in s.allowed_sizes:
         raise HTTPException(400, f"size {size} not allowed; choose one of {list(s.allowed_sizes)}")
-    try:
-        samples_per_frame(fps)
-    except ValueError as exc:
-        raise HTTPException(400, str(exc)) from exc
-    if not 10 <= fps <= 32:
-        raise HTTPException(400, f"fps must be 10..32, got {fps}")
+    if fps not in LIVE_FPS:
+        raise HTTPException(400, f"fps {fps} not available live; choose one of {list(LIVE_FPS)}")
     params = SessionParams(req.avatar, size, fps, req.emotion, req.input, req.seed)
     try:
         return await state.create_session(params)
@@ -106,10 +109,7 @@ async def control(sid: str, request: Request) -> dict[str, Any]:
     """The WebSocket's control messages over HTTP (interrupt, emotion, pose)."""
     state = get_state(request)
     session = find_session(state, sid)
-    try:
-        message = await request.json()
-    except ValueError as exc:
-        raise HTTPException(400, "body must be JSON") from exc
+    message = await read_json(request)
     try:
         reply = await apply_control(session, message)
     except ControlError as exc:
@@ -134,21 +134,13 @@ async def upload_audio(sid: str, request: Request) -> dict[str, Any]:
     """Queue an audio file (WAV, MP3, OGG, ... as the raw body) for the session to say."""
     state = get_state(request)
     session = find_session(state, sid)
-    limit = state.settings.max_upload_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"upload larger than {limit} bytes")
-    data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > limit:
-            raise HTTPException(413, f"upload larger than {limit} bytes")
+    data = await read_body(request, state.settings.max_upload_bytes)
     if not data:
         raise HTTPException(400, "empty upload: send the audio file as the request body")
     kind = request.headers.get("content-type", "")
     suffix = {"audio/wav": ".wav", "audio/x-wav": ".wav", "audio/mpeg": ".mp3"}.get(kind, "")
     try:
-        pcm = await state.require_scheduler().run(_decode_upload, bytes(data), suffix)
+        pcm = await state.require_scheduler().run(_decode_upload, data, suffix)
     except AudioError as exc:
         raise HTTPException(415, f"cannot decode audio: {exc}") from exc
     session.push(pcm)

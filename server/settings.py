@@ -84,6 +84,11 @@ class ServerSettings(StrictModel):
     max_upload_bytes: int = Field(default=50 << 20, ge=1024)
     #: a session with no viewer and no socket for this long is closed (s)
     idle_session_timeout_s: float = Field(default=300.0, gt=0.0)
+    #: a session nobody ever watched or opened a socket to is closed sooner (s): it holds
+    #: a share of the admission capacity
+    unclaimed_session_timeout_s: float = Field(default=60.0, gt=0.0)
+    #: a viewer whose WebRTC connection is not up this long after its answer is dropped
+    viewer_connect_timeout_s: float = Field(default=20.0, gt=0.0)
     #: events queued for a slow WebSocket client before the oldest are dropped
     max_pending_events: int = Field(default=256, ge=8)
     log_level: Literal["debug", "info", "warning", "error"] = "info"

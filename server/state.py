@@ -225,9 +225,10 @@ class AppState:
     async def _reap_idle(self) -> None:
         while True:
             await asyncio.sleep(REAP_EVERY_S)
-            limit = self.settings.idle_session_timeout_s
+            s = self.settings
             now = time.monotonic()
             for sid, sess in list(self.sessions.items()):
+                limit = s.idle_session_timeout_s if sess.claimed else s.unclaimed_session_timeout_s
                 if not sess.peers and not sess.streams and now - sess.last_activity > limit:
                     log.info("closing idle session %s", sid)
                     await self.close_session(sid)
@@ -363,6 +364,7 @@ class AppState:
                 phase=0.0 if worker is None else worker.phase,
             )
             session.pipeline.render_video = False
+            session.connect_timeout_s = self.settings.viewer_connect_timeout_s
             try:
                 sched.admit(session.id, params.size, params.fps)
             except Exception:

@@ -15,6 +15,7 @@ import logging
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from fastapi import APIRouter, HTTPException, Request, Response
 
+from server.bodies import read_body
 from server.encoders import forward_keyframe_requests
 from server.ice import rtc_configuration
 from server.session import MAX_PEERS, Session
@@ -32,9 +33,7 @@ async def _read_offer(request: Request) -> str:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != SDP_TYPE:
         raise HTTPException(415, f"the offer must be sent as {SDP_TYPE}")
-    body = await request.body()
-    if len(body) > MAX_SDP_BYTES:
-        raise HTTPException(413, f"SDP offer larger than {MAX_SDP_BYTES} bytes")
+    body = await read_body(request, MAX_SDP_BYTES, "SDP offer")
     try:
         sdp = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -43,7 +42,18 @@ async def _read_offer(request: Request) -> str:
         raise HTTPException(400, "not an SDP offer (expected 'v=0' and media sections)")
     if "m=video" not in sdp and "m=audio" not in sdp:
         raise HTTPException(400, "the offer has neither a video nor an audio section")
+    if "a=fingerprint:" not in sdp:
+        raise HTTPException(400, "the offer has no DTLS fingerprint (a=fingerprint)")
+    if not any(_receives(m) for m in sdp.split("\nm=")[1:]):
+        raise HTTPException(
+            400, "the offer receives no media (every section is sendonly or inactive)"
+        )
     return sdp
+
+
+def _receives(section: str) -> bool:
+    """Whether an offer's media section lets the viewer receive (sendrecv by default)."""
+    return "a=sendonly" not in section and "a=inactive" not in section
 
 
 async def answer(state: AppState, session: Session, sdp: str) -> tuple[str, str]:
@@ -75,7 +85,9 @@ async def answer(state: AppState, session: Session, sdp: str) -> tuple[str, str]
         state.metrics.peers_failed += 1
         await session.remove_peer(rid)
         log.info("rejected offer for session %s: %s", session.id, exc)
-        raise HTTPException(400, f"cannot negotiate this offer: {exc}") from exc
+        raise HTTPException(
+            400, f"cannot negotiate this offer: {exc or exc.__class__.__name__}"
+        ) from exc
     return rid, pc.localDescription.sdp
 
 

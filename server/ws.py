@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["websocket"])
 
 START_TIMEOUT_S = 10.0
+CLOSE_GOING_AWAY = 1001
 CLOSE_UNSUPPORTED = 1003
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
@@ -79,15 +80,17 @@ class PcmDecoder:
         return self.resampler.push(pcm)
 
 
-async def _send_events(ws: WebSocket, stream: EventStream) -> None:
+async def _send_events(ws: WebSocket, stream: EventStream, session: Session) -> None:
     while (event := await stream.get()) is not None:
         await ws.send_text(json.dumps(event))
+    if session.closed:  # deleted, reaped or failed: tell the client, do not wait for it
+        await _close(ws, CLOSE_GOING_AWAY, "session closed", event_type="closed")
 
 
-async def _close(ws: WebSocket, code: int, reason: str) -> None:
+async def _close(ws: WebSocket, code: int, reason: str, event_type: str = "error") -> None:
     if ws.application_state != WebSocketState.DISCONNECTED:
         with contextlib.suppress(Exception):
-            await ws.send_text(json.dumps({"type": "error", "message": reason}))
+            await ws.send_text(json.dumps({"type": event_type, "message": reason}))
             await ws.close(code, reason[:120])
 
 
@@ -120,7 +123,8 @@ async def _serve(ws: WebSocket, state: AppState, session: Session, start: StartM
     stream = EventStream(state.settings.max_pending_events, coefficients=start.coefficients)
     stream.put(session.ready_event())
     session.streams.add(stream)
-    sender = asyncio.get_running_loop().create_task(_send_events(ws, stream))
+    session.claimed = True
+    sender = asyncio.get_running_loop().create_task(_send_events(ws, stream, session))
     try:
         while not session.closed:
             msg = await ws.receive()
@@ -144,8 +148,8 @@ async def _serve(ws: WebSocket, state: AppState, session: Session, start: StartM
                 continue
             try:
                 message: Any = json.loads(msg.get("text") or "")
-            except ValueError:
-                stream.put({"type": "error", "message": "text messages must be JSON"})
+            except (ValueError, RecursionError):
+                stream.put({"type": "error", "message": "text messages must be JSON objects"})
                 continue
             if isinstance(message, dict) and message.get("type") == "end_of_utterance":
                 session.push(decoder.resampler.flush())

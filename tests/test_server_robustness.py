@@ -41,6 +41,13 @@ async def ws_raw(url: str, sid: str, **kw: Any) -> Any:
     return await websockets.connect(f"ws{url[4:]}/v1/sessions/{sid}/ws", **kw)
 
 
+_SDP_HEAD = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+_FINGERPRINT = b"a=fingerprint:sha-256 " + b":".join([b"AB"] * 32) + b"\r\n"
+_VIDEO = b"m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:96 VP8/90000\r\n"
+NO_FINGERPRINT = _SDP_HEAD + _VIDEO + b"a=recvonly\r\n"
+SEND_ONLY = _SDP_HEAD + _FINGERPRINT + _VIDEO + b"a=sendonly\r\n"
+
+
 def test_http_errors_have_reasons(srv: ServerThread) -> None:
     async def main() -> None:
         c = HeadcastClient(srv.url)
@@ -61,6 +68,26 @@ def test_http_errors_have_reasons(srv: ServerThread) -> None:
             ("POST", s["whep"], b"v=0", "text/plain", 415),
             ("POST", "/v1/sessions", b'{"size": 100}', "application/json", 400),
             ("POST", "/v1/sessions", b'{"fps": 30}', "application/json", 400),
+            ("POST", "/v1/sessions", b'{"fps": 16}', "application/json", 400),
+            ("POST", "/v1/sessions", b'{"fps": 0}', "application/json", 400),
+            ("POST", "/v1/sessions", b'{"size": 0}', "application/json", 400),
+            ("POST", "/v1/sessions", b'{"seed": -1}', "application/json", 422),
+            ("POST", s["whep"], NO_FINGERPRINT, "application/sdp", 400),
+            ("POST", s["whep"], SEND_ONLY, "application/sdp", 400),
+            (
+                "POST",
+                f"/v1/sessions/{s['id']}/control",
+                b"[" * 50_000,
+                "application/json",
+                400,
+            ),
+            (
+                "POST",
+                f"/v1/sessions/{s['id']}/control",
+                b'{"type": "ping", "pad": "' + b" " * 70_000 + b'"}',
+                "application/json",
+                413,
+            ),
             ("POST", "/v1/sessions", b'{"avatar": "nobody"}', "application/json", 404),
             ("POST", "/v1/sessions", b'{"emotion": "ecstatic"}', "application/json", 400),
             ("POST", "/v1/sessions", b'{"colour": "red"}', "application/json", 422),
@@ -115,6 +142,16 @@ def test_bad_websocket_input_is_contained(srv: ServerThread) -> None:
         assert "unknown control" in (await sock.next_event("error", after=n))["message"]
         await sock.send_control({"type": "ping"})
         assert (await sock.next_event("pong"))["type"] == "pong"
+        # absurdly nested JSON and a NaN pose: error events, the socket stays usable
+        n = len(sock.events)
+        await sock.ws.send("[" * 100_000)
+        assert "must be JSON" in (await sock.next_event("error", after=n))["message"]
+        n = len(sock.events)
+        await sock.ws.send('{"type": "pose", "values": {"headYaw": NaN}}')
+        assert "finite" in (await sock.next_event("error", after=n))["message"]
+        n = len(sock.events)
+        await sock.send_control({"type": "ping"})
+        await sock.next_event("pong", after=n)
         # oversize message: this socket is closed (1009), the session lives on
         await sock.ws.send(b"\x00" * (srv.settings.max_message_bytes + 2))
         await asyncio.sleep(0.3)
@@ -227,3 +264,74 @@ def test_memory_returns_to_baseline_after_20_sessions(srv: ServerThread) -> None
     grew = after_procs - base_procs
     assert grew < 40.0, f"render processes grew {grew:.1f} MB over 20 sessions"
     assert threading.active_count() <= threads + 2
+
+
+def test_deleted_session_closes_its_socket_and_a_viewer_that_never_connects_is_dropped(
+    srv: ServerThread,
+) -> None:
+    async def main() -> None:
+        from aiortc import RTCPeerConnection
+
+        c = HeadcastClient(srv.url)
+        s = await c.create_session()
+        sock = await c.connect(s["id"])
+        await c.close_session(s["id"])
+        closed = await sock.next_event("closed", within_s=3)
+        assert "session closed" in closed["message"]
+        with pytest.raises(websockets.ConnectionClosed) as gone:
+            for _ in range(10):
+                await asyncio.wait_for(sock.ws.recv(), 3)
+        assert gone.value.rcvd is not None and gone.value.rcvd.code == 1001
+
+        # an offer whose client never applies the answer: the viewer never connects
+        s = await c.create_session()
+        srv.state.sessions[s["id"]].connect_timeout_s = 0.5
+        pc = RTCPeerConnection()
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        resp = await c.request(
+            "POST", s["whep"], pc.localDescription.sdp.encode(), "application/sdp"
+        )
+        assert resp.status == 201
+        assert (await c.session(s["id"]))["viewers"] == 1
+        await asyncio.sleep(1.5)
+        assert (await c.session(s["id"]))["viewers"] == 0, "the stuck viewer was dropped"
+        await pc.close()
+        await c.close_session(s["id"])
+
+    run(main(), timeout=30)
+
+
+def test_speech_dropped_on_overflow_is_counted_and_reported(srv: ServerThread) -> None:
+    """One upload longer than the session buffers: the oldest speech is dropped, counted
+    in the session's stats and reported to its socket."""
+    import io
+    import wave
+
+    import numpy as np
+
+    limit_s = srv.settings.max_buffered_audio_s
+    speech = load_speech()
+    pcm = np.tile(speech, int((limit_s + 10) / (len(speech) / 16_000)) + 1)
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16_000)
+        w.writeframes((pcm * 32767).astype("<i2").tobytes())
+
+    async def main() -> None:
+        c = HeadcastClient(srv.url)
+        s = await c.create_session()
+        sock = await c.connect(s["id"])
+        resp = await c.request("POST", s["audio"], buf.getvalue(), "audio/wav")
+        assert resp.status == 202
+        event = await sock.next_event("dropped", within_s=5)
+        expected_ms = (len(pcm) / 16_000 - limit_s) * 1000
+        assert event["audio_ms"] >= 0.9 * expected_ms, (event, expected_ms)
+        stats = await c.session(s["id"])
+        assert stats["dropped_audio_ms"] >= 0.9 * expected_ms
+        await sock.close()
+        await c.close_session(s["id"])
+
+    run(main(), timeout=40)
