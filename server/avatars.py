@@ -18,7 +18,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 
-from server.bodies import MULTIPART_OVERHEAD, check_declared, read_body
+from server.bodies import openapi_body, read_upload
 from server.state import AVATAR_NAME, DEFAULT_AVATAR, get_state
 
 router = APIRouter(prefix="/v1/avatars", tags=["avatars"])
@@ -51,7 +51,20 @@ async def list_avatars(request: Request) -> list[dict[str, Any]]:
     return [{"name": n, "builtin": n == DEFAULT_AVATAR} for n in state.avatar_names()]
 
 
-@router.post("", status_code=202)
+@router.post(
+    "",
+    status_code=202,
+    openapi_extra=openapi_body(
+        ("image/jpeg", "image/png", "image/webp", "multipart/form-data"),
+        "the portrait as the raw body, or as the multipart field 'file'",
+        {
+            400: "empty upload, bad name or no 'file' field",
+            409: "the name is taken or being enrolled",
+            413: "larger than max_upload_bytes",
+            501: "enrollment is not installed",
+        },
+    ),
+)
 async def upload_avatar(request: Request, name: str | None = None) -> dict[str, Any]:
     """Enroll a portrait (JPEG/PNG body or multipart ``file``) as avatar ``name``."""
     state = get_state(request)
@@ -63,19 +76,9 @@ async def upload_avatar(request: Request, name: str | None = None) -> dict[str, 
     if any(j.avatar == name and j.state in ("queued", "running") for j in state.jobs.values()):
         raise HTTPException(409, f"avatar {name!r} is being enrolled already")
     limit = state.settings.max_upload_bytes
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        check_declared(request, limit + MULTIPART_OVERHEAD)
-        form = await request.form()
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise HTTPException(400, "multipart upload needs a 'file' field")
-        image = await upload.read(limit + 1)
-    else:
-        image = await read_body(request, limit)
+    image, _ = await read_upload(request, limit)
     if not image:
         raise HTTPException(400, "empty upload: send the portrait image as the body")
-    if len(image) > limit:
-        raise HTTPException(413, f"upload larger than {limit} bytes")
     why_not = _enroll_available()
     if why_not is not None:
         raise HTTPException(501, why_not)

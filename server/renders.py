@@ -28,7 +28,7 @@ from models.offline import render_file
 from models.offline_context import RenderContext
 from models.offline_options import FULL, RenderError, RenderOptions
 from models.pipeline import POSES, check_emotions
-from server.bodies import MULTIPART_OVERHEAD, check_declared, read_body
+from server.bodies import openapi_body, query, read_upload
 from server.state import UnknownAvatar, get_state
 
 router = APIRouter(prefix="/v1/renders", tags=["renders"])
@@ -274,7 +274,38 @@ def _options(params: dict[str, str]) -> RenderOptions:
         raise HTTPException(400, str(exc)) from exc
 
 
-@router.post("", status_code=202)
+@router.post(
+    "",
+    status_code=202,
+    openapi_extra=openapi_body(
+        (
+            "audio/wav",
+            "audio/mpeg",
+            "audio/ogg",
+            "audio/flac",
+            "video/mp4",
+            "application/octet-stream",
+            "multipart/form-data",
+        ),
+        "the speech (any audio or video file FFmpeg reads) as the raw body, or as the "
+        "multipart field 'file'",
+        {
+            400: "bad parameter or empty upload",
+            404: "unknown avatar",
+            413: "larger than max_upload_bytes",
+            503: "too many renders queued",
+        },
+        parameters=[
+            query("avatar", "string", "avatar name (default: the built-in one)"),
+            query("size", "string", "256, 512 or full", enum=["256", "512", "full"]),
+            query("fps", "integer", "25 or 30", enum=[25, 30]),
+            query("emotion", "string", "emotion preset (configs/emotions.yaml)"),
+            query("pose", "string", "natural or still", enum=["natural", "still"]),
+            query("seed", "integer", "idle-motion seed (default: from the audio)", minimum=0),
+            query("filename", "string", "the upload's name (its extension helps decoding)"),
+        ],
+    ),
+)
 async def create_render(request: Request, response: Response) -> dict[str, Any]:
     """Queue a render of the uploaded speech (raw body or multipart ``file``)."""
     state = get_state(request)
@@ -286,21 +317,10 @@ async def create_render(request: Request, response: Response) -> dict[str, Any]:
     except UnknownAvatar as exc:
         raise HTTPException(404, str(exc)) from exc
     limit = state.settings.max_upload_bytes
-    filename = params.get("filename", "")
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        check_declared(request, limit + MULTIPART_OVERHEAD)
-        form = await request.form()
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise HTTPException(400, "multipart upload needs a 'file' field")
-        filename = upload.filename or filename
-        audio = await upload.read(limit + 1)
-    else:
-        audio = await read_body(request, limit)
+    audio, uploaded_name = await read_upload(request, limit)
+    filename = uploaded_name or params.get("filename", "")
     if not audio:
         raise HTTPException(400, "empty upload: send the speech audio as the body")
-    if len(audio) > limit:
-        raise HTTPException(413, f"upload larger than {limit} bytes")
     jobs = get_jobs(request)
     if jobs.pending() >= MAX_PENDING:
         raise HTTPException(503, "too many renders queued; try again later")

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models.audio import AudioError
 from models.motion.model import SUPPORTED_FPS
-from server.bodies import read_body, read_json
+from server.bodies import openapi_body, read_json, read_upload
 from server.clock import SAMPLE_RATE
 from server.control import ControlError, apply_control
 from server.scheduler import AdmissionError
@@ -104,7 +104,19 @@ async def delete_session(sid: str, request: Request) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/{sid}/control")
+@router.post(
+    "/{sid}/control",
+    openapi_extra=openapi_body(
+        ("application/json",),
+        'a control message: {"type": "interrupt" | "emotion" | "pose" | "ping", ...}',
+        {
+            400: "not JSON or not a known control message",
+            404: "unknown session",
+            413: "body over 64 KiB",
+        },
+        binary=False,
+    ),
+)
 async def control(sid: str, request: Request) -> dict[str, Any]:
     """The WebSocket's control messages over HTTP (interrupt, emotion, pose)."""
     state = get_state(request)
@@ -125,20 +137,46 @@ def _decode_upload(data: bytes, suffix: str) -> Any:
     with tempfile.NamedTemporaryFile(suffix=suffix) as f:
         f.write(data)
         f.flush()
-        pcm, _ = load_audio(Path(f.name))
+        try:
+            pcm, _ = load_audio(Path(f.name))
+        except AudioError as exc:  # name the upload, not the server's temporary file
+            raise AudioError(str(exc).replace(f.name, "the upload")) from exc
     return pcm
 
 
-@router.post("/{sid}/audio", status_code=202)
+@router.post(
+    "/{sid}/audio",
+    status_code=202,
+    openapi_extra=openapi_body(
+        (
+            "audio/wav",
+            "audio/mpeg",
+            "audio/ogg",
+            "audio/flac",
+            "application/octet-stream",
+            "multipart/form-data",
+        ),
+        "an audio file (any format FFmpeg reads) as the raw body, or the multipart field 'file'",
+        {
+            400: "empty body",
+            404: "unknown session",
+            413: "larger than max_upload_bytes",
+            415: "not decodable audio",
+        },
+    ),
+)
 async def upload_audio(sid: str, request: Request) -> dict[str, Any]:
     """Queue an audio file (WAV, MP3, OGG, ... as the raw body) for the session to say."""
     state = get_state(request)
     session = find_session(state, sid)
-    data = await read_body(request, state.settings.max_upload_bytes)
+    data, filename = await read_upload(request, state.settings.max_upload_bytes)
     if not data:
         raise HTTPException(400, "empty upload: send the audio file as the request body")
     kind = request.headers.get("content-type", "")
     suffix = {"audio/wav": ".wav", "audio/x-wav": ".wav", "audio/mpeg": ".mp3"}.get(kind, "")
+    named = Path(filename).suffix.lower()
+    if named[1:].isalnum() and named.isascii() and len(named) <= 6:
+        suffix = named
     try:
         pcm = await state.require_scheduler().run(_decode_upload, data, suffix)
     except AudioError as exc:

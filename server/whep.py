@@ -11,11 +11,12 @@ closes that session. Candidates are gathered before answering (no trickle ICE, s
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from fastapi import APIRouter, HTTPException, Request, Response
 
-from server.bodies import read_body
+from server.bodies import openapi_body, read_body
 from server.encoders import forward_keyframe_requests
 from server.ice import rtc_configuration
 from server.session import MAX_PEERS, Session
@@ -101,7 +102,29 @@ def _created(session: Session, rid: str, sdp: str) -> Response:
     )
 
 
-@router.post("/v1/sessions/{sid}/whep", status_code=201, response_class=Response)
+OFFER_ERRORS = {
+    400: "malformed SDP, no DTLS fingerprint, nothing to receive, or not negotiable",
+    404: "unknown session",
+    409: f"the session already has {MAX_PEERS} viewers",
+    413: f"SDP offer over {MAX_SDP_BYTES} bytes",
+    415: f"not sent as {SDP_TYPE}",
+}
+OFFER_DOC = openapi_body((SDP_TYPE,), "the viewer's SDP offer", OFFER_ERRORS, binary=False)
+ANSWER: dict[int | str, dict[str, Any]] = {
+    201: {
+        "description": "the SDP answer; the resource URL in Location",
+        "content": {SDP_TYPE: {"schema": {"type": "string"}}},
+    }
+}
+
+
+@router.post(
+    "/v1/sessions/{sid}/whep",
+    status_code=201,
+    response_class=Response,
+    openapi_extra=OFFER_DOC,
+    responses=ANSWER,
+)
 async def whep_offer(sid: str, request: Request) -> Response:
     """WHEP: SDP offer in, SDP answer out, resource URL in ``Location``."""
     state = get_state(request)
@@ -110,7 +133,19 @@ async def whep_offer(sid: str, request: Request) -> Response:
     return _created(session, rid, sdp)
 
 
-@router.post("/v1/whep", status_code=201, response_class=Response)
+@router.post(
+    "/v1/whep",
+    status_code=201,
+    response_class=Response,
+    openapi_extra={
+        **OFFER_DOC,
+        "responses": {
+            **OFFER_DOC["responses"],
+            "503": {"description": "no capacity for another session"},
+        },
+    },
+    responses=ANSWER,
+)
 async def whep_default(request: Request) -> Response:
     """WHEP on a new default session (closed when its resource is deleted)."""
     state = get_state(request)
@@ -136,7 +171,12 @@ async def whep_delete(sid: str, rid: str, request: Request) -> Response:
     return Response(status_code=200)
 
 
-@router.patch("/v1/sessions/{sid}/whep/{rid}")
+@router.patch(
+    "/v1/sessions/{sid}/whep/{rid}",
+    status_code=405,
+    response_class=Response,
+    responses={405: {"description": "trickle ICE is not supported (Allow: DELETE)"}},
+)
 async def whep_patch(sid: str, rid: str) -> Response:
     """Trickle ICE is not supported: the answer already holds every candidate."""
     return Response(status_code=405, headers={"Allow": "DELETE"})

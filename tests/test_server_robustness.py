@@ -107,6 +107,21 @@ def test_http_errors_have_reasons(srv: ServerThread) -> None:
             resp = await c.request(method, path, body, kind)
             assert resp.status == status, (path, body, resp.status, resp.body[:200])
             assert resp.json()["detail"], "a reason is given"
+        bad_audio = await c.request("POST", s["audio"], b"not audio at all", "audio/wav")
+        assert "the upload" in bad_audio.json()["detail"] and "/tmp" not in bad_audio.body.decode()
+        # an audio file as a multipart form field, as the other uploads take it
+        wav = _wav_bytes(load_speech(1.0))
+        boundary = "headcastboundary"
+        form = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="hi.wav"'
+                f"\r\nContent-Type: audio/wav\r\n\r\n"
+            ).encode()
+            + wav
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        up = await c.request("POST", s["audio"], form, f"multipart/form-data; boundary={boundary}")
+        assert up.status == 202 and abs(up.json()["duration_ms"] - 1000) < 1, up.body
         ok = await c.control(s["id"], {"type": "emotion", "name": "happy"})
         assert ok["name"] == "happy"
         metrics = (await c.request("GET", "/metrics")).body.decode()
@@ -305,26 +320,18 @@ def test_deleted_session_closes_its_socket_and_a_viewer_that_never_connects_is_d
 def test_speech_dropped_on_overflow_is_counted_and_reported(srv: ServerThread) -> None:
     """One upload longer than the session buffers: the oldest speech is dropped, counted
     in the session's stats and reported to its socket."""
-    import io
-    import wave
-
     import numpy as np
 
     limit_s = srv.settings.max_buffered_audio_s
     speech = load_speech()
     pcm = np.tile(speech, int((limit_s + 10) / (len(speech) / 16_000)) + 1)
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16_000)
-        w.writeframes((pcm * 32767).astype("<i2").tobytes())
+    wav = _wav_bytes(pcm)
 
     async def main() -> None:
         c = HeadcastClient(srv.url)
         s = await c.create_session()
         sock = await c.connect(s["id"])
-        resp = await c.request("POST", s["audio"], buf.getvalue(), "audio/wav")
+        resp = await c.request("POST", s["audio"], wav, "audio/wav")
         assert resp.status == 202
         event = await sock.next_event("dropped", within_s=5)
         expected_ms = (len(pcm) / 16_000 - limit_s) * 1000
@@ -335,3 +342,17 @@ def test_speech_dropped_on_overflow_is_counted_and_reported(srv: ServerThread) -
         await c.close_session(s["id"])
 
     run(main(), timeout=40)
+
+
+def _wav_bytes(pcm: Any) -> bytes:
+    """float32 16 kHz mono -> 16-bit WAV file bytes."""
+    import io
+    import wave
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16_000)
+        w.writeframes((pcm * 32767).astype("<i2").tobytes())
+    return buf.getvalue()

@@ -254,3 +254,21 @@ def test_metrics_render_prometheus_text() -> None:
     assert '# TYPE headcast_x_ms gauge\nheadcast_x_ms{session="a\\"b"} 1.5\n' in text
     assert quantile([1.0, 2.0, 3.0], 0.5) == 2.0
     assert np.isnan(quantile([], 0.5))
+
+
+def test_openapi_documents_raw_bodies_and_their_errors() -> None:
+    from server.app import create_app
+    from server.settings import ServerSettings
+
+    paths = create_app(ServerSettings()).openapi()["paths"]
+    offer = paths["/v1/sessions/{sid}/whep"]["post"]
+    assert list(offer["requestBody"]["content"]) == ["application/sdp"]
+    assert {"201", "400", "409", "413", "415"} <= set(offer["responses"])
+    assert "application/sdp" in offer["responses"]["201"]["content"]
+    assert set(paths["/v1/sessions/{sid}/whep/{rid}"]["patch"]["responses"]) >= {"405"}
+    assert "200" not in paths["/v1/sessions/{sid}/whep/{rid}"]["patch"]["responses"]
+    render = paths["/v1/renders"]["post"]
+    assert "multipart/form-data" in render["requestBody"]["content"]
+    assert {p["name"] for p in render["parameters"]} >= {"avatar", "size", "fps", "seed"}
+    for path in ("/v1/sessions/{sid}/audio", "/v1/avatars", "/v1/sessions/{sid}/control"):
+        assert paths[path]["post"]["requestBody"]["content"], path
