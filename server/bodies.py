@@ -9,6 +9,16 @@ from fastapi import HTTPException, Request
 
 MAX_CONTROL_BYTES = 64 * 1024  # a control message is a few hundred bytes
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around an upload
+#: what an audio upload may be sent as (FFmpeg reads the file, whatever it says)
+MEDIA_UPLOAD_TYPES = (
+    "audio/wav",
+    "audio/mpeg",
+    "audio/ogg",
+    "audio/flac",
+    "video/mp4",
+    "application/octet-stream",
+    "multipart/form-data",
+)
 
 
 def check_declared(request: Request, limit: int, what: str = "upload") -> None:

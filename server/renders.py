@@ -28,7 +28,7 @@ from models.offline import render_file
 from models.offline_context import RenderContext
 from models.offline_options import FULL, RenderError, RenderOptions
 from models.pipeline import POSES, check_emotions
-from server.bodies import openapi_body, query, read_upload
+from server.bodies import MEDIA_UPLOAD_TYPES, openapi_body, query, read_upload
 from server.state import UnknownAvatar, get_state
 
 router = APIRouter(prefix="/v1/renders", tags=["renders"])
@@ -278,15 +278,7 @@ def _options(params: dict[str, str]) -> RenderOptions:
     "",
     status_code=202,
     openapi_extra=openapi_body(
-        (
-            "audio/wav",
-            "audio/mpeg",
-            "audio/ogg",
-            "audio/flac",
-            "video/mp4",
-            "application/octet-stream",
-            "multipart/form-data",
-        ),
+        MEDIA_UPLOAD_TYPES,
         "the speech (any audio or video file FFmpeg reads) as the raw body, or as the "
         "multipart field 'file'",
         {

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models.audio import AudioError
 from models.motion.model import SUPPORTED_FPS
-from server.bodies import openapi_body, read_json, read_upload
+from server.bodies import MEDIA_UPLOAD_TYPES, openapi_body, read_json, read_upload
 from server.clock import SAMPLE_RATE
 from server.control import ControlError, apply_control
 from server.scheduler import AdmissionError
@@ -148,14 +148,7 @@ def _decode_upload(data: bytes, suffix: str) -> Any:
     "/{sid}/audio",
     status_code=202,
     openapi_extra=openapi_body(
-        (
-            "audio/wav",
-            "audio/mpeg",
-            "audio/ogg",
-            "audio/flac",
-            "application/octet-stream",
-            "multipart/form-data",
-        ),
+        MEDIA_UPLOAD_TYPES,
         "an audio file (any format FFmpeg reads) as the raw body, or the multipart field 'file'",
         {
             400: "empty body",
