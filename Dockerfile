@@ -59,5 +59,5 @@ ENV HEADCAST_SERVE__HOST=0.0.0.0 \
 EXPOSE 8080/tcp
 VOLUME ["/app/data"]
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s \
-    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"
+    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('HEADCAST_SERVE__PORT', '8080'), timeout=2)"
 ENTRYPOINT ["headcast", "serve"]

@@ -160,8 +160,10 @@ def test_demo_page_connects_and_plays(browser: Any, srv: ServerThread) -> None:
     page.close()
 
 
-def test_demo_page_fits_a_phone(browser: Any, srv: ServerThread) -> None:
-    page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+@pytest.mark.parametrize("screen", [360, 390])
+def test_demo_page_fits_a_phone(browser: Any, srv: ServerThread, screen: int) -> None:
+    """No sideways scrolling on a phone, before connecting and once live with stats."""
+    page = browser.new_page(viewport={"width": screen, "height": 800}, device_scale_factor=2)
     log = ConsoleLog(page)
     page.goto(srv.url + "/", timeout=NAV_TIMEOUT_MS)
     page.wait_for_function(
@@ -169,9 +171,16 @@ def test_demo_page_fits_a_phone(browser: Any, srv: ServerThread) -> None:
     )
     width = page.evaluate("document.documentElement.scrollWidth")
     avatar_box = page.locator("#avatar").bounding_box()
-    page.screenshot(path=artifact("demo-phone.png"), full_page=True)
-    assert width <= 390, f"page is {width} px wide on a 390 px screen"
-    assert avatar_box is not None and avatar_box["width"] >= 300
+    assert width <= screen, f"page is {width} px wide on a {screen} px screen"
+    assert avatar_box is not None and avatar_box["width"] >= screen - 90
+    page.click("#connect")
+    page.wait_for_function(
+        "document.getElementById('stats').textContent.includes('fps')", timeout=CONNECT_TIMEOUT_MS
+    )
+    page.screenshot(path=artifact(f"demo-phone-{screen}.png"), full_page=True)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= screen, f"live page is {width} px wide on a {screen} px screen"
+    page.click("#disconnect")
     assert not log.errors, log.errors
     page.close()
 

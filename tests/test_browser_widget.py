@@ -182,3 +182,86 @@ def test_invalid_token_shows_a_readable_error(
     assert visible != "none"
     assert seen(page, "error")[0]["detail"]["message"] == shown
     page.close()
+
+
+def server_sessions(server: ServerThread) -> list[Any]:
+    req = urllib.request.Request(
+        server.url + "/v1/sessions", headers={"Authorization": f"Bearer {API_KEY}"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return list(json.loads(resp.read()))
+
+
+def test_widget_cancelled_connects_and_api_misuse(
+    browser: Any, secured: ServerThread, site: str
+) -> None:
+    """close() or a second connect() while connecting leaves nothing open and no false
+    failure; pushAudio in small chunks loses no samples; bad arguments are readable."""
+    import time
+
+    token = mint(secured, origin=site, avatar="default", ttl_s=120)
+    page = browser.new_page()
+    log = ConsoleLog(page)
+    page.goto(f"{site}/embed.html?token={token}", timeout=NAV_TIMEOUT_MS)
+    page.wait_for_function("!!customElements.get('headcast-avatar')", timeout=NAV_TIMEOUT_MS)
+
+    # 128-sample chunks (a Web Audio block) resample exactly as the whole array does
+    chunked = page.evaluate(
+        f"""async () => {{
+      const {{ Resampler }} = await import('{secured.url}/headcast.js');
+      const out = {{}};
+      for (const rate of [48000, 44100, 22050, 8000]) {{
+        const x = Float32Array.from({{ length: rate }}, (_, i) => Math.sin(i * 0.013));
+        const whole = new Resampler(rate, 16000).push(x);
+        const r = new Resampler(rate, 16000);
+        const parts = [];
+        for (let i = 0; i < x.length; i += 128) parts.push(...r.push(x.subarray(i, i + 128)));
+        let diff = 0;
+        for (let i = 0; i < whole.length; i++) diff = Math.max(diff, Math.abs(whole[i] - parts[i]));
+        out[rate] = [whole.length, parts.length, diff];
+      }}
+      return out;
+    }}"""
+    )
+    for rate, (whole, parts, diff) in chunked.items():
+        assert whole == parts and abs(whole - 16000) <= 2 and diff == 0, (rate, whole, parts)
+
+    # close() straight after connect(): no session stays open, no failure is shown
+    page.evaluate(
+        "() => { const a = document.getElementById('a'); a.connect().catch(() => {}); a.close(); }"
+    )
+    page.wait_for_timeout(2500)
+    assert page.evaluate("document.getElementById('a').state") == "disconnected"
+    assert not seen(page, "connected") and not seen(page, "error")
+    deadline = time.monotonic() + 5
+    while server_sessions(secured) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server_sessions(secured) == []
+
+    # connect() twice in a row: the second one is live, the first one quietly gave way
+    page.evaluate(
+        """() => { const a = document.getElementById('a');
+                   a.connect().catch(() => {}); setTimeout(() => a.connect(), 150); }"""
+    )
+    wait_seen(page, "connected", CONNECT_TIMEOUT_MS)
+    page.wait_for_timeout(1500)
+    assert page.evaluate("document.getElementById('a').state") == "idle"
+    assert not seen(page, "error"), seen(page, "error")
+    assert len(server_sessions(secured)) == 1
+
+    errors = page.evaluate(
+        """() => { const a = document.getElementById('a'); const got = [];
+      for (const f of [() => a.setEmotion('nope'), () => a.pushAudio(new Float32Array(160), NaN),
+                       () => a.pushAudio(new Float32Array(160), 0), () => a.pushAudio(null, 16000)]) {
+        try { f(); got.push('no error'); } catch (e) { got.push(`${e.name}: ${e.message}`); }
+      }
+      a.pushAudio(Float32Array.from([NaN, Infinity, 0.1]), 16000); // cleaned, not an error
+      return [got, a.getAttribute('emotion')]; }"""
+    )
+    got, emotion = errors
+    assert all(e.startswith("HeadcastError: ") for e in got), got
+    assert "Unknown emotion 'nope'" in got[0] and "sampleRate" in got[1]
+    assert emotion != "nope"
+    page.evaluate("document.getElementById('a').close()")
+    assert not log.errors, log.errors
+    page.close()

@@ -141,8 +141,13 @@ $('interrupt').addEventListener('click', () => {
   }
 });
 $('emotion').addEventListener('change', () => {
-  avatar.setAttribute('emotion', $('emotion').value);
-  if (avatar.connection) avatar.setEmotion($('emotion').value);
+  avatar.setAttribute('emotion', $('emotion').value); // the next connect starts with it
+  if (avatar.state !== 'idle' && avatar.state !== 'speaking') return; // not live yet
+  try {
+    avatar.setEmotion($('emotion').value);
+  } catch (err) {
+    showError(err.message);
+  }
 });
 $('audio-file').addEventListener('change', async () => {
   const file = $('audio-file').files[0];

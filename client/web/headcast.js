@@ -13,6 +13,8 @@
 // WebSocket /v1/sessions/{id}/ws for PCM in and events out.
 
 const SAMPLE_RATE = 16000; // the server's speech rate; pushAudio resamples to it
+const MIN_RATE = 8000; // pushAudio's accepted input rates (Hz)
+const MAX_RATE = 192000;
 const MAX_PCM_BYTES = 512 * 1024; // per WebSocket message (server limit is 1 MiB)
 const ICE_GATHER_TIMEOUT_MS = 3000;
 const CONNECT_TIMEOUT_MS = 15000;
@@ -24,6 +26,7 @@ const RECONNECT_BASE_MS = 1000;
 const RECONNECT_MAX_MS = 10000;
 const RECONNECT_ATTEMPTS = 8;
 
+const CANCELLED = 'Connection cancelled: closed while connecting';
 export const STATES = ['disconnected', 'connecting', 'idle', 'speaking', 'reconnecting', 'failed'];
 
 /** An error whose message is written for the person looking at the page. */
@@ -63,30 +66,49 @@ function describeHttp(status, reason) {
   return `Server error ${status}: ${reason}`;
 }
 
-/** Float32 samples at `from` Hz -> Float32Array at `to` Hz (box-filtered linear interpolation). */
-export function resample(samples, from, to) {
-  if (from === to) return Float32Array.from(samples);
-  const ratio = from / to;
-  const n = Math.floor(samples.length / ratio);
-  const out = new Float32Array(n);
-  const half = Math.max(0, Math.floor(ratio / 2)); // averaging width when downsampling
-  for (let i = 0; i < n; i++) {
-    const x = i * ratio;
-    const i0 = Math.floor(x);
-    if (half === 0) {
-      const i1 = Math.min(i0 + 1, samples.length - 1);
-      out[i] = samples[i0] + (samples[i1] - samples[i0]) * (x - i0);
-    } else {
-      let sum = 0;
-      let count = 0;
-      for (let k = Math.max(0, i0 - half); k <= Math.min(samples.length - 1, i0 + half); k++) {
-        sum += samples[k];
-        count++;
-      }
-      out[i] = sum / count;
-    }
+/**
+ * Float32 samples at `from` Hz -> Float32Array at `to` Hz, pushed in any chunk sizes:
+ * linear interpolation when upsampling, a box average when downsampling. The read
+ * position and the samples it still needs carry over from one push to the next, so
+ * chunked input gives the same samples as one whole array (none lost at the seams).
+ */
+export class Resampler {
+  constructor(from, to) {
+    this.from = from;
+    this.to = to;
+    this.ratio = from / to;
+    this.half = Math.max(0, Math.floor(this.ratio / 2)); // averaging half-width when downsampling
+    this.buf = new Float32Array(0);
+    this.made = 0; // output samples so far: output i reads input position i * ratio
+    this.dropped = 0; // input samples discarded from the front of buf
   }
-  return out;
+
+  push(samples) {
+    if (this.from === this.to) return Float32Array.from(samples);
+    const buf = new Float32Array(this.buf.length + samples.length);
+    buf.set(this.buf);
+    buf.set(samples, this.buf.length);
+    const right = this.half === 0 ? 1 : this.half; // samples needed right of the position
+    const out = [];
+    for (;;) {
+      const x = this.made * this.ratio; // the same arithmetic however the input is split
+      const i0 = Math.floor(x) - this.dropped;
+      if (i0 + right >= buf.length) break;
+      if (this.half === 0) {
+        out.push(buf[i0] + (buf[i0 + 1] - buf[i0]) * (x - Math.floor(x)));
+      } else {
+        let sum = 0;
+        const k0 = Math.max(0, i0 - this.half);
+        for (let k = k0; k <= i0 + this.half; k++) sum += buf[k];
+        out.push(sum / (i0 + this.half - k0 + 1));
+      }
+      this.made += 1;
+    }
+    const keep = Math.max(0, Math.min(Math.floor(this.made * this.ratio) - this.dropped - this.half, buf.length));
+    this.buf = buf.slice(keep);
+    this.dropped += keep;
+    return Float32Array.from(out);
+  }
 }
 
 /**
@@ -116,6 +138,7 @@ export class HeadcastConnection {
     this._statsTimer = null;
     this._lastFrames = -1;
     this._lastFramesAt = 0;
+    this._resampler = null; // pushAudio's, for the rate it was last given
   }
 
   emit(type, detail = {}) {
@@ -148,14 +171,18 @@ export class HeadcastConnection {
 
   async open() {
     this.config = await this.http('GET', '/v1/client/config');
+    await this.stillWanted();
     const params = { avatar: this.avatar, emotion: this.emotion, input: this.input };
     if (this.size) params.size = this.size;
     this.session = await this.http('POST', '/v1/sessions', {
       body: JSON.stringify(params),
       type: 'application/json',
     });
+    await this.stillWanted();
     await withTimeout(this.negotiate(), CONNECT_TIMEOUT_MS, 'Connecting the video');
+    await this.stillWanted();
     await this.openSocket();
+    await this.stillWanted();
     this._lastFramesAt = performance.now();
     this._statsTimer = setInterval(() => this.readStats().catch(() => {}), STATS_EVERY_MS);
   }
@@ -172,6 +199,7 @@ export class HeadcastConnection {
         throw new HeadcastError(`Microphone unavailable: ${err.message || err.name}`);
       }
       this.microphone = stream;
+      await this.stillWanted();
       pc.addTransceiver(stream.getAudioTracks()[0], { direction: 'sendrecv', streams: [stream] });
     } else {
       pc.addTransceiver('audio', { direction: 'recvonly' });
@@ -186,6 +214,7 @@ export class HeadcastConnection {
       pc.addEventListener('connectionstatechange', () => {
         if (pc.connectionState === 'connected') resolve();
         if (pc.connectionState === 'failed') reject(new HeadcastError('WebRTC connection failed (no ICE route to the server)'));
+        if (pc.connectionState === 'closed') reject(new HeadcastError(CANCELLED));
       });
     });
     await pc.setLocalDescription(await pc.createOffer());
@@ -195,10 +224,18 @@ export class HeadcastConnection {
       type: 'application/sdp',
       json: false,
     });
+    await this.stillWanted();
     const location_ = response.headers.get('Location');
     this.whepResource = location_ ? new URL(location_, this.server + '/').pathname : null;
     await pc.setRemoteDescription({ type: 'answer', sdp: await response.text() });
     await connected;
+  }
+
+  /** Called after each step of open(): closed meanwhile -> release what the step made. */
+  async stillWanted() {
+    if (!this.closed) return;
+    await this.close();
+    throw new HeadcastError(CANCELLED);
   }
 
   iceGathered(pc) {
@@ -280,7 +317,16 @@ export class HeadcastConnection {
   }
 
   pushAudio(samples, sampleRate) {
-    const pcm = resample(samples, sampleRate, SAMPLE_RATE);
+    if (!samples || typeof samples.length !== 'number') {
+      throw new HeadcastError('pushAudio needs an array of float samples (e.g. a Float32Array)');
+    }
+    if (!Number.isFinite(sampleRate) || sampleRate < MIN_RATE || sampleRate > MAX_RATE) {
+      throw new HeadcastError(`pushAudio: sampleRate must be ${MIN_RATE}..${MAX_RATE} Hz, got ${sampleRate}`);
+    }
+    if (!this._resampler || this._resampler.from !== sampleRate) {
+      this._resampler = new Resampler(sampleRate, SAMPLE_RATE);
+    }
+    const pcm = this._resampler.push(Float32Array.from(samples, (v) => (Number.isFinite(v) ? v : 0)));
     if (pcm.length === 0) return;
     this.markPush();
     const step = MAX_PCM_BYTES / 4;
@@ -291,10 +337,15 @@ export class HeadcastConnection {
 
   async speak(blob) {
     this.markPush();
-    return this.http('POST', `/v1/sessions/${this.session.id}/audio`, {
-      body: blob,
-      type: blob.type || 'application/octet-stream',
-    });
+    try {
+      return await this.http('POST', `/v1/sessions/${this.session.id}/audio`, {
+        body: blob,
+        type: blob.type || 'application/octet-stream',
+      });
+    } catch (err) {
+      this.pushStartedAt = null; // nothing was queued: no push to time
+      throw err;
+    }
   }
 
   interrupt() {
@@ -302,8 +353,12 @@ export class HeadcastConnection {
   }
 
   setEmotion(name) {
-    this.emotion = name;
+    const known = this.config && this.config.emotions;
+    if (Array.isArray(known) && !known.includes(name)) {
+      throw new HeadcastError(`Unknown emotion '${name}'; this server has: ${known.join(', ')}`);
+    }
     this.send(JSON.stringify({ type: 'emotion', name }));
+    this.emotion = name;
   }
 
   /** One sample of the receive statistics (getStats) merged with server-side numbers. */
@@ -517,9 +572,11 @@ export class HeadcastAvatar extends HTMLElement {
     this.connection = connection;
     try {
       await connection.open();
+      if (this.connection !== connection) throw new HeadcastError(CANCELLED); // superseded
     } catch (err) {
       await connection.close({ quiet: false });
-      if (this.connection === connection) this.connection = null;
+      if (this.connection !== connection) throw err; // closed or replaced meanwhile: not ours to report
+      this.connection = null;
       const message = err instanceof HeadcastError ? err.message : `Unexpected error: ${err.message || err}`;
       // Refusals are final; a network error while reconnecting is worth another try.
       const retriable = this._attempts > 0 && !(err.status >= 400 && err.status < 500);
@@ -602,8 +659,8 @@ export class HeadcastAvatar extends HTMLElement {
   }
 
   setEmotion(name) {
-    this.setAttribute('emotion', name);
     this._live().setEmotion(name);
+    this.setAttribute('emotion', name); // only once accepted: later connects start with it
   }
 
   /** Leave: closes the session on the server and stops reconnecting. */
