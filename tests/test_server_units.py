@@ -272,3 +272,17 @@ def test_openapi_documents_raw_bodies_and_their_errors() -> None:
     assert {p["name"] for p in render["parameters"]} >= {"avatar", "size", "fps", "seed"}
     for path in ("/v1/sessions/{sid}/audio", "/v1/avatars", "/v1/sessions/{sid}/control"):
         assert paths[path]["post"]["requestBody"]["content"], path
+
+
+def test_serve_on_a_taken_port_is_a_one_line_error(capsys: Any) -> None:
+    import socket
+
+    from server.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err

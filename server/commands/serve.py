@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     model = settings.motion_model or DEFAULT_MODEL
     if not Path(model).is_file():
         raise UserError(f"motion model {model} not found (train it: headcast train motion)")
+    _check_port_free(settings.host, settings.port)
     app = create_app(settings)
     uvicorn.run(
         app,
@@ -98,3 +99,19 @@ def check_edtalk(weights: Path | None, precision: str) -> None:
         check_weights(weights, "edtalk", "fp16" if precision == "fp16" else "fp32")
     except WeightsError as exc:
         raise UserError(f"--backend edtalk: {exc}") from exc
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """UserError now, before models load and calibrate, when the port is taken."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UserError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); is another server "
+                "running there? Choose another with --port"
+            ) from exc
