@@ -1,11 +1,12 @@
 """One media clock per session: every timestamp derives from the 16 kHz sample counter.
 
 Input tick ``n`` (wall time ``start + n / fps``) consumes session samples
-``[n * spf, (n + 1) * spf)`` (``spf`` = samples per frame, 640 at 25 fps). Output is the
-same timeline shifted by ``delay_s`` (the motion look-ahead plus a render budget): video frame
-``j`` and audio sample ``j * spf`` leave at the same wall time ``start + delay_s + j / fps``,
-so lips and sound are aligned by construction and cannot drift apart. RTP timestamps
-(90 kHz video, 48 kHz Opus audio) are computed from the same counter.
+``[b(n), b(n + 1))`` with ``b(n) = floor(n * 16000 / fps)`` (640 samples a frame at
+25 fps; 533 or 534 at 30). Output is the same timeline shifted by ``delay_s`` (the motion
+look-ahead plus a render budget): video frame ``j`` and audio sample ``b(j)`` leave at the
+same wall time ``start + delay_s + j / fps`` (to within one sample), so lips and sound are
+aligned by construction and cannot drift apart. RTP timestamps (90 kHz video, 48 kHz
+Opus audio) are computed from the same counter.
 """
 
 from __future__ import annotations
@@ -45,11 +46,12 @@ def aligned_start(fps: int, now: float | None = None, phase: float = 0.0) -> flo
     return epoch + math.ceil((now - epoch) * fps - 1e-9) / fps
 
 
-def samples_per_frame(fps: int) -> int:
-    """Session samples per video frame; ``fps`` must divide 16000 (25 fps -> 640)."""
-    if fps <= 0 or SAMPLE_RATE % fps:
-        raise ValueError(f"fps must divide {SAMPLE_RATE} (e.g. 10, 16, 20, 25, 32), got {fps}")
-    return SAMPLE_RATE // fps
+def samples_per_frame(fps: int) -> float:
+    """Session samples per video frame (25 fps -> 640; 30 fps -> 533.3, frames of 533
+    and 534 samples); ``fps`` must divide the 90 kHz RTP video clock."""
+    if fps <= 0 or VIDEO_CLOCK_RATE % fps:
+        raise ValueError(f"fps must divide {VIDEO_CLOCK_RATE} (e.g. 20, 25, 30), got {fps}")
+    return SAMPLE_RATE / fps
 
 
 def output_delay_frames(right_context_s: float, margin_s: float, fps: int) -> int:
@@ -90,7 +92,7 @@ class MediaClock:
     output_delay: float | None = None
 
     def __post_init__(self) -> None:
-        self.spf = samples_per_frame(self.fps)
+        samples_per_frame(self.fps)  # checks fps
         self.frame_s = 1.0 / self.fps
         whole = self.delay_frames * self.frame_s
         self.delay_s = whole if self.output_delay is None else self.output_delay
@@ -132,10 +134,26 @@ class MediaClock:
         k = math.floor((now - self.start - self.delay_s) / AUDIO_PTIME_S + 1e-9) + 1
         return k * AUDIO_CHUNK + read_ahead
 
+    def frame_sample(self, j: int) -> int:
+        """The first session sample of frame (and input tick) ``j``."""
+        return j * SAMPLE_RATE // self.fps
+
+    def frame_samples(self, j: int) -> int:
+        """How many session samples frame ``j`` spans."""
+        return self.frame_sample(j + 1) - self.frame_sample(j)
+
+    def frame_of(self, s: int) -> int:
+        """The frame whose samples hold session sample ``s``."""
+        return ((s + 1) * self.fps - 1) // SAMPLE_RATE
+
+    def first_frame_from(self, s: int) -> int:
+        """The first frame that starts at or after session sample ``s``."""
+        return -(-s * self.fps // SAMPLE_RATE)
+
     def video_pts(self, j: int) -> int:
-        """RTP video timestamp of frame ``j`` (90 kHz), from the sample counter."""
-        return j * self.spf * VIDEO_CLOCK_RATE // SAMPLE_RATE
+        """RTP video timestamp of frame ``j`` (90 kHz): exact, as fps divides 90000."""
+        return j * (VIDEO_CLOCK_RATE // self.fps)
 
     def frame_ms(self, j: int) -> float:
         """Session time of frame ``j`` in milliseconds."""
-        return j * self.spf * 1000.0 / SAMPLE_RATE
+        return j * 1000.0 / self.fps

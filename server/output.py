@@ -190,7 +190,6 @@ class PipelineOutput:
 
     def __init__(self, clock: MediaClock, max_buffered_s: float, echo_audio: bool) -> None:
         self.clock = clock
-        self.spf = clock.spf
         self.echo_audio = echo_audio
         self.render_video = True
         self.early_onsets = False

@@ -144,7 +144,7 @@ class SessionPipeline(PipelineOutput):
                     target is not None
                     and self.next_tick > last
                     and self.next_frame <= target
-                    and len(self.input) >= self.spf
+                    and len(self.input) >= self.clock.frame_samples(self.next_tick)
                     and last < n_last + self.clock.delay_frames
                 ):
                     last += 1
@@ -182,26 +182,27 @@ class SessionPipeline(PipelineOutput):
         now = time.monotonic()
         s0 = max(
             self.clock.first_unread_sample(now + SPLICE_MARGIN_S, self.read_ahead),
-            first * self.spf,
+            self.clock.frame_sample(first),
         )
-        if s0 >= self.next_tick * self.spf:
+        if s0 >= self.clock.frame_sample(self.next_tick):
             return None  # the speech lands there anyway
-        need = (n_last + 1) * self.spf - s0 + round(SPLICE_CUSHION_S * SAMPLE_RATE)
+        need = self.clock.frame_sample(n_last + 1) - s0 + round(SPLICE_CUSHION_S * SAMPLE_RATE)
         if len(self.input) < need:
             return None  # arriving in real time: keep the cushion the delay gives
-        f0 = s0 // self.spf
+        f0 = self.clock.frame_of(s0)
         _, motion_state, lips_state = self._silent[f0 - first]
         self._silent.clear()
         self.streamer.restore(motion_state)
         if self.lips is not None:
             self.lips.restore(lips_state)
-        self.input.pad_front(s0 - f0 * self.spf)
+        self.input.pad_front(s0 - self.clock.frame_sample(f0))
         # The audio of the ticks about to run again, into the output ring now: the audio
         # track may read it before those ticks finish their motion and renders.
-        self.audio.write(f0 * self.spf, self.input.peek((n_last + 1 - f0) * self.spf))
+        start = self.clock.frame_sample(f0)
+        self.audio.write(start, self.input.peek(self.clock.frame_sample(n_last + 1) - start))
         if self.on_early_audio is not None:
             self.on_early_audio()
-        j1 = -(-s0 // self.spf)  # frames before this show a time before the speech
+        j1 = self.clock.first_frame_from(s0)  # frames before this show a time before the speech
         self.drop_frames(j1)
         if self.frames_journal is not None:
             self.dropped_from = j1 if self.dropped_from is None else min(self.dropped_from, j1)
@@ -222,12 +223,12 @@ class SessionPipeline(PipelineOutput):
         if self.early_onsets and not len(self.input):
             lips = None if self.lips is None else self.lips.snapshot()
             state = (n, self.streamer.snapshot(), lips)
-        chunk, real = self.input.pop(self.spf)
+        chunk, real = self.input.pop(self.clock.frame_samples(n))
         if state is not None and real == 0:
             self._silent.append(state)
         else:
             self._silent.clear()
-        self.audio.write(n * self.spf, chunk)
+        self.audio.write(self.clock.frame_sample(n), chunk)
         self._frame_speech[n] = real > 0
         motion = self.streamer.push(chunk)
         self._take_motion(motion)

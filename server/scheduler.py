@@ -208,6 +208,7 @@ class Scheduler:
         #: RTP and SRTP, replies from render processes), and with nothing to render: it
         #: has one core however many the machine has (measured; until then a prior)
         self.interpreter_s = interpreter_s
+        self.check_interpreter = True  # admission also weighs the interpreter's load
         self.interpreter_idle = 0.0
         #: video encodes run on executor threads, outside the interpreter lock
         self.encode_off_loop = False
@@ -355,7 +356,7 @@ class Scheduler:
             )
         need = fps * self.interpreter_s
         have = self.headroom - self.interpreter_demand()
-        if need > have:
+        if self.check_interpreter and need > have:
             raise AdmissionError(
                 f"the server process is busy: a session needs {need:.2f} of its one core "
                 f"(event loop, RTP, encoder hand-offs), {max(have, 0.0):.2f} of "

@@ -264,7 +264,7 @@ class Session:
             t_ms = round(self.clock.frame_ms(j), 1)
             if speech and not self._speaking:
                 self._speaking = True
-                self._utterance_start = j * self.clock.spf
+                self._utterance_start = self.clock.frame_sample(j)
                 self._last_position = t_ms
                 self.broadcast({"type": "speech_started", "t_ms": t_ms})
             elif not speech and self._speaking:
@@ -272,8 +272,10 @@ class Session:
                 self.broadcast({"type": "speech_ended", "t_ms": t_ms})
             if self._speaking and t_ms - self._last_position >= POSITION_EVERY_S * 1000:
                 self._last_position = t_ms
-                played = (j * self.clock.spf - self._utterance_start) * 1000.0 / SAMPLE_RATE
-                self.broadcast({"type": "position", "t_ms": t_ms, "position_ms": played})
+                played = self.clock.frame_sample(j) - self._utterance_start
+                self.broadcast(
+                    {"type": "position", "t_ms": t_ms, "position_ms": played * 1000.0 / SAMPLE_RATE}
+                )
             if want_coeffs and frame is not None:
                 event = {
                     "type": "coefficients",

@@ -20,9 +20,8 @@ from server.state import AppState, UnknownAvatar, UnsupportedSession, get_state
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 RETRY_AFTER_S = 5
-# Live frame rates: a whole number of 16 kHz samples per frame (one media clock), a
-# frame time the motion model's 100 Hz grid resolves, and a rate a browser plays.
-LIVE_FPS = tuple(f for f in SUPPORTED_FPS if SAMPLE_RATE % f == 0 and 10 <= f <= 32)
+# Live frame rates: the motion model's, up to what browsers play smoothly (30).
+LIVE_FPS = tuple(f for f in SUPPORTED_FPS if f <= 30)
 
 
 class SessionRequest(BaseModel):
@@ -32,7 +31,7 @@ class SessionRequest(BaseModel):
 
     avatar: str = "default"
     emotion: str = "neutral"
-    fps: int | None = Field(default=None, description="frames per second: 20 or 25")
+    fps: int | None = Field(default=None, description="frames per second: 20, 25 or 30")
     size: int | None = Field(default=None, description="frame side in pixels; one of allowed_sizes")
     input: InputMode = "websocket"
     seed: int | None = Field(

@@ -60,6 +60,10 @@ class ServerSettings(StrictModel):
     max_sessions: int = Field(default=16, ge=1)
     #: fraction of the render workers' measured capacity admission may fill
     admission_headroom: float = Field(default=0.8, gt=0.0, le=1.0)
+    #: also refuse sessions when the server process's own interpreter-bound work (event
+    #: loop, RTP) would pass that headroom of one core; off only where clients run in
+    #: the server's process and their CPU cannot be told apart (the test harness)
+    admit_by_server_process: bool = True
     #: render worker threads on CPU; 0 = one per core
     render_workers: int = Field(default=0, ge=0)
     #: processes that run sessions' pipelines (CPU, warp backend); -1 = two per core (at

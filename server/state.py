@@ -129,6 +129,7 @@ class AppState:
             max_sessions=s.max_sessions,
         )
         self.scheduler.encode_off_loop = encode_off_loop
+        self.scheduler.check_interpreter = s.admit_by_server_process
         loop = asyncio.get_running_loop()
         if s.encoder_threads:
             # aiortc encodes on the loop's default executor: a few threads, not one per

@@ -58,6 +58,8 @@ class ServerThread:
             "default_size": TEST_SIZE,
             "allowed_sizes": (TEST_SIZE, 512),
             "avatars_dir": FIXTURES / "no-avatars",
+            # the test's own clients (aiortc decoding, numpy) run in this process too
+            "admit_by_server_process": False,
         }
         self.settings = settings or ServerSettings(**base)
         self.app = create_app(self.settings, **factories)

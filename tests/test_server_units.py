@@ -31,7 +31,22 @@ JAW = CHANNEL_INDEX["jawOpen"]
 def test_clock_derives_every_timestamp_from_the_sample_counter() -> None:
     assert samples_per_frame(25) == 640 and samples_per_frame(20) == 800
     with pytest.raises(ValueError, match="divide"):
-        samples_per_frame(30)
+        samples_per_frame(7)
+    # 30 fps: frames of 533 or 534 samples that add up exactly, every second
+    c30 = MediaClock(30, delay_frames=2, start=100.0)
+    sizes = [c30.frame_samples(j) for j in range(90)]
+    assert set(sizes) == {533, 534} and sum(sizes[:30]) == 16_000 and sum(sizes) == 48_000
+    for s in (0, 532, 533, 534, 1066, 1067, 15_999, 16_000, 123_457):
+        j = c30.frame_of(s)
+        assert c30.frame_sample(j) <= s < c30.frame_sample(j + 1)
+        k = c30.first_frame_from(s)
+        assert c30.frame_sample(k) >= s and (k == 0 or c30.frame_sample(k - 1) < s)
+    for j in (0, 1, 29, 30, 3001):  # frame j and its first sample leave together (< 1 sample)
+        assert (
+            abs(c30.video_time(j) - (100.0 + c30.delay_s + c30.frame_sample(j) / 16_000))
+            < 1 / 16_000
+        )
+        assert c30.video_pts(j) == j * 3000
     clock = MediaClock(25, delay_frames=2, start=100.0)
     # video frame j and audio sample j * 640 leave at the same wall time
     for j in (0, 7, 1234):
