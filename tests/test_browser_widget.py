@@ -240,14 +240,15 @@ def test_widget_cancelled_connects_and_api_misuse(
 
     # connect() twice in a row: the second one is live, the first one quietly gave way
     page.evaluate(
-        """() => { const a = document.getElementById('a');
+        """() => { const a = document.getElementById('a'); a.setAttribute('fps', '30');
                    a.connect().catch(() => {}); setTimeout(() => a.connect(), 150); }"""
     )
     wait_seen(page, "connected", CONNECT_TIMEOUT_MS)
     page.wait_for_timeout(1500)
     assert page.evaluate("document.getElementById('a').state") == "idle"
     assert not seen(page, "error"), seen(page, "error")
-    assert len(server_sessions(secured)) == 1
+    live = server_sessions(secured)
+    assert len(live) == 1 and live[0]["fps"] == 30, live
 
     errors = page.evaluate(
         """() => { const a = document.getElementById('a'); const got = [];

@@ -116,12 +116,13 @@ export class Resampler {
  * <video> it is given. Emits events on `target` (an EventTarget).
  */
 export class HeadcastConnection {
-  constructor({ server, token = '', avatar = 'default', emotion = 'neutral', size = 0, input = 'websocket', video, target }) {
+  constructor({ server, token = '', avatar = 'default', emotion = 'neutral', size = 0, fps = 0, input = 'websocket', video, target }) {
     this.server = (server || location.origin).replace(/\/+$/, '');
     this.token = token;
     this.avatar = avatar;
     this.emotion = emotion;
     this.size = size;
+    this.fps = fps;
     this.input = input;
     this.video = video;
     this.target = target;
@@ -174,6 +175,7 @@ export class HeadcastConnection {
     await this.stillWanted();
     const params = { avatar: this.avatar, emotion: this.emotion, input: this.input };
     if (this.size) params.size = this.size;
+    if (this.fps) params.fps = this.fps;
     this.session = await this.http('POST', '/v1/sessions', {
       body: JSON.stringify(params),
       type: 'application/json',
@@ -455,7 +457,7 @@ function fmt(value, digits = 0, unit = '') {
   return value === null || value === undefined || Number.isNaN(value) ? '–' : `${value.toFixed(digits)}${unit}`;
 }
 
-/** <headcast-avatar server avatar token emotion size input="websocket|mirror" muted stats autoconnect> */
+/** <headcast-avatar server avatar token emotion size fps input="websocket|mirror" muted stats autoconnect> */
 export class HeadcastAvatar extends HTMLElement {
   static get observedAttributes() {
     return ['muted'];
@@ -552,6 +554,7 @@ export class HeadcastAvatar extends HTMLElement {
       avatar: this.getAttribute('avatar') || 'default',
       emotion: this.getAttribute('emotion') || 'neutral',
       size: Number(this.getAttribute('size') || 0),
+      fps: Number(this.getAttribute('fps') || 0),
       input: this.getAttribute('input') || 'websocket',
       video: this.video,
       target: new EventTarget(),
