@@ -54,6 +54,7 @@ READY_TIMEOUT_S = 120.0
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sessions", default="1,4,8", help="comma-separated session counts")
     parser.add_argument("--size", type=int, default=256, choices=[256, 512], help="frame size")
+    parser.add_argument("--fps", type=int, default=25, choices=[20, 25, 30], help="frame rate")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per N")
     parser.add_argument("--speech", type=Path, default=DEFAULT_SPEECH, help="16 kHz mono WAV")
     parser.add_argument("--provider", choices=["auto", "cpu", "cuda"], default="auto")
@@ -223,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ,
         HEADCAST_SERVE__ALLOWED_SIZES=f"[{args.size}]",
         HEADCAST_SERVE__MAX_SESSIONS="64",
+        HEADCAST_SERVE__DEFAULT_FPS=str(args.fps),
     )
     cmd = [
         sys.executable, "-m", "server.cli", "serve", "--port", str(port),
