@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 
 from server.bodies import openapi_body, read_upload
-from server.state import AVATAR_NAME, DEFAULT_AVATAR, get_state
+from server.state import AVATAR_NAME, DEFAULT_AVATAR, AppState, get_state
 
 router = APIRouter(prefix="/v1/avatars", tags=["avatars"])
 MAX_JOBS = 64  # finished jobs kept for inspection
@@ -71,14 +71,12 @@ async def upload_avatar(request: Request, name: str | None = None) -> dict[str, 
     name = name or f"avatar-{secrets.token_hex(4)}"
     if name == DEFAULT_AVATAR or not AVATAR_NAME.match(name):
         raise HTTPException(400, f"invalid avatar name {name!r} (letters, digits, _ . -)")
-    if (state.settings.avatars_dir / name).exists():
-        raise HTTPException(409, f"avatar {name!r} exists")
-    if any(j.avatar == name and j.state in ("queued", "running") for j in state.jobs.values()):
-        raise HTTPException(409, f"avatar {name!r} is being enrolled already")
+    _check_name_free(state, name)
     limit = state.settings.max_upload_bytes
     image, _ = await read_upload(request, limit)
     if not image:
         raise HTTPException(400, "empty upload: send the portrait image as the body")
+    _check_name_free(state, name)  # again: another upload may have taken it meanwhile
     why_not = _enroll_available()
     if why_not is not None:
         raise HTTPException(501, why_not)
@@ -94,6 +92,13 @@ async def upload_avatar(request: Request, name: str | None = None) -> dict[str, 
     loop = asyncio.get_running_loop()
     loop.run_in_executor(pool, _run_job, job, bytes(image), state.settings.avatars_dir / name)
     return {**asdict(job), "url": f"/v1/avatars/jobs/{job.id}"}
+
+
+def _check_name_free(state: AppState, name: str) -> None:
+    if (state.settings.avatars_dir / name).exists():
+        raise HTTPException(409, f"avatar {name!r} exists")
+    if any(j.avatar == name and j.state in ("queued", "running") for j in state.jobs.values()):
+        raise HTTPException(409, f"avatar {name!r} is being enrolled already")
 
 
 def _run_job(job: EnrollJob, image: bytes, out_dir: Any) -> None:

@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 from fastapi import HTTPException, Request
+from starlette.requests import ClientDisconnect
+from starlette.types import Message, Receive
 
 MAX_CONTROL_BYTES = 64 * 1024  # a control message is a few hundred bytes
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around an upload
@@ -29,13 +31,17 @@ def check_declared(request: Request, limit: int, what: str = "upload") -> None:
 
 
 async def read_body(request: Request, limit: int, what: str = "upload") -> bytes:
-    """The body, read in chunks; 413 as soon as it passes ``limit`` bytes."""
+    """The body, read in chunks; 413 as soon as it passes ``limit`` bytes, 400 when the
+    client goes away before sending all of it."""
     check_declared(request, limit, what)
     data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > limit:
-            raise HTTPException(413, f"{what} larger than {limit} bytes")
+    try:
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > limit:
+                raise HTTPException(413, f"{what} larger than {limit} bytes")
+    except ClientDisconnect as exc:
+        raise HTTPException(400, f"the client went away before the whole {what} came") from exc
     return bytes(data)
 
 
@@ -94,8 +100,10 @@ async def read_upload(request: Request, limit: int) -> tuple[bytes, str]:
     413 past ``limit`` bytes, 400 for a multipart body without a ``file`` field."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         return await read_body(request, limit), ""
-    check_declared(request, limit + MULTIPART_OVERHEAD)
-    form = await request.form()
+    # The whole body within the limit first (a chunked upload declares no length), then
+    # the form parsed from it.
+    body = await read_body(request, limit + MULTIPART_OVERHEAD)
+    form = await Request(request.scope, _replay(body)).form()
     upload = form.get("file")
     if upload is None or isinstance(upload, str):
         raise HTTPException(400, "multipart upload needs a 'file' field")
@@ -103,3 +111,17 @@ async def read_upload(request: Request, limit: int) -> tuple[bytes, str]:
     if len(data) > limit:
         raise HTTPException(413, f"upload larger than {limit} bytes")
     return data, upload.filename or ""
+
+
+def _replay(body: bytes) -> Receive:
+    """An ASGI ``receive`` that hands out ``body`` once, as one message."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive

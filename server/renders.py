@@ -59,6 +59,7 @@ class RenderJob:
     created: float = field(default_factory=time.time)
     started: float = 0.0
     finished: float = 0.0
+    first_frame: tuple[float, int] | None = None  # (time, frames done) of the first report
     audio_s: float = 0.0
     cancel: threading.Event = field(default_factory=threading.Event)
 
@@ -70,9 +71,12 @@ class RenderJob:
         """The job as the API reports it (times are Unix seconds)."""
         progress = 1.0 if self.status == "done" else self.frames_done / max(self.frames, 1)
         eta = None
-        if self.status == "running" and self.frames_done:
-            spent = time.time() - self.started
-            eta = round(spent / self.frames_done * (self.frames - self.frames_done), 2)
+        if self.status == "running" and self.first_frame is not None:
+            # the frame rate since frames began: decoding and motion come before them
+            t0, done0 = self.first_frame
+            if self.frames_done > done0:
+                rate = (self.frames_done - done0) / max(time.time() - t0, 1e-6)
+                eta = round((self.frames - self.frames_done) / rate, 2)
         opts = self.options
         return {
             "id": self.id,
@@ -161,6 +165,8 @@ class RenderJobs:
 
         def progress(done: int, total: int) -> None:
             job.frames_done, job.frames = done, total
+            if job.first_frame is None:
+                job.first_frame = (time.time(), done)
             if job.cancel.is_set():
                 raise _Cancelled
 

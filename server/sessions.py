@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.audio import AudioError
+from models.avatar.errors import AvatarError
 from models.motion.model import SUPPORTED_FPS
 from server.bodies import MEDIA_UPLOAD_TYPES, openapi_body, read_json, read_upload
 from server.clock import SAMPLE_RATE
@@ -65,6 +66,9 @@ async def open_session(state: AppState, req: SessionRequest) -> Session:
         return await state.create_session(params)
     except UnknownAvatar as exc:
         raise HTTPException(404, str(exc)) from exc
+    except AvatarError as exc:  # a pack on disk that does not load
+        reason = str(exc).replace(str(s.avatars_dir), "avatars")
+        raise HTTPException(422, f"avatar {req.avatar!r} cannot be used: {reason}") from exc
     except KeyError as exc:
         raise HTTPException(400, str(exc.args[0])) from exc
     except UnsupportedSession as exc:

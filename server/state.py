@@ -243,13 +243,14 @@ class AppState:
         if not AVATAR_NAME.match(name):
             raise UnknownAvatar(f"invalid avatar name {name!r}")
         path = self.settings.avatars_dir / name
-        if not path.is_dir():
+        if not _is_pack(path):
             raise UnknownAvatar(f"unknown avatar {name!r}; see GET /v1/avatars")
         return path
 
     def avatar_names(self) -> list[str]:
+        """The built-in avatar and every complete pack in ``avatars_dir``."""
         root = self.settings.avatars_dir
-        found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        found = sorted(p.name for p in root.iterdir() if _is_pack(p)) if root.is_dir() else []
         return [DEFAULT_AVATAR, *[n for n in found if AVATAR_NAME.match(n)]]
 
     async def renderer_pool(self, avatar: str, size: int) -> RendererPool:
@@ -394,3 +395,8 @@ def get_state(request: Any) -> AppState:
     """The :class:`AppState` of the app serving ``request`` (HTTP or WebSocket)."""
     state: AppState = request.app.state.headcast
     return state
+
+
+def _is_pack(path: Path) -> bool:
+    """A finished avatar pack: enrollment writes its metadata last, then renames it in."""
+    return (path / "avatar.json").is_file()

@@ -187,3 +187,20 @@ def test_output_that_cannot_be_a_pack_folder_is_a_clear_error(tmp_path, astronau
         err = capsys.readouterr().err
         assert why in err and "Traceback" not in err
     assert blocker.read_text() == "x"
+
+
+def test_pack_appears_whole_and_replaces_only_a_pack(tmp_path, astronaut):
+    """The pack is written beside its folder and renamed in; re-enrolling replaces a
+    pack; a folder holding other files is left alone with a clear error."""
+    out = enroll(png_bytes(astronaut), tmp_path / "a", size=256)
+    assert (out / "avatar.json").is_file()
+    first = (out / "avatar.json").read_text()
+    enroll(png_bytes(astronaut[:, ::-1].copy()), out, size=256, force=True)
+    assert (out / "avatar.json").read_text() != first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"], "no temporary folders left"
+    busy = tmp_path / "photos"
+    busy.mkdir()
+    (busy / "holiday.jpg").write_bytes(b"mine")
+    with pytest.raises(EnrollError, match="other files"):
+        enroll(png_bytes(astronaut), busy, size=256)
+    assert [p.name for p in busy.iterdir()] == ["holiday.jpg"]

@@ -67,7 +67,7 @@ def test_http_errors_have_reasons(srv: ServerThread) -> None:
             ),
             ("POST", s["whep"], b"v=0", "text/plain", 415),
             ("POST", "/v1/sessions", b'{"size": 100}', "application/json", 400),
-            ("POST", "/v1/sessions", b'{"fps": 30}', "application/json", 400),
+            ("POST", "/v1/sessions", b'{"fps": 50}', "application/json", 400),
             ("POST", "/v1/sessions", b'{"fps": 16}', "application/json", 400),
             ("POST", "/v1/sessions", b'{"fps": 0}', "application/json", 400),
             ("POST", "/v1/sessions", b'{"size": 0}', "application/json", 400),

@@ -13,6 +13,9 @@ Serving a pack needs numpy, OpenCV and Pillow only: no mediapipe.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,15 +84,38 @@ class AvatarPack:
             raise EnrollError(f"{out_dir}: cannot write the avatar pack here ({why})") from exc
 
     def _save(self, out_dir: Path) -> Path:
+        """Write into a hidden sibling folder, then rename it into place: a reader never
+        sees a half-written pack (a server lists avatars while one is enrolled)."""
         if out_dir.exists() and not out_dir.is_dir():
             raise EnrollError(f"{out_dir}: exists and is not a folder")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = out_dir / (ARRAYS_FILE + ".tmp.npz")
-        np.savez_compressed(tmp, **self.arrays)
-        tmp.replace(out_dir / ARRAYS_FILE)
-        _write_image(out_dir / IMAGE_FILE, self.image)
+        replaced = out_dir.is_dir() and any(out_dir.iterdir())
+        if replaced and not (out_dir / META_FILE).is_file():
+            raise EnrollError(
+                f"{out_dir}: a folder with other files in it; give a new or empty folder, "
+                "or an avatar pack to replace"
+            )
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".part", dir=out_dir.parent))
+        try:
+            tmp.chmod(0o755)
+            self._write_files(tmp)
+            if out_dir.exists():
+                old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
+                out_dir.rename(old)
+                tmp.rename(out_dir)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(out_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out_dir
+
+    def _write_files(self, folder: Path) -> None:
+        np.savez_compressed(folder / ARRAYS_FILE, **self.arrays)
+        _write_image(folder / IMAGE_FILE, self.image)
         if self.portrait is not None:
-            _write_image(out_dir / PORTRAIT_FILE, self.portrait, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            _write_image(folder / PORTRAIT_FILE, self.portrait, [cv2.IMWRITE_JPEG_QUALITY, 95])
         meta = dict(
             self.meta,
             version=PACK_VERSION,
@@ -97,8 +123,7 @@ class AvatarPack:
             grid=self.grid,
             channels=list(MOUTH_CHANNELS + EXPRESSION_CHANNELS),
         )
-        (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        return out_dir
+        (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
 
 def _write_image(path: Path, rgb: np.ndarray, params: list[int] | None = None) -> None:
