@@ -271,7 +271,7 @@ class SessionPipeline(PipelineOutput):
             return None
         lip = self._lip.pop(f, None)
         if lip is None:
-            self.lips_late += 1
+            self.lips_late += f >= self._streamer_origin  # before it: cut by an interrupt
             return self._last_lip
         self._last_lip = lip
         return lip
@@ -280,7 +280,8 @@ class SessionPipeline(PipelineOutput):
         lip = self._lip_for(f)
         got = self._mouth.pop(f, None)
         if got is None:
-            self.motion_late += 1
+            # frames before the streamer's origin were cut by an interrupt: none will come
+            self.motion_late += f >= self._streamer_origin
             mouth, p_speech = None, 0.0
         else:
             mouth, p_speech = got
@@ -332,7 +333,10 @@ class SessionPipeline(PipelineOutput):
                 self._lip.clear()
                 self._last_lip = np.asarray(self.lips.silence, np.float32)
             self._frame_speech = {k: False for k in self._frame_speech}
-            # silence everything not yet sent
+            # silence everything not yet sent; speech among it was dropped too
+            end = self.clock.frame_sample(self.next_tick)
+            if end > s_cut:
+                dropped += int(np.count_nonzero(self.audio.read(s_cut, end - s_cut)))
             self.audio.clear_from(s_cut)
             self.mixer.interrupt()
             redo = range(max(j_out + 1, 0), self.next_frame)
@@ -342,6 +346,6 @@ class SessionPipeline(PipelineOutput):
             saved_next = self.next_frame
             for k in redo:
                 self.next_frame = k
-                self._produce(k)
+                self._produce(k)  # no motion for these by design: they ease to idle
             self.next_frame = saved_next
         return {"frame": j_out + 1, "sample": s_cut, "dropped_samples": dropped}

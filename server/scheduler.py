@@ -272,7 +272,10 @@ class Scheduler:
         accounted = sum(n * self.base_cost(size) for size, n in made.items())
         count = sum(made.values())
         if count == 0 and dt > 0:
-            self.idle_cores += OVERHEAD_EMA * (max(spent / dt, 0.0) - self.idle_cores)
+            # Idle only when no session is admitted: sessions nobody watches yet still
+            # tick (motion) without making frames, and admission already reserves them.
+            if not self.load:
+                self.idle_cores += OVERHEAD_EMA * (max(spent / dt, 0.0) - self.idle_cores)
         elif accounted >= MIN_ACCOUNTED_S:
             extra = (spent - self.idle_cores * dt - accounted) / count
             extra = min(max(extra, 0.0), MAX_OVERHEAD_S)
@@ -295,8 +298,9 @@ class Scheduler:
         if self.encode_off_loop:
             spent -= sum(n * self.encode_cost.get(size, 0.0) for size, n in made.items())
         if count == 0 and dt > 0:
-            busy = max(spent / dt, 0.0)
-            self.interpreter_idle += OVERHEAD_EMA * (busy - self.interpreter_idle)
+            if not self.load:  # as in observe_process_cpu
+                busy = max(spent / dt, 0.0)
+                self.interpreter_idle += OVERHEAD_EMA * (busy - self.interpreter_idle)
         elif count >= MIN_FRAMES_SAMPLE:
             per = (spent - self.interpreter_idle * dt) / count
             per = min(max(per, 0.0), MAX_INTERPRETER_S)

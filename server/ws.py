@@ -42,6 +42,7 @@ router = APIRouter(tags=["websocket"])
 
 START_TIMEOUT_S = 10.0
 CLOSE_GOING_AWAY = 1001
+SENDER_GRACE_S = 1.0  # time the event sender gets to finish when its session closes
 CLOSE_UNSUPPORTED = 1003
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
@@ -84,7 +85,14 @@ async def _send_events(ws: WebSocket, stream: EventStream, session: Session) -> 
     while (event := await stream.get()) is not None:
         await ws.send_text(json.dumps(event))
     if session.closed:  # deleted, reaped or failed: tell the client, do not wait for it
-        await _close(ws, CLOSE_GOING_AWAY, "session closed", event_type="closed")
+        await _session_gone(ws)
+
+
+async def _session_gone(ws: WebSocket) -> None:
+    with contextlib.suppress(TimeoutError):  # a client that never reads is not waited for
+        await asyncio.wait_for(
+            _close(ws, CLOSE_GOING_AWAY, "session closed", event_type="closed"), SENDER_GRACE_S
+        )
 
 
 async def _close(ws: WebSocket, code: int, reason: str, event_type: str = "error") -> None:
@@ -169,9 +177,14 @@ async def _serve(ws: WebSocket, state: AppState, session: Session, start: StartM
     finally:
         session.streams.discard(stream)
         stream.close()
+        if session.closed:  # the sender may still be sending: let it say so and close
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(sender), SENDER_GRACE_S)
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await sender
+        if session.closed:
+            await _session_gone(ws)  # unless the sender already did
 
 
 @router.websocket("/v1/sessions/{sid}/ws")

@@ -95,6 +95,12 @@ def test_admission_counts_the_process_cpu_per_frame_costs_leave_out() -> None:
         with pytest.raises(AdmissionError, match="needs"):
             sched.admit("s3", 256, 25)
         assert sched.demand() == pytest.approx(0.1 + 3 * 0.25, rel=1e-3)
+        # admitted sessions nobody watches yet tick without making frames: their CPU is
+        # already reserved, so it must not be learnt as idle as well
+        for _ in range(20):
+            t, cpu = t + 2.0, cpu + 0.6
+            sched.observe_process_cpu(cpu, t)
+        assert sched.idle_cores == pytest.approx(0.1, abs=1e-4)
     finally:
         sched.close()
 
