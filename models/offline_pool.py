@@ -53,6 +53,8 @@ def _cpu_context(
 
 def _on_terminate(signum: int, frame: object) -> None:
     global _STOPPING
+    if _STOPPING:
+        return  # already unwinding: a second signal must not cut the clean-up short
     _STOPPING = True
     if _BUSY:
         raise KeyboardInterrupt(f"signal {signum}")  # the render unwinds, removing its .part

@@ -39,9 +39,7 @@ async def apply_control(session: Session, message: Any) -> dict[str, Any] | None
         return {"type": "emotion", "name": name}
     if kind == "pose":
         values = message.get("values")
-        if not isinstance(values, dict) or not all(
-            isinstance(v, int | float) and math.isfinite(v) for v in values.values()
-        ):
+        if not isinstance(values, dict) or not all(_finite(v) for v in values.values()):
             raise ControlError('pose needs "values": {channel: finite number}')
         try:
             MotionMixer(idle=False).set_pose(values)  # validate names before applying
@@ -56,3 +54,13 @@ async def apply_control(session: Session, message: Any) -> dict[str, Any] | None
     raise ControlError(
         f"unknown control type {kind!r}; known: interrupt, emotion, pose, end_of_utterance, ping"
     )
+
+
+def _finite(value: Any) -> bool:
+    """A JSON number that is a finite float (JSON allows integers too large for one)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False

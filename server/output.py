@@ -95,6 +95,12 @@ class AudioRing:
             kept = self._held[wrapped]
         return np.where(kept == idx, out, np.float32(0.0)).astype(np.float32)
 
+    def count_held(self, start: int, n: int) -> int:
+        """How many of the samples ``[start, start + n)`` were written (and not cleared)."""
+        idx = np.arange(start, start + n, dtype=np.int64)
+        with self._lock:
+            return int(np.count_nonzero(self._held[idx % self.capacity] == idx))
+
     def clear_from(self, start: int) -> None:
         """Forget every sample at or after ``start`` (they read as silence)."""
         if self.journal is not None:

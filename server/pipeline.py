@@ -228,7 +228,9 @@ class SessionPipeline(PipelineOutput):
             self._silent.append(state)
         else:
             self._silent.clear()
-        self.audio.write(self.clock.frame_sample(n), chunk)
+        # only the speech itself: the padding of an underrun reads as silence anyway,
+        # and what is held counts as speech when an interrupt drops it
+        self.audio.write(self.clock.frame_sample(n), chunk[:real])
         self._frame_speech[n] = real > 0
         motion = self.streamer.push(chunk)
         self._take_motion(motion)
@@ -336,7 +338,7 @@ class SessionPipeline(PipelineOutput):
             # silence everything not yet sent; speech among it was dropped too
             end = self.clock.frame_sample(self.next_tick)
             if end > s_cut:
-                dropped += int(np.count_nonzero(self.audio.read(s_cut, end - s_cut)))
+                dropped += self.audio.count_held(s_cut, end - s_cut)
             self.audio.clear_from(s_cut)
             self.mixer.interrupt()
             redo = range(max(j_out + 1, 0), self.next_frame)

@@ -198,6 +198,10 @@ def test_pack_appears_whole_and_replaces_only_a_pack(tmp_path, astronaut):
     enroll(png_bytes(astronaut[:, ::-1].copy()), out, size=256, force=True)
     assert (out / "avatar.json").read_text() != first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"], "no temporary folders left"
+    empty = tmp_path / "volume"  # an existing empty folder (a mounted volume) is used as is
+    empty.mkdir()
+    assert (enroll(png_bytes(astronaut), empty, size=256) / "avatar.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "volume"]
     busy = tmp_path / "photos"
     busy.mkdir()
     (busy / "holiday.jpg").write_bytes(b"mine")

@@ -250,6 +250,30 @@ def test_widget_cancelled_connects_and_api_misuse(
     live = server_sessions(secured)
     assert len(live) == 1 and live[0]["fps"] == 30, live
 
+    # close() while the connection waits for ICE (after the answer): ends at once
+    page.evaluate("document.getElementById('a').close()")
+    cancelled = page.evaluate(
+        f"""async () => {{
+      const {{ HeadcastConnection }} = await import('{secured.url}/headcast.js');
+      const a = document.getElementById('a');
+      const conn = new HeadcastConnection({{ server: a.getAttribute('server'),
+        token: a.getAttribute('token'), video: document.createElement('video'),
+        target: new EventTarget() }});
+      const original = RTCPeerConnection.prototype.setRemoteDescription;
+      RTCPeerConnection.prototype.setRemoteDescription = async function (d) {{
+        await original.call(this, d);
+        conn.close();  // the connect is now waiting for 'connected'
+      }};
+      const t0 = performance.now();
+      try {{ await conn.open(); return ['opened', 0]; }}
+      catch (e) {{ return [e.message, performance.now() - t0]; }}
+      finally {{ RTCPeerConnection.prototype.setRemoteDescription = original; }}
+    }}"""
+    )
+    assert cancelled[0].startswith("Connection cancelled") and cancelled[1] < 5000, cancelled
+    page.evaluate("document.getElementById('a').connect()")
+    wait_seen(page, "connected", CONNECT_TIMEOUT_MS)
+
     errors = page.evaluate(
         """() => { const a = document.getElementById('a'); const got = [];
       for (const f of [() => a.setEmotion('nope'), () => a.pushAudio(new Float32Array(160), NaN),

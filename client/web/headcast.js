@@ -140,6 +140,7 @@ export class HeadcastConnection {
     this._lastFrames = -1;
     this._lastFramesAt = 0;
     this._resampler = null; // pushAudio's, for the rate it was last given
+    this._abortConnect = null; // rejects the wait for the WebRTC connection
   }
 
   emit(type, detail = {}) {
@@ -213,12 +214,15 @@ export class HeadcastConnection {
       this.video.play().catch(() => {}); // autoplay policy: muted video plays, audio may wait
     };
     const connected = new Promise((resolve, reject) => {
+      // close() fires no connectionstatechange: it rejects through this instead
+      this._abortConnect = () => reject(new HeadcastError(CANCELLED));
       pc.addEventListener('connectionstatechange', () => {
         if (pc.connectionState === 'connected') resolve();
         if (pc.connectionState === 'failed') reject(new HeadcastError('WebRTC connection failed (no ICE route to the server)'));
         if (pc.connectionState === 'closed') reject(new HeadcastError(CANCELLED));
       });
     });
+    connected.catch(() => {}); // it may settle before it is awaited below; handled there
     await pc.setLocalDescription(await pc.createOffer());
     await this.iceGathered(pc);
     const response = await this.http('POST', `/v1/sessions/${this.session.id}/whep`, {
@@ -231,6 +235,7 @@ export class HeadcastConnection {
     this.whepResource = location_ ? new URL(location_, this.server + '/').pathname : null;
     await pc.setRemoteDescription({ type: 'answer', sdp: await response.text() });
     await connected;
+    this._abortConnect = null;
   }
 
   /** Called after each step of open(): closed meanwhile -> release what the step made. */
@@ -407,6 +412,7 @@ export class HeadcastConnection {
   /** Release everything; `quiet` skips the server calls (used when the network is gone). */
   async close({ quiet = false } = {}) {
     this.closed = true;
+    if (this._abortConnect) this._abortConnect(); // a connect waiting for ICE ends now
     clearInterval(this._statsTimer);
     if (this.ws) {
       this.ws.onclose = null;

@@ -13,7 +13,6 @@ Serving a pack needs numpy, OpenCV and Pillow only: no mediapipe.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -84,26 +83,30 @@ class AvatarPack:
             raise EnrollError(f"{out_dir}: cannot write the avatar pack here ({why})") from exc
 
     def _save(self, out_dir: Path) -> Path:
-        """Write into a hidden sibling folder, then rename it into place: a reader never
-        sees a half-written pack (a server lists avatars while one is enrolled)."""
+        """Write so that a reader never sees a half-written pack (a server lists avatars
+        while one is enrolled): into a hidden sibling folder renamed into place, or, in
+        an existing empty folder (a mounted volume), with its metadata last."""
         if out_dir.exists() and not out_dir.is_dir():
             raise EnrollError(f"{out_dir}: exists and is not a folder")
-        replaced = out_dir.is_dir() and any(out_dir.iterdir())
-        if replaced and not (out_dir / META_FILE).is_file():
+        if out_dir.is_dir() and not any(out_dir.iterdir()):
+            try:
+                self._write_files(out_dir)
+            except BaseException:
+                for item in out_dir.iterdir():
+                    item.unlink(missing_ok=True)
+                raise
+            return out_dir
+        if out_dir.is_dir() and not (out_dir / META_FILE).is_file():
             raise EnrollError(
                 f"{out_dir}: a folder with other files in it; give a new or empty folder, "
                 "or an avatar pack to replace"
             )
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".part", dir=out_dir.parent))
+        tmp = _hidden_dir(out_dir, ".part")
         try:
-            tmp.chmod(0o755)
             self._write_files(tmp)
             if out_dir.exists():
-                old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
-                out_dir.rename(old)
-                tmp.rename(out_dir)
-                shutil.rmtree(old, ignore_errors=True)
+                _swap(out_dir, tmp)
             else:
                 tmp.rename(out_dir)
         except BaseException:
@@ -124,6 +127,25 @@ class AvatarPack:
             channels=list(MOUTH_CHANNELS + EXPRESSION_CHANNELS),
         )
         (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def _hidden_dir(beside: Path, suffix: str) -> Path:
+    """A new, uniquely named hidden folder next to ``beside`` (mode 755)."""
+    folder = Path(tempfile.mkdtemp(prefix=f".{beside.name}.", suffix=suffix, dir=beside.parent))
+    folder.chmod(0o755)
+    return folder
+
+
+def _swap(old_pack: Path, new_pack: Path) -> None:
+    """Put ``new_pack`` where ``old_pack`` is; on failure the old pack stays in place."""
+    aside = _hidden_dir(old_pack, ".old")
+    old_pack.rename(aside)  # onto the empty folder just made: POSIX rename allows it
+    try:
+        new_pack.rename(old_pack)
+    except BaseException:
+        aside.rename(old_pack)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _write_image(path: Path, rgb: np.ndarray, params: list[int] | None = None) -> None:

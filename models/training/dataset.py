@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import signal
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,7 +223,7 @@ def build(
         for job in jobs:
             examples.extend(_job(job))
     else:
-        with mp.get_context("fork").Pool(workers) as pool:
+        with mp.get_context("fork").Pool(workers, initializer=_default_signals) as pool:
             for done, result in enumerate(pool.imap(_job, jobs), 1):
                 examples.extend(result)
                 if done % 10 == 0 or done == len(jobs):
@@ -287,5 +288,11 @@ def heldout_audio(
     jobs = [(v, utts_per_voice, seed * 7919 + i, strength) for i, v in enumerate(voices)]
     if workers <= 1:
         return [s for job in jobs for s in _heldout_job(job)]
-    with mp.get_context("fork").Pool(workers) as pool:
+    with mp.get_context("fork").Pool(workers, initializer=_default_signals) as pool:
         return [s for part in pool.map(_heldout_job, jobs) for s in part]
+
+
+def _default_signals() -> None:
+    """Pool workers stop on SIGTERM as processes do by default (the CLI turns it into
+    an interrupt for its own process, which a forked worker inherits)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
