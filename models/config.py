@@ -97,8 +97,11 @@ def load_config(
         return model.model_validate(data)
     except ValidationError as exc:
         where = f" ({path})" if path is not None else ""
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(f"invalid {model.__name__}{where}: {problems}") from exc
+        raise ConfigError(f"invalid {model.__name__}{where}: {problems(exc)}") from exc
+
+
+def problems(exc: ValidationError) -> str:
+    """A validation error on one line: ``field: what is wrong; ...``."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+    )

@@ -45,3 +45,43 @@ def add_renderer_arguments(
         choices=PRECISIONS,
         help=precision_help,
     )
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type: a finite duration > 0 and at most a day."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 < value <= 86_400.0:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 86400, got {text}")
+    return value
+
+
+def writable_file(path: Path, flag: str) -> None:
+    """Raise UserError unless ``path`` can be created or replaced as a file (tried with a
+    probe file beside it: permission bits alone do not tell, e.g. for root or /proc)."""
+    import tempfile
+
+    from server.errors import UserError
+
+    if path.exists() and not path.is_file():
+        raise UserError(f"{flag} {path}: is a folder or device; give a file name")
+    if not path.parent.is_dir():
+        raise UserError(f"{flag} {path}: the folder {path.parent} does not exist")
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise UserError(f"{flag} {path}: cannot write there ({exc.strerror})") from exc

@@ -128,3 +128,28 @@ def test_iter_audio_yields_bounded_chunks(tmp_path: Path) -> None:
     assert len(chunks) >= 5
     whole, _ = load_audio(path)
     np.testing.assert_array_equal(np.concatenate(chunks), whole)
+
+
+@pytest.mark.parametrize("rate", [8_000, 22_050, 44_100, 48_000])
+def test_a_file_decodes_to_what_its_audio_gives_streamed_live(tmp_path, rate) -> None:
+    """Files and live chunks share one resampler: a WAV file's 16 kHz samples equal its
+    samples pushed through the live StreamingResampler (stereo averaged the same way)."""
+    import wave
+
+    from models.audio.features import StreamingResampler, iter_audio
+
+    rng = np.random.default_rng(rate)
+    n = int(2.5 * rate)
+    stereo = (rng.standard_normal((n, 2)) * 3000).clip(-32768, 32767).astype("<i2")
+    path = tmp_path / "x.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(stereo.tobytes())
+    from_file = np.concatenate(list(iter_audio(path, chunk_s=0.7)))
+    live = StreamingResampler(rate)
+    pushed = [live.push(stereo[i : i + 441]) for i in range(0, n, 441)]
+    streamed = np.concatenate([*pushed, live.flush()])
+    assert len(from_file) == len(streamed)
+    np.testing.assert_allclose(from_file, streamed, atol=2e-6)

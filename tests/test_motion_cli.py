@@ -127,3 +127,48 @@ def test_bench_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["bench", "enroll", "--portrait", str(noface)]) == 2
     err = capsys.readouterr().err
     assert "headcast bench: error:" in err and "Traceback" not in err
+
+
+def test_model_with_unusable_metadata_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import onnx
+
+    from models.motion.model import DEFAULT_MODEL
+
+    wav = write_wav(tmp_path / "s.wav", 1.0)
+    for key, value, why in (
+        ("sample_rate", "abc", "unusable metadata"),
+        ("names", "a,b,c", "16 outputs for 3 channel names"),
+        ("receptive_field", "100000000", "receptive_field"),
+        ("lookahead_frames", "-4", "lookahead_frames"),
+        ("headcast.kind", "render", "not a headcast motion model"),
+    ):
+        model = onnx.load(str(DEFAULT_MODEL))
+        props = {p.key: p for p in model.metadata_props}
+        if key in props:
+            props[key].value = value
+        else:
+            model.metadata_props.add(key=key, value=value)
+        bad = tmp_path / f"{key}.onnx"
+        onnx.save(model, str(bad))
+        assert main(["motion", str(wav), "--model", str(bad), "-o", str(tmp_path / "m.json")]) == 2
+        err = capsys.readouterr().err
+        assert why in err and "Traceback" not in err, (key, err)
+
+
+def test_training_and_evaluation_check_their_arguments_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("torch")
+    for args, why in (
+        (["train", "motion", "--tiny", "-o", "/proc/x.onnx"], "cannot write there"),
+        (["train", "motion", "--tiny", "-o", str(tmp_path)], "is a folder"),
+        (["train", "motion", "--tiny", "--steps", "0", "-o", str(tmp_path / "m.onnx")], "steps"),
+        (["train", "motion", "--tiny", "--lookahead-ms", "1000"], "lookahead_ms"),
+        (["eval", "motion", "--json", "/proc/x.json"], "cannot write there"),
+    ):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert why in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "m.onnx").exists()

@@ -13,8 +13,10 @@ import av
 import numpy as np
 
 from models.audio import AudioError
+from models.audio.resample import MAX_INPUT_RATE, MIN_INPUT_RATE, Resampler
 
 SAMPLE_RATE = 16_000  # Hz, repeated here to keep this module free of import cycles
+FALLBACK_RATE = 48_000  # Hz, for files at other rates or with none declared
 CHUNK_S = 10.0  # seconds per yielded chunk
 
 
@@ -39,30 +41,51 @@ def iter_audio(path: str | Path, chunk_s: float = CHUNK_S) -> Iterator[np.ndarra
         if not container.streams.audio:
             raise AudioError(f"{p}: contains no audio stream")
         stream = container.streams.audio[0]
-        # Keep the source layout and average channels here: FFmpeg's own downmix
-        # adds channels at -3 dB, which would make a stereo file louder than mono.
-        resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)
+        # FFmpeg decodes and converts to planar float at the file's own rate; channels
+        # are averaged here (FFmpeg's downmix adds them at -3 dB, a stereo file would be
+        # louder than mono) and the rate converted by the same resampler live audio and
+        # training use, so a file gives the features its audio streamed live would.
+        rate = _declared_rate(stream)
+        if not MIN_INPUT_RATE <= rate <= MAX_INPUT_RATE:
+            rate = FALLBACK_RATE  # FFmpeg brings exotic rates into range first
+        converter = av.AudioResampler(format="fltp", rate=rate)
+        to_16k = None if rate == SAMPLE_RATE else Resampler(rate, SAMPLE_RATE)
         target = max(1, int(chunk_s * SAMPLE_RATE))
         pending: list[np.ndarray] = []
         have = 0
+
+        def resampled(block: np.ndarray) -> np.ndarray:
+            block = _clean(block)
+            return block if to_16k is None else to_16k.push(block)
+
         try:
             for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    block = _mono(out)
+                for out in converter.resample(frame):
+                    block = resampled(_mono(out))
                     pending.append(block)
                     have += len(block)
                     if have >= target:
                         data = np.concatenate(pending)
                         yield _clean(data[:target])
                         pending, have = [data[target:]], len(data) - target
-            for out in resampler.resample(None):
-                pending.append(_mono(out))
+            for out in converter.resample(None):
+                pending.append(resampled(_mono(out)))
         except av.error.FFmpegError as exc:
             raise AudioError(f"{p}: audio stream could not be decoded ({exc})") from exc
+        if to_16k is not None:
+            pending.append(to_16k.flush())
         if pending:
             data = np.concatenate(pending)
             if len(data):
                 yield _clean(data)
+
+
+def _declared_rate(stream: av.audio.stream.AudioStream) -> int:
+    """The stream's sample rate, or the fallback when it declares none it can tell."""
+    try:
+        return int(stream.rate or stream.codec_context.sample_rate or FALLBACK_RATE)
+    except (AttributeError, TypeError, ValueError):  # streams without a usable codec
+        return FALLBACK_RATE
 
 
 def _mono(frame: av.AudioFrame) -> np.ndarray:

@@ -15,11 +15,9 @@ import numpy as np
 
 from models.audio import AudioError
 from models.audio.decode import iter_audio, load_audio
-from models.audio.resample import Resampler
+from models.audio.resample import MAX_INPUT_RATE, MIN_INPUT_RATE, Resampler
 
 SAMPLE_RATE = 16_000  # Hz
-MIN_INPUT_RATE = 4_000  # Hz; the issue asks for 8-48 kHz, anything in 4-192 kHz works
-MAX_INPUT_RATE = 192_000  # Hz
 N_FFT = 512
 WIN_LENGTH = 400  # samples, 25 ms
 HOP_LENGTH = 160  # samples, 10 ms

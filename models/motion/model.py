@@ -16,8 +16,11 @@ from models.audio.features import HOP_LENGTH, MEL_RATE, N_MELS, SAMPLE_RATE, sil
 from models.onnx_session import Provider, create_session, session_metadata
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "motion" / "motion.onnx"
+DEFAULT_FPS = 25  # frames per second unless asked otherwise
 SUPPORTED_FPS = (20, 25, 30, 50, 60)  # frame rates whose frame times the mel grid resolves
 _REQUIRED_META = ("names", "sample_rate", "mel_rate", "n_mels", "lookahead_frames", "lookahead_s")
+MAX_LOOKAHEAD_FRAMES = 20  # 200 ms, the most training allows
+MAX_RECEPTIVE_FIELD = 10_000  # mel frames (100 s): far beyond any model here
 
 
 class MotionModelError(ValueError):
@@ -34,7 +37,7 @@ class MotionModel:
     """
 
     def __init__(
-        self, path: str | Path | bytes, fps: int = 25, provider: Provider = "auto"
+        self, path: str | Path | bytes, fps: int = DEFAULT_FPS, provider: Provider = "auto"
     ) -> None:
         if int(fps) not in SUPPORTED_FPS:
             raise MotionModelError(f"fps must be one of {SUPPORTED_FPS}, got {fps}")
@@ -46,25 +49,20 @@ class MotionModel:
             reason = str(exc).split(" : ")[-1]  # ONNX Runtime prefixes a status and code
             where = "from bytes" if isinstance(path, bytes) else str(path)
             raise MotionModelError(f"cannot load motion model {where}: {reason}") from exc
+        where = "the model given as bytes" if isinstance(path, bytes) else str(path)
         meta = session_metadata(self.session)
         missing = [k for k in _REQUIRED_META if k not in meta]
-        if missing or meta.get("headcast.kind") != "motion":
-            raise MotionModelError(f"{path!r} is not a headcast motion model (missing {missing})")
-        if (
-            int(meta["sample_rate"]) != SAMPLE_RATE
-            or int(meta["mel_rate"]) != MEL_RATE
-            or int(meta["n_mels"]) != N_MELS
-        ):
-            raise MotionModelError("motion model was trained for other audio features")
-        self.metadata = meta
-        self.names: tuple[str, ...] = tuple(meta["names"].split(","))
-        self.fps = int(fps)
-        self.sample_rate = SAMPLE_RATE
-        self.mel_rate = MEL_RATE
-        self.hop_length = HOP_LENGTH
-        self.lookahead_frames = int(meta["lookahead_frames"])
-        self.lookahead_s = float(meta["lookahead_s"])
+        if meta.get("headcast.kind") != "motion":
+            raise MotionModelError(f"{where} is not a headcast motion model")
+        if missing:
+            raise MotionModelError(f"{where}: metadata lacks {', '.join(missing)}")
+        try:
+            self._read_metadata(meta)
+        except (ValueError, TypeError) as exc:
+            raise MotionModelError(f"{where}: unusable metadata ({exc})") from exc
         inputs = self.session.get_inputs()
+        if [i.name for i in inputs if not i.name.startswith("state_")] != ["mel"]:
+            raise MotionModelError(f"{where}: the graph does not take the input 'mel'")
         self._state_names = [i.name for i in inputs if i.name.startswith("state_")]
         self._state_shapes = [
             tuple(int(d) for d in i.shape) for i in inputs if i.name.startswith("state_")
@@ -72,7 +70,33 @@ class MotionModel:
         self._out_names = ["coeffs", "speech"] + [
             f"state_out_{i}" for i in range(len(self._state_names))
         ]
-        self._initial = self._wash_in()
+        self.fps = int(fps)
+        try:
+            self._initial = self._wash_in()
+        except Exception as exc:  # the graph's outputs do not fit its metadata
+            raise MotionModelError(f"{where}: does not run as its metadata says ({exc})") from exc
+
+    def _read_metadata(self, meta: dict[str, str]) -> None:
+        if (
+            int(meta["sample_rate"]) != SAMPLE_RATE
+            or int(meta["mel_rate"]) != MEL_RATE
+            or int(meta["n_mels"]) != N_MELS
+        ):
+            raise ValueError("trained for other audio features")
+        self.metadata = meta
+        self.names: tuple[str, ...] = tuple(meta["names"].split(","))
+        self.sample_rate = SAMPLE_RATE
+        self.mel_rate = MEL_RATE
+        self.hop_length = HOP_LENGTH
+        self.lookahead_frames = int(meta["lookahead_frames"])
+        self.lookahead_s = float(meta["lookahead_s"])
+        rf = int(meta.get("receptive_field", "100"))
+        if not 0 <= self.lookahead_frames <= MAX_LOOKAHEAD_FRAMES:
+            raise ValueError(f"lookahead_frames {self.lookahead_frames} out of 0..20")
+        if not 0.0 <= self.lookahead_s <= 1.0:
+            raise ValueError(f"lookahead_s {self.lookahead_s} out of 0..1")
+        if not 1 <= rf <= MAX_RECEPTIVE_FIELD:
+            raise ValueError(f"receptive_field {rf} out of 1..{MAX_RECEPTIVE_FIELD}")
 
     def _wash_in(self) -> list[np.ndarray]:
         """States after a long stretch of digital silence: the state a stream starts in.
@@ -83,7 +107,9 @@ class MotionModel:
         states = [np.zeros(s, np.float32) for s in self._state_shapes]
         rf = int(self.metadata.get("receptive_field", "100"))
         pad = np.tile(silence_feature(), (2 * rf, 1))
-        _, _, states = self.run(pad, states)
+        coeffs, _, states = self.run(pad, states)
+        if coeffs.shape[-1] != len(self.names):
+            raise ValueError(f"{coeffs.shape[-1]} outputs for {len(self.names)} channel names")
         return states
 
     def initial_states(self) -> list[np.ndarray]:

@@ -18,6 +18,7 @@ from torch import nn
 
 from models.audio.features import HOP_LENGTH, MEL_RATE, N_MELS, SAMPLE_RATE, WIN_LENGTH
 from models.channels import MOUTH_CHANNELS
+from models.motion.model import DEFAULT_FPS, SUPPORTED_FPS
 from models.training.net import MotionNet, count_parameters
 
 FORMAT_VERSION = "1"
@@ -49,6 +50,10 @@ def metadata(net: MotionNet, extra: dict[str, str] | None = None) -> dict[str, s
         # Audio past a frame's time the model needs: its look-ahead plus half a window.
         "lookahead_s": f"{(cfg.lookahead_frames * HOP_LENGTH + WIN_LENGTH // 2) / SAMPLE_RATE:.6f}",
         "receptive_field": str(cfg.receptive_field),
+        # The graph runs at the mel rate (100 Hz); frames are taken from it at any of
+        # these rates when the model is loaded (25 unless asked).
+        "fps": str(DEFAULT_FPS),
+        "fps_supported": ",".join(str(f) for f in SUPPORTED_FPS),
         "parameters": str(count_parameters(net)),
         "net_config": json.dumps(cfg.to_dict()),
     }

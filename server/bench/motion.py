@@ -13,13 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
+from server.cli_args import positive_seconds
+
 HELP = "audio-to-motion speed (x real time, one CPU core): offline and 20 ms live chunks"
 LIVE_CHUNK_S = 0.020
 TARGET_X = 40.0  # the floor for one core
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seconds", type=float, default=60.0, help="audio length")
+    parser.add_argument("--seconds", type=positive_seconds, default=60.0, help="audio length")
     parser.add_argument("--model", type=Path, help="motion .onnx (default: the shipped model)")
     parser.add_argument("--fps", type=int, default=25, choices=[25, 30])
 

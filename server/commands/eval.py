@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from server.cli_args import positive_int, writable_file
 from server.errors import UserError
 
 if TYPE_CHECKING:
@@ -21,9 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", choices=["motion"], help="what to evaluate")
     parser.add_argument("--onnx", type=Path, help="motion .onnx (default: the shipped model)")
     parser.add_argument("--fps", type=int, default=25)
-    parser.add_argument("--utts-per-voice", type=int, default=12)
+    parser.add_argument("--utts-per-voice", type=positive_int, default=12)
     parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=positive_int, default=2)
     parser.add_argument(
         "--condition", choices=["augmented", "clean", "both"], default="both",
         help="held-out speech augmented like real recordings, clean, or both (default)",
@@ -54,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             f"speech engines missing: {', '.join(missing)} (run scripts/apt-deps.sh test)"
         )
+    if args.json is not None:
+        writable_file(args.json, "--json")  # before minutes of evaluation, not after
     try:
         model = load_motion_model(args.onnx, fps=args.fps, provider="cpu")
     except MotionModelError as exc:

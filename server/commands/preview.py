@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -21,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import av
     import cv2
 
     from models.avatar.errors import AvatarError
@@ -40,19 +42,27 @@ def run(args: argparse.Namespace) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create {args.out}: {exc.strerror}") from exc
+    if not os.access(args.out, os.W_OK):
+        raise UserError(f"{args.out}: the output folder is not writable")
     renderer = WarpRenderer(pack)
     sheet = contact_sheet(renderer, pack.arrays["landmarks"])
     sheet_path = args.out / "contact_sheet.png"
-    cv2.imwrite(str(sheet_path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    if not cv2.imwrite(str(sheet_path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
+        raise UserError(f"could not write {sheet_path}")
     print(f"contact sheet: {sheet_path}")
     if not args.no_video:
         video = args.out / "sweep.mp4"
+        if video.exists() and not video.is_file():
+            raise UserError(f"{video}: exists and is not a file")
 
         def progress(i: int, n: int) -> None:
             if i % 25 == 0 or i == n:
                 print(f"\rsweep video: {i}/{n} frames", end="", file=sys.stderr, flush=True)
 
-        write_sweep(renderer, video, progress)
+        try:
+            write_sweep(renderer, video, progress)
+        except (OSError, av.error.FFmpegError) as exc:
+            raise UserError(f"could not write {video} ({exc})") from exc
         print(file=sys.stderr)
         print(f"sweep video: {video}")
     return 0

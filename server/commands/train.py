@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import shlex
 from pathlib import Path
 
+from server.cli_args import writable_file
 from server.errors import UserError
 
 HELP = "train a model from scratch (motion: audio-to-motion on synthesised speech)"
@@ -15,7 +17,10 @@ HELP = "train a model from scratch (motion: audio-to-motion on synthesised speec
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", choices=["motion"], help="what to train")
     parser.add_argument(
-        "-o", "--out", type=Path, help="output .onnx (default: the shipped model path)"
+        "-o",
+        "--out",
+        type=Path,
+        help="output .onnx (default: the shipped model path; with --tiny out/motion-tiny.onnx)",
     )
     parser.add_argument("--tiny", action="store_true", help="seconds-long smoke run (CI)")
     parser.add_argument("--steps", type=int, help="optimiser steps")
@@ -39,7 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.config import ConfigError
+    from pydantic import ValidationError
+
+    from models.config import problems
 
     if importlib.util.find_spec("torch") is None:
         raise UserError("training needs torch: pip install -r requirements/dev.txt")
@@ -60,17 +67,42 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.tiny:
             base = TrainConfig.tiny(args.out or Path("out/motion-tiny.onnx"))
-            cfg = base.model_copy(update=overrides)
+            cfg = TrainConfig.model_validate({**base.model_dump(), **overrides})
         else:
             cfg = TrainConfig(**overrides)
-    except (ConfigError, ValueError) as exc:
-        raise UserError(str(exc)) from exc
+    except ValidationError as exc:
+        raise UserError(f"invalid training settings: {problems(exc)}") from exc
     if cfg.lookahead_ms % 10:
         raise UserError("--lookahead-ms must be a multiple of 10 (one mel frame)")
+    _check_writable(cfg.out, "-o")
+    if cfg.checkpoint is not None:
+        _check_writable(cfg.checkpoint, "--checkpoint")
+    if cfg.data_cache is not None:
+        _check_folder(cfg.data_cache, "--data-cache")
     flags = ["--tiny"] if args.tiny else []
     for key, value in overrides.items():
         flags += [f"--{key.replace('_', '-')}", str(value)]
     command = shlex.join(["headcast", "train", "motion", *flags])
-    path = train(cfg, command)
+    try:
+        path = train(cfg, command)
+    except ValueError as exc:  # e.g. too little data for one training crop
+        raise UserError(f"training stopped: {exc}") from exc
     print(path)
     return 0
+
+
+def _check_writable(path: Path, flag: str) -> None:
+    """Before an hour of training: the model file can be written where asked."""
+    _check_folder(path.parent, flag, what=str(path))
+    writable_file(path, flag)
+
+
+def _check_folder(folder: Path, flag: str, what: str | None = None) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"{flag} {what or folder}: cannot create {folder} ({exc.strerror})"
+        ) from exc
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"{flag} {what or folder}: {folder} is not writable")
