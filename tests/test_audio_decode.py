@@ -153,3 +153,30 @@ def test_a_file_decodes_to_what_its_audio_gives_streamed_live(tmp_path, rate) ->
     streamed = np.concatenate([*pushed, live.flush()])
     assert len(from_file) == len(streamed)
     np.testing.assert_allclose(from_file, streamed, atol=2e-6)
+
+
+def _mp3(path: Path, rate: int, seconds: float) -> bytes:
+    """A tone as MP3 at ``rate`` Hz (bytes, no container headers beyond the frames)."""
+    plain = {"id3v2_version": "0", "write_xing": "0", "write_id3v1": "0"}  # frames only
+    with av.open(str(path), "w", format="mp3", options=plain) as out:
+        stream = out.add_stream("libmp3lame", rate=rate, layout="mono")
+        t = np.arange(int(rate * seconds)) / rate
+        pcm = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+        for i in range(0, pcm.shape[1], 1152):
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(pcm[:, i : i + 1152]), format="fltp", layout="mono"
+            )
+            frame.sample_rate = rate
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path.read_bytes()
+
+
+def test_a_stream_that_changes_rate_midway_keeps_its_speed(tmp_path: Path) -> None:
+    """Two MP3s joined byte by byte (44.1 then 22.05 kHz): both halves at their speed."""
+    joined = tmp_path / "joined.mp3"
+    joined.write_bytes(
+        _mp3(tmp_path / "a.mp3", 44_100, 2.0) + _mp3(tmp_path / "b.mp3", 22_050, 2.0)
+    )
+    pcm, _ = load_audio(joined)
+    assert abs(len(pcm) / SAMPLE_RATE - 4.0) < 0.15, len(pcm) / SAMPLE_RATE

@@ -48,7 +48,10 @@ def iter_audio(path: str | Path, chunk_s: float = CHUNK_S) -> Iterator[np.ndarra
         rate = _declared_rate(stream)
         if not MIN_INPUT_RATE <= rate <= MAX_INPUT_RATE:
             rate = FALLBACK_RATE  # FFmpeg brings exotic rates into range first
-        converter = av.AudioResampler(format="fltp", rate=rate)
+        # One converter per input format: a stream may change rate or layout midway
+        # (joined MP3s), and a converter set up for one refuses, or passes through, another.
+        converter: av.AudioResampler | None = None
+        setup: tuple[int, str, str] | None = None
         to_16k = None if rate == SAMPLE_RATE else Resampler(rate, SAMPLE_RATE)
         target = max(1, int(chunk_s * SAMPLE_RATE))
         pending: list[np.ndarray] = []
@@ -60,7 +63,14 @@ def iter_audio(path: str | Path, chunk_s: float = CHUNK_S) -> Iterator[np.ndarra
 
         try:
             for frame in container.decode(stream):
-                for out in converter.resample(frame):
+                key = (frame.sample_rate, frame.format.name, frame.layout.name)
+                outs = []
+                if key != setup:
+                    if converter is not None:
+                        outs += converter.resample(None)  # the old setup's tail
+                    converter, setup = av.AudioResampler(format="fltp", rate=rate), key
+                assert converter is not None
+                for out in [*outs, *converter.resample(frame)]:
                     block = resampled(_mono(out))
                     pending.append(block)
                     have += len(block)
@@ -68,9 +78,10 @@ def iter_audio(path: str | Path, chunk_s: float = CHUNK_S) -> Iterator[np.ndarra
                         data = np.concatenate(pending)
                         yield _clean(data[:target])
                         pending, have = [data[target:]], len(data) - target
-            for out in converter.resample(None):
-                pending.append(resampled(_mono(out)))
-        except av.error.FFmpegError as exc:
+            if converter is not None:
+                for out in converter.resample(None):
+                    pending.append(resampled(_mono(out)))
+        except (av.error.FFmpegError, ValueError) as exc:
             raise AudioError(f"{p}: audio stream could not be decoded ({exc})") from exc
         if to_16k is not None:
             pending.append(to_16k.flush())

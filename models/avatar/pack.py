@@ -139,7 +139,11 @@ def _hidden_dir(beside: Path, suffix: str) -> Path:
 def _swap(old_pack: Path, new_pack: Path) -> None:
     """Put ``new_pack`` where ``old_pack`` is; on failure the old pack stays in place."""
     aside = _hidden_dir(old_pack, ".old")
-    old_pack.rename(aside)  # onto the empty folder just made: POSIX rename allows it
+    try:
+        old_pack.rename(aside)  # onto the empty folder just made: POSIX rename allows it
+    except BaseException:
+        aside.rmdir()
+        raise
     try:
         new_pack.rename(old_pack)
     except BaseException:

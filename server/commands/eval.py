@@ -50,13 +50,13 @@ def run(args: argparse.Namespace) -> int:
     from models.motion.evaluate import evaluate_sessions, heldout_sessions
     from models.training.synth import available_engines
 
+    if args.json is not None:
+        writable_file(args.json, "--json")  # before minutes of evaluation, not after
     missing = [name for name, ok in available_engines().items() if not ok]
     if missing:
         raise UserError(
             f"speech engines missing: {', '.join(missing)} (run scripts/apt-deps.sh test)"
         )
-    if args.json is not None:
-        writable_file(args.json, "--json")  # before minutes of evaluation, not after
     try:
         model = load_motion_model(args.onnx, fps=args.fps, provider="cpu")
     except MotionModelError as exc:

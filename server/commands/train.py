@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import shlex
 from pathlib import Path
 
@@ -53,11 +52,6 @@ def run(args: argparse.Namespace) -> int:
     from models.training.synth import available_engines
     from models.training.train import TrainConfig, train
 
-    missing = [name for name, ok in available_engines().items() if not ok]
-    if missing:
-        raise UserError(
-            f"speech engines missing: {', '.join(missing)} (run scripts/apt-deps.sh test)"
-        )
     overrides = {
         k: getattr(args, k)
         for k in ("out", "steps", "utts_per_voice", "copies", "lookahead_ms", "seed", "workers",
@@ -79,6 +73,12 @@ def run(args: argparse.Namespace) -> int:
         _check_writable(cfg.checkpoint, "--checkpoint")
     if cfg.data_cache is not None:
         _check_folder(cfg.data_cache, "--data-cache")
+        writable_file(cfg.data_cache / "probe", "--data-cache")
+    missing = [name for name, ok in available_engines().items() if not ok]
+    if missing:
+        raise UserError(
+            f"speech engines missing: {', '.join(missing)} (run scripts/apt-deps.sh test)"
+        )
     flags = ["--tiny"] if args.tiny else []
     for key, value in overrides.items():
         flags += [f"--{key.replace('_', '-')}", str(value)]
@@ -104,5 +104,3 @@ def _check_folder(folder: Path, flag: str, what: str | None = None) -> None:
         raise UserError(
             f"{flag} {what or folder}: cannot create {folder} ({exc.strerror})"
         ) from exc
-    if not os.access(folder, os.W_OK):
-        raise UserError(f"{flag} {what or folder}: {folder} is not writable")
