@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -64,8 +66,18 @@ def test_arbitrary_objects_need_explicit_opt_in(files, tmp_path):
     torch.save({"audio2lip": files["a2l"].state_dict(), "extra": Opaque()}, path)
     with pytest.raises(CheckpointError, match="allow_pickle=True") as err:
         load_audio2lip(path)
-    assert "runs code" in str(err.value) and "--edtalk-allow-pickle" in str(err.value)
+    assert "runs code" in str(err.value) and "--allow-pickle" in str(err.value)
+    assert "\x1b[" not in str(err.value), "no terminal colour codes in the message"
     assert _same(load_audio2lip(path, allow_pickle=True), files["a2l"])
+    # the export tool: the same refusal as one line and exit 2, then the named opt-in works
+    from models.edtalk.export import main as export_main
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    shutil.copy(path, folder / "Audio2Lip.pt")
+    torch.save({"gen": {}}, folder / "EDTalk.pt")
+    assert export_main([str(folder)]) == 2
+    assert export_main([str(tmp_path / "nowhere")]) == 2
 
 
 def test_truncated_file(files, tmp_path):

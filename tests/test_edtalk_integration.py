@@ -207,6 +207,17 @@ def test_serve_edtalk_refuses_missing_files_without_a_traceback(
     assert out.returncode == 2
     assert "edtalk_frame_fp16.onnx" in out.stderr and "models.edtalk.export" in out.stderr
     assert "Traceback" not in out.stderr
+    # exported, but one graph cut short and another in the wrong place
+    damaged = tmp_path / "damaged"
+    shutil.copytree(weights, damaged)
+    frame = damaged / "onnx" / "edtalk_frame_fp32.onnx"
+    frame.write_bytes(frame.read_bytes()[: frame.stat().st_size // 2])
+    out = _serve("--edtalk-weights", str(damaged))
+    assert out.returncode == 2 and "is damaged" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    shutil.copy(damaged / "onnx" / "audio2lip.onnx", frame)
+    out = _serve("--edtalk-weights", str(damaged))
+    assert out.returncode == 2 and "is not the frame graph" in out.stderr, out.stderr
 
 
 def test_live_session_with_edtalk(weights: Path, stub: Path) -> None:
@@ -295,3 +306,16 @@ def test_gpu_batcher_passes_mouth_weights_through() -> None:
     assert img[0, 0, 0] == 7 and plain[0, 0, 0] == 0
     assert rec.mouths[0] is not None and rec.mouths[0].shape == (1, 20)
     assert rec.mouths[1] is None
+
+
+def test_bench_render_backend_edtalk_prints_frames_per_second(
+    weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`headcast bench render --backend edtalk` runs EDTalk's benchmark (small test
+    graphs here), and its arguments are checked."""
+    args = ["bench", "render", "--backend", "edtalk", "--edtalk-weights", str(weights)]
+    assert main([*args, "--seconds", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "fp32" in out and "frames/s" in out, out
+    with pytest.raises(SystemExit):
+        main(["bench", "edtalk", "--batches", "0"])

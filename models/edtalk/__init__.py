@@ -7,6 +7,8 @@ from the upstream checkpoints the user downloaded; see docs/edtalk.md).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,15 +54,17 @@ def create_edtalk_renderer(
     from models.emotions import load_presets
     from models.onnx_session import create_session
 
+    weights_dir = Path(weights_dir).expanduser()
     check_weights(weights_dir, variant, precision)
-    return EdtalkRenderer(
-        create_session(source_onnx(weights_dir, variant), provider),
-        create_session(frame_onnx(weights_dir, variant, precision), provider),
-        portrait_image,
-        size=size,
-        expression_weights=load_expression_weights(Path(weights_dir) / EXP_WEIGHTS_DIR),
-        presets=load_presets(),
-    )
+    with _exported_graphs(weights_dir):
+        return EdtalkRenderer(
+            create_session(source_onnx(weights_dir, variant), provider),
+            create_session(frame_onnx(weights_dir, variant, precision), provider),
+            portrait_image,
+            size=size,
+            expression_weights=load_expression_weights(weights_dir / EXP_WEIGHTS_DIR),
+            presets=load_presets(),
+        )
 
 
 def create_audio2lip(weights_dir: str | Path, provider: Provider = "auto") -> Audio2LipRunner:
@@ -68,9 +72,27 @@ def create_audio2lip(weights_dir: str | Path, provider: Provider = "auto") -> Au
     from models.edtalk.runtime import Audio2LipRunner
     from models.onnx_session import create_session
 
+    weights_dir = Path(weights_dir).expanduser()
     path = audio2lip_onnx(weights_dir)
     if not path.is_file():
         raise WeightsError(
             f"missing {path}; export it with `python -m models.edtalk.export {weights_dir}`"
         )
-    return Audio2LipRunner(create_session(path, provider))
+    with _exported_graphs(weights_dir):
+        return Audio2LipRunner(create_session(path, provider))
+
+
+@contextmanager
+def _exported_graphs(weights_dir: Path) -> Iterator[None]:
+    """A damaged or mismatched exported graph becomes a WeightsError saying what to do."""
+    try:
+        yield
+    except WeightsError:
+        raise
+    except Exception as exc:  # ONNX Runtime's untyped load errors, missing metadata keys
+        reason = str(exc).split(" : ")[-1].strip() or exc.__class__.__name__
+        raise WeightsError(
+            f"the exported EDTalk graphs in {weights_dir / 'onnx'} are damaged or do not "
+            f"match ({reason}); export them again with "
+            f"`python -m models.edtalk.export {weights_dir}`"
+        ) from exc

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import pickle
+import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -65,8 +66,8 @@ def read_checkpoint(path: str | Path, allow_pickle: bool = False) -> dict:
             raise CheckpointError(
                 f"{path}: the file holds Python objects beyond tensors, and loading them "
                 "runs code stored in the file. Only if you trust where it came from, allow "
-                "it explicitly (allow_pickle=True; on the command line "
-                f"--edtalk-allow-pickle). Detail: {_first_line(exc)}"
+                "it explicitly (allow_pickle=True; for the export tool, "
+                f"python -m models.edtalk.export DIR --allow-pickle). Detail: {_first_line(exc)}"
             ) from exc
         obj = _load_unsafe(path)
     except (RuntimeError, EOFError, ValueError, OSError) as exc:
@@ -87,8 +88,11 @@ def _load_unsafe(path: Path) -> object:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    text = _ANSI.sub("", str(exc)).strip()  # torch colours its hints for terminals
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def state_dict_of(checkpoint: Mapping, key: str, path: str | Path) -> dict[str, torch.Tensor]:

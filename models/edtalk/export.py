@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,6 +38,7 @@ from models.edtalk.files import (
     VARIANT_FILES,
     Precision,
     Variant,
+    WeightsError,
     audio2lip_onnx,
     frame_onnx,
     source_onnx,
@@ -253,7 +255,11 @@ def export_weights_dir(
     allow_pickle: bool = False,
 ) -> list[Path]:
     """Export everything the runtime needs from the upstream files in ``weights_dir``."""
-    root = Path(weights_dir)
+    root = Path(weights_dir).expanduser()
+    if not root.is_dir():
+        raise WeightsError(
+            f"{root}: no such folder (it should hold {', '.join(VARIANT_FILES.values())})"
+        )
     written = []
     for variant in variants:
         pt = root / VARIANT_FILES[variant]
@@ -301,9 +307,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for path in export_weights_dir(
-        args.weights_dir, tuple(args.variant or ["edtalk"]), allow_pickle=args.allow_pickle
-    ):
+    try:
+        paths = export_weights_dir(
+            args.weights_dir, tuple(args.variant or ["edtalk"]), allow_pickle=args.allow_pickle
+        )
+    except WeightsError as exc:  # a missing, truncated, foreign or pickled file: say which
+        print(f"edtalk export: error: {exc}", file=sys.stderr)
+        return 2
+    for path in paths:
         print(path)
     return 0
 

@@ -55,10 +55,14 @@ def check_weights(
     need_onnx: bool = True,
 ) -> None:
     """Raise :class:`WeightsError` listing every missing file and what to do about it."""
-    root = Path(weights_dir)
+    root = Path(weights_dir).expanduser()
     if variant not in VARIANT_FILES:
         raise WeightsError(
             f"unknown EDTalk variant {variant!r}; use one of {sorted(VARIANT_FILES)}"
+        )
+    if root.exists() and not root.is_dir():
+        raise WeightsError(
+            f"EDTalk weights: {root} is a file; give the folder holding the checkpoints"
         )
     if not root.is_dir():
         raise WeightsError(
@@ -84,4 +88,27 @@ def check_weights(
         raise WeightsError(
             f"missing in {root}: {names}. Export them once with "
             f"`python -m models.edtalk.export {root}` (needs torch)"
+        )
+    roles = (("headcast.graph", "source"), ("headcast.graph", "frame"),
+             ("headcast.model", "edtalk_audio2lip"))  # fmt: skip
+    for path, (key, role) in zip(wanted, roles, strict=True):
+        _check_export(root, path, key, role)
+
+
+def _check_export(root: Path, path: Path, key: str, role: str) -> None:
+    """WeightsError unless ``path`` parses as ONNX and is the graph its name says."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's own decode errors
+        raise WeightsError(
+            f"{path} is damaged ({exc.__class__.__name__}); export again with "
+            f"`python -m models.edtalk.export {root}`"
+        ) from exc
+    meta = {p.key: p.value for p in model.metadata_props}
+    if meta.get(key) != role:
+        raise WeightsError(
+            f"{path} is not the {role} graph; export again with "
+            f"`python -m models.edtalk.export {root}`"
         )

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from server.cli_args import positive_int, positive_seconds
+
 HELP = "frames/s of the EDTalk neural renderer (ONNX Runtime; CPU, and CUDA when present)"
 
 
@@ -21,11 +23,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "same graphs, same cost, meaningless pictures",
     )
     parser.add_argument("--portrait", type=Path, help="face crop image (default: synthetic)")
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "fp16"])
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
-    parser.add_argument("--seconds", type=float, default=3.0, help="time budget per measurement")
     parser.add_argument(
-        "--providers", nargs="+", default=None, help="default: cpu, and cuda if usable"
+        "--precisions", nargs="+", default=["fp32", "fp16"], choices=["fp32", "fp16"]
+    )
+    parser.add_argument("--batches", type=positive_int, nargs="+", default=[1, 4])
+    parser.add_argument(
+        "--seconds", type=positive_seconds, default=3.0, help="time budget per measurement"
+    )
+    parser.add_argument(
+        "--providers",
+        nargs="+",
+        default=None,
+        choices=["cpu", "cuda"],
+        help="default: cpu, and cuda if usable",
     )
     parser.add_argument("--variant", default="edtalk", choices=["edtalk", "edtalk_lip_pose"])
 

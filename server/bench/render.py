@@ -6,6 +6,7 @@ import argparse
 import gc
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -18,7 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="time budget per measurement")
     parser.add_argument("--onnx-batches", type=int, nargs="+", default=[1, 4])
     parser.add_argument(
-        "--backend", default="warp", help="warp (default) or edtalk, when installed"
+        "--backend",
+        default="warp",
+        choices=["warp", "edtalk"],
+        help="warp (default) or edtalk (the same as `headcast bench edtalk`)",
+    )
+    parser.add_argument("--edtalk-weights", type=Path, help="with --backend edtalk")
+    parser.add_argument(
+        "--random", action="store_true", help="with --backend edtalk: random-weight graphs"
     )
 
 
@@ -58,12 +66,8 @@ def run(args: argparse.Namespace) -> int:
     from models.render.warp import WarpRenderer
     from models.render.warp_onnx import OnnxWarpRenderer
 
-    if args.backend != "warp":
-        from server.errors import UserError
-
-        raise UserError(
-            f"backend {args.backend!r} has its own benchmark: `headcast bench {args.backend}`"
-        )
+    if args.backend == "edtalk":
+        return _edtalk(args)
     base = load_pack(args.avatar)
     rng = np.random.default_rng(0)
     coeffs = _talking(250, rng)
@@ -103,3 +107,16 @@ def run(args: argparse.Namespace) -> int:
             ratio = remap_fps / fps
             print(f"{size:>5} {name:<28} {fps:>10.1f} {1000 / fps:>9.2f} {ratio:>8.2f}x remap")
     return 0
+
+
+def _edtalk(args: argparse.Namespace) -> int:
+    """``--backend edtalk``: EDTalk's own benchmark (frames/s per provider, precision and
+    batch), with its defaults and this command's weights, budget and sizes."""
+    from server.bench import edtalk
+
+    parser = argparse.ArgumentParser()
+    edtalk.add_arguments(parser)
+    options = parser.parse_args([])
+    options.edtalk_weights, options.random = args.edtalk_weights, args.random
+    options.seconds = args.seconds
+    return edtalk.run(options)
