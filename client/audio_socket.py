@@ -14,6 +14,10 @@ import websockets
 
 from client.pcm import encode_pcm, pcm_seconds
 
+# Largest piece of PCM sent in one message: well under the server's 1 MiB default
+# message limit, and small enough that a fast push never holds the event loop long.
+MAX_PIECE_BYTES = 64 * 1024
+
 
 class AudioSocket:
     """One WebSocket: PCM and control out, events in (kept with their arrival time)."""
@@ -28,6 +32,8 @@ class AudioSocket:
         self._reader: asyncio.Task[None] | None = None
         self.ready: dict[str, Any] = {}
         self.closed_reason: str | None = None
+        self._cursor = 0  # events before this index were returned by next_event already
+        self._interrupts = 0  # interrupt() calls: a running stream() stops at the next one
 
     def start(self) -> None:
         self._reader = asyncio.get_running_loop().create_task(self._read())
@@ -66,34 +72,54 @@ class AudioSocket:
         *,
         realtime: bool = False,
         end_of_utterance: bool = True,
-    ) -> None:
-        """Send every chunk (paced at real time if asked), then ``end_of_utterance``."""
+    ) -> bool:
+        """Send every chunk (paced at real time if asked), then ``end_of_utterance``.
+
+        Chunks may be any size: bytes cut mid-sample are carried to the next chunk, and
+        large chunks go out in pieces the server accepts. Returns False, having sent
+        nothing more, when :meth:`interrupt` is called meanwhile (a barge-in); True
+        once everything was sent.
+        """
         t0 = time.monotonic()
         sent_s = 0.0
+        generation = self._interrupts
+        frame = (2 if self.fmt == "s16le" else 4) * self.channels
+        rest = b""
+
+        async def send(chunk: np.ndarray | bytes) -> bool:
+            nonlocal sent_s, rest
+            data = rest + self.encode(chunk)
+            whole = len(data) - len(data) % frame
+            rest = data[whole:]
+            for i in range(0, whole, MAX_PIECE_BYTES):
+                if self._interrupts != generation:
+                    return False
+                piece = data[i : min(i + MAX_PIECE_BYTES, whole)]
+                await self.ws.send(piece)
+                sent_s += pcm_seconds(len(piece), self.fmt, self.channels, self.sample_rate)
+                wait = t0 + sent_s - time.monotonic() if realtime else 0.0
+                await asyncio.sleep(max(0.0, wait))  # also lets the event loop breathe
+            return self._interrupts == generation
+
         if isinstance(chunks, AsyncIterable):
             async for chunk in chunks:
-                sent_s += await self._paced(chunk, realtime, t0, sent_s)
+                if not await send(chunk):
+                    return False
         else:
             for chunk in chunks:
-                sent_s += await self._paced(chunk, realtime, t0, sent_s)
+                if not await send(chunk):
+                    return False
         if end_of_utterance:
             await self.send_control({"type": "end_of_utterance"})
-
-    async def _paced(
-        self, chunk: np.ndarray | bytes, realtime: bool, t0: float, sent: float
-    ) -> float:
-        data = self.encode(chunk)
-        await self.ws.send(data)
-        seconds = pcm_seconds(len(data), self.fmt, self.channels, self.sample_rate)
-        if realtime:
-            await asyncio.sleep(max(0.0, t0 + sent + seconds - time.monotonic()))
-        return seconds
+        return True
 
     async def send_control(self, message: dict[str, Any]) -> float:
         await self.ws.send(json.dumps(message))
         return time.monotonic()
 
     async def interrupt(self) -> float:
+        """Stop the speech now; a :meth:`stream` in progress sends nothing more."""
+        self._interrupts += 1
         return await self.send_control({"type": "interrupt"})
 
     async def emotion(self, name: str, transition_s: float = 0.4) -> float:
@@ -105,14 +131,18 @@ class AudioSocket:
         return await self.send_control({"type": "pose", "values": values})
 
     async def next_event(
-        self, kind: str | None = None, within_s: float = 10.0, after: int = 0
+        self, kind: str | None = None, within_s: float = 10.0, after: int | None = None
     ) -> dict[str, Any]:
-        """The first event (of ``kind``) at index >= ``after``; TimeoutError otherwise."""
+        """The next event (of ``kind``): the first at index >= ``after``, by default after
+        the last one this method returned, so each turn's events are its own;
+        TimeoutError when none comes within ``within_s``."""
         deadline = time.monotonic() + within_s
-        seen = after
+        seen = self._cursor if after is None else after
         while True:
-            for _, event in self.events[seen:]:
+            for i in range(seen, len(self.events)):
+                event = self.events[i][1]
                 if kind is None or event.get("type") == kind:
+                    self._cursor = max(self._cursor, i + 1)
                     return event
             seen = max(seen, len(self.events))
             if self.closed_reason is not None:

@@ -6,9 +6,14 @@ For voice-agent back ends::
     client = HeadcastClient("http://127.0.0.1:8080")
     session = await client.create_session(avatar="default", emotion="happy")
     async with await client.connect(session["id"], sample_rate=24_000) as audio:
-        await audio.stream(tts_chunks())          # async iterator of int16 PCM bytes
-        await audio.interrupt()                   # the user barged in
+        talking = asyncio.create_task(audio.stream(tts_chunks(), realtime=True))
+        await audio.next_event("speech_started")  # each call: the next such event
+        await audio.interrupt()                   # the user barged in: stream() stops
+        assert await talking is False             # (True when everything was sent)
         event = await audio.next_event("interrupted")
+
+``stream`` takes chunks of any size (int16 bytes may be cut mid-sample; large chunks
+go out in pieces the server accepts).
     await client.close_session(session["id"])
 
 Only the standard library, ``websockets`` and (for :class:`Viewer`) ``aiortc``/``numpy``.

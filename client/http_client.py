@@ -119,17 +119,18 @@ class HeadcastClient:
             url += "?token=" + urllib.parse.quote(self.token, safe="")
         ws = await websockets.connect(url, max_size=None)
         sock = AudioSocket(ws, sample_rate, fmt, channels)
-        await ws.send(
-            json.dumps(
-                {
-                    "type": "start",
-                    "format": fmt,
-                    "sample_rate": sample_rate,
-                    "channels": channels,
-                    "coefficients": coefficients,
-                }
-            )
-        )
-        sock.start()
-        sock.ready = await sock.next_event("ready")
+        start = {
+            "type": "start",
+            "format": fmt,
+            "sample_rate": sample_rate,
+            "channels": channels,
+            "coefficients": coefficients,
+        }
+        try:
+            await ws.send(json.dumps(start))
+            sock.start()
+            sock.ready = await sock.next_event("ready")
+        except BaseException:  # refused, timed out or cancelled: leave nothing open
+            await sock.close()
+            raise
         return sock

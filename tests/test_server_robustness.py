@@ -381,3 +381,55 @@ async def _close_code(sock: Any) -> int | None:
             break
         await asyncio.sleep(0.03)
     return sock.ws.close_code  # type: ignore[no-any-return]
+
+
+def test_python_client_streams_any_chunking_and_stops_on_interrupt(srv: ServerThread) -> None:
+    """The voice-agent client: bytes cut mid-sample and chunks over the server's message
+    limit still play; interrupt() ends a stream() in progress; next_event() returns each
+    turn's own events; a refused connect leaves nothing open."""
+    import numpy as np
+
+    speech = load_speech(2.0)
+    pcm16 = (np.clip(speech, -1, 1) * 32767).astype("<i2").tobytes()
+
+    async def main() -> None:
+        c = HeadcastClient(srv.url)
+        s = await c.create_session()
+        sock = await c.connect(s["id"])
+        # 1001-byte pieces: every other one ends mid-sample
+        assert await sock.stream([pcm16[i : i + 1001] for i in range(0, len(pcm16), 1001)])
+        first = await sock.next_event("speech_ended", within_s=10)
+        assert not sock.of_type("error")
+        # one chunk of 3 s of 48 kHz float32 (1.15 MB): sent in pieces, no 1009 close
+        big = np.tile(speech, 2)[: 3 * 16_000].repeat(3).astype(np.float32)
+        wide = await c.connect(s["id"], sample_rate=48_000, fmt="f32le")
+        assert await wide.stream([big])
+        await wide.next_event("speech_started", within_s=5)
+        assert wide.closed_reason is None
+        second = await sock.next_event("speech_ended", within_s=12)
+        assert second is not first and second["t_ms"] > first["t_ms"]  # this turn's own
+        await wide.close()
+
+        # interrupt() mid-stream: the rest of a paced stream is not sent
+        async def tts() -> Any:
+            for i in range(0, len(pcm16), 640):
+                yield pcm16[i : i + 640]
+
+        talking = asyncio.create_task(sock.stream(tts(), realtime=True))
+        await sock.next_event("speech_started", within_s=5)
+        await sock.interrupt()
+        assert await asyncio.wait_for(talking, 2) is False
+        await sock.next_event("interrupted", within_s=3)
+        cut = len(sock.events)
+        await asyncio.sleep(0.6)  # no rest of the utterance arrives to be said
+        assert not [e for _, e in sock.events[cut:] if e.get("type") == "speech_started"]
+        await sock.close()
+        await c.close_session(s["id"])
+        # a connect the server refuses (unknown session) leaves no task behind
+        before = len(asyncio.all_tasks())
+        with pytest.raises(Exception):  # noqa: B017 - the websockets close error
+            await c.connect("nope")
+        await asyncio.sleep(0.1)
+        assert len(asyncio.all_tasks()) == before
+
+    run(main(), timeout=60)
