@@ -37,8 +37,9 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from server.avatar_dir import AVATAR_NAME
 from server.settings import ServerSettings
-from server.state import AVATAR_NAME, get_state
+from server.state import get_state
 
 router = APIRouter(prefix="/v1/tokens", tags=["auth"])
 

@@ -18,8 +18,9 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 
+from server.avatar_dir import AVATAR_NAME, DEFAULT_AVATAR
 from server.bodies import openapi_body, read_upload
-from server.state import AVATAR_NAME, DEFAULT_AVATAR, AppState, get_state
+from server.state import AppState, get_state
 
 router = APIRouter(prefix="/v1/avatars", tags=["avatars"])
 MAX_JOBS = 64  # finished jobs kept for inspection

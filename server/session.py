@@ -34,13 +34,12 @@ from server.clock import (
 from server.events import EventStream
 from server.output import PipelineOutput
 from server.pipeline import EARLY_ONSET_MIN_SAMPLES
+from server.playback_events import PlaybackEvents
 from server.process_tuning import release_free_memory
 
 log = logging.getLogger(__name__)
 
 InputMode = Literal["websocket", "mirror", "upload"]
-POSITION_EVERY_S = 0.2  # playback position events while speaking
-DROPPED_EVERY_S = 1.0  # at most one dropped-frames event per second
 MAX_PEERS = 4  # viewers per session
 # A viewer whose connection is not up this long after its answer is dropped (an offer
 # aiortc accepted but cannot connect, a client that vanished before ICE finished).
@@ -96,11 +95,7 @@ class Session:
         self.tracks: dict[str, list[MediaStreamTrack]] = {}
         self.streams: set[EventStream] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._event_frame = -1
-        self._speaking = False
-        self._utterance_start = 0
-        self._last_position = 0.0
-        self._last_dropped_report = (0.0, 0, 0)  # (time, frames, audio samples)
+        self.events = PlaybackEvents(self.clock, lambda: self.streams)
         self.last_activity = time.monotonic()
         # timing stats
         self.first_frame_s: float | None = None
@@ -140,7 +135,7 @@ class Session:
                 if self._on_cost is not None and self.pipeline.render_video and ticks > 0:
                     # thread CPU time: what this session costs, whatever else the machine runs
                     self._on_cost(self.pipeline.tick_cpu_s, ticks)
-                self._emit_playback_events()
+                self.events.emit(self.pipeline, self.dropped_frames())
             if self._onset_pending:
                 self._onset_pending, woken = False, True
                 continue
@@ -171,25 +166,8 @@ class Session:
                 self._onset_pending = True
 
     async def interrupt(self) -> dict[str, Any]:
-        now = time.monotonic()
-        cut = await self._run(self.pipeline.interrupt, now)
-        position_ms = (
-            max(0, cut["sample"] - self._utterance_start) * 1000.0 / SAMPLE_RATE
-            if self._speaking
-            else 0.0
-        )
-        event = {
-            "type": "interrupted",
-            "t_ms": round(cut["sample"] * 1000.0 / SAMPLE_RATE, 1),
-            "position_ms": round(position_ms, 1),
-            "dropped_ms": round(cut["dropped_samples"] * 1000.0 / SAMPLE_RATE, 1),
-        }
-        if self._speaking:
-            self._speaking = False
-            self.broadcast({"type": "speech_ended", "t_ms": event["t_ms"], "interrupted": True})
-        self._event_frame = max(self._event_frame, cut["frame"] - 1)
-        self.broadcast(event)
-        return event
+        cut = await self._run(self.pipeline.interrupt, time.monotonic())
+        return self.events.interrupted(cut)
 
     async def control(self, method: str, *args: Any) -> None:
         """``mixer.<method>(*args)`` on the worker side, between ticks."""
@@ -252,54 +230,7 @@ class Session:
     # ---- events -----------------------------------------------------------------------
 
     def broadcast(self, event: dict[str, Any]) -> None:
-        for stream in self.streams:
-            stream.put(event)
-
-    def _emit_playback_events(self) -> None:
-        j_out = self.clock.output_frame()
-        want_coeffs = any(s.coefficients for s in self.streams)
-        for j in range(self._event_frame + 1, j_out + 1):
-            frame = self.pipeline.frame(j)
-            speech = frame.speech if frame is not None else False
-            t_ms = round(self.clock.frame_ms(j), 1)
-            if speech and not self._speaking:
-                self._speaking = True
-                self._utterance_start = self.clock.frame_sample(j)
-                self._last_position = t_ms
-                self.broadcast({"type": "speech_started", "t_ms": t_ms})
-            elif not speech and self._speaking:
-                self._speaking = False
-                self.broadcast({"type": "speech_ended", "t_ms": t_ms})
-            if self._speaking and t_ms - self._last_position >= POSITION_EVERY_S * 1000:
-                self._last_position = t_ms
-                played = self.clock.frame_sample(j) - self._utterance_start
-                self.broadcast(
-                    {"type": "position", "t_ms": t_ms, "position_ms": played * 1000.0 / SAMPLE_RATE}
-                )
-            if want_coeffs and frame is not None:
-                event = {
-                    "type": "coefficients",
-                    "frame": j,
-                    "t_ms": t_ms,
-                    "values": [round(float(v), 4) for v in frame.coeffs],
-                }
-                for s in self.streams:
-                    if s.coefficients:
-                        s.put(event)
-        self._event_frame = max(self._event_frame, j_out)
-        now = time.monotonic()
-        last_t, last_n, last_audio = self._last_dropped_report
-        dropped = self.dropped_frames()
-        audio = self.pipeline.input.dropped_samples
-        if (dropped > last_n or audio > last_audio) and now - last_t >= DROPPED_EVERY_S:
-            self._last_dropped_report = (now, dropped, audio)
-            self.broadcast(
-                {
-                    "type": "dropped",
-                    "frames": dropped,
-                    "audio_ms": round(audio * 1000.0 / SAMPLE_RATE, 1),
-                }
-            )
+        self.events.broadcast(event)
 
     def ready_event(self) -> dict[str, Any]:
         return {
@@ -372,7 +303,7 @@ class Session:
             "fps": self.params.fps,
             "input": self.params.input,
             "viewers": len(self.peers),
-            "speaking": self._speaking,
+            "speaking": self.events.speaking,
             "buffered_ms": round(p.buffered() * 1000.0 / SAMPLE_RATE, 1),
             "delay_ms": round(self.clock.delay_s * 1000.0, 1),
             "frames_sent": self.frames_sent(),

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,7 @@ from typing import Any
 from models.channels import zeros
 from models.mixer import MotionMixer
 from models.onnx_session import cuda_available
+from server.avatar_dir import DEFAULT_AVATAR, avatar_names, avatar_source
 from server.clock import output_delay_frames, output_delay_s
 from server.encoders import measure_encode_cost, use_speech_encoders
 from server.ice import restrict_host_addresses
@@ -47,8 +47,6 @@ from server.tracks import audio_read_ahead, use_fast_audio_level
 
 log = logging.getLogger(__name__)
 
-DEFAULT_AVATAR = "default"
-AVATAR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 REAP_EVERY_S = 5.0
 LOAD_EVERY_S = 2.0  # how often the process CPU is folded into admission costs
 # Up to this many cores the video tracks encode on the event loop: a hand-off to a thread
@@ -59,10 +57,6 @@ ENCODE_ON_LOOP_MAX_CORES = 4
 
 class UnsupportedSession(ValueError):
     """Session parameters the configured models cannot serve (the message says why)."""
-
-
-class UnknownAvatar(LookupError):
-    """An avatar name that is neither built in nor enrolled."""
 
 
 class AppState:
@@ -237,21 +231,10 @@ class AppState:
     # ---- models -----------------------------------------------------------------------
 
     def avatar_source(self, name: str) -> str | Path | None:
-        """Avatar name -> what ``create_renderer`` takes; :class:`UnknownAvatar` if none."""
-        if name == DEFAULT_AVATAR:
-            return self.settings.avatar
-        if not AVATAR_NAME.match(name):
-            raise UnknownAvatar(f"invalid avatar name {name!r}")
-        path = self.settings.avatars_dir / name
-        if not _is_pack(path):
-            raise UnknownAvatar(f"unknown avatar {name!r}; see GET /v1/avatars")
-        return path
+        return avatar_source(name, self.settings.avatar, self.settings.avatars_dir)
 
     def avatar_names(self) -> list[str]:
-        """The built-in avatar and every complete pack in ``avatars_dir``."""
-        root = self.settings.avatars_dir
-        found = sorted(p.name for p in root.iterdir() if _is_pack(p)) if root.is_dir() else []
-        return [DEFAULT_AVATAR, *[n for n in found if AVATAR_NAME.match(n)]]
+        return avatar_names(self.settings.avatars_dir)
 
     async def renderer_pool(self, avatar: str, size: int) -> RendererPool:
         key = (avatar, size)
@@ -395,8 +378,3 @@ def get_state(request: Any) -> AppState:
     """The :class:`AppState` of the app serving ``request`` (HTTP or WebSocket)."""
     state: AppState = request.app.state.headcast
     return state
-
-
-def _is_pack(path: Path) -> bool:
-    """A finished avatar pack: enrollment writes its metadata last, then renames it in."""
-    return (path / "avatar.json").is_file()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import socket
 import threading
 import time
@@ -29,6 +30,17 @@ def load_speech(seconds: float | None = None) -> np.ndarray:
         assert w.getframerate() == 16_000 and w.getnchannels() == 1
         pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768.0
     return pcm if seconds is None else pcm[: int(seconds * 16_000)]
+
+
+def wav_bytes(pcm: np.ndarray) -> bytes:
+    """float32 16 kHz mono -> 16-bit WAV file bytes."""
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16_000)
+        w.writeframes((pcm * 32767).astype("<i2").tobytes())
+    return buf.getvalue()
 
 
 def require_motion_model() -> None:

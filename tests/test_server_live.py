@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import time
-import wave
 from collections.abc import Iterator
-from io import BytesIO
 from typing import Any
 
 import av
@@ -32,6 +30,7 @@ from tests.server_harness import (
     mouth_series,
     require_motion_model,
     run,
+    wav_bytes,
 )
 
 OPEN = 0.2  # openness that counts as "mouth open" (jawOpen > ~0.4)
@@ -215,12 +214,6 @@ class SpeechTrack(MediaStreamTrack):
 
 def test_mirror_mode_h264_and_file_upload(srv: ServerThread, meter: MouthMeter) -> None:
     speech = load_speech(2.5)
-    buf = BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16_000)
-        w.writeframes((speech * 32767).astype("<i2").tobytes())
 
     async def main() -> tuple[Viewer, Any, dict[str, Any], list[dict[str, Any]], Any]:
         client = HeadcastClient(srv.url)
@@ -234,7 +227,7 @@ def test_mirror_mode_h264_and_file_upload(srv: ServerThread, meter: MouthMeter) 
         await client.close_session(mirror["id"])
         up = await client.create_session(seed=6)
         sock = await client.connect(up["id"], coefficients=True)
-        reply = await client.upload_audio(up["id"], buf.getvalue())
+        reply = await client.upload_audio(up["id"], wav_bytes(speech))
         await sock.next_event("speech_ended", within_s=8)
         await sock.close()
         await client.close_session(up["id"])

@@ -312,7 +312,8 @@ def test_serve_on_a_taken_port_is_a_one_line_error(capsys: Any) -> None:
 def test_only_finished_avatar_packs_are_listed_or_served(tmp_path: Path) -> None:
     """A folder without its metadata (an enrollment still writing, or debris) is neither
     listed nor accepted as an avatar."""
-    from server.state import AppState, UnknownAvatar
+    from server.avatar_dir import UnknownAvatar
+    from server.state import AppState
 
     (tmp_path / "done").mkdir()
     (tmp_path / "done" / "avatar.json").write_text("{}")

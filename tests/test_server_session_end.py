@@ -1,0 +1,161 @@
+"""How sessions end and how the Python client behaves: a deleted session's socket is
+told, a viewer that never connects is dropped, speech dropped on overflow is reported,
+and the voice-agent client streams any chunking and stops on interrupt."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from client.headcast_client import HeadcastClient
+from tests.server_harness import ServerThread, load_speech, require_motion_model, run, wav_bytes
+
+
+@pytest.fixture(scope="module")
+def srv() -> Iterator[ServerThread]:
+    require_motion_model()
+    with ServerThread() as server:
+        yield server
+
+
+def test_deleted_session_closes_its_socket_and_a_viewer_that_never_connects_is_dropped(
+    srv: ServerThread,
+) -> None:
+    async def main() -> None:
+        from aiortc import RTCPeerConnection
+
+        c = HeadcastClient(srv.url)
+        s = await c.create_session()
+        sock = await c.connect(s["id"])
+        await c.close_session(s["id"])
+        closed = await sock.next_event("closed", within_s=3)
+        assert "session closed" in closed["message"]
+        assert await _close_code(sock) == 1001
+
+        # the same while the client is sending: it still learns why (no plain 1000)
+        for _ in range(5):
+            s = await c.create_session()
+            sock = await c.connect(s["id"])
+
+            async def chatter(sock: Any = sock) -> None:
+                with contextlib.suppress(Exception):
+                    while True:
+                        await sock.send_control({"type": "ping"})
+                        await asyncio.sleep(0.003)
+
+            talker = asyncio.create_task(chatter())
+            await asyncio.sleep(0.1)
+            await c.close_session(s["id"])
+            await sock.next_event("closed", within_s=3)
+            assert await _close_code(sock) == 1001
+            talker.cancel()
+
+        # an offer whose client never applies the answer: the viewer never connects
+        s = await c.create_session()
+        srv.state.sessions[s["id"]].connect_timeout_s = 0.5
+        pc = RTCPeerConnection()
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        resp = await c.request(
+            "POST", s["whep"], pc.localDescription.sdp.encode(), "application/sdp"
+        )
+        assert resp.status == 201
+        assert (await c.session(s["id"]))["viewers"] == 1
+        await asyncio.sleep(1.5)
+        assert (await c.session(s["id"]))["viewers"] == 0, "the stuck viewer was dropped"
+        await pc.close()
+        await c.close_session(s["id"])
+
+    run(main(), timeout=30)
+
+
+def test_speech_dropped_on_overflow_is_counted_and_reported(srv: ServerThread) -> None:
+    """One upload longer than the session buffers: the oldest speech is dropped, counted
+    in the session's stats and reported to its socket."""
+    import numpy as np
+
+    limit_s = srv.settings.max_buffered_audio_s
+    speech = load_speech()
+    pcm = np.tile(speech, int((limit_s + 10) / (len(speech) / 16_000)) + 1)
+    wav = wav_bytes(pcm)
+
+    async def main() -> None:
+        c = HeadcastClient(srv.url)
+        s = await c.create_session()
+        sock = await c.connect(s["id"])
+        resp = await c.request("POST", s["audio"], wav, "audio/wav")
+        assert resp.status == 202
+        event = await sock.next_event("dropped", within_s=5)
+        expected_ms = (len(pcm) / 16_000 - limit_s) * 1000
+        assert event["audio_ms"] >= 0.9 * expected_ms, (event, expected_ms)
+        stats = await c.session(s["id"])
+        assert stats["dropped_audio_ms"] >= 0.9 * expected_ms
+        await sock.close()
+        await c.close_session(s["id"])
+
+    run(main(), timeout=40)
+
+
+async def _close_code(sock: Any) -> int | None:
+    """The close code the server sent, once the client's reader has seen the close."""
+    for _ in range(100):
+        if sock.closed_reason is not None:
+            break
+        await asyncio.sleep(0.03)
+    return sock.ws.close_code  # type: ignore[no-any-return]
+
+
+def test_python_client_streams_any_chunking_and_stops_on_interrupt(srv: ServerThread) -> None:
+    """The voice-agent client: bytes cut mid-sample and chunks over the server's message
+    limit still play; interrupt() ends a stream() in progress; next_event() returns each
+    turn's own events; a refused connect leaves nothing open."""
+    import numpy as np
+
+    speech = load_speech(2.0)
+    pcm16 = (np.clip(speech, -1, 1) * 32767).astype("<i2").tobytes()
+
+    async def main() -> None:
+        c = HeadcastClient(srv.url)
+        s = await c.create_session()
+        sock = await c.connect(s["id"])
+        # 1001-byte pieces: every other one ends mid-sample
+        assert await sock.stream([pcm16[i : i + 1001] for i in range(0, len(pcm16), 1001)])
+        first = await sock.next_event("speech_ended", within_s=10)
+        assert not sock.of_type("error")
+        # one chunk of 3 s of 48 kHz float32 (1.15 MB): sent in pieces, no 1009 close
+        big = np.tile(speech, 2)[: 3 * 16_000].repeat(3).astype(np.float32)
+        wide = await c.connect(s["id"], sample_rate=48_000, fmt="f32le")
+        assert await wide.stream([big])
+        await wide.next_event("speech_started", within_s=5)
+        assert wide.closed_reason is None
+        second = await sock.next_event("speech_ended", within_s=12)
+        assert second is not first and second["t_ms"] > first["t_ms"]  # this turn's own
+        await wide.close()
+
+        # interrupt() mid-stream: the rest of a paced stream is not sent
+        async def tts() -> Any:
+            for i in range(0, len(pcm16), 640):
+                yield pcm16[i : i + 640]
+
+        talking = asyncio.create_task(sock.stream(tts(), realtime=True))
+        await sock.next_event("speech_started", within_s=5)
+        await sock.interrupt()
+        assert await asyncio.wait_for(talking, 2) is False
+        await sock.next_event("interrupted", within_s=3)
+        cut = len(sock.events)
+        await asyncio.sleep(0.6)  # no rest of the utterance arrives to be said
+        assert not [e for _, e in sock.events[cut:] if e.get("type") == "speech_started"]
+        await sock.close()
+        await c.close_session(s["id"])
+        # a connect the server refuses (unknown session) leaves no task behind
+        before = len(asyncio.all_tasks())
+        with pytest.raises(Exception):  # noqa: B017 - the websockets close error
+            await c.connect("nope")
+        await asyncio.sleep(0.1)
+        assert len(asyncio.all_tasks()) == before
+
+    run(main(), timeout=60)
