@@ -212,6 +212,9 @@ class Scheduler:
         self.interpreter_idle = 0.0
         #: video encodes run on executor threads, outside the interpreter lock
         self.encode_off_loop = False
+        #: frames render on this process's threads (no render processes): their tick is
+        #: mostly native code (ONNX Runtime, cv2) that runs outside the interpreter lock
+        self.render_in_process = False
         self._seen_main: CpuSample | None = None
         #: share of recent renders that missed their send time, all sessions (measured)
         self.late_fraction = 0.0
@@ -288,7 +291,9 @@ class Scheduler:
         machine has, that work fits in one: measured on a 16-core machine, the server
         stopped keeping up at about one core of it while the other cores idled. The
         encodes on executor threads run outside the lock and are left out
-        (``encode_off_loop``); so are the render processes, which have their own.
+        (``encode_off_loop``); so are renders, whether in render processes, which have
+        their own, or on this process's threads (``render_in_process``), where their
+        native code runs outside the lock.
         """
         delta, self._seen_main = self._since(self._seen_main, cpu_s, now)
         if delta is None:
@@ -297,6 +302,8 @@ class Scheduler:
         count = sum(made.values())
         if self.encode_off_loop:
             spent -= sum(n * self.encode_cost.get(size, 0.0) for size, n in made.items())
+        if self.render_in_process:
+            spent -= sum(n * self.tick_cost.get(size, 0.0) for size, n in made.items())
         if count == 0 and dt > 0:
             if not self.load:  # as in observe_process_cpu
                 busy = max(spent / dt, 0.0)

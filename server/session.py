@@ -14,7 +14,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -86,12 +86,13 @@ class Session:
         self._run = run  # awaitable runner onto the worker pool
         self._on_cost = on_cost
         self.closed = False
-        self.owned_by_viewer = False  # created by POST /v1/whep: closes with its viewer
+        #: set on a session made for its viewer (POST /v1/whep): closes it with that viewer
+        self.close_without_viewers: Callable[[], Awaitable[object]] | None = None
         self.peers: dict[str, RTCPeerConnection] = {}
         self._dropped_by_gone_viewers = 0
-        self.claimed = False  # a viewer or a WebSocket has come
+        self.claimed = False  # a viewer has connected or a WebSocket has come
         self.connect_timeout_s = CONNECT_TIMEOUT_S
-        self.peers_timed_out = 0
+        self.viewers_timed_out = 0
         self.tracks: dict[str, list[MediaStreamTrack]] = {}
         self.streams: set[EventStream] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -178,13 +179,14 @@ class Session:
     def add_peer(self, pc: RTCPeerConnection) -> str:
         rid = secrets.token_urlsafe(9)
         self.peers[rid] = pc
-        self.claimed = True
         self.last_activity = time.monotonic()
 
         @pc.on("connectionstatechange")
         async def _state() -> None:
-            if pc.connectionState in ("failed", "closed"):
-                await self.remove_peer(rid)
+            if pc.connectionState == "connected":
+                self.claimed = True
+            elif pc.connectionState in ("failed", "closed"):
+                await self.drop_viewer(rid)
 
         @pc.on("track")
         def _track(track: MediaStreamTrack) -> None:
@@ -198,8 +200,17 @@ class Session:
         await asyncio.sleep(self.connect_timeout_s)
         if self.peers.get(rid) is pc and pc.connectionState in ("new", "connecting"):
             log.info("session %s: viewer %s never connected; dropped", self.id, rid)
-            self.peers_timed_out += 1
-            await self.remove_peer(rid)
+            self.viewers_timed_out += 1
+            await self.drop_viewer(rid)
+
+    async def drop_viewer(self, rid: str) -> bool:
+        """Remove viewer ``rid`` (False if unknown); a session made for its viewer closes
+        with its last one."""
+        if not await self.remove_peer(rid):
+            return False
+        if not self.peers and not self.closed and self.close_without_viewers is not None:
+            await self.close_without_viewers()
+        return True
 
     async def remove_peer(self, rid: str) -> bool:
         pc = self.peers.pop(rid, None)
@@ -303,6 +314,7 @@ class Session:
             "fps": self.params.fps,
             "input": self.params.input,
             "viewers": len(self.peers),
+            "viewers_timed_out": self.viewers_timed_out,
             "speaking": self.events.speaking,
             "buffered_ms": round(p.buffered() * 1000.0 / SAMPLE_RATE, 1),
             "delay_ms": round(self.clock.delay_s * 1000.0, 1),

@@ -124,6 +124,7 @@ class AppState:
         )
         self.scheduler.encode_off_loop = encode_off_loop
         self.scheduler.check_interpreter = s.admit_by_server_process
+        self.scheduler.render_in_process = self.processes is None
         loop = asyncio.get_running_loop()
         if s.encoder_threads:
             # aiortc encodes on the loop's default executor: a few threads, not one per

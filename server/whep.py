@@ -151,7 +151,7 @@ async def whep_default(request: Request) -> Response:
     state = get_state(request)
     sdp = await _read_offer(request)
     session = await open_session(state, SessionRequest())
-    session.owned_by_viewer = True
+    session.close_without_viewers = lambda: state.close_session(session.id)
     try:
         rid, answer_sdp = await answer(state, session, sdp)
     except HTTPException:
@@ -164,10 +164,8 @@ async def whep_default(request: Request) -> Response:
 async def whep_delete(sid: str, rid: str, request: Request) -> Response:
     state = get_state(request)
     session = find_session(state, sid)
-    if not await session.remove_peer(rid):
+    if not await session.drop_viewer(rid):
         raise HTTPException(404, f"unknown WHEP resource {rid!r}")
-    if session.owned_by_viewer and not session.peers:
-        await state.close_session(sid)
     return Response(status_code=200)
 
 

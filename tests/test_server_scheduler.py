@@ -191,5 +191,13 @@ def test_admission_keeps_the_server_process_within_its_one_core() -> None:
             t, cpu = t + 2.0, cpu + 1.5
             sched.observe_interpreter_cpu(cpu, t)
         assert sched.interpreter_s == pytest.approx(0.007, rel=0.02)
+        # renders on this process's threads (no render processes) run outside the lock
+        # too: of the same CPU, 200 x 4 ms of ticks are theirs, 3 ms a frame remain
+        sched.render_in_process = True
+        for _ in range(20):
+            sched.frames_made[512] += 200
+            t, cpu = t + 2.0, cpu + 1.5
+            sched.observe_interpreter_cpu(cpu, t)
+        assert sched.interpreter_s == pytest.approx(0.003, rel=0.02)
     finally:
         sched.close()

@@ -1,5 +1,5 @@
 """How sessions end and how the Python client behaves: a deleted session's socket is
-told, a viewer that never connects is dropped, speech dropped on overflow is reported,
+told, a viewer that never connects is dropped (with the session made for it), speech dropped on overflow is reported,
 and the voice-agent client streams any chunking and stops on interrupt."""
 
 from __future__ import annotations
@@ -66,9 +66,31 @@ def test_deleted_session_closes_its_socket_and_a_viewer_that_never_connects_is_d
         assert resp.status == 201
         assert (await c.session(s["id"]))["viewers"] == 1
         await asyncio.sleep(1.5)
-        assert (await c.session(s["id"]))["viewers"] == 0, "the stuck viewer was dropped"
+        stats = await c.session(s["id"])
+        assert stats["viewers"] == 0, "the stuck viewer was dropped"
+        assert stats["viewers_timed_out"] == 1
         await pc.close()
         await c.close_session(s["id"])
+
+        # a session made for its viewer (POST /v1/whep) closes with that stuck viewer
+        saved = srv.state.settings
+        srv.state.settings = saved.model_copy(update={"viewer_connect_timeout_s": 0.5})
+        try:
+            before = set(srv.state.sessions)
+            pc = RTCPeerConnection()
+            pc.addTransceiver("video", direction="recvonly")
+            await pc.setLocalDescription(await pc.createOffer())
+            resp = await c.request(
+                "POST", "/v1/whep", pc.localDescription.sdp.encode(), "application/sdp"
+            )
+            assert resp.status == 201
+            made = set(srv.state.sessions) - before
+            assert len(made) == 1
+            await asyncio.sleep(1.5)
+            assert not made & set(srv.state.sessions), "its session closed with it"
+            await pc.close()
+        finally:
+            srv.state.settings = saved
 
     run(main(), timeout=30)
 
