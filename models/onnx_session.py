@@ -123,3 +123,8 @@ def _new_session(
 def session_metadata(sess: ort.InferenceSession) -> dict[str, str]:
     """The model's ``metadata_props`` as a dict (fps, sample rate, channel names, ...)."""
     return dict(sess.get_modelmeta().custom_metadata_map)
+
+
+def load_error_reason(exc: BaseException) -> str:
+    """The readable part of an ONNX Runtime load error (it prefixes a status and code)."""
+    return str(exc).split(" : ")[-1].strip() or exc.__class__.__name__

@@ -164,3 +164,18 @@ def test_audio2lip_runner(root):
     mouth = runner.from_wav(wav)
     assert mouth.shape == (25, 20) and mouth.dtype == np.float32 and np.isfinite(mouth).all()
     assert runner.from_wav(np.zeros(100, np.float32)).shape == (0, 20)
+
+
+def test_renderer_names_damaged_or_swapped_graphs(tmp_path, root, portrait):
+    """Building a renderer does not parse the graphs twice, yet still names bad ones."""
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(root, bad)
+    frame = bad / "onnx" / "edtalk_frame_fp32.onnx"
+    frame.write_bytes(frame.read_bytes()[:4096])
+    with pytest.raises(WeightsError, match=r"damaged or do not match.*models\.edtalk\.export"):
+        create_edtalk_renderer(bad, portrait, size=64, provider="cpu")
+    shutil.copy(bad / "onnx" / "audio2lip.onnx", frame)
+    with pytest.raises(WeightsError, match="damaged or do not match"):
+        create_edtalk_renderer(bad, portrait, size=64, provider="cpu")

@@ -24,7 +24,7 @@ from models.edtalk.files import (
     frame_onnx,
     source_onnx,
 )
-from models.onnx_session import Provider
+from models.onnx_session import Provider, load_error_reason
 
 if TYPE_CHECKING:
     from models.edtalk.runtime import Audio2LipRunner, EdtalkRenderer
@@ -55,7 +55,7 @@ def create_edtalk_renderer(
     from models.onnx_session import create_session
 
     weights_dir = Path(weights_dir).expanduser()
-    check_weights(weights_dir, variant, precision)
+    check_weights(weights_dir, variant, precision, inspect_graphs=False)  # the CLI inspected
     with _exported_graphs(weights_dir):
         return EdtalkRenderer(
             create_session(source_onnx(weights_dir, variant), provider),
@@ -90,7 +90,7 @@ def _exported_graphs(weights_dir: Path) -> Iterator[None]:
     except WeightsError:
         raise
     except Exception as exc:  # ONNX Runtime's untyped load errors, missing metadata keys
-        reason = str(exc).split(" : ")[-1].strip() or exc.__class__.__name__
+        reason = load_error_reason(exc)
         raise WeightsError(
             f"the exported EDTalk graphs in {weights_dir / 'onnx'} are damaged or do not "
             f"match ({reason}); export them again with "

@@ -53,8 +53,13 @@ def check_weights(
     variant: Variant = "edtalk",
     precision: Precision = "fp32",
     need_onnx: bool = True,
+    inspect_graphs: bool = True,
 ) -> None:
-    """Raise :class:`WeightsError` listing every missing file and what to do about it."""
+    """Raise :class:`WeightsError` listing every missing file and what to do about it.
+
+    ``inspect_graphs`` also parses each exported graph and checks it is the one its name
+    says (a pre-check for the CLI; loading them into ONNX Runtime catches the same).
+    """
     root = Path(weights_dir).expanduser()
     if variant not in VARIANT_FILES:
         raise WeightsError(
@@ -89,6 +94,8 @@ def check_weights(
             f"missing in {root}: {names}. Export them once with "
             f"`python -m models.edtalk.export {root}` (needs torch)"
         )
+    if not inspect_graphs:
+        return
     roles = (("headcast.graph", "source"), ("headcast.graph", "frame"),
              ("headcast.model", "edtalk_audio2lip"))  # fmt: skip
     for path, (key, role) in zip(wanted, roles, strict=True):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from models.audio.features import HOP_LENGTH, MEL_RATE, N_MELS, SAMPLE_RATE, silence_feature
-from models.onnx_session import Provider, create_session, session_metadata
+from models.onnx_session import Provider, create_session, load_error_reason, session_metadata
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "motion" / "motion.onnx"
 DEFAULT_FPS = 25  # frames per second unless asked otherwise
@@ -46,7 +46,7 @@ class MotionModel:
         try:
             self.session = create_session(path, provider=provider, threads=1)
         except Exception as exc:  # onnxruntime raises its own untyped errors
-            reason = str(exc).split(" : ")[-1]  # ONNX Runtime prefixes a status and code
+            reason = load_error_reason(exc)
             where = "from bytes" if isinstance(path, bytes) else str(path)
             raise MotionModelError(f"cannot load motion model {where}: {reason}") from exc
         where = "the model given as bytes" if isinstance(path, bytes) else str(path)
