@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import websockets
 
-from client.pcm import encode_pcm, pcm_seconds
+from client.pcm import bytes_per_sample, encode_pcm, pcm_seconds
 
 # Largest piece of PCM sent in one message: well under the server's 1 MiB default
 # message limit, and small enough that a fast push never holds the event loop long.
@@ -83,7 +83,7 @@ class AudioSocket:
         t0 = time.monotonic()
         sent_s = 0.0
         generation = self._interrupts
-        frame = (2 if self.fmt == "s16le" else 4) * self.channels
+        frame = bytes_per_sample(self.fmt) * self.channels
         rest = b""
 
         async def send(chunk: np.ndarray | bytes) -> bool:

@@ -11,10 +11,10 @@ For voice-agent back ends::
         await audio.interrupt()                   # the user barged in: stream() stops
         assert await talking is False             # (True when everything was sent)
         event = await audio.next_event("interrupted")
+    await client.close_session(session["id"])
 
 ``stream`` takes chunks of any size (int16 bytes may be cut mid-sample; large chunks
 go out in pieces the server accepts).
-    await client.close_session(session["id"])
 
 Only the standard library, ``websockets`` and (for :class:`Viewer`) ``aiortc``/``numpy``.
 

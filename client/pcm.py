@@ -22,6 +22,11 @@ def encode_pcm(pcm: np.ndarray | bytes, fmt: str) -> bytes:
     return x.astype("<i2").tobytes()
 
 
+def bytes_per_sample(fmt: str) -> int:
+    """Bytes of one sample of one channel in ``fmt`` (s16le or f32le)."""
+    return 2 if fmt == "s16le" else 4
+
+
 def pcm_seconds(nbytes: int, fmt: str, channels: int, sample_rate: int) -> float:
     """How long ``nbytes`` of interleaved PCM in ``fmt`` lasts."""
-    return nbytes / (2 if fmt == "s16le" else 4) / channels / sample_rate
+    return nbytes / bytes_per_sample(fmt) / channels / sample_rate

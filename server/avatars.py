@@ -19,7 +19,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 
 from server.avatar_dir import AVATAR_NAME, DEFAULT_AVATAR
-from server.bodies import openapi_body, read_upload
+from server.bodies import read_upload
+from server.openapi import openapi_body
 from server.state import AppState, get_state
 
 router = APIRouter(prefix="/v1/avatars", tags=["avatars"])

@@ -54,47 +54,6 @@ async def read_json(request: Request, limit: int = MAX_CONTROL_BYTES) -> Any:
         raise HTTPException(400, "body must be JSON") from exc
 
 
-def _error(reason: str) -> dict[str, Any]:
-    return {
-        "description": reason,
-        "content": {"application/json": {"example": {"detail": "what was wrong"}}},
-    }
-
-
-def openapi_body(
-    media_types: tuple[str, ...],
-    description: str,
-    errors: dict[int, str],
-    binary: bool = True,
-    parameters: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """``openapi_extra`` for a route that reads its body itself: the body's media types,
-    the error responses with their reasons, and any query parameters read by hand."""
-    schema = {"type": "string", "format": "binary"} if binary else {"type": "string"}
-    extra: dict[str, Any] = {
-        "requestBody": {
-            "required": True,
-            "description": description,
-            "content": {m: {"schema": schema} for m in media_types},
-        },
-        "responses": {str(code): _error(reason) for code, reason in errors.items()},
-    }
-    if parameters:
-        extra["parameters"] = parameters
-    return extra
-
-
-def query(name: str, kind: str, description: str, **schema: Any) -> dict[str, Any]:
-    """One OpenAPI query parameter."""
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": {"type": kind, **schema},
-    }
-
-
 async def read_upload(request: Request, limit: int) -> tuple[bytes, str]:
     """(file bytes, its file name or "") from the raw body or the multipart field ``file``;
     413 past ``limit`` bytes, 400 for a multipart body without a ``file`` field."""
@@ -104,13 +63,16 @@ async def read_upload(request: Request, limit: int) -> tuple[bytes, str]:
     # the form parsed from it.
     body = await read_body(request, limit + MULTIPART_OVERHEAD)
     form = await Request(request.scope, _replay(body)).form()
-    upload = form.get("file")
-    if upload is None or isinstance(upload, str):
-        raise HTTPException(400, "multipart upload needs a 'file' field")
-    data = await upload.read(limit + 1)
-    if len(data) > limit:
-        raise HTTPException(413, f"upload larger than {limit} bytes")
-    return data, upload.filename or ""
+    try:
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise HTTPException(400, "multipart upload needs a 'file' field")
+        data = await upload.read(limit + 1)
+        if len(data) > limit:
+            raise HTTPException(413, f"upload larger than {limit} bytes")
+        return data, upload.filename or ""
+    finally:
+        await form.close()  # the parts spooled to temporary files
 
 
 def _replay(body: bytes) -> Receive:

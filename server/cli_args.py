@@ -6,6 +6,7 @@ Not under ``server/commands/``: every module there is a subcommand of its own.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 BACKENDS = ["auto", "warp", "warp-onnx", "edtalk"]
@@ -47,15 +48,24 @@ def add_renderer_arguments(
     )
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
+def bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
+    """argparse type: a whole number from ``low`` to ``high`` (no upper bound if None)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if high is not None and not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {low} or more, got {value}")
+        return value
+
+    return parse
+
+
+positive_int = bounded_int(1)
 
 
 def positive_seconds(text: str) -> float:

@@ -29,7 +29,8 @@ from models.offline_context import RenderContext
 from models.offline_options import FULL, RenderError, RenderOptions
 from models.pipeline import POSES, check_emotions
 from server.avatar_dir import UnknownAvatar
-from server.bodies import MEDIA_UPLOAD_TYPES, openapi_body, query, read_upload
+from server.bodies import MEDIA_UPLOAD_TYPES, read_upload
+from server.openapi import openapi_body, query
 from server.state import get_state
 
 router = APIRouter(prefix="/v1/renders", tags=["renders"])

@@ -13,9 +13,10 @@ from models.audio import AudioError
 from models.avatar.errors import AvatarError
 from models.motion.model import SUPPORTED_FPS
 from server.avatar_dir import UnknownAvatar
-from server.bodies import MEDIA_UPLOAD_TYPES, openapi_body, read_json, read_upload
+from server.bodies import MEDIA_UPLOAD_TYPES, read_json, read_upload
 from server.clock import SAMPLE_RATE
 from server.control import ControlError, apply_control
+from server.openapi import openapi_body
 from server.scheduler import AdmissionError
 from server.session import InputMode, Session, SessionParams
 from server.state import AppState, UnsupportedSession, get_state

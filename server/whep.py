@@ -16,9 +16,10 @@ from typing import Any
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from fastapi import APIRouter, HTTPException, Request, Response
 
-from server.bodies import openapi_body, read_body
+from server.bodies import read_body
 from server.encoders import forward_keyframe_requests
 from server.ice import rtc_configuration
+from server.openapi import openapi_body
 from server.session import MAX_PEERS, Session
 from server.sessions import SessionRequest, find_session, open_session
 from server.state import AppState, get_state

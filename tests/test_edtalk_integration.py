@@ -319,3 +319,8 @@ def test_bench_render_backend_edtalk_prints_frames_per_second(
     assert "fp32" in out and "frames/s" in out, out
     with pytest.raises(SystemExit):
         main(["bench", "edtalk", "--batches", "0"])
+    # flags of the other backend are refused, not ignored
+    assert main([*args, "--sizes", "512"]) == 2
+    assert "--sizes: not with --backend edtalk" in capsys.readouterr().err
+    assert main(["bench", "render", "--random"]) == 2
+    assert "--random: only with --backend edtalk" in capsys.readouterr().err

@@ -338,8 +338,9 @@ def test_output_must_be_a_new_or_regular_video_file(
     assert fifo.is_fifo() and own.read_bytes() == before
     assert not (folder / "clip.avi").exists() and not (folder / "noext").exists()
     for flag in ("--seed", "--threads", "--jobs", "--crf"):
-        rc = main(["render", str(clip), "-o", str(folder / "x.mp4"), flag, "-1"])
-        assert rc == 2 and f"{flag} must be between" in capsys.readouterr().err
+        with pytest.raises(SystemExit) as stop:  # argparse's own usage error
+            main(["render", str(clip), "-o", str(folder / "x.mp4"), flag, "-1"])
+        assert stop.value.code == 2 and f"{flag}: must be between" in capsys.readouterr().err
     _no_leftovers(folder)
 
 

@@ -26,6 +26,10 @@ def test_preview_writes_sheet_and_sweep(tmp_path, capsys):
 def test_preview_bad_avatar_is_a_clean_error(tmp_path, capsys):
     assert main(["preview", "--avatar", str(tmp_path / "nope"), "-o", str(tmp_path / "o")]) == 2
     assert "not an avatar pack" in capsys.readouterr().err
+    taken = tmp_path / "taken"
+    (taken / "contact_sheet.png").mkdir(parents=True)  # the sheet's name is a folder
+    assert main(["preview", "-o", str(taken), "--size", "256", "--no-video"]) == 2
+    assert "is a folder" in capsys.readouterr().err
 
 
 def test_bench_render_prints_ratios(capsys):

@@ -163,18 +163,22 @@ def test_admission_keeps_the_server_process_within_its_one_core() -> None:
         sched.record_tick(512, 0.004)
         sched.encode_cost[512] = 0.003
         sched.encode_off_loop = True
-        t, cpu = 100.0, 5.0
-        sched.observe_interpreter_cpu(cpu, t)  # baseline
-        for _ in range(10):  # idle: 0.05 of a core
-            t, cpu = t + 2.0, cpu + 0.1
-            sched.observe_interpreter_cpu(cpu, t)
+        clock = [100.0, 5.0]  # wall and CPU seconds
+
+        def observe(steps: int, cpu_s: float, frames: int) -> None:
+            """``steps`` looks 2 s apart, each after ``frames`` frames and ``cpu_s`` of CPU."""
+            for _ in range(steps):
+                sched.frames_made[512] = sched.frames_made.get(512, 0) + frames
+                clock[0] += 2.0
+                clock[1] += cpu_s
+                sched.observe_interpreter_cpu(clock[1], clock[0])
+
+        sched.observe_interpreter_cpu(clock[1], clock[0])  # baseline
+        observe(10, 0.1, 0)  # idle: 0.05 of a core
         assert sched.interpreter_idle == pytest.approx(0.05, abs=0.005)
         # 4 sessions x 25 fps for 2 s: 200 frames; the process spent 1.5 s, of which the
         # off-loop encodes were 200 x 3 ms = 0.6 s and idle 0.1 s: 4 ms a frame remain
-        for _ in range(12):
-            sched.frames_made[512] = sched.frames_made.get(512, 0) + 200
-            t, cpu = t + 2.0, cpu + 1.5
-            sched.observe_interpreter_cpu(cpu, t)
+        observe(12, 1.5, 200)
         assert sched.interpreter_s == pytest.approx(0.004, rel=0.02)
         # one session needs 25 x 4 ms = 0.1 of the core: (0.8 - 0.05) / 0.1 -> 7 sessions,
         # though 16 cores x 0.8 / (25 x 7 ms) would take 73
@@ -186,18 +190,12 @@ def test_admission_keeps_the_server_process_within_its_one_core() -> None:
         assert admitted == 7
         # encodes on the event loop are its work: the same CPU is 3 + 4 ms a frame
         sched.encode_off_loop = False
-        for _ in range(12):
-            sched.frames_made[512] += 200
-            t, cpu = t + 2.0, cpu + 1.5
-            sched.observe_interpreter_cpu(cpu, t)
+        observe(12, 1.5, 200)
         assert sched.interpreter_s == pytest.approx(0.007, rel=0.02)
         # renders on this process's threads (no render processes) run outside the lock
         # too: of the same CPU, 200 x 4 ms of ticks are theirs, 3 ms a frame remain
         sched.render_in_process = True
-        for _ in range(20):
-            sched.frames_made[512] += 200
-            t, cpu = t + 2.0, cpu + 1.5
-            sched.observe_interpreter_cpu(cpu, t)
+        observe(20, 1.5, 200)
         assert sched.interpreter_s == pytest.approx(0.003, rel=0.02)
     finally:
         sched.close()

@@ -63,9 +63,9 @@ class Resampler:
         self._n_in = 0
         self._n_out = 0
 
-    def _ready(self, k_end: int) -> np.ndarray:
-        """Outputs ``self._n_out .. k_end-1`` from the buffer (all inputs present)."""
-        k = np.arange(self._n_out, k_end, dtype=np.int64)
+    def _ready(self, k_start: int, k_end: int) -> np.ndarray:
+        """Outputs ``k_start .. k_end-1`` from the buffer (all inputs present)."""
+        k = np.arange(k_start, k_end, dtype=np.int64)
         m = k * self.down + self._delay
         n0 = m // self.up
         phase = m - n0 * self.up
@@ -79,11 +79,10 @@ class Resampler:
             return np.zeros(0, np.float32)
         # In blocks: the (outputs x taps) gathers of one huge push would not fit in cache
         # (measured: 5.0 s for a whole minute at 44.1 kHz, 0.36 s in 1024-sample pushes).
-        parts = []
-        for start in range(self._n_out, k_end, EMIT_BLOCK):
-            stop = min(start + EMIT_BLOCK, k_end)
-            self._n_out = start
-            parts.append(self._ready(stop))
+        parts = [
+            self._ready(start, min(start + EMIT_BLOCK, k_end))
+            for start in range(self._n_out, k_end, EMIT_BLOCK)
+        ]
         y = parts[0] if len(parts) == 1 else np.concatenate(parts)
         self._n_out = k_end
         # Keep only the history that later outputs can still reach.

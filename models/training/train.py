@@ -74,6 +74,10 @@ class TrainConfig(StrictModel):
                    val_utts_per_voice=0)  # fmt: skip
 
 
+class TrainingDataError(ValueError):
+    """The data made cannot train a model (e.g. too little of it for one crop)."""
+
+
 class Crops:
     """Random training crops from padded examples (the pad is the stream-start state)."""
 
@@ -85,7 +89,7 @@ class Crops:
         pad = np.tile(silence_feature().astype(np.float16), (self.pad, 1))
         self.examples = [e for e in examples if len(e.feats) >= crop + self.la]
         if not self.examples:
-            raise ValueError("no example is long enough for one crop")
+            raise TrainingDataError("no example is long enough for one crop")
         self.inputs = [np.concatenate([pad, e.feats]) for e in self.examples]
         lengths = np.array([len(e.feats) for e in self.examples], np.float64)
         self.p = lengths / lengths.sum()

@@ -10,14 +10,23 @@ from pathlib import Path
 
 import numpy as np
 
+from server.cli_args import positive_int, positive_seconds
+from server.errors import UserError
+
 HELP = "frames/s of the warp renderer (CPU fast path, ONNX graph) vs a bare cv2.remap"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--avatar", default=None, help="avatar pack folder (default: built-in)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512], choices=[256, 512])
-    parser.add_argument("--seconds", type=float, default=2.0, help="time budget per measurement")
-    parser.add_argument("--onnx-batches", type=int, nargs="+", default=[1, 4])
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", choices=[256, 512], help="frame sizes (default: 256 512)"
+    )
+    parser.add_argument(
+        "--seconds", type=positive_seconds, default=2.0, help="time budget per measurement"
+    )
+    parser.add_argument(
+        "--onnx-batches", type=positive_int, nargs="+", help="ONNX batch sizes (default: 1 4)"
+    )
     parser.add_argument(
         "--backend",
         default="warp",
@@ -68,12 +77,19 @@ def run(args: argparse.Namespace) -> int:
 
     if args.backend == "edtalk":
         return _edtalk(args)
+    edtalk_only = [
+        f for f, v in (("--random", args.random), ("--edtalk-weights", args.edtalk_weights)) if v
+    ]
+    if edtalk_only:
+        raise UserError(f"{', '.join(edtalk_only)}: only with --backend edtalk")
+    sizes = args.sizes or [256, 512]
+    batches = args.onnx_batches or [1, 4]
     base = load_pack(args.avatar)
     rng = np.random.default_rng(0)
     coeffs = _talking(250, rng)
     print(f"cv2 threads: {cv2.getNumThreads()}  (timings: frames/s, higher is better)")
     print(f"{'size':>5} {'path':<28} {'frames/s':>10} {'ms/frame':>9} {'vs remap':>12}")
-    for size in args.sizes:
+    for size in sizes:
         pack = base if size == base.size else resize_pack(base, size)
         img = pack.image
         ident = np.stack(
@@ -95,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         providers = ["cpu"] + (["cuda"] if cuda_available() else [])
         for prov in providers:
             graph = OnnxWarpRenderer(pack, provider=prov)  # type: ignore[arg-type]
-            for b in args.onnx_batches:
+            for b in batches:
 
                 def step(i: int, g: OnnxWarpRenderer = graph, b: int = b) -> object:
                     return g.render_batch(coeffs[(np.arange(b) + i * b) % len(coeffs)])
@@ -111,8 +127,23 @@ def run(args: argparse.Namespace) -> int:
 
 def _edtalk(args: argparse.Namespace) -> int:
     """``--backend edtalk``: EDTalk's own benchmark (frames/s per provider, precision and
-    batch), with its defaults and this command's weights, budget and sizes."""
+    batch), with its defaults and this command's weights and time budget."""
     from server.bench import edtalk
+
+    warp_only = [
+        flag
+        for flag, value in (
+            ("--avatar", args.avatar),
+            ("--sizes", args.sizes),
+            ("--onnx-batches", args.onnx_batches),
+        )
+        if value is not None
+    ]
+    if warp_only:
+        raise UserError(
+            f"{', '.join(warp_only)}: not with --backend edtalk (EDTalk renders 256x256; "
+            "`headcast bench edtalk` takes its own options)"
+        )
 
     parser = argparse.ArgumentParser()
     edtalk.add_arguments(parser)

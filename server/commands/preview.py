@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from server.cli_args import writable_file
 from server.errors import UserError
 
 HELP = "write a contact sheet (every channel at 0, 0.5, 1) and a bank-sweep MP4 of an avatar"
@@ -42,8 +42,7 @@ def run(args: argparse.Namespace) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create {args.out}: {exc.strerror}") from exc
-    if not os.access(args.out, os.W_OK):
-        raise UserError(f"{args.out}: the output folder is not writable")
+    writable_file(args.out / "contact_sheet.png", "-o")
     renderer = WarpRenderer(pack)
     sheet = contact_sheet(renderer, pack.arrays["landmarks"])
     sheet_path = args.out / "contact_sheet.png"

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from server.cli_args import add_renderer_arguments
+from server.cli_args import add_renderer_arguments, bounded_int
 from server.errors import UserError
 
 HELP = "render speech files to MP4 videos of the avatar (one file, a folder or a glob; Ray)"
@@ -65,7 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "NAME.json beside each video)",
     )
     parser.add_argument(
-        "--seed", type=int, help="seed for idle motion (default: derived from the audio)"
+        "--seed",
+        type=bounded_int(0, 2**63 - 1),
+        help="seed for idle motion (default: derived from the audio)",
     )
     parser.add_argument("--model", type=Path, help="motion .onnx (default: the shipped model)")
     add_renderer_arguments(
@@ -75,12 +77,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         precision_default="fp32",
         precision_help="EDTalk per-frame graph precision (fp16 for CUDA)",
     )
-    parser.add_argument("--crf", type=int, default=20, help="H.264 quality (lower = better)")
+    parser.add_argument(
+        "--crf", type=bounded_int(0, 51), default=20, help="H.264 quality (lower = better)"
+    )
     parser.add_argument(
         "--preset", default="veryfast", choices=X264_PRESETS, help="x264 speed preset"
     )
-    parser.add_argument("--threads", type=int, default=0, help="render threads per file (0: auto)")
-    parser.add_argument("--jobs", type=int, default=0, help="files rendered at once (0: cores)")
+    parser.add_argument(
+        "--threads", type=bounded_int(0, 256), default=0, help="render threads per file (0: auto)"
+    )
+    parser.add_argument(
+        "--jobs", type=bounded_int(0, 1024), default=0, help="files rendered at once (0: cores)"
+    )
     parser.add_argument("--force", action="store_true", help="re-render finished outputs")
     parser.add_argument("--ray", action="store_true", help="run the batch on Ray")
     parser.add_argument("--ray-address", help="Ray cluster address (implies --ray)")
@@ -159,14 +167,6 @@ def _options(args: argparse.Namespace) -> object:
             raise UserError(f"--backend edtalk renders at {EDTALK_FPS} fps, got --fps {args.fps}")
         if args.ray or args.ray_address:
             raise UserError("--backend edtalk batches run locally; leave out --ray")
-    for flag, value, low, high in (
-        ("--seed", args.seed, 0, 2**63 - 1),
-        ("--threads", args.threads, 0, 256),
-        ("--jobs", args.jobs, 0, 1024),
-        ("--crf", args.crf, 0, 51),
-    ):
-        if value is not None and not low <= value <= high:
-            raise UserError(f"{flag} must be between {low} and {high}, got {value}")
     return RenderOptions(
         fps=args.fps,
         size=FULL if args.size == "full" else int(args.size),

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("torch") is None:
         raise UserError("training needs torch: pip install -r requirements/dev.txt")
     from models.training.synth import available_engines
-    from models.training.train import TrainConfig, train
+    from models.training.train import TrainConfig, TrainingDataError, train
 
     overrides = {
         k: getattr(args, k)
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     command = shlex.join(["headcast", "train", "motion", *flags])
     try:
         path = train(cfg, command)
-    except ValueError as exc:  # e.g. too little data for one training crop
+    except TrainingDataError as exc:  # e.g. too little data for one training crop
         raise UserError(f"training stopped: {exc}") from exc
     print(path)
     return 0
