@@ -22,12 +22,25 @@ HTTP_TIMEOUT_S = 30.0
 
 
 class HeadcastError(RuntimeError):
-    """An HTTP error from the server, with its status and reason."""
+    """An error from the server, with its reason: ``status`` is the HTTP status, or 0 when
+    no HTTP answer came (server unreachable, a WebSocket closed before it was ready);
+    ``retry_after`` the seconds a 503 asks to wait, if it says."""
 
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(f"HTTP {status}: {reason}")
+    def __init__(self, status: int, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(f"HTTP {status}: {reason}" if status else reason)
         self.status = status
         self.reason = reason
+        self.retry_after = retry_after
+
+    @classmethod
+    def from_response(cls, resp: Response) -> HeadcastError:
+        """The error a >= 400 response stands for: FastAPI's ``detail``, else its body."""
+        try:
+            reason = str(resp.json().get("detail", resp.body.decode()))
+        except (ValueError, AttributeError):  # not JSON, or JSON that is not an object
+            reason = resp.body.decode(errors="replace")
+        wait = {k.lower(): v for k, v in resp.headers.items()}.get("retry-after", "")
+        return cls(resp.status, reason, float(wait) if wait.isdigit() else None)
 
 
 @dataclass
@@ -60,6 +73,9 @@ class HeadcastClient:
                 return Response(resp.status, dict(resp.headers.items()), resp.read())
         except urllib.error.HTTPError as exc:
             return Response(exc.code, dict(exc.headers.items()), exc.read())
+        except (urllib.error.URLError, OSError) as exc:  # refused, unresolvable, timed out
+            why = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            raise HeadcastError(0, f"cannot reach {self.base_url}: {why}") from exc
 
     async def request(
         self,
@@ -75,11 +91,7 @@ class HeadcastClient:
         body = None if payload is None else json.dumps(payload).encode()
         resp = await self.request(method, path, body, "application/json" if body else None)
         if resp.status >= 400:
-            try:
-                reason = resp.json().get("detail", resp.body.decode())
-            except ValueError:
-                reason = resp.body.decode(errors="replace")
-            raise HeadcastError(resp.status, str(reason))
+            raise HeadcastError.from_response(resp)
         return resp.json() if resp.body else None
 
     async def create_session(self, **params: Any) -> dict[str, Any]:
@@ -101,7 +113,7 @@ class HeadcastClient:
     async def upload_audio(self, sid: str, data: bytes, content_type: str = "audio/wav") -> Any:
         resp = await self.request("POST", f"/v1/sessions/{sid}/audio", data, content_type)
         if resp.status >= 400:
-            raise HeadcastError(resp.status, resp.body.decode(errors="replace"))
+            raise HeadcastError.from_response(resp)
         return resp.json()
 
     async def connect(
@@ -113,11 +125,22 @@ class HeadcastClient:
         channels: int = 1,
         coefficients: bool = False,
     ) -> AudioSocket:
-        """Open the session's WebSocket and send the start message; waits for ``ready``."""
+        """Open the session's WebSocket and send the start message; waits for ``ready``.
+
+        :class:`HeadcastError` when the server refuses (unknown session, bad token, bad
+        start message: the reason it gave) or cannot be reached.
+        """
         url = "ws" + self.base_url[4:] + f"/v1/sessions/{sid}/ws"
         if self.token:  # the server's auth guard reads ?token= on WebSockets
             url += "?token=" + urllib.parse.quote(self.token, safe="")
-        ws = await websockets.connect(url, max_size=None)
+        try:
+            ws = await websockets.connect(url, max_size=None)
+        except websockets.InvalidStatus as exc:  # refused before the upgrade
+            body = exc.response.body or b""
+            resp = Response(exc.response.status_code, dict(exc.response.headers.raw_items()), body)
+            raise HeadcastError.from_response(resp) from exc
+        except (websockets.InvalidHandshake, OSError) as exc:
+            raise HeadcastError(0, f"cannot reach {self.base_url}: {exc}") from exc
         sock = AudioSocket(ws, sample_rate, fmt, channels)
         start = {
             "type": "start",
@@ -130,7 +153,12 @@ class HeadcastClient:
             await ws.send(json.dumps(start))
             sock.start()
             sock.ready = await sock.next_event("ready")
-        except BaseException:  # refused, timed out or cancelled: leave nothing open
+        except (ConnectionError, websockets.ConnectionClosed, TimeoutError) as exc:
+            await sock.close()  # refused or timed out: leave nothing open, say why
+            errors = sock.of_type("error")
+            why = errors[0]["message"] if errors else str(exc)
+            raise HeadcastError(0, f"session {sid}: {why}") from exc
+        except BaseException:  # cancelled
             await sock.close()
             raise
         return sock

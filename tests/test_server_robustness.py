@@ -220,6 +220,7 @@ def test_admission_refuses_with_503_and_reason(srv: ServerThread) -> None:
             with pytest.raises(HeadcastError) as refused:
                 await c.create_session()
             assert refused.value.status == 503 and "limit" in refused.value.reason
+            assert refused.value.retry_after is not None and refused.value.retry_after > 0
         finally:
             sched.max_sessions = keep
         # capacity: a 512 session costs ~4x a 256 one; fill up with what measurement allows

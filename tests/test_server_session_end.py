@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from client.headcast_client import HeadcastClient
+from client.headcast_client import HeadcastClient, HeadcastError
 from tests.server_harness import ServerThread, load_speech, require_motion_model, run, wav_bytes
 
 
@@ -175,9 +175,20 @@ def test_python_client_streams_any_chunking_and_stops_on_interrupt(srv: ServerTh
         await c.close_session(s["id"])
         # a connect the server refuses (unknown session) leaves no task behind
         before = len(asyncio.all_tasks())
-        with pytest.raises(Exception):  # noqa: B017 - the websockets close error
+        with pytest.raises(HeadcastError, match="unknown session 'nope'"):
             await c.connect("nope")
         await asyncio.sleep(0.1)
         assert len(asyncio.all_tasks()) == before
+        # a server that is not there: the same error type, with the reason
+        import socket
+
+        with socket.socket() as probe:  # a loopback port nobody listens on
+            probe.bind(("127.0.0.1", 0))
+            gone = HeadcastClient(f"http://127.0.0.1:{probe.getsockname()[1]}")
+            with pytest.raises(HeadcastError, match="cannot reach") as unreachable:
+                await gone.create_session()
+            assert unreachable.value.status == 0
+            with pytest.raises(HeadcastError, match="cannot reach"):
+                await gone.connect("any")
 
     run(main(), timeout=60)
