@@ -75,7 +75,7 @@ class ServerSettings(StrictModel):
     #: the encoder threads (the event loop is one core; many sessions need more), or auto
     #: (threads on more than ENCODE_ON_LOOP_MAX_CORES cores)
     video_encode: Literal["auto", "loop", "threads"] = "auto"
-    #: extra output delay on top of look-ahead + one frame (ms); the frame already covers render time
+    #: output delay on top of the look-ahead in whole frames (ms): time to render and send
     render_budget_ms: float = Field(default=40.0, gt=0.0, le=1000.0)
     render_margin_ms: float = Field(default=0.0, ge=0.0, le=500.0)
     #: speech pushed after silence, with more already buffered, starts on the silence not
