@@ -133,7 +133,7 @@ def render_file(
     check_output(output, speech)  # before the work, not after it
     if motion_out is not None:
         check_motion_out(Path(motion_out))
-    pcm = decode_speech(speech)
+    pcm = decode_speech(speech, opts.max_audio_s)
     timings["decode_s"] = time.perf_counter() - t_start
     model = ctx.model(opts.fps)
     t0 = time.perf_counter()

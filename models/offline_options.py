@@ -39,6 +39,7 @@ class RenderOptions:
     preset: str = "veryfast"
     workers: int = 0
     backend: str = "auto"
+    max_audio_s: float | None = None  # longest speech accepted (None: any)
 
     def __post_init__(self) -> None:
         if self.fps not in FPS_CHOICES:

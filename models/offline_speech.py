@@ -12,10 +12,11 @@ from models.audio.decode import load_audio
 from models.offline_options import RenderError
 
 
-def decode_speech(speech: Path) -> np.ndarray:
-    """float32 (N,) 16 kHz mono of ``speech``; RenderError if unusable or empty."""
+def decode_speech(speech: Path, max_seconds: float | None = None) -> np.ndarray:
+    """float32 (N,) 16 kHz mono of ``speech``; RenderError if unusable, empty or longer
+    than ``max_seconds``."""
     try:
-        pcm, _ = load_audio(speech)
+        pcm, _ = load_audio(speech, max_seconds=max_seconds)
     except AudioError as exc:
         raise RenderError(str(exc)) from exc
     if len(pcm) == 0:

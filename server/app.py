@@ -15,7 +15,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 
 from server.auth import install as install_auth
 from server.loaders import LipsLoader, MotionLoader, RendererFactory
@@ -75,6 +77,14 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.headcast = state
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 with where and what, leaving out the input itself: it may hold NaN or
+        infinity, which JSON cannot carry."""
+        errors = [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
     install_auth(app, settings)  # inside CORS, so its 401s are readable cross-origin
     app.add_middleware(
         CORSMiddleware,

@@ -161,7 +161,7 @@ async def create_token(req: TokenRequest, request: Request) -> dict[str, Any]:
         raise HTTPException(404, "tokens are off: the server has no api_key configured")
     if req.ttl_s > settings.token_max_ttl_s:
         raise HTTPException(400, f"ttl_s may be at most {settings.token_max_ttl_s:g} s")
-    if req.avatar is not None and not AVATAR_NAME.match(req.avatar):
+    if req.avatar is not None and not AVATAR_NAME.fullmatch(req.avatar):
         raise HTTPException(400, f"invalid avatar name {req.avatar!r}")
     if req.origin is not None and (
         "://" not in req.origin or req.origin.endswith("/") or req.origin.count("/") != 2

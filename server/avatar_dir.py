@@ -17,7 +17,7 @@ def avatar_source(name: str, builtin: str | Path | None, avatars_dir: Path) -> s
     """Avatar name -> what ``create_renderer`` takes; :class:`UnknownAvatar` if none."""
     if name == DEFAULT_AVATAR:
         return builtin
-    if not AVATAR_NAME.match(name):
+    if not AVATAR_NAME.fullmatch(name):
         raise UnknownAvatar(f"invalid avatar name {name!r}")
     path = avatars_dir / name
     if not is_pack(path):
@@ -30,7 +30,7 @@ def avatar_names(avatars_dir: Path) -> list[str]:
     found = (
         sorted(p.name for p in avatars_dir.iterdir() if is_pack(p)) if avatars_dir.is_dir() else []
     )
-    return [DEFAULT_AVATAR, *[n for n in found if AVATAR_NAME.match(n)]]
+    return [DEFAULT_AVATAR, *[n for n in found if AVATAR_NAME.fullmatch(n)]]
 
 
 def is_pack(path: Path) -> bool:

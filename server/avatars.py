@@ -71,7 +71,7 @@ async def upload_avatar(request: Request, name: str | None = None) -> dict[str, 
     """Enroll a portrait (JPEG/PNG body or multipart ``file``) as avatar ``name``."""
     state = get_state(request)
     name = name or f"avatar-{secrets.token_hex(4)}"
-    if name == DEFAULT_AVATAR or not AVATAR_NAME.match(name):
+    if name == DEFAULT_AVATAR or not AVATAR_NAME.fullmatch(name):
         raise HTTPException(400, f"invalid avatar name {name!r} (letters, digits, _ . -)")
     _check_name_free(state, name)
     limit = state.settings.max_upload_bytes

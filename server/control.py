@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from models.channels import POSE_ANGLE_LIMIT_DEG, POSE_CHANNELS, POSE_SHIFT_LIMIT
 from models.emotions import load_presets
-from models.mixer import EMOTION_TRANSITION_S, MotionMixer
+from models.mixer import EMOTION_TRANSITION_S
 from server.session import Session
 
 MAX_TRANSITION_S = 10.0
@@ -30,21 +31,25 @@ async def apply_control(session: Session, message: Any) -> dict[str, Any] | None
         return await session.interrupt()
     if kind == "emotion":
         name = message.get("name")
-        if name not in load_presets():
+        if not isinstance(name, str) or name not in load_presets():
             raise ControlError(f"unknown emotion {name!r}; known: {', '.join(load_presets())}")
         transition = message.get("transition_s", EMOTION_TRANSITION_S)
-        if not isinstance(transition, int | float) or not 0 <= transition <= MAX_TRANSITION_S:
-            raise ControlError(f"transition_s must be 0..{MAX_TRANSITION_S} seconds")
+        if not _finite(transition) or not 0 <= transition <= MAX_TRANSITION_S:
+            raise ControlError(f"transition_s must be a number of seconds, 0..{MAX_TRANSITION_S}")
         await session.control("set_emotion", str(name), float(transition))
         return {"type": "emotion", "name": name}
     if kind == "pose":
         values = message.get("values")
         if not isinstance(values, dict) or not all(_finite(v) for v in values.values()):
             raise ControlError('pose needs "values": {channel: finite number}')
-        try:
-            MotionMixer(idle=False).set_pose(values)  # validate names before applying
-        except KeyError as exc:
-            raise ControlError(str(exc.args[0])) from exc
+        for name, value in values.items():
+            if name not in POSE_CHANNELS:
+                raise ControlError(
+                    f"{name!r} is not a pose channel; known: {', '.join(POSE_CHANNELS)}"
+                )
+            limit = POSE_SHIFT_LIMIT if name in POSE_CHANNELS[3:] else POSE_ANGLE_LIMIT_DEG
+            if abs(value) > limit:
+                raise ControlError(f"{name} must be within ±{limit:g}, got {value:g}")
         await session.control("set_pose", {str(k): float(v) for k, v in values.items()})
         return {"type": "pose", "values": values}
     if kind == "end_of_utterance":

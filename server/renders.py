@@ -11,6 +11,7 @@ their files are removed :data:`RETENTION_S` after they end.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import shutil
 import tempfile
@@ -310,7 +311,7 @@ async def create_render(request: Request, response: Response) -> dict[str, Any]:
     """Queue a render of the uploaded speech (raw body or multipart ``file``)."""
     state = get_state(request)
     params = dict(request.query_params)
-    options = _options(params)
+    options = dataclasses.replace(_options(params), max_audio_s=state.settings.max_render_audio_s)
     avatar = params.get("avatar", "default")
     try:
         source = state.avatar_source(avatar)

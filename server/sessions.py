@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.audio import AudioError
+from models.audio import AudioError, AudioTooLong
 from models.avatar.errors import AvatarError
 from models.motion.model import SUPPORTED_FPS
 from server.avatar_dir import UnknownAvatar
@@ -82,11 +82,12 @@ async def open_session(state: AppState, req: SessionRequest) -> Session:
 
 @router.post("", status_code=201)
 async def create_session(
-    req: SessionRequest, request: Request, response: Response
+    request: Request, response: Response, req: SessionRequest | None = None
 ) -> dict[str, Any]:
-    """Create a session; returns its id, WHEP and WebSocket URLs and output delay."""
+    """Create a session (every field optional, the body too); returns its id, WHEP and
+    WebSocket URLs and output delay."""
     state = get_state(request)
-    session = await open_session(state, req)
+    session = await open_session(state, req or SessionRequest())
     response.headers["Location"] = f"/v1/sessions/{session.id}"
     return {**session.stats(), **session_links(session)}
 
@@ -136,16 +137,16 @@ async def control(sid: str, request: Request) -> dict[str, Any]:
     return reply or {"type": "ok"}
 
 
-def _decode_upload(data: bytes, suffix: str) -> Any:
+def _decode_upload(data: bytes, suffix: str, max_seconds: float) -> Any:
     from models.audio.features import load_audio
 
     with tempfile.NamedTemporaryFile(suffix=suffix) as f:
         f.write(data)
         f.flush()
         try:
-            pcm, _ = load_audio(Path(f.name))
+            pcm, _ = load_audio(Path(f.name), max_seconds=max_seconds)
         except AudioError as exc:  # name the upload, not the server's temporary file
-            raise AudioError(str(exc).replace(f.name, "the upload")) from exc
+            raise type(exc)(str(exc).replace(f.name, "the upload")) from exc
     return pcm
 
 
@@ -156,9 +157,9 @@ def _decode_upload(data: bytes, suffix: str) -> Any:
         MEDIA_UPLOAD_TYPES,
         "an audio file (any format FFmpeg reads) as the raw body, or the multipart field 'file'",
         {
-            400: "empty body",
+            400: "empty body or no samples",
             404: "unknown session",
-            413: "larger than max_upload_bytes",
+            413: "larger than max_upload_bytes, or longer than max_upload_audio_s",
             415: "not decodable audio",
         },
     ),
@@ -176,8 +177,14 @@ async def upload_audio(sid: str, request: Request) -> dict[str, Any]:
     if named[1:].isalnum() and named.isascii() and len(named) <= 6:
         suffix = named
     try:
-        pcm = await state.require_scheduler().run(_decode_upload, data, suffix)
+        pcm = await state.require_scheduler().run(
+            _decode_upload, data, suffix, state.settings.max_upload_audio_s
+        )
+    except AudioTooLong as exc:
+        raise HTTPException(413, f"{exc} (max_upload_audio_s)") from exc
     except AudioError as exc:
         raise HTTPException(415, f"cannot decode audio: {exc}") from exc
+    if len(pcm) == 0:
+        raise HTTPException(400, "the audio is empty (zero samples)")
     session.push(pcm)
     return {"duration_ms": round(len(pcm) * 1000.0 / SAMPLE_RATE, 1), "queued": True}

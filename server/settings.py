@@ -86,6 +86,10 @@ class ServerSettings(StrictModel):
     #: largest single WebSocket message / HTTP upload accepted (bytes)
     max_message_bytes: int = Field(default=1 << 20, ge=1024)
     max_upload_bytes: int = Field(default=50 << 20, ge=1024)
+    #: longest decoded speech taken from one upload to a session / one render job (s): a
+    #: small compressed file can hold hours
+    max_upload_audio_s: float = Field(default=600.0, gt=0.0)
+    max_render_audio_s: float = Field(default=3600.0, gt=0.0)
     #: a session with no viewer and no socket for this long is closed (s)
     idle_session_timeout_s: float = Field(default=300.0, gt=0.0)
     #: a session nobody ever watched or opened a socket to is closed sooner (s): it holds

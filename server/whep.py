@@ -86,10 +86,11 @@ async def answer(state: AppState, session: Session, sdp: str) -> tuple[str, str]
     except Exception as exc:  # aiortc raises ValueError/KeyError/... on SDP it cannot use
         state.metrics.peers_failed += 1
         await session.remove_peer(rid)
-        log.info("rejected offer for session %s: %s", session.id, exc)
-        raise HTTPException(
-            400, f"cannot negotiate this offer: {exc or exc.__class__.__name__}"
-        ) from exc
+        log.info("rejected offer for session %s: %r", session.id, exc)
+        detail = str(exc).strip()
+        if not detail or isinstance(exc, RuntimeError | StopIteration):  # aiortc internals
+            detail = "malformed or unsupported media description"
+        raise HTTPException(400, f"cannot negotiate this offer: {detail}") from exc
     return rid, pc.localDescription.sdp
 
 

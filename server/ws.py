@@ -23,7 +23,7 @@ import contextlib
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -51,10 +51,10 @@ INLINE_SAMPLES = 4096  # resample smaller messages on the event loop (tens of µ
 
 
 class StartMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "16000" is not a number
 
-    type: str = Field(pattern="^start$")
-    format: str = Field("s16le", pattern="^(s16le|f32le)$")
+    type: Literal["start"]
+    format: Literal["s16le", "f32le"] = "s16le"
     sample_rate: int = Field(16_000, ge=8_000, le=48_000)
     channels: int = Field(1, ge=1, le=2)
     coefficients: bool = False

@@ -180,3 +180,29 @@ def test_a_stream_that_changes_rate_midway_keeps_its_speed(tmp_path: Path) -> No
     )
     pcm, _ = load_audio(joined)
     assert abs(len(pcm) / SAMPLE_RATE - 4.0) < 0.15, len(pcm) / SAMPLE_RATE
+
+
+def test_files_that_claim_hours_or_name_other_files_are_refused(tmp_path: Path) -> None:
+    """A small file must not decode to hours of audio or read files it names: a WAV whose
+    header says 1 Hz (16000 samples = 4.4 h), a concat list pointing at another file, and
+    any file past the caller's length limit are errors, found before decoding the rest."""
+    import struct
+
+    from models.audio import AudioTooLong
+
+    one_hz = tmp_path / "rate1.wav"
+    data = bytearray(write_wav(tmp_path / "a.wav", 16_000, 1.0).read_bytes())
+    data[24:32] = struct.pack("<II", 1, 2)  # sample rate 1 Hz, byte rate 2
+    one_hz.write_bytes(bytes(data))
+    with pytest.raises(AudioError, match="1 Hz is too low"):
+        load_audio(one_hz)
+
+    listing = tmp_path / "list.txt"
+    listing.write_text("ffconcat version 1.0\nfile a.wav\n")
+    with pytest.raises(AudioError, match="names other files"):
+        load_audio(listing)
+
+    long = write_wav(tmp_path / "long.wav", 16_000, 3.0)
+    with pytest.raises(AudioTooLong, match="longer than 1 s"):
+        load_audio(long, max_seconds=1.0)
+    assert len(load_audio(long, max_seconds=3.5)[0]) == 48_000

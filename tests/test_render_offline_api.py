@@ -140,6 +140,11 @@ def test_multipart_upload_and_bad_requests(files: tuple[Path, Path], tmp_path: P
         failed = c.wait(job["url"])
         assert failed["status"] == "failed" and "not a readable audio" in str(failed["error"])
         assert c.request("GET", f"{job['url']}/video")[0] == 409
+        # Longer than the server renders: the job fails before decoding the rest.
+        server.state.settings = server.state.settings.model_copy(update={"max_render_audio_s": 0.5})
+        _, job = c.json("POST", "/v1/renders?size=256", speech.read_bytes())
+        failed = c.wait(job["url"])
+        assert failed["status"] == "failed" and "longer than 0.5 s" in str(failed["error"])
 
 
 def test_job_survives_client_disconnect_and_expires(

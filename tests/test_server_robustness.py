@@ -55,6 +55,7 @@ def test_http_errors_have_reasons(srv: ServerThread) -> None:
         ready = await c.request("GET", "/readyz")
         assert ready.status == 200 and ready.json()["status"] == "ready"
         s = await c.create_session()
+        control, JSON = f"/v1/sessions/{s['id']}/control", "application/json"
         bad = [
             ("POST", "/v1/sessions/nope/whep", b"v=0\r\n", "application/sdp", 404),
             ("POST", s["whep"], b"hello", "application/sdp", 400),
@@ -102,11 +103,43 @@ def test_http_errors_have_reasons(srv: ServerThread) -> None:
             ),
             ("DELETE", f"{s['whep']}/nope", None, None, 404),
             ("DELETE", "/v1/sessions/nope", None, None, 404),
+            # values JSON cannot echo back, wrong types, out of range, no samples
+            ("POST", "/v1/sessions", b'{"fps": NaN}', "application/json", 422),
+            ("POST", "/v1/sessions", b'{"seed": 1e999}', "application/json", 422),
+            ("POST", "/v1/tokens", b'{"ttl_s": NaN}', "application/json", 422),
+            ("POST", control, b'{"type": "emotion", "name": ["happy"]}', JSON, 400),
+            ("POST", control, b'{"type": "emotion", "name": {"a": 1}}', JSON, 400),
+            (
+                "POST",
+                control,
+                b'{"type": "emotion", "name": "happy", "transition_s": true}',
+                JSON,
+                400,
+            ),
+            ("POST", control, b'{"type": "pose", "values": {"headYaw": 1e308}}', JSON, 400),
+            ("POST", control, b'{"type": "pose", "values": {"headTx": 0.5}}', JSON, 400),
+            ("POST", s["audio"], wav_bytes(load_speech(0.0)), "audio/wav", 400),
+            ("POST", s["whep"], b"v=0\r\nm=video\r\na=fingerprint:", "application/sdp", 400),
+            ("POST", "/v1/avatars?name=a%0A", b"\x89PNG", "image/png", 400),
         ]
         for method, path, body, kind, status in bad:
             resp = await c.request(method, path, body, kind)
             assert resp.status == status, (path, body, resp.status, resp.body[:200])
             assert resp.json()["detail"], "a reason is given"
+            detail = resp.json()["detail"]
+            assert not (isinstance(detail, str) and detail.endswith(": ")), "an empty reason"
+        # decoded length is capped (a small compressed file can hold hours)
+        saved = srv.state.settings
+        srv.state.settings = saved.model_copy(update={"max_upload_audio_s": 0.5})
+        try:
+            long = await c.request("POST", s["audio"], wav_bytes(load_speech(1.0)), "audio/wav")
+        finally:
+            srv.state.settings = saved
+        assert long.status == 413 and "longer than 0.5 s" in long.json()["detail"], long.body
+        # every field of a session is optional, the body too
+        bare = await c.request("POST", "/v1/sessions")
+        assert bare.status == 201, bare.body
+        await c.close_session(bare.json()["id"])
         bad_audio = await c.request("POST", s["audio"], b"not audio at all", "audio/wav")
         assert "the upload" in bad_audio.json()["detail"] and "/tmp" not in bad_audio.body.decode()
         # an audio file as a multipart form field, as the other uploads take it

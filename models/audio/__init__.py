@@ -7,4 +7,8 @@ class AudioError(ValueError):
     """Input that is not usable audio; the message says why in one readable line."""
 
 
-__all__ = ["AudioError"]
+class AudioTooLong(AudioError):
+    """The decoded audio passes the length the caller allows."""
+
+
+__all__ = ["AudioError", "AudioTooLong"]

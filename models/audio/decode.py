@@ -12,19 +12,30 @@ from pathlib import Path
 import av
 import numpy as np
 
-from models.audio import AudioError
+from models.audio import AudioError, AudioTooLong
 from models.audio.resample import MAX_INPUT_RATE, MIN_INPUT_RATE, Resampler
 
 SAMPLE_RATE = 16_000  # Hz, repeated here to keep this module free of import cycles
 FALLBACK_RATE = 48_000  # Hz, for files at other rates or with none declared
 CHUNK_S = 10.0  # seconds per yielded chunk
+#: FFmpeg demuxers that read other files or the network (playlists, concat lists, SDP,
+#: image sequences): an upload must not make the server read what it names
+INDIRECT_FORMATS = frozenset(
+    {"concat", "hls", "dash", "webm_dash_manifest", "sdp", "rtp", "rtp_mpegts", "rtsp",
+     "image2", "image2pipe", "tee", "lavfi", "ffmetadata"}
+)  # fmt: skip
 
 
-def iter_audio(path: str | Path, chunk_s: float = CHUNK_S) -> Iterator[np.ndarray]:
+def iter_audio(
+    path: str | Path, chunk_s: float = CHUNK_S, max_seconds: float | None = None
+) -> Iterator[np.ndarray]:
     """Yield float32 (N,) 16 kHz mono chunks of about ``chunk_s`` seconds (last one shorter).
 
-    Raises :class:`AudioError` for a missing file, a file FFmpeg cannot open, or one with
-    no audio stream; a stream that breaks mid-way ends the iteration with an error too.
+    Raises :class:`AudioError` for a missing file, a file FFmpeg cannot open, one that
+    names other files or the network (a playlist, a concat list), one with no audio
+    stream or a sample rate below 4 kHz; a stream that breaks mid-way ends the iteration
+    with an error too. :class:`AudioTooLong` once the audio passes ``max_seconds`` (a
+    small file can declare hours), before decoding the rest.
     """
     p = Path(path)
     if p.is_dir():
@@ -32,12 +43,16 @@ def iter_audio(path: str | Path, chunk_s: float = CHUNK_S) -> Iterator[np.ndarra
     if not p.is_file():
         raise AudioError(f"{p}: no such file")
     try:
-        container = av.open(str(p))
+        container = av.open(str(p), options={"protocol_whitelist": "file"})
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         raise AudioError(
             f"{p}: not a readable audio or video file ({exc.__class__.__name__})"
         ) from exc
     with container:
+        if INDIRECT_FORMATS & set(container.format.name.split(",")):
+            raise AudioError(
+                f"{p}: a {container.format.name} file names other files; give the audio itself"
+            )
         if not container.streams.audio:
             raise AudioError(f"{p}: contains no audio stream")
         stream = container.streams.audio[0]
@@ -46,7 +61,12 @@ def iter_audio(path: str | Path, chunk_s: float = CHUNK_S) -> Iterator[np.ndarra
         # louder than mono) and the rate converted by the same resampler live audio and
         # training use, so a file gives the features its audio streamed live would.
         rate = _declared_rate(stream)
-        if not MIN_INPUT_RATE <= rate <= MAX_INPUT_RATE:
+        if rate < MIN_INPUT_RATE:
+            raise AudioError(
+                f"{p}: a sample rate of {rate} Hz is too low for speech "
+                f"(at least {MIN_INPUT_RATE} Hz)"
+            )
+        if rate > MAX_INPUT_RATE:
             rate = FALLBACK_RATE  # FFmpeg brings exotic rates into range first
         # One converter per input format: a stream may change rate or layout midway
         # (joined MP3s), and a converter set up for one refuses, or passes through, another.
@@ -54,8 +74,9 @@ def iter_audio(path: str | Path, chunk_s: float = CHUNK_S) -> Iterator[np.ndarra
         setup: tuple[int, str, str] | None = None
         to_16k = None if rate == SAMPLE_RATE else Resampler(rate, SAMPLE_RATE)
         target = max(1, int(chunk_s * SAMPLE_RATE))
+        limit = None if max_seconds is None else int(max_seconds * SAMPLE_RATE)
         pending: list[np.ndarray] = []
-        have = 0
+        have = total = 0
 
         def resampled(block: np.ndarray) -> np.ndarray:
             block = _clean(block)
@@ -74,6 +95,9 @@ def iter_audio(path: str | Path, chunk_s: float = CHUNK_S) -> Iterator[np.ndarra
                     block = resampled(_mono(out))
                     pending.append(block)
                     have += len(block)
+                    total += len(block)
+                    if limit is not None and total > limit:
+                        raise AudioTooLong(f"{p}: longer than {max_seconds:g} s")
                     if have >= target:
                         data = np.concatenate(pending)
                         yield _clean(data[:target])
@@ -81,6 +105,8 @@ def iter_audio(path: str | Path, chunk_s: float = CHUNK_S) -> Iterator[np.ndarra
             if converter is not None:
                 for out in converter.resample(None):
                     pending.append(resampled(_mono(out)))
+        except AudioError:
+            raise
         except (av.error.FFmpegError, ValueError) as exc:
             raise AudioError(f"{p}: audio stream could not be decoded ({exc})") from exc
         if to_16k is not None:
@@ -108,8 +134,10 @@ def _clean(x: np.ndarray) -> np.ndarray:
     return np.clip(np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0).astype(np.float32)
 
 
-def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
-    """Decode a file -> (float32 (N,) 16 kHz mono in -1..1, 16000). N may be 0."""
-    chunks = list(iter_audio(path))
+def load_audio(path: str | Path, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """Decode a file -> (float32 (N,) 16 kHz mono in -1..1, 16000). N may be 0.
+
+    :class:`AudioTooLong` past ``max_seconds``."""
+    chunks = list(iter_audio(path, max_seconds=max_seconds))
     pcm = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     return pcm, SAMPLE_RATE
