@@ -186,5 +186,7 @@ async def upload_audio(sid: str, request: Request) -> dict[str, Any]:
         raise HTTPException(415, f"cannot decode audio: {exc}") from exc
     if len(pcm) == 0:
         raise HTTPException(400, "the audio is empty (zero samples)")
+    if session.closed:
+        raise HTTPException(404, f"session {sid} closed while the upload was decoded")
     session.push(pcm)
     return {"duration_ms": round(len(pcm) * 1000.0 / SAMPLE_RATE, 1), "queued": True}
