@@ -11,6 +11,7 @@ closes that session. Candidates are gathered before answering (no trickle ICE, s
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["whep"])
 SDP_TYPE = "application/sdp"
 MAX_SDP_BYTES = 64 * 1024
+FINGERPRINT_BYTES = {"sha-256": 32, "sha-384": 48, "sha-512": 64}  # what aiortc verifies
+FINGERPRINT_HEX = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2})*")
 
 
 async def _read_offer(request: Request) -> str:
@@ -44,13 +47,32 @@ async def _read_offer(request: Request) -> str:
         raise HTTPException(400, "not an SDP offer (expected 'v=0' and media sections)")
     if "m=video" not in sdp and "m=audio" not in sdp:
         raise HTTPException(400, "the offer has neither a video nor an audio section")
-    if "a=fingerprint:" not in sdp:
+    prints = [line[len("a=fingerprint:") :].strip() for line in sdp.splitlines()
+              if line.startswith("a=fingerprint:")]  # fmt: skip
+    if not prints:
         raise HTTPException(400, "the offer has no DTLS fingerprint (a=fingerprint)")
+    for value in prints:
+        if not _valid_fingerprint(value):
+            raise HTTPException(
+                400, f"bad DTLS fingerprint {value[:40]!r}: expected sha-256, sha-384 or "
+                "sha-512 and that many hex bytes"
+            )  # fmt: skip
     if not any(_receives(m) for m in sdp.split("\nm=")[1:]):
         raise HTTPException(
             400, "the offer receives no media (every section is sendonly or inactive)"
         )
     return sdp
+
+
+def _valid_fingerprint(value: str) -> bool:
+    """``sha-256 AB:CD:...`` with as many bytes as the hash has (what DTLS can verify)."""
+    algorithm, _, digest = value.partition(" ")
+    size = FINGERPRINT_BYTES.get(algorithm.lower())
+    return (
+        size is not None
+        and FINGERPRINT_HEX.fullmatch(digest.strip()) is not None
+        and (digest.strip().count(":") + 1 == size)
+    )
 
 
 def _receives(section: str) -> bool:

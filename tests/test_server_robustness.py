@@ -46,6 +46,15 @@ _FINGERPRINT = b"a=fingerprint:sha-256 " + b":".join([b"AB"] * 32) + b"\r\n"
 _VIDEO = b"m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:96 VP8/90000\r\n"
 NO_FINGERPRINT = _SDP_HEAD + _VIDEO + b"a=recvonly\r\n"
 SEND_ONLY = _SDP_HEAD + _FINGERPRINT + _VIDEO + b"a=sendonly\r\n"
+BAD_FINGERPRINT = _SDP_HEAD + b"a=fingerprint:sha-256 ZZ\r\n" + _VIDEO + b"a=recvonly\r\n"
+MD5_FINGERPRINT = (
+    _SDP_HEAD
+    + b"a=fingerprint:md5 "
+    + b":".join([b"AB"] * 16)
+    + b"\r\n"
+    + _VIDEO
+    + b"a=recvonly\r\n"
+)
 
 
 def test_http_errors_have_reasons(srv: ServerThread) -> None:
@@ -74,6 +83,8 @@ def test_http_errors_have_reasons(srv: ServerThread) -> None:
             ("POST", "/v1/sessions", b'{"size": 0}', "application/json", 400),
             ("POST", "/v1/sessions", b'{"seed": -1}', "application/json", 422),
             ("POST", s["whep"], NO_FINGERPRINT, "application/sdp", 400),
+            ("POST", s["whep"], BAD_FINGERPRINT, "application/sdp", 400),
+            ("POST", s["whep"], MD5_FINGERPRINT, "application/sdp", 400),
             ("POST", s["whep"], SEND_ONLY, "application/sdp", 400),
             (
                 "POST",
