@@ -9,13 +9,18 @@ addresses only.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
+from typing import Any
 
 import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer
+from aiortc.exceptions import InvalidStateError
 
 from server.settings import IceServer
 
+log = logging.getLogger(__name__)
 _ORIGINAL = aioice.ice.get_host_addresses
 
 
@@ -40,3 +45,23 @@ def rtc_configuration(servers: Sequence[IceServer]) -> RTCConfiguration:
             for s in servers
         ]
     )
+
+
+def quiet_closed_connects(loop: asyncio.AbstractEventLoop) -> None:
+    """Log at debug, not as an error with a traceback, the connect task aiortc leaves
+    failing when a peer is closed while ICE still runs (a viewer leaves or its session is
+    deleted mid-negotiation: nothing is wrong). Everything else goes to the handler that
+    was there before."""
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, InvalidStateError) and "closed" in str(exc):
+            log.debug("peer closed while connecting: %s", exc)
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)

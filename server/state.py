@@ -22,7 +22,7 @@ from models.onnx_session import cuda_available
 from server.avatar_dir import DEFAULT_AVATAR, avatar_names, avatar_source
 from server.clock import output_delay_frames, output_delay_s
 from server.encoders import measure_encode_cost, use_speech_encoders
-from server.ice import restrict_host_addresses
+from server.ice import quiet_closed_connects, restrict_host_addresses
 from server.loaders import (
     LipsLoader,
     MotionLoader,
@@ -100,6 +100,7 @@ class AppState:
     async def start(self) -> None:
         s = self.settings
         restrict_host_addresses(s.ice_host_addresses)
+        quiet_closed_connects(asyncio.get_running_loop())
         use_fast_audio_level()
         use_speech_encoders()
         limit_blas_threads(1)

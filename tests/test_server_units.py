@@ -367,3 +367,26 @@ def test_uploads_are_cut_off_at_the_limit_however_they_are_sent() -> None:
     )
     small, _ = request([form[:30], form[30:]], multipart)
     assert asyncio.run(read_upload(small, 1024)) == (b"RIFFdata", "a.wav")
+
+
+def test_closed_peer_connects_are_not_reported_as_errors() -> None:
+    """aiortc's connect task fails with 'RTCIceTransport is closed' when a viewer leaves
+    mid-negotiation: that is not an error; any other unretrieved exception still is."""
+    import asyncio
+
+    from aiortc.exceptions import InvalidStateError
+
+    from server.ice import quiet_closed_connects
+
+    loop = asyncio.new_event_loop()
+    try:
+        seen: list[BaseException] = []
+        loop.set_exception_handler(lambda _loop, ctx: seen.append(ctx["exception"]))
+        quiet_closed_connects(loop)
+        closed = InvalidStateError("RTCIceTransport is closed")
+        other = RuntimeError("something else")
+        loop.call_exception_handler({"message": "x", "exception": closed})
+        loop.call_exception_handler({"message": "x", "exception": other})
+        assert seen == [other]
+    finally:
+        loop.close()
