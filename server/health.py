@@ -41,6 +41,9 @@ async def metrics(request: Request) -> PlainTextResponse:
     sched = state.scheduler
     fams = [
         Family("headcast_sessions", "live sessions").add(len(state.sessions)),
+        Family("headcast_viewers", "connected or connecting WebRTC viewers").add(
+            sum(len(sess.peers) for sess in state.sessions.values())
+        ),
         Family("headcast_sessions_created_total", "sessions admitted", "counter").add(
             m.sessions_created
         ),

@@ -93,6 +93,12 @@ class Session:
         self.claimed = False  # a viewer has connected or a WebSocket has come
         self.connect_timeout_s = CONNECT_TIMEOUT_S
         self.viewers_timed_out = 0
+        self.interrupts = 0
+        #: held while a viewer's offer is answered: a close waits for it, so no peer
+        #: connection is closed in the middle of gathering (aiortc then leaks its sockets)
+        self.negotiation = asyncio.Lock()
+        #: the event stream of the WebSocket sending speech: one at a time
+        self.speaker: EventStream | None = None
         self.tracks: dict[str, list[MediaStreamTrack]] = {}
         self.streams: set[EventStream] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -167,6 +173,7 @@ class Session:
                 self._onset_pending = True
 
     async def interrupt(self) -> dict[str, Any]:
+        self.interrupts += 1  # speech decoded before this and pushed after it is not said
         cut = await self._run(self.pipeline.interrupt, time.monotonic())
         return self.events.interrupted(cut)
 
@@ -214,6 +221,7 @@ class Session:
 
     async def remove_peer(self, rid: str) -> bool:
         pc = self.peers.pop(rid, None)
+        self.last_activity = time.monotonic()  # idle from when the last one leaves
         for track in self.tracks.pop(rid, []):
             self._dropped_by_gone_viewers += _track_dropped(track)  # the total never falls
             track.stop()
@@ -252,6 +260,7 @@ class Session:
             "sample_rate": SAMPLE_RATE,
             "delay_ms": round(self.clock.delay_s * 1000.0, 1),
             "channels": list(ALL_CHANNELS),
+            "speaking": self.events.speaking,
         }
 
     # ---- stats ------------------------------------------------------------------------
@@ -335,8 +344,9 @@ class Session:
         if self.closed:
             return
         self.closed = True
-        for rid in list(self.peers):
-            await self.remove_peer(rid)
+        async with self.negotiation:  # an offer being answered finishes first
+            for rid in list(self.peers):
+                await self.remove_peer(rid)
         for stream in self.streams:
             stream.close()
         tasks = [t for t in self._tasks if t is not asyncio.current_task()]

@@ -158,6 +158,7 @@ def _decode_upload(data: bytes, suffix: str, max_seconds: float) -> Any:
         "an audio file (any format FFmpeg reads) as the raw body, or the multipart field 'file'",
         {
             400: "empty body or no samples",
+            409: "interrupted while the upload was decoded (nothing queued)",
             404: "unknown session",
             413: "larger than max_upload_bytes, or longer than max_upload_audio_s",
             415: "not decodable audio",
@@ -176,6 +177,7 @@ async def upload_audio(sid: str, request: Request) -> dict[str, Any]:
     named = Path(filename).suffix.lower()
     if named[1:].isalnum() and named.isascii() and len(named) <= 6:
         suffix = named
+    generation = session.interrupts
     try:
         pcm = await state.require_scheduler().run(
             _decode_upload, data, suffix, state.settings.max_upload_audio_s
@@ -188,5 +190,7 @@ async def upload_audio(sid: str, request: Request) -> dict[str, Any]:
         raise HTTPException(400, "the audio is empty (zero samples)")
     if session.closed:
         raise HTTPException(404, f"session {sid} closed while the upload was decoded")
+    if session.interrupts != generation:  # a barge-in came first: this speech is stale
+        raise HTTPException(409, "interrupted while the upload was decoded; nothing was queued")
     session.push(pcm)
     return {"duration_ms": round(len(pcm) * 1000.0 / SAMPLE_RATE, 1), "queued": True}

@@ -222,13 +222,20 @@ class AppState:
     async def _reap_idle(self) -> None:
         while True:
             await asyncio.sleep(REAP_EVERY_S)
-            s = self.settings
-            now = time.monotonic()
-            for sid, sess in list(self.sessions.items()):
-                limit = s.idle_session_timeout_s if sess.claimed else s.unclaimed_session_timeout_s
-                if not sess.peers and not sess.streams and now - sess.last_activity > limit:
-                    log.info("closing idle session %s", sid)
-                    await self.close_session(sid)
+            for sid in self.idle_sessions(time.monotonic()):
+                log.info("closing idle session %s", sid)
+                await self.close_session(sid)
+
+    def idle_sessions(self, now: float) -> list[str]:
+        """Sessions with no viewer and no socket for their timeout, counted from the
+        last activity: speech, a viewer or socket joining, or the last one leaving."""
+        s = self.settings
+        idle = []
+        for sid, sess in self.sessions.items():
+            limit = s.idle_session_timeout_s if sess.claimed else s.unclaimed_session_timeout_s
+            if not sess.peers and not sess.streams and now - sess.last_activity > limit:
+                idle.append(sid)
+        return idle
 
     # ---- models -----------------------------------------------------------------------
 

@@ -81,7 +81,15 @@ def _receives(section: str) -> bool:
 
 
 async def answer(state: AppState, session: Session, sdp: str) -> tuple[str, str]:
-    """Negotiate one viewer; returns (resource id, SDP answer). HTTP errors on bad SDP."""
+    """Negotiate one viewer; returns (resource id, SDP answer). HTTP errors on bad SDP,
+    404 when the session closes meanwhile (its close waits for the answer)."""
+    async with session.negotiation:
+        if session.closed:
+            raise HTTPException(404, f"session {session.id} was closed")
+        return await _negotiate(state, session, sdp)
+
+
+async def _negotiate(state: AppState, session: Session, sdp: str) -> tuple[str, str]:
     if len(session.peers) >= MAX_PEERS:
         raise HTTPException(409, f"session already has {MAX_PEERS} viewers")
     pc = RTCPeerConnection(rtc_configuration(state.settings.ice_servers))
@@ -106,13 +114,18 @@ async def answer(state: AppState, session: Session, sdp: str) -> tuple[str, str]
         await session.remove_peer(rid)
         raise
     except Exception as exc:  # aiortc raises ValueError/KeyError/... on SDP it cannot use
-        state.metrics.peers_failed += 1
         await session.remove_peer(rid)
+        if session.closed:
+            raise HTTPException(404, f"session {session.id} was closed") from exc
+        state.metrics.peers_failed += 1
         log.info("rejected offer for session %s: %r", session.id, exc)
         detail = str(exc).strip()
         if not detail or isinstance(exc, RuntimeError | StopIteration):  # aiortc internals
             detail = "malformed or unsupported media description"
         raise HTTPException(400, f"cannot negotiate this offer: {detail}") from exc
+    if session.closed:  # deleted while this offer was answered
+        await session.remove_peer(rid)
+        raise HTTPException(404, f"session {session.id} was closed")
     return rid, pc.localDescription.sdp
 
 

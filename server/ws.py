@@ -152,6 +152,9 @@ async def _serve(ws: WebSocket, state: AppState, session: Session, start: StartM
                 except AudioError as exc:
                     stream.put({"type": "error", "message": str(exc)})
                     continue
+                if not _may_speak(session, stream):
+                    stream.put({"type": "error", "message": ANOTHER_SPEAKER})
+                    continue
                 session.push(pcm)
                 continue
             try:
@@ -176,6 +179,9 @@ async def _serve(ws: WebSocket, state: AppState, session: Session, start: StartM
         return
     finally:
         session.streams.discard(stream)
+        session.last_activity = time.monotonic()  # idle from when the last one leaves
+        if session.speaker is stream:
+            session.speaker = None
         stream.close()
         if session.closed:  # the sender may still be sending: let it say so and close
             with contextlib.suppress(Exception):
@@ -185,6 +191,23 @@ async def _serve(ws: WebSocket, state: AppState, session: Session, start: StartM
             await sender
         if session.closed:
             await _session_gone(ws)  # unless the sender already did
+
+
+ANOTHER_SPEAKER = (
+    "another WebSocket is sending this session's speech; its speech was not queued "
+    "(one speaker at a time: wait for speech_ended or for that socket to close)"
+)
+
+
+def _may_speak(session: Session, stream: EventStream) -> bool:
+    """Whether this socket's speech may be queued: one socket speaks at a time, and it
+    keeps the turn while its speech is queued or playing (or until it closes)."""
+    holder = session.speaker
+    busy = session.pipeline.buffered() or session.events.speaking
+    if holder is not None and holder is not stream and busy:
+        return False
+    session.speaker = stream
+    return True
 
 
 @router.websocket("/v1/sessions/{sid}/ws")

@@ -192,3 +192,128 @@ def test_python_client_streams_any_chunking_and_stops_on_interrupt(srv: ServerTh
                 await gone.connect("any")
 
     run(main(), timeout=60)
+
+
+def test_sessions_live_on_after_their_last_participant_leaves(srv: ServerThread) -> None:
+    """The idle timeout counts from when the last viewer or socket leaves, not from the
+    last speech: a long-watched session survives a page reload."""
+    import time
+
+    async def main() -> None:
+        c = HeadcastClient(srv.url)
+        s = await c.create_session()
+        sock = await c.connect(s["id"])
+        session = srv.state.sessions[s["id"]]
+        session.last_activity -= 10_000  # as if watched silently for hours
+        await sock.close()
+        for _ in range(50):  # the server sees the socket go
+            if not session.streams:
+                break
+            await asyncio.sleep(0.02)
+        assert not session.streams
+        assert s["id"] not in srv.state.idle_sessions(time.monotonic())
+        later = time.monotonic() + srv.state.settings.idle_session_timeout_s + 1
+        assert s["id"] in srv.state.idle_sessions(later)
+        await c.close_session(s["id"])
+
+    run(main(), timeout=20)
+
+
+def test_one_speaker_at_a_time_and_a_barge_in_beats_a_decoding_upload(
+    srv: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second socket's speech is refused (with a reason) while the first one's plays,
+    and taken once it has ended; an interrupt that comes while an upload is decoded
+    means that upload is not said (409); a socket joining mid-speech is told."""
+    import threading
+
+    import numpy as np
+
+    import server.sessions
+
+    speech = load_speech(1.5)
+    pcm16 = (np.clip(speech, -1, 1) * 32767).astype("<i2").tobytes()
+
+    async def main() -> None:
+        c = HeadcastClient(srv.url)
+        s = await c.create_session()
+        first = await c.connect(s["id"])
+        assert first.ready["speaking"] is False
+        assert await first.stream([pcm16])
+        await first.next_event("speech_started", within_s=5)
+        second = await c.connect(s["id"])
+        assert second.ready["speaking"] is True
+        await second.send_pcm(pcm16[:3200])
+        refused = await second.next_event("error", within_s=3)
+        assert "another WebSocket is sending" in refused["message"]
+        await first.next_event("speech_ended", within_s=10)
+        assert await second.stream([pcm16])  # its turn now
+        await second.next_event("speech_started", within_s=5)
+        await second.interrupt()
+        await second.next_event("interrupted", within_s=3)
+        await first.close()
+
+        # an upload still decoding when the interrupt comes is not said
+        decoding, release = threading.Event(), threading.Event()
+        real = server.sessions._decode_upload
+
+        def slow(*args: Any) -> Any:
+            decoding.set()
+            release.wait(5)
+            return real(*args)
+
+        monkeypatch.setattr(server.sessions, "_decode_upload", slow)
+        upload = asyncio.create_task(c.upload_audio(s["id"], wav_bytes(speech)))
+        await asyncio.to_thread(decoding.wait, 5)
+        await second.interrupt()
+        release.set()
+        with pytest.raises(HeadcastError) as stale:
+            await upload
+        assert stale.value.status == 409 and "interrupted" in stale.value.reason
+        await asyncio.sleep(0.5)
+        assert len(second.of_type("speech_started")) == 1, "nothing more was said"
+        await second.close()
+        await c.close_session(s["id"])
+
+    run(main(), timeout=40)
+
+
+def test_an_offer_answered_while_its_session_closes_leaves_nothing(srv: ServerThread) -> None:
+    """DELETE racing a viewer's offer: the offer gets 201 (answered first) or 404 (the
+    session closed first), never a 400, and no session, viewer or socket is left (a peer
+    connection closed in the middle of gathering would keep its UDP sockets)."""
+    import gc
+    import os
+
+    def sockets() -> int:
+        count = 0
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):  # closed meanwhile
+                count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+        return count
+
+    async def main() -> None:
+        from aiortc import RTCPeerConnection
+
+        c = HeadcastClient(srv.url)
+        gc.collect()
+        base = sockets()
+        for delay in (0.0, 0.002, 0.004, 0.008) * 4:
+            s = await c.create_session()
+            pc = RTCPeerConnection()
+            pc.addTransceiver("video", direction="recvonly")
+            await pc.setLocalDescription(await pc.createOffer())
+            offer = asyncio.create_task(
+                c.request("POST", s["whep"], pc.localDescription.sdp.encode(), "application/sdp")
+            )
+            await asyncio.sleep(delay)
+            await c.close_session(s["id"])
+            resp = await offer
+            assert resp.status in (201, 404), (delay, resp.status, resp.body[:200])
+            await pc.close()
+        assert not srv.state.sessions
+        await asyncio.sleep(1.0)
+        gc.collect()
+        assert sockets() <= base + 1, (base, sockets())
+
+    run(main(), timeout=30)
