@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.error
-import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
@@ -131,10 +130,10 @@ class HeadcastClient:
         start message: the reason it gave) or cannot be reached.
         """
         url = "ws" + self.base_url[4:] + f"/v1/sessions/{sid}/ws"
-        if self.token:  # the server's auth guard reads ?token= on WebSockets
-            url += "?token=" + urllib.parse.quote(self.token, safe="")
+        # a header, not ?token= (which browsers need): query strings end up in logs
+        auth = {"Authorization": f"Bearer {self.token}"} if self.token else None
         try:
-            ws = await websockets.connect(url, max_size=None)
+            ws = await websockets.connect(url, max_size=None, additional_headers=auth)
         except websockets.InvalidStatus as exc:  # refused before the upgrade
             body = exc.response.body or b""
             resp = Response(exc.response.status_code, dict(exc.response.headers.raw_items()), body)

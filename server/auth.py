@@ -16,9 +16,13 @@ seconds), ``origin`` (the page origin allowed to use it, or absent = any), ``ava
 Auth is on exactly when ``api_key`` is set. Then every ``/v1/`` request except CORS
 preflights needs ``Authorization: Bearer <token or api key>``, or ``?token=`` on the
 URL (browsers cannot put headers on a WebSocket). Missing, malformed, expired, foreign
-(other secret) and wrong-origin tokens answer ``401`` with a reason; a token's avatar
-limit is enforced where sessions are opened (``POST /v1/sessions``, ``POST /v1/whep``)
-and it may not upload portraits. WebSockets are refused before the handshake (HTTP 403).
+(other secret) and wrong-origin tokens answer ``401`` with a reason. A token opens sessions
+(``POST /v1/sessions``, ``POST /v1/whep``; its avatar limit is enforced there) and uses
+only the sessions it opened (``/v1/sessions/{id}/...``, ``403`` for others); besides
+that it may read ``GET /v1/avatars`` and ``GET /v1/client/config``. Everything else
+(listing sessions, renders, portrait uploads, minting) needs the API key (``403``).
+WebSockets are refused before the handshake (HTTP 403). Query-string credentials are
+masked in the access log.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -51,6 +57,11 @@ CLOCK_SKEW_S = 5.0  # tolerated lateness of "exp" between hosts sharing a secret
 MAX_TOKEN_CHARS = 2048
 MAX_SESSION_BODY_BYTES = 16 * 1024  # a POST /v1/sessions body is a few fields of JSON
 SECRET_LABEL = b"headcast session tokens v1"
+#: ASGI scope key under which the guard leaves the token's identity for the routes:
+#: the sessions a token opens are its own
+OWNER_KEY = "headcast.token"
+_SESSION_PATH = re.compile(r"/v1/sessions/([^/]+)(?:/.*)?")
+TOKEN_READS = ("/v1/avatars", "/v1/client/config")  # what a token may GET besides its sessions
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -61,6 +72,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 class TokenError(ValueError):
     """A token that does not grant access; the message says why, for the user."""
+
+
+class ScopeError(TokenError):
+    """A valid token used for something only the API key may do (403)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +123,8 @@ def verify(secret: bytes, token: str, *, now: float | None = None) -> Claims:
         given = _unb64(sig)
     except (binascii.Error, ValueError) as exc:
         raise TokenError("malformed token") from exc
+    if _b64(given) != sig:  # one spelling per token: its signature is its identity
+        raise TokenError("malformed token")
     expected = hmac.new(secret, payload.encode("ascii", "replace"), hashlib.sha256).digest()
     if not hmac.compare_digest(given, expected):
         raise TokenError("token signature is not valid for this server")
@@ -233,15 +250,22 @@ class AuthGuard:
                 raise TokenError("minting tokens needs the API key, not a token")
             claims = verify(self.secret, credential)
             check_origin(claims, _header(scope, b"origin"))
-            if kind == "http" and scope.get("method") == "POST":
-                if path.startswith("/v1/avatars"):
-                    raise TokenError("a session token cannot upload portraits")
-                if path.rstrip("/") == "/v1/whep":
-                    check_avatar(claims, "default")
-                elif path.rstrip("/") == "/v1/sessions":
-                    receive = await self._check_session_body(claims, receive)
+            owner = credential.split(".")[1]
+            scope[OWNER_KEY] = owner
+            method = scope.get("method") if kind == "http" else "GET"
+            route = path.rstrip("/")
+            if method == "POST" and route == "/v1/whep":
+                check_avatar(claims, "default")
+            elif method == "POST" and route == "/v1/sessions":
+                receive = await self._check_session_body(claims, receive)
+            elif (match := _SESSION_PATH.fullmatch(route)) is not None:
+                _check_owner(scope, match.group(1), owner)
+            elif not (method == "GET" and route in TOKEN_READS):
+                raise ScopeError(
+                    f"a session token cannot use {method} {route}; that needs the API key"
+                )
         except TokenError as exc:
-            await self._refuse(scope, send, str(exc))
+            await self._refuse(scope, send, str(exc), 403 if isinstance(exc, ScopeError) else 401)
             return
         await self.app(scope, receive, send)
 
@@ -277,7 +301,7 @@ class AuthGuard:
 
         return replay
 
-    async def _refuse(self, scope: Scope, send: Send, reason: str) -> None:
+    async def _refuse(self, scope: Scope, send: Send, reason: str, status: int = 401) -> None:
         if scope["type"] == "websocket":
             # Closing before accept makes the server answer the handshake with 403.
             await send({"type": "websocket.close", "code": 1008, "reason": reason[:120]})
@@ -286,7 +310,7 @@ class AuthGuard:
         await send(
             {
                 "type": "http.response.start",
-                "status": 401,
+                "status": status,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode("ascii")),
@@ -297,6 +321,38 @@ class AuthGuard:
         await send({"type": "http.response.body", "body": body})
 
 
+def _check_owner(scope: Scope, sid: str, owner: str) -> None:
+    """ScopeError unless session ``sid`` was opened with this token (an unknown one is
+    left to the route's 404)."""
+    state = getattr(scope.get("app"), "state", None)
+    sessions = getattr(getattr(state, "headcast", None), "sessions", {})
+    session = sessions.get(sid)
+    if session is not None and session.owner != owner:
+        raise ScopeError(f"session {sid} was not opened with this token")
+
+
+def token_owner(request: Request) -> str | None:
+    """The identity of the token a request came with (None: the API key, or auth off)."""
+    owner = request.scope.get(OWNER_KEY)
+    return str(owner) if owner is not None else None
+
+
+class _MaskTokens(logging.Filter):
+    """Access-log lines without the credentials a query string may carry."""
+
+    _TOKEN = re.compile(r"(token=)[^&\s]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self._TOKEN.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args
+            )
+        return True
+
+
 def install(app: Any, settings: ServerSettings) -> None:
     """Add the guard to ``app`` (call before adding CORS so CORS wraps it)."""
     app.add_middleware(AuthGuard, settings=settings)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _MaskTokens) for f in access.filters):
+        access.addFilter(_MaskTokens())

@@ -93,6 +93,8 @@ class Session:
         self.claimed = False  # a viewer has connected or a WebSocket has come
         self.connect_timeout_s = CONNECT_TIMEOUT_S
         self.viewers_timed_out = 0
+        #: identity of the session token that opened it (None: the API key, or no auth)
+        self.owner: str | None = None
         self.interrupts = 0
         #: held while a viewer's offer is answered: a close waits for it, so no peer
         #: connection is closed in the middle of gathering (aiortc then leaks its sockets)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from models.audio import AudioError, AudioTooLong
 from models.avatar.errors import AvatarError
 from models.motion.model import SUPPORTED_FPS
+from server.auth import token_owner
 from server.avatar_dir import UnknownAvatar
 from server.bodies import MEDIA_UPLOAD_TYPES, read_json, read_upload
 from server.clock import SAMPLE_RATE
@@ -54,8 +55,8 @@ def find_session(state: AppState, sid: str) -> Session:
     return session
 
 
-async def open_session(state: AppState, req: SessionRequest) -> Session:
-    """Validate and create; HTTP errors with reasons (400/404/503)."""
+async def open_session(state: AppState, req: SessionRequest, request: Request) -> Session:
+    """Validate and create for ``request``'s token; HTTP errors with reasons (400/404/503)."""
     s = state.settings
     size = s.default_size if req.size is None else req.size
     fps = s.default_fps if req.fps is None else req.fps
@@ -65,7 +66,7 @@ async def open_session(state: AppState, req: SessionRequest) -> Session:
         raise HTTPException(400, f"fps {fps} not available live; choose one of {list(LIVE_FPS)}")
     params = SessionParams(req.avatar, size, fps, req.emotion, req.input, req.seed)
     try:
-        return await state.create_session(params)
+        session = await state.create_session(params)
     except UnknownAvatar as exc:
         raise HTTPException(404, str(exc)) from exc
     except AvatarError as exc:  # a pack on disk that does not load
@@ -78,6 +79,8 @@ async def open_session(state: AppState, req: SessionRequest) -> Session:
     except AdmissionError as exc:
         state.metrics.sessions_refused += 1
         raise HTTPException(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from exc
+    session.owner = token_owner(request)
+    return session
 
 
 @router.post("", status_code=201)
@@ -87,7 +90,7 @@ async def create_session(
     """Create a session (every field optional, the body too); returns its id, WHEP and
     WebSocket URLs and output delay."""
     state = get_state(request)
-    session = await open_session(state, req or SessionRequest())
+    session = await open_session(state, req or SessionRequest(), request)
     response.headers["Location"] = f"/v1/sessions/{session.id}"
     return {**session.stats(), **session_links(session)}
 

@@ -51,10 +51,12 @@ class ServerSettings(StrictModel):
     ice_servers: tuple[IceServer, ...] = ()
     #: origins allowed by CORS; never "*" by default
     cors_origins: tuple[str, ...] = ("http://localhost:8080", "http://127.0.0.1:8080")
-    #: API key for site back ends; set = auth on (session tokens required on /v1/)
-    api_key: str | None = None
+    #: API key for site back ends; set = auth on (session tokens required on /v1/). At
+    #: least 16 characters: a page's token must not let anyone guess it offline (e.g.
+    #: `python -c "import secrets; print(secrets.token_urlsafe(24))"`)
+    api_key: str | None = Field(default=None, min_length=16)
     #: HMAC secret for session tokens; None = derived from api_key
-    token_secret: str | None = None
+    token_secret: str | None = Field(default=None, min_length=16)
     #: longest lifetime a minted session token may ask for (s)
     token_max_ttl_s: float = Field(default=3600.0, gt=0.0)
     max_sessions: int = Field(default=16, ge=1)

@@ -187,7 +187,7 @@ async def whep_default(request: Request) -> Response:
     """WHEP on a new default session (closed when its resource is deleted)."""
     state = get_state(request)
     sdp = await _read_offer(request)
-    session = await open_session(state, SessionRequest())
+    session = await open_session(state, SessionRequest(), request)
     session.close_without_viewers = lambda: state.close_session(session.id)
     try:
         rid, answer_sdp = await answer(state, session, sdp)

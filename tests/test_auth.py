@@ -25,7 +25,7 @@ from server.auth import (
 from tests.server_harness import FIXTURES, TEST_SIZE, ServerThread, free_port
 
 SECRET = b"test-secret"
-API_KEY = "test-api-key"
+API_KEY = "test-api-key-0123456789"
 SITE = "http://127.0.0.1:9999"
 
 
@@ -187,7 +187,54 @@ def test_avatar_limit_is_enforced_when_opening_sessions(srv: ServerThread) -> No
     status, body, _ = call(srv, "POST", "/v1/sessions", {"avatar": "default"}, bearer=t)
     assert status == 401 and "alice" in body["detail"]
     status, body, _ = call(srv, "POST", "/v1/avatars?name=x", {}, bearer=t)
-    assert status == 401 and "portraits" in body["detail"]
+    assert status == 403 and "needs the API key" in body["detail"]
+
+
+def test_a_token_reaches_only_the_sessions_it_opened(srv: ServerThread) -> None:
+    """A page's token opens sessions and uses those; another page's token, listing
+    sessions, renders and uploads need the API key (403 with the reason)."""
+    mine, theirs = token(srv), token(srv)
+    _, own, _ = call(srv, "POST", "/v1/sessions", {}, bearer=mine)
+    _, backend, _ = call(srv, "POST", "/v1/sessions", {}, bearer=API_KEY)
+    sid = own["id"]
+    assert call(srv, "GET", f"/v1/sessions/{sid}", bearer=mine)[0] == 200
+    control = {"type": "ping"}
+    assert call(srv, "POST", f"/v1/sessions/{sid}/control", control, bearer=mine)[0] == 200
+    for other, target in ((theirs, sid), (mine, backend["id"])):
+        for method, path, body in (
+            ("GET", f"/v1/sessions/{target}", None),
+            ("POST", f"/v1/sessions/{target}/control", control),
+            ("DELETE", f"/v1/sessions/{target}", None),
+        ):
+            status, reply, _ = call(srv, method, path, body, bearer=other)
+            assert status == 403 and "not opened with this token" in reply["detail"], path
+    for method, path in (("GET", "/v1/sessions"), ("GET", "/v1/renders"), ("GET", "/v1/nope")):
+        status, reply, _ = call(srv, method, path, bearer=mine)
+        assert status == 403 and "needs the API key" in reply["detail"], path
+    assert call(srv, "GET", "/v1/avatars", bearer=mine)[0] == 200
+    assert call(srv, "GET", "/v1/sessions", bearer=API_KEY)[0] == 200
+    # one spelling per token: padding or junk after the signature is not the same token
+    assert call(srv, "GET", f"/v1/sessions/{sid}", bearer=mine + "=")[0] == 401
+    assert call(srv, "DELETE", f"/v1/sessions/{sid}", bearer=mine)[0] == 204
+    call(srv, "DELETE", f"/v1/sessions/{backend['id']}", bearer=API_KEY)
+
+
+def test_weak_keys_are_refused_and_query_credentials_are_masked_in_logs() -> None:
+    import logging
+
+    from pydantic import ValidationError
+
+    from server.auth import _MaskTokens
+
+    for weak in ("", "short-key"):
+        with pytest.raises(ValidationError, match="at least 16"):
+            _settings(free_port(), api_key=weak)
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "GET", "/v1/sessions/x/ws?a=1&token=abc.def", "1.1", 101), None,
+    )  # fmt: skip
+    assert _MaskTokens().filter(record)
+    assert "abc.def" not in record.getMessage() and "token=***" in record.getMessage()
 
 
 def test_expired_token_is_refused_by_the_server(srv: ServerThread) -> None:

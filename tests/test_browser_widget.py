@@ -31,7 +31,7 @@ from tests.server_harness import SPEECH_WAV, ServerThread, free_port
 
 pytestmark = pytest.mark.browser
 
-API_KEY = "browser-test-key"
+API_KEY = "browser-test-key-0123456789"
 
 
 @pytest.fixture(scope="module")
