@@ -33,8 +33,10 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +64,11 @@ SECRET_LABEL = b"headcast session tokens v1"
 OWNER_KEY = "headcast.token"
 _SESSION_PATH = re.compile(r"/v1/sessions/([^/]+)(?:/.*)?")
 TOKEN_READS = ("/v1/avatars", "/v1/client/config")  # what a token may GET besides its sessions
+#: refused credentials one client address may send per window before it must wait (429):
+#: guessing keys or tokens online gets nowhere, a page with a stale token is not blocked
+MAX_FAILURES = 30
+FAILURE_WINDOW_S = 60.0
+MAX_TRACKED_CLIENTS = 10_000
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -212,6 +219,32 @@ def _credential(scope: Scope) -> str | None:
     return values[0] if values else None
 
 
+class FailureLimit:
+    """Refused credentials per client address over a sliding window (bounded memory)."""
+
+    def __init__(self, limit: int = MAX_FAILURES, window_s: float = FAILURE_WINDOW_S) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._times: dict[str, deque[float]] = {}
+
+    def wait_s(self, client: str, now: float) -> float:
+        """Seconds ``client`` must wait before it may try again (0: it may)."""
+        times = self._times.get(client)
+        if times is None:
+            return 0.0
+        while times and times[0] <= now - self.window_s:
+            times.popleft()
+        if not times:
+            del self._times[client]
+            return 0.0
+        return times[0] + self.window_s - now if len(times) >= self.limit else 0.0
+
+    def failed(self, client: str, now: float) -> None:
+        if client not in self._times and len(self._times) >= MAX_TRACKED_CLIENTS:
+            self._times.pop(next(iter(self._times)))  # the longest-tracked one
+        self._times.setdefault(client, deque(maxlen=self.limit)).append(now)
+
+
 class AuthGuard:
     """ASGI middleware: API key or token on every ``/v1/`` request when auth is on.
 
@@ -224,6 +257,7 @@ class AuthGuard:
         self.settings = settings
         self.secret = signing_secret(settings)
         self.api_key = (settings.api_key or "").encode("utf-8")
+        self.failures = FailureLimit()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -235,6 +269,12 @@ class AuthGuard:
             or (kind == "http" and scope.get("method") == "OPTIONS")
         ):
             await self.app(scope, receive, send)
+            return
+        client = str((scope.get("client") or ("?",))[0])
+        wait = self.failures.wait_s(client, time.monotonic())
+        if wait > 0:
+            reason = f"too many refused credentials from {client}; try again in {wait:.0f} s"
+            await self._refuse(scope, send, reason, 429, retry_after=wait)
             return
         credential = _credential(scope)
         try:
@@ -264,8 +304,13 @@ class AuthGuard:
                 raise ScopeError(
                     f"a session token cannot use {method} {route}; that needs the API key"
                 )
+        except ScopeError as exc:
+            await self._refuse(scope, send, str(exc), 403)
+            return
         except TokenError as exc:
-            await self._refuse(scope, send, str(exc), 403 if isinstance(exc, ScopeError) else 401)
+            if credential is not None:  # a wrong key or token, not a missing one
+                self.failures.failed(client, time.monotonic())
+            await self._refuse(scope, send, str(exc), 401)
             return
         await self.app(scope, receive, send)
 
@@ -301,7 +346,14 @@ class AuthGuard:
 
         return replay
 
-    async def _refuse(self, scope: Scope, send: Send, reason: str, status: int = 401) -> None:
+    async def _refuse(
+        self,
+        scope: Scope,
+        send: Send,
+        reason: str,
+        status: int = 401,
+        retry_after: float | None = None,
+    ) -> None:
         if scope["type"] == "websocket":
             # Closing before accept makes the server answer the handshake with 403.
             await send({"type": "websocket.close", "code": 1008, "reason": reason[:120]})
@@ -315,6 +367,11 @@ class AuthGuard:
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode("ascii")),
                     (b"www-authenticate", b'Bearer realm="headcast"'),
+                    *(
+                        [(b"retry-after", str(math.ceil(retry_after)).encode("ascii"))]
+                        if retry_after is not None
+                        else []
+                    ),
                 ],
             }
         )

@@ -282,3 +282,25 @@ def test_python_client_uses_its_token_on_the_websocket(srv: ServerThread) -> Non
         return kind
 
     assert asyncio.run(session_socket()) == "ready"
+
+
+def test_guessing_credentials_online_is_throttled() -> None:
+    """After MAX_FAILURES refused credentials in a window, a client address waits (429 with
+    Retry-After), even with the right key; other addresses and the window's end free it."""
+    from server.auth import FAILURE_WINDOW_S, MAX_FAILURES, FailureLimit
+
+    limit = FailureLimit()
+    for i in range(MAX_FAILURES):
+        assert limit.wait_s("10.0.0.1", 100.0 + i * 0.01) == 0.0
+        limit.failed("10.0.0.1", 100.0 + i * 0.01)
+    assert limit.wait_s("10.0.0.1", 101.0) == pytest.approx(FAILURE_WINDOW_S - 1.0)
+    assert limit.wait_s("10.0.0.2", 101.0) == 0.0
+    assert limit.wait_s("10.0.0.1", 100.0 + FAILURE_WINDOW_S + 0.5) == 0.0
+
+    settings = _settings(free_port(), api_key=API_KEY)
+    with ServerThread(settings, **_fake_motion()) as server:
+        for _ in range(MAX_FAILURES):
+            assert call(server, "GET", "/v1/avatars", bearer="wrong-key-0123456789")[0] == 401
+        status, body, headers = call(server, "GET", "/v1/avatars", bearer=API_KEY)
+        retry = {k.lower(): v for k, v in headers.items()}.get("retry-after")
+        assert status == 429 and "too many refused" in body["detail"] and retry is not None
