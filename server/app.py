@@ -32,7 +32,7 @@ ROUTER_MODULES: tuple[tuple[str, bool], ...] = (
     ("server.ws", True),
     ("server.avatars", True),
     ("server.renders", False),
-    ("server.auth", False),
+    ("server.tokens", False),
     ("server.static", False),
 )
 

@@ -1,35 +1,19 @@
-"""Short-lived session tokens and the check that guards the API with them.
-
-A site's backend holds the server's API key and mints tokens for its pages:
-
-    POST /v1/tokens  Authorization: Bearer <api key>
-    {"origin": "https://shop.example", "avatar": "alice", "ttl_s": 300}
-    -> {"token": "<payload>.<signature>", "expires_at": 1767225600.0, ...}
-
-A token is ``base64url(JSON claims) "." base64url(HMAC-SHA256(secret, payload))``
-(the compact shape of a JWS, RFC 7515, without its header). The secret is
-``token_secret`` from the settings or, if unset, derived from the API key, so every
-process configured with the same key accepts the same tokens. Claims: ``exp`` (unix
-seconds), ``origin`` (the page origin allowed to use it, or absent = any), ``avatar``
-(the only avatar it may open, or absent = any).
+"""The check that guards the API with the API key or session tokens.
 
 Auth is on exactly when ``api_key`` is set. Then every ``/v1/`` request except CORS
 preflights needs ``Authorization: Bearer <token or api key>``, or ``?token=`` on the
 URL (browsers cannot put headers on a WebSocket). Missing, malformed, expired, foreign
-(other secret) and wrong-origin tokens answer ``401`` with a reason. A token opens sessions
-(``POST /v1/sessions``, ``POST /v1/whep``; its avatar limit is enforced there) and uses
-only the sessions it opened (``/v1/sessions/{id}/...``, ``403`` for others); besides
-that it may read ``GET /v1/avatars`` and ``GET /v1/client/config``. Everything else
-(listing sessions, renders, portrait uploads, minting) needs the API key (``403``).
-WebSockets are refused before the handshake (HTTP 403). Query-string credentials are
-masked in the access log.
+(other secret) and wrong-origin tokens (:mod:`server.tokens`) answer ``401`` with a
+reason. A token opens sessions (``POST /v1/sessions``, ``POST /v1/whep``; its avatar
+limit is enforced there) and uses only the sessions it opened (``/v1/sessions/{id}/...``,
+``403`` for others); besides that it may read ``GET /v1/avatars`` and
+``GET /v1/client/config``. Everything else (listing sessions, renders, portrait
+uploads, minting) needs the API key (``403``). WebSockets are refused before the
+handshake (HTTP 403). Query-string credentials are masked in the access log.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import hmac
 import json
 import logging
@@ -38,27 +22,25 @@ import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, HTTPException, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Request
 
-from server.avatar_dir import AVATAR_NAME
 from server.settings import ServerSettings
-from server.state import get_state
-
-router = APIRouter(prefix="/v1/tokens", tags=["auth"])
+from server.tokens import (
+    Claims,
+    ScopeError,
+    TokenError,
+    check_avatar,
+    check_origin,
+    signing_secret,
+    verify,
+)
 
 PROTECTED_PREFIX = "/v1/"
 TOKEN_PATH = "/v1/tokens"
-MIN_TTL_S = 5.0
-DEFAULT_TTL_S = 300.0
-CLOCK_SKEW_S = 5.0  # tolerated lateness of "exp" between hosts sharing a secret
-MAX_TOKEN_CHARS = 2048
 MAX_SESSION_BODY_BYTES = 16 * 1024  # a POST /v1/sessions body is a few fields of JSON
-SECRET_LABEL = b"headcast session tokens v1"
 #: ASGI scope key under which the guard leaves the token's identity for the routes:
 #: the sessions a token opens are its own
 OWNER_KEY = "headcast.token"
@@ -75,132 +57,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-class TokenError(ValueError):
-    """A token that does not grant access; the message says why, for the user."""
-
-
-class ScopeError(TokenError):
-    """A valid token used for something only the API key may do (403)."""
-
-
-@dataclass(frozen=True)
-class Claims:
-    exp: float
-    origin: str | None = None
-    avatar: str | None = None
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def signing_secret(settings: ServerSettings) -> bytes | None:
-    """The HMAC key, or None when auth is off (no API key configured)."""
-    if not settings.api_key:
-        return None
-    if settings.token_secret:
-        return settings.token_secret.encode("utf-8")
-    return hmac.new(settings.api_key.encode("utf-8"), SECRET_LABEL, hashlib.sha256).digest()
-
-
-def mint(secret: bytes, claims: Claims) -> str:
-    """Sign ``claims`` into a token string."""
-    body: dict[str, Any] = {"exp": round(claims.exp, 3)}
-    if claims.origin is not None:
-        body["origin"] = claims.origin
-    if claims.avatar is not None:
-        body["avatar"] = claims.avatar
-    payload = _b64(json.dumps(body, separators=(",", ":"), sort_keys=True).encode("utf-8"))
-    sig = hmac.new(secret, payload.encode("ascii"), hashlib.sha256).digest()
-    return f"{payload}.{_b64(sig)}"
-
-
-def verify(secret: bytes, token: str, *, now: float | None = None) -> Claims:
-    """Claims of a valid token; :class:`TokenError` saying why otherwise."""
-    if len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
-        raise TokenError("malformed token")
-    payload, sig = token.split(".")
-    try:
-        given = _unb64(sig)
-    except (binascii.Error, ValueError) as exc:
-        raise TokenError("malformed token") from exc
-    if _b64(given) != sig:  # one spelling per token: its signature is its identity
-        raise TokenError("malformed token")
-    expected = hmac.new(secret, payload.encode("ascii", "replace"), hashlib.sha256).digest()
-    if not hmac.compare_digest(given, expected):
-        raise TokenError("token signature is not valid for this server")
-    try:
-        body = json.loads(_unb64(payload))
-        claims = Claims(
-            exp=float(body["exp"]), origin=body.get("origin"), avatar=body.get("avatar")
-        )
-    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
-        raise TokenError("malformed token") from exc
-    now = time.time() if now is None else now
-    if claims.exp + CLOCK_SKEW_S < now:
-        raise TokenError(f"token expired {now - claims.exp:.0f} s ago; ask the site for a new one")
-    return claims
-
-
-def check_origin(claims: Claims, origin: str | None) -> None:
-    """A browser's ``Origin`` must be the one the token was minted for.
-
-    Requests without ``Origin`` come from non-browser clients (or same-origin GETs),
-    which could send any header anyway; the signature and expiry still apply.
-    """
-    if claims.origin is not None and origin is not None and origin != claims.origin:
-        raise TokenError(f"token was issued for {claims.origin}, not for {origin}")
-
-
-def check_avatar(claims: Claims, avatar: str) -> None:
-    if claims.avatar is not None and avatar != claims.avatar:
-        raise TokenError(f"token allows avatar {claims.avatar!r} only, not {avatar!r}")
-
-
-# ---- the token endpoint --------------------------------------------------------------
-
-
-class TokenRequest(BaseModel):
-    """Body of ``POST /v1/tokens``; every field optional."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    ttl_s: float = Field(DEFAULT_TTL_S, ge=MIN_TTL_S, description="seconds until it expires")
-    origin: str | None = Field(None, description="page origin allowed to use it, e.g. https://a.b")
-    avatar: str | None = Field(None, description="the one avatar it may open; None = any")
-
-
-@router.post("", status_code=201)
-async def create_token(req: TokenRequest, request: Request) -> dict[str, Any]:
-    """Mint a session token (needs the API key; the guard has already checked it)."""
-    settings = get_state(request).settings
-    secret = signing_secret(settings)
-    if secret is None:
-        raise HTTPException(404, "tokens are off: the server has no api_key configured")
-    if req.ttl_s > settings.token_max_ttl_s:
-        raise HTTPException(400, f"ttl_s may be at most {settings.token_max_ttl_s:g} s")
-    if req.avatar is not None and not AVATAR_NAME.fullmatch(req.avatar):
-        raise HTTPException(400, f"invalid avatar name {req.avatar!r}")
-    if req.origin is not None and (
-        "://" not in req.origin or req.origin.endswith("/") or req.origin.count("/") != 2
-    ):
-        raise HTTPException(400, "origin must be scheme://host[:port] with no path")
-    claims = Claims(exp=time.time() + req.ttl_s, origin=req.origin, avatar=req.avatar)
-    return {
-        "token": mint(secret, claims),
-        "expires_at": claims.exp,
-        "origin": claims.origin,
-        "avatar": claims.avatar,
-    }
-
-
-# ---- the guard ------------------------------------------------------------------------
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import websockets
 
-from server.auth import (
+from server.tokens import (
     Claims,
     TokenError,
     check_avatar,

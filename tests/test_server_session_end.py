@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from client.headcast_client import HeadcastClient, HeadcastError
+from client.pcm import encode_pcm
 from tests.server_harness import ServerThread, load_speech, require_motion_model, run, wav_bytes
 
 
@@ -138,7 +139,7 @@ def test_python_client_streams_any_chunking_and_stops_on_interrupt(srv: ServerTh
     import numpy as np
 
     speech = load_speech(2.0)
-    pcm16 = (np.clip(speech, -1, 1) * 32767).astype("<i2").tobytes()
+    pcm16 = encode_pcm(speech, "s16le")
 
     async def main() -> None:
         c = HeadcastClient(srv.url)
@@ -227,12 +228,10 @@ def test_one_speaker_at_a_time_and_a_barge_in_beats_a_decoding_upload(
     means that upload is not said (409); a socket joining mid-speech is told."""
     import threading
 
-    import numpy as np
-
     import server.sessions
 
     speech = load_speech(1.5)
-    pcm16 = (np.clip(speech, -1, 1) * 32767).astype("<i2").tobytes()
+    pcm16 = encode_pcm(speech, "s16le")
 
     async def main() -> None:
         c = HeadcastClient(srv.url)
