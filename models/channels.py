@@ -87,6 +87,22 @@ def to_mapping(coeffs: np.ndarray, names: Sequence[str] = ALL_CHANNELS) -> dict[
     return {name: float(v) for name, v in zip(names, coeffs, strict=True)}
 
 
+def pose_limit(name: str) -> float:
+    """Largest magnitude of pose channel ``name``: degrees for angles, a fraction of the
+    frame for shifts. KeyError for a name that is not a pose channel."""
+    if name not in POSE_CHANNELS:
+        raise KeyError(f"{name!r} is not a pose channel; known: {', '.join(POSE_CHANNELS)}")
+    return POSE_ANGLE_LIMIT_DEG if POSE_CHANNELS.index(name) < 3 else POSE_SHIFT_LIMIT
+
+
+def check_pose(values: Mapping[str, float]) -> None:
+    """KeyError for an unknown pose channel, ValueError for a value past its limit."""
+    for name, value in values.items():
+        limit = pose_limit(name)
+        if abs(value) > limit:
+            raise ValueError(f"{name} must be within ±{limit:g}, got {value:g}")
+
+
 def clip(coeffs: np.ndarray) -> np.ndarray:
     """Clamp to each bank's valid range: 0..1 for blendshapes, limits for pose."""
     out = np.array(coeffs, np.float32, copy=True)

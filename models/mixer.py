@@ -32,6 +32,7 @@ from models.channels import (
     NUM_CHANNELS,
     POSE_CHANNELS,
     POSE_SLICE,
+    check_pose,
     clip,
 )
 from models.emotions import preset
@@ -148,11 +149,11 @@ class MotionMixer:
     def set_pose(self, offsets: Mapping[str, float]) -> None:
         """Pose offsets added to the idle motion: ``{headYaw: deg, ..., headTx: fraction}``.
 
-        Channels left out keep their offset; unknown names raise ``KeyError``.
+        Channels left out keep their offset; unknown names raise ``KeyError``, values
+        past a channel's limit ``ValueError``.
         """
+        check_pose(offsets)
         for name, value in offsets.items():
-            if name not in POSE_CHANNELS:
-                raise KeyError(f"{name!r} is not a pose channel; known: {', '.join(POSE_CHANNELS)}")
             self._pose_offset[POSE_CHANNELS.index(name)] = float(value)
 
     def interrupt(self) -> None:

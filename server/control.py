@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from models.channels import POSE_ANGLE_LIMIT_DEG, POSE_CHANNELS, POSE_SHIFT_LIMIT
+from models.channels import check_pose
 from models.emotions import load_presets
 from models.mixer import EMOTION_TRANSITION_S
 from server.session import Session
@@ -42,14 +42,12 @@ async def apply_control(session: Session, message: Any) -> dict[str, Any] | None
         values = message.get("values")
         if not isinstance(values, dict) or not all(_finite(v) for v in values.values()):
             raise ControlError('pose needs "values": {channel: finite number}')
-        for name, value in values.items():
-            if name not in POSE_CHANNELS:
-                raise ControlError(
-                    f"{name!r} is not a pose channel; known: {', '.join(POSE_CHANNELS)}"
-                )
-            limit = POSE_SHIFT_LIMIT if name in POSE_CHANNELS[3:] else POSE_ANGLE_LIMIT_DEG
-            if abs(value) > limit:
-                raise ControlError(f"{name} must be within ±{limit:g}, got {value:g}")
+        try:
+            check_pose(values)
+        except KeyError as exc:
+            raise ControlError(str(exc.args[0])) from exc
+        except ValueError as exc:
+            raise ControlError(str(exc)) from exc
         await session.control("set_pose", {str(k): float(v) for k, v in values.items()})
         return {"type": "pose", "values": values}
     if kind == "end_of_utterance":

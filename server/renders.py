@@ -11,7 +11,6 @@ their files are removed :data:`RETENTION_S` after they end.
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 import shutil
 import tempfile
@@ -249,7 +248,7 @@ def get_jobs(request: Request) -> RenderJobs:
     return store
 
 
-def _options(params: dict[str, str]) -> RenderOptions:
+def _options(params: dict[str, str], max_audio_s: float | None = None) -> RenderOptions:
     unknown = set(params) - {"avatar", "size", "fps", "emotion", "pose", "seed", "filename"}
     if unknown:
         raise HTTPException(400, f"unknown parameters: {', '.join(sorted(unknown))}")
@@ -278,6 +277,7 @@ def _options(params: dict[str, str]) -> RenderOptions:
             pose="still" if pose == "still" else "natural",
             seed=seed,
             workers=RENDER_THREADS,
+            max_audio_s=max_audio_s,
         )
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from exc
@@ -311,7 +311,7 @@ async def create_render(request: Request, response: Response) -> dict[str, Any]:
     """Queue a render of the uploaded speech (raw body or multipart ``file``)."""
     state = get_state(request)
     params = dict(request.query_params)
-    options = dataclasses.replace(_options(params), max_audio_s=state.settings.max_render_audio_s)
+    options = _options(params, state.settings.max_render_audio_s)
     avatar = params.get("avatar", "default")
     try:
         source = state.avatar_source(avatar)

@@ -144,6 +144,9 @@ async def _serve(ws: WebSocket, state: AppState, session: Session, start: StartM
                 if len(data) > limit:
                     await _close(ws, CLOSE_TOO_BIG, f"message larger than {limit} bytes")
                     return
+                if not _may_speak(session, stream):  # before any decoding work
+                    stream.put({"type": "error", "message": ANOTHER_SPEAKER})
+                    continue
                 try:
                     if len(data) // decoder.frame_bytes <= INLINE_SAMPLES:
                         pcm = decoder.decode(data)
@@ -151,9 +154,6 @@ async def _serve(ws: WebSocket, state: AppState, session: Session, start: StartM
                         pcm = await sched.run(decoder.decode, data)
                 except AudioError as exc:
                     stream.put({"type": "error", "message": str(exc)})
-                    continue
-                if not _may_speak(session, stream):
-                    stream.put({"type": "error", "message": ANOTHER_SPEAKER})
                     continue
                 session.push(pcm)
                 continue

@@ -15,9 +15,8 @@ from models.channels import (
     EXPRESSION_CHANNELS,
     MOUTH_CHANNELS,
     NUM_CHANNELS,
-    POSE_ANGLE_LIMIT_DEG,
     POSE_CHANNELS,
-    POSE_SHIFT_LIMIT,
+    pose_limit,
 )
 from models.render.base import Renderer
 
@@ -30,11 +29,9 @@ SWEEP_FRAMES = 16  # per channel: up and back down
 
 def full_scale(name: str) -> float:
     """The value that counts as 'full activation' for a channel (pose: 15 degrees / max shift)."""
-    if name in POSE_CHANNELS[:3]:
-        return min(15.0, POSE_ANGLE_LIMIT_DEG)
-    if name in POSE_CHANNELS[3:]:
-        return POSE_SHIFT_LIMIT
-    return 1.0
+    if name not in POSE_CHANNELS:
+        return 1.0
+    return min(15.0, pose_limit(name))
 
 
 def _coeffs(name: str, level: float) -> np.ndarray:
