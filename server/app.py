@@ -20,7 +20,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from server.auth import install as install_auth
+from server.client_address import ClientAddress
 from server.loaders import LipsLoader, MotionLoader, RendererFactory
+from server.origin_guard import OriginGuard
 from server.settings import ServerSettings
 from server.state import AppState
 
@@ -85,7 +87,11 @@ def create_app(
         errors = [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
 
-    install_auth(app, settings)  # inside CORS, so its 401s are readable cross-origin
+    # Outermost first: client address -> CORS -> origin guard -> auth -> routes (the
+    # last middleware added is the outermost). Refusals inside CORS are readable
+    # cross-origin; throttling sees the address a trusted proxy forwarded.
+    install_auth(app, settings)
+    app.add_middleware(OriginGuard, allowed_origins=settings.cors_origins)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(settings.cors_origins),
@@ -93,6 +99,7 @@ def create_app(
         allow_headers=["Content-Type", "Authorization"],
         expose_headers=["Location", "Link", "ETag"],
     )
+    app.add_middleware(ClientAddress, trusted_proxies=settings.trusted_proxies)
     for name, required in ROUTER_MODULES:
         try:
             module = importlib.import_module(name)

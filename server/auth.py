@@ -1,15 +1,17 @@
 """The check that guards the API with the API key or session tokens.
 
 Auth is on exactly when ``api_key`` is set. Then every ``/v1/`` request except CORS
-preflights needs ``Authorization: Bearer <token or api key>``, or ``?token=`` on the
-URL (browsers cannot put headers on a WebSocket). Missing, malformed, expired, foreign
-(other secret) and wrong-origin tokens (:mod:`server.tokens`) answer ``401`` with a
-reason. A token opens sessions (``POST /v1/sessions``, ``POST /v1/whep``; its avatar
+preflights, and ``/metrics`` (it lists session ids), needs ``Authorization: Bearer
+<token or api key>``, or ``?token=`` on the URL (browsers cannot put headers on a
+WebSocket). Missing, malformed, expired, foreign (other secret) and wrong-origin tokens
+(:mod:`server.tokens`) answer ``401`` with a reason; a client address that sends
+``MAX_FAILURES`` of them within a minute waits (``429``), except with the API key
+itself. A token opens sessions (``POST /v1/sessions``, ``POST /v1/whep``; its avatar
 limit is enforced there) and uses only the sessions it opened (``/v1/sessions/{id}/...``,
 ``403`` for others); besides that it may read ``GET /v1/avatars`` and
 ``GET /v1/client/config``. Everything else (listing sessions, renders, portrait
-uploads, minting) needs the API key (``403``). WebSockets are refused before the
-handshake (HTTP 403). Query-string credentials are masked in the access log.
+uploads, minting, metrics) needs the API key (``403``). WebSockets are refused before
+the handshake (HTTP 403). Credentials are masked in every log line uvicorn writes.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from server.tokens import (
 
 PROTECTED_PREFIX = "/v1/"
 TOKEN_PATH = "/v1/tokens"
+METRICS_PATH = "/metrics"  # lists session ids: behind the API key when auth is on
 MAX_SESSION_BODY_BYTES = 16 * 1024  # a POST /v1/sessions body is a few fields of JSON
 #: ASGI scope key under which the guard leaves the token's identity for the routes:
 #: the sessions a token opens are its own
@@ -59,7 +62,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key == name:
             return str(value.decode("latin-1"))
@@ -67,7 +70,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def _credential(scope: Scope) -> str | None:
-    auth = _header(scope, b"authorization")
+    auth = header(scope, b"authorization")
     if auth is not None and auth[:7].lower() == "bearer ":
         return auth[7:].strip()
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
@@ -121,32 +124,35 @@ class AuthGuard:
         if (
             self.secret is None
             or kind not in ("http", "websocket")
-            or not path.startswith(PROTECTED_PREFIX)
+            or not (path.startswith(PROTECTED_PREFIX) or path == METRICS_PATH)
             or (kind == "http" and scope.get("method") == "OPTIONS")
         ):
             await self.app(scope, receive, send)
             return
+        # The client address is the peer's, or the one a trusted proxy forwarded
+        # (server.client_address); a spoofed X-Forwarded-For does not change it.
         client = str((scope.get("client") or ("?",))[0])
+        credential = _credential(scope)
+        if credential is not None and hmac.compare_digest(credential.encode("utf-8"), self.api_key):
+            # the site's backend: full access, even while guesses from its address wait
+            await self.app(scope, receive, send)
+            return
         wait = self.failures.wait_s(client, time.monotonic())
         if wait > 0:
             reason = f"too many refused credentials from {client}; try again in {wait:.0f} s"
-            await self._refuse(scope, send, reason, 429, retry_after=wait)
+            await refuse(scope, send, reason, 429, retry_after=wait)
             return
-        credential = _credential(scope)
         try:
             if credential is None:
                 raise TokenError(
                     "this server needs a session token: pass Authorization: Bearer <token> "
                     "or ?token=<token>"
                 )
-            if hmac.compare_digest(credential.encode("utf-8"), self.api_key):
-                await self.app(scope, receive, send)  # the site's backend: full access
-                return
             if path.startswith(TOKEN_PATH):
                 raise TokenError("minting tokens needs the API key, not a token")
             claims = verify(self.secret, credential)
-            check_origin(claims, _header(scope, b"origin"))
-            owner = credential.split(".")[1]
+            check_origin(claims, header(scope, b"origin"))
+            owner = claims.jti
             scope[OWNER_KEY] = owner
             method = scope.get("method") if kind == "http" else "GET"
             route = path.rstrip("/")
@@ -161,12 +167,12 @@ class AuthGuard:
                     f"a session token cannot use {method} {route}; that needs the API key"
                 )
         except ScopeError as exc:
-            await self._refuse(scope, send, str(exc), 403)
+            await refuse(scope, send, str(exc), 403)
             return
         except TokenError as exc:
             if credential is not None:  # a wrong key or token, not a missing one
                 self.failures.failed(client, time.monotonic())
-            await self._refuse(scope, send, str(exc), 401)
+            await refuse(scope, send, str(exc), 401)
             return
         await self.app(scope, receive, send)
 
@@ -202,36 +208,31 @@ class AuthGuard:
 
         return replay
 
-    async def _refuse(
-        self,
-        scope: Scope,
-        send: Send,
-        reason: str,
-        status: int = 401,
-        retry_after: float | None = None,
-    ) -> None:
-        if scope["type"] == "websocket":
-            # Closing before accept makes the server answer the handshake with 403.
-            await send({"type": "websocket.close", "code": 1008, "reason": reason[:120]})
-            return
-        body = json.dumps({"detail": reason}).encode("utf-8")
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode("ascii")),
-                    (b"www-authenticate", b'Bearer realm="headcast"'),
-                    *(
-                        [(b"retry-after", str(math.ceil(retry_after)).encode("ascii"))]
-                        if retry_after is not None
-                        else []
-                    ),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+
+async def refuse(
+    scope: Scope,
+    send: Send,
+    reason: str,
+    status: int = 401,
+    retry_after: float | None = None,
+    challenge: bool = True,
+) -> None:
+    """Answer an HTTP request with ``{"detail": reason}``, or refuse a WebSocket's
+    handshake (closing before accept makes the server answer it with 403)."""
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008, "reason": reason[:120]})
+        return
+    body = json.dumps({"detail": reason}).encode("utf-8")
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode("ascii")),
+    ]
+    if challenge:
+        headers.append((b"www-authenticate", b'Bearer realm="headcast"'))
+    if retry_after is not None:
+        headers.append((b"retry-after", str(math.ceil(retry_after)).encode("ascii")))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _check_owner(scope: Scope, sid: str, owner: str) -> None:
@@ -251,21 +252,38 @@ def token_owner(request: Request) -> str | None:
 
 
 class _MaskTokens(logging.Filter):
-    """Access-log lines without the credentials a query string may carry."""
+    """Log lines without the credentials a query string or header may carry.
 
-    _TOKEN = re.compile(r"(token=)[^&\s]+")
+    Installed on uvicorn's access log (HTTP lines) and its error log, where WebSocket
+    handshakes are logged with their query string.
+    """
+
+    _TOKEN = re.compile(r"((?:token|api_key|key)=)[^&\s\"']+|(Bearer\s+)[^\s\"']+", re.I)
+
+    @classmethod
+    def mask(cls, text: str) -> str:
+        return cls._TOKEN.sub(lambda m: (m.group(1) or m.group(2)) + "***", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = self.mask(record.msg)
         if isinstance(record.args, tuple):
-            record.args = tuple(
-                self._TOKEN.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args
-            )
+            record.args = tuple(self.mask(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {
+                k: self.mask(v) if isinstance(v, str) else v for k, v in record.args.items()
+            }
         return True
+
+
+#: loggers whose lines may quote a request's URL
+MASKED_LOGGERS = ("uvicorn.access", "uvicorn.error", "uvicorn", "websockets", "server")
 
 
 def install(app: Any, settings: ServerSettings) -> None:
     """Add the guard to ``app`` (call before adding CORS so CORS wraps it)."""
     app.add_middleware(AuthGuard, settings=settings)
-    access = logging.getLogger("uvicorn.access")
-    if not any(isinstance(f, _MaskTokens) for f in access.filters):
-        access.addFilter(_MaskTokens())
+    for name in MASKED_LOGGERS:
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _MaskTokens) for f in log.filters):
+            log.addFilter(_MaskTokens())

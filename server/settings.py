@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -55,6 +56,9 @@ class ServerSettings(StrictModel):
     #: least 16 characters: a page's token must not let anyone guess it offline (e.g.
     #: `python -c "import secrets; print(secrets.token_urlsafe(24))"`)
     api_key: str | None = Field(default=None, min_length=16)
+    #: addresses or networks of reverse proxies whose X-Forwarded-For is believed (the
+    #: client address throttling and logs use); () = none, the peer's address counts
+    trusted_proxies: tuple[str, ...] = ()
     #: HMAC secret for session tokens; None = derived from api_key
     token_secret: str | None = Field(default=None, min_length=16)
     #: longest lifetime a minted session token may ask for (s)
@@ -102,6 +106,18 @@ class ServerSettings(StrictModel):
     #: events queued for a slow WebSocket client before the oldest are dropped
     max_pending_events: int = Field(default=256, ge=8)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(
+                    f"trusted_proxies: {entry!r} is not an address or network"
+                ) from exc
+        return value
 
     @field_validator("allowed_sizes")
     @classmethod

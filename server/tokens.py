@@ -10,8 +10,14 @@ A token is ``base64url(JSON claims) "." base64url(HMAC-SHA256(secret, payload))`
 (the compact shape of a JWS, RFC 7515, without its header). The secret is
 ``token_secret`` from the settings or, if unset, derived from the API key, so every
 process configured with the same key accepts the same tokens. Claims: ``exp`` (unix
-seconds), ``origin`` (the page origin allowed to use it, or absent = any), ``avatar``
-(the only avatar it may open, or absent = any). :mod:`server.auth` checks them.
+seconds), ``jti`` (a random identifier of 128 bits, RFC 7519's name: two tokens
+minted in the same millisecond for the same page are still two owners), ``origin``
+(the page origin allowed to use it, or absent = any), ``avatar`` (the only avatar it
+may open, or absent = any). :mod:`server.auth` checks them; the sessions a token
+opens belong to its ``jti``.
+
+``exp`` is honoured up to ``CLOCK_SKEW_S`` (5 s) late: hosts sharing a secret need
+not have exactly the same clock.
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
+import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -39,6 +47,8 @@ DEFAULT_TTL_S = 300.0
 CLOCK_SKEW_S = 5.0  # tolerated lateness of "exp" between hosts sharing a secret
 MAX_TOKEN_CHARS = 2048
 SECRET_LABEL = b"headcast session tokens v1"
+JTI_BYTES = 16  # 128 random bits: collisions are out of reach for any number of pages
+_JTI = re.compile(r"[A-Za-z0-9_-]{22,64}")
 
 
 class TokenError(ValueError):
@@ -49,11 +59,17 @@ class ScopeError(TokenError):
     """A valid token used for something only the API key may do (403)."""
 
 
+def new_jti() -> str:
+    """A fresh token identifier: 128 random bits, base64url (22 characters)."""
+    return secrets.token_urlsafe(JTI_BYTES)
+
+
 @dataclass(frozen=True)
 class Claims:
     exp: float
     origin: str | None = None
     avatar: str | None = None
+    jti: str = field(default_factory=new_jti)
 
 
 def _b64(data: bytes) -> str:
@@ -75,7 +91,7 @@ def signing_secret(settings: ServerSettings) -> bytes | None:
 
 def mint(secret: bytes, claims: Claims) -> str:
     """Sign ``claims`` into a token string."""
-    body: dict[str, Any] = {"exp": round(claims.exp, 3)}
+    body: dict[str, Any] = {"exp": round(claims.exp, 3), "jti": claims.jti}
     if claims.origin is not None:
         body["origin"] = claims.origin
     if claims.avatar is not None:
@@ -102,10 +118,15 @@ def verify(secret: bytes, token: str, *, now: float | None = None) -> Claims:
     try:
         body = json.loads(_unb64(payload))
         claims = Claims(
-            exp=float(body["exp"]), origin=body.get("origin"), avatar=body.get("avatar")
+            exp=float(body["exp"]),
+            origin=body.get("origin"),
+            avatar=body.get("avatar"),
+            jti=body.get("jti"),
         )
-    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+    except (binascii.Error, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise TokenError("malformed token") from exc
+    if not isinstance(claims.jti, str) or not _JTI.fullmatch(claims.jti):
+        raise TokenError("malformed token: it has no identifier; ask the site for a new one")
     now = time.time() if now is None else now
     if claims.exp + CLOCK_SKEW_S < now:
         raise TokenError(f"token expired {now - claims.exp:.0f} s ago; ask the site for a new one")

@@ -286,7 +286,7 @@ def test_python_client_uses_its_token_on_the_websocket(srv: ServerThread) -> Non
 
 def test_guessing_credentials_online_is_throttled() -> None:
     """After MAX_FAILURES refused credentials in a window, a client address waits (429 with
-    Retry-After), even with the right key; other addresses and the window's end free it."""
+    Retry-After) except with the API key; other addresses and the window's end free it."""
     from server.auth import FAILURE_WINDOW_S, MAX_FAILURES, FailureLimit
 
     limit = FailureLimit()
@@ -301,6 +301,12 @@ def test_guessing_credentials_online_is_throttled() -> None:
     with ServerThread(settings, **_fake_motion()) as server:
         for _ in range(MAX_FAILURES):
             assert call(server, "GET", "/v1/avatars", bearer="wrong-key-0123456789")[0] == 401
-        status, body, headers = call(server, "GET", "/v1/avatars", bearer=API_KEY)
+        status, body, headers = call(server, "GET", "/v1/avatars", bearer="wrong-key-0123456789")
         retry = {k.lower(): v for k, v in headers.items()}.get("retry-after")
         assert status == 429 and "too many refused" in body["detail"] and retry is not None
+        assert call(server, "GET", "/v1/avatars", bearer=token(server))[0] == 429
+        # the site's back end shares the address of whoever guessed: its key still works
+        assert call(server, "GET", "/v1/avatars", bearer=API_KEY)[0] == 200
+        # a made-up X-Forwarded-For is not a new address (no trusted proxies)
+        spoofed = {"X-Forwarded-For": "203.0.113.9"}
+        assert call(server, "GET", "/v1/avatars", bearer="wrong", headers=spoofed)[0] == 429
