@@ -4,9 +4,10 @@ set -euo pipefail
 role=${1:-serve}
 pkgs=(python3 python3-venv python3-dev build-essential)
 if [[ $role == test ]]; then
-  # speech synthesis with phone timings (audio-to-motion training data),
-  # the browser the client tests drive.
+  # speech synthesis with phone timings and recorded speech with transcripts plus
+  # music beds (audio-to-motion training data), the browser the client tests drive.
   pkgs+=(flite festival festvox-kallpc16k festvox-us-slt-hts espeak-ng libespeak-ng1
+         asterisk-core-sounds-en-g722 asterisk-core-sounds-en asterisk-moh-opsound-wav
          chromium chromium-driver fonts-dejavu-core)
 fi
 missing=()

@@ -91,6 +91,27 @@ def test_eval_breakdown_writes_each_condition(
     assert "| reverberation |" in capsys.readouterr().out
 
 
+def test_eval_real_speech_conditions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("pocketsphinx")
+    from models.training.real import missing_packages
+
+    if missing_packages():
+        pytest.skip("asterisk prompt packages missing")
+    out = tmp_path / "real.json"
+    args = ["eval", "motion", "--condition", "real", "--real-prompts", "6", "--json", str(out)]
+    assert main(args) == 0
+    reports = json.loads(out.read_text())
+    assert list(reports) == ["real clean", "real augmented", "real, non-speech in pauses"]
+    for report in reports.values():
+        names = [s["name"] for s in report["model"]]
+        assert names and names == [s["name"] for s in report["baseline"]]
+        assert all(n.split("-")[0] in ("conf",) for n in names)  # held-out family only
+        assert 0.0 < report["mean"]["model"]["r"] <= 1.0
+    text = capsys.readouterr().out
+    assert "### Held-out recorded speech, non-speech in pauses" in text
+    assert "| real augmented |" in text  # the summary table
+
+
 def test_folder_input_fifo_output_and_a_closed_pipe(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -203,6 +204,46 @@ def validation_sessions(
     from models.training.dataset import TRAIN_VOICES, heldout_audio
 
     return heldout_audio(TRAIN_VOICES[VALIDATION_VOICES], utts_per_voice, seed, workers, 1.0)
+
+
+REAL_SEED = 2718  # session order and pauses of the held-out recorded prompts
+REAL_CONDITIONS = ("real clean", "real augmented", "real, non-speech in pauses")
+
+
+def real_sessions(
+    condition: str,
+    workers: int = 2,
+    seed: int = REAL_SEED,
+    cache: Path | None = None,
+    limit: int | None = None,
+) -> list[tuple[str, np.ndarray, list]]:
+    """Held-out recorded speech (prompt families never trained or tuned on, see
+    :mod:`models.training.real`) in sessions of 2-5 prompts:
+
+    * ``real clean``: as recorded, at a random level;
+    * ``real augmented``: through the augmentation chain at full strength;
+    * ``real, non-speech in pauses``: clean, with a non-speech sound (held-out music
+      track, clicks, tones, breaths, hum) in every pause.
+
+    ``limit``: only the first that many held-out prompts (a quick check). Raises
+    :class:`models.training.real.RealSpeechMissing` when the packages are absent.
+    """
+    from models.training import real
+    from models.training.dataset import real_heldout_audio
+
+    if real.missing_packages():
+        raise real.RealSpeechMissing(
+            f"recorded speech missing: install {' '.join(real.missing_packages())}"
+        )
+    todo = [p for p in real.prompts() if real.split_of(p.name) == "heldout"][:limit]
+    prompts = real.aligned(todo, workers, cache)
+    if condition == "real clean":
+        return real_heldout_audio(prompts, seed, 0.0)
+    if condition == "real augmented":
+        return real_heldout_audio(prompts, seed, 1.0)
+    if condition == "real, non-speech in pauses":
+        return real_heldout_audio(prompts, seed, 0.0, events=True)
+    raise ValueError(condition)
 
 
 def _alone() -> dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]]:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from models.audio.features import MEL_RATE, SAMPLE_RATE, FeatureExtractor, to_mono_16k
+from models.training import nonspeech, real
 from models.training.augment import augment
 from models.training.synth import (
     ESPEAK_VARIANTS,
@@ -56,6 +57,14 @@ FESTIVAL_BATCH = 12
 # as :func:`heldout_audio` uses it for speech "augmented like a recording".
 AUG_STRENGTH = (1.0, 1.0)
 RATE_STEP = 100  # Hz
+# Non-speech events in pauses (music, clicks, tones, breaths, hum; labels stay silence)
+# and, less often, a music bed under a whole session: see models/training/nonspeech.py.
+EVENT_PROB = 0.3  # per pause of a training session
+MUSIC_BED_PROB = 0.1  # per training copy
+# Recorded speech is one speaker: each training copy is played at a random rate
+# (pitch, formants and tempo scale together, like another vocal tract) in this range.
+REAL_PITCH_CENTS = (-400.0, 300.0)
+REAL_PROMPTS_PER_JOB = 40
 
 
 @dataclass
@@ -190,6 +199,21 @@ def featurise(audio: np.ndarray, visemes: list[tuple[str, float, float]], voice:
     )
 
 
+def _training_copy(
+    audio: np.ndarray,
+    segs: list[tuple[str, float, float]],
+    rng: np.random.Generator,
+    clean_prob: float,
+) -> np.ndarray:
+    """Non-speech events in pauses, sometimes a music bed, then the augmentation chain."""
+    music = [nonspeech.load_music(t) for t in real.music_tracks(heldout=False)]
+    audio = nonspeech.fill_pauses(audio, segs, rng, EVENT_PROB, music)
+    if rng.random() < MUSIC_BED_PROB:
+        audio = nonspeech.music_bed(audio, rng, music)
+    strength = 0.0 if rng.random() < clean_prob else rng.uniform(*AUG_STRENGTH)
+    return augment(audio, rng, strength)
+
+
 def _job(args: tuple[Voice, int, int, int, float]) -> list[Example]:
     voice, n_utts, copies, seed, clean_prob = args
     rng = np.random.default_rng(seed)
@@ -197,10 +221,51 @@ def _job(args: tuple[Voice, int, int, int, float]) -> list[Example]:
     out = []
     for sess in assemble(utts, str(voice), rng):
         for _ in range(copies):
-            strength = 0.0 if rng.random() < clean_prob else rng.uniform(*AUG_STRENGTH)
-            audio = augment(sess.audio, rng, strength)
+            audio = _training_copy(sess.audio, sess.visemes, rng, clean_prob)
             out.append(featurise(audio, sess.visemes, sess.voice))
     return out
+
+
+def shift_rate(
+    audio: np.ndarray, segs: list[tuple[str, float, float]], cents: float
+) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+    """Play 16 kHz audio ``cents`` higher (and faster); segment times follow."""
+    return _to_16k(Utterance(audio, SAMPLE_RATE, segs, "", ""), 2 ** (cents / 1200))
+
+
+def real_utterances(prompts: list[real.Prompt]) -> list[tuple[np.ndarray, list, str]]:
+    """Aligned prompts -> [(float32 (N,) 16 kHz audio, visemes, name)]."""
+    return [(real.load_prompt_audio(p), real.visemes(p), p.name) for p in prompts]
+
+
+def _real_job(args: tuple[list[real.Prompt], int, int, float]) -> list[Example]:
+    prompts, copies, seed, clean_prob = args
+    rng = np.random.default_rng(seed)
+    utts = real_utterances(prompts)
+    order = rng.permutation(len(utts))
+    out = []
+    for sess in assemble([utts[i] for i in order], real.SPEAKER, rng):
+        for _ in range(copies):
+            audio, segs = shift_rate(sess.audio, sess.visemes, rng.uniform(*REAL_PITCH_CENTS))
+            audio = _training_copy(audio, segs, rng, clean_prob)
+            out.append(featurise(audio, segs, sess.voice))
+    return out
+
+
+def build_real(
+    prompts: list[real.Prompt], copies: int, seed: int, workers: int, clean_prob: float = 0.1
+) -> list[Example]:
+    """Recorded prompts in sessions, ``copies`` rate-shifted augmented copies of each."""
+    rng = np.random.default_rng(seed + 77)
+    shuffled = [prompts[i] for i in rng.permutation(len(prompts))]
+    jobs = [
+        (shuffled[i : i + REAL_PROMPTS_PER_JOB], copies, seed * 100_003 + 5_000_011 + i, clean_prob)
+        for i in range(0, len(shuffled), REAL_PROMPTS_PER_JOB)
+    ]
+    if workers <= 1:
+        return [e for job in jobs for e in _real_job(job)]
+    with mp.get_context("fork").Pool(workers, initializer=_default_signals) as pool:
+        return [e for part in pool.map(_real_job, jobs) for e in part]
 
 
 def build(
@@ -290,6 +355,29 @@ def heldout_audio(
         return [s for job in jobs for s in _heldout_job(job)]
     with mp.get_context("fork").Pool(workers, initializer=_default_signals) as pool:
         return [s for part in pool.map(_heldout_job, jobs) for s in part]
+
+
+def real_heldout_audio(
+    prompts: list[real.Prompt], seed: int, strength: float, events: bool = False
+) -> list[tuple[str, np.ndarray, list]]:
+    """Held-out recorded prompts in sessions of 2-5 -> [(name, float32 (N,) 16 kHz, visemes)].
+
+    The sessions (order, pauses) depend only on ``seed``; ``strength`` as in
+    :func:`heldout_audio`; ``events`` puts a non-speech sound in every pause (the
+    held-out music track, clicks, tones, breaths, hum) before the augmentation.
+    """
+    rng = np.random.default_rng(seed)
+    sessions = assemble(real_utterances(prompts), real.SPEAKER, rng)
+    music = [nonspeech.load_music(t) for t in real.music_tracks(heldout=True)]
+    out = []
+    for k, sess in enumerate(sessions):
+        r = np.random.default_rng([seed, k])
+        audio = sess.audio
+        if events:
+            audio = nonspeech.fill_pauses(audio, sess.visemes, r, 1.0, music)
+        name = f"{sess.texts[0]}+{len(sess.texts) - 1}"
+        out.append((name, augment(audio, r, strength), sess.visemes))
+    return out
 
 
 def _default_signals() -> None:

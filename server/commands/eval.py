@@ -1,4 +1,5 @@
-"""``headcast eval motion``: score audio-to-motion on held-out synthetic voices."""
+"""``headcast eval motion``: score audio-to-motion on held-out synthetic voices and on
+held-out recorded speech, each beside a loudness baseline."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from server.errors import UserError
 if TYPE_CHECKING:
     from models.motion.model import MotionModel
 
-HELP = "evaluate a model (motion: held-out synthetic voices vs an energy baseline)"
+HELP = "evaluate a model (motion: held-out synthetic and recorded speech vs an energy baseline)"
+CONDITIONS = ("augmented", "clean", "real clean", "real augmented", "real, non-speech in pauses")
+CHOICES = {"augmented": ["augmented"], "clean": ["clean"], "both": ["augmented", "clean"],
+           "real": list(CONDITIONS[2:]), "all": list(CONDITIONS)}  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,8 +30,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--workers", type=positive_int, default=2)
     parser.add_argument(
-        "--condition", choices=["augmented", "clean", "both"], default="both",
-        help="held-out speech augmented like real recordings, clean, or both (default)",
+        "--condition", choices=list(CHOICES), default="all",
+        help="synthetic held-out voices augmented like real recordings, clean, or both; "
+        "real: held-out recorded speech (clean, augmented, non-speech in pauses); "
+        "all (default): every one",
+    )  # fmt: skip
+    parser.add_argument(
+        "--data-cache", type=Path, help="keep/reuse the recorded prompts' alignments here"
+    )
+    parser.add_argument(
+        "--real-prompts", type=positive_int,
+        help="use only the first N held-out recorded prompts (a quick check; default: all)",
     )  # fmt: skip
     parser.add_argument(
         "--breakdown", action="store_true",
@@ -47,7 +60,7 @@ def _nan_to_none(x: object) -> object:
 
 def run(args: argparse.Namespace) -> int:
     from models.motion import MotionModelError, load_motion_model
-    from models.motion.evaluate import evaluate_sessions, heldout_sessions
+    from models.motion.evaluate import Report, evaluate_sessions, heldout_sessions
     from models.training.synth import available_engines
 
     if args.json is not None:
@@ -63,24 +76,57 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from exc
     if args.breakdown:
         return _breakdown(model, args)
-    conditions = ["augmented", "clean"] if args.condition == "both" else [args.condition]
+    conditions = CHOICES[args.condition]
     reports = {}
+    summary = []
     for condition in conditions:
         t0 = time.monotonic()
-        sessions = heldout_sessions(
-            args.utts_per_voice, args.seed, args.workers, augmented=condition == "augmented"
-        )
+        if condition.startswith("real"):
+            sessions = _real(condition, args)
+            title = f"Held-out recorded speech, {condition.removeprefix('real').strip(' ,')}"
+        else:
+            sessions = heldout_sessions(
+                args.utts_per_voice, args.seed, args.workers, augmented=condition == "augmented"
+            )
+            title = f"Held-out voices, {condition}"
         report = evaluate_sessions(model, sessions)
         seconds = sum(len(a) for _, a, _ in sessions) / model.sample_rate
-        print(f"\n### Held-out voices, {condition}\n")
+        summary.append((condition, report))
+        print(f"\n### {title}\n")
         print(report.markdown())
         print(
             f"\n{len(sessions)} files, {seconds / 60:.1f} min of speech, "
             f"{time.monotonic() - t0:.0f} s"
         )
         reports[condition] = report.to_dict()
+    if len(summary) > 1:
+        print("\n### Summary (mean over files; model / energy)\n")
+        print("| condition | r | best lag | /p b m/ closed | silence opening |")
+        print("|---|---|---|---|---|")
+        for condition, report in summary:
+            a, b = Report.mean(report.model), Report.mean(report.baseline)
+            print(
+                f"| {condition} | {a['r']:.3f} / {b['r']:.3f} | {a['lag']:+.2f} | "
+                f"{_pct(a['closure'])} / {_pct(b['closure'])} | "
+                f"{_pct(a['silence'])} / {_pct(b['silence'])} |"
+            )
     _write_json(args.json, reports)
     return 0
+
+
+def _pct(x: float) -> str:
+    return "–" if math.isnan(x) else f"{100 * x:.1f} %"
+
+
+def _real(condition: str, args: argparse.Namespace) -> list:
+    from models.motion.evaluate import real_sessions
+    from models.training.real import RealSpeechMissing
+
+    cache = None if args.data_cache is None else args.data_cache / "alignments.json"
+    try:
+        return real_sessions(condition, args.workers, cache=cache, limit=args.real_prompts)
+    except RealSpeechMissing as exc:
+        raise UserError(f"{exc} (or evaluate with --condition both)") from exc
 
 
 def _write_json(path: Path | None, report: object) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from server.cli_args import writable_file
 from server.errors import UserError
 
-HELP = "train a model from scratch (motion: audio-to-motion on synthesised speech)"
+HELP = "train a model from scratch (motion: audio-to-motion on recorded and synthesised speech)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             f"speech engines missing: {', '.join(missing)} (run scripts/apt-deps.sh test)"
         )
+    if cfg.real_copies:
+        _ensure_recorded_speech()
     flags = ["--tiny"] if args.tiny else []
     for key, value in overrides.items():
         flags += [f"--{key.replace('_', '-')}", str(value)]
@@ -89,6 +91,19 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"training stopped: {exc}") from exc
     print(path)
     return 0
+
+
+def _ensure_recorded_speech() -> None:
+    """The recorded prompts come from Debian packages: install them (apt-get, as root or
+    through passwordless sudo) when missing, or stop with what to install."""
+    if importlib.util.find_spec("pocketsphinx") is None:
+        raise UserError("forced alignment needs pocketsphinx: pip install -r requirements/dev.txt")
+    from models.training.real import RealSpeechMissing, install_packages, missing_packages
+
+    try:
+        install_packages(missing_packages())
+    except RealSpeechMissing as exc:
+        raise UserError(str(exc)) from exc
 
 
 def _check_writable(path: Path, flag: str) -> None:

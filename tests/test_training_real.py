@@ -1,0 +1,157 @@
+"""Recorded speech: transcripts, splits, forced alignment, non-speech events, sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.audio.features import SAMPLE_RATE
+from models.training import nonspeech, real
+from models.training.visemes import BILABIAL, SILENCE
+
+HAVE_PROMPTS = not real.missing_packages()
+try:
+    import pocketsphinx  # noqa: F401
+
+    HAVE_ALIGNER = True
+except ImportError:
+    HAVE_ALIGNER = False
+needs_prompts = pytest.mark.skipif(not HAVE_PROMPTS, reason="asterisk prompt packages missing")
+needs_aligner = pytest.mark.skipif(
+    not (HAVE_PROMPTS and HAVE_ALIGNER), reason="prompts or pocketsphinx missing"
+)
+
+
+def test_transcripts_normalise_to_dictionary_words() -> None:
+    assert real.normalise("Please press 1, or 8 to exit.") == [
+        "please", "press", "one", "or", "eight", "to", "exit",
+    ]  # fmt: skip
+    assert real.normalise("Dial 500 now") == ["dial", "five", "hundred", "now"]
+    assert real.normalise("Call-Forward on Busy.") == ["call", "forward", "on", "busy"]
+    assert real.normalise("[this is a simple beep tone]") == []
+    # Readings that are not one word sequence are refused rather than guessed.
+    assert real.normalise("extension 1234") is None
+    assert real.normalise("a 28.8 kilobit modem") is None
+    assert real.normalise("3D audio enabled") is None
+    assert real.number_words(47) == ["forty", "seven"]
+    assert real.number_words(110) == ["one", "hundred", "ten"]
+
+
+def test_splits_are_by_prompt_family() -> None:
+    assert real.family("conf-getpin") == "conf" == real.family("conf-full")
+    assert real.family("digits/h-7") == "digits/h"
+    assert real.family("silence/5") == "silence"
+    assert real.split_of("conf-getpin") == "heldout"
+    assert real.split_of("confbridge-join") == "train"  # another family
+    assert real.split_of("spy-agent") == "validation"
+    assert not real.HELDOUT_FAMILIES & real.VALIDATION_FAMILIES
+
+
+@needs_prompts
+def test_every_prompt_family_is_in_exactly_one_split() -> None:
+    prompts = real.prompts()
+    assert len(prompts) > 500
+    by_family: dict[str, set[str]] = {}
+    for p in prompts:
+        by_family.setdefault(p.family, set()).add(real.split_of(p.name))
+    assert all(len(splits) == 1 for splits in by_family.values())
+    splits = [real.split_of(p.name) for p in prompts]
+    assert 60 < splits.count("heldout") < 150 and splits.count("validation") > 15
+    assert any(p.family == "silence" and not p.words for p in prompts)
+
+
+@needs_aligner
+def test_forced_alignment_gives_ordered_phones_and_closes_the_lips() -> None:
+    prompt = next(p for p in real.prompts() if p.name == "conf-getpin")
+    assert prompt.words == ("please", "enter", "the", "conference", "pin", "number")
+    audio = real.load_prompt_audio(prompt)
+    # Half a second of quiet room tone after the prompt: the last phone must not
+    # stretch over it (the aligner does that on its own; the edge trim undoes it).
+    rng = np.random.default_rng(0)
+    padded = np.concatenate([audio, 1e-4 * rng.standard_normal(SAMPLE_RATE // 2)]).astype(
+        np.float32
+    )
+    aligned = real.align(prompt, padded)
+    assert aligned is not None
+    starts = [s for _, s, _ in aligned.phones]
+    assert starts == sorted(starts) and all(e > s for _, s, e in aligned.phones)
+    speech = [(p, s, e) for p, s, e in aligned.phones if p != "SIL"]
+    assert speech[0][0] == "P" and [p for p, _, _ in speech].count("P") == 2  # please, pin
+    assert speech[-1][2] <= len(audio) / SAMPLE_RATE + 0.1
+    visemes = real.visemes(aligned)
+    assert sum(v == BILABIAL for v, _, _ in visemes) == 4  # p, p, m, b
+    assert visemes[-1][0] == SILENCE and visemes[-1][2] == pytest.approx(
+        len(padded) / SAMPLE_RATE, abs=0.011
+    )
+
+
+@needs_aligner
+def test_out_of_dictionary_words_are_not_aligned() -> None:
+    prompt = real.Prompt("added", ("qxzvbnw",))
+    assert real.align(prompt, np.zeros(SAMPLE_RATE, np.float32)) is None
+
+
+def test_alignment_cache_is_reused(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    calls = []
+
+    def fake_align(p: real.Prompt) -> real.Prompt:
+        calls.append(p.name)
+        return real.Prompt(p.name, p.words, (("AA", 0.0, 0.5),))
+
+    monkeypatch.setattr(real, "_align_job", fake_align)
+    todo = [real.Prompt("a", ("x",)), real.Prompt("b", ("y",))]
+    cache = tmp_path / "al.json"
+    first = real.aligned(todo, workers=1, cache=cache)
+    again = real.aligned(todo, workers=1, cache=cache)
+    assert calls == ["a", "b"] and first == again and again[0].phones == (("AA", 0.0, 0.5),)
+    # A changed transcript is aligned anew.
+    real.aligned([real.Prompt("a", ("z",))], workers=1, cache=cache)
+    assert calls == ["a", "b", "a"]
+
+
+def test_events_only_touch_pauses_and_keep_their_labels() -> None:
+    rng = np.random.default_rng(3)
+    audio = np.zeros(3 * SAMPLE_RATE, np.float32)
+    audio[SAMPLE_RATE : 2 * SAMPLE_RATE] = 0.1 * rng.standard_normal(SAMPLE_RATE)
+    segs = [(SILENCE, 0.0, 1.0), ("AA", 1.0, 2.0), (SILENCE, 2.0, 3.0)]
+    music = [nonspeech.event("breath", 4 * SAMPLE_RATE, rng, ())]
+    for kind in nonspeech.EVENT_KINDS:
+        out = nonspeech.fill_pauses(audio, segs, rng, 1.0, music, kinds=(kind,))
+        changed = np.flatnonzero(np.abs(out - audio) > 0)
+        assert len(changed), kind
+        speech = (changed >= SAMPLE_RATE) & (changed < 2 * SAMPLE_RATE)
+        assert not speech.any(), kind
+        edge = int(nonspeech.EDGE_S * SAMPLE_RATE)
+        assert changed.min() >= edge and changed.max() < 3 * SAMPLE_RATE - edge + 1, kind
+    # prob 0 changes nothing
+    assert np.array_equal(nonspeech.fill_pauses(audio, segs, rng, 0.0, music), audio)
+
+
+def test_music_bed_sits_at_the_asked_level() -> None:
+    rng = np.random.default_rng(1)
+    speech = (0.1 * rng.standard_normal(2 * SAMPLE_RATE)).astype(np.float32)
+    music = [nonspeech.event("tone", 5 * SAMPLE_RATE, rng, ())]
+    out = nonspeech.music_bed(speech, rng, music)
+    snr = 10 * np.log10(np.mean(speech**2) / np.mean((out - speech) ** 2))
+    assert nonspeech.MUSIC_BED_SNR_DB[0] - 0.5 < snr < nonspeech.MUSIC_BED_SNR_DB[1] + 0.5
+
+
+@needs_aligner
+def test_recorded_sessions_label_speech_where_it_is_loud(monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.training.dataset import build_real, real_heldout_audio
+
+    monkeypatch.setattr(real, "music_tracks", lambda heldout: [])  # decoding them takes seconds
+    todo = [p for p in real.prompts() if real.split_of(p.name) == "train" and p.words][:4]
+    prompts = real.aligned(todo, workers=1)
+    assert len(prompts) == 4
+    examples = build_real(prompts, copies=1, seed=0, workers=1, clean_prob=1.0)
+    assert examples and all(e.voice == real.SPEAKER for e in examples)
+    for e in examples:
+        assert len(e.feats) == len(e.coeffs) == len(e.speech)
+        level = e.feats.astype(np.float32).mean(1)
+        assert level[e.speech > 0.5].mean() > level[e.speech < 0.5].mean() + 0.3
+    held = [p for p in real.prompts() if p.name in ("conf-getpin", "conf-full", "dir-nomatch")]
+    sessions = real_heldout_audio(real.aligned(held, workers=1), seed=1, strength=0.0)
+    names = {p.name for p in held}
+    assert len(names) == 3
+    assert sessions and all(n.split("+")[0] in names for n, _, _ in sessions)
