@@ -48,6 +48,7 @@ def test_tiny_training_run_produces_a_loadable_model(tmp_path: Path) -> None:
     assert model.metadata["train_command"].startswith("headcast train motion")
     # The smoke run goes through the recorded-speech path too (a few aligned prompts).
     assert model.metadata["train_recorded"].startswith("asterisk:allison prompts")
+    assert model.metadata["causal"] == "true"
     frames = infer(model, np.zeros(16_000, np.float32))
     assert len(frames) == 25 and np.isfinite(frames.coeffs).all()
 

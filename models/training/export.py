@@ -50,6 +50,9 @@ def metadata(net: MotionNet, extra: dict[str, str] | None = None) -> dict[str, s
         # Audio past a frame's time the model needs: its look-ahead plus half a window.
         "lookahead_s": f"{(cfg.lookahead_frames * HOP_LENGTH + WIN_LENGTH // 2) / SAMPLE_RATE:.6f}",
         "receptive_field": str(cfg.receptive_field),
+        # Every output depends on past frames and at most lookahead_frames ahead, so the
+        # graph streams (live); a model reading further ahead would say "false".
+        "causal": "true",
         # The graph runs at the mel rate (100 Hz); frames are taken from it at any of
         # these rates when the model is loaded (25 unless asked).
         "fps": str(DEFAULT_FPS),
