@@ -1,6 +1,6 @@
 """Speech -> one full coefficient vector per video frame: the motion half of the pipeline.
 
-The same stages the live server runs per tick (``server/pipeline.py``), run over a whole
+The same stages the live server runs per tick (``server/live/pipeline.py``), run over a whole
 clip at once: audio-to-motion (:func:`models.motion.infer`, which is the streaming path
 in blocks, so it equals a live stream of the same audio), the mouth channels put in
 :data:`~models.channels.MOUTH_CHANNELS` order, then :class:`~models.mixer.MotionMixer`

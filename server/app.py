@@ -1,41 +1,40 @@
-"""The FastAPI application: state on the app, routers discovered from a list.
+"""The FastAPI application: state on the app, the routers of :mod:`server.api`.
 
 ``create_app(settings)`` builds everything; nothing lives in module globals. Routers
-are modules exposing ``router`` (an ``APIRouter``), listed in :data:`ROUTER_MODULES`;
-optional ones (e.g. ``server.renders`` for offline jobs) are included when present.
+are the ``router`` of each module in :mod:`server.api`, listed in :data:`ROUTERS`.
 The state itself is :class:`server.state.AppState`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
-from server.auth import install as install_auth
-from server.client_address import ClientAddress
-from server.loaders import LipsLoader, MotionLoader, RendererFactory
-from server.origin_guard import OriginGuard
+from server.api import avatars, health, renders, sessions, static, tokens, whep, ws
+from server.api.auth import install as install_auth
+from server.api.client_address import ClientAddress
+from server.api.origin_guard import OriginGuard
+from server.live.loaders import LipsLoader, MotionLoader, RendererFactory
 from server.settings import ServerSettings
 from server.state import AppState
 
-#: (module, required). Each module exposes ``router``; add a line to add an API.
-ROUTER_MODULES: tuple[tuple[str, bool], ...] = (
-    ("server.health", True),
-    ("server.sessions", True),
-    ("server.whep", True),
-    ("server.ws", True),
-    ("server.avatars", True),
-    ("server.renders", False),
-    ("server.tokens", False),
-    ("server.static", False),
+#: Every router of the API, in the order they are included; add a line to add one.
+ROUTERS: tuple[APIRouter, ...] = (
+    health.router,
+    sessions.router,
+    whep.router,
+    ws.router,
+    avatars.router,
+    renders.router,
+    tokens.router,
+    static.router,
 )
 
 
@@ -68,7 +67,7 @@ def create_app(
             yield
         finally:
             await state.stop()
-            render_jobs = getattr(app.state, "render_jobs", None)  # made by server.renders
+            render_jobs = getattr(app.state, "render_jobs", None)  # made by server.api.renders
             if render_jobs is not None:
                 await asyncio.to_thread(render_jobs.close)
 
@@ -100,14 +99,8 @@ def create_app(
         expose_headers=["Location", "Link", "ETag"],
     )
     app.add_middleware(ClientAddress, trusted_proxies=settings.trusted_proxies)
-    for name, required in ROUTER_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if required or exc.name != name:
-                raise
-            continue
-        app.include_router(module.router)
+    for router in ROUTERS:
+        app.include_router(router)
 
     @app.middleware("http")
     async def count_client_errors(request: Request, call_next: Any) -> Any:

@@ -1,23 +1,39 @@
 """The ``headcast`` console entry point.
 
 Each subcommand lives in ``server/commands/<name>.py`` and exposes
-``HELP: str``, ``add_arguments(parser)`` and ``run(args) -> int``. Commands are
-discovered, so adding one is adding a module. User errors raise
+``HELP: str``, ``add_arguments(parser)`` and ``run(args) -> int``; :data:`COMMANDS`
+lists them (adding one is a module and a line there). User errors raise
 :class:`server.errors.UserError` and end as one line on stderr with exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
-import pkgutil
 import signal
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
-from server import commands
+from server.commands import bench, enroll, motion, preview, render, serve, train
+from server.commands import eval as evaluate
 from server.errors import UserError
+
+COMMANDS: tuple[ModuleType, ...] = (
+    bench,
+    enroll,
+    evaluate,
+    motion,
+    preview,
+    render,
+    serve,
+    train,
+)
+
+
+def command_name(module: ModuleType) -> str:
+    """``server.commands.render_file`` -> ``render-file``."""
+    return module.__name__.rsplit(".", 1)[1].replace("_", "-")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,9 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{commands.__name__}.{info.name}")
-        name = info.name.replace("_", "-")
+    for module in COMMANDS:
+        name = command_name(module)
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(cmd)
         cmd.set_defaults(_run=module.run)

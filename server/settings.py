@@ -87,6 +87,10 @@ class ServerSettings(StrictModel):
     #: speech pushed after silence, with more already buffered, starts on the silence not
     #: yet sent instead of a whole output delay later (lips and sound stay aligned)
     early_onsets: bool = True
+    #: live input (arriving at about real time) buffered past this drains by shortening
+    #: its pauses, never its speech, so a stall does not leave a lasting delay (ms);
+    #: 0 = never. Speech pushed faster than real time is played whole.
+    drain_backlog_above_ms: float = Field(default=120.0, ge=0.0, le=10_000.0)
     #: longest speech a session buffers ahead of playback (s); older audio is dropped
     max_buffered_audio_s: float = Field(default=60.0, gt=0.0)
     #: largest single WebSocket message / HTTP upload accepted (bytes)

@@ -19,11 +19,11 @@ from typing import Any
 from models.channels import zeros
 from models.mixer import MotionMixer
 from models.onnx_session import cuda_available
-from server.avatar_dir import DEFAULT_AVATAR, avatar_names, avatar_source
-from server.clock import output_delay_frames, output_delay_s
-from server.encoders import measure_encode_cost, use_speech_encoders
-from server.ice import quiet_closed_connects, restrict_host_addresses
-from server.loaders import (
+from server.live.avatar_dir import DEFAULT_AVATAR, avatar_names, avatar_source
+from server.live.clock import output_delay_frames, output_delay_s
+from server.live.encoders import measure_encode_cost, use_speech_encoders
+from server.live.ice import quiet_closed_connects, restrict_host_addresses
+from server.live.loaders import (
     LipsLoader,
     MotionLoader,
     RendererFactory,
@@ -34,16 +34,16 @@ from server.loaders import (
     default_streamer,
     measure_render,
 )
+from server.live.output import PipelineOutput
+from server.live.pipeline import SessionPipeline
+from server.live.process_tuning import fix_mmap_threshold, limit_blas_threads
+from server.live.procpool import ProcessPool, RemotePipeline, default_processes
+from server.live.render_process import PipelineSpec
+from server.live.scheduler import RendererPool, Scheduler
+from server.live.session import Session, SessionParams
+from server.live.tracks import audio_read_ahead, use_fast_audio_level
 from server.metrics import Metrics
-from server.output import PipelineOutput
-from server.pipeline import SessionPipeline
-from server.process_tuning import fix_mmap_threshold, limit_blas_threads
-from server.procpool import ProcessPool, RemotePipeline, default_processes
-from server.render_process import PipelineSpec
-from server.scheduler import RendererPool, Scheduler
-from server.session import Session, SessionParams
 from server.settings import ServerSettings
-from server.tracks import audio_read_ahead, use_fast_audio_level
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class AppState:
             cost = await sched.run(measure_render, pool)
             sched.record_tick(size, cost)
             sched.encode_cost[size] = await sched.run(measure_encode_cost, size)
-        from server.tracks import encoder_hold_chunks
+        from server.live.tracks import encoder_hold_chunks
 
         await sched.run(encoder_hold_chunks)  # probe aiortc's Opus encoder off the event loop
         if self.processes is not None:
@@ -300,6 +300,7 @@ class AppState:
         render = sched.render_fn(pool)
         max_buffered = self.settings.max_buffered_audio_s
         early_onsets = self.settings.early_onsets
+        drain_above_s = self.settings.drain_backlog_above_ms / 1000.0
         read_ahead = await sched.run(audio_read_ahead)  # probes the encoder once, off the loop
 
         procs = self.processes
@@ -331,6 +332,7 @@ class AppState:
                     echo_audio=params.input != "mirror",
                     early_onsets=early_onsets,
                     read_ahead=read_ahead,
+                    drain_above_s=drain_above_s,
                 )
                 return RemotePipeline(worker, spec)
             return SessionPipeline(
@@ -344,6 +346,7 @@ class AppState:
                 lips=lip_streamer,
                 early_onsets=early_onsets,
                 read_ahead=read_ahead,
+                drain_above_s=drain_above_s,
             )
 
         async with self._lock:

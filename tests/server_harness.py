@@ -82,7 +82,7 @@ class ServerThread:
             log_level="warning",
             ws="websockets-sansio",
             ws_max_size=self.settings.max_message_bytes,
-            proxy_headers=False,  # as `headcast serve`: server.client_address decides
+            proxy_headers=False,  # as `headcast serve`: server.api.client_address decides
             lifespan="on",
         )
         self.server = uvicorn.Server(config)

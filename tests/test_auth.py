@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import websockets
 
-from server.tokens import (
+from server.api.tokens import (
     Claims,
     TokenError,
     check_avatar,
@@ -224,7 +224,7 @@ def test_weak_keys_are_refused_and_query_credentials_are_masked_in_logs() -> Non
 
     from pydantic import ValidationError
 
-    from server.auth import _MaskTokens
+    from server.api.auth import _MaskTokens
 
     for weak in ("", "short-key"):
         with pytest.raises(ValidationError, match="at least 16"):
@@ -287,7 +287,7 @@ def test_python_client_uses_its_token_on_the_websocket(srv: ServerThread) -> Non
 def test_guessing_credentials_online_is_throttled() -> None:
     """After MAX_FAILURES refused credentials in a window, a client address waits (429 with
     Retry-After) except with the API key; other addresses and the window's end free it."""
-    from server.auth import FAILURE_WINDOW_S, MAX_FAILURES, FailureLimit
+    from server.api.auth import FAILURE_WINDOW_S, MAX_FAILURES, FailureLimit
 
     limit = FailureLimit()
     for i in range(MAX_FAILURES):

@@ -71,7 +71,7 @@ def test_warp_graph_on_cuda_matches_the_cpu_fast_path(pack512, pack256, size):
 
 def test_batcher_serves_concurrent_sessions_in_batches_on_cuda(pack256):
     from models.render.warp_onnx import OnnxWarpRenderer
-    from server.scheduler import BatchRenderer, RendererPool
+    from server.live.scheduler import BatchRenderer, RendererPool
 
     pool = RendererPool(lambda: OnnxWarpRenderer(pack256, provider="cuda"), max_instances=1)
     batcher = BatchRenderer(window_s=0.004)

@@ -279,7 +279,7 @@ def test_live_session_with_edtalk(weights: Path, stub: Path) -> None:
 
 
 def test_gpu_batcher_passes_mouth_weights_through() -> None:
-    from server.scheduler import BatchRenderer, RendererPool
+    from server.live.scheduler import BatchRenderer, RendererPool
 
     class Recorder:
         size = 8

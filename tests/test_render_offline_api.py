@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from server.renders import RenderJobs
+from server.api.renders import RenderJobs
 from server.settings import ServerSettings
 from tests.render_offline_support import (
     decode_track_audio,

@@ -16,7 +16,7 @@ from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket
 
 from models.channels import CHANNEL_INDEX, zeros
 from models.render import create_renderer
-from server.encoders import (
+from server.live.encoders import (
     CURRENT_TRACK,
     OPUS_FRAME,
     OPUS_RATE,

@@ -17,11 +17,11 @@ import pytest
 from client.headcast_client import HeadcastClient, Viewer
 from models.channels import CHANNEL_INDEX
 from models.mixer import MotionMixer
-from server.clock import MediaClock
-from server.loaders import default_streamer
-from server.pipeline import SessionPipeline
-from server.procpool import ProcessPool, RemotePipeline
-from server.render_process import PipelineSpec
+from server.live.clock import MediaClock
+from server.live.loaders import default_streamer
+from server.live.pipeline import SessionPipeline
+from server.live.procpool import ProcessPool, RemotePipeline
+from server.live.render_process import PipelineSpec
 from server.settings import ServerSettings
 from tests.server_harness import ServerThread, load_speech, require_motion_model, run
 

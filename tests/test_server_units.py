@@ -14,7 +14,7 @@ import pytest
 from models.channels import CHANNEL_INDEX, MOUTH_CHANNELS
 from models.config import ConfigError
 from models.mixer import MotionMixer
-from server.clock import (
+from server.live.clock import (
     AUDIO_CHUNK,
     OPUS_LOOKAHEAD_SAMPLES,
     MediaClock,
@@ -22,9 +22,9 @@ from server.clock import (
     output_delay_s,
     samples_per_frame,
 )
+from server.live.output import AudioRing, InputBuffer
+from server.live.pipeline import SessionPipeline
 from server.metrics import Family, quantile, render
-from server.output import AudioRing, InputBuffer
-from server.pipeline import SessionPipeline
 from server.settings import ServerSettings, load_settings
 
 JAW = CHANNEL_INDEX["jawOpen"]
@@ -312,7 +312,7 @@ def test_serve_on_a_taken_port_is_a_one_line_error(capsys: Any) -> None:
 def test_only_finished_avatar_packs_are_listed_or_served(tmp_path: Path) -> None:
     """A folder without its metadata (an enrollment still writing, or debris) is neither
     listed nor accepted as an avatar."""
-    from server.avatar_dir import UnknownAvatar
+    from server.live.avatar_dir import UnknownAvatar
     from server.state import AppState
 
     (tmp_path / "done").mkdir()
@@ -333,7 +333,7 @@ def test_uploads_are_cut_off_at_the_limit_however_they_are_sent() -> None:
     from fastapi import HTTPException
     from starlette.requests import ClientDisconnect, Request
 
-    from server.bodies import read_upload
+    from server.api.bodies import read_upload
 
     def request(chunks: list[bytes], kind: bytes, vanish: bool = False) -> tuple[Any, list[int]]:
         taken = [0]
@@ -376,7 +376,7 @@ def test_closed_peer_connects_are_not_reported_as_errors() -> None:
 
     from aiortc.exceptions import InvalidStateError
 
-    from server.ice import quiet_closed_connects
+    from server.live.ice import quiet_closed_connects
 
     loop = asyncio.new_event_loop()
     try:

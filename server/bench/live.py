@@ -36,7 +36,7 @@ import numpy as np
 
 from models.config import REPO_ROOT
 from server.errors import UserError
-from server.procpool import process_stat
+from server.live.procpool import process_stat
 
 HELP = "N live sessions on loopback: fps, render p50/p95, push-to-mouth, A/V offset, CPU"
 DEFAULT_SPEECH = REPO_ROOT / "tests" / "fixtures" / "speech.wav"
@@ -214,7 +214,7 @@ async def _measure(url: str, n: int, seconds: float, speech: np.ndarray) -> dict
 
 
 def run(args: argparse.Namespace) -> int:
-    from server.ice import restrict_host_addresses
+    from server.live.ice import restrict_host_addresses
 
     counts = [int(x) for x in str(args.sessions).split(",") if x.strip()]
     speech = _load_speech(args.speech)

@@ -1,26 +1,27 @@
 """``headcast bench NAME``: benchmarks that print side-by-side ratios.
 
 Each benchmark is a module ``server/bench/<name>.py`` exposing ``HELP``,
-``add_arguments(parser)`` and ``run(args) -> int``; they are discovered.
+``add_arguments(parser)`` and ``run(args) -> int``, listed in :data:`BENCHMARKS`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import pkgutil
+from types import ModuleType
 
-from server import bench
+from server.bench import edtalk, enroll, live, motion, render, render_file
 from server.errors import UserError
+
+BENCHMARKS: tuple[ModuleType, ...] = (edtalk, enroll, live, motion, render, render_file)
 
 HELP = "run a benchmark (render, motion, live, render-file, ...)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="bench", metavar="BENCH", required=True)
-    for info in sorted(pkgutil.iter_modules(bench.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{bench.__name__}.{info.name}")
-        cmd = sub.add_parser(info.name.replace("_", "-"), help=module.HELP, description=module.HELP)
+    for module in BENCHMARKS:
+        name = module.__name__.rsplit(".", 1)[1].replace("_", "-")
+        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(cmd)
         cmd.set_defaults(_bench_run=module.run)
 

@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         ws="websockets-sansio",
         ws_max_size=settings.max_message_bytes,
-        proxy_headers=False,  # server.client_address applies trusted_proxies instead
+        proxy_headers=False,  # server.api.client_address applies trusted_proxies instead
         timeout_graceful_shutdown=5,
     )
     return 0

@@ -28,9 +28,9 @@ from models.offline import render_file
 from models.offline_context import RenderContext
 from models.offline_options import FULL, RenderError, RenderOptions
 from models.pipeline import POSES, check_emotions
-from server.avatar_dir import UnknownAvatar
-from server.bodies import MEDIA_UPLOAD_TYPES, read_upload
-from server.openapi import openapi_body, query
+from server.api.bodies import MEDIA_UPLOAD_TYPES, read_upload
+from server.api.openapi import openapi_body, query
+from server.live.avatar_dir import UnknownAvatar
 from server.state import get_state
 
 router = APIRouter(prefix="/v1/renders", tags=["renders"])

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from models.channels import zeros
-from server.scheduler import RendererPool
+from server.live.scheduler import RendererPool
 from server.settings import ServerSettings
 
 CALIBRATION_FRAMES = 8

@@ -7,15 +7,15 @@ ran out first: on the 2-core development machine eight 256x256 sessions' ticks c
 2.0 ms of CPU per frame one after another on one thread, 2.8-3.0 ms on two threads at
 once, and finished no sooner; the server fell behind at about 1.1 cores.
 
-Here each worker process runs whole :class:`~server.pipeline.SessionPipeline` objects
+Here each worker process runs whole :class:`~server.live.pipeline.SessionPipeline` objects
 for the sessions given to it, one call at a time. The server process keeps a
-:class:`RemotePipeline` per session: the same :class:`~server.pipeline.PipelineOutput`
+:class:`RemotePipeline` per session: the same :class:`~server.live.pipeline.PipelineOutput`
 the tracks, events and metrics read (input staging, output audio ring, frames, stats),
 brought up to date by each call's reply, which carries what the worker's pipeline
 wrote (audio, frames, frames taken back) and its counters. Speech pushed on the event
 loop is staged here and travels with the next tick. Replies carry I420 frames only
 (98 KB at 256x256), not the RGB image as well. The process's side is
-:mod:`server.render_process`.
+:mod:`server.live.render_process`.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from server.output import Frame, PipelineOutput
-from server.render_process import ERROR, PARTIAL, PipelineSpec, serve
+from server.live.output import Frame, PipelineOutput
+from server.live.render_process import ERROR, PARTIAL, PipelineSpec, serve
 from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -220,6 +220,7 @@ class RemotePipeline(PipelineOutput):
         for name in ("next_tick", "next_frame", "motion_late", "lips_late", "skipped_renders"):
             setattr(self, name, reply[name])
         self.early_onsets_taken = reply["early_onsets_taken"]
+        self.drained_samples = reply["drained_samples"]
         self.tick_cpu_s = reply["tick_cpu_s"]
         self.render_s.extend(reply["render_s"])
         self.tick_s.extend(reply["tick_s"])

@@ -1,12 +1,12 @@
 """aiortc output tracks paced by the session's media clock.
 
-Both tracks compute their slot from the same :class:`~server.clock.MediaClock`, sleep
+Both tracks compute their slot from the same :class:`~server.live.clock.MediaClock`, sleep
 until its wall time and hand aiortc a frame stamped from the sample counter. A video
 frame that is not ready repeats the last one (counted); audio that is not there is
 silence. Once aiortc has made its VP8 or Opus encoder, the tracks encode in ``recv``
-themselves and hand aiortc packets (see :mod:`server.encoders`: cheaper than aiortc's
+themselves and hand aiortc packets (see :mod:`server.live.encoders`: cheaper than aiortc's
 trip to an executor thread per frame). Video goes out as yuv420p, converted once per
-frame where it is rendered (:func:`~server.output.to_i420`).
+frame where it is rendered (:func:`~server.live.output.to_i420`).
 """
 
 from __future__ import annotations
@@ -25,22 +25,22 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from models.audio.resample import BlockUpsampler
-from server.clock import (
+from server.live.clock import (
     AUDIO_CHUNK,
     OPUS_LOOKAHEAD_SAMPLES,
     SAMPLE_RATE,
     VIDEO_TIME_BASE,
 )
-from server.encoders import (
+from server.live.encoders import (
     CURRENT_TRACK,
     Encoder,
     RenderedVp8Encoder,
     SpeechOpusEncoder,
 )
-from server.output import to_i420
+from server.live.output import to_i420
 
 if TYPE_CHECKING:
-    from server.session import Session
+    from server.live.session import Session
 
 INT16_SCALE = 32767.0
 OUT_RATE = 48_000  # Opus's own rate: aiortc's encoder then resamples nothing
@@ -221,7 +221,7 @@ class AvatarAudioTrack(MediaStreamTrack):
         if wait > 0:
             await asyncio.sleep(wait)
         # Slot k plays session samples from k * AUDIO_CHUNK; the encoder is handed audio
-        # early by what it holds back and by libopus's look-ahead (see server.clock).
+        # early by what it holds back and by libopus's look-ahead (see server.live.clock).
         self.session.on_audio_sent(self._k * AUDIO_CHUNK + OPUS_LOOKAHEAD_SAMPLES, time.monotonic())
         pad = self._upsample.pad
         first = self._k * AUDIO_CHUNK + self._ahead

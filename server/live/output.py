@@ -1,8 +1,8 @@
 """What a session's tracks, events and metrics read, whoever computes it.
 
 :class:`PipelineOutput` holds a session's input staging, its output audio and frames and
-their statistics; :class:`~server.pipeline.SessionPipeline` fills it by computing on a
-worker thread, ``server.procpool.RemotePipeline`` by mirroring one in a render process.
+their statistics; :class:`~server.live.pipeline.SessionPipeline` fills it by computing on a
+worker thread, ``server.live.procpool.RemotePipeline`` by mirroring one in a render process.
 
 Queues and their policies:
 
@@ -17,6 +17,7 @@ Queues and their policies:
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from server.clock import SAMPLE_RATE, MediaClock
+from server.live.backlog import BacklogDrain
+from server.live.clock import SAMPLE_RATE, MediaClock
 
 AUDIO_RING_S = 4.0  # seconds of output audio kept, comfortably above the output delay
 FRAME_SLACK = 4  # frames kept beyond the output delay
@@ -190,7 +192,7 @@ class InputBuffer:
 class PipelineOutput:
     """What a session's tracks, events and metrics read: input, output audio, frames, stats.
 
-    :class:`SessionPipeline` fills it by computing; ``server.procpool.RemotePipeline``
+    :class:`SessionPipeline` fills it by computing; ``server.live.procpool.RemotePipeline``
     mirrors one that computes in a worker process.
     """
 
@@ -200,6 +202,10 @@ class PipelineOutput:
         self.render_video = True
         self.early_onsets = False
         self.input = InputBuffer(round(max_buffered_s * SAMPLE_RATE))
+        #: drains a standing backlog of live input in its pauses (where the input is
+        #: consumed: SessionPipeline); None = never
+        self.drain: BacklogDrain | None = None
+        self.drained_samples = 0  # pause samples skipped to drain a backlog
         self.audio = AudioRing(round(AUDIO_RING_S * SAMPLE_RATE))
         self._frames_lock = threading.Lock()
         self._frames: dict[int, Frame] = {}
@@ -216,6 +222,8 @@ class PipelineOutput:
 
     def push(self, pcm16k: np.ndarray) -> None:
         """Queue speech for playback: float32 (N,) 16 kHz mono in -1..1 (cheap)."""
+        if self.drain is not None and len(pcm16k):
+            self.drain.arrived(len(pcm16k), time.monotonic())
         self.input.push(np.ascontiguousarray(pcm16k, np.float32))
 
     def buffered(self) -> int:

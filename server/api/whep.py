@@ -17,14 +17,14 @@ from typing import Any
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from fastapi import APIRouter, HTTPException, Request, Response
 
-from server.bodies import read_body
-from server.encoders import forward_keyframe_requests
-from server.ice import rtc_configuration
-from server.openapi import openapi_body
-from server.session import MAX_PEERS, Session
-from server.sessions import SessionRequest, find_session, open_session
+from server.api.bodies import read_body
+from server.api.openapi import openapi_body
+from server.api.sessions import SessionRequest, find_session, open_session
+from server.live.encoders import forward_keyframe_requests
+from server.live.ice import rtc_configuration
+from server.live.session import MAX_PEERS, Session
+from server.live.tracks import AvatarAudioTrack, AvatarVideoTrack
 from server.state import AppState, get_state
-from server.tracks import AvatarAudioTrack, AvatarVideoTrack
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["whep"])

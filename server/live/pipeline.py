@@ -6,7 +6,7 @@ back with expression and idle motion, renders the frame and stores it, with the 
 for the output tracks. Everything here runs on worker threads, never the event loop;
 the event loop only pushes audio and reads finished frames, under short locks.
 
-The queues it fills and their policies are in :mod:`server.output`.
+The queues it fills and their policies are in :mod:`server.live.output`.
 
 Early onsets: the output trails the input by the look-ahead plus a render budget, which
 a stream arriving in real time needs. Speech that arrives after silence with more of it
@@ -29,8 +29,9 @@ import numpy as np
 
 from models.channels import MOUTH_CHANNELS
 from models.mixer import MotionMixer
-from server.clock import SAMPLE_RATE, MediaClock
-from server.output import Frame, PipelineOutput, to_i420
+from server.live.backlog import BacklogDrain
+from server.live.clock import SAMPLE_RATE, MediaClock
+from server.live.output import Frame, PipelineOutput, to_i420
 
 SPEECH_EPSILON = 1e-4  # a pushed chunk quieter than this everywhere still counts as speech
 SPLICE_MARGIN_S = 0.010  # early onsets start this far past the last sample the tracks read
@@ -76,6 +77,8 @@ class SessionPipeline(PipelineOutput):
     ``mouth_names``: the channel order of the motion model's output. ``read_ahead``:
     session samples past its slot's end that the audio track reads (as it sends the slot);
     with ``early_onsets`` speech after silence starts just past them (see the module).
+    ``drain_above_s``: a live input's standing backlog above this drains in its pauses
+    (:mod:`server.live.backlog`); 0 = never.
     """
 
     def __init__(
@@ -91,8 +94,11 @@ class SessionPipeline(PipelineOutput):
         lips: LipStreamerLike | None = None,
         early_onsets: bool = False,
         read_ahead: int = 0,
+        drain_above_s: float = 0.0,
     ) -> None:
         super().__init__(clock, max_buffered_s, echo_audio)
+        if drain_above_s > 0:
+            self.drain = BacklogDrain(drain_above_s)
         self.streamer = streamer
         self.mixer = mixer
         self.render = render
@@ -223,6 +229,9 @@ class SessionPipeline(PipelineOutput):
         if self.early_onsets and not len(self.input):
             lips = None if self.lips is None else self.lips.snapshot()
             state = (n, self.streamer.snapshot(), lips)
+        if self.drain is not None:
+            skipped = self.drain.skip(self.input, self.clock.frame_samples(n), time.monotonic())
+            self.drained_samples += skipped
         chunk, real = self.input.pop(self.clock.frame_samples(n))
         if state is not None and real == 0:
             self._silent.append(state)

@@ -4,7 +4,7 @@ Auth is on exactly when ``api_key`` is set. Then every ``/v1/`` request except C
 preflights, and ``/metrics`` (it lists session ids), needs ``Authorization: Bearer
 <token or api key>``, or ``?token=`` on the URL (browsers cannot put headers on a
 WebSocket). Missing, malformed, expired, foreign (other secret) and wrong-origin tokens
-(:mod:`server.tokens`) answer ``401`` with a reason; a client address that sends
+(:mod:`server.api.tokens`) answer ``401`` with a reason; a client address that sends
 ``MAX_FAILURES`` of them within a minute waits (``429``), except with the API key
 itself. A token opens sessions (``POST /v1/sessions``, ``POST /v1/whep``; its avatar
 limit is enforced there) and uses only the sessions it opened (``/v1/sessions/{id}/...``,
@@ -29,8 +29,7 @@ from urllib.parse import parse_qs
 
 from fastapi import Request
 
-from server.settings import ServerSettings
-from server.tokens import (
+from server.api.tokens import (
     Claims,
     ScopeError,
     TokenError,
@@ -39,6 +38,7 @@ from server.tokens import (
     signing_secret,
     verify,
 )
+from server.settings import ServerSettings
 
 PROTECTED_PREFIX = "/v1/"
 TOKEN_PATH = "/v1/tokens"
@@ -130,7 +130,7 @@ class AuthGuard:
             await self.app(scope, receive, send)
             return
         # The client address is the peer's, or the one a trusted proxy forwarded
-        # (server.client_address); a spoofed X-Forwarded-For does not change it.
+        # (server.api.client_address); a spoofed X-Forwarded-For does not change it.
         client = str((scope.get("client") or ("?",))[0])
         credential = _credential(scope)
         if credential is not None and hmac.compare_digest(credential.encode("utf-8"), self.api_key):

@@ -1,4 +1,4 @@
-"""The render process's side of :mod:`server.procpool`: a loop answering calls on a pipe.
+"""The render process's side of :mod:`server.live.procpool`: a loop answering calls on a pipe.
 
 Each call names an operation on :class:`_Host` (open a session's pipeline, tick it,
 interrupt, control, close); the answer is ``(OK, value)`` or ``(ERROR, message)``,
@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from server.clock import MediaClock
-from server.output import Frame
-from server.pipeline import SessionPipeline
+from server.live.clock import MediaClock
+from server.live.output import Frame
+from server.live.pipeline import SessionPipeline
 from server.settings import ServerSettings
 
 OK, ERROR, PARTIAL = "ok", "error", "partial"  # what a message from a process is
@@ -36,13 +36,14 @@ class PipelineSpec:
     echo_audio: bool
     early_onsets: bool
     read_ahead: int
+    drain_above_s: float = 0.0
 
 
 class _Host:
     """Pipelines of one worker process, with the renderers and models they share."""
 
     def __init__(self, settings: ServerSettings, conn: Connection) -> None:
-        from server.loaders import default_motion_loader, default_renderer_factory
+        from server.live.loaders import default_motion_loader, default_renderer_factory
 
         self.conn = conn
         self.make_renderer = default_renderer_factory(settings)
@@ -68,7 +69,7 @@ class _Host:
 
     def open(self, key: str, spec: PipelineSpec) -> None:
         from models.mixer import MotionMixer
-        from server.loaders import default_streamer
+        from server.live.loaders import default_streamer
 
         model = self.model(spec.fps)
         p = SessionPipeline(
@@ -81,6 +82,7 @@ class _Host:
             echo_audio=spec.echo_audio,
             early_onsets=spec.early_onsets,
             read_ahead=spec.read_ahead,
+            drain_above_s=spec.drain_above_s,
         )
         p.audio.journal = []
         p.frames_journal = []
@@ -113,6 +115,7 @@ class _Host:
             "tick_s": list(p.tick_s),
             "buffered": len(p.input),
             "dropped_samples": p.input.dropped_samples,
+            "drained_samples": p.drained_samples,
         }
         p.audio.journal = []
         p.frames_journal = []
@@ -137,7 +140,7 @@ class _Host:
         self.pipelines[key].control(method, *args)
 
     def close(self, key: str) -> None:
-        from server.process_tuning import release_free_memory
+        from server.live.process_tuning import release_free_memory
 
         self.pipelines.pop(key, None)
         release_free_memory()
@@ -147,7 +150,7 @@ def serve(conn: Connection, settings: ServerSettings) -> None:
     """A worker process: answer calls on ``conn`` until told to stop or the pipe closes."""
     import cv2
 
-    from server.process_tuning import limit_blas_threads
+    from server.live.process_tuning import limit_blas_threads
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server stops its workers itself
     cv2.setNumThreads(1)  # the processes are the parallelism

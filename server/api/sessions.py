@@ -12,14 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from models.audio import AudioError, AudioTooLong
 from models.avatar.errors import AvatarError
 from models.motion.model import SUPPORTED_FPS
-from server.auth import token_owner
-from server.avatar_dir import UnknownAvatar
-from server.bodies import MEDIA_UPLOAD_TYPES, read_json, read_upload
-from server.clock import SAMPLE_RATE
-from server.control import ControlError, apply_control
-from server.openapi import openapi_body
-from server.scheduler import AdmissionError
-from server.session import InputMode, Session, SessionParams
+from server.api.auth import token_owner
+from server.api.bodies import MEDIA_UPLOAD_TYPES, read_json, read_upload
+from server.api.openapi import openapi_body
+from server.live.admission import AdmissionError
+from server.live.avatar_dir import UnknownAvatar
+from server.live.clock import SAMPLE_RATE
+from server.live.control import ControlError, apply_control
+from server.live.session import InputMode, Session, SessionParams
 from server.state import AppState, UnsupportedSession, get_state
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])

@@ -87,6 +87,9 @@ async def metrics(request: Request) -> PlainTextResponse:
     frames = Family("headcast_output_frames", "rendered frames waiting to be sent")
     dropped = Family("headcast_dropped_frames_total", "frames repeated or skipped", "counter")
     late = Family("headcast_motion_late_frames_total", "frames made without motion", "counter")
+    drained = Family(
+        "headcast_drained_pause_ms_total", "pause skipped to drain a live backlog (ms)", "counter"
+    )
     av = Family("headcast_av_offset_ms", "send-time offset video minus audio (ms)")
     first = Family("headcast_first_frame_ms", "first video frame after a viewer joined (ms)")
     for sid, sess in state.sessions.items():
@@ -99,10 +102,11 @@ async def metrics(request: Request) -> PlainTextResponse:
         frames.add(max(0, p.next_frame - 1 - sess.clock.output_frame()), session=sid)
         dropped.add(sess.dropped_frames(), session=sid)
         late.add(p.motion_late, session=sid)
+        drained.add(p.drained_samples / 16.0, session=sid)
         offset = sess.av_offset_ms()
         if not math.isnan(offset):
             av.add(offset, session=sid)
         if sess.first_frame_s is not None:
             first.add(sess.first_frame_s * 1e3, session=sid)
-    fams += [fps, render_ms, queue, frames, dropped, late, av, first]
+    fams += [fps, render_ms, queue, frames, dropped, late, drained, av, first]
     return PlainTextResponse(render(fams), media_type=CONTENT_TYPE)

@@ -1,4 +1,4 @@
-"""A live session: the async shell around one :class:`~server.pipeline.SessionPipeline`.
+"""A live session: the async shell around one :class:`~server.live.pipeline.SessionPipeline`.
 
 It owns the session's media clock, the ticker task that runs the pipeline on worker
 threads once per frame, the WebRTC peers watching it (WHEP resources), microphone
@@ -24,18 +24,18 @@ from aiortc.mediastreams import MediaStreamError
 
 from models.audio.features import StreamingResampler
 from models.channels import ALL_CHANNELS, zeros
-from server.clock import (
+from server.live.clock import (
     AUDIO_CHUNK,
     OPUS_LOOKAHEAD_SAMPLES,
     SAMPLE_RATE,
     MediaClock,
     aligned_start,
 )
-from server.events import EventStream
-from server.output import PipelineOutput
-from server.pipeline import EARLY_ONSET_MIN_SAMPLES
-from server.playback_events import PlaybackEvents
-from server.process_tuning import release_free_memory
+from server.live.events import EventStream
+from server.live.output import PipelineOutput
+from server.live.pipeline import EARLY_ONSET_MIN_SAMPLES
+from server.live.playback_events import PlaybackEvents
+from server.live.process_tuning import release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -336,6 +336,7 @@ class Session:
             "motion_late_frames": p.motion_late,
             "early_onsets": p.early_onsets_taken,
             "dropped_audio_ms": round(p.input.dropped_samples * 1000.0 / SAMPLE_RATE, 1),
+            "drained_pause_ms": round(p.drained_samples * 1000.0 / SAMPLE_RATE, 1),
             "first_frame_ms": None if self.first_frame_s is None else self.first_frame_s * 1e3,
             "age_s": round(time.monotonic() - self.created, 1),
         }

@@ -19,7 +19,7 @@ from server.state import get_state
 
 router = APIRouter(tags=["client"])
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "client" / "web"
+WEB_DIR = Path(__file__).resolve().parents[2] / "client" / "web"
 ASSET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\.(js|css|html|svg|png)$")
 MEDIA_TYPES = {
     ".js": "text/javascript; charset=utf-8",

@@ -7,7 +7,7 @@ Protocol (``/v1/sessions/{id}/ws``):
    server -> ``{"type": "ready", ...}`` with fps, delay and channel names.
 2. client -> binary messages of interleaved PCM in that format; any length that is a
    whole number of sample frames, up to ``max_message_bytes``.
-3. client -> JSON control (see :mod:`server.control`) at any time.
+3. client -> JSON control (see :mod:`server.live.control`) at any time.
 4. server -> events: ``speech_started``, ``speech_ended``, ``position``, ``interrupted``,
    ``dropped``, ``coefficients`` (if asked), ``error``.
 
@@ -32,9 +32,9 @@ from starlette.websockets import WebSocketState
 
 from models.audio import AudioError
 from models.audio.features import StreamingResampler
-from server.control import ControlError, apply_control
-from server.events import EventStream
-from server.session import Session
+from server.live.control import ControlError, apply_control
+from server.live.events import EventStream
+from server.live.session import Session
 from server.state import AppState, get_state
 
 log = logging.getLogger(__name__)

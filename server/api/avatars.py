@@ -18,9 +18,9 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 
-from server.avatar_dir import AVATAR_NAME, DEFAULT_AVATAR
-from server.bodies import read_upload
-from server.openapi import openapi_body
+from server.api.bodies import read_upload
+from server.api.openapi import openapi_body
+from server.live.avatar_dir import AVATAR_NAME, DEFAULT_AVATAR
 from server.state import AppState, get_state
 
 router = APIRouter(prefix="/v1/avatars", tags=["avatars"])

@@ -13,7 +13,7 @@ from typing import Any
 from models.channels import check_pose
 from models.emotions import load_presets
 from models.mixer import EMOTION_TRANSITION_S
-from server.session import Session
+from server.live.session import Session
 
 MAX_TRANSITION_S = 10.0
 

@@ -13,7 +13,7 @@ process configured with the same key accepts the same tokens. Claims: ``exp`` (u
 seconds), ``jti`` (a random identifier of 128 bits, RFC 7519's name: two tokens
 minted in the same millisecond for the same page are still two owners), ``origin``
 (the page origin allowed to use it, or absent = any), ``avatar`` (the only avatar it
-may open, or absent = any). :mod:`server.auth` checks them; the sessions a token
+may open, or absent = any). :mod:`server.api.auth` checks them; the sessions a token
 opens belong to its ``jti``.
 
 ``exp`` is honoured up to ``CLOCK_SKEW_S`` (5 s) late: hosts sharing a secret need
@@ -36,7 +36,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.avatar_dir import AVATAR_NAME
+from server.live.avatar_dir import AVATAR_NAME
 from server.settings import ServerSettings
 from server.state import get_state
 
