@@ -70,7 +70,7 @@ def test_enrolls_a_megapixel_portrait(astronaut):
 
 
 def test_several_faces_take_the_largest(astronaut):
-    small = cv2.resize(astronaut, None, fx=0.8, fy=0.8)[::, ::-1]
+    small = cv2.resize(astronaut, None, fx=0.6, fy=0.6)[::, ::-1]
     canvas = np.full((560, 960, 3), 200, np.uint8)
     canvas[20:532, 0:512] = astronaut
     canvas[100 : 100 + small.shape[0], 540 : 540 + small.shape[1]] = small
@@ -78,6 +78,84 @@ def test_several_faces_take_the_largest(astronaut):
     assert pack.meta["faces_found"] == 2
     mat = pack.arrays["portrait_matrix"]
     assert np.hypot(mat[0, 0], mat[1, 0]) < 1.5  # the big face was chosen (smaller scale-up)
+
+
+def test_several_faces_of_one_size_are_refused_with_what_to_do(astronaut):
+    canvas = np.full((560, 1060, 3), 200, np.uint8)
+    canvas[20:532, 0:512] = astronaut
+    canvas[20:532, 540:1052] = astronaut[:, ::-1]
+    with pytest.raises(EnrollError, match=r"2 faces of about the same size.*crop the photo"):
+        build_pack(canvas, size=256)
+
+
+def _turned(points: np.ndarray, yaw: float = 0.0, pitch: float = 0.0) -> np.ndarray:
+    from models.render.warp_math import rotation
+
+    centre = points.mean(axis=0)
+    return ((points - centre) @ rotation(yaw, pitch, 0.0).T + centre).astype(np.float32)
+
+
+def test_head_turned_or_tilted_past_the_renderer_is_refused(astronaut):
+    from models.avatar.detect import check_pose, detect_landmarks, head_angles
+
+    points = detect_landmarks(astronaut).points
+    yaw, pitch = head_angles(points)
+    assert abs(yaw) < 10 and abs(pitch) < 10  # a frontal portrait measures as one
+    check_pose(points)
+    check_pose(_turned(points, yaw=30))  # within what the renderer holds
+    for turn, why in (({"yaw": 60}, r"turned (59|60|61) degrees"), ({"yaw": -60}, "turned")):
+        with pytest.raises(EnrollError, match=why + r".*face looks towards the camera"):
+            check_pose(_turned(points, **turn))
+    with pytest.raises(EnrollError, match=r"tilted \d+ degrees (up|down).*towards the camera"):
+        check_pose(_turned(points, pitch=55))
+
+
+def test_a_channel_that_folds_at_any_strength_is_switched_off_not_refused(
+    monkeypatch, tmp_path, astronaut, capsys
+):
+    """A displacement that mirrors the face folds at every strength tried: the face still
+    enrolls, with that channel off (strength 0) in the pack, the CLI and the preview."""
+    import models.avatar.enroll as E
+    from server.cli import main
+
+    authored = E.landmark_displacements
+    k = E.CHANNEL_INDEX["browInnerUp"]
+
+    def mirrored(points: np.ndarray) -> np.ndarray:
+        disp = authored(points)
+        x = points[:, 0]
+        disp[k, :, 0] = -4.0 * (x - x.mean())
+        disp[k, :, 1] = 0.0
+        return disp
+
+    monkeypatch.setattr(E, "landmark_displacements", mirrored)
+    portrait = tmp_path / "face.png"
+    portrait.write_bytes(png_bytes(astronaut))
+    assert main(["enroll", str(portrait), "-o", str(tmp_path / "a"), "--size", "256"]) == 0
+    assert "switched off (would fold this face): browInnerUp" in capsys.readouterr().out
+    pack = load_pack(tmp_path / "a")
+    assert pack.meta["channel_scales"]["browInnerUp"] == 0.0
+    assert pack.meta["channels_off"] == ["browInnerUp"]
+    assert not pack.arrays["bases"][k].any() and not pack.arrays["lip_bases"][k].any()
+    assert pack.meta["channel_scales"].get("jawOpen", 1.0) == 1.0  # the others are untouched
+    assert main(["preview", "--avatar", str(tmp_path / "a"), "-o", str(tmp_path / "p")]) == 0
+    assert "browInnerUp" in capsys.readouterr().out
+
+
+def test_closed_lips_are_not_counted_as_folds():
+    """Triangles between the inner lips of a closed mouth are under a pixel high: any motion
+    flips them, so the fold test leaves them out; a real fold of a proper triangle counts."""
+    from models.avatar.bases import degenerate_triangles, folded_triangles
+
+    xy = np.array([[0.0, 0.0], [20.0, 0.0], [10.0, 0.4], [10.0, 12.0]])
+    tris = np.array([[0, 1, 2], [0, 3, 1]])
+    assert degenerate_triangles(xy, tris).tolist() == [True, False]
+    lip_drop = np.zeros_like(xy)
+    lip_drop[2, 1] = -3.0  # the lower lip's middle moves past the upper one's
+    assert folded_triangles(xy, lip_drop, tris) == 0
+    fold = np.zeros_like(xy)
+    fold[3, 1] = -20.0  # the chin point crosses the lip line
+    assert folded_triangles(xy, fold, tris) == 1
 
 
 @pytest.mark.parametrize(
@@ -107,6 +185,14 @@ def test_tiny_face_names_the_minimum(astronaut):
     canvas[300 : 300 + tiny.shape[0], 300 : 300 + tiny.shape[1]] = tiny
     with pytest.raises(EnrollError, match=r"too small|no face"):
         build_pack(canvas, size=256)
+
+
+def test_small_face_is_refused_with_the_minimum_and_what_to_do(monkeypatch, astronaut):
+    import models.avatar.detect as D
+
+    monkeypatch.setattr(D, "MIN_FACE_HEIGHT", 400)  # the astronaut's face is ~210 px
+    with pytest.raises(EnrollError, match=r"too small: \d+ px.*minimum is 400 px; use a larger"):
+        build_pack(astronaut, size=256)
 
 
 def test_rgba_and_grayscale_inputs(tmp_path, astronaut):

@@ -7,6 +7,7 @@ pixel ((j + 0.5) * S / G - 0.5, (i + 0.5) * S / G - 0.5) (half-pixel centres, as
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,8 +83,11 @@ class Densifier:
         frame = np.array(
             [[-1, -1], [s, -1], [-1, s], [s, s], [s / 2, -1], [s / 2, s], [-1, s / 2], [s, s / 2]]
         )
-        self.n_landmarks = len(points)
-        nodes = np.concatenate([points[:, :2].astype(np.float64), ring, frame])
+        # The iris is a layer under the lids, not part of the skin: its points would tie
+        # the lids to the eyeball and fold the field wherever a lid slides over it.
+        self.node_ids = np.setdiff1d(np.arange(len(points)), np.array(L.IRIS_L + L.IRIS_R))
+        self.n_landmarks = len(self.node_ids)
+        nodes = np.concatenate([points[self.node_ids, :2].astype(np.float64), ring, frame])
         self.tri = Delaunay(nodes)
         gx, gy = grid_points(size, grid)
         query = np.stack([gx.ravel(), gy.ravel()], 1)
@@ -97,10 +101,15 @@ class Densifier:
         self.grid = grid
         self.support = head.radius(gx, gy) < FLOW_SUPPORT
 
+    def landmark_triangles(self) -> np.ndarray:
+        """int (T, 3): the triangles whose corners are all landmarks, as landmark indices."""
+        simplices = self.tri.simplices[(self.tri.simplices < self.n_landmarks).all(axis=1)]
+        return self.node_ids[simplices]
+
     def __call__(self, values: np.ndarray) -> np.ndarray:
         """float (478, C) landmark values -> float32 (C, grid, grid); zero at the anchors."""
         n_extra = self.tri.points.shape[0] - self.n_landmarks
-        full = np.concatenate([values, np.zeros((n_extra, values.shape[1]))])
+        full = np.concatenate([values[self.node_ids], np.zeros((n_extra, values.shape[1]))])
         out = np.zeros((self.grid * self.grid, values.shape[1]))
         out[self.inside] = np.einsum("nk,nkc->nc", self.bary, full[self.vertices])
         field = out.T.reshape(values.shape[1], self.grid, self.grid)
@@ -154,27 +163,100 @@ def triangle_areas(xy: np.ndarray, triangles: np.ndarray) -> np.ndarray:
 
 
 MIN_TRIANGLE_AREA = 2.0  # px^2 at a 512 frame; slivers below this have no reliable orientation
+MIN_TRIANGLE_HEIGHT = 1.5  # px at a 512 frame: a triangle flatter than this is degenerate at rest
+
+
+def degenerate_triangles(xy: np.ndarray, triangles: np.ndarray, size: int = 512) -> np.ndarray:
+    """bool (T,): triangles with no reliable orientation at rest.
+
+    The inner lips of a closed mouth (and the lid margins of a nearly closed eye)
+    lie on top of each other: the triangles between them are slivers under a pixel
+    high, whose sign flips with any motion at all. Counting them as fold-overs would
+    condemn every channel that moves one lip, so they are left out; the field's
+    Jacobian still sees any real fold there.
+    """
+    area = np.abs(triangle_areas(xy, triangles))
+    corners = xy[triangles]
+    edges = np.linalg.norm(corners - np.roll(corners, 1, axis=1), axis=2).max(axis=1)
+    height = 2.0 * area / np.maximum(edges, 1e-9)
+    k = size / 512
+    return (area <= MIN_TRIANGLE_AREA * k * k) | (height < MIN_TRIANGLE_HEIGHT * k)
 
 
 def folded_triangles(
     xy: np.ndarray, disp: np.ndarray, triangles: np.ndarray, size: int = 512
 ) -> int:
-    """How many triangles flip orientation (fold over) when ``disp`` is applied."""
+    """How many triangles, not degenerate at rest, flip orientation when ``disp`` is applied."""
     before = triangle_areas(xy, triangles)
     after = triangle_areas(xy + disp, triangles)
-    valid = np.abs(before) > MIN_TRIANGLE_AREA * (size / 512) ** 2
+    valid = ~degenerate_triangles(xy, triangles, size)
     return int(np.count_nonzero(valid & (np.sign(before) != np.sign(after))))
 
 
-def field_jacobian_min(field: np.ndarray, size: int) -> float:
-    """Smallest Jacobian determinant of x -> x + field over the grid (< 0 means a fold)."""
+UNFOLD_ITERS = 60
+Relax = Callable[[np.ndarray], np.ndarray]
+"""float (N, 2) displacement -> bool (N,): further points to relax (e.g. where the dense field folds)."""
+
+
+def unfold(
+    xy: np.ndarray,
+    disp: np.ndarray,
+    triangles: np.ndarray,
+    size: int = 512,
+    also: Relax | None = None,
+) -> tuple[np.ndarray, bool]:
+    """Relax a displacement ``float (N, 2)`` where it folds; -> (displacement, fold-free).
+
+    Each round moves the corners of flipped triangles (and the points ``also`` names)
+    with their neighbours half-way to the mean displacement of their neighbours (a
+    local Laplacian smoothing), so the channel keeps its motion everywhere else and
+    its full strength. Slivers that are degenerate at rest take part in the
+    smoothing, though their orientation is not tested.
+    """
+    valid = ~degenerate_triangles(xy, triangles, size)
+    tri = triangles[valid]
+    n = len(xy)
+    pairs = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
+    adj = np.zeros((n, n), np.float64)
+    adj[pairs[:, 0], pairs[:, 1]] = 1.0
+    adj[pairs[:, 1], pairs[:, 0]] = 1.0
+    degree = adj.sum(axis=1)
+    has = degree > 0
+    mean_op = adj / np.maximum(degree, 1.0)[:, None]
+    d = np.array(disp, np.float64, copy=True)
+    rest = np.sign(triangle_areas(xy, tri))
+
+    def offenders(d: np.ndarray) -> np.ndarray:
+        bad = np.sign(triangle_areas(xy + d, tri)) != rest
+        out = np.zeros(n, bool)
+        out[tri[bad].ravel()] = True
+        if also is not None:
+            out |= also(d)
+        return out
+
+    for _ in range(UNFOLD_ITERS):
+        touched = offenders(d)
+        if not touched.any():
+            return d, True
+        touched |= (adj @ touched) > 0
+        touched &= has
+        d[touched] = 0.5 * d[touched] + 0.5 * (mean_op[touched] @ d)
+    return d, not offenders(d).any()
+
+
+def jacobian(field: np.ndarray, size: int) -> np.ndarray:
+    """float (G, G): Jacobian determinant of x -> x + field (< 0 means a fold)."""
     step = size / field.shape[-1]
     dux = np.gradient(field[0], axis=1) / step
     duy = np.gradient(field[0], axis=0) / step
     dvx = np.gradient(field[1], axis=1) / step
     dvy = np.gradient(field[1], axis=0) / step
-    det = (1 + dux) * (1 + dvy) - duy * dvx
-    return float(det.min())
+    return (1 + dux) * (1 + dvy) - duy * dvx
+
+
+def field_jacobian_min(field: np.ndarray, size: int) -> float:
+    """Smallest Jacobian determinant of x -> x + field over the grid (< 0 means a fold)."""
+    return float(jacobian(field, size).min())
 
 
 BLINK_LEVELS = (

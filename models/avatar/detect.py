@@ -13,13 +13,26 @@ import cv2
 import numpy as np
 
 from models.avatar.errors import EnrollError
-from models.avatar.landmarks import CHIN, FOREHEAD_TOP, NUM_LANDMARKS
+from models.avatar.landmarks import (
+    CHIN,
+    EYE_L_CORNERS,
+    EYE_R_CORNERS,
+    FOREHEAD_TOP,
+    NUM_LANDMARKS,
+)
 
 log = logging.getLogger(__name__)
 
 DETECT_MAX_SIDE = 1024  # px; the mesh model sees at most this much
 MIN_FACE_HEIGHT = 48  # px in the portrait, forehead-top to chin
 MAX_FACES = 4
+# The face enrolled must be this much larger than any other in the portrait.
+DOMINANT_RATIO = 1.25
+# Head turns the renderer can hold: beyond them the far cheek and the hidden side of
+# the mouth are not in the photo, and every channel authored on the face goes wrong.
+MAX_YAW_DEG = 45.0
+MAX_PITCH_DEG = 35.0
+PITCH_BIAS_DEG = 8.0  # a frontal face measures this (the hairline lies behind the chin)
 
 
 @dataclass(frozen=True)
@@ -78,23 +91,70 @@ def _haar_boxes(
 HAAR_COUNT_SIDE = 512  # px; other faces are counted on an image at most this large
 
 
-def _other_faces(image: np.ndarray, best: np.ndarray) -> int:
-    """Faces other than ``best`` (landmarks in ``image`` pixels) at least 40 % of its size.
+def _other_faces(image: np.ndarray, best: np.ndarray) -> list[float]:
+    """Sizes (face heights, ``image`` px) of faces other than ``best`` at least 40 % of its size.
 
     The mesh's own detector misses a smaller face beside a large one, so they are
-    counted with a Haar cascade on a reduced image, ignoring boxes on the chosen face.
+    found with a Haar cascade on a reduced image, ignoring boxes on the chosen face
+    (a frontal Haar box is about as wide as the forehead-to-chin height).
     """
     k = min(1.0, HAAR_COUNT_SIDE / max(image.shape[:2]))
     small = image if k == 1.0 else cv2.resize(image, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
     face_h = _face_height(best) * k
     x0, y0 = best[:, :2].min(axis=0) * k
     x1, y1 = best[:, :2].max(axis=0) * k
-    count = 0
+    sizes: list[float] = []
+    kept: list[tuple[int, int, int, int]] = []
     for x, y, w, h in _haar_boxes(small, max(20, int(0.4 * face_h)), neighbors=6):
         cx, cy = x + w / 2, y + h / 2
-        if not (x0 <= cx <= x1 and y0 <= cy <= y1):
-            count += 1
-    return count
+        if x0 <= cx <= x1 and y0 <= cy <= y1:
+            continue
+        if any(bx <= cx <= bx + bw and by <= cy <= by + bh for bx, by, bw, bh in kept):
+            continue  # a second box on a face already counted (largest first)
+        kept.append((x, y, w, h))
+        size = w / k
+        # Haar boxes include the odd badge or pattern: a face large enough to compete
+        # with the chosen one counts only when the mesh finds a face there too.
+        if size * DOMINANT_RATIO <= _face_height(best) or _mesh_confirms(image, x / k, y / k, size):
+            sizes.append(size)
+    return sizes
+
+
+def _mesh_confirms(image: np.ndarray, x: float, y: float, side: float) -> bool:
+    """Whether the face mesh finds a face in a crop around the box (x, y, side) in image px."""
+    c = 2.6 * side
+    scale = 256 / c
+    cx, cy = x + side / 2, y + side / 2
+    to_crop = np.array([[scale, 0, 128 - scale * cx], [0, scale, 128 - scale * cy]], np.float32)
+    crop = cv2.warpAffine(image, to_crop, (256, 256), flags=cv2.INTER_AREA)
+    return bool(_run_mesh(crop))
+
+
+def head_angles(points: np.ndarray) -> tuple[float, float]:
+    """(yaw, pitch) in degrees of a face from its 3-D landmarks float (478, 3): 0 facing the
+    camera; the normal of the plane spanned by the eye line and the forehead-chin line."""
+    p = points.astype(np.float64)
+    across = p[list(EYE_L_CORNERS)].mean(axis=0) - p[list(EYE_R_CORNERS)].mean(axis=0)
+    down = p[CHIN] - p[FOREHEAD_TOP]
+    n = np.cross(across, down)
+    yaw = float(np.degrees(np.arctan2(n[0], n[2])))
+    pitch = float(np.degrees(np.arctan2(n[1], n[2]))) - PITCH_BIAS_DEG
+    return yaw, pitch
+
+
+def check_pose(points: np.ndarray) -> None:
+    """EnrollError when the head is turned or tilted past what the renderer can hold."""
+    yaw, pitch = head_angles(points)
+    if abs(yaw) > MAX_YAW_DEG:
+        raise EnrollError(
+            f"the head is turned {abs(yaw):.0f} degrees to the side (at most {MAX_YAW_DEG:.0f}); "
+            "use a photo where the face looks towards the camera"
+        )
+    if abs(pitch) > MAX_PITCH_DEG:
+        raise EnrollError(
+            f"the head is tilted {abs(pitch):.0f} degrees {'down' if pitch > 0 else 'up'} "
+            f"(at most {MAX_PITCH_DEG:.0f}); use a photo where the face looks towards the camera"
+        )
 
 
 def _haar_crops(image: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -110,6 +170,19 @@ def _haar_crops(image: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         )
         crops.append((crop, cv2.invertAffineTransform(to_crop)))
     return crops
+
+
+def _add_face(faces: list[np.ndarray], pts: np.ndarray) -> None:
+    """Add ``pts`` unless it is a face already in ``faces`` (then keep the larger fit: a crop
+    that cuts a face gives a smaller, wrong one)."""
+    centre = pts[:, :2].mean(axis=0)
+    for i, other in enumerate(faces):
+        lo, hi = other[:, :2].min(axis=0), other[:, :2].max(axis=0)
+        if np.all(centre >= lo) and np.all(centre <= hi):
+            if _face_height(pts) > _face_height(other):
+                faces[i] = pts
+            return
+    faces.append(pts)
 
 
 def detect_landmarks(image: np.ndarray) -> Detection:
@@ -137,20 +210,29 @@ def detect_landmarks(image: np.ndarray) -> Detection:
                 xy1 = np.concatenate([pts[:, :2], np.ones((len(pts), 1), np.float32)], axis=1)
                 pts[:, :2] = xy1 @ back.T
                 pts[:, 2] *= float(back[0, 0])
-                faces.append(pts)
-                break
+                _add_face(faces, pts)
     if not faces:
         raise EnrollError(
             "no face found in the portrait; use a photo with one clearly visible, roughly frontal face"
         )
     faces.sort(key=_face_height, reverse=True)
     best = faces[0]
-    n_faces = max(len(faces), 1 + _other_faces(image, best))
-    if n_faces > 1:
-        log.warning("%d faces found; using the largest", n_faces)
     face_h = _face_height(best)
     if face_h < MIN_FACE_HEIGHT:
         raise EnrollError(
-            f"the face is too small: {face_h:.0f} px from forehead to chin; the minimum is {MIN_FACE_HEIGHT} px"
+            f"the face is too small: {face_h:.0f} px from forehead to chin, the minimum is "
+            f"{MIN_FACE_HEIGHT} px; use a larger photo or crop closer around the face"
         )
+    others = [_face_height(p) for p in faces[1:]]
+    haar = _other_faces(image, best)
+    n_faces = 1 + max(len(others), len(haar))
+    rivals = [size for size in (others or haar) if size * DOMINANT_RATIO > face_h]
+    if rivals:
+        raise EnrollError(
+            f"{1 + len(rivals)} faces of about the same size in the portrait; "
+            "crop the photo to the one face to animate"
+        )
+    if n_faces > 1:
+        log.warning("%d faces found; using the largest", n_faces)
+    check_pose(best)
     return Detection(points=best.astype(np.float32), others=n_faces - 1)

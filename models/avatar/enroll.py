@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from models.avatar import landmarks as L
@@ -30,7 +31,9 @@ from models.avatar.bases import (
     depth_field,
     field_jacobian_min,
     folded_triangles,
+    jacobian,
     pose_weight,
+    unfold,
 )
 from models.avatar.detect import detect_landmarks
 from models.avatar.errors import AvatarError, EnrollError
@@ -52,6 +55,13 @@ SIZES = (256, 512)
 MAX_FOLD_RETRIES = 6
 FOLD_SHRINK = 0.8
 MAX_RESTORE_GAIN = 2.5  # at most this much of a projected channel's lost norm is restored
+UNFOLD_ROUNDS = 3  # relax-and-reproject rounds per channel before weakening it
+MIN_JACOBIAN = 0.05  # the flow's Jacobian determinant must stay above this (0 = a fold)
+# Blinks are drawn by backward lid maps (``blink_backward``); their forward fields are
+# never rendered, so they are not tested for folds.
+BACKWARD_DRAWN = frozenset(
+    (MOUTH_CHANNELS + EXPRESSION_CHANNELS).index(n) for n in ("eyeBlinkLeft", "eyeBlinkRight")
+)
 
 Progress = Callable[[float, str], None]
 
@@ -83,15 +93,72 @@ def _project_out_mouth(fields: np.ndarray, disp: np.ndarray) -> tuple[np.ndarray
     return out_fields, out_disp
 
 
+def _unfold_channels(
+    fields: np.ndarray,
+    disp: np.ndarray,
+    points: np.ndarray,
+    triangles: np.ndarray,
+    dens: Densifier,
+    size: int,
+    channels: range,
+) -> None:
+    """Relax, in place, the landmark motion of ``channels`` where it folds the mesh or
+    the dense field, and rebuild their fields from it. Expression channels are
+    projected off the mouth span again afterwards (a local change, so the projection
+    moves them little)."""
+    nm = len(MOUTH_CHANNELS)
+    jaw = CHANNEL_INDEX["jawOpen"]
+    xy = points[:, :2].astype(np.float64)
+    mouth = fields[:nm].reshape(nm, -1).astype(np.float64).T
+    q, r = np.linalg.qr(mouth)
+    g = fields.shape[-1]
+    cell = np.clip(((xy + 0.5) * g / size - 0.5).round().astype(int), 0, g - 1)
+
+    def field_folds(d: np.ndarray) -> np.ndarray:
+        bad = jacobian(dens(d), size) <= MIN_JACOBIAN
+        if not bad.any():
+            return np.zeros(len(d), bool)
+        near = cv2.dilate(bad.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        return near[cell[:, 1], cell[:, 0]]
+
+    for k in channels:
+        if k in BACKWARD_DRAWN:
+            continue
+        base = disp[jaw] if k == CHANNEL_INDEX["mouthClose"] else 0.0  # rendered on jawOpen
+        for _ in range(UNFOLD_ROUNDS):
+            if not _folds(dens(disp[k] + base), disp[k] + base, xy, triangles, size):
+                break
+            fixed, _ = unfold(xy, disp[k] + base, triangles, size, field_folds)
+            disp[k] = fixed - base
+            fields[k] = dens(disp[k])
+            if k >= nm:
+                step = np.linalg.solve(r, q.T @ fields[k].reshape(-1).astype(np.float64))
+                fields[k] -= (mouth @ step).reshape(fields[k].shape).astype(np.float32)
+                disp[k] -= np.einsum("m,mij->ij", step, disp[:nm])
+
+
+def _folds(f: np.ndarray, d: np.ndarray, xy: np.ndarray, triangles: np.ndarray, size: int) -> bool:
+    return (
+        folded_triangles(xy, d, triangles, size) > 0 or field_jacobian_min(f, size) <= MIN_JACOBIAN
+    )
+
+
 def _fold_safe(
     fields: np.ndarray, disp: np.ndarray, points: np.ndarray, triangles: np.ndarray, size: int
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-    """Shrink any channel whose full activation folds the landmark mesh or the flow field."""
+    """Weaken any channel whose full activation folds the landmark mesh or the flow field.
+
+    A channel that still folds at the weakest strength tried is switched off for this
+    face (strength 0, recorded in the pack's ``channel_scales``) rather than refusing
+    the portrait: one odd expression must not cost the user their avatar.
+    """
     names = MOUTH_CHANNELS + EXPRESSION_CHANNELS
     jaw = CHANNEL_INDEX["jawOpen"]
     scales: dict[str, float] = {}
     xy = points[:, :2].astype(np.float64)
     for k, name in enumerate(names):
+        if k in BACKWARD_DRAWN:
+            continue
         scale = 1.0
         for _ in range(MAX_FOLD_RETRIES):
             d = disp[k] * scale
@@ -99,13 +166,14 @@ def _fold_safe(
             if name == "mouthClose":  # only meaningful together with jawOpen (capped by it)
                 d = d + disp[jaw]
                 f = f + fields[jaw]
-            if folded_triangles(xy, d, triangles, size) == 0 and field_jacobian_min(f, size) > 0.05:
+            if not _folds(f, d, xy, triangles, size):
                 break
             scale *= FOLD_SHRINK
         else:
-            raise EnrollError(
-                f"channel {name} folds over on this face even at {scale:.2f} strength"
+            log.warning(
+                "channel %s folds over on this face even at %.2f strength; off", name, scale
             )
+            scale = 0.0
         if scale < 1.0:
             fields[k] *= scale
             disp[k] *= scale
@@ -133,11 +201,14 @@ def build_pack(image: np.ndarray, size: int = 512, progress: Progress = _noop) -
     disp = landmark_displacements(points).astype(np.float64)
     head = HeadEllipse.of(points)
     dens = Densifier(points, head, size)
+    triangles = dens.landmark_triangles()
+    nm = len(MOUTH_CHANNELS)
     fields = densify_channels(disp, dens)
+    _unfold_channels(fields, disp, points, triangles, dens, size, range(nm))
     fields, disp = _project_out_mouth(fields, disp)
     progress(0.65, "checking for fold-overs")
-    lm_only = dens.tri.simplices[(dens.tri.simplices < len(points)).all(axis=1)]
-    fields, disp, scales = _fold_safe(fields, disp, points, lm_only, size)
+    _unfold_channels(fields, disp, points, triangles, dens, size, range(nm, len(disp)))
+    fields, disp, scales = _fold_safe(fields, disp, points, triangles, size)
     progress(0.75, "pose depth and mouth textures")
     depth, center_z = depth_field(points, head, dens, size)
     pivot = np.array([head.cx, head.cy + 0.25 * head.ay_bottom, center_z], np.float32)
@@ -169,6 +240,7 @@ def build_pack(image: np.ndarray, size: int = 512, progress: Progress = _noop) -
     meta = {
         "faces_found": 1 + det.others,
         "channel_scales": scales,
+        "channels_off": sorted(name for name, scale in scales.items() if scale == 0.0),
         "own_teeth": own_teeth,
         "head_ellipse": [head.cx, head.cy, head.ax, head.ay_top, head.ay_bottom],
         "enroll_seconds": round(time.perf_counter() - t0, 3),
@@ -206,6 +278,8 @@ def enroll(
     pack = build_pack(portrait, size=size, progress=report)
     if pack.meta["faces_found"] > 1:
         log.warning("%d faces in the portrait; enrolled the largest", pack.meta["faces_found"])
+    if pack.meta["channels_off"]:
+        log.warning("switched off on this face: %s", ", ".join(pack.meta["channels_off"]))
     pack.meta["source_sha256"] = digest
     if not isinstance(image, bytes):
         pack.meta["source_name"] = Path(image).name

@@ -50,8 +50,22 @@ def _zoom(frame: np.ndarray, center: np.ndarray, half: float) -> np.ndarray:
     return cv2.resize(crop, (THUMB, THUMB), interpolation=cv2.INTER_CUBIC)
 
 
-def contact_sheet(renderer: Renderer, landmarks: np.ndarray) -> np.ndarray:
-    """uint8 RGB sheet: one row per channel at 0, 0.5, 1, plus mouth and eye close-ups at 1."""
+def channel_label(name: str, scales: dict[str, float] | None) -> tuple[str, str]:
+    """(name, note) for a sheet row: the note says when enrollment weakened or switched
+    off the channel on this face ("off", "x0.64"), empty otherwise."""
+    scale = (scales or {}).get(name)
+    if scale is None or scale >= 1.0:
+        return name, ""
+    return name, "off: would fold" if scale == 0.0 else f"x{scale:g} (fold limit)"
+
+
+def contact_sheet(
+    renderer: Renderer, landmarks: np.ndarray, scales: dict[str, float] | None = None
+) -> np.ndarray:
+    """uint8 RGB sheet: one row per channel at 0, 0.5, 1, plus mouth and eye close-ups at 1.
+
+    ``scales``: the pack's ``channel_scales``; weakened and switched-off channels say so.
+    """
     size = renderer.size
     mouth_c = landmarks[[L.UPPER_INNER_MID, L.LOWER_INNER_MID], :2].mean(0)
     eyes_c = landmarks[[L.EYE_R_CORNERS[0], L.EYE_L_CORNERS[0]], :2].mean(0)
@@ -62,9 +76,21 @@ def contact_sheet(renderer: Renderer, landmarks: np.ndarray) -> np.ndarray:
         tiles = [cv2.resize(f, (THUMB, THUMB), interpolation=cv2.INTER_AREA) for f in frames]
         tiles += [_zoom(frames[-1], mouth_c, half), _zoom(frames[-1], eyes_c, half * 1.3)]
         label = np.full((THUMB, LABEL_W, 3), 255, np.uint8)
+        text, note = channel_label(name, scales)
         cv2.putText(
-            label, name, (6, THUMB // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA
+            label, text, (6, THUMB // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA
         )
+        if note:
+            cv2.putText(
+                label,
+                note,
+                (6, THUMB // 2 + 24),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.5,
+                (200, 0, 0),
+                1,
+                cv2.LINE_AA,
+            )
         rows.append(np.concatenate([label, *tiles], axis=1))
     header = np.full((30, rows[0].shape[1], 3), 255, np.uint8)
     for i, text in enumerate(("0", "0.5", "1", "mouth @1", "eyes @1")):

@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from server.errors import UserError
 
@@ -24,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from models.avatar.enroll import enroll
     from models.avatar.errors import EnrollError
+    from models.avatar.pack import read_meta
 
     start = time.perf_counter()
 
@@ -37,4 +39,20 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from exc
     print(file=sys.stderr)
     print(f"avatar pack: {out} ({time.perf_counter() - start:.2f} s)")
+    print(channel_report(read_meta(out)))
     return 0
+
+
+def channel_report(meta: dict[str, Any]) -> str:
+    """One line on the channels enrollment had to weaken or switch off for this face."""
+    scales = meta.get("channel_scales") or {}
+    off = [name for name, scale in scales.items() if scale == 0.0]
+    weak = [f"{name} x{scale:g}" for name, scale in scales.items() if 0.0 < scale < 1.0]
+    if not off and not weak:
+        return "every channel at full strength"
+    parts = []
+    if off:
+        parts.append("switched off (would fold this face): " + ", ".join(off))
+    if weak:
+        parts.append("weakened: " + ", ".join(weak))
+    return "; ".join(parts)

@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from models.avatar.pack import load_pack
     from models.render.preview import contact_sheet, write_sweep
     from models.render.warp import WarpRenderer
+    from server.commands.enroll import channel_report
 
     try:
         pack = load_pack(args.avatar)
@@ -44,11 +45,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"cannot create {args.out}: {exc.strerror}") from exc
     writable_file(args.out / "contact_sheet.png", "-o")
     renderer = WarpRenderer(pack)
-    sheet = contact_sheet(renderer, pack.arrays["landmarks"])
+    sheet = contact_sheet(renderer, pack.arrays["landmarks"], pack.meta.get("channel_scales"))
     sheet_path = args.out / "contact_sheet.png"
     if not cv2.imwrite(str(sheet_path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
         raise UserError(f"could not write {sheet_path}")
     print(f"contact sheet: {sheet_path}")
+    print(channel_report(pack.meta))
     if not args.no_video:
         video = args.out / "sweep.mp4"
         if video.exists() and not video.is_file():

@@ -1,0 +1,101 @@
+"""A set of varied real portraits enrolls, and the pack keeps (nearly) every channel.
+
+The set: the faces under tests/fixtures/portraits (see its README for sources and
+licenses), NASA's astronaut from scikit-image and Grace Hopper from matplotlib's sample
+data, plus one face reduced to 256 px and one enlarged to 4000 px.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from models.avatar.bases import field_jacobian_min
+from models.avatar.enroll import BACKWARD_DRAWN, build_pack
+from models.avatar.image_io import load_portrait
+from models.avatar.pack import AvatarPack
+from models.channels import CHANNEL_INDEX, EXPRESSION_CHANNELS, MOUTH_CHANNELS, from_mapping
+from models.render.warp import WarpRenderer
+
+pytest.importorskip("mediapipe")
+
+FIXTURES = Path(__file__).parent / "fixtures" / "portraits"
+FLOW_NAMES = MOUTH_CHANNELS + EXPRESSION_CHANNELS
+
+
+def _astronaut() -> np.ndarray:
+    from skimage import data
+
+    return np.asarray(data.astronaut())
+
+
+def _hopper() -> np.ndarray:
+    from matplotlib import cbook
+
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        return load_portrait(f.read(), "grace_hopper.jpg")
+
+
+def _file(name: str) -> np.ndarray:
+    return load_portrait((FIXTURES / name).read_bytes(), name)
+
+
+def _resized(image: np.ndarray, side: int) -> np.ndarray:
+    k = side / max(image.shape[:2])
+    interp = cv2.INTER_AREA if k < 1 else cv2.INTER_CUBIC
+    return cv2.resize(image, None, fx=k, fy=k, interpolation=interp)
+
+
+PORTRAITS = {
+    "astronaut": _astronaut,
+    "grace_hopper": _hopper,
+    "hopper_4000px": lambda: _resized(_hopper(), 4000),
+    "faceapi_sample5_10_256px": lambda: _resized(_file("faceapi_sample5_10.jpg"), 256),
+    **{p.stem: (lambda p=p: _file(p.name)) for p in sorted(FIXTURES.glob("*.jpg"))},
+}
+
+
+def test_the_set_is_large_enough():
+    assert len(PORTRAITS) >= 12 + 2
+
+
+@pytest.fixture(scope="module")
+def packs() -> dict[str, AvatarPack]:
+    return {name: build_pack(load(), size=512) for name, load in PORTRAITS.items()}
+
+
+@pytest.mark.parametrize("name", list(PORTRAITS))
+def test_every_mouth_channel_and_all_but_one_expression_keep_half_strength(packs, name):
+    scales = packs[name].meta["channel_scales"]
+    weak_mouth = {k: v for k, v in scales.items() if k in MOUTH_CHANNELS and v < 0.5}
+    weak_expr = {k: v for k, v in scales.items() if k in EXPRESSION_CHANNELS and v < 0.5}
+    assert not weak_mouth, f"{name}: mouth channels below 0.5: {weak_mouth}"
+    assert len(weak_expr) <= 1, f"{name}: expression channels below 0.5: {weak_expr}"
+
+
+@pytest.mark.parametrize("name", list(PORTRAITS))
+def test_kept_channels_do_not_fold_and_stay_inside_the_head(packs, name):
+    from models.avatar.bases import HeadEllipse
+
+    pack = packs[name]
+    bases = pack.arrays["bases"]
+    jaw = CHANNEL_INDEX["jawOpen"]
+    renderer = WarpRenderer(pack)
+    head = HeadEllipse(*pack.meta["head_ellipse"])
+    c = np.arange(pack.size, dtype=np.float64)
+    gx, gy = np.meshgrid(c, c)
+    outside = head.radius(gx, gy) > 1.06
+    for k, channel in enumerate(FLOW_NAMES):
+        if k in BACKWARD_DRAWN or pack.meta["channel_scales"].get(channel) == 0.0:
+            continue
+        field = bases[k] + (bases[jaw] if channel == "mouthClose" else 0.0)
+        assert field_jacobian_min(field, pack.size) > 0.0, f"{name}: {channel} folds"
+        coeffs = from_mapping(
+            {channel: 1.0, **({"jawOpen": 1.0} if channel == "mouthClose" else {})}
+        )
+        out = renderer.render(coeffs)
+        diff = np.abs(out.astype(int) - pack.image.astype(int)).max(axis=-1)
+        assert diff[outside].max() <= 1, f"{name}: {channel} moves pixels outside the head"
