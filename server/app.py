@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from server.api import avatars, health, renders, sessions, static, tokens, whep, ws
 from server.api.auth import install as install_auth
 from server.api.client_address import ClientAddress
+from server.api.methods import MethodsAllowed
 from server.api.origin_guard import OriginGuard
 from server.live.loaders import LipsLoader, MotionLoader, RendererFactory
 from server.settings import ServerSettings
@@ -86,9 +87,10 @@ def create_app(
         errors = [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
 
-    # Outermost first: client address -> CORS -> origin guard -> auth -> routes (the
+    # Outermost first: client address -> CORS -> origin guard -> auth -> Allow -> routes (the
     # last middleware added is the outermost). Refusals inside CORS are readable
     # cross-origin; throttling sees the address a trusted proxy forwarded.
+    app.add_middleware(MethodsAllowed, router=app.router)
     install_auth(app, settings)
     app.add_middleware(OriginGuard, allowed_origins=settings.cors_origins)
     app.add_middleware(

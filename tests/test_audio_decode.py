@@ -206,3 +206,27 @@ def test_files_that_claim_hours_or_name_other_files_are_refused(tmp_path: Path) 
     with pytest.raises(AudioTooLong, match="longer than 1 s"):
         load_audio(long, max_seconds=1.0)
     assert len(load_audio(long, max_seconds=3.5)[0]) == 48_000
+
+
+def test_a_declared_length_past_the_limit_is_refused_before_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models.audio import AudioTooLong
+
+    flac = encode(tmp_path / "long.flac", "flac", 16_000, 60.0)
+    decoded: list[int] = []
+    real_decode = av.container.InputContainer.decode
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        for frame in real_decode(self, *args, **kwargs):
+            decoded.append(frame.samples)
+            yield frame
+
+    monkeypatch.setattr(av.container.InputContainer, "decode", counting)
+    with pytest.raises(AudioTooLong, match="declares 60 s"):
+        load_audio(flac, max_seconds=10.0)
+    assert decoded == [], "nothing was decoded"
+    # within the slack a declared length is not trusted: decoding decides
+    with pytest.raises(AudioTooLong, match="longer than 50 s"):
+        load_audio(flac, max_seconds=50.0)
+    assert sum(decoded) > 50 * 16_000

@@ -241,3 +241,38 @@ def test_metrics_need_the_api_key_when_auth_is_on(
     assert call_raw(secured, "GET", "/metrics", b"", {"Authorization": f"Bearer {API_KEY}"}) == 200
     assert call_raw(secured, "GET", "/healthz", b"", {}) == 200
     assert call_raw(open_server, "GET", "/metrics", b"", {}) == 200
+
+
+def test_a_portrait_upload_that_is_no_image_is_refused_at_once(open_server: ServerThread) -> None:
+    import io
+
+    from PIL import Image
+
+    srv = open_server
+    status = raw_post(srv, "/v1/avatars?name=holiday", b"this is not an image", "image/png")
+    assert status == 415
+    tiny = io.BytesIO()
+    Image.new("RGB", (20, 20)).save(tiny, format="PNG")
+    assert raw_post(srv, "/v1/avatars?name=holiday", tiny.getvalue(), "image/png") == 422
+    assert not srv.state.jobs, "no job was started for them"
+
+
+def test_options_and_405_name_every_method_a_path_takes(open_server: ServerThread) -> None:
+    import urllib.error
+    import urllib.request
+
+    def allow(method: str, path: str) -> tuple[int, str]:
+        req = urllib.request.Request(open_server.url + path, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return int(resp.status), str(resp.headers.get("allow"))
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), str(exc.headers.get("allow"))
+
+    assert allow("OPTIONS", "/v1/sessions/x") == (204, "DELETE, GET, OPTIONS")
+    assert allow("OPTIONS", "/v1/sessions") == (204, "GET, OPTIONS, POST")
+    assert allow("PUT", "/v1/sessions/x") == (405, "DELETE, GET, OPTIONS")
+    # a route that answers 405 itself keeps its own Allow (WHEP: no trickle ICE)
+    assert allow("PATCH", "/v1/sessions/x/whep/r") == (405, "DELETE")
+    assert allow("OPTIONS", "/v1/sessions/x/whep/r") == (204, "DELETE, OPTIONS")
+    assert allow("OPTIONS", "/nowhere")[0] == 404

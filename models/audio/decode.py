@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -18,6 +19,7 @@ from models.audio.resample import MAX_INPUT_RATE, MIN_INPUT_RATE, Resampler
 SAMPLE_RATE = 16_000  # Hz, repeated here to keep this module free of import cycles
 FALLBACK_RATE = 48_000  # Hz, for files at other rates or with none declared
 CHUNK_S = 10.0  # seconds per yielded chunk
+DECLARED_SLACK = 1.25  # a declared length past this times the limit is refused unread
 #: FFmpeg demuxers that read other files or the network (playlists, concat lists, SDP,
 #: image sequences): an upload must not make the server read what it names
 INDIRECT_FORMATS = frozenset(
@@ -68,6 +70,19 @@ def iter_audio(
             )
         if rate > MAX_INPUT_RATE:
             rate = FALLBACK_RATE  # FFmpeg brings exotic rates into range first
+        declared = _declared_seconds(container, stream)
+        if (
+            max_seconds is not None
+            and declared is not None
+            and declared > DECLARED_SLACK * max_seconds + 1.0
+        ):
+            # refused from the header: decoding up to the limit first costs seconds and
+            # memory for nothing (a 363 KB FLAC can declare 4 h). Declared lengths can be
+            # estimates (MP3 without a header), hence the slack; decoding still stops at
+            # the limit whatever a file declares.
+            raise AudioTooLong(
+                f"{p}: declares {declared:.0f} s of audio, longer than {max_seconds:g} s"
+            )
         # One converter per input format: a stream may change rate or layout midway
         # (joined MP3s), and a converter set up for one refuses, or passes through, another.
         converter: av.AudioResampler | None = None
@@ -115,6 +130,15 @@ def iter_audio(
             data = np.concatenate(pending)
             if len(data):
                 yield _clean(data)
+
+
+def _declared_seconds(container: Any, stream: av.audio.stream.AudioStream) -> float | None:
+    """The audio's length as the file declares it (s), or None when it does not."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return float(container.duration) / av.time_base
+    return None
 
 
 def _declared_rate(stream: av.audio.stream.AudioStream) -> int:

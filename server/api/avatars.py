@@ -62,7 +62,9 @@ async def list_avatars(request: Request) -> list[dict[str, Any]]:
         {
             400: "empty upload, bad name or no 'file' field",
             409: "the name is taken or being enrolled",
-            413: "larger than max_upload_bytes",
+            413: "larger than max_upload_bytes, or more pixels than enrollment takes",
+            415: "not an image (checked from its header before the job starts)",
+            422: "an image too small to hold a face",
             501: "enrollment is not installed",
         },
     ),
@@ -82,6 +84,9 @@ async def upload_avatar(request: Request, name: str | None = None) -> dict[str, 
     why_not = _enroll_available()
     if why_not is not None:
         raise HTTPException(501, why_not)
+    problem = await asyncio.to_thread(_image_problem, bytes(image))
+    if problem is not None:
+        raise HTTPException(*problem)
     if len(state.jobs) >= MAX_JOBS:
         for jid in [j.id for j in state.jobs.values() if j.state in ("done", "failed")][:8]:
             del state.jobs[jid]
@@ -94,6 +99,29 @@ async def upload_avatar(request: Request, name: str | None = None) -> dict[str, 
     loop = asyncio.get_running_loop()
     loop.run_in_executor(pool, _run_job, job, bytes(image), state.settings.avatars_dir / name)
     return {**asdict(job), "url": f"/v1/avatars/jobs/{job.id}"}
+
+
+def _image_problem(data: bytes) -> tuple[int, str] | None:
+    """(status, reason) when ``data`` is not an image enrollment can read, from its
+    header alone (cheap): the job would only fail later."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    from models.avatar.image_io import MAX_PIXELS, MIN_SIDE
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+    except UnidentifiedImageError:
+        return 415, "the upload is not an image (send a JPEG, PNG or WebP portrait)"
+    except (OSError, SyntaxError, ValueError) as exc:
+        return 415, f"the upload is not a readable image ({exc})"
+    if width * height > MAX_PIXELS:
+        return 413, f"{width}x{height} is too large; the limit is {MAX_PIXELS / 1e6:.0f} MP"
+    if min(width, height) < MIN_SIDE:
+        return 422, f"{width}x{height} is too small; need at least {MIN_SIDE} px a side"
+    return None
 
 
 def _check_name_free(state: AppState, name: str) -> None:
