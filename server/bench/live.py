@@ -22,21 +22,15 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
-import wave
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from models.config import REPO_ROOT
-from server.errors import UserError
-from server.live.procpool import process_stat
+from server.bench.loopback import cpu_seconds, get, load_speech, serve
 
 HELP = "N live sessions on loopback: fps, render p50/p95, push-to-mouth, A/V offset, CPU"
 DEFAULT_SPEECH = REPO_ROOT / "tests" / "fixtures" / "speech.wav"
@@ -59,38 +53,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speech", type=Path, default=DEFAULT_SPEECH, help="16 kHz mono WAV")
     parser.add_argument("--provider", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--json", action="store_true", help="print one JSON line per N")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _load_speech(path: Path) -> np.ndarray:
-    try:
-        with wave.open(str(path)) as w:
-            if w.getframerate() != 16_000 or w.getnchannels() != 1 or w.getsampwidth() != 2:
-                raise UserError(f"{path}: need 16 kHz mono 16-bit WAV")
-            raw = w.readframes(w.getnframes())
-    except (OSError, wave.Error) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from exc
-    return np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0
-
-
-def _cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system) of ``pid`` and its child processes (render workers)."""
-    total = 0.0
-    for entry in Path("/proc").glob("[0-9]*"):
-        stat = process_stat(entry.name)
-        if stat is not None and (entry.name == str(pid) or stat[0] == pid):
-            total += stat[1]
-    return total
-
-
-def _get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=10) as r:
-        return str(r.read().decode())
 
 
 def _latency(pushes: list[float], events: np.ndarray) -> tuple[float | None, float | None]:
@@ -168,7 +130,7 @@ async def _measure(url: str, n: int, seconds: float, speech: np.ndarray) -> dict
             / wall
             for a, b in zip(after, before, strict=True)
         ]
-        metrics = _get(url + "/metrics")
+        metrics = get(url + "/metrics")
         result: dict[str, Any] = {"sessions": len(sessions), "size": size, "refused": refused}
         result["fps_min"] = round(min(fresh), 2) if fresh else None
         result["fps_mean"] = round(float(np.mean(fresh)), 2) if fresh else None
@@ -217,30 +179,9 @@ def run(args: argparse.Namespace) -> int:
     from server.live.ice import restrict_host_addresses
 
     counts = [int(x) for x in str(args.sessions).split(",") if x.strip()]
-    speech = _load_speech(args.speech)
+    speech = load_speech(args.speech)
     restrict_host_addresses(["127.0.0.1"])
-    port = _free_port()
-    env = dict(
-        os.environ,
-        HEADCAST_SERVE__ALLOWED_SIZES=f"[{args.size}]",
-        HEADCAST_SERVE__MAX_SESSIONS="64",
-        HEADCAST_SERVE__DEFAULT_FPS=str(args.fps),
-    )
-    cmd = [
-        sys.executable, "-m", "server.cli", "serve", "--port", str(port),
-        "--size", str(args.size), "--ice-host", "127.0.0.1", "--provider", args.provider,
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO_ROOT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            with contextlib.suppress(OSError):
-                if json.loads(_get(url + "/readyz")).get("status") == "ready":
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise UserError("the server did not become ready")
-            time.sleep(0.5)
+    with serve(args.size, args.fps, args.provider) as (url, pid):
         if not args.json:
             print(
                 f"{'N':>3} {'fps min/mean':>13} {'recv':>6} {'render p50/p95':>15}"
@@ -248,10 +189,10 @@ def run(args: argparse.Namespace) -> int:
                 f" {'client CPU':>11}"
             )
         for n in counts:
-            cpu0, own0, t0 = _cpu_seconds(proc.pid), time.process_time(), time.monotonic()
+            cpu0, own0, t0 = cpu_seconds(pid), time.process_time(), time.monotonic()
             res = asyncio.run(_measure(url, n, args.seconds, speech))
             wall = time.monotonic() - t0
-            res["server_cpu_cores"] = round((_cpu_seconds(proc.pid) - cpu0) / wall, 2)
+            res["server_cpu_cores"] = round((cpu_seconds(pid) - cpu0) / wall, 2)
             res["client_cpu_cores"] = round((time.process_time() - own0) / wall, 2)
             if args.json:
                 print(json.dumps(res))
@@ -267,10 +208,4 @@ def run(args: argparse.Namespace) -> int:
                     + (f"  refused: {res['refused']}" if res["refused"] else "")
                 )
             sys.stdout.flush()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
     return 0

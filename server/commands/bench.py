@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 from types import ModuleType
 
-from server.bench import edtalk, enroll, live, motion, render, render_file
+from server.bench import edtalk, enroll, live, motion, render, render_file, soak
 from server.errors import UserError
 
-BENCHMARKS: tuple[ModuleType, ...] = (edtalk, enroll, live, motion, render, render_file)
+BENCHMARKS: tuple[ModuleType, ...] = (edtalk, enroll, live, motion, render, render_file, soak)
 
 HELP = "run a benchmark (render, motion, live, render-file, ...)"
 
