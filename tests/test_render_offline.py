@@ -17,9 +17,7 @@ import pytest
 
 from models.channels import CHANNEL_INDEX, POSE_SLICE
 from models.motion.model import DEFAULT_MODEL
-from models.offline import render_file
-from models.offline_context import RenderContext
-from models.offline_options import FULL, RenderError, RenderOptions
+from models.offline import FULL, RenderContext, RenderError, RenderOptions, render_file
 from server.cli import main
 from tests.render_offline_support import (
     SR,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.offline_batch import collect
+from models.offline import collect
 from server.cli import main
 from tests.render_offline_support import (
     decode_video,

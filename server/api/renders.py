@@ -24,9 +24,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse
 
-from models.offline import render_file
-from models.offline_context import RenderContext
-from models.offline_options import FULL, RenderError, RenderOptions
+from models.offline import FULL, RenderContext, RenderError, RenderOptions, render_file
 from models.pipeline import POSES, check_emotions
 from server.api.bodies import MEDIA_UPLOAD_TYPES, read_upload
 from server.api.openapi import openapi_body, query

@@ -74,9 +74,15 @@ def _speech(folder: Path, seconds: float) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.offline import default_workers, render_file
-    from models.offline_context import RenderContext
-    from models.offline_options import FULL, RenderError, RenderOptions, Size
+    from models.offline import (
+        FULL,
+        RenderContext,
+        RenderError,
+        RenderOptions,
+        Size,
+        default_workers,
+        render_file,
+    )
 
     ctx = RenderContext(avatar=args.avatar, motion_model=args.model, provider="cpu")
     load = os.getloadavg()

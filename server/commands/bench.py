@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from models.audio import AudioError
     from models.avatar.errors import AvatarError, EnrollError
     from models.motion.model import MotionModelError
-    from models.offline_options import RenderError
+    from models.offline import RenderError
 
     try:
         return int(args._bench_run(args) or 0)

@@ -137,7 +137,7 @@ class ProgressBar:
 
 
 def _options(args: argparse.Namespace) -> object:
-    from models.offline_options import FULL, RenderOptions
+    from models.offline import FULL, RenderOptions
     from models.pipeline import EmotionCue, check_emotions, load_cues
 
     emotion: str = args.emotion
@@ -182,7 +182,7 @@ def _options(args: argparse.Namespace) -> object:
 
 
 def _is_batch(args: argparse.Namespace) -> bool:
-    from models.offline_batch import is_pattern
+    from models.offline import is_pattern
 
     if args.out is not None:
         return True
@@ -192,9 +192,7 @@ def _is_batch(args: argparse.Namespace) -> bool:
 
 
 def _run_one(args: argparse.Namespace, options: object) -> int:
-    from models.offline import render_file
-    from models.offline_context import RenderContext
-    from models.offline_options import RenderError, RenderOptions
+    from models.offline import RenderContext, RenderError, RenderOptions, render_file
 
     assert isinstance(options, RenderOptions)
     if args.output is None:
@@ -228,10 +226,14 @@ def _run_one(args: argparse.Namespace, options: object) -> int:
 
 
 def _run_batch(args: argparse.Namespace, options: object) -> int:
-    from models.offline_batch import ItemResult, collect
-    from models.offline_options import RenderOptions
-    from models.offline_pool import run_local
-    from models.offline_ray import RayUnavailable, run_ray
+    from models.offline import (
+        ItemResult,
+        RayUnavailable,
+        RenderOptions,
+        collect,
+        run_local,
+        run_ray,
+    )
 
     assert isinstance(options, RenderOptions)
     if args.output is not None:

@@ -7,10 +7,10 @@ portrait and converts RGB -> YUV 4:2:0, while the calling thread encodes H.264 a
 in frame order; at most :data:`QUEUE_PER_WORKER` frames per worker are in flight, so
 memory is bounded whatever the clip length.
 
-The audio track (:mod:`models.offline_audio`) is the input's own audio. Video pts come
+The audio track (:mod:`models.offline.audio`) is the input's own audio. Video pts come
 from the frame counter, audio pts from the sample counter, both from zero: one media
 clock. Everything is written to a hidden ``.part`` file beside the output and renamed
-at the end (:mod:`models.offline_output`).
+at the end (:mod:`models.offline.output`).
 """
 
 from __future__ import annotations
@@ -28,22 +28,22 @@ import av
 import cv2
 import numpy as np
 
-from models.offline_audio import AudioTrack
-from models.offline_context import RenderContext
-from models.offline_options import (
+from models.offline.audio import AudioTrack
+from models.offline.context import RenderContext
+from models.offline.options import (
     FULL,
     Progress,
     RenderError,
     RenderOptions,
     RenderResult,
 )
-from models.offline_output import (
+from models.offline.output import (
     check_motion_out,
     check_output,
     open_output,
     write_motion_json,
 )
-from models.offline_speech import decode_speech, edtalk_mouth
+from models.offline.speech import decode_speech, edtalk_mouth
 from models.pipeline import speech_to_take
 from models.render.base import MouthRenderer
 
@@ -155,7 +155,7 @@ def render_file(
     paster = None
     if opts.size == FULL:
         from models.channels import zeros
-        from models.portrait_paste import PortraitPaster
+        from models.offline.paste import PortraitPaster
 
         pack = getattr(first, "pack", None)
         if pack is None or pack.portrait is None:

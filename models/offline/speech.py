@@ -9,7 +9,7 @@ import numpy as np
 
 from models.audio import AudioError
 from models.audio.decode import load_audio
-from models.offline_options import RenderError
+from models.offline.options import RenderError
 
 
 def decode_speech(speech: Path, max_seconds: float | None = None) -> np.ndarray:

@@ -10,7 +10,7 @@ from typing import Any
 
 import av
 
-from models.offline_options import RenderError
+from models.offline.options import RenderError
 from models.pipeline import Take
 
 

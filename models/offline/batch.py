@@ -5,8 +5,8 @@
 * Resumable: an output that exists is finished (renders are written to a hidden
   ``.part`` file and renamed at the end), so it is skipped unless ``force``.
 * A file that fails is reported with its reason and the batch goes on.
-* Locally (:mod:`models.offline_pool`), ``jobs`` processes render files side by side.
-* On Ray (:mod:`models.offline_ray`), each file is a task that receives the audio's
+* Locally (:mod:`models.offline.pool`), ``jobs`` processes render files side by side.
+* On Ray (:mod:`models.offline.ray_batch`), each file is a task that receives the audio's
   bytes and returns the MP4's bytes.
 
 This module holds what both share: finding the inputs, skipping finished outputs,
@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.offline import render_file
-from models.offline_context import RenderContext
-from models.offline_options import RenderError, RenderOptions
+from models.offline.context import RenderContext
+from models.offline.options import RenderError, RenderOptions
+from models.offline.render import render_file
 
 #: extensions a folder search picks up (a glob pattern takes whatever it matches)
 MEDIA_EXTENSIONS = frozenset(

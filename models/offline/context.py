@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from models.motion import MotionModel, MotionModelError, load_motion_model
-from models.offline_options import RenderError
+from models.offline.options import RenderError
 from models.render.base import Renderer
 
 
