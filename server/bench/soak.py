@@ -58,6 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _burn(seconds: float) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the CLI's handler: end quietly
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     end = time.monotonic() + seconds
     x = 0
     while time.monotonic() < end:
@@ -141,7 +143,8 @@ async def _soak(url: str, pid: int, args: argparse.Namespace, speech: np.ndarray
         while (now := time.monotonic()) < end:
             if now >= next_utt:
                 await sock.send_pcm(clip)
-                next_utt += UTTERANCE_EVERY_S
+                # after a stall of this process, no burst of the utterances it missed
+                next_utt = max(next_utt + UTTERANCE_EVERY_S, now + UTTERANCE_S)
             if spikes is not None and (kind := spikes.due(now)) is not None:
                 spikes_in_window.append(kind)
                 if kind.startswith("freeze"):
