@@ -155,3 +155,18 @@ def test_recorded_sessions_label_speech_where_it_is_loud(monkeypatch: pytest.Mon
     names = {p.name for p in held}
     assert len(names) == 3
     assert sessions and all(n.split("+")[0] in names for n, _, _ in sessions)
+
+
+def test_recorded_speech_gets_its_share_of_training_crops() -> None:
+    pytest.importorskip("torch")
+    from models.training.train import crop_probabilities
+
+    lengths = np.array([1000.0, 3000.0, 500.0, 500.0])
+    is_real = np.array([False, False, True, True])
+    p = crop_probabilities(lengths, is_real, 0.3)
+    assert p.sum() == pytest.approx(1.0)
+    assert p[is_real].sum() == pytest.approx(0.3) and p[2] == pytest.approx(p[3])
+    assert p[1] == pytest.approx(3 * p[0])  # by length within a kind
+    # Without recorded speech (or with a share of 0) it is plain length weighting.
+    assert np.allclose(crop_probabilities(lengths, np.zeros(4, bool), 0.3), lengths / 5000)
+    assert np.allclose(crop_probabilities(lengths, is_real, 0.0), lengths / 5000)

@@ -82,3 +82,21 @@ def test_gate_choice_balances_the_two_targets() -> None:
         (0.0, 0.4): {"r": 0.70, "closure": 0.95},  # closures at the cost of r
     }
     assert choose_gate(results) == (0.0, 0.8)
+
+
+def test_a_wide_window_model_for_files_streams_like_the_live_one(tmp_path: Path) -> None:
+    from models.motion import MotionFrames, MotionStreamer
+
+    torch.manual_seed(1)
+    net = MotionNet(NetConfig(channels=16, lookahead_frames=20)).eval()
+    model = load_motion_model(export_onnx(net, tmp_path / "wide.onnx"), provider="cpu")
+    assert model.metadata["causal"] == "false" and model.lookahead_frames == 20
+    assert model.lookahead_s == pytest.approx(0.2125)  # 200 ms plus half a window
+    rng = np.random.default_rng(0)
+    pcm = (0.1 * rng.standard_normal(40_000)).astype(np.float32)
+    offline = infer(model, pcm)
+    s = MotionStreamer(model)
+    parts = [s.push(pcm[i : i + 333]) for i in range(0, len(pcm), 333)] + [s.flush()]
+    streamed = MotionFrames.concat(parts, len(model.names))
+    assert len(offline) == len(streamed) == 63  # ceil(2.5 s * 25 fps)
+    np.testing.assert_allclose(streamed.coeffs, offline.coeffs, atol=1e-5, rtol=0)

@@ -16,6 +16,10 @@ from models.audio.features import HOP_LENGTH, MEL_RATE, N_MELS, SAMPLE_RATE, sil
 from models.onnx_session import Provider, create_session, load_error_reason, session_metadata
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "motion" / "motion.onnx"
+# A second model that reads further ahead (non-causal within its window), for files:
+# `load_motion_model(offline=True)` takes it when it is shipped, the live one otherwise.
+OFFLINE_MODEL = DEFAULT_MODEL.with_name("motion-offline.onnx")
+LIVE_MAX_LOOKAHEAD_FRAMES = 8  # 80 ms: the most a live model may read ahead
 DEFAULT_FPS = 25  # frames per second unless asked otherwise
 SUPPORTED_FPS = (20, 25, 30, 50, 60)  # frame rates whose frame times the mel grid resolves
 _REQUIRED_META = ("names", "sample_rate", "mel_rate", "n_mels", "lookahead_frames", "lookahead_s")
@@ -128,8 +132,18 @@ class MotionModel:
         return out[0][0], out[1][0], list(out[2:])
 
 
+def default_model_path(offline: bool = False) -> Path:
+    """The shipped model: for files (``offline``) the wider-window one when it is there."""
+    return OFFLINE_MODEL if offline and OFFLINE_MODEL.is_file() else DEFAULT_MODEL
+
+
 def load_motion_model(
-    path: str | Path | None = None, fps: int = 25, provider: Provider = "auto"
+    path: str | Path | None = None,
+    fps: int = 25,
+    provider: Provider = "auto",
+    offline: bool = False,
 ) -> MotionModel:
-    """Load a motion model (``None`` = the one shipped in the repository)."""
-    return MotionModel(DEFAULT_MODEL if path is None else path, fps=fps, provider=provider)
+    """Load a motion model (``None`` = the one shipped in the repository; with
+    ``offline`` the one for files, see :func:`default_model_path`)."""
+    where = default_model_path(offline) if path is None else path
+    return MotionModel(where, fps=fps, provider=provider)

@@ -18,7 +18,7 @@ from torch import nn
 
 from models.audio.features import HOP_LENGTH, MEL_RATE, N_MELS, SAMPLE_RATE, WIN_LENGTH
 from models.channels import MOUTH_CHANNELS
-from models.motion.model import DEFAULT_FPS, SUPPORTED_FPS
+from models.motion.model import DEFAULT_FPS, LIVE_MAX_LOOKAHEAD_FRAMES, SUPPORTED_FPS
 from models.training.net import MotionNet, count_parameters
 
 FORMAT_VERSION = "1"
@@ -50,9 +50,9 @@ def metadata(net: MotionNet, extra: dict[str, str] | None = None) -> dict[str, s
         # Audio past a frame's time the model needs: its look-ahead plus half a window.
         "lookahead_s": f"{(cfg.lookahead_frames * HOP_LENGTH + WIN_LENGTH // 2) / SAMPLE_RATE:.6f}",
         "receptive_field": str(cfg.receptive_field),
-        # Every output depends on past frames and at most lookahead_frames ahead, so the
-        # graph streams (live); a model reading further ahead would say "false".
-        "causal": "true",
+        # "true": a live model (look-ahead within LIVE_MAX_LOOKAHEAD_FRAMES); "false": one
+        # that reads further ahead, meant for files (it still streams, just later).
+        "causal": "true" if cfg.lookahead_frames <= LIVE_MAX_LOOKAHEAD_FRAMES else "false",
         # The graph runs at the mel rate (100 Hz); frames are taken from it at any of
         # these rates when the model is loaded (25 unless asked).
         "fps": str(DEFAULT_FPS),

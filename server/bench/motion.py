@@ -23,6 +23,9 @@ TARGET_X = 40.0  # the issue's floor for one core
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=positive_seconds, default=60.0, help="audio length")
     parser.add_argument("--model", type=Path, help="motion .onnx (default: the shipped model)")
+    parser.add_argument(
+        "--offline", action="store_true", help="the shipped model for files instead of the live one"
+    )
     parser.add_argument("--fps", type=int, default=25, choices=[25, 30])
 
 
@@ -40,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, honestly
     from models.motion import MotionStreamer, infer, load_motion_model
 
-    model = load_motion_model(args.model, fps=args.fps, provider="cpu")
+    model = load_motion_model(args.model, fps=args.fps, provider="cpu", offline=args.offline)
     audio = speech_like(args.seconds, model.sample_rate)
     infer(model, audio[: model.sample_rate])  # warm-up
     t0 = time.perf_counter()
@@ -55,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     live = time.perf_counter() - t0
     params = model.metadata.get("parameters", "?")
     print(
-        f"motion model: {params} parameters, look-ahead {1000 * model.lookahead_s:.1f} ms, {model.fps} fps"
+        f"motion model: {params} parameters, look-ahead {1000 * model.lookahead_s:.1f} ms, {model.fps} fps, "
+        f"causal {model.metadata.get('causal', '?')}"
     )
     print(f"audio: {args.seconds:.0f} s -> {len(frames)} frames, one CPU core")
     print(

@@ -25,6 +25,9 @@ CHOICES = {"augmented": ["augmented"], "clean": ["clean"], "both": ["augmented",
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", choices=["motion"], help="what to evaluate")
     parser.add_argument("--onnx", type=Path, help="motion .onnx (default: the shipped model)")
+    parser.add_argument(
+        "--offline", action="store_true", help="the shipped model for files instead of the live one"
+    )
     parser.add_argument("--fps", type=int, default=25)
     parser.add_argument("--utts-per-voice", type=positive_int, default=12)
     parser.add_argument("--seed", type=int, default=1234)
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
             f"speech engines missing: {', '.join(missing)} (run scripts/apt-deps.sh test)"
         )
     try:
-        model = load_motion_model(args.onnx, fps=args.fps, provider="cpu")
+        model = load_motion_model(args.onnx, fps=args.fps, provider="cpu", offline=args.offline)
     except MotionModelError as exc:
         raise UserError(str(exc)) from exc
     if args.breakdown:

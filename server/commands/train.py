@@ -10,6 +10,8 @@ from pathlib import Path
 from server.cli_args import writable_file
 from server.errors import UserError
 
+OFFLINE_LOOKAHEAD_MS = 200  # the file model's look-ahead: +-200 ms around a frame with
+# the 590 ms of past the receptive field leaves
 HELP = "train a model from scratch (motion: audio-to-motion on recorded and synthesised speech)"
 
 
@@ -22,6 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="output .onnx (default: the shipped model path; with --tiny out/motion-tiny.onnx)",
     )
     parser.add_argument("--tiny", action="store_true", help="seconds-long smoke run (CI)")
+    parser.add_argument(
+        "--offline", action="store_true",
+        help=f"the model for files: look-ahead {OFFLINE_LOOKAHEAD_MS} ms, written to "
+        "motion-offline.onnx beside the live model unless -o says otherwise",
+    )  # fmt: skip
     parser.add_argument("--steps", type=int, help="optimiser steps")
     parser.add_argument(
         "--utts-per-voice", type=int, help="synthesised utterances per training voice"
@@ -58,6 +65,13 @@ def run(args: argparse.Namespace) -> int:
                   "threads", "minutes", "checkpoint", "data_cache")
         if getattr(args, k) is not None
     }  # fmt: skip
+    given = dict(overrides)  # what the recorded command line repeats
+    if args.offline:
+        from models.motion.model import OFFLINE_MODEL
+
+        overrides.setdefault("lookahead_ms", OFFLINE_LOOKAHEAD_MS)
+        if not args.tiny:
+            overrides.setdefault("out", OFFLINE_MODEL)
     try:
         if args.tiny:
             base = TrainConfig.tiny(args.out or Path("out/motion-tiny.onnx"))
@@ -81,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if cfg.real_copies:
         _ensure_recorded_speech()
-    flags = ["--tiny"] if args.tiny else []
-    for key, value in overrides.items():
+    flags = (["--tiny"] if args.tiny else []) + (["--offline"] if args.offline else [])
+    for key, value in given.items():
         flags += [f"--{key.replace('_', '-')}", str(value)]
     command = shlex.join(["headcast", "train", "motion", *flags])
     try:
