@@ -106,8 +106,8 @@ def edtalk_root():
 def test_edtalk_frame_graph_on_cuda_matches_torch(edtalk_root, precision):
     import torch
 
-    from models.edtalk.checkpoint import load_generator
     from models.edtalk.files import frame_onnx, source_onnx
+    from models.edtalk.nets.checkpoint import load_generator
     from models.onnx_session import create_session
     from tests.edtalk_support import TEST_SIZE
 
@@ -138,8 +138,8 @@ def test_edtalk_frame_graph_on_cuda_matches_torch(edtalk_root, precision):
 def test_edtalk_audio2lip_on_cuda_matches_torch(edtalk_root):
     import torch
 
-    from models.edtalk.checkpoint import load_audio2lip
     from models.edtalk.files import audio2lip_onnx
+    from models.edtalk.nets.checkpoint import load_audio2lip
     from models.onnx_session import create_session
 
     model = load_audio2lip(edtalk_root / "Audio2Lip.pt")

@@ -205,7 +205,7 @@ def test_serve_edtalk_refuses_missing_files_without_a_traceback(
         shutil.copy(weights / name, unexported / name)
     out = _serve("--edtalk-weights", str(unexported), "--edtalk-precision", "fp16")
     assert out.returncode == 2
-    assert "edtalk_frame_fp16.onnx" in out.stderr and "models.edtalk.export" in out.stderr
+    assert "edtalk_frame_fp16.onnx" in out.stderr and "models.edtalk.nets.export" in out.stderr
     assert "Traceback" not in out.stderr
     # exported, but one graph cut short and another in the wrong place
     damaged = tmp_path / "damaged"

@@ -86,7 +86,7 @@ def test_check_weights_lists_what_is_missing(tmp_path, root):
     (tmp_path / "EDTalk.pt").write_bytes(b"x")
     (tmp_path / "Audio2Lip.pt").write_bytes(b"x")
     with pytest.raises(
-        WeightsError, match=r"edtalk_source\.onnx.*python -m models\.edtalk\.export"
+        WeightsError, match=r"edtalk_source\.onnx.*python -m models\.edtalk\.nets\.export"
     ):
         check_weights(tmp_path)
     check_weights(tmp_path, need_onnx=False)
@@ -174,7 +174,9 @@ def test_renderer_names_damaged_or_swapped_graphs(tmp_path, root, portrait):
     shutil.copytree(root, bad)
     frame = bad / "onnx" / "edtalk_frame_fp32.onnx"
     frame.write_bytes(frame.read_bytes()[:4096])
-    with pytest.raises(WeightsError, match=r"damaged or do not match.*models\.edtalk\.export"):
+    with pytest.raises(
+        WeightsError, match=r"damaged or do not match.*models\.edtalk\.nets\.export"
+    ):
         create_edtalk_renderer(bad, portrait, size=64, provider="cpu")
     shutil.copy(bad / "onnx" / "audio2lip.onnx", frame)
     with pytest.raises(WeightsError, match="damaged or do not match"):

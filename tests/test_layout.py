@@ -48,3 +48,21 @@ def test_the_rule_finds_what_it_looks_for(tmp_path: Path) -> None:
     sample = ROOT / "server/api/sessions.py"
     assert "server.live.session" in imported(sample)
     assert offenders("server/api", ("server.live",)) != []
+
+
+TORCH_FOLDERS = ("models/training", "models/edtalk/nets")  # training and export only
+
+
+def test_torch_is_imported_only_in_its_folders() -> None:
+    found = []
+    for folder in ("server", "models", "client"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel.startswith(TORCH_FOLDERS):
+                continue
+            if any(n == "torch" or n.startswith("torch.") for n in imported(path)):
+                found.append(rel)
+    assert found == []
+    assert any(  # the rule sees the imports it is about
+        n == "torch" for n in imported(ROOT / "models/edtalk/nets/generator.py")
+    )

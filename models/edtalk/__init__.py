@@ -1,7 +1,7 @@
 """EDTalk (arXiv 2404.01647) as an optional renderer backend.
 
 Importing this package loads no torch: :func:`create_edtalk_renderer` needs only the
-exported ONNX files (``python -m models.edtalk.export DIR`` makes them, with torch,
+exported ONNX files (``python -m models.edtalk.nets.export DIR`` makes them, with torch,
 from the upstream checkpoints the user downloaded; see docs/edtalk.md).
 """
 
@@ -76,7 +76,7 @@ def create_audio2lip(weights_dir: str | Path, provider: Provider = "auto") -> Au
     path = audio2lip_onnx(weights_dir)
     if not path.is_file():
         raise WeightsError(
-            f"missing {path}; export it with `python -m models.edtalk.export {weights_dir}`"
+            f"missing {path}; export it with `python -m models.edtalk.nets.export {weights_dir}`"
         )
     with _exported_graphs(weights_dir):
         return Audio2LipRunner(create_session(path, provider))
@@ -94,5 +94,5 @@ def _exported_graphs(weights_dir: Path) -> Iterator[None]:
         raise WeightsError(
             f"the exported EDTalk graphs in {weights_dir / 'onnx'} are damaged or do not "
             f"match ({reason}); export them again with "
-            f"`python -m models.edtalk.export {weights_dir}`"
+            f"`python -m models.edtalk.nets.export {weights_dir}`"
         ) from exc

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="edtalk-bench-") as tmp:
         if args.random:
             print("exporting random upstream-size EDTalk graphs (one-off, ~1 min)...", flush=True)
-            from models.edtalk.export import export_random_weights  # needs torch
+            from models.edtalk.nets.export import export_random_weights  # needs torch
 
             weights = export_random_weights(Path(tmp), args.variant)
         elif args.edtalk_weights is None:

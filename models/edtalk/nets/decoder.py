@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.edtalk.encoder import CHANNELS, IMAGE_SIZE, LATENT_DIM
-from models.edtalk.layers import BLUR_KERNEL, ConvLayer, ModulatedConv2d, StyledConv, Upsample
+from models.edtalk.nets.encoder import CHANNELS, IMAGE_SIZE, LATENT_DIM
+from models.edtalk.nets.layers import BLUR_KERNEL, ConvLayer, ModulatedConv2d, StyledConv, Upsample
 
 
 def base_grid(side: int, like: torch.Tensor) -> torch.Tensor:

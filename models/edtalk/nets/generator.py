@@ -15,9 +15,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.edtalk.decoder import Synthesis
-from models.edtalk.encoder import IMAGE_SIZE, LATENT_DIM, Encoder
-from models.edtalk.layers import EqualLinear
+from models.edtalk.nets.decoder import Synthesis
+from models.edtalk.nets.encoder import IMAGE_SIZE, LATENT_DIM, Encoder
+from models.edtalk.nets.layers import EqualLinear
 
 MOUTH_DIM = 20
 POSE_DIM = 6
