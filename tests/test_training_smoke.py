@@ -100,3 +100,21 @@ def test_a_wide_window_model_for_files_streams_like_the_live_one(tmp_path: Path)
     streamed = MotionFrames.concat(parts, len(model.names))
     assert len(offline) == len(streamed) == 63  # ceil(2.5 s * 25 fps)
     np.testing.assert_allclose(streamed.coeffs, offline.coeffs, atol=1e-5, rtol=0)
+
+
+def test_fine_tuning_starts_from_an_exported_models_weights(tmp_path: Path) -> None:
+    from models.training.train import TrainingDataError, load_onnx_weights
+
+    torch.manual_seed(2)
+    source = MotionNet(NetConfig(channels=16))
+    with torch.no_grad():  # trained weights differ (the export merges identical tensors)
+        for p in source.parameters():
+            p.normal_(0.0, 0.1)
+    path = export_onnx(source, tmp_path / "m.onnx")
+    target = MotionNet(NetConfig(channels=16))
+    assert not torch.equal(target.state_dict()["head.weight"], source.state_dict()["head.weight"])
+    load_onnx_weights(target, path)
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key
+    with pytest.raises(TrainingDataError, match="do not fit"):
+        load_onnx_weights(MotionNet(NetConfig(channels=32)), path)

@@ -72,6 +72,9 @@ class TrainConfig(StrictModel):
     # so a busy machine gets fewer steps but always a fully annealed model.
     minutes: float = Field(default=40.0, gt=0)
     data_cache: Path | None = None  # reuse synthesised data from here when present
+    # Start from the weights of an exported motion model of the same shape (fine-tuning)
+    # instead of a random initialisation.
+    init: Path | None = None
     checkpoint: Path | None = None  # exported every CHECKPOINT_EVERY steps when set
     # Validation split (training voices only) on which the closure gate is chosen.
     val_utts_per_voice: int = Field(default=6, ge=0)
@@ -138,6 +141,30 @@ class Crops:
             return torch.from_numpy(np.stack(xs).astype(np.float32))
 
         return {"mel": stack(mel), "coeffs": stack(co), "speech": stack(sp), "closure": stack(cl)}
+
+
+def load_onnx_weights(net: MotionNet, path: Path) -> None:
+    """Copy an exported model's weights into ``net`` (the export names its initialisers
+    ``net.<parameter>``); TrainingDataError when the file does not fit the network."""
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        graph = onnx.load(str(path)).graph
+    except Exception as exc:  # onnx raises its own untyped errors
+        raise TrainingDataError(f"--init {path}: not an ONNX model ({exc})") from exc
+    weights = {
+        t.name.removeprefix("net."): torch.from_numpy(numpy_helper.to_array(t).copy())
+        for t in graph.initializer
+    }
+    own = net.state_dict()
+    bad = [k for k, v in own.items() if k not in weights or weights[k].shape != v.shape]
+    if bad:
+        raise TrainingDataError(
+            f"--init {path}: its weights do not fit this network ({len(bad)} tensors differ, "
+            f"e.g. {bad[0]})"
+        )
+    net.load_state_dict({k: weights[k] for k in own})
 
 
 def crop_probabilities(lengths: np.ndarray, is_real: np.ndarray, real_share: float) -> np.ndarray:
@@ -228,6 +255,9 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
     )
     net_cfg = NetConfig(channels=cfg.channels, lookahead_frames=round(cfg.lookahead_ms / 10))
     net = MotionNet(net_cfg)
+    if cfg.init is not None:
+        load_onnx_weights(net, cfg.init)
+        log.info("net: weights from %s", cfg.init)
     log.info(
         "net: %d parameters, receptive field %d frames",
         count_parameters(net),
@@ -274,6 +304,7 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
         "train_seconds": f"{t_data + t_train + t_tune:.0f}",
         "train_validation": chosen,
         "train_recorded": _recorded_summary(examples, cfg),
+        "train_init": "random" if cfg.init is None else f"weights of {cfg.init.name}",
     }
     path = export_onnx(net, cfg.out, extra)
     log.info("wrote %s (data %.0f s, training %.0f s, gate %.0f s)", path, t_data, t_train, t_tune)

@@ -47,6 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint", type=Path, help="export a checkpoint .onnx here while training"
     )
+    parser.add_argument(
+        "--init", type=Path,
+        help="start from this exported motion model's weights (fine-tuning) instead of random",
+    )  # fmt: skip
+    parser.add_argument("--lr", type=float, help="peak learning rate")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {
         k: getattr(args, k)
         for k in ("out", "steps", "utts_per_voice", "copies", "lookahead_ms", "seed", "workers",
-                  "threads", "minutes", "checkpoint", "data_cache")
+                  "threads", "minutes", "checkpoint", "data_cache", "init", "lr")
         if getattr(args, k) is not None
     }  # fmt: skip
     given = dict(overrides)  # what the recorded command line repeats
@@ -93,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             f"speech engines missing: {', '.join(missing)} (run scripts/apt-deps.sh test)"
         )
+    if cfg.init is not None and not cfg.init.is_file():
+        raise UserError(f"--init {cfg.init}: no such file")
     if cfg.real_copies:
         _ensure_recorded_speech()
     flags = (["--tiny"] if args.tiny else []) + (["--offline"] if args.offline else [])
