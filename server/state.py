@@ -35,10 +35,9 @@ from server.live.loaders import (
     measure_render,
 )
 from server.live.output import PipelineOutput
-from server.live.pipeline import SessionPipeline
+from server.live.pipeline_spec import PipelineSpec, build_pipeline
 from server.live.process_tuning import fix_mmap_threshold, limit_blas_threads
 from server.live.procpool import ProcessPool, RemotePipeline, default_processes
-from server.live.render_process import PipelineSpec
 from server.live.scheduler import RendererPool, Scheduler
 from server.live.session import Session, SessionParams
 from server.live.tracks import audio_read_ahead, use_fast_audio_level
@@ -298,9 +297,6 @@ class AppState:
         delay_s = output_delay_s(right_context, budget, margin, params.fps)
         idle = await sched.run(pool.render, zeros())
         render = sched.render_fn(pool)
-        max_buffered = self.settings.max_buffered_audio_s
-        early_onsets = self.settings.early_onsets
-        drain_above_s = self.settings.drain_backlog_above_ms / 1000.0
         read_ahead = await sched.run(audio_read_ahead)  # probes the encoder once, off the loop
 
         procs = self.processes
@@ -320,33 +316,27 @@ class AppState:
             streamer = await sched.run(self.streamer_factory, model)
 
         def make_pipeline(clock: Any) -> PipelineOutput:
-            if worker is not None:
-                spec = PipelineSpec(
-                    avatar=avatar,
-                    size=params.size,
-                    fps=params.fps,
-                    seed=params.seed,
-                    emotion=params.emotion,
-                    clock=clock,
-                    max_buffered_s=max_buffered,
-                    echo_audio=params.input != "mirror",
-                    early_onsets=early_onsets,
-                    read_ahead=read_ahead,
-                    drain_above_s=drain_above_s,
-                )
-                return RemotePipeline(worker, spec)
-            return SessionPipeline(
+            spec = PipelineSpec(
+                avatar=avatar,
+                size=params.size,
+                fps=params.fps,
+                seed=params.seed,
+                emotion=params.emotion,
                 clock=clock,
+                max_buffered_s=self.settings.max_buffered_audio_s,
+                echo_audio=params.input != "mirror",
+                early_onsets=self.settings.early_onsets,
+                read_ahead=read_ahead,
+                drain_above_s=self.settings.drain_backlog_above_ms / 1000.0,
+            )
+            if worker is not None:
+                return RemotePipeline(worker, spec)
+            return build_pipeline(
+                spec,
                 streamer=streamer,
                 mouth_names=tuple(model.names),
-                mixer=MotionMixer(params.fps, seed=params.seed, emotion=params.emotion),
                 render=render,
-                max_buffered_s=max_buffered,
-                echo_audio=params.input != "mirror",
                 lips=lip_streamer,
-                early_onsets=early_onsets,
-                read_ahead=read_ahead,
-                drain_above_s=drain_above_s,
             )
 
         async with self._lock:

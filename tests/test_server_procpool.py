@@ -20,8 +20,8 @@ from models.mixer import MotionMixer
 from server.live.clock import MediaClock
 from server.live.loaders import default_streamer
 from server.live.pipeline import SessionPipeline
+from server.live.pipeline_spec import PipelineSpec
 from server.live.procpool import ProcessPool, RemotePipeline
-from server.live.render_process import PipelineSpec
 from server.settings import ServerSettings
 from tests.server_harness import ServerThread, load_speech, require_motion_model, run
 

@@ -207,7 +207,8 @@ def test_early_onset_starts_buffered_speech_on_unsent_silence(monkeypatch: Any) 
     sample, not a whole output delay later, and its motion is exactly what it would have
     been had it arrived then; speech trickling in in real time keeps the delay."""
     from models.motion import infer, load_motion_model
-    from server.bench.live import DEFAULT_SPEECH, _load_speech
+    from server.bench.live import DEFAULT_SPEECH
+    from server.bench.loopback import load_speech as _load_speech
 
     recorded = _load_speech(DEFAULT_SPEECH)
     onset = int(np.argmax(np.abs(recorded) > 0.02))

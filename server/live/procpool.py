@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from server.live.output import Frame, PipelineOutput
-from server.live.render_process import ERROR, PARTIAL, PipelineSpec, serve
+from server.live.pipeline_spec import PipelineSpec, TickReply
+from server.live.render_process import ERROR, PARTIAL, serve
 from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -211,29 +212,30 @@ class RemotePipeline(PipelineOutput):
             else:
                 self.audio.clear_from(start)
 
-    def _apply(self, reply: dict[str, Any]) -> None:
-        self._apply_audio(reply["audio"])
-        if reply["dropped_from"] is not None:
-            self.drop_frames(reply["dropped_from"])
-        for frame in reply["frames"]:
+    def _apply(self, reply: TickReply) -> None:
+        self._apply_audio(reply.audio)
+        if reply.dropped_from is not None:
+            self.drop_frames(reply.dropped_from)
+        for frame in reply.frames:
             self.store_frame(frame)
-        for name in ("next_tick", "next_frame", "motion_late", "lips_late", "skipped_renders"):
-            setattr(self, name, reply[name])
-        self.early_onsets_taken = reply["early_onsets_taken"]
-        self.drained_samples = reply["drained_samples"]
-        self.tick_cpu_s = reply["tick_cpu_s"]
-        self.render_s.extend(reply["render_s"])
-        self.tick_s.extend(reply["tick_s"])
-        self._remote_buffered = reply["buffered"]
+        self.next_tick, self.next_frame = reply.next_tick, reply.next_frame
+        self.motion_late, self.lips_late = reply.motion_late, reply.lips_late
+        self.skipped_renders = reply.skipped_renders
+        self.early_onsets_taken = reply.early_onsets_taken
+        self.drained_samples = reply.drained_samples
+        self.tick_cpu_s = reply.tick_cpu_s
+        self.render_s.extend(reply.render_s)
+        self.tick_s.extend(reply.tick_s)
+        self._remote_buffered = reply.buffered
         # Speech is dropped in two places: this side's staging buffer and the worker's.
-        self.input.count_dropped(max(0, reply["dropped_samples"] - self._remote_dropped))
-        self._remote_dropped = reply["dropped_samples"]
+        self.input.count_dropped(max(0, reply.dropped_samples - self._remote_dropped))
+        self._remote_dropped = reply.dropped_samples
 
     def tick_until(self, n_last: int) -> list[Frame]:
         with self._lock:
             reply = self._call("tick", self._staged(), n_last, self.render_video)
             self._apply(reply)
-        return list(reply["frames"])
+        return list(reply.frames)
 
     def try_splice(self, n_last: int) -> bool:
         return False  # early onsets happen in the worker, on the tick the push wakes
