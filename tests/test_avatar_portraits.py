@@ -99,3 +99,28 @@ def test_kept_channels_do_not_fold_and_stay_inside_the_head(packs, name):
         out = renderer.render(coeffs)
         diff = np.abs(out.astype(int) - pack.image.astype(int)).max(axis=-1)
         assert diff[outside].max() <= 1, f"{name}: {channel} moves pixels outside the head"
+
+
+@pytest.mark.parametrize("name", list(PORTRAITS))
+def test_jaw_moves_the_chin_and_closures_shut_the_lips(packs, name):
+    """jawOpen at 1 drops the chin by at least 8 % of the face height; mouthClose (at
+    jawOpen) and a bilabial press bring the inner lips together on every face, whether
+    photographed with the mouth closed, smiling with teeth, or open."""
+    from models.avatar import landmarks as L
+    from models.render import warp_math as wm
+
+    pack = packs[name]
+    lm = pack.arrays["landmarks"].astype(np.float64)
+    face_h = float(np.linalg.norm(lm[L.FOREHEAD_TOP, :2] - lm[L.CHIN, :2]))
+    forward = wm.forward_field(pack.arrays, wm.prepare(from_mapping({"jawOpen": 1.0})), pack.size)
+    g = pack.grid
+    cx, cy = ((lm[L.CHIN, :2] + 0.5) * g / pack.size - 0.5)[:, None]
+    chin_drop = float(wm.bilinear(forward, cx, cy)[1, 0])
+    assert chin_drop >= 0.08 * face_h, f"{name}: chin drops {100 * chin_drop / face_h:.1f} %"
+    for closure in (
+        {"jawOpen": 1.0, "mouthClose": 1.0},
+        {"jawOpen": 0.2, "mouthClose": 0.2},
+        {"mouthPressLeft": 0.35, "mouthPressRight": 0.35},
+    ):
+        m = wm.mouth_state(pack.arrays, wm.prepare(from_mapping(closure)), pack.size)
+        assert m.opening <= 1.0, f"{name}: lips {m.opening:.1f} px apart at {closure}"

@@ -191,6 +191,36 @@ def test_jaw_opens_a_textured_interior(fast, pack512):
     assert patch.std(axis=(0, 1)).mean() > 12
 
 
+@pytest.mark.parametrize(
+    "closure",
+    [
+        {"jawOpen": 1.0, "mouthClose": 1.0},
+        {"jawOpen": 0.3, "mouthClose": 0.3},
+        {"mouthPressLeft": 0.35, "mouthPressRight": 0.35},  # a bilabial /p b m/
+    ],
+)
+def test_closures_shut_a_toothy_smile(fast, pack512, closure):
+    """The built-in portrait smiles with its teeth showing (rest gap ~14 px): mouthClose
+    (at jawOpen) and a bilabial press bring the lips together over the teeth."""
+    rest_gap = float(pack512.arrays["mouth_shape"][0])
+    assert rest_gap > 8.0
+    c = wm.prepare(from_mapping(closure))
+    assert wm.mouth_state(pack512.arrays, c, pack512.size).opening <= 1.0
+    import cv2
+
+    mask = np.zeros((pack512.size, pack512.size), np.uint8)
+    cv2.fillPoly(mask, [np.round(pack512.arrays["lip_points"]).astype(np.int32)], 1)
+
+    def teeth(image: np.ndarray) -> int:
+        """Bright, unsaturated pixels inside the rest opening."""
+        rgb = image.astype(float)
+        bright = rgb @ [0.299, 0.587, 0.114] > 150
+        return int(np.count_nonzero(bright & (rgb[..., 0] - rgb[..., 2] < 30) & (mask > 0)))
+
+    # Most of the portrait's teeth are covered by its lips (a 1-2 px seam remains).
+    assert teeth(fast.render(c)) < 0.45 * teeth(pack512.image)
+
+
 def test_blink_closes_the_eye_with_skin_not_a_flat_patch(fast, pack512):
     lm = pack512.arrays["landmarks"]
     iris = lm[L.IRIS_L[0], :2].astype(int)
@@ -209,6 +239,7 @@ def test_blink_closes_the_eye_with_skin_not_a_flat_patch(fast, pack512):
         {"jawOpen": 0.7, "mouthSmileLeft": 0.5, "headYaw": 12, "eyeBlinkLeft": 0.7},
         {"jawOpen": 1.0, "eyeBlinkRight": 1.0, "headYaw": -15, "browInnerUp": 1.0},
         {"headPitch": -10, "headRoll": 8, "jawOpen": 0.4, "headTx": 0.02, "mouthFunnel": 0.6},
+        {"mouthPressLeft": 0.3, "mouthPressRight": 0.1, "jawOpen": 0.3, "mouthClose": 0.1},
     ],
 )
 def test_fast_path_onnx_and_reference_agree(pack256, coeffs):

@@ -70,6 +70,41 @@ def grid_points(size: int, grid: int = GRID) -> tuple[np.ndarray, np.ndarray]:
     return gx, gy
 
 
+def _locate(
+    nodes: np.ndarray, simplices: np.ndarray, size: int, grid: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which triangle holds each grid sample, and its barycentric weights.
+
+    -> (int (G*G,) triangle index or -1, float64 (G*G, 3)). Each triangle visits only
+    the samples in its bounding box. (scipy's ``find_simplex`` first builds every
+    simplex's barycentric transform, which measured 0.7 s of CPU on this mesh.)
+    """
+    c = (np.arange(grid) + 0.5) * size / grid - 0.5
+    owner = np.full(grid * grid, -1, np.int64)
+    bary = np.zeros((grid * grid, 3))
+    corners = nodes[simplices]  # (T, 3, 2)
+    a, b, cc = corners[:, 0], corners[:, 1], corners[:, 2]
+    det = (b[:, 0] - a[:, 0]) * (cc[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (cc[:, 0] - a[:, 0])
+    lo = np.searchsorted(c, corners.min(axis=1) - 1e-9)
+    hi = np.searchsorted(c, corners.max(axis=1) + 1e-9)
+    eps = -1e-9
+    for t in np.flatnonzero(np.abs(det) > 1e-12):
+        (x0, y0), (x1, y1) = lo[t], hi[t]
+        if x1 <= x0 or y1 <= y0:
+            continue
+        px, py = np.meshgrid(c[x0:x1], c[y0:y1])
+        dx, dy = px - a[t, 0], py - a[t, 1]
+        l1 = (dx * (cc[t, 1] - a[t, 1]) - dy * (cc[t, 0] - a[t, 0])) / det[t]
+        l2 = (dy * (b[t, 0] - a[t, 0]) - dx * (b[t, 1] - a[t, 1])) / det[t]
+        l0 = 1.0 - l1 - l2
+        rows, cols = np.meshgrid(np.arange(y0, y1), np.arange(x0, x1), indexing="ij")
+        flat = (rows * grid + cols).ravel()
+        hit = ((l0 >= eps) & (l1 >= eps) & (l2 >= eps)).ravel() & (owner[flat] < 0)
+        owner[flat[hit]] = t
+        bary[flat[hit]] = np.stack([l0.ravel(), l1.ravel(), l2.ravel()], 1)[hit]
+    return owner, bary
+
+
 class Densifier:
     """Piecewise-linear interpolation from landmarks (+ zero anchors) onto the grid.
 
@@ -90,12 +125,9 @@ class Densifier:
         nodes = np.concatenate([points[self.node_ids, :2].astype(np.float64), ring, frame])
         self.tri = Delaunay(nodes)
         gx, gy = grid_points(size, grid)
-        query = np.stack([gx.ravel(), gy.ravel()], 1)
-        simplex = self.tri.find_simplex(query)
+        simplex, self.bary = _locate(nodes, self.tri.simplices, size, grid)
         inside = simplex >= 0
-        trans = self.tri.transform[simplex[inside]]
-        bary2 = np.einsum("nij,nj->ni", trans[:, :2], query[inside] - trans[:, 2])
-        self.bary = np.concatenate([bary2, 1 - bary2.sum(1, keepdims=True)], 1)
+        self.bary = self.bary[inside]
         self.vertices = self.tri.simplices[simplex[inside]]
         self.inside = inside
         self.grid = grid

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from models.avatar import landmarks as L
+from models.avatar import mouth_motion as M
 from models.avatar.align import apply_alignment
 from models.avatar.authoring import landmark_displacements
 from models.avatar.bases import (
@@ -37,6 +38,7 @@ from models.avatar.bases import (
 )
 from models.avatar.detect import detect_landmarks
 from models.avatar.errors import AvatarError, EnrollError
+from models.avatar.face_geometry import FaceGeometry
 from models.avatar.image_io import load_portrait
 from models.avatar.mouth import (
     cavity_colors,
@@ -110,7 +112,7 @@ def _unfold_channels(
     jaw = CHANNEL_INDEX["jawOpen"]
     xy = points[:, :2].astype(np.float64)
     mouth = fields[:nm].reshape(nm, -1).astype(np.float64).T
-    q, r = np.linalg.qr(mouth)
+    qr: list[np.ndarray] = []  # the mouth span's QR, computed when first needed
     g = fields.shape[-1]
     cell = np.clip(((xy + 0.5) * g / size - 0.5).round().astype(int), 0, g - 1)
 
@@ -124,14 +126,19 @@ def _unfold_channels(
     for k in channels:
         if k in BACKWARD_DRAWN:
             continue
-        base = disp[jaw] if k == CHANNEL_INDEX["mouthClose"] else 0.0  # rendered on jawOpen
+        with_jaw = k == CHANNEL_INDEX["mouthClose"]  # rendered on top of jawOpen
+        base = disp[jaw] if with_jaw else 0.0
         for _ in range(UNFOLD_ROUNDS):
-            if not _folds(dens(disp[k] + base), disp[k] + base, xy, triangles, size):
+            field = fields[k] + fields[jaw] if with_jaw else fields[k]
+            if not _folds(field, disp[k] + base, xy, triangles, size):
                 break
             fixed, _ = unfold(xy, disp[k] + base, triangles, size, field_folds)
             disp[k] = fixed - base
             fields[k] = dens(disp[k])
             if k >= nm:
+                if not qr:
+                    qr.extend(np.linalg.qr(mouth))
+                q, r = qr
                 step = np.linalg.solve(r, q.T @ fields[k].reshape(-1).astype(np.float64))
                 fields[k] -= (mouth @ step).reshape(fields[k].shape).astype(np.float32)
                 disp[k] -= np.einsum("m,mij->ij", step, disp[:nm])
@@ -209,6 +216,7 @@ def build_pack(image: np.ndarray, size: int = 512, progress: Progress = _noop) -
     progress(0.65, "checking for fold-overs")
     _unfold_channels(fields, disp, points, triangles, dens, size, range(nm, len(disp)))
     fields, disp, scales = _fold_safe(fields, disp, points, triangles, size)
+    seal = M.lip_seal(FaceGeometry.of(points))
     progress(0.75, "pose depth and mouth textures")
     depth, center_z = depth_field(points, head, dens, size)
     pivot = np.array([head.cx, head.cy + 0.25 * head.ay_bottom, center_z], np.float32)
@@ -227,6 +235,8 @@ def build_pack(image: np.ndarray, size: int = 512, progress: Progress = _noop) -
         "lip_points": ring.astype(np.float32),
         "lip_bases": disp[:, ring_idx, :].astype(np.float32),
         "lip_depth": points[ring_idx, 2].astype(np.float32),
+        "seal": dens(seal).astype(np.float32),
+        "seal_lip": seal[ring_idx].astype(np.float32),
         "blink_back": blink_backward(points, size),
         "pose_weight": pose_weight(head, size),
         "depth": depth,

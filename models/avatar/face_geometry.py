@@ -81,6 +81,15 @@ def slit_y(g: FaceGeometry, x: np.ndarray) -> np.ndarray:
     return 0.5 * (np.interp(x, up[ou, 0], up[ou, 1]) + np.interp(x, lo[ol, 0], lo[ol, 1]))
 
 
+def half_gap(g: FaceGeometry, x: np.ndarray) -> np.ndarray:
+    """Half the opening between the inner lips at abscissae ``x`` (0 on a closed mouth)."""
+    up = g.xy[list(L.LIPS_INNER_UPPER)]
+    lo = g.xy[list(L.LIPS_INNER_LOWER)]
+    ou, ol = np.argsort(up[:, 0]), np.argsort(lo[:, 0])
+    gap = np.interp(x, lo[ol, 0], lo[ol, 1]) - np.interp(x, up[ou, 0], up[ou, 1])
+    return 0.5 * np.maximum(gap, 0.0)
+
+
 def lower_side(g: FaceGeometry) -> np.ndarray:
     """0..1 per landmark: how much it belongs to the lower jaw.
 
@@ -104,10 +113,12 @@ def lip_band(g: FaceGeometry, lower: bool) -> np.ndarray:
 
 
 def compress_lip(g: FaceGeometry, lower: bool, amount: float, w: np.ndarray) -> np.ndarray:
-    """Squeeze one lip towards the slit by ``amount`` of its thickness (a monotonic map:
-    points keep their order, so nothing folds), fading out past the lip."""
+    """Squeeze one lip towards its inner edge by ``amount`` of its thickness (a monotonic
+    map: points keep their order, so nothing folds), fading out past the lip. The edge is
+    the slit on a closed mouth; on an open one the lip keeps its own edge, so it never
+    crosses the other lip."""
     thick = g.lower_lip_thickness if lower else g.upper_lip_thickness
-    dist = lip_band(g, lower)
+    dist = lip_band(g, lower) - half_gap(g, g.xy[:, 0])
     inside = np.clip(dist, 0.0, thick)
     beyond = np.clip((dist - thick) / (1.5 * thick), 0.0, 1.0)
     fade = 1.0 - beyond * beyond * (3 - 2 * beyond)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from models.avatar import landmarks as L
 from models.avatar.face_geometry import (
     FaceGeometry,
     compress_lip,
@@ -17,7 +18,11 @@ from models.avatar.face_geometry import (
     side_weight,
 )
 
-JAW_DROP = 0.36  # lower-lip drop at jawOpen = 1, mouth widths
+# Lower-lip (and chin) drop at jawOpen = 1: half in mouth widths, half in face heights,
+# so a mouth that looks narrow (a small mouth, a head turned aside) still opens as far
+# as the face is tall (about 13 % of the face height on a frontal face).
+JAW_DROP_MOUTH = 0.18  # mouth widths
+JAW_DROP_FACE = 0.065  # face heights
 
 
 def jaw_open(g: FaceGeometry) -> np.ndarray:
@@ -29,7 +34,7 @@ def jaw_open(g: FaceGeometry) -> np.ndarray:
     across = np.clip(1.0 - ((g.xy[:, 0] - g.mouth_center[0]) / half_face) ** 2, 0.0, 1.0)
     below = np.clip((g.xy[:, 1] - g.hinge_y) / (g.mouth_center[1] - g.hinge_y), 0.0, 1.0)
     w = across * below * lower_side(g)
-    d[:, 1] = JAW_DROP * g.mouth_width * w
+    d[:, 1] = (JAW_DROP_MOUTH * g.mouth_width + JAW_DROP_FACE * g.face_height) * w
     # The mouth narrows a little as it opens.
     d[:, 0] = (
         -0.05
@@ -110,4 +115,33 @@ def upper_up(g: FaceGeometry, left: bool) -> np.ndarray:
     w = (0.3 + 0.7 * side_weight(g, left)) * mouth_region(g, 0.55)
     upper = (1.0 - lower_side(g)) * w
     d[:, 1] = -0.14 * g.mouth_width * upper
+    return d
+
+
+def _inner_lip_y(g: FaceGeometry, ids: tuple[int, ...], x: np.ndarray) -> np.ndarray:
+    pts = g.xy[list(ids)]
+    order = np.argsort(pts[:, 0])
+    return np.interp(x, pts[order, 0], pts[order, 1])
+
+
+def _fade_beyond(dist: np.ndarray, thick: float) -> np.ndarray:
+    """1 up to one lip thickness past the lip edge, then smoothly 0 over 1.5 more."""
+    t = np.clip((dist - thick) / (1.5 * max(thick, 1e-6)), 0.0, 1.0)
+    return 1.0 - t * t * (3 - 2 * t)
+
+
+def lip_seal(g: FaceGeometry) -> np.ndarray:
+    """Bring the inner lips together over the portrait's own rest opening (teeth of a
+    smile, an open mouth): each lip moves half the local gap to the slit, carrying the
+    lip and fading out past it. Zero on a closed mouth. Not a channel: the renderer
+    weights it by the closure that mouthClose and mouthPress ask for."""
+    x, y = g.xy[:, 0], g.xy[:, 1]
+    y_up = _inner_lip_y(g, L.LIPS_INNER_UPPER, x)
+    y_lo = _inner_lip_y(g, L.LIPS_INNER_LOWER, x)
+    half = 0.5 * np.maximum(y_lo - y_up, 0.0)
+    lower = lower_side(g)
+    fade_lo = _fade_beyond(y - y_lo, g.lower_lip_thickness)
+    fade_up = _fade_beyond(y_up - y, g.upper_lip_thickness)
+    d = np.zeros_like(g.xy)
+    d[:, 1] = half * ((1.0 - lower) * fade_up - lower * fade_lo)
     return d

@@ -8,8 +8,10 @@ import numpy as np
 from models.avatar.pack import AvatarPack
 
 POSITION_ARRAYS = ("landmarks", "lip_points", "pivot")  # x, y are pixel positions (z: a length)
-LENGTH_ARRAYS = ("bases", "lip_bases", "lip_depth", "depth", "blink_back")  # pixel lengths
-GRID_ARRAYS = ("bases", "depth", "pose_weight", "blink_back")  # (..., G, G) fields on the flow grid
+# pixel lengths
+LENGTH_ARRAYS = ("bases", "lip_bases", "lip_depth", "depth", "blink_back", "seal", "seal_lip")
+# (..., G, G) fields on the flow grid
+GRID_ARRAYS = ("bases", "depth", "pose_weight", "blink_back", "seal")
 CELL_PX = 4  # a flow-grid cell covers this many frame pixels at the default 512 / 128
 
 

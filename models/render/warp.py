@@ -41,8 +41,10 @@ class WarpRenderer:
         self.image = np.ascontiguousarray(pack.image)
         self._identity = np.ascontiguousarray(np.moveaxis(wm.identity_map(self.size), 0, -1))
         a = pack.arrays
-        flow_cells = (np.abs(a["bases"]).sum(axis=(0, 1)) > 0) | (
-            np.abs(a["blink_back"]).sum(axis=(0, 1, 2)) > 0
+        flow_cells = (
+            (np.abs(a["bases"]).sum(axis=(0, 1)) > 0)
+            | (np.abs(a["blink_back"]).sum(axis=(0, 1, 2)) > 0)
+            | (np.abs(a["seal"]).sum(axis=0) > 0)
         )
         self._box_identity: dict[tuple[int, int, int, int], np.ndarray] = {}
         self._box_flow = self._pixel_box(flow_cells)

@@ -6,8 +6,8 @@ follow these steps and are tested to agree:
 
 1. coefficients: clamp to range; ``mouthClose`` is capped at ``jawOpen`` (ARKit:
    lips meet while the jaw is open; alone it has no meaning);
-2. forward displacement on the flow grid: ``F = sum_k c_k B_k`` (mouth and
-   expression banks), then the rigid head pose composed after it:
+2. forward displacement on the flow grid: ``F = sum_k c_k B_k + s S`` (mouth and
+   expression banks, plus the lip seal ``S`` weighted by ``s = seal_weight(c)``), then the rigid head pose composed after it:
    ``D = F + w * (R (x + F - p) + p + t - (x + F))`` using per-point depth;
 3. backward map: first-order inverse ``x0 = q - D(q)`` plus one fixed-point step
    ``x1 = q - D(x0)``; the displacement ``q - x1`` is upsampled to the frame;
@@ -31,6 +31,12 @@ from models.channels import CHANNEL_INDEX, NUM_CHANNELS, POSE_SLICE, clip
 
 N_FLOW = POSE_SLICE.start  # mouth + expression channels that own a flow basis
 JAW, CLOSE = CHANNEL_INDEX["jawOpen"], CHANNEL_INDEX["mouthClose"]
+PRESS = (CHANNEL_INDEX["mouthPressLeft"], CHANNEL_INDEX["mouthPressRight"])
+# Mean mouthPress that seals the lips (a bilabial closure from the motion model sets
+# about this much); mouthClose seals them in proportion to jawOpen (ARKit: lips meet
+# when mouthClose equals jawOpen).
+SEAL_PRESS = 0.35
+SEAL_JAW_FLOOR = 1e-3
 BLINKS = (CHANNEL_INDEX["eyeBlinkLeft"], CHANNEL_INDEX["eyeBlinkRight"])
 YAW, PITCH, ROLL, TX, TY = range(POSE_SLICE.start, POSE_SLICE.stop)
 OPEN_RAMP_PX = 2.0  # the interior fades in over this much extra opening
@@ -107,6 +113,9 @@ def forward_field(arrays: dict[str, np.ndarray], c: np.ndarray, size: int) -> np
     # Only the active channels, and einsum's own loop rather than a BLAS call: a
     # threaded sgemv on a busy machine costs more in synchronisation than it saves.
     flow = np.einsum("k,kn->n", w[active], bases.reshape(len(bases), -1)[active]).reshape(2, g, g)
+    seal = seal_weight(c)
+    if seal > 0.0:
+        flow = flow + np.float32(seal) * arrays["seal"]
     if not np.any(c[POSE_SLICE]):
         return flow.astype(np.float32)
     flow = flow.astype(np.float32)
@@ -152,6 +161,18 @@ def forward_weights(c: np.ndarray) -> np.ndarray:
     return w
 
 
+def seal_weight(c: np.ndarray) -> float:
+    """0..1: how far the lips close over the portrait's own rest opening (teeth, open mouth).
+
+    ``max(mean press / SEAL_PRESS, mouthClose / jawOpen)``, clipped: not linear in the
+    coefficients, so a bilabial /p b m/ shuts a toothy smile without pressing its lips
+    through each other at full press.
+    """
+    press = 0.5 * (float(c[PRESS[0]]) + float(c[PRESS[1]])) / SEAL_PRESS
+    close = float(c[CLOSE]) / max(float(c[JAW]), SEAL_JAW_FLOOR)
+    return float(np.clip(max(press, close), 0.0, 1.0))
+
+
 def blink_weights(c: np.ndarray) -> np.ndarray:
     """float32 (4,): [left half, left rest, right half, right rest] blend weights."""
     out = []
@@ -190,6 +211,7 @@ def lip_ring(arrays: dict[str, np.ndarray], c: np.ndarray, size: int) -> np.ndar
     """Displaced inner-lip ring float64 (20, 2): the mouth-opening polygon in the output frame."""
     pts = arrays["lip_points"].astype(np.float64)
     moved = pts + np.tensordot(forward_weights(c), arrays["lip_bases"], axes=1)
+    moved = moved + seal_weight(c) * arrays["seal_lip"].astype(np.float64)
     if np.any(c[POSE_SLICE]):
         moved = moved + pose_displace(moved.T, arrays["lip_depth"], 1.0, c, arrays["pivot"], size).T
     return moved

@@ -48,9 +48,20 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
     mask = np.ones(n_flow, np.float32)
     mask[list(wm.BLINKS)] = 0.0
     w_fwd = g.mul(g.op("Slice", c, g.const([0]), g.const([n_flow]), g.const([1])), g.const(mask))
-    flow = g.reshape(
-        g.op("MatMul", w_fwd, g.const(a["bases"].reshape(n_flow, -1))), [-1, 2, grid, grid]
+    # lip seal: clip(max(mean press / SEAL_PRESS, mouthClose / max(jawOpen, floor)), 0, 1)
+    press = g.mul(
+        g.add(g.col(c, wm.PRESS[0]), g.col(c, wm.PRESS[1])),
+        g.const(np.float32(0.5 / wm.SEAL_PRESS)),
     )
+    close_ratio = g.div(
+        g.col(c, wm.CLOSE), g.op("Max", g.col(c, wm.JAW), g.const(np.float32(wm.SEAL_JAW_FLOOR)))
+    )
+    seal = g.clip(g.op("Max", press, close_ratio), 0.0, 1.0)  # (B, 1)
+    flow = g.add(
+        g.op("MatMul", w_fwd, g.const(a["bases"].reshape(n_flow, -1))),
+        g.mul(seal, g.const(a["seal"].reshape(1, -1))),
+    )
+    flow = g.reshape(flow, [-1, 2, grid, grid])
     q = wm.grid_xy(size, grid).astype(np.float32)
     fx, fy = g.col(flow, 0), g.col(flow, 1)  # (B, 1, G, G)
     px = g.add(fx, g.const(q[0][None, None]))
@@ -110,7 +121,11 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
     # 5. mouth interior
     ring_n = len(a["lip_points"])
     ring_off = g.reshape(
-        g.op("MatMul", w_fwd, g.const(a["lip_bases"].reshape(n_flow, -1))), [-1, ring_n, 2, 1]
+        g.add(
+            g.op("MatMul", w_fwd, g.const(a["lip_bases"].reshape(n_flow, -1))),
+            g.mul(seal, g.const(a["seal_lip"].reshape(1, -1))),
+        ),
+        [-1, ring_n, 2, 1],
     )
     rx = g.add(
         g.reshape(g.const(a["lip_points"][:, 0]), [1, ring_n, 1]),
