@@ -23,12 +23,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from models.audio import SAMPLE_RATE
 from models.channels import ALL_CHANNELS, MOUTH_CHANNELS, POSE_SLICE
 from models.emotions import load_presets
 from models.mixer import EMOTION_TRANSITION_S, MotionMixer
 from models.motion import MotionModel, infer
 
-SAMPLE_RATE = 16_000  # Hz, the motion model's input rate
 #: a frame whose surrounding audio is quieter than this (RMS, dB full scale) is silence
 SILENCE_DBFS = -60.0
 #: audio looked at around a frame's time to decide speech vs silence (seconds before, after)

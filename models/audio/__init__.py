@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+#: Hz: the one rate of speech inside headcast (features, motion, the live session clock,
+#: offline decoding); every input is resampled to it
+SAMPLE_RATE = 16_000
+
 
 class AudioError(ValueError):
     """Input that is not usable audio; the message says why in one readable line."""
@@ -11,4 +15,4 @@ class AudioTooLong(AudioError):
     """The decoded audio passes the length the caller allows."""
 
 
-__all__ = ["AudioError", "AudioTooLong"]
+__all__ = ["SAMPLE_RATE", "AudioError", "AudioTooLong"]

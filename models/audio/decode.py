@@ -13,10 +13,9 @@ from typing import Any
 import av
 import numpy as np
 
-from models.audio import AudioError, AudioTooLong
+from models.audio import SAMPLE_RATE, AudioError, AudioTooLong
 from models.audio.resample import MAX_INPUT_RATE, MIN_INPUT_RATE, Resampler
 
-SAMPLE_RATE = 16_000  # Hz, repeated here to keep this module free of import cycles
 FALLBACK_RATE = 48_000  # Hz, for files at other rates or with none declared
 CHUNK_S = 10.0  # seconds per yielded chunk
 DECLARED_SLACK = 1.25  # a declared length past this times the limit is refused unread

@@ -13,11 +13,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from models.audio import AudioError
+from models.audio import SAMPLE_RATE, AudioError
 from models.audio.decode import iter_audio, load_audio
 from models.audio.resample import MAX_INPUT_RATE, MIN_INPUT_RATE, Resampler
 
-SAMPLE_RATE = 16_000  # Hz
 N_FFT = 512
 WIN_LENGTH = 400  # samples, 25 ms
 HOP_LENGTH = 160  # samples, 10 ms

@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import lfilter
 
-SAMPLE_RATE = 16_000
+from models.audio import SAMPLE_RATE
+
 FPS = 25
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
 N_FFT = 800

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from models.audio import SAMPLE_RATE
 from models.edtalk.coeffs import MOUTH_DIM
 from models.edtalk.mel import (
     FPS,
@@ -102,8 +103,8 @@ class Audio2LipStreamer:
     (offline tail) and starts afresh; ``reset()`` drops everything (interrupt).
     """
 
-    sample_rate = 16_000
-    lookahead_s = LOOKAHEAD_SAMPLES / 16_000  # 0.2 s
+    sample_rate = SAMPLE_RATE
+    lookahead_s = LOOKAHEAD_SAMPLES / SAMPLE_RATE  # 0.2 s
 
     def __init__(self, runner: MouthWindows) -> None:
         if runner.fps != FPS:

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any, cast
 
 import av
-import cv2
 import numpy as np
 
+from models.frames import to_i420
 from models.offline.audio import AudioTrack
 from models.offline.context import RenderContext
 from models.offline.options import (
@@ -48,11 +48,6 @@ from models.pipeline import speech_to_take
 from models.render.base import MouthRenderer
 
 QUEUE_PER_WORKER = 3  # frames in flight per render worker
-
-
-def to_i420(rgb: np.ndarray) -> np.ndarray:
-    """uint8 (H, W, 3) RGB -> uint8 (H * 3 // 2, W) planar YUV 4:2:0 (BT.601, limited)."""
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
 
 
 def default_workers() -> int:
@@ -171,7 +166,10 @@ def render_file(
             image = cast(MouthRenderer, renderer).render(take.coeffs[i], mouth[i])
         if paster is not None:
             image = paster.paste(image)
-        return to_i420(image)
+        yuv = to_i420(image)
+        if yuv is None:  # sizes are made even before rendering starts
+            raise RenderError(f"a {image.shape[1]}x{image.shape[0]} frame cannot be 4:2:0")
+        return yuv
 
     tmp, container = open_output(output, speech)
     try:

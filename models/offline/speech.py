@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from models.audio import AudioError
+from models.audio import SAMPLE_RATE, AudioError
 from models.audio.decode import load_audio
 from models.offline.options import RenderError
 
@@ -32,7 +32,7 @@ def edtalk_mouth(runner: Any, pcm16k: np.ndarray, frames: int, fps: int) -> np.n
     """
     if fps != runner.fps:
         raise RenderError(f"the edtalk backend renders at {runner.fps} fps, got --fps {fps}")
-    spf = 16_000 // fps
+    spf = SAMPLE_RATE // fps
     pcm = np.asarray(pcm16k, np.float32).reshape(-1)[: frames * spf]
     padded = np.pad(pcm, (0, frames * spf - len(pcm)))
     mouth = np.asarray(runner.from_wav(padded), np.float32)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.audio import SAMPLE_RATE
 from server.errors import UserError
 
 HELP = "real-time factor of offline rendering (headcast render) at 256 and 512"
@@ -24,7 +25,6 @@ TEXT = (
     "Offline rendering turns a narration into a video of the avatar speaking it. "
     "This sentence is long enough to measure the steady rate of rendering and encoding."
 )
-SAMPLE_RATE = 16_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -27,7 +27,6 @@ from server.errors import UserError
 
 HELP = "render speech files to MP4 videos of the avatar (one file, a folder or a glob; Ray)"
 BAR_WIDTH = 28
-EDTALK_FPS = 25  # EDTalk's Audio2Lip is trained on 25 fps video
 X264_PRESETS = (
     "ultrafast superfast veryfast faster fast medium slow slower veryslow placebo".split()
 )
@@ -163,6 +162,8 @@ def _options(args: argparse.Namespace) -> object:
         from server.commands.serve import check_edtalk
 
         check_edtalk(args.edtalk_weights, args.edtalk_precision)
+        from models.edtalk.mel import FPS as EDTALK_FPS  # Audio2Lip's training frame rate
+
         if args.fps != EDTALK_FPS:
             raise UserError(f"--backend edtalk renders at {EDTALK_FPS} fps, got --fps {args.fps}")
         if args.ray or args.ray_address:

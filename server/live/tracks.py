@@ -6,7 +6,7 @@ frame that is not ready repeats the last one (counted); audio that is not there 
 silence. Once aiortc has made its VP8 or Opus encoder, the tracks encode in ``recv``
 themselves and hand aiortc packets (see :mod:`server.live.encoders`: cheaper than aiortc's
 trip to an executor thread per frame). Video goes out as yuv420p, converted once per
-frame where it is rendered (:func:`~server.live.output.to_i420`).
+frame where it is rendered (:func:`~models.frames.to_i420`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from models.audio.resample import BlockUpsampler
+from models.frames import to_i420
 from server.live.clock import (
     AUDIO_CHUNK,
     OPUS_LOOKAHEAD_SAMPLES,
@@ -37,7 +38,6 @@ from server.live.encoders import (
     RenderedVp8Encoder,
     SpeechOpusEncoder,
 )
-from server.live.output import to_i420
 
 if TYPE_CHECKING:
     from server.live.session import Session
