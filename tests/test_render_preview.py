@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import av
 import cv2
 
 from server.cli import main
@@ -13,7 +15,6 @@ def test_preview_writes_sheet_and_sweep(tmp_path, capsys):
     assert main(["preview", "-o", str(tmp_path), "--size", "256"]) == 0
     sheet = cv2.imread(str(tmp_path / "contact_sheet.png"))
     assert sheet is not None and sheet.shape[0] > 38 * 100  # one row per channel
-    import av
 
     with av.open(str(tmp_path / "sweep.mp4")) as video:
         stream = video.streams.video[0]
@@ -40,3 +41,55 @@ def test_bench_render_prints_ratios(capsys):
     assert "bare cv2.remap" in out and "cpu fast path" in out and "onnx cpu (batch 1)" in out
     ratios = [float(r) for r in re.findall(r"([0-9.]+)x remap", out)]
     assert len(ratios) == 3 and ratios[0] == 1.0 and all(r > 0 for r in ratios)
+
+
+def test_preview_of_a_portrait_folder_writes_one_comparison_sheet(tmp_path, capsys, astronaut):
+    """Every portrait enrolls into one sheet (a row per face, a column per state); a
+    refused one keeps its row with the reason; --speech adds a clip per enrolled face."""
+    import numpy as np
+    import pytest
+
+    from models.render.preview import COMPARE_STATES, THUMB
+    from tests.conftest import png_bytes
+
+    pytest.importorskip("mediapipe")
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    (faces / "astronaut.png").write_bytes(png_bytes(astronaut))
+    (faces / "wall.png").write_bytes(png_bytes(np.full((300, 300, 3), 128, np.uint8)))
+    (faces / "notes.txt").write_text("not a portrait")
+    speech = Path(__file__).parent / "fixtures" / "speech.wav"
+    out = tmp_path / "out"
+    args = ["preview", "--portraits", str(faces), "-o", str(out), "--size", "256"]
+    assert main([*args, "--speech", str(speech)]) == 0
+    sheet = cv2.imread(str(out / "compare.png"))
+    assert sheet is not None
+    assert sheet.shape[0] == 30 + 2 * THUMB  # header + the two images, not the text file
+    assert sheet.shape[1] > len(COMPARE_STATES) * THUMB
+    face_row = sheet[30 : 30 + THUMB, -len(COMPARE_STATES) * THUMB :].astype(int)
+    rest, jaw = face_row[:, :THUMB], face_row[:, 2 * THUMB : 3 * THUMB]
+    assert np.abs(jaw - rest).mean() > 1.0  # the states differ
+    refused_row = sheet[30 + THUMB :, -len(COMPARE_STATES) * THUMB :]
+    assert refused_row.std() < 1.0  # blank tiles for the refused image
+    err = capsys.readouterr().err
+    assert "wall.png" in err and "refused: no face" in err
+    with av.open(str(out / "astronaut.mp4")) as video:
+        assert video.streams.video[0].width == 256
+    assert not (out / "wall.mp4").exists()
+
+
+def test_preview_folder_errors_are_clean(tmp_path, capsys):
+    assert main(["preview", "--portraits", str(tmp_path / "nope"), "-o", str(tmp_path)]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    assert main(["preview", "--portraits", str(tmp_path), "-o", str(tmp_path / "o")]) == 2
+    assert "no images" in capsys.readouterr().err
+    assert main(["preview", "--speech", str(tmp_path / "x.wav"), "-o", str(tmp_path)]) == 2
+    assert "--speech needs --portraits" in capsys.readouterr().err
+
+
+def test_contact_sheet_labels_weakened_and_switched_off_channels():
+    from models.render.preview import channel_label
+
+    assert channel_label("jawOpen", {}) == ("jawOpen", "")
+    assert channel_label("browInnerUp", {"browInnerUp": 0.0})[1].startswith("off")
+    assert channel_label("mouthSmileLeft", {"mouthSmileLeft": 0.64})[1].startswith("x0.64")

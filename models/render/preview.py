@@ -143,3 +143,68 @@ def write_sweep(
             out.mux(packet)
     tmp.replace(path)
     return len(coeffs)
+
+
+# The comparison sheet: one row per portrait, one column per state.
+COMPARE_STATES: tuple[tuple[str, dict[str, float]], ...] = (
+    ("rest", {}),
+    ("jaw 0.5", {"jawOpen": 0.5}),
+    ("jaw 1", {"jawOpen": 1.0}),
+    ("closed", {"jawOpen": 0.5, "mouthClose": 0.5}),
+    ("funnel", {"mouthFunnel": 1.0}),
+    ("blink", {"eyeBlinkLeft": 1.0, "eyeBlinkRight": 1.0}),
+    ("yaw +15", {"headYaw": 15.0}),
+    ("yaw -15", {"headYaw": -15.0}),
+)
+COMPARE_CROP = 0.62  # share of the head frame shown per tile (the face is 42 % of it)
+NOTE_W = 260
+
+
+def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float = 0.5) -> None:
+    color = (0, 0, 0) if img.ndim == 3 else 0
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return lines + ([line] if line else [])
+
+
+def comparison_row(name: str, renderer: Renderer | None, note: str) -> np.ndarray:
+    """uint8 (THUMB, NOTE_W + len(COMPARE_STATES) * THUMB, 3) RGB: one portrait's row.
+
+    ``renderer`` None (the portrait was refused) leaves the tiles blank; ``note`` says
+    why, or which channels enrollment weakened or switched off.
+    """
+    from models.channels import from_mapping
+
+    label = np.full((THUMB, NOTE_W, 3), 255, np.uint8)
+    _text(label, name[:32], (6, 20), 0.5)
+    for i, line in enumerate(_wrap(note, 38)[:7]):
+        _text(label, line, (6, 42 + 17 * i), 0.4)
+    tiles = []
+    for _, coeffs in COMPARE_STATES:
+        if renderer is None:
+            tiles.append(np.full((THUMB, THUMB, 3), 235, np.uint8))
+            continue
+        frame = renderer.render(from_mapping(coeffs))
+        s = frame.shape[0]
+        half = int(COMPARE_CROP * s / 2)
+        crop = frame[s // 2 - half : s // 2 + half, s // 2 - half : s // 2 + half]
+        tiles.append(cv2.resize(crop, (THUMB, THUMB), interpolation=cv2.INTER_AREA))
+    return np.concatenate([label, *tiles], axis=1)
+
+
+def comparison_sheet(rows: list[np.ndarray]) -> np.ndarray:
+    """Stack :func:`comparison_row` rows under a header naming the states."""
+    width = NOTE_W + len(COMPARE_STATES) * THUMB
+    header = np.full((30, width, 3), 255, np.uint8)
+    for i, (title, _) in enumerate(COMPARE_STATES):
+        _text(header, title, (NOTE_W + i * THUMB + 8, 21), 0.55)
+    return np.concatenate([header, *rows], axis=0)

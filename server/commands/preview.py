@@ -1,4 +1,9 @@
-"""``headcast preview --avatar DIR -o OUT_DIR``: contact sheet PNG and a sweep MP4."""
+"""``headcast preview --avatar DIR -o OUT_DIR``: contact sheet PNG and a sweep MP4.
+
+``headcast preview --portraits FOLDER -o OUT_DIR [--speech WAV]``: enroll every portrait
+in a folder and write one comparison sheet (each face at rest, jaw 0.5 and 1, closed,
+funnel, blink, yaw +-15 degrees), plus a clip of each face saying ``WAV``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,11 @@ from pathlib import Path
 from server.cli_args import writable_file
 from server.errors import UserError
 
-HELP = "write a contact sheet (every channel at 0, 0.5, 1) and a bank-sweep MP4 of an avatar"
+HELP = (
+    "write a contact sheet (every channel at 0, 0.5, 1) and a bank-sweep MP4 of an avatar, "
+    "or one comparison sheet of a folder of portraits"
+)
+PORTRAIT_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +28,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     parser.add_argument("--size", type=int, choices=(256, 512), default=None)
     parser.add_argument("--no-video", action="store_true", help="only the contact sheet")
+    parser.add_argument(
+        "--portraits",
+        type=Path,
+        default=None,
+        help="a folder of portraits: enroll each (packs cached under OUT/avatars) and write "
+        "one comparison sheet, compare.png",
+    )
+    parser.add_argument(
+        "--speech",
+        type=Path,
+        default=None,
+        help="with --portraits: also render a clip of each face saying this audio file",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
     from models.render.warp import WarpRenderer
     from server.commands.enroll import channel_report
 
+    if args.portraits is not None:
+        return run_folder(args)
+    if args.speech is not None:
+        raise UserError("--speech needs --portraits")
     try:
         pack = load_pack(args.avatar)
     except AvatarError as exc:
@@ -67,3 +93,64 @@ def run(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
         print(f"sweep video: {video}")
     return 0
+
+
+def run_folder(args: argparse.Namespace) -> int:
+    """Enroll each portrait of ``args.portraits``; one comparison sheet, optional clips."""
+    import cv2
+
+    from models.avatar.enroll import enroll
+    from models.avatar.errors import AvatarError, EnrollError
+    from models.avatar.pack import load_pack
+    from models.render.preview import comparison_row, comparison_sheet
+    from models.render.warp import WarpRenderer
+    from server.commands.enroll import channel_report
+
+    folder: Path = args.portraits
+    if not folder.is_dir():
+        raise UserError(f"--portraits {folder}: not a folder")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in PORTRAIT_SUFFIXES)
+    if not files:
+        raise UserError(f"--portraits {folder}: no images ({', '.join(PORTRAIT_SUFFIXES)})")
+    if args.speech is not None and not args.speech.is_file():
+        raise UserError(f"--speech {args.speech}: no such file")
+    try:
+        (args.out / "avatars").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {args.out}: {exc.strerror}") from exc
+    sheet_path = args.out / "compare.png"
+    writable_file(sheet_path, "-o")
+    size = args.size or 512
+    rows = []
+    for i, path in enumerate(files, 1):
+        print(f"[{i}/{len(files)}] {path.name}", file=sys.stderr, flush=True)
+        pack_dir = args.out / "avatars" / path.stem
+        try:
+            enroll(path, pack_dir, size=size)
+            pack = load_pack(pack_dir)
+        except (EnrollError, AvatarError) as exc:
+            rows.append(comparison_row(path.name, None, f"refused: {exc}"))
+            print(f"  refused: {exc}", file=sys.stderr)
+            continue
+        report = channel_report(pack.meta)
+        rows.append(comparison_row(path.name, WarpRenderer(pack), report))
+        if args.speech is not None:
+            _clip(args.speech, pack_dir, args.out / f"{path.stem}.mp4", size)
+    if not cv2.imwrite(str(sheet_path), cv2.cvtColor(comparison_sheet(rows), cv2.COLOR_RGB2BGR)):
+        raise UserError(f"could not write {sheet_path}")
+    print(f"comparison sheet: {sheet_path}")
+    return 0
+
+
+def _clip(speech: Path, pack_dir: Path, out: Path, size: int) -> None:
+    from models.offline.context import RenderContext
+    from models.offline.options import RenderError, RenderOptions
+    from models.offline.render import render_file
+
+    try:
+        render_file(
+            speech, out, RenderOptions(size=size, workers=1), context=RenderContext(pack_dir)
+        )
+    except RenderError as exc:
+        raise UserError(f"clip {out.name}: {exc}") from exc
+    print(f"  clip: {out}", file=sys.stderr)
