@@ -271,8 +271,9 @@ class AppState:
 
     # ---- sessions ---------------------------------------------------------------------
 
-    async def create_session(self, params: SessionParams) -> Session:
-        """Build and admit a session; raises UnknownAvatar, KeyError (emotion),
+    async def create_session(self, params: SessionParams, owner: str | None = None) -> Session:
+        """Build and admit a session for ``owner`` (a session token's identity, None for
+        the API key or no auth); raises UnknownAvatar, KeyError (emotion),
         UnsupportedSession, AdmissionError."""
         sched = self.require_scheduler()
         MotionMixer(params.fps, seed=params.seed, emotion=params.emotion)  # validates emotion
@@ -349,9 +350,10 @@ class AppState:
                 run=sched.run,
                 on_cost=lambda c, n: sched.record_tick(params.size, c, n),
                 phase=0.0 if worker is None else worker.phase,
+                owner=owner,
+                connect_timeout_s=self.settings.viewer_connect_timeout_s,
             )
             session.pipeline.render_video = False
-            session.connect_timeout_s = self.settings.viewer_connect_timeout_s
             try:
                 sched.admit(session.id, params.size, params.fps)
             except Exception:

@@ -100,6 +100,20 @@ def test_concurrently_minted_tokens_are_unique_and_isolated(secured: ServerThrea
     sid = session["id"]
     assert call(secured, "GET", f"/v1/sessions/{sid}", bearer=b)[0] == 403
     assert call(secured, "DELETE", f"/v1/sessions/{sid}", bearer=b)[0] == 403
+    assert (
+        call(secured, "POST", f"/v1/sessions/{sid}/control", {"type": "ping"}, bearer=b)[0] == 403
+    )
+    ws_url = secured.url.replace("http", "ws") + f"/v1/sessions/{sid}/ws"
+
+    async def socket(token: str) -> str:
+        async with websockets.connect(f"{ws_url}?token={token}", open_timeout=10) as ws:
+            await ws.send(json.dumps({"type": "start"}))
+            return str(json.loads(await asyncio.wait_for(ws.recv(), 10))["type"])
+
+    with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+        asyncio.run(socket(b))
+    assert refused.value.response.status_code == 403
+    assert asyncio.run(socket(a)) == "ready"
     assert call(secured, "GET", f"/v1/sessions/{sid}", bearer=a)[0] == 200
     assert call(secured, "DELETE", f"/v1/sessions/{sid}", bearer=a)[0] == 204
 

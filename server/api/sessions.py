@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import HTTPConnection
 
 from models.audio import AudioError, AudioTooLong
 from models.avatar.errors import AvatarError
@@ -48,11 +49,20 @@ def session_links(session: Session) -> dict[str, Any]:
     return {"whep": f"{base}/whep", "ws": f"{base}/ws", "audio": f"{base}/audio"}
 
 
-def find_session(state: AppState, sid: str) -> Session:
+def find_session(state: AppState, sid: str, conn: HTTPConnection) -> Session:
+    """Session ``sid`` for a request or WebSocket: 404 if unknown, 403 if a session
+    token other than the one that opened it asks (the API key may use any)."""
     session = state.sessions.get(sid)
     if session is None:
         raise HTTPException(404, f"unknown session {sid!r}")
+    if not owned_by(session, conn):
+        raise HTTPException(403, f"session {sid} was not opened with this token")
     return session
+
+
+def owned_by(session: Session, conn: HTTPConnection) -> bool:
+    owner = token_owner(conn)
+    return owner is None or session.owner == owner
 
 
 async def open_session(state: AppState, req: SessionRequest, request: Request) -> Session:
@@ -66,7 +76,7 @@ async def open_session(state: AppState, req: SessionRequest, request: Request) -
         raise HTTPException(400, f"fps {fps} not available live; choose one of {list(LIVE_FPS)}")
     params = SessionParams(req.avatar, size, fps, req.emotion, req.input, req.seed)
     try:
-        session = await state.create_session(params)
+        session = await state.create_session(params, owner=token_owner(request))
     except UnknownAvatar as exc:
         raise HTTPException(404, str(exc)) from exc
     except AvatarError as exc:  # a pack on disk that does not load
@@ -79,7 +89,6 @@ async def open_session(state: AppState, req: SessionRequest, request: Request) -
     except AdmissionError as exc:
         state.metrics.sessions_refused += 1
         raise HTTPException(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from exc
-    session.owner = token_owner(request)
     return session
 
 
@@ -102,13 +111,15 @@ async def list_sessions(request: Request) -> list[dict[str, Any]]:
 
 @router.get("/{sid}")
 async def get_session(sid: str, request: Request) -> dict[str, Any]:
-    session = find_session(get_state(request), sid)
+    session = find_session(get_state(request), sid, request)
     return {**session.stats(), **session_links(session)}
 
 
 @router.delete("/{sid}", status_code=204)
 async def delete_session(sid: str, request: Request) -> Response:
-    if not await get_state(request).close_session(sid):
+    state = get_state(request)
+    find_session(state, sid, request)
+    if not await state.close_session(sid):  # closed meanwhile
         raise HTTPException(404, f"unknown session {sid!r}")
     return Response(status_code=204)
 
@@ -129,7 +140,7 @@ async def delete_session(sid: str, request: Request) -> Response:
 async def control(sid: str, request: Request) -> dict[str, Any]:
     """The WebSocket's control messages over HTTP (interrupt, emotion, pose)."""
     state = get_state(request)
-    session = find_session(state, sid)
+    session = find_session(state, sid, request)
     message = await read_json(request)
     try:
         reply = await apply_control(session, message)
@@ -171,7 +182,7 @@ def _decode_upload(data: bytes, suffix: str, max_seconds: float) -> Any:
 async def upload_audio(sid: str, request: Request) -> dict[str, Any]:
     """Queue an audio file (WAV, MP3, OGG, ... as the raw body) for the session to say."""
     state = get_state(request)
-    session = find_session(state, sid)
+    session = find_session(state, sid, request)
     data, filename = await read_upload(request, state.settings.max_upload_bytes)
     if not data:
         raise HTTPException(400, "empty upload: send the audio file as the request body")

@@ -103,8 +103,7 @@ async def _negotiate(state: AppState, session: Session, sdp: str) -> tuple[str, 
             sender = pc.addTrack(track)
             if isinstance(track, AvatarVideoTrack):
                 forward_keyframe_requests(sender, track.request_keyframe)
-        session.tracks[rid] = tracks
-        session.pipeline.render_video = True
+        session.add_tracks(rid, tracks)
         await pc.setLocalDescription(await pc.createAnswer())
     except HTTPException:
         await session.remove_peer(rid)
@@ -161,7 +160,7 @@ ANSWER: dict[int | str, dict[str, Any]] = {
 async def whep_offer(sid: str, request: Request) -> Response:
     """WHEP: SDP offer in, SDP answer out, resource URL in ``Location``."""
     state = get_state(request)
-    session = find_session(state, sid)
+    session = find_session(state, sid, request)
     rid, sdp = await answer(state, session, await _read_offer(request))
     return _created(session, rid, sdp)
 
@@ -184,7 +183,7 @@ async def whep_default(request: Request) -> Response:
     state = get_state(request)
     sdp = await _read_offer(request)
     session = await open_session(state, SessionRequest(), request)
-    session.close_without_viewers = lambda: state.close_session(session.id)
+    session.close_with_last_viewer(lambda: state.close_session(session.id))
     try:
         rid, answer_sdp = await answer(state, session, sdp)
     except HTTPException:
@@ -196,7 +195,7 @@ async def whep_default(request: Request) -> Response:
 @router.delete("/v1/sessions/{sid}/whep/{rid}", status_code=200)
 async def whep_delete(sid: str, rid: str, request: Request) -> Response:
     state = get_state(request)
-    session = find_session(state, sid)
+    session = find_session(state, sid, request)
     if not await session.drop_viewer(rid):
         raise HTTPException(404, f"unknown WHEP resource {rid!r}")
     return Response(status_code=200)

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from typing import Any, Literal
 
 import numpy as np
@@ -32,6 +31,7 @@ from starlette.websockets import WebSocketState
 
 from models.audio import AudioError
 from models.audio.features import StreamingResampler
+from server.api.sessions import owned_by
 from server.live.control import ControlError, apply_control
 from server.live.events import EventStream
 from server.live.session import Session
@@ -130,21 +130,20 @@ async def _serve(ws: WebSocket, state: AppState, session: Session, start: StartM
     limit = state.settings.max_message_bytes
     stream = EventStream(state.settings.max_pending_events, coefficients=start.coefficients)
     stream.put(session.ready_event())
-    session.streams.add(stream)
-    session.claimed = True
+    session.open_stream(stream)
     sender = asyncio.get_running_loop().create_task(_send_events(ws, stream, session))
     try:
         while not session.closed:
             msg = await ws.receive()
             if msg["type"] == "websocket.disconnect":
                 return
-            session.last_activity = time.monotonic()
+            session.touch()
             data = msg.get("bytes")
             if data is not None:
                 if len(data) > limit:
                     await _close(ws, CLOSE_TOO_BIG, f"message larger than {limit} bytes")
                     return
-                if not _may_speak(session, stream):  # before any decoding work
+                if not session.may_speak(stream):  # before any decoding work
                     stream.put({"type": "error", "message": ANOTHER_SPEAKER})
                     continue
                 try:
@@ -178,10 +177,7 @@ async def _serve(ws: WebSocket, state: AppState, session: Session, start: StartM
     except WebSocketDisconnect:
         return
     finally:
-        session.streams.discard(stream)
-        session.last_activity = time.monotonic()  # idle from when the last one leaves
-        if session.speaker is stream:
-            session.speaker = None
+        session.close_stream(stream)
         stream.close()
         if session.closed:  # the sender may still be sending: let it say so and close
             with contextlib.suppress(Exception):
@@ -199,23 +195,16 @@ ANOTHER_SPEAKER = (
 )
 
 
-def _may_speak(session: Session, stream: EventStream) -> bool:
-    """Whether this socket's speech may be queued: one socket speaks at a time, and it
-    keeps the turn while its speech is queued or playing (or until it closes)."""
-    holder = session.speaker
-    busy = session.pipeline.buffered() or session.events.speaking
-    if holder is not None and holder is not stream and busy:
-        return False
-    session.speaker = stream
-    return True
-
-
 @router.websocket("/v1/sessions/{sid}/ws")
 async def session_socket(ws: WebSocket, sid: str) -> None:
     """PCM and control in, events out (see the module docstring for the protocol)."""
     state = get_state(ws)
-    await ws.accept()
     session = state.sessions.get(sid)
+    if session is not None and not owned_by(session, ws):
+        # refused before the handshake (HTTP 403), as the auth guard refuses tokens
+        await ws.close(CLOSE_POLICY, f"session {sid} was not opened with this token")
+        return
+    await ws.accept()
     if session is None:
         await _close(ws, CLOSE_POLICY, f"unknown session {sid!r}")
         return

@@ -75,6 +75,8 @@ class Session:
         run: Callable[..., Any],
         on_cost: Callable[[float, int], None] | None = None,
         phase: float = 0.0,
+        owner: str | None = None,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
     ) -> None:
         self.id = secrets.token_urlsafe(9)
         self.params = params
@@ -91,10 +93,10 @@ class Session:
         self.peers: dict[str, RTCPeerConnection] = {}
         self._dropped_by_gone_viewers = 0
         self.claimed = False  # a viewer has connected or a WebSocket has come
-        self.connect_timeout_s = CONNECT_TIMEOUT_S
+        self.connect_timeout_s = connect_timeout_s
         self.viewers_timed_out = 0
         #: identity of the session token that opened it (None: the API key, or no auth)
-        self.owner: str | None = None
+        self.owner = owner
         self.interrupts = 0
         #: held while a viewer's offer is answered: a close waits for it, so no peer
         #: connection is closed in the middle of gathering (aiortc then leaks its sockets)
@@ -182,6 +184,41 @@ class Session:
     async def control(self, method: str, *args: Any) -> None:
         """``mixer.<method>(*args)`` on the worker side, between ticks."""
         await self._run(self.pipeline.control, method, *args)
+
+    # ---- what the API attaches: viewers' tracks, WebSocket streams --------------------
+
+    def close_with_last_viewer(self, close: Callable[[], Awaitable[object]]) -> None:
+        """A session made for its viewer (``POST /v1/whep``): ``close`` it with that viewer."""
+        self.close_without_viewers = close
+
+    def add_tracks(self, rid: str, tracks: list[MediaStreamTrack]) -> None:
+        """Viewer ``rid``'s output tracks; video is rendered while anyone watches."""
+        self.tracks[rid] = tracks
+        self.pipeline.render_video = True
+
+    def touch(self) -> None:
+        """Something used the session now (its idle timeout counts from the last use)."""
+        self.last_activity = time.monotonic()
+
+    def open_stream(self, stream: EventStream) -> None:
+        """A WebSocket's event stream joins: it gets the session's events."""
+        self.streams.add(stream)
+        self.claimed = True
+
+    def close_stream(self, stream: EventStream) -> None:
+        self.streams.discard(stream)
+        self.touch()  # idle from when the last one leaves
+        if self.speaker is stream:
+            self.speaker = None
+
+    def may_speak(self, stream: EventStream) -> bool:
+        """Whether ``stream``'s socket may queue speech now: one socket speaks at a time,
+        and it keeps the turn while its speech is queued or playing (or until it closes)."""
+        busy = self.pipeline.buffered() or self.events.speaking
+        if self.speaker is not None and self.speaker is not stream and busy:
+            return False
+        self.speaker = stream
+        return True
 
     # ---- peers ------------------------------------------------------------------------
 
