@@ -11,7 +11,8 @@ processes) and open file descriptors.
 Load spikes (``--spikes``, on by default) come in turns, one every ``--spike-every-s``:
 both cores kept busy by a burner process for 20 s; the render processes frozen for
 1.5 s twice (SIGSTOP/SIGCONT); utterances pushed while renders are frozen (early
-onsets onto late renders). Windows that hold a spike say which.
+onsets onto late renders). Windows that hold a spike say which; a viewer whose
+connection failed is replaced by a new one and the window says ``viewer-lost``.
 """
 
 from __future__ import annotations
@@ -155,6 +156,13 @@ async def _soak(url: str, pid: int, args: argparse.Namespace, speech: np.ndarray
                     task.add_done_callback(tasks.discard)
             if now >= next_sample:
                 next_sample += SAMPLE_EVERY_S
+                if viewer.pc is not None and viewer.pc.connectionState in ("failed", "closed"):
+                    # e.g. ICE consent expired while the machine was overloaded: say so in
+                    # the window and watch again, so the run goes on measuring
+                    spikes_in_window.append("viewer-lost")
+                    with contextlib.suppress(Exception):
+                        await viewer.close()
+                    viewer = await Viewer(client).watch(session["whep"])
                 got = viewer.received.video[:]
                 del viewer.received.video[: len(got)]
                 video += [(t, meter.measure(frame)) for t, frame in got]
