@@ -113,7 +113,7 @@ def test_head_turned_or_tilted_past_the_renderer_is_refused(astronaut):
 def test_a_channel_that_folds_at_any_strength_is_switched_off_not_refused(
     monkeypatch, tmp_path, astronaut, capsys
 ):
-    """A displacement that mirrors the face folds at every strength tried: the face still
+    """A displacement that mirrors the face (x12) folds at every strength tried: the face still
     enrolls, with that channel off (strength 0) in the pack, the CLI and the preview."""
     import models.avatar.enroll as E
     from server.cli import main
@@ -124,7 +124,7 @@ def test_a_channel_that_folds_at_any_strength_is_switched_off_not_refused(
     def mirrored(points: np.ndarray) -> np.ndarray:
         disp = authored(points)
         x = points[:, 0]
-        disp[k, :, 0] = -4.0 * (x - x.mean())
+        disp[k, :, 0] = -12.0 * (x - x.mean())
         disp[k, :, 1] = 0.0
         return disp
 

@@ -57,7 +57,7 @@ SIZES = (256, 512)
 MAX_FOLD_RETRIES = 6
 FOLD_SHRINK = 0.8
 MAX_RESTORE_GAIN = 2.5  # at most this much of a projected channel's lost norm is restored
-UNFOLD_ROUNDS = 3  # relax-and-reproject rounds per channel before weakening it
+UNFOLD_ROUNDS = 8  # relax-and-reproject rounds per channel before weakening it
 MIN_JACOBIAN = 0.05  # the flow's Jacobian determinant must stay above this (0 = a fold)
 # Blinks are drawn by backward lid maps (``blink_backward``); their forward fields are
 # never rendered, so they are not tested for folds.
