@@ -1,0 +1,26 @@
+"""server/settings.py: settings reject unknown keys and read the environment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from models.config import ConfigError
+from server.settings import ServerSettings, load_settings
+
+
+def test_settings_reject_unknown_keys_and_read_env(tmp_path: Any, monkeypatch: Any) -> None:
+    cfg = tmp_path / "server.yaml"
+    cfg.write_text("port: 9000\nice_host_addresses: [10.0.0.5]\n")
+    monkeypatch.setenv("HEADCAST_SERVE__MAX_SESSIONS", "3")
+    s = load_settings(cfg, host="0.0.0.0")
+    assert (s.port, s.host, s.max_sessions) == (9000, "0.0.0.0", 3)
+    assert s.ice_host_addresses == ("10.0.0.5",)
+    assert "*" not in ServerSettings().cors_origins
+    cfg.write_text("prot: 9000\n")
+    with pytest.raises(ConfigError, match="prot"):
+        load_settings(cfg)
+    cfg.write_text("allowed_sizes: [250]\n")
+    with pytest.raises(ConfigError, match="multiples of 16"):
+        load_settings(cfg)
