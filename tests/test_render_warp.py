@@ -240,6 +240,7 @@ def test_blink_closes_the_eye_with_skin_not_a_flat_patch(fast, pack512):
         {"jawOpen": 1.0, "eyeBlinkRight": 1.0, "headYaw": -15, "browInnerUp": 1.0},
         {"headPitch": -10, "headRoll": 8, "jawOpen": 0.4, "headTx": 0.02, "mouthFunnel": 0.6},
         {"mouthPressLeft": 0.3, "mouthPressRight": 0.1, "jawOpen": 0.3, "mouthClose": 0.1},
+        {"mouthPressLeft": 0.4, "mouthPressRight": 0.4, "headYaw": 6, "headRoll": -4},
     ],
 )
 def test_fast_path_onnx_and_reference_agree(pack256, coeffs):

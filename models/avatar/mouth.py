@@ -18,6 +18,7 @@ T_MAX = 0.5  # mouth widths covered by a texture's rows
 TOOTH_LEN = 0.12  # visible upper incisor length, mouth widths
 # Tooth widths from the centre outwards (central incisor .. premolar), mouth widths.
 TOOTH_WIDTHS = (0.105, 0.085, 0.08, 0.07, 0.065, 0.06)
+NEAR_SHADE = 0.42  # the cavity next to the lips, as a share of the lip colour
 GAP_OPEN_FRAC = 0.06  # rest opening (mouth widths) above which the portrait's own teeth are used
 
 
@@ -97,7 +98,7 @@ def synth_lower(lip_rgb: np.ndarray, luma: float) -> np.ndarray:
 def cavity_colors(lip_rgb: np.ndarray) -> np.ndarray:
     """float32 (6,): RGB of the deep cavity, RGB of the cavity next to the lips (0..255)."""
     deep = 0.16 * lip_rgb + np.array([4.0, 1.0, 1.0])
-    near = 0.42 * lip_rgb
+    near = NEAR_SHADE * lip_rgb
     return np.concatenate([deep, near]).astype(np.float32)
 
 

@@ -31,4 +31,8 @@ def render_reference(pack: AvatarPack, coeffs: np.ndarray) -> np.ndarray:
     if m.alpha > 0:
         color, cover = wm.interior(px, py, m, arrays, wm.bilinear)
         out = out * (1 - cover) + color * cover
+    weight = wm.seam_weight(m, float(arrays["mouth_shape"][0]))
+    if weight > 0:
+        a = wm.seam(px, py, m, weight)
+        out = out * (1 - a) + wm.seam_color(arrays)[:, None, None] * a
     return np.clip(np.rint(np.moveaxis(out, 0, -1)), 0, 255).astype(np.uint8)

@@ -124,6 +124,7 @@ class WarpRenderer:
 
     def _draw_mouth(self, out: np.ndarray, c: np.ndarray) -> None:
         m = wm.mouth_state(self.arrays, c, self.size)
+        self._draw_seam(out, m)
         if m.alpha <= 0.0:
             return
         lo = np.floor(m.ring.min(axis=0)).astype(int) - BBOX_MARGIN_PX
@@ -157,3 +158,19 @@ class WarpRenderer:
         ys, xs, cover, color = ys[sel] + y0, xs[sel] + x0, cover[sel, None], color[:, sel].T
         blended = out[ys, xs].astype(np.float64) * (1 - cover) + color * cover
         out[ys, xs] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+    def _draw_seam(self, out: np.ndarray, m: wm.MouthState) -> None:
+        """The lip seam (``warp_math.seam``), drawn in the ring's bounding box only."""
+        weight = wm.seam_weight(m, float(self.arrays["mouth_shape"][0]))
+        if weight <= 0.0:
+            return
+        pad = int(np.ceil(wm.SEAM_HALF_PX + 2 * wm.EDGE_SOFT_PX)) + 1
+        x0, y0 = np.clip(np.floor(m.ring.min(axis=0)).astype(int) - pad, 0, self.size)
+        x1, y1 = np.clip(np.ceil(m.ring.max(axis=0)).astype(int) + pad + 1, 0, self.size)
+        if x1 <= x0 or y1 <= y0:
+            return
+        py, px = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+        a = wm.seam(px, py, m, weight)[..., None]
+        region = out[y0:y1, x0:x1].astype(np.float64)
+        blended = region * (1 - a) + wm.seam_color(self.arrays) * a
+        out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)

@@ -14,7 +14,9 @@ follow these steps and are tested to agree:
 4. warp the portrait by that map (bilinear, border replicate);
 5. mouth interior: inside the polygon of the displaced inner-lip ring, a shaded
    cavity with upper teeth (attached to the upper lip) and tongue / lower teeth
-   (attached to the lower lip), faded in as the mouth opens beyond its rest gap.
+   (attached to the lower lip), faded in as the mouth opens beyond its rest gap;
+6. lip seam: where lips sealed over a portrait's own rest opening meet, a thin
+   lip-coloured line along the ring (``seam``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from functools import lru_cache
 import numpy as np
 
 from models.avatar import landmarks as L
-from models.avatar.mouth import T_MAX
+from models.avatar.mouth import NEAR_SHADE, T_MAX
 from models.channels import CHANNEL_INDEX, NUM_CHANNELS, POSE_SLICE, clip
 
 N_FLOW = POSE_SLICE.start  # mouth + expression channels that own a flow basis
@@ -41,6 +43,12 @@ BLINKS = (CHANNEL_INDEX["eyeBlinkLeft"], CHANNEL_INDEX["eyeBlinkRight"])
 YAW, PITCH, ROLL, TX, TY = range(POSE_SLICE.start, POSE_SLICE.stop)
 OPEN_RAMP_PX = 2.0  # the interior fades in over this much extra opening
 EDGE_SOFT_PX = 0.75  # half-width of the anti-aliased polygon edge
+# Sealed lips over the portrait's own teeth: the flow grid and the approximate inverse
+# leave a 1-2 px line of teeth where the lips meet; a lip-coloured seam covers it.
+SEAM_OPEN_PX = 2.0  # the seam fades in as the inner-lip opening drops below this
+SEAM_HALF_PX = 1.5  # half-width of the seam along the (collapsed) inner-lip ring
+SEAM_TAPER = 0.08  # it fades out over this share of the mouth width at each corner
+SEAM_SHADE = 0.8  # its colour, as a share of the lip colour
 I_UP = L.LIPS_INNER.index(L.UPPER_INNER_MID)
 I_LO = L.LIPS_INNER.index(L.LOWER_INNER_MID)
 I_CR = L.LIPS_INNER.index(L.INNER_CORNER_R)
@@ -329,3 +337,26 @@ def identity_map(size: int) -> np.ndarray:
     c = np.arange(size, dtype=np.float32)
     gx, gy = np.meshgrid(c, c)
     return np.stack([gx, gy])
+
+
+def seam_weight(m: MouthState, rest_gap: float) -> float:
+    """0..1: how much of the lip seam to draw. Only on a portrait with an open rest gap
+    (teeth, an open mouth) whose lips the flow has brought (nearly) together."""
+    closing = np.clip((SEAM_OPEN_PX - m.opening) / SEAM_OPEN_PX, 0.0, 1.0)
+    open_rest = np.clip((rest_gap - SEAM_OPEN_PX) / SEAM_OPEN_PX, 0.0, 1.0)
+    return float(closing * open_rest)
+
+
+def seam_color(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """float64 (3,) 0..255: the seam's colour, from the cavity colour next to the lips."""
+    return arrays["cavity"][3:].astype(np.float64) * (SEAM_SHADE / NEAR_SHADE)
+
+
+def seam(px: np.ndarray, py: np.ndarray, m: MouthState, weight: float) -> np.ndarray:
+    """Seam alpha (...) 0..1 at output pixels: within SEAM_HALF_PX of the inner-lip ring,
+    between the corners."""
+    s, _, _ = texture_coords(px, py, m)
+    dist = np.abs(polygon_sdf(px, py, m.ring))
+    line = np.clip((SEAM_HALF_PX - dist) / (2 * EDGE_SOFT_PX) + 0.5, 0.0, 1.0)
+    taper = np.clip(np.minimum(s, 1.0 - s) / SEAM_TAPER, 0.0, 1.0)
+    return line * taper * weight

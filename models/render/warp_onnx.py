@@ -252,6 +252,35 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
     )
     out = g.add(g.mul(warped, g.sub(one, cover)), g.mul(color, cover))
 
+    # lip seam over sealed lips (warp_math.seam)
+    open_rest = float(np.clip((rest_gap - wm.SEAM_OPEN_PX) / wm.SEAM_OPEN_PX, 0.0, 1.0))
+    if open_rest > 0.0:
+        closing = g.clip(
+            g.div(
+                g.sub(g.const(np.float32(wm.SEAM_OPEN_PX)), opening),
+                g.const(np.float32(wm.SEAM_OPEN_PX)),
+            ),
+            0.0,
+            1.0,
+        )
+        line = g.clip(
+            g.add(
+                g.div(
+                    g.sub(g.const(np.float32(wm.SEAM_HALF_PX)), dist),
+                    g.const(np.float32(2 * wm.EDGE_SOFT_PX)),
+                ),
+                half,
+            ),
+            0.0,
+            1.0,
+        )
+        taper = g.clip(
+            g.div(g.op("Min", s, g.sub(one, s)), g.const(np.float32(wm.SEAM_TAPER))), 0.0, 1.0
+        )
+        seam_a = g.mul(g.mul(line, taper), g.mul(closing, g.const(np.float32(open_rest))))
+        seam_rgb = g.const(wm.seam_color(a).astype(np.float32).reshape(1, 3, 1, 1))
+        out = g.add(g.mul(out, g.sub(one, seam_a)), g.mul(seam_rgb, seam_a))
+
     # 6. uint8 (B, S, S, 3)
     out = g.op("Cast", g.clip(g.op("Round", out), 0.0, 255.0), to=TensorProto.UINT8)
     g.nodes.append(helper.make_node("Transpose", [out], ["frames"], perm=[0, 2, 3, 1]))
