@@ -228,7 +228,7 @@ def build_pack(image: np.ndarray, size: int = 512, progress: Progress = _noop) -
     rest_gap = float((ring[i_lo] - origin) @ v)
     upper_curve = float(((0.5 * (ring[i_cr] + ring[i_cl])) - origin) @ v) / width
     lip_rgb, luma = lip_and_skin_colors(frame, points)
-    teeth, own_teeth = portrait_teeth(frame, points, synth_upper_teeth(luma))
+    teeth, own_teeth = portrait_teeth(frame, points, synth_upper_teeth(luma), luma)
     arrays = {
         "landmarks": points.astype(np.float32),
         "bases": fields.astype(np.float32),

@@ -114,10 +114,27 @@ def mouth_frame(ring: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, f
     return ring[i_up], u, v, width
 
 
+OWN_TEETH_LEN = 1.4 * TOOTH_LEN  # how far below the upper lip the portrait's teeth are taken
+
+
+def teeth_likeness(rgb: np.ndarray, face_luma: float) -> np.ndarray:
+    """float (...) 0..1: how much pixels ``rgb`` (..., 3) look like teeth: bright for the
+    face, and unsaturated (tongue, lips and the cavity are red or dark)."""
+    rgb = rgb.astype(np.float64)
+    luma = rgb @ np.array([0.299, 0.587, 0.114])
+    sat = (rgb.max(axis=-1) - rgb.min(axis=-1)) / np.maximum(rgb.max(axis=-1), 1.0)
+    bright = np.clip((luma - 0.75 * face_luma) / (0.25 * face_luma), 0.0, 1.0)
+    pale = np.clip((0.4 - sat) / 0.15, 0.0, 1.0)
+    return bright * pale
+
+
 def portrait_teeth(
-    image: np.ndarray, points: np.ndarray, synth: np.ndarray
+    image: np.ndarray, points: np.ndarray, synth: np.ndarray, face_luma: float = 128.0
 ) -> tuple[np.ndarray, bool]:
-    """Use the portrait's own teeth for the upper layer when its mouth is open enough."""
+    """Use the portrait's own upper teeth for the upper layer when its mouth is open enough.
+
+    Only what looks like teeth, just below the upper lip, is taken: the tongue, lower
+    teeth and cavity of an open-mouthed portrait would hang from the upper lip."""
     ring = points[list(L.LIPS_INNER), :2].astype(np.float64)
     origin, u, v, width = mouth_frame(ring)
     i_lo = L.LIPS_INNER.index(L.LOWER_INNER_MID)
@@ -137,7 +154,8 @@ def portrait_teeth(
     inside = np.zeros(image.shape[:2], np.uint8)
     cv2.fillPoly(inside, [np.round(ring).astype(np.int32)], 255)
     a = cv2.remap(inside, px.astype(np.float32), py.astype(np.float32), cv2.INTER_LINEAR)
-    a = np.minimum(a.astype(np.float64), 255.0 * (t < opening))
+    a = np.minimum(a.astype(np.float64), 255.0 * (t < min(opening, OWN_TEETH_LEN)))
+    a = a * teeth_likeness(sampled, face_luma)
     out = synth.astype(np.float64)
     alpha = a[..., None] / 255.0
     out[..., :3] = sampled * alpha + out[..., :3] * (1 - alpha)
