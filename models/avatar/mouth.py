@@ -76,21 +76,34 @@ def synth_upper_teeth(luma: float) -> np.ndarray:
     return np.dstack([np.clip(rgb, 0, 255), alpha * 255]).round().astype(np.uint8)
 
 
+LOWER_TOOTH_LEN = 0.055  # visible lower incisor length, mouth widths
+
+
 def synth_lower(lip_rgb: np.ndarray, luma: float) -> np.ndarray:
-    """uint8 (TEX_H, TEX_W, 4) RGBA seen just above the lower lip: tongue, a hint of lower teeth."""
+    """uint8 (TEX_H, TEX_W, 4) RGBA seen just above the lower lip: a row of lower teeth
+    (shorter than the upper ones, in the lower lip's shadow) in front of the tongue."""
     s, t = texel_coords()
     light = float(np.clip(luma / 150.0, 0.55, 1.1))
     centre = np.abs(2 * s - 1)
-    tongue_rgb = 0.75 * lip_rgb + 0.25 * np.array([200.0, 95.0, 100.0])
-    r = np.sqrt(((s - 0.5) / 0.4) ** 2 + ((t + 0.01) / 0.16) ** 2)
-    tongue_a = np.clip((1.0 - r) / 0.45, 0.0, 1.0) * 0.9
-    tongue_shade = 0.45 + 0.45 * np.clip(1.0 - r, 0.0, 1.0) ** 0.7
-    teeth_a = (
-        np.clip((0.028 - t) / 0.012, 0.0, 1.0) * np.clip((0.45 - centre) / 0.25, 0.0, 1.0) * 0.55
+    # Tongue: a dome rising behind the teeth, lighter at its front, darker towards the back.
+    r = np.sqrt(((s - 0.5) / 0.34) ** 2 + ((t + 0.04) / 0.2) ** 2)
+    tongue_a = np.clip((1.0 - r) / 0.2, 0.0, 1.0)
+    tongue_base = 0.5 * lip_rgb + 0.5 * np.array([200.0, 85.0, 90.0])
+    tongue_rgb = (
+        tongue_base[None, None, :] * (0.6 + 0.45 * np.clip(1.0 - r, 0.0, 1.0) ** 0.5)[..., None]
     )
-    teeth_rgb = np.array([200.0, 190.0, 175.0]) * light * 0.85
-    rgb = tongue_rgb[None, None, :] * tongue_shade[..., None]
-    rgb = rgb * (1 - teeth_a[..., None]) + teeth_rgb * teeth_a[..., None]
+    # Lower incisors and canines, narrower towards the corners.
+    edges = _tooth_edges()
+    idx = np.clip(np.searchsorted(edges, s) - 1, 0, len(edges) - 2)
+    width = edges[idx + 1] - edges[idx]
+    u = (s - edges[idx]) / width
+    tip = LOWER_TOOTH_LEN * (1.0 - 0.5 * centre**2) * (1.0 - 0.25 * (2 * u - 1) ** 4)
+    teeth_a = np.clip((tip - t) / 0.01 + 0.5, 0.0, 1.0) * np.clip((0.8 - centre) / 0.1, 0.0, 1.0)
+    seam = np.clip(np.minimum(u, 1 - u) * width / 0.006, 0.0, 1.0)
+    shade = (0.55 + 0.2 * (1 - centre**2)) * (0.75 + 0.25 * seam)
+    teeth_rgb = np.array([225.0, 215.0, 200.0]) * light * shade[..., None]
+    a = teeth_a[..., None]
+    rgb = tongue_rgb * (1 - a) + teeth_rgb * a
     alpha = np.maximum(tongue_a, teeth_a)
     return np.dstack([np.clip(rgb, 0, 255), alpha * 255]).round().astype(np.uint8)
 
