@@ -124,3 +124,17 @@ def test_jaw_moves_the_chin_and_closures_shut_the_lips(packs, name):
     ):
         m = wm.mouth_state(pack.arrays, wm.prepare(from_mapping(closure)), pack.size)
         assert m.opening <= 1.0, f"{name}: lips {m.opening:.1f} px apart at {closure}"
+
+
+@pytest.mark.parametrize("name", list(PORTRAITS))
+def test_head_turns_and_nods_do_not_fold_the_face(packs, name):
+    """At the pose range's limits (yaw and pitch of +-20 degrees) the flow keeps a positive
+    Jacobian: the far cheek turns away instead of folding into a serrated edge."""
+    from models.avatar.bases import jacobian
+    from models.render import warp_math as wm
+
+    pack = packs[name]
+    for pose in ({"headYaw": 20}, {"headYaw": -20}, {"headPitch": 20}, {"headPitch": -20}):
+        forward = wm.forward_field(pack.arrays, wm.prepare(from_mapping(pose)), pack.size)
+        worst = float(jacobian(forward, pack.size).min())
+        assert worst > 0.0, f"{name}: {pose} folds (Jacobian {worst:.2f})"

@@ -49,7 +49,14 @@ from models.avatar.mouth import (
     synth_upper_teeth,
 )
 from models.avatar.pack import PACK_VERSION, AvatarPack, read_meta
-from models.channels import CHANNEL_INDEX, EXPRESSION_CHANNELS, MOUTH_CHANNELS
+from models.channels import (
+    CHANNEL_INDEX,
+    EXPRESSION_CHANNELS,
+    MOUTH_CHANNELS,
+    NUM_CHANNELS,
+    POSE_ANGLE_LIMIT_DEG,
+    POSE_CHANNELS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +64,16 @@ SIZES = (256, 512)
 MAX_FOLD_RETRIES = 6
 FOLD_SHRINK = 0.8
 MAX_RESTORE_GAIN = 2.5  # at most this much of a projected channel's lost norm is restored
+POSE_CHECKS = tuple(
+    (CHANNEL_INDEX[name], sign * POSE_ANGLE_LIMIT_DEG)
+    for name in POSE_CHANNELS[:2]  # headYaw, headPitch
+    for sign in (1.0, -1.0)
+)
 UNFOLD_ROUNDS = 8  # relax-and-reproject rounds per channel before weakening it
+# Gaussian sigmas (flow-grid cells) tried on the depth field, in order, until the pose
+# range turns the head without folding it (Jacobian at least MIN_POSE_JACOBIAN).
+DEPTH_BLUR_CELLS = (0.0, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+MIN_POSE_JACOBIAN = 0.1
 MIN_JACOBIAN = 0.05  # the flow's Jacobian determinant must stay above this (0 = a fold)
 # Blinks are drawn by backward lid maps (``blink_backward``); their forward fields are
 # never rendered, so they are not tested for folds.
@@ -188,6 +204,35 @@ def _fold_safe(
     return fields, disp, scales
 
 
+def _fold_free_depth(
+    depth: np.ndarray, weight: np.ndarray, pivot: np.ndarray, size: int
+) -> tuple[np.ndarray, float]:
+    """Smooth the depth field until the head turns and nods of the pose range do not fold.
+
+    Where the depth falls steeply (the cheek's outline, hair over it) a turn moves
+    neighbouring points by very different amounts: at yaw 20 the far cheek folded into
+    a serrated edge. -> (float32 (G, G) depth, the Gaussian sigma used in grid cells).
+    """
+    from models.render.warp_math import grid_xy, pose_displace
+
+    g = depth.shape[-1]
+    xy = grid_xy(size, g).astype(np.float32)
+    c = np.zeros(NUM_CHANNELS, np.float32)
+    out, used = depth, 0.0
+    for sigma in DEPTH_BLUR_CELLS:
+        out = depth if sigma == 0 else cv2.GaussianBlur(depth, (0, 0), sigma)
+        used = sigma
+        worst = np.inf
+        for k, angle in POSE_CHECKS:
+            c[:] = 0.0
+            c[k] = angle
+            field = pose_displace(xy, out, weight, c, pivot, size)
+            worst = min(worst, float(jacobian(field, size).min()))
+        if worst >= MIN_POSE_JACOBIAN:
+            break
+    return out.astype(np.float32), float(used)
+
+
 def portrait_hash(data: bytes, size: int) -> str:
     h = hashlib.sha256()
     h.update(data)
@@ -220,6 +265,7 @@ def build_pack(image: np.ndarray, size: int = 512, progress: Progress = _noop) -
     progress(0.75, "pose depth and mouth textures")
     depth, center_z = depth_field(points, head, dens, size)
     pivot = np.array([head.cx, head.cy + 0.25 * head.ay_bottom, center_z], np.float32)
+    depth, depth_blur = _fold_free_depth(depth, pose_weight(head, size), pivot, size)
     ring_idx = list(L.LIPS_INNER)
     ring = points[ring_idx, :2].astype(np.float64)
     origin, _, v, width = mouth_frame(ring)
@@ -253,6 +299,7 @@ def build_pack(image: np.ndarray, size: int = 512, progress: Progress = _noop) -
         "channels_off": sorted(name for name, scale in scales.items() if scale == 0.0),
         "own_teeth": own_teeth,
         "head_ellipse": [head.cx, head.cy, head.ax, head.ay_top, head.ay_bottom],
+        "depth_blur_cells": depth_blur,
         "enroll_seconds": round(time.perf_counter() - t0, 3),
     }
     progress(0.95, "saving")
