@@ -294,3 +294,28 @@ def test_pack_appears_whole_and_replaces_only_a_pack(tmp_path, astronaut):
     with pytest.raises(EnrollError, match="other files"):
         enroll(png_bytes(astronaut), busy, size=256)
     assert [p.name for p in busy.iterdir()] == ["holiday.jpg"]
+
+
+def test_grid_location_matches_scipy_barycentric_transform():
+    """The densifier's own point location gives scipy's triangles and weights."""
+    from scipy.spatial import Delaunay
+
+    from models.avatar.bases import _locate, grid_points
+
+    rng = np.random.default_rng(3)
+    nodes = np.concatenate(
+        [rng.uniform(20, 236, (300, 2)), [[-1, -1], [256, -1], [-1, 256], [256, 256]]]
+    )
+    tri = Delaunay(nodes)
+    owner, bary = _locate(nodes, tri.simplices, 256, 64)
+    gx, gy = grid_points(256, 64)
+    query = np.stack([gx.ravel(), gy.ravel()], 1)
+    found = tri.find_simplex(query)
+    assert (owner >= 0).all() and (found >= 0).all()
+    values = rng.normal(size=(len(nodes), 2))
+    trans = tri.transform[found]
+    ref_b = np.einsum("nij,nj->ni", trans[:, :2], query - trans[:, 2])
+    ref_b = np.concatenate([ref_b, 1 - ref_b.sum(1, keepdims=True)], 1)
+    ref = np.einsum("nk,nkc->nc", ref_b, values[tri.simplices[found]])
+    mine = np.einsum("nk,nkc->nc", bary, values[tri.simplices[owner]])
+    np.testing.assert_allclose(mine, ref, atol=1e-9)

@@ -92,13 +92,12 @@ def _locate(
         (x0, y0), (x1, y1) = lo[t], hi[t]
         if x1 <= x0 or y1 <= y0:
             continue
-        px, py = np.meshgrid(c[x0:x1], c[y0:y1])
-        dx, dy = px - a[t, 0], py - a[t, 1]
+        dx = c[None, x0:x1] - a[t, 0]  # (1, w), broadcast against (h, 1)
+        dy = c[y0:y1, None] - a[t, 1]
         l1 = (dx * (cc[t, 1] - a[t, 1]) - dy * (cc[t, 0] - a[t, 0])) / det[t]
         l2 = (dy * (b[t, 0] - a[t, 0]) - dx * (b[t, 1] - a[t, 1])) / det[t]
         l0 = 1.0 - l1 - l2
-        rows, cols = np.meshgrid(np.arange(y0, y1), np.arange(x0, x1), indexing="ij")
-        flat = (rows * grid + cols).ravel()
+        flat = (np.arange(y0, y1)[:, None] * grid + np.arange(x0, x1)[None, :]).ravel()
         hit = ((l0 >= eps) & (l1 >= eps) & (l2 >= eps)).ravel() & (owner[flat] < 0)
         owner[flat[hit]] = t
         bary[flat[hit]] = np.stack([l0.ravel(), l1.ravel(), l2.ravel()], 1)[hit]
