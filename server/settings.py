@@ -102,6 +102,9 @@ class ServerSettings(StrictModel):
     max_render_audio_s: float = Field(default=3600.0, gt=0.0)
     #: a session with no viewer and no socket for this long is closed (s)
     idle_session_timeout_s: float = Field(default=300.0, gt=0.0)
+    #: a session whose viewers have all left (a closed or reloaded tab) and that has no
+    #: socket is closed after this long (s): time for that page to reconnect
+    viewer_gone_timeout_s: float = Field(default=5.0, gt=0.0)
     #: a session nobody ever watched or opened a socket to is closed sooner (s): it holds
     #: a share of the admission capacity
     unclaimed_session_timeout_s: float = Field(default=60.0, gt=0.0)

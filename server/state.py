@@ -46,7 +46,7 @@ from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
-REAP_EVERY_S = 5.0
+REAP_EVERY_S = 1.0  # how often idle sessions are looked for (cheap: a pass over a dict)
 LOAD_EVERY_S = 2.0  # how often the process CPU is folded into admission costs
 # Up to this many cores the video tracks encode on the event loop: a hand-off to a thread
 # costs more than a small frame's encode. Beyond, the loop (one core) would cap the
@@ -227,11 +227,15 @@ class AppState:
 
     def idle_sessions(self, now: float) -> list[str]:
         """Sessions with no viewer and no socket for their timeout, counted from the
-        last activity: speech, a viewer or socket joining, or the last one leaving."""
+        last activity: speech, a viewer or socket joining, or the last one leaving. A
+        session whose viewers have all left (a closed tab) gets the short
+        ``viewer_gone_timeout_s``: time for that page to come back, not for a new one."""
         s = self.settings
         idle = []
         for sid, sess in self.sessions.items():
             limit = s.idle_session_timeout_s if sess.claimed else s.unclaimed_session_timeout_s
+            if sess.viewers_left:
+                limit = min(limit, s.viewer_gone_timeout_s)
             if not sess.peers and not sess.streams and now - sess.last_activity > limit:
                 idle.append(sid)
         return idle

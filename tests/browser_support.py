@@ -73,14 +73,21 @@ def make_speech_wav(path: Path) -> Path:
 
 
 @contextmanager
-def chromium(mic_wav: Path) -> Iterator[Any]:
-    """A headless Debian chromium whose microphone says ``mic_wav`` (looping)."""
+def chromium(mic_wav: Path, autoplay: str = "no-user-gesture-required") -> Iterator[Any]:
+    """A headless Debian chromium whose microphone says ``mic_wav`` (looping).
+    ``autoplay``: Chromium's autoplay policy; ``document-user-activation-required`` is
+    what a visitor's browser applies to a page they have not clicked."""
     from playwright.sync_api import sync_playwright
 
+    flags = [f for f in CHROMIUM_FLAGS if not f.startswith("--autoplay-policy=")]
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=str(CHROMIUM),
-            args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={mic_wav}"],
+            args=[
+                *flags,
+                f"--autoplay-policy={autoplay}",
+                f"--use-file-for-fake-audio-capture={mic_wav}",
+            ],
             timeout=30_000,
         )
         try:

@@ -27,14 +27,17 @@ const RECONNECT_MAX_MS = 10000;
 const RECONNECT_ATTEMPTS = 8;
 
 const CANCELLED = 'Connection cancelled: closed while connecting';
-export const STATES = ['disconnected', 'connecting', 'idle', 'speaking', 'reconnecting', 'failed'];
+export const STATES = ['disconnected', 'connecting', 'waiting', 'idle', 'speaking', 'reconnecting', 'failed'];
+const BUSY_RETRIES = 12; // a full server (503): tries, each after its Retry-After hint
+const BUSY_DEFAULT_WAIT_S = 5;
 
 /** An error whose message is written for the person looking at the page. */
 export class HeadcastError extends Error {
-  constructor(message, status = 0) {
+  constructor(message, status = 0, retryAfterS = null) {
     super(message);
     this.name = 'HeadcastError';
     this.status = status;
+    this.retryAfterS = retryAfterS; // a 503's Retry-After (seconds), when it gave one
   }
 }
 
@@ -165,7 +168,12 @@ export class HeadcastConnection {
       );
     }
     if (!response.ok) {
-      throw new HeadcastError(describeHttp(response.status, await reasonOf(response)), response.status);
+      const retryAfter = Number(response.headers.get('Retry-After'));
+      throw new HeadcastError(
+        describeHttp(response.status, await reasonOf(response)),
+        response.status,
+        Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : null,
+      );
     }
     if (!json) return response;
     return response.status === 204 ? null : response.json();
@@ -211,7 +219,9 @@ export class HeadcastConnection {
     pc.ontrack = (ev) => {
       remote.addTrack(ev.track);
       if (this.video.srcObject !== remote) this.video.srcObject = remote;
-      this.video.play().catch(() => {}); // autoplay policy: muted video plays, audio may wait
+      // played once every track is in (startPlayback): a stream played while it held
+      // only video is let through by the autoplay policy and judged again, by pausing
+      // it, when its sound arrives
     };
     const connected = new Promise((resolve, reject) => {
       // close() fires no connectionstatechange: it rejects through this instead
@@ -236,6 +246,45 @@ export class HeadcastConnection {
     await pc.setRemoteDescription({ type: 'answer', sdp: await response.text() });
     await connected;
     this._abortConnect = null;
+    await this.startPlayback();
+  }
+
+  /**
+   * Play the stream. A page the visitor has not clicked may not play sound: then it
+   * plays muted (browsers allow that) and says so with `autoplayblocked`
+   * (detail: `muted` true when it muted the sound, `paused` true when even muted
+   * playback was refused), so the page or the widget can offer a tap to unmute.
+   */
+  async startPlayback() {
+    if (!this._onPause) {
+      // Chromium may pause a playing stream once its sound becomes audible without a
+      // click: try again, and fall back to muted, whenever it pauses on its own
+      this._onPause = () => !this.closed && this.startPlayback();
+      this.video.addEventListener('pause', this._onPause);
+    }
+    try {
+      await this.video.play();
+      return;
+    } catch (err) {
+      if (err.name !== 'NotAllowedError') return;
+    }
+    const mutedByUs = !this.video.muted;
+    this.video.muted = true;
+    try {
+      await this.video.play();
+      this.emit('autoplayblocked', { muted: mutedByUs, paused: false });
+    } catch {
+      this.emit('autoplayblocked', { muted: mutedByUs, paused: true });
+    }
+  }
+
+  /** Close the session on the server from a page being unloaded (pagehide): a beacon
+   * outlives the page, a normal request does not. */
+  closeOnUnload() {
+    if (!this.session || this.closed) return;
+    const token = this.token ? `?token=${encodeURIComponent(this.token)}` : '';
+    navigator.sendBeacon(this.url(`/v1/sessions/${this.session.id}/close${token}`));
+    this.closed = true;
   }
 
   /** Called after each step of open(): closed meanwhile -> release what the step made. */
@@ -419,6 +468,7 @@ export class HeadcastConnection {
       this.ws.onmessage = null;
       this.ws.close();
     }
+    if (this._onPause) this.video.removeEventListener('pause', this._onPause);
     if (this.pc) this.pc.close();
     if (this.microphone) this.microphone.getTracks().forEach((t) => t.stop());
     if (!quiet && this.session) {
@@ -443,16 +493,22 @@ const TEMPLATE = `
   .stats { position: absolute; right: 6px; top: 6px; padding: 4px 6px; border-radius: 6px; background: #000a;
            font: 11px/1.35 ui-monospace, monospace; white-space: pre; display: none; }
   :host([stats]) .stats:not(:empty) { display: block; }
+  .unmute { position: absolute; left: 50%; bottom: 12px; transform: translateX(-50%); padding: 8px 14px;
+            border: 0; border-radius: 18px; background: #fffe; color: #111; font: 600 13px/1 system-ui, sans-serif;
+            cursor: pointer; box-shadow: 0 1px 6px #0006; }
+  .unmute[hidden] { display: none; }
 </style>
 <video playsinline autoplay part="video"></video>
 <div class="state" part="state" role="status" aria-live="polite">disconnected</div>
 <div class="stats" part="stats"></div>
 <div class="error" part="error" role="alert"></div>
+<button class="unmute" part="unmute" type="button" hidden>🔇 Tap to unmute</button>
 `;
 
 const STATE_LABELS = {
   disconnected: 'disconnected',
   connecting: 'connecting…',
+  waiting: 'waiting for a free slot…',
   idle: 'live · idle',
   speaking: 'live · speaking',
   reconnecting: 'reconnecting…',
@@ -476,26 +532,33 @@ export class HeadcastAvatar extends HTMLElement {
     this.stateEl = this.shadowRoot.querySelector('.state');
     this.errorEl = this.shadowRoot.querySelector('.error');
     this.statsEl = this.shadowRoot.querySelector('.stats');
+    this.unmuteEl = this.shadowRoot.querySelector('.unmute');
+    this.unmuteEl.addEventListener('click', () => this.unmute());
     this.connection = null;
     this.state = 'disconnected';
     this.lastError = '';
     this.lastStats = null;
     this._attempts = 0;
+    this._busyTries = 0;
     this._retryTimer = null;
     this._lostTimer = null;
     this._wanted = false; // the page asked for a connection and has not closed it
     this._onOnline = () => this._wanted && this.state === 'reconnecting' && this._retryNow();
+    // a closed or reloaded tab ends its session now, not after the server's idle timeout
+    this._onPageHide = () => this.connection?.closeOnUnload();
     this._onEvent = (ev) => this._handle(ev);
   }
 
   connectedCallback() {
     window.addEventListener('online', this._onOnline);
+    window.addEventListener('pagehide', this._onPageHide);
     this.video.muted = this.hasAttribute('muted');
     if (this.hasAttribute('autoconnect')) this.connect().catch(() => {});
   }
 
   disconnectedCallback() {
     window.removeEventListener('online', this._onOnline);
+    window.removeEventListener('pagehide', this._onPageHide);
     this.close();
   }
 
@@ -536,6 +599,10 @@ export class HeadcastAvatar extends HTMLElement {
       case '_lost':
         this._lost(detail.reason);
         return;
+      case 'autoplayblocked':
+        this.unmuteEl.textContent = detail.paused ? '▶ Tap to play' : '🔇 Tap to unmute';
+        this.unmuteEl.hidden = false;
+        break;
       default:
         break;
     }
@@ -572,10 +639,11 @@ export class HeadcastAvatar extends HTMLElement {
     if (this.connection) await this._drop();
     this._wanted = true;
     clearTimeout(this._retryTimer);
-    this._setState(this._attempts ? 'reconnecting' : 'connecting');
+    this._setState(this._busyTries ? 'waiting' : this._attempts ? 'reconnecting' : 'connecting');
     const options = this._options();
     const connection = new HeadcastConnection(options);
-    for (const type of ['speechstart', 'speechend', 'interrupted', 'error', 'stats', 'serverevent', '_lost']) {
+    const events = ['speechstart', 'speechend', 'interrupted', 'error', 'stats', 'serverevent', '_lost', 'autoplayblocked'];
+    for (const type of events) {
       options.target.addEventListener(type, this._onEvent);
     }
     this.connection = connection;
@@ -587,6 +655,10 @@ export class HeadcastAvatar extends HTMLElement {
       if (this.connection !== connection) throw err; // closed or replaced meanwhile: not ours to report
       this.connection = null;
       const message = err instanceof HeadcastError ? err.message : `Unexpected error: ${err.message || err}`;
+      if (err.status === 503 && this._wanted && this._busyTries < BUSY_RETRIES) {
+        this._waitForSlot(err);
+        throw err;
+      }
       // Refusals are final; a network error while reconnecting is worth another try.
       const retriable = this._attempts > 0 && !(err.status >= 400 && err.status < 500);
       if (retriable && this._wanted) {
@@ -599,6 +671,7 @@ export class HeadcastAvatar extends HTMLElement {
       throw err;
     }
     this._attempts = 0;
+    this._busyTries = 0;
     this.errorEl.textContent = '';
     connection.pc.addEventListener('connectionstatechange', () => this._watch(connection));
     this._setState('idle');
@@ -636,6 +709,23 @@ export class HeadcastAvatar extends HTMLElement {
     this._retryTimer = setTimeout(() => this._retryNow(), wait);
   }
 
+  /** The server is full (503): wait as long as it says, then try again, showing why. */
+  _waitForSlot(err) {
+    this._busyTries += 1;
+    const waitS = (err.retryAfterS ?? BUSY_DEFAULT_WAIT_S) * (0.9 + 0.2 * Math.random());
+    this.lastError = err.message;
+    this._setState('waiting', err.message);
+    clearTimeout(this._retryTimer);
+    this._retryTimer = setTimeout(() => this._retryNow(), waitS * 1000);
+  }
+
+  /** Sound on, after the browser refused to autoplay it (call it from a click). */
+  unmute() {
+    this.video.muted = this.hasAttribute('muted');
+    this.video.play().catch(() => {});
+    this.unmuteEl.hidden = true;
+  }
+
   _retryNow() {
     clearTimeout(this._retryTimer);
     this.connect().catch(() => {});
@@ -644,6 +734,7 @@ export class HeadcastAvatar extends HTMLElement {
   async _drop() {
     const connection = this.connection;
     this.connection = null;
+    this.unmuteEl.hidden = true;
     clearTimeout(this._lostTimer);
     if (connection) await connection.close({ quiet: !navigator.onLine });
   }
@@ -676,6 +767,7 @@ export class HeadcastAvatar extends HTMLElement {
   async close() {
     this._wanted = false;
     this._attempts = 0;
+    this._busyTries = 0;
     clearTimeout(this._retryTimer);
     const had = this.connection !== null;
     await this._drop();

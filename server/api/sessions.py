@@ -124,6 +124,16 @@ async def delete_session(sid: str, request: Request) -> Response:
     return Response(status_code=204)
 
 
+@router.post("/{sid}/close", status_code=204)
+async def close_session_beacon(sid: str, request: Request) -> Response:
+    """``DELETE /v1/sessions/{id}`` for a page being closed: ``navigator.sendBeacon``
+    can only POST, and only a credential in the URL (``?token=``)."""
+    state = get_state(request)
+    find_session(state, sid, request)
+    await state.close_session(sid)
+    return Response(status_code=204)
+
+
 @router.post(
     "/{sid}/control",
     openapi_extra=openapi_body(

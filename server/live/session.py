@@ -95,6 +95,7 @@ class Session:
         self.claimed = False  # a viewer has connected or a WebSocket has come
         self.connect_timeout_s = connect_timeout_s
         self.viewers_timed_out = 0
+        self.viewers_left = 0  # viewers whose connection closed, failed or was deleted
         #: identity of the session token that opened it (None: the API key, or no auth)
         self.owner = owner
         self.interrupts = 0
@@ -267,6 +268,7 @@ class Session:
         self.pipeline.render_video = bool(self.peers)
         if pc is None:
             return False
+        self.viewers_left += 1
         await pc.close()
         return True
 

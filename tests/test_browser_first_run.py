@@ -1,0 +1,143 @@
+"""The widget as a visitor meets it: a browser that refuses sound before a click, tabs
+closed and reloaded, a full server. Debian chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser_support import (
+    CONNECT_TIMEOUT_MS,
+    NAV_TIMEOUT_MS,
+    artifact,
+    chromium,
+    motion_factories,
+    second_origin,
+    server_settings,
+    wait_state,
+)
+from tests.server_harness import ServerThread, free_port
+
+pytestmark = pytest.mark.browser
+
+# The docs' example (docs/client.md), with nothing added: no `muted`, connect() on load.
+DOCS_EMBED = """<!doctype html>
+<html><head><meta charset="utf-8"><title>a site embedding headcast</title>
+<link rel="icon" href="data:,">
+<script type="module" src="{server}/headcast.js"></script></head>
+<body>
+<headcast-avatar id="guide" server="{server}" avatar="default"></headcast-avatar>
+<script type="module">
+  window.seen = [];
+  const guide = document.getElementById('guide');
+  for (const t of ['connected', 'autoplayblocked', 'error'])
+    guide.addEventListener(t, (e) => {{
+      window.seen.push({{ type: t, detail: e.detail }});
+      console.log(`headcast:${{t}}`);
+    }});
+  await guide.connect();
+</script>
+</body></html>
+"""
+AUTOCONNECT = """<!doctype html>
+<html><head><meta charset="utf-8"><link rel="icon" href="data:,">
+<script type="module" src="{server}/headcast.js"></script></head>
+<body><headcast-avatar id="a" server="{server}" muted autoconnect></headcast-avatar></body></html>
+"""
+
+
+@pytest.fixture(scope="module")
+def site_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def srv(mic_wav: Path, site_port: int) -> Iterator[ServerThread]:
+    settings = server_settings(cors_origins=(f"http://127.0.0.1:{site_port}",), max_sessions=2)
+    with ServerThread(settings, **motion_factories()) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def site(
+    tmp_path_factory: pytest.TempPathFactory, srv: ServerThread, site_port: int
+) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("site")
+    (root / "embed.html").write_text(DOCS_EMBED.format(server=srv.url))
+    (root / "auto.html").write_text(AUTOCONNECT.format(server=srv.url))
+    with second_origin(root, site_port) as origin:
+        yield origin
+
+
+def wait_sessions(srv: ServerThread, count: int, within_s: float) -> int:
+    deadline = time.monotonic() + within_s
+    while len(srv.state.sessions) != count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return len(srv.state.sessions)
+
+
+def test_sound_refused_before_a_click_plays_muted_with_a_tap_to_unmute(
+    mic_wav: Path, srv: ServerThread, site: str
+) -> None:
+    with chromium(mic_wav, autoplay="document-user-activation-required") as browser:
+        page = browser.new_page()
+        # Nothing is evaluated in the page until it has connected: Playwright's evaluate
+        # counts as a user gesture, which would let the sound play. Console lines are read.
+        with page.expect_console_message(
+            lambda m: m.text == "headcast:connected", timeout=CONNECT_TIMEOUT_MS
+        ):
+            page.goto(f"{site}/embed.html", timeout=NAV_TIMEOUT_MS)
+        assert page.evaluate("window.seen.map((e) => e.type)") == ["autoplayblocked", "connected"]
+        video = "document.getElementById('guide').video"
+        page.wait_for_function(f"!{video}.paused && {video}.readyState >= 2", timeout=10_000)
+        assert page.evaluate(f"{video}.muted") is True
+        button = page.locator("#guide").locator(".unmute")
+        assert button.is_visible() and "unmute" in (button.text_content() or "")
+        page.screenshot(path=artifact("embed-autoplay-blocked.png"))
+        button.click()  # the visitor's tap: sound on
+        page.wait_for_function(f"!{video}.muted && !{video}.paused", timeout=5000)
+        assert not button.is_visible()
+        page.evaluate("document.getElementById('guide').close()")
+        page.close()
+    assert wait_sessions(srv, 0, 10.0) == 0
+
+
+def test_reloaded_tabs_leave_no_session_behind(browser: Any, srv: ServerThread, site: str) -> None:
+    """The server takes two sessions; a reloaded tab's old session ends at once (a
+    beacon on pagehide), so the eleventh visit still connects."""
+    page = browser.new_page()
+    for visit in range(11):
+        if visit == 0:
+            page.goto(f"{site}/auto.html", timeout=NAV_TIMEOUT_MS)
+        else:
+            page.reload(timeout=NAV_TIMEOUT_MS)
+        state = wait_state(page, "#a", ("idle", "failed"), CONNECT_TIMEOUT_MS)
+        assert state == "idle", (visit, page.evaluate("document.getElementById('a').lastError"))
+    assert wait_sessions(srv, 1, 10.0) == 1
+    page.close()  # the last tab closed too: nothing left
+    assert wait_sessions(srv, 0, 10.0) == 0
+
+
+def test_a_full_server_is_waited_for_not_failed(browser: Any, srv: ServerThread, site: str) -> None:
+    first, second = browser.new_page(), browser.new_page()
+    third = browser.new_page()
+    for page in (first, second):
+        page.goto(f"{site}/auto.html", timeout=NAV_TIMEOUT_MS)
+        assert wait_state(page, "#a", ("idle", "failed"), CONNECT_TIMEOUT_MS) == "idle"
+    third.goto(f"{site}/auto.html", timeout=NAV_TIMEOUT_MS)
+    assert wait_state(third, "#a", ("waiting", "idle", "failed"), CONNECT_TIMEOUT_MS) == "waiting"
+    label = third.locator("#a").locator(".state").text_content() or ""
+    assert "waiting for a free slot" in label
+    first.close()  # a slot frees: the waiting page gets it within the server's hint
+    assert wait_sessions(srv, 1, 10.0) == 1
+    # its retries wait for the server's Retry-After (5 s), more than once if admission
+    # still finds the machine too busy
+    state = wait_state(third, "#a", ("idle", "failed"), 2 * CONNECT_TIMEOUT_MS)
+    assert state == "idle", third.evaluate("document.getElementById('a').lastError")
+    for page in (second, third):
+        page.close()
+    assert wait_sessions(srv, 0, 10.0) == 0
