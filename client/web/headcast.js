@@ -495,14 +495,14 @@ const TEMPLATE = `
   :host([stats]) .stats:not(:empty) { display: block; }
   .unmute { position: absolute; left: 50%; bottom: 12px; transform: translateX(-50%); padding: 8px 14px;
             border: 0; border-radius: 18px; background: #fffe; color: #111; font: 600 13px/1 system-ui, sans-serif;
-            cursor: pointer; box-shadow: 0 1px 6px #0006; }
+            cursor: pointer; box-shadow: 0 1px 6px #0006; white-space: nowrap; }
   .unmute[hidden] { display: none; }
 </style>
 <video playsinline autoplay part="video"></video>
 <div class="state" part="state" role="status" aria-live="polite">disconnected</div>
 <div class="stats" part="stats"></div>
 <div class="error" part="error" role="alert"></div>
-<button class="unmute" part="unmute" type="button" hidden>🔇 Tap to unmute</button>
+<button class="unmute" part="unmute" type="button" hidden>Tap to unmute</button>
 `;
 
 const STATE_LABELS = {
@@ -600,7 +600,7 @@ export class HeadcastAvatar extends HTMLElement {
         this._lost(detail.reason);
         return;
       case 'autoplayblocked':
-        this.unmuteEl.textContent = detail.paused ? '▶ Tap to play' : '🔇 Tap to unmute';
+        this.unmuteEl.textContent = detail.paused ? 'Tap to play' : 'Tap to unmute';
         this.unmuteEl.hidden = false;
         break;
       default:
