@@ -31,6 +31,20 @@ COMMANDS: tuple[ModuleType, ...] = (
 )
 
 
+#: libraries whose INFO lines are for their own debugging (shown with -v)
+QUIET_LOGGERS = ("aioice", "aiortc")
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    # a line per ICE candidate pair and state says nothing to a user
+    for noisy in QUIET_LOGGERS:
+        logging.getLogger(noisy).setLevel(logging.NOTSET if verbose else logging.WARNING)
+
+
 def command_name(module: ModuleType) -> str:
     """``server.commands.render_file`` -> ``render-file``."""
     return module.__name__.rsplit(".", 1)[1].replace("_", "-")
@@ -53,10 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.verbose)
     # SIGTERM (`kill`, a container stopping) unwinds like Ctrl-C, so partial outputs are
     # removed and child processes stopped; `serve` installs its own graceful handlers.
     signal.signal(signal.SIGTERM, _interrupt)

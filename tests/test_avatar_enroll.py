@@ -319,3 +319,24 @@ def test_grid_location_matches_scipy_barycentric_transform():
     ref = np.einsum("nk,nkc->nc", ref_b, values[tri.simplices[found]])
     mine = np.einsum("nk,nkc->nc", bary, values[tri.simplices[owner]])
     np.testing.assert_allclose(mine, ref, atol=1e-9)
+
+
+def test_cli_enroll_says_only_what_a_user_needs(tmp_path):
+    """No MediaPipe/TensorFlow Lite chatter and no progress redraws when stderr is not a
+    terminal: the pack's path and the channels' report, nothing else."""
+    import subprocess
+    import sys
+
+    portrait = tmp_path / "p.png"
+    from skimage import data
+
+    portrait.write_bytes(png_bytes(np.asarray(data.astronaut())))
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", "enroll", str(portrait), "-o", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "", done.stderr
+    assert "avatar pack:" in done.stdout

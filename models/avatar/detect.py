@@ -6,7 +6,12 @@ enrolled avatar never imports it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -67,13 +72,36 @@ def _run_mesh(image: np.ndarray) -> list[np.ndarray]:
         raise EnrollError(
             "enrollment needs mediapipe 0.10.21 (install the enroll extra: `make setup-dev`)"
         ) from exc
-    with mp.solutions.face_mesh.FaceMesh(
-        static_image_mode=True,
-        max_num_faces=MAX_FACES,
-        refine_landmarks=True,
-        min_detection_confidence=0.5,
-    ) as mesh:
+    with (
+        native_stderr_quiet(),
+        mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True,
+            max_num_faces=MAX_FACES,
+            refine_landmarks=True,
+            min_detection_confidence=0.5,
+        ) as mesh,
+    ):
         return _mesh_points(mesh.process(image), image.shape[1], image.shape[0])
+
+
+@contextlib.contextmanager
+def native_stderr_quiet() -> Iterator[None]:
+    """MediaPipe's C++ (absl, TensorFlow Lite) writes warnings to file descriptor 2 that
+    say nothing to a user ("All log messages before absl::InitializeLog() ...", "Created
+    TensorFlow Lite XNNPACK delegate"): point it at /dev/null meanwhile. Only on the
+    main thread (the CLI): in a server, other threads' log lines share that descriptor."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _haar_boxes(

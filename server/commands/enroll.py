@@ -28,16 +28,21 @@ def run(args: argparse.Namespace) -> int:
     from models.avatar.pack import read_meta
 
     start = time.perf_counter()
+    # a stage line redrawn in place on a terminal; nothing in a log or a pipe
+    tty = sys.stderr.isatty()
 
     def progress(frac: float, stage: str) -> None:
-        print(f"\r[{frac * 100:5.1f}%] {stage:<40}", end="", file=sys.stderr, flush=True)
+        if tty:
+            print(f"\r[{frac * 100:5.1f}%] {stage:<40}", end="", file=sys.stderr, flush=True)
 
     try:
         out = enroll(args.portrait, args.out, size=args.size, progress=progress, force=args.force)
     except EnrollError as exc:
-        print(file=sys.stderr)
+        if tty:
+            print(file=sys.stderr)
         raise UserError(str(exc)) from exc
-    print(file=sys.stderr)
+    if tty:
+        print(file=sys.stderr)
     print(f"avatar pack: {out} ({time.perf_counter() - start:.2f} s)")
     print(channel_report(read_meta(out)))
     return 0
