@@ -62,6 +62,22 @@ def test_shipped_model_describes_itself() -> None:
     assert 0.04 <= m.lookahead_s <= 0.06
     assert 500_000 <= int(m.metadata["parameters"]) <= 1_500_000
     assert m.metadata["train_command"].startswith("headcast train motion")
+    assert m.metadata["causal"] == "true"  # the live model
+    assert m.metadata["train_recorded"].startswith("asterisk:allison prompts")
+
+
+def test_files_take_the_offline_model_when_it_is_shipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models.motion import model as motion_model
+
+    monkeypatch.setattr(motion_model, "OFFLINE_MODEL", tmp_path / "absent.onnx")
+    assert motion_model.default_model_path(offline=True) == DEFAULT_MODEL
+    present = tmp_path / "motion-offline.onnx"
+    present.write_bytes(DEFAULT_MODEL.read_bytes())
+    monkeypatch.setattr(motion_model, "OFFLINE_MODEL", present)
+    assert motion_model.default_model_path(offline=True) == present
+    assert motion_model.default_model_path(offline=False) == DEFAULT_MODEL
 
 
 @pytest.mark.parametrize("max_chunk", [50, 700, 5000])
