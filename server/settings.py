@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from models.config import CONFIG_DIR, StrictModel, load_config
+from models.sizes import FRAME_SIZES
 
 SERVER_CONFIG = CONFIG_DIR / "server.yaml"
 ENV_PREFIX = "HEADCAST_SERVE"
@@ -43,7 +44,7 @@ class ServerSettings(StrictModel):
     #: motion model path; None = the one shipped in the repo
     motion_model: Path | None = None
     default_size: int = Field(default=512, ge=64, le=1024)
-    allowed_sizes: tuple[int, ...] = (256, 384, 512)
+    allowed_sizes: tuple[int, ...] = FRAME_SIZES
     default_fps: int = Field(default=25, ge=10, le=30)
     #: host addresses ICE gathers candidates on; [] = every interface except loopback
     #: (aioice's own rule). Tests and benchmarks use ["127.0.0.1"].

@@ -363,3 +363,16 @@ def test_non_finite_float_samples_still_render(folder: Path, ctx: RenderContext)
     track, rate, _ = decode_track_audio(out)
     assert np.isfinite(track).all() and np.abs(track).max() <= 1.01
     assert abs(len(track) / rate - 1.2) < 0.05
+
+
+def test_every_live_size_renders_to_a_file(folder: Path, ctx: RenderContext, clip: Path) -> None:
+    """One list of sizes: what a live session takes, `headcast render` and /v1/renders take."""
+    from models.sizes import FRAME_SIZES
+    from server.settings import ServerSettings
+
+    assert ServerSettings().allowed_sizes == FRAME_SIZES and 384 in FRAME_SIZES
+    out = folder / "s384.mp4"
+    render_file(clip, out, RenderOptions(size=384, seed=1), context=ctx)
+    frames, _, _ = decode_video(out)
+    assert frames.shape[1:] == (384, 384, 3)
+    _no_leftovers(folder)

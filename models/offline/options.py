@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Literal
 
 from models.pipeline import EmotionCue, Pose
+from models.sizes import FRAME_SIZES
 
-SIZES: tuple[int, ...] = (256, 512)
+SIZES = FRAME_SIZES
 FULL: Literal["full"] = "full"  # output size: the whole original portrait with the head pasted in
 FPS_CHOICES: tuple[int, ...] = (25, 30)
 

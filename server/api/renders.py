@@ -26,6 +26,7 @@ from fastapi.responses import FileResponse
 
 from models.offline import FULL, RenderContext, RenderError, RenderOptions, render_file
 from models.pipeline import POSES, check_emotions
+from models.sizes import FRAME_SIZES
 from server.api.bodies import MEDIA_UPLOAD_TYPES, read_upload
 from server.api.openapi import openapi_body, query
 from server.live.avatar_dir import UnknownAvatar
@@ -296,7 +297,12 @@ def _options(params: dict[str, str], max_audio_s: float | None = None) -> Render
         },
         parameters=[
             query("avatar", "string", "avatar name (default: the built-in one)"),
-            query("size", "string", "256, 512 or full", enum=["256", "512", "full"]),
+            query(
+                "size",
+                "string",
+                f"{', '.join(map(str, FRAME_SIZES))} or full",
+                enum=[*map(str, FRAME_SIZES), "full"],
+            ),
             query("fps", "integer", "25 or 30", enum=[25, 30]),
             query("emotion", "string", "emotion preset (configs/emotions.yaml)"),
             query("pose", "string", "natural or still", enum=["natural", "still"]),

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from models.config import REPO_ROOT
+from models.sizes import FRAME_SIZES
 from server.bench.loopback import cpu_seconds, get, load_speech, serve
 
 HELP = "N live sessions on loopback: fps, render p50/p95, push-to-mouth, A/V offset, CPU"
@@ -47,7 +48,7 @@ READY_TIMEOUT_S = 120.0
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sessions", default="1,4,8", help="comma-separated session counts")
-    parser.add_argument("--size", type=int, default=256, choices=[256, 512], help="frame size")
+    parser.add_argument("--size", type=int, default=256, choices=FRAME_SIZES, help="frame size")
     parser.add_argument("--fps", type=int, default=25, choices=[20, 25, 30], help="frame rate")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per N")
     parser.add_argument("--speech", type=Path, default=DEFAULT_SPEECH, help="16 kHz mono WAV")

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from models.sizes import FRAME_SIZES
 from server.bench.live import DEFAULT_SPEECH, ONSET_LEVEL, OPEN, UTTERANCE_S
 from server.bench.loopback import family, load_speech, open_fds, rss_mb, serve
 from server.errors import UserError
@@ -47,7 +48,7 @@ SPIKES = ("burn", "freeze", "freeze-while-speaking")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=60.0, help="how long to run")
     parser.add_argument("--window-s", type=float, default=60.0, help="seconds per report")
-    parser.add_argument("--size", type=int, default=256, choices=[256, 512], help="frame size")
+    parser.add_argument("--size", type=int, default=256, choices=FRAME_SIZES, help="frame size")
     parser.add_argument("--fps", type=int, default=25, choices=[20, 25, 30], help="frame rate")
     parser.add_argument("--speech", type=Path, default=DEFAULT_SPEECH, help="16 kHz mono WAV")
     parser.add_argument("--provider", choices=["auto", "cpu", "cuda"], default="auto")

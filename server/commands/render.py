@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from models.sizes import FRAME_SIZES
 from server.cli_args import add_renderer_arguments, bounded_int
 from server.errors import UserError
 
@@ -44,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--size",
         default="512",
-        choices=["256", "512", "full"],
+        choices=[*map(str, FRAME_SIZES), "full"],
         help="head frame side or full portrait",
     )
     parser.add_argument("--fps", type=int, default=25, choices=[25, 30])
