@@ -2,7 +2,7 @@
 
 One file::
 
-    headcast render speech.wav --avatar face/ -o out.mp4 [--size 256|512|full] [--fps 25|30]
+    headcast render speech.wav --avatar face/ -o out.mp4 [--size 256|384|512|full] [--fps 25|30]
         [--emotion happy | --emotion timeline.json] [--pose natural|still]
         [--motion-out motion.json] [--seed N]
         [--backend edtalk --edtalk-weights DIR [--edtalk-precision fp16]]
