@@ -141,3 +141,86 @@ def test_a_full_server_is_waited_for_not_failed(browser: Any, srv: ServerThread,
     for page in (second, third):
         page.close()
     assert wait_sessions(srv, 0, 10.0) == 0
+
+
+JOIN = """<!doctype html>
+<html><head><meta charset="utf-8"><link rel="icon" href="data:,">
+<script type="module" src="{server}/headcast.js"></script></head>
+<body><headcast-avatar id="a" server="{server}" muted></headcast-avatar>
+<script type="module">
+  window.seen = [];
+  const a = document.getElementById('a');
+  const q = new URLSearchParams(location.search);
+  a.setAttribute('token', q.get('token'));
+  for (const t of ['connected', 'speechstart'])
+    a.addEventListener(t, (e) => window.seen.push({{ type: t, detail: e.detail }}));
+  await a.connect({{ session: q.get('session') }});
+</script></body></html>
+"""
+JOIN_KEY = "join-test-key-0123456789"
+
+
+def test_a_page_joins_the_session_its_back_end_opened(
+    browser: Any, mic_wav: Path, tmp_path: Path
+) -> None:
+    """The back end opens a session and mints a token bound to it; the page watches that
+    session, the agent's speech (pushed with the API key) moves its mouth, and a reload
+    re-attaches to the same session."""
+    from tests.server_harness import wav_bytes
+    from tests.test_auth import call
+
+    site_port = free_port()
+    settings = server_settings(api_key=JOIN_KEY, cors_origins=(f"http://127.0.0.1:{site_port}",))
+    with ServerThread(settings, **motion_factories()) as server:
+        (tmp_path / "join.html").write_text(JOIN.format(server=server.url))
+        with second_origin(tmp_path, site_port) as origin:
+            status, session, _ = call(server, "POST", "/v1/sessions", {}, bearer=JOIN_KEY)
+            assert status == 201
+            sid = session["id"]
+            status, minted, _ = call(
+                server, "POST", "/v1/tokens", {"session": sid, "origin": origin}, bearer=JOIN_KEY
+            )
+            assert status == 201 and minted["session"] == sid
+            token = minted["token"]
+            # the token watches that session and opens no other
+            assert call(server, "POST", "/v1/sessions", {}, bearer=token)[0] == 403
+            assert call(server, "GET", f"/v1/sessions/{sid}", bearer=token)[0] == 200
+
+            page = browser.new_page()
+            page.goto(f"{origin}/join.html?token={token}&session={sid}", timeout=NAV_TIMEOUT_MS)
+            page.wait_for_function(
+                "window.seen.some((e) => e.type === 'connected')", timeout=CONNECT_TIMEOUT_MS
+            )
+            assert page.evaluate("window.seen[0].detail.session") == sid
+            req_status = _upload(server, sid, wav_bytes(_speech()))
+            assert req_status == 202
+            page.wait_for_function(
+                "window.seen.some((e) => e.type === 'speechstart')", timeout=10_000
+            )
+            page.reload(timeout=NAV_TIMEOUT_MS)
+            page.wait_for_function(
+                "window.seen.some((e) => e.type === 'connected')", timeout=CONNECT_TIMEOUT_MS
+            )
+            assert page.evaluate("window.seen[0].detail.session") == sid
+            assert list(server.state.sessions) == [sid], "re-attached, nothing new opened"
+            page.close()
+            call(server, "DELETE", f"/v1/sessions/{sid}", bearer=JOIN_KEY)
+
+
+def _speech() -> Any:
+    from tests.server_harness import load_speech
+
+    return load_speech(2.0)
+
+
+def _upload(server: ServerThread, sid: str, body: bytes) -> int:
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"{server.url}/v1/sessions/{sid}/audio",
+        data=body,
+        method="POST",
+        headers={"Authorization": f"Bearer {JOIN_KEY}", "Content-Type": "audio/wav"},
+    )
+    with urllib.request.urlopen(req, timeout=20) as resp:
+        return int(resp.status)

@@ -119,7 +119,7 @@ export class Resampler {
  * <video> it is given. Emits events on `target` (an EventTarget).
  */
 export class HeadcastConnection {
-  constructor({ server, token = '', avatar = 'default', emotion = 'neutral', size = 0, fps = 0, input = 'websocket', video, target }) {
+  constructor({ server, token = '', session = '', avatar = 'default', emotion = 'neutral', size = 0, fps = 0, input = 'websocket', video, target }) {
     this.server = (server || location.origin).replace(/\/+$/, '');
     this.token = token;
     this.avatar = avatar;
@@ -130,6 +130,7 @@ export class HeadcastConnection {
     this.video = video;
     this.target = target;
     this.session = null; // the server's session description
+    this.joinId = session; // a session the page's back end opened: watch it, never close it
     this.pc = null;
     this.ws = null;
     this.whepResource = null;
@@ -182,13 +183,17 @@ export class HeadcastConnection {
   async open() {
     this.config = await this.http('GET', '/v1/client/config');
     await this.stillWanted();
-    const params = { avatar: this.avatar, emotion: this.emotion, input: this.input };
-    if (this.size) params.size = this.size;
-    if (this.fps) params.fps = this.fps;
-    this.session = await this.http('POST', '/v1/sessions', {
-      body: JSON.stringify(params),
-      type: 'application/json',
-    });
+    if (this.joinId) {
+      this.session = await this.http('GET', `/v1/sessions/${encodeURIComponent(this.joinId)}`);
+    } else {
+      const params = { avatar: this.avatar, emotion: this.emotion, input: this.input };
+      if (this.size) params.size = this.size;
+      if (this.fps) params.fps = this.fps;
+      this.session = await this.http('POST', '/v1/sessions', {
+        body: JSON.stringify(params),
+        type: 'application/json',
+      });
+    }
     await this.stillWanted();
     await withTimeout(this.negotiate(), CONNECT_TIMEOUT_MS, 'Connecting the video');
     await this.stillWanted();
@@ -282,6 +287,12 @@ export class HeadcastConnection {
    * outlives the page, a normal request does not. */
   closeOnUnload() {
     if (!this.session || this.closed) return;
+    if (this.joinId) {
+      // not ours to close: leave it (the peer connection's close tells the server)
+      if (this.pc) this.pc.close();
+      this.closed = true;
+      return;
+    }
     const token = this.token ? `?token=${encodeURIComponent(this.token)}` : '';
     navigator.sendBeacon(this.url(`/v1/sessions/${this.session.id}/close${token}`));
     this.closed = true;
@@ -471,7 +482,10 @@ export class HeadcastConnection {
     if (this._onPause) this.video.removeEventListener('pause', this._onPause);
     if (this.pc) this.pc.close();
     if (this.microphone) this.microphone.getTracks().forEach((t) => t.stop());
-    if (!quiet && this.session) {
+    if (!quiet && this.session && this.joinId && this.whepResource) {
+      // a joined session stays: only this viewer leaves it
+      await this.http('DELETE', this.whepResource, { json: false }).catch(() => {});
+    } else if (!quiet && this.session && !this.joinId) {
       await this.http('DELETE', `/v1/sessions/${this.session.id}`, { json: false }).catch(() => {});
     }
     this.pc = null;
@@ -519,7 +533,7 @@ function fmt(value, digits = 0, unit = '') {
   return value === null || value === undefined || Number.isNaN(value) ? '–' : `${value.toFixed(digits)}${unit}`;
 }
 
-/** <headcast-avatar server avatar token emotion size fps input="websocket|mirror" muted stats autoconnect> */
+/** <headcast-avatar server avatar token session emotion size fps input="websocket|mirror" muted stats autoconnect> */
 export class HeadcastAvatar extends HTMLElement {
   static get observedAttributes() {
     return ['muted'];
@@ -624,6 +638,7 @@ export class HeadcastAvatar extends HTMLElement {
     return {
       server: this.getAttribute('server') || location.origin,
       token: this.getAttribute('token') || '',
+      session: this.getAttribute('session') || '',
       avatar: this.getAttribute('avatar') || 'default',
       emotion: this.getAttribute('emotion') || 'neutral',
       size: Number(this.getAttribute('size') || 0),
@@ -634,8 +649,15 @@ export class HeadcastAvatar extends HTMLElement {
     };
   }
 
-  /** Open a session and start playing. Resolves once video flows and events are live. */
-  async connect() {
+  /**
+   * Open a session (or join the one named by the `session` attribute or option) and start
+   * playing. Resolves once video flows and events are live.
+   */
+  async connect({ session } = {}) {
+    if (session !== undefined) {
+      if (session) this.setAttribute('session', session);
+      else this.removeAttribute('session');
+    }
     if (this.connection) await this._drop();
     this._wanted = true;
     clearTimeout(this._retryTimer);

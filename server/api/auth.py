@@ -47,6 +47,8 @@ MAX_SESSION_BODY_BYTES = 16 * 1024  # a POST /v1/sessions body is a few fields o
 #: ASGI scope key under which the guard leaves the token's identity for the routes:
 #: the sessions a token opens are its own
 OWNER_KEY = "headcast.token"
+#: and the one session a session-bound token may use besides those it opened
+GRANT_KEY = "headcast.session"
 _SESSION_PATH = re.compile(r"/v1/sessions/([^/]+)(?:/.*)?")
 TOKEN_READS = ("/v1/avatars", "/v1/client/config")  # what a token may GET besides its sessions
 #: refused credentials one client address may send per window before it must wait (429):
@@ -154,8 +156,14 @@ class AuthGuard:
             check_origin(claims, header(scope, b"origin"))
             owner = claims.jti
             scope[OWNER_KEY] = owner
+            scope[GRANT_KEY] = claims.session
             method = scope.get("method") if kind == "http" else "GET"
             route = path.rstrip("/")
+            opens = method == "POST" and route in ("/v1/whep", "/v1/sessions")
+            if claims.session is not None and opens:
+                raise ScopeError(
+                    f"this token is for session {claims.session}; it cannot open others"
+                )
             if method == "POST" and route == "/v1/whep":
                 check_avatar(claims, "default")
             elif method == "POST" and route == "/v1/sessions":
@@ -233,6 +241,12 @@ async def refuse(
         headers.append((b"retry-after", str(math.ceil(retry_after)).encode("ascii")))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def token_grant(conn: HTTPConnection) -> str | None:
+    """The session a session-bound token was minted for (None: any it opened)."""
+    grant = conn.scope.get(GRANT_KEY)
+    return str(grant) if grant is not None else None
 
 
 def token_owner(conn: HTTPConnection) -> str | None:

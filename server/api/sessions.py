@@ -13,7 +13,7 @@ from starlette.requests import HTTPConnection
 from models.audio import AudioError, AudioTooLong
 from models.avatar.errors import AvatarError
 from models.motion.model import SUPPORTED_FPS
-from server.api.auth import token_owner
+from server.api.auth import token_grant, token_owner
 from server.api.bodies import MEDIA_UPLOAD_TYPES, read_json, read_upload
 from server.api.openapi import openapi_body
 from server.live.admission import AdmissionError
@@ -61,8 +61,9 @@ def find_session(state: AppState, sid: str, conn: HTTPConnection) -> Session:
 
 
 def owned_by(session: Session, conn: HTTPConnection) -> bool:
+    """The API key, the token that opened it, or a token minted for it may use it."""
     owner = token_owner(conn)
-    return owner is None or session.owner == owner
+    return owner is None or session.owner == owner or token_grant(conn) == session.id
 
 
 async def open_session(state: AppState, req: SessionRequest, request: Request) -> Session:

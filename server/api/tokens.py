@@ -70,6 +70,8 @@ class Claims:
     origin: str | None = None
     avatar: str | None = None
     jti: str = field(default_factory=new_jti)
+    #: the one session it may use (a session its back end opened); it opens none itself
+    session: str | None = None
 
 
 def _b64(data: bytes) -> str:
@@ -96,6 +98,8 @@ def mint(secret: bytes, claims: Claims) -> str:
         body["origin"] = claims.origin
     if claims.avatar is not None:
         body["avatar"] = claims.avatar
+    if claims.session is not None:
+        body["session"] = claims.session
     payload = _b64(json.dumps(body, separators=(",", ":"), sort_keys=True).encode("utf-8"))
     sig = hmac.new(secret, payload.encode("ascii"), hashlib.sha256).digest()
     return f"{payload}.{_b64(sig)}"
@@ -122,6 +126,7 @@ def verify(secret: bytes, token: str, *, now: float | None = None) -> Claims:
             origin=body.get("origin"),
             avatar=body.get("avatar"),
             jti=body.get("jti"),
+            session=body.get("session"),
         )
     except (binascii.Error, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise TokenError("malformed token") from exc
@@ -159,6 +164,9 @@ class TokenRequest(BaseModel):
     ttl_s: float = Field(DEFAULT_TTL_S, ge=MIN_TTL_S, description="seconds until it expires")
     origin: str | None = Field(None, description="page origin allowed to use it, e.g. https://a.b")
     avatar: str | None = Field(None, description="the one avatar it may open; None = any")
+    session: str | None = Field(
+        None, description="the one session it may use (one the back end opened); opens none"
+    )
 
 
 @router.post("", status_code=201)
@@ -176,10 +184,15 @@ async def create_token(req: TokenRequest, request: Request) -> dict[str, Any]:
         "://" not in req.origin or req.origin.endswith("/") or req.origin.count("/") != 2
     ):
         raise HTTPException(400, "origin must be scheme://host[:port] with no path")
-    claims = Claims(exp=time.time() + req.ttl_s, origin=req.origin, avatar=req.avatar)
+    if req.session is not None and req.session not in get_state(request).sessions:
+        raise HTTPException(404, f"unknown session {req.session!r}")
+    claims = Claims(
+        exp=time.time() + req.ttl_s, origin=req.origin, avatar=req.avatar, session=req.session
+    )
     return {
         "token": mint(secret, claims),
         "expires_at": claims.exp,
         "origin": claims.origin,
         "avatar": claims.avatar,
+        "session": claims.session,
     }
