@@ -41,7 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-o", "--output", type=Path, help="output MP4 (one file)")
     parser.add_argument("--out", type=Path, help="output folder (batch)")
-    parser.add_argument("--avatar", help="avatar pack folder (default: the built-in avatar)")
+    parser.add_argument(
+        "--avatar",
+        help="avatar pack folder, or the name of one the server enrolled (its avatars_dir); "
+        "default: the built-in avatar",
+    )
+    parser.add_argument(
+        "--config", type=Path, help="server settings YAML whose avatars_dir holds named avatars"
+    )
     parser.add_argument(
         "--size",
         default="512",
@@ -152,11 +159,7 @@ def _options(args: argparse.Namespace) -> object:
         check_emotions(emotion, cues)
     except KeyError as exc:
         raise UserError(str(exc.args[0])) from exc
-    if args.avatar is not None and not Path(args.avatar).is_dir():
-        raise UserError(
-            f"{args.avatar}: no such avatar pack folder; leave --avatar out for the "
-            "built-in avatar, or create one with `headcast enroll`"
-        )
+    args.avatar = resolve_avatar(args.avatar, args.config)
     if args.model is not None and not args.model.is_file():
         raise UserError(f"{args.model}: no such motion model file")
     if args.backend == "edtalk":
@@ -180,6 +183,31 @@ def _options(args: argparse.Namespace) -> object:
         preset=args.preset,
         workers=args.threads,
         backend=args.backend,
+    )
+
+
+def resolve_avatar(avatar: str | None, config: Path | None = None) -> str | None:
+    """``--avatar``: a pack folder as given, or a name looked up as the server does (the
+    built-in ``default``, or a pack enrolled into its ``avatars_dir``, e.g. through
+    ``POST /v1/avatars?name=...``); None for the built-in avatar."""
+    if avatar is None or Path(avatar).is_dir():
+        return avatar
+    from models.config import ConfigError
+    from server.live.avatar_dir import AVATAR_NAME, DEFAULT_AVATAR, avatar_names, avatar_source
+    from server.settings import load_settings
+
+    if avatar == DEFAULT_AVATAR:
+        return None
+    try:
+        avatars_dir = load_settings(config).avatars_dir
+    except ConfigError as exc:
+        raise UserError(str(exc)) from exc
+    if AVATAR_NAME.fullmatch(avatar) and (avatars_dir / avatar / "avatar.json").is_file():
+        return str(avatar_source(avatar, None, avatars_dir))
+    known = ", ".join(avatar_names(avatars_dir))
+    raise UserError(
+        f"{avatar}: no such avatar pack folder, nor an avatar of that name in {avatars_dir} "
+        f"(known: {known}); create one with `headcast enroll`"
     )
 
 
