@@ -84,13 +84,19 @@ async function connect() {
 
 async function enroll(file) {
   const name = file.name.replace(/\.[^.]*$/, '').replace(/[^A-Za-z0-9_.-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 40) || 'portrait';
-  const unique = `${name}-${Date.now().toString(36)}`;
   showError('');
   $('enroll').hidden = false;
   $('enroll-progress').value = 0;
   $('enroll-message').textContent = 'uploading…';
   try {
-    let job = await api('POST', `/v1/avatars?name=${encodeURIComponent(unique)}`, { body: file, type: file.type || 'application/octet-stream' });
+    const upload = (as) => api('POST', `/v1/avatars?name=${encodeURIComponent(as)}`, { body: file, type: file.type || 'application/octet-stream' });
+    let job;
+    try {
+      job = await upload(name); // the name asked for, the one `headcast render --avatar` finds
+    } catch (err) {
+      if (err.status !== 409) throw err;
+      job = await upload(`${name}-${Date.now().toString(36)}`); // taken: a suffix, said below
+    }
     const deadline = performance.now() + ENROLL_TIMEOUT_MS;
     while (job.state !== 'done' && job.state !== 'failed') {
       if (performance.now() > deadline) throw new HeadcastError('enrollment is taking too long; try a smaller portrait');
@@ -102,7 +108,8 @@ async function enroll(file) {
     if (job.state === 'failed') throw new HeadcastError(`this portrait cannot be used: ${job.message}`);
     const select = $('avatar-select');
     select.add(new Option(job.avatar, job.avatar, true, true));
-    $('enroll-message').textContent = `enrolled as “${job.avatar}”; connect to use it`;
+    const renamed = job.avatar !== name ? ` (“${name}” was taken)` : '';
+    $('enroll-message').textContent = `enrolled as “${job.avatar}”${renamed}; connect to use it`;
   } catch (err) {
     $('enroll-message').textContent = '';
     $('enroll').hidden = true;
