@@ -8,7 +8,7 @@ overrides (CLI flags). Unknown keys are errors at every level.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -82,13 +82,17 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 def load_config(
     model: type[M],
-    path: Path | None = None,
+    path: Path | Sequence[Path] | None = None,
     env_prefix: str | None = None,
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> M:
-    """Build ``model`` from defaults < YAML ``path`` < env vars < ``overrides``."""
-    data: dict[str, Any] = read_yaml(path) if path is not None else {}
+    """Build ``model`` from defaults < YAML ``path`` (several: each overlays the ones
+    before it, key by key) < env vars < ``overrides``."""
+    paths = [] if path is None else [path] if isinstance(path, Path) else list(path)
+    data: dict[str, Any] = {}
+    for layer in paths:
+        data = _merge(data, read_yaml(layer))
     if env_prefix:
         data = _merge(data, env_overrides(env_prefix, environ))
     if overrides:
@@ -96,7 +100,7 @@ def load_config(
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        where = f" ({path})" if path is not None else ""
+        where = f" ({' + '.join(map(str, paths))})" if paths else ""
         raise ConfigError(f"invalid {model.__name__}{where}: {problems(exc)}") from exc
 
 

@@ -136,7 +136,10 @@ class ServerSettings(StrictModel):
 
 
 def load_settings(path: Path | None = None, **overrides: object) -> ServerSettings:
-    """Settings from ``path`` (default ``configs/server.yaml`` if present), env and overrides."""
-    if path is None and SERVER_CONFIG.exists():
-        path = SERVER_CONFIG
-    return load_config(ServerSettings, path, ENV_PREFIX, overrides)
+    """Settings from ``configs/server.yaml`` (when present) overlaid key by key with
+    ``path`` (``--config FILE``: only the keys it changes), then env and overrides."""
+    layers = [p for p in (SERVER_CONFIG, path) if p is not None]
+    layers = [p for i, p in enumerate(layers) if p.exists() or i > 0]  # a missing --config fails
+    if len(layers) == 2 and layers[0].resolve() == layers[1].resolve():
+        layers = layers[:1]
+    return load_config(ServerSettings, layers, ENV_PREFIX, overrides)

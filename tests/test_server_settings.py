@@ -24,3 +24,19 @@ def test_settings_reject_unknown_keys_and_read_env(tmp_path: Any, monkeypatch: A
     cfg.write_text("allowed_sizes: [250]\n")
     with pytest.raises(ConfigError, match="multiples of 16"):
         load_settings(cfg)
+
+
+def test_a_config_file_overlays_the_default_one(tmp_path: Any, monkeypatch: Any) -> None:
+    """`--config FILE` changes the keys it lists and keeps the others of configs/server.yaml."""
+    import server.settings as settings_module
+
+    base = tmp_path / "server.yaml"
+    base.write_text("max_sessions: 7\nport: 8081\n")
+    monkeypatch.setattr(settings_module, "SERVER_CONFIG", base)
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("port: 9100\n")
+    s = load_settings(mine)
+    assert (s.port, s.max_sessions) == (9100, 7)
+    assert load_settings().port == 8081
+    with pytest.raises(ConfigError):
+        load_settings(tmp_path / "missing.yaml")
