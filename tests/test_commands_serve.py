@@ -30,3 +30,31 @@ def test_library_chatter_is_left_out_unless_verbose() -> None:
     configure_logging(verbose=True)
     assert logging.getLogger("aioice").level == logging.NOTSET
     configure_logging(verbose=False)
+
+
+def test_demo_token_opens_the_demo_page_of_a_server_with_an_api_key() -> None:
+    import time
+    from urllib.parse import parse_qs, urlsplit
+
+    from server.api.tokens import signing_secret, verify
+    from server.commands.serve import demo_url
+    from server.settings import ServerSettings
+
+    keyed = ServerSettings(api_key="demo-key-0123456789abcdef", port=8090, host="0.0.0.0")
+    url = urlsplit(demo_url(keyed))
+    assert (url.hostname, url.port, url.path) == ("127.0.0.1", 8090, "/")
+    token = parse_qs(url.query)["token"][0]
+    secret = signing_secret(keyed)
+    assert secret is not None
+    claims = verify(secret, token)
+    assert 3500 < claims.exp - time.time() <= 3600 and claims.session is None
+    assert demo_url(ServerSettings(port=8090)) == "http://127.0.0.1:8090/"
+
+
+def test_minting_without_credentials_names_the_api_key() -> None:
+    from tests.server_harness import ServerThread, free_port
+    from tests.test_auth import API_KEY, _fake_motion, _settings, call
+
+    with ServerThread(_settings(free_port(), api_key=API_KEY), **_fake_motion()) as server:
+        status, body, _ = call(server, "POST", "/v1/tokens", {})
+    assert status == 401 and "API key" in body["detail"]

@@ -145,6 +145,11 @@ class AuthGuard:
             await refuse(scope, send, reason, 429, retry_after=wait)
             return
         try:
+            if credential is None and path.startswith(TOKEN_PATH):
+                raise TokenError(
+                    "minting tokens needs the server's API key: "
+                    "Authorization: Bearer <api_key from its settings>"
+                )
             if credential is None:
                 raise TokenError(
                     "this server needs a session token: pass Authorization: Bearer <token> "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from models.config import ConfigError
 from server.cli_args import add_renderer_arguments
@@ -35,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="gather ICE host candidates on ADDR (repeatable; default 127.0.0.1)",
     )
     parser.add_argument("--max-sessions", type=int, help="hard cap on live sessions")
+    parser.add_argument(
+        "--demo-token",
+        action="store_true",
+        help="with an api_key: print the demo page's address with a session token (1 h) in it",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     if not Path(model).is_file():
         raise UserError(f"motion model {model} not found (train it: headcast train motion)")
     _check_port_free(settings.host, settings.port)
+    if args.demo_token:
+        print(f"demo page: {demo_url(settings)}", flush=True)
     app = create_app(settings)
     uvicorn.run(
         app,
@@ -85,6 +93,25 @@ def run(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=5,
     )
     return 0
+
+
+DEMO_TOKEN_TTL_S = 3600.0
+
+
+def demo_url(settings: Any) -> str:
+    """The demo page's address; with an ``api_key``, carrying a session token for it (the
+    page reads ``?token=``), so a local try-out needs no back end to mint one."""
+    import time
+
+    from server.api.tokens import Claims, mint, signing_secret
+
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    url = f"http://{host}:{settings.port}/"
+    secret = signing_secret(settings)
+    if secret is None:
+        return url  # no api_key: the page needs no token
+    ttl = min(DEMO_TOKEN_TTL_S, settings.token_max_ttl_s)
+    return f"{url}?token={mint(secret, Claims(exp=time.time() + ttl))}"
 
 
 def check_edtalk(weights: Path | None, precision: str) -> None:
