@@ -27,6 +27,7 @@ from models.edtalk.files import (
 from models.onnx_session import Provider, load_error_reason
 
 if TYPE_CHECKING:
+    from models.avatar.pack import AvatarPack
     from models.edtalk.runtime import Audio2LipRunner, EdtalkRenderer
 
 __all__ = [
@@ -44,6 +45,7 @@ def create_edtalk_renderer(
     provider: Provider = "auto",
     precision: Precision = "fp32",
     variant: Variant = "edtalk",
+    pack: AvatarPack | None = None,
 ) -> EdtalkRenderer:
     """A :class:`models.render.base.Renderer` for one portrait (uint8 (H, W, 3) RGB face crop); frames are size x size.
 
@@ -64,6 +66,7 @@ def create_edtalk_renderer(
             size=size,
             expression_weights=load_expression_weights(weights_dir / EXP_WEIGHTS_DIR),
             presets=load_presets(),
+            pack=pack,
         )
 
 

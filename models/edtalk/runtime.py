@@ -10,7 +10,7 @@ into EDTalk's native mouth weights.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -20,6 +20,9 @@ from models.channels import NUM_CHANNELS
 from models.edtalk.coeffs import MOUTH_DIM, CoeffMap
 from models.edtalk.mel import mel_windows, melspectrogram, num_video_frames, smooth
 from models.onnx_session import CUDA, session_metadata
+
+if TYPE_CHECKING:
+    from models.avatar.pack import AvatarPack
 
 
 def to_model_image(image: np.ndarray, side: int) -> np.ndarray:
@@ -64,6 +67,7 @@ class EdtalkRenderer:
         size: int = 256,
         expression_weights: Mapping[str, np.ndarray] | None = None,
         presets: Mapping[str, np.ndarray] | None = None,
+        pack: AvatarPack | None = None,
     ) -> None:
         meta = session_metadata(frame)
         self.image_size = int(meta["headcast.image_size"])
@@ -71,7 +75,7 @@ class EdtalkRenderer:
         self.cached_names = meta["headcast.cached_inputs"].split(",")
         self.size = size
         #: the avatar pack the portrait came from, when it did (full-portrait paste-back)
-        self.pack: Any = None
+        self.pack = pack
         self.source = source
         self.frame = frame
         cached, alpha = self.encode(portrait)

@@ -152,7 +152,7 @@ def render_file(
         from models.channels import zeros
         from models.offline.paste import PortraitPaster
 
-        pack = getattr(first, "pack", None)
+        pack = first.pack
         if pack is None or pack.portrait is None:
             raise RenderError("full-portrait output needs an avatar pack that keeps its portrait")
         paster = PortraitPaster(pack, first.render(zeros()))

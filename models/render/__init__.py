@@ -64,12 +64,15 @@ def _edtalk_renderer(
 
     if weights is None:
         raise WeightsError("the edtalk backend needs its weights folder (--edtalk-weights DIR)")
-    renderer = create_edtalk_renderer(
-        weights, pack.image, size=size or pack.size, provider=provider, precision=precision
-    )
     # The frame is the pack's head frame, so full-portrait paste-back works as for warp.
-    renderer.pack = pack
-    return renderer
+    return create_edtalk_renderer(
+        weights,
+        pack.image,
+        size=size or pack.size,
+        provider=provider,
+        precision=precision,
+        pack=pack,
+    )
 
 
 __all__ = ["BACKENDS", "MouthRenderer", "Renderer", "create_renderer"]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from models.avatar.pack import AvatarPack
 
 
 class Renderer(Protocol):
@@ -15,6 +18,12 @@ class Renderer(Protocol):
 
     #: output frame side in pixels (frames are square, ``size x size``)
     size: int
+
+    @property
+    def pack(self) -> AvatarPack | None:
+        """The avatar pack its frames come from (its head frame, landmarks and portrait,
+        for pasting frames back into the whole portrait); None for a bare portrait."""
+        ...
 
     def render(self, coeffs: np.ndarray) -> np.ndarray:
         """float32 (K,) -> uint8 (size, size, 3) RGB."""
