@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.motion.evaluate import energy_baseline, score
+from models.training.evaluate import energy_baseline, score
 from models.training.visemes import make_targets
 
 FPS = 25

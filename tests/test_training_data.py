@@ -109,7 +109,7 @@ def test_opus_round_trip_is_aligned_and_lossy() -> None:
 
 
 def test_validation_split_uses_training_voices_of_every_engine() -> None:
-    from models.motion.evaluate import VALIDATION_VOICES
+    from models.training.evaluate import VALIDATION_VOICES
 
     val = TRAIN_VOICES[VALIDATION_VOICES]
     assert set(val) <= set(TRAIN_VOICES) and set(val).isdisjoint(HELDOUT_VOICES)

@@ -11,7 +11,7 @@ from typing import Any
 import av
 
 from models.offline.options import RenderError
-from models.pipeline import Take
+from models.take import Take
 
 
 def temp_path(output: Path) -> Path:

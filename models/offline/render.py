@@ -1,7 +1,7 @@
 """Offline rendering: a speech file -> an MP4 (H.264 + AAC) of the avatar saying it.
 
 The live pipeline run as fast as the machine allows: decode (PyAV) -> audio-to-motion ->
-motion mixer (:func:`models.pipeline.speech_to_take`) -> renderer -> PyAV muxer.
+motion mixer (:func:`models.take.speech_to_take`) -> renderer -> PyAV muxer.
 Rendering is a thread pool (cv2 releases the GIL), each worker also pastes into the
 portrait and converts RGB -> YUV 4:2:0, while the calling thread encodes H.264 and AAC
 in frame order; at most :data:`QUEUE_PER_WORKER` frames per worker are in flight, so
@@ -44,8 +44,8 @@ from models.offline.output import (
     write_motion_json,
 )
 from models.offline.speech import decode_speech, edtalk_mouth
-from models.pipeline import speech_to_take
 from models.render.base import MouthRenderer
+from models.take import speech_to_take
 
 QUEUE_PER_WORKER = 3  # frames in flight per render worker
 

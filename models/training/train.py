@@ -345,14 +345,14 @@ def tune_closure_gate(net: MotionNet, cfg: TrainConfig) -> str:
     if cfg.val_utts_per_voice == 0:
         return ""
     from models.motion import load_motion_model
-    from models.motion.evaluate import Report, evaluate_sessions, validation_sessions
+    from models.training.evaluate import Report, evaluate_sessions, validation_sessions
 
     sessions = validation_sessions(cfg.val_utts_per_voice, workers=cfg.workers)
     if cfg.real_copies:
         # Recorded prompts of the validation families (never trained on), clean and
         # augmented: the gate must suit a real voice as well as the synthetic ones.
-        from models.motion.evaluate import VALIDATION_SEED
         from models.training.dataset import real_heldout_audio
+        from models.training.evaluate import VALIDATION_SEED
 
         val = real_prompts(cfg, "validation")
         for strength in (0.0, 1.0):

@@ -25,8 +25,8 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse
 
 from models.offline import FULL, RenderContext, RenderError, RenderOptions, render_file
-from models.pipeline import POSES, check_emotions
 from models.sizes import FRAME_SIZES
+from models.take import POSES, check_emotions
 from server.api.bodies import MEDIA_UPLOAD_TYPES, read_upload
 from server.api.openapi import openapi_body, query
 from server.live.avatar_dir import UnknownAvatar

@@ -63,7 +63,7 @@ def _nan_to_none(x: object) -> object:
 
 def run(args: argparse.Namespace) -> int:
     from models.motion import MotionModelError, load_motion_model
-    from models.motion.evaluate import Report, evaluate_sessions, heldout_sessions
+    from models.training.evaluate import Report, evaluate_sessions, heldout_sessions
     from models.training.synth import available_engines
 
     if args.json is not None:
@@ -122,7 +122,7 @@ def _pct(x: float) -> str:
 
 
 def _real(condition: str, args: argparse.Namespace) -> list:
-    from models.motion.evaluate import real_sessions
+    from models.training.evaluate import real_sessions
     from models.training.real import RealSpeechMissing
 
     cache = None if args.data_cache is None else args.data_cache / "alignments.json"
@@ -138,7 +138,7 @@ def _write_json(path: Path | None, report: object) -> None:
 
 
 def _breakdown(model: MotionModel, args: argparse.Namespace) -> int:
-    from models.motion.evaluate import breakdown, heldout_sessions
+    from models.training.evaluate import breakdown, heldout_sessions
 
     t0 = time.monotonic()
     sessions = heldout_sessions(args.utts_per_voice, args.seed, args.workers, augmented=False)

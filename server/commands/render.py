@@ -145,7 +145,7 @@ class ProgressBar:
 
 def _options(args: argparse.Namespace) -> object:
     from models.offline import FULL, RenderOptions
-    from models.pipeline import EmotionCue, check_emotions, load_cues
+    from models.take import EmotionCue, check_emotions, load_cues
 
     emotion: str = args.emotion
     cues: tuple[EmotionCue, ...] = ()
