@@ -363,39 +363,3 @@ def test_non_finite_float_samples_still_render(folder: Path, ctx: RenderContext)
     track, rate, _ = decode_track_audio(out)
     assert np.isfinite(track).all() and np.abs(track).max() <= 1.01
     assert abs(len(track) / rate - 1.2) < 0.05
-
-
-def test_every_live_size_renders_to_a_file(folder: Path, ctx: RenderContext, clip: Path) -> None:
-    """One list of sizes: what a live session takes, `headcast render` and /v1/renders take."""
-    from models.sizes import FRAME_SIZES
-    from server.settings import ServerSettings
-
-    assert ServerSettings().allowed_sizes == FRAME_SIZES and 384 in FRAME_SIZES
-    out = folder / "s384.mp4"
-    render_file(clip, out, RenderOptions(size=384, seed=1), context=ctx)
-    frames, _, _ = decode_video(out)
-    assert frames.shape[1:] == (384, 384, 3)
-    _no_leftovers(folder)
-
-
-def test_cli_finds_an_avatar_the_server_enrolled_by_its_name(
-    folder: Path, stub: Path, clip: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """`--avatar NAME` looks in the server's avatars_dir, as the live API does."""
-    import shutil
-
-    from models.avatar.pack import DEFAULT_AVATAR_DIR
-
-    avatars = folder / "avatars"
-    shutil.copytree(DEFAULT_AVATAR_DIR, avatars / "alice")
-    config = folder / "server.yaml"
-    config.write_text(f"avatars_dir: {avatars}\n")
-    out = folder / "alice.mp4"
-    base = ["render", str(clip), "--model", str(stub), "--size", "256", "--config", str(config)]
-    assert main([*base, "-o", str(out), "--avatar", "alice"]) == 0
-    assert out.is_file()
-    assert main([*base, "-o", str(folder / "bob.mp4"), "--avatar", "bob"]) == 2
-    err = capsys.readouterr().err
-    assert "bob" in err and "known: default, alice" in err and "Traceback" not in err
-    out.unlink()
-    _no_leftovers(folder)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import TypedDict
 
 #: (cumulative CPU seconds, monotonic time, frames made per size so far)
 CpuSample = tuple[float, float, dict[int, int]]
@@ -37,6 +38,16 @@ MIN_FRAMES_SAMPLE = 25  # frames a late-render sample needs before it counts
 
 class AdmissionError(RuntimeError):
     """A session that cannot be served at its frame rate; the message says why."""
+
+
+class AdmissionLimits(TypedDict, total=False):
+    """What :class:`Admission` is told (the scheduler passes these on)."""
+
+    headroom: float
+    max_sessions: int
+    cores: int | None
+    overhead_s: float
+    interpreter_s: float
 
 
 class Admission:

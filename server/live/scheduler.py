@@ -20,16 +20,12 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, Unpack, cast
 
 import numpy as np
 
 from models.render.base import MouthRenderer, Renderer
-from server.live.admission import (
-    PRIOR_INTERPRETER_S,
-    PRIOR_OVERHEAD_S,
-    Admission,
-)
+from server.live.admission import Admission, AdmissionLimits
 
 T = TypeVar("T")
 #: (coeffs float32 (K,), mouth float32 (20,) | None) -> uint8 (S, S, 3) RGB
@@ -154,23 +150,9 @@ class Scheduler(Admission):
     """Worker pool + optional GPU batcher, with admission control for all sessions."""
 
     def __init__(
-        self,
-        workers: int = 0,
-        *,
-        batch: bool = False,
-        headroom: float = 0.8,
-        max_sessions: int = 16,
-        cores: int | None = None,
-        overhead_s: float = PRIOR_OVERHEAD_S,
-        interpreter_s: float = PRIOR_INTERPRETER_S,
+        self, workers: int = 0, *, batch: bool = False, **limits: Unpack[AdmissionLimits]
     ) -> None:
-        super().__init__(
-            headroom=headroom,
-            max_sessions=max_sessions,
-            cores=cores,
-            overhead_s=overhead_s,
-            interpreter_s=interpreter_s,
-        )
+        super().__init__(**limits)
         self.workers = workers or self.cores
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="headcast-worker")
         self.batcher = BatchRenderer() if batch else None

@@ -20,9 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection
-from aiortc.mediastreams import MediaStreamError
 
-from models.audio.features import StreamingResampler
 from models.channels import ALL_CHANNELS, zeros
 from server.live.clock import (
     AUDIO_CHUNK,
@@ -32,6 +30,7 @@ from server.live.clock import (
     aligned_start,
 )
 from server.live.events import EventStream
+from server.live.microphone import read_microphone
 from server.live.output import PipelineOutput
 from server.live.pipeline import EARLY_ONSET_MIN_SAMPLES
 from server.live.playback_events import PlaybackEvents
@@ -238,7 +237,7 @@ class Session:
         @pc.on("track")
         def _track(track: MediaStreamTrack) -> None:
             if track.kind == "audio" and self.params.input == "mirror":
-                self._spawn(self._read_microphone(track), f"mic-{rid}")
+                self._spawn(read_microphone(self, track), f"mic-{rid}")
 
         self._spawn(self._expect_connection(rid, pc), f"connect-{rid}")
         return rid
@@ -271,21 +270,6 @@ class Session:
         self.viewers_left += 1
         await pc.close()
         return True
-
-    async def _read_microphone(self, track: MediaStreamTrack) -> None:
-        """Mirror mode: the browser's microphone drives the mouth (not echoed back)."""
-        resampler: StreamingResampler | None = None
-        while not self.closed:
-            try:
-                frame: Any = await track.recv()
-            except MediaStreamError:
-                return
-            pcm = frame.to_ndarray()  # packed: int16 (1, samples * channels)
-            channels = len(frame.layout.channels)
-            pcm = pcm.reshape(-1, channels) if channels > 1 else pcm.reshape(-1)
-            if resampler is None or resampler.sample_rate != frame.sample_rate:
-                resampler = StreamingResampler(frame.sample_rate)
-            self.push(resampler.push(pcm))
 
     # ---- events -----------------------------------------------------------------------
 

@@ -1,0 +1,72 @@
+"""``headcast render`` as a user runs it: the sizes it takes and avatars found by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from models.offline import RenderContext, RenderOptions, render_file
+from server.cli import main
+from tests.render_offline_support import (
+    decode_video,
+    voiced_bursts,
+    write_stub_motion_model,
+    write_wav,
+)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("render-cli")
+
+
+@pytest.fixture(scope="module")
+def stub(folder: Path) -> Path:
+    return write_stub_motion_model(folder / "stub.onnx")
+
+
+@pytest.fixture(scope="module")
+def clip(folder: Path) -> Path:
+    return write_wav(folder / "clip.wav", voiced_bursts([(0.5, 1.5)], 2.0))
+
+
+def _no_leftovers(folder: Path) -> None:
+    assert not [p.name for p in folder.iterdir() if p.name.endswith(".part")]
+
+
+def test_every_live_size_renders_to_a_file(folder: Path, stub: Path, clip: Path) -> None:
+    """One list of sizes: what a live session takes, `headcast render` and /v1/renders take."""
+    from models.sizes import FRAME_SIZES
+    from server.settings import ServerSettings
+
+    assert ServerSettings().allowed_sizes == FRAME_SIZES and 384 in FRAME_SIZES
+    out = folder / "s384.mp4"
+    ctx = RenderContext(motion_model=stub, provider="cpu")
+    render_file(clip, out, RenderOptions(size=384, seed=1), context=ctx)
+    frames, _, _ = decode_video(out)
+    assert frames.shape[1:] == (384, 384, 3)
+    _no_leftovers(folder)
+
+
+def test_cli_finds_an_avatar_the_server_enrolled_by_its_name(
+    folder: Path, stub: Path, clip: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--avatar NAME` looks in the server's avatars_dir, as the live API does."""
+    import shutil
+
+    from models.avatar.pack import DEFAULT_AVATAR_DIR
+
+    avatars = folder / "avatars"
+    shutil.copytree(DEFAULT_AVATAR_DIR, avatars / "alice")
+    config = folder / "server.yaml"
+    config.write_text(f"avatars_dir: {avatars}\n")
+    out = folder / "alice.mp4"
+    base = ["render", str(clip), "--model", str(stub), "--size", "256", "--config", str(config)]
+    assert main([*base, "-o", str(out), "--avatar", "alice"]) == 0
+    assert out.is_file()
+    assert main([*base, "-o", str(folder / "bob.mp4"), "--avatar", "bob"]) == 2
+    err = capsys.readouterr().err
+    assert "bob" in err and "known: default, alice" in err and "Traceback" not in err
+    out.unlink()
+    _no_leftovers(folder)
