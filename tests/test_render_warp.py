@@ -191,6 +191,31 @@ def test_jaw_opens_a_textured_interior(fast, pack512):
     assert patch.std(axis=(0, 1)).mean() > 12
 
 
+def _lip_line_luma(frame: np.ndarray, m: wm.MouthState, t: float, lower: bool) -> float:
+    """Mean luma along the middle of the mouth, ``t`` mouth widths inside one lip's edge."""
+    s = np.linspace(0.35, 0.65, 120)
+    bow = 4.0 * (s - 0.5) ** 2
+    if lower:
+        down = m.opening / m.width - m.lower_curve * bow - t
+    else:
+        down = t + m.upper_curve * bow
+    x = m.origin[0] + ((s - 0.5) * m.u[0] + down * m.v[0]) * m.width
+    y = m.origin[1] + ((s - 0.5) * m.u[1] + down * m.v[1]) * m.width
+    rgb = wm.bilinear(np.moveaxis(frame.astype(np.float64), -1, 0), x, y)
+    return float((rgb.T @ [0.299, 0.587, 0.114]).mean())
+
+
+def test_lower_teeth_show_at_a_mid_opening(fast, pack512):
+    """At jawOpen 0.5 the lower incisors above the lower lip are about as light as the
+    upper teeth below the upper lip (the synthesised ones were a grey band: 0.79)."""
+    c = wm.prepare(from_mapping({"jawOpen": 0.5}))
+    m = wm.mouth_state(pack512.arrays, c, pack512.size)
+    frame = fast.render(c)
+    lower = _lip_line_luma(frame, m, 0.03, lower=True)
+    upper = _lip_line_luma(frame, m, 0.04, lower=False)
+    assert lower >= 0.88 * upper, f"lower teeth {lower:.0f}, upper {upper:.0f}"
+
+
 @pytest.mark.parametrize(
     "closure",
     [

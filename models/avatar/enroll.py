@@ -233,10 +233,15 @@ def _fold_free_depth(
     return out.astype(np.float32), float(used)
 
 
+# Bumped when enrollment makes a different pack from the same portrait (new textures,
+# new authored motion) without the pack format changing: cached packs are then rebuilt.
+ENROLL_REVISION = 2
+
+
 def portrait_hash(data: bytes, size: int) -> str:
     h = hashlib.sha256()
     h.update(data)
-    h.update(f"size={size};grid={GRID};version={PACK_VERSION}".encode())
+    h.update(f"size={size};grid={GRID};version={PACK_VERSION};rev={ENROLL_REVISION}".encode())
     return h.hexdigest()
 
 

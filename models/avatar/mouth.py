@@ -18,7 +18,7 @@ T_MAX = 0.5  # mouth widths covered by a texture's rows
 TOOTH_LEN = 0.12  # visible upper incisor length, mouth widths
 # Tooth widths from the centre outwards (central incisor .. premolar), mouth widths.
 TOOTH_WIDTHS = (0.105, 0.085, 0.08, 0.07, 0.065, 0.06)
-NEAR_SHADE = 0.42  # the cavity next to the lips, as a share of the lip colour
+NEAR_SHADE = 0.32  # the cavity next to the lips, as a share of the lip colour
 GAP_OPEN_FRAC = 0.06  # rest opening (mouth widths) above which the portrait's own teeth are used
 
 
@@ -30,12 +30,24 @@ def texel_coords() -> tuple[np.ndarray, np.ndarray]:
     return gs, gt
 
 
-def _tooth_edges() -> np.ndarray:
+def _tooth_edges(widths: tuple[float, ...] = TOOTH_WIDTHS) -> np.ndarray:
     """Tooth boundaries in s, foreshortened towards the corners (the arch turns away)."""
-    arc = np.concatenate([[0.0], np.cumsum(TOOTH_WIDTHS)])
+    arc = np.concatenate([[0.0], np.cumsum(widths)])
     arc = arc / arc[-1] * (np.pi / 2) * 0.92
     half = 0.5 * np.sin(arc)
     return np.concatenate([0.5 - half[::-1], 0.5 + half[1:]])
+
+
+def _teeth_columns(
+    s: np.ndarray, widths: tuple[float, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per texel: position across its tooth u (0..1), the tooth's width, and the
+    distance to the nearest tooth boundary (all in s units)."""
+    edges = _tooth_edges(widths)
+    idx = np.clip(np.searchsorted(edges, s) - 1, 0, len(edges) - 2)
+    width = edges[idx + 1] - edges[idx]
+    u = (s - edges[idx]) / width
+    return u, width, np.minimum(u, 1 - u) * width
 
 
 def lip_and_skin_colors(image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, float]:
@@ -76,32 +88,50 @@ def synth_upper_teeth(luma: float) -> np.ndarray:
     return np.dstack([np.clip(rgb, 0, 255), alpha * 255]).round().astype(np.uint8)
 
 
-LOWER_TOOTH_LEN = 0.055  # visible lower incisor length, mouth widths
+LOWER_TOOTH_LEN = 0.075  # visible lower incisor length at the middle, mouth widths
+# Lower teeth are narrower than the upper ones (central incisor .. premolar), mouth widths.
+LOWER_TOOTH_WIDTHS = (0.062, 0.066, 0.076, 0.082, 0.085, 0.085)
+TOOTH_GAP = 0.006  # half-width of the dark seam between two teeth, mouth widths
+TONGUE_TOP = 0.19  # the tongue's dome reaches this far above the lower lip, mouth widths
+
+
+def _lower_teeth(s: np.ndarray, t: np.ndarray, light: float) -> tuple[np.ndarray, np.ndarray]:
+    """RGB float (TEX_H, TEX_W, 3) and alpha 0..1 of the lower front teeth: separate
+    incisors and canines, lit in the middle, in the lower lip's shadow at their roots."""
+    centre = np.abs(2 * s - 1)  # 0 at the middle of the mouth, 1 at the corners
+    u, _, to_edge = _teeth_columns(s, LOWER_TOOTH_WIDTHS)
+    tip = LOWER_TOOTH_LEN * (1.0 - 0.55 * centre**2) * (1.0 - 0.3 * (2 * u - 1) ** 4)
+    alpha = np.clip((tip - t) / 0.008 + 0.5, 0.0, 1.0) * np.clip((0.74 - centre) / 0.1, 0.0, 1.0)
+    seam = np.clip(to_edge / TOOTH_GAP, 0.0, 1.0)
+    shade = (0.95 - 0.45 * centre**2) * (0.62 + 0.38 * seam) * (0.9 + 0.1 * np.sin(np.pi * u))
+    shade = shade * (0.72 + 0.28 * np.clip(t / 0.03, 0.0, 1.0))  # the lip's shadow
+    rgb = np.array([228.0, 220.0, 205.0]) * light * shade[..., None]
+    # The incisal edge is translucent: greyer, a little blue.
+    edge = np.clip((t / np.maximum(tip, 1e-6) - 0.7) / 0.3, 0.0, 1.0)[..., None]
+    rgb = rgb * (1 - 0.25 * edge) + np.array([150.0, 155.0, 165.0]) * light * 0.25 * edge
+    return rgb, alpha
+
+
+def _tongue(s: np.ndarray, t: np.ndarray, lip_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """RGB float and alpha of the tongue: a dome behind the lower teeth, lit at its tip,
+    darker towards the throat and the sides, with a faint groove down its middle."""
+    r = np.sqrt(((s - 0.5) / 0.36) ** 2 + ((t + 0.02) / (TONGUE_TOP + 0.02)) ** 2)
+    alpha = np.clip((1.0 - r) / 0.12, 0.0, 1.0)
+    base = 0.45 * lip_rgb + 0.55 * np.array([205.0, 95.0, 100.0])
+    shade = 0.5 + 0.5 * np.clip(1.0 - r, 0.0, 1.0) ** 0.5
+    shade = shade * (1.0 - 0.25 * np.clip(t / TONGUE_TOP, 0.0, 1.0))
+    groove = np.exp(-(((s - 0.5) / 0.035) ** 2)) * np.clip(t / 0.06, 0.0, 1.0)
+    shade = shade * (1.0 - 0.18 * groove)
+    return base * shade[..., None], alpha
 
 
 def synth_lower(lip_rgb: np.ndarray, luma: float) -> np.ndarray:
     """uint8 (TEX_H, TEX_W, 4) RGBA seen just above the lower lip: a row of lower teeth
-    (shorter than the upper ones, in the lower lip's shadow) in front of the tongue."""
+    (shorter and narrower than the upper ones) in front of the tongue."""
     s, t = texel_coords()
     light = float(np.clip(luma / 150.0, 0.55, 1.1))
-    centre = np.abs(2 * s - 1)
-    # Tongue: a dome rising behind the teeth, lighter at its front, darker towards the back.
-    r = np.sqrt(((s - 0.5) / 0.34) ** 2 + ((t + 0.04) / 0.2) ** 2)
-    tongue_a = np.clip((1.0 - r) / 0.2, 0.0, 1.0)
-    tongue_base = 0.5 * lip_rgb + 0.5 * np.array([200.0, 85.0, 90.0])
-    tongue_rgb = (
-        tongue_base[None, None, :] * (0.6 + 0.45 * np.clip(1.0 - r, 0.0, 1.0) ** 0.5)[..., None]
-    )
-    # Lower incisors and canines, narrower towards the corners.
-    edges = _tooth_edges()
-    idx = np.clip(np.searchsorted(edges, s) - 1, 0, len(edges) - 2)
-    width = edges[idx + 1] - edges[idx]
-    u = (s - edges[idx]) / width
-    tip = LOWER_TOOTH_LEN * (1.0 - 0.5 * centre**2) * (1.0 - 0.25 * (2 * u - 1) ** 4)
-    teeth_a = np.clip((tip - t) / 0.01 + 0.5, 0.0, 1.0) * np.clip((0.8 - centre) / 0.1, 0.0, 1.0)
-    seam = np.clip(np.minimum(u, 1 - u) * width / 0.006, 0.0, 1.0)
-    shade = (0.55 + 0.2 * (1 - centre**2)) * (0.75 + 0.25 * seam)
-    teeth_rgb = np.array([225.0, 215.0, 200.0]) * light * shade[..., None]
+    teeth_rgb, teeth_a = _lower_teeth(s, t, light)
+    tongue_rgb, tongue_a = _tongue(s, t, lip_rgb)
     a = teeth_a[..., None]
     rgb = tongue_rgb * (1 - a) + teeth_rgb * a
     alpha = np.maximum(tongue_a, teeth_a)
