@@ -44,7 +44,7 @@ COPY client client
 COPY configs configs
 # Editable: the package runs from /app, next to its assets (avatar pack, motion model).
 RUN pip install --no-deps -e . \
-    && python -c "import server.app, models.render, models.motion"
+    && python -c "import headcast.server.app, headcast.models.render, headcast.models.motion"
 
 RUN useradd --create-home --uid 10001 headcast \
     && mkdir -p /app/data/avatars \

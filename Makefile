@@ -44,7 +44,7 @@ lint: $(VENV)/.dev-ok
 	$(BIN)/ruff format --check server models client tests scripts
 
 typecheck: $(VENV)/.dev-ok
-	$(BIN)/mypy server models client
+	MYPY=$(BIN)/mypy scripts/typecheck.sh
 
 unit: $(VENV)/.dev-ok
 	$(BIN)/python -m pytest -q

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import websockets
 
-from client.pcm import bytes_per_sample, encode_pcm, pcm_seconds
+from headcast.client.pcm import bytes_per_sample, encode_pcm, pcm_seconds
 
 # Largest piece of PCM sent in one message: well under the server's 1 MiB default
 # message limit, and small enough that a fast push never holds the event loop long.

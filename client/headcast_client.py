@@ -25,10 +25,10 @@ and :mod:`client.viewer` (WHEP).
 
 from __future__ import annotations
 
-from client.audio_socket import AudioSocket
-from client.http_client import HTTP_TIMEOUT_S, HeadcastClient, HeadcastError, Response
-from client.pcm import encode_pcm, pcm_seconds
-from client.viewer import Received, Viewer
+from headcast.client.audio_socket import AudioSocket
+from headcast.client.http_client import HTTP_TIMEOUT_S, HeadcastClient, HeadcastError, Response
+from headcast.client.pcm import encode_pcm, pcm_seconds
+from headcast.client.viewer import Received, Viewer
 
 __all__ = [
     "HTTP_TIMEOUT_S",

@@ -15,7 +15,7 @@ from typing import Any
 
 import websockets
 
-from client.audio_socket import AudioSocket
+from headcast.client.audio_socket import AudioSocket
 
 HTTP_TIMEOUT_S = 30.0
 

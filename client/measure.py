@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from models.channels import CHANNEL_INDEX, zeros
+from headcast.models.channels import CHANNEL_INDEX, zeros
 
 
 class MouthMeter:

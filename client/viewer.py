@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from client.http_client import HeadcastClient, HeadcastError
+from headcast.client.http_client import HeadcastClient, HeadcastError
 
 
 @dataclass

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import RootModel, field_validator
 
-from models.channels import EXPRESSION_CHANNELS, EXPRESSION_SLICE, NUM_CHANNELS
-from models.config import CONFIG_DIR, ConfigError, read_yaml
+from headcast.models.channels import EXPRESSION_CHANNELS, EXPRESSION_SLICE, NUM_CHANNELS
+from headcast.models.config import CONFIG_DIR, ConfigError, read_yaml
 
 EMOTIONS_FILE = CONFIG_DIR / "emotions.yaml"
 

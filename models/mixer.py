@@ -24,7 +24,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from models.channels import (
+from headcast.models.channels import (
     CHANNEL_INDEX,
     EXPRESSION_SLICE,
     MOUTH_CHANNELS,
@@ -35,7 +35,7 @@ from models.channels import (
     check_pose,
     clip,
 )
-from models.emotions import preset
+from headcast.models.emotions import preset
 
 NUM_MOUTH = len(MOUTH_CHANNELS)  # 16
 

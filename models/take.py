@@ -23,11 +23,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from models.audio import SAMPLE_RATE
-from models.channels import ALL_CHANNELS, MOUTH_CHANNELS, POSE_SLICE
-from models.emotions import load_presets
-from models.mixer import EMOTION_TRANSITION_S, MotionMixer
-from models.motion import MotionModel, infer
+from headcast.models.audio import SAMPLE_RATE
+from headcast.models.channels import ALL_CHANNELS, MOUTH_CHANNELS, POSE_SLICE
+from headcast.models.emotions import load_presets
+from headcast.models.mixer import EMOTION_TRANSITION_S, MotionMixer
+from headcast.models.motion import MotionModel, infer
 
 #: a frame whose surrounding audio is quieter than this (RMS, dB full scale) is silence
 SILENCE_DBFS = -60.0

@@ -9,7 +9,7 @@ status=0
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || status=1
 "$PY" - <<'PYEOF' || status=1
 import onnxruntime as ort
-from models.onnx_session import _probe_model, create_session
+from headcast.models.onnx_session import _probe_model, create_session
 print("onnxruntime", ort.__version__, ort.get_available_providers())
 print("probe session on", create_session(_probe_model(), "cuda").get_providers())
 PYEOF

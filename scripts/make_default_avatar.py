@@ -11,8 +11,8 @@ import sys
 from PIL import Image
 from skimage import data
 
-from models.avatar.enroll import enroll
-from models.avatar.pack import DEFAULT_AVATAR_DIR
+from headcast.models.avatar.enroll import enroll
+from headcast.models.avatar.pack import DEFAULT_AVATAR_DIR
 
 
 def main() -> int:

@@ -1,5 +1,5 @@
 """``python -m server``: the ``headcast`` command, for environments without the entry point."""
 
-from server.cli import main
+from headcast.server.cli import main
 
 raise SystemExit(main())

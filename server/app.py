@@ -17,14 +17,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
-from server.api import avatars, health, renders, sessions, static, tokens, whep, ws
-from server.api.auth import install as install_auth
-from server.api.client_address import ClientAddress
-from server.api.methods import MethodsAllowed
-from server.api.origin_guard import OriginGuard
-from server.live.loaders import LipsLoader, MotionLoader, RendererFactory
-from server.settings import ServerSettings
-from server.state import AppState
+from headcast.server.api import avatars, health, renders, sessions, static, tokens, whep, ws
+from headcast.server.api.auth import install as install_auth
+from headcast.server.api.client_address import ClientAddress
+from headcast.server.api.methods import MethodsAllowed
+from headcast.server.api.origin_guard import OriginGuard
+from headcast.server.live.loaders import LipsLoader, MotionLoader, RendererFactory
+from headcast.server.settings import ServerSettings
+from headcast.server.state import AppState
 
 #: Every router of the API, in the order they are included; add a line to add one.
 ROUTERS: tuple[APIRouter, ...] = (

@@ -15,9 +15,9 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from server.commands import bench, enroll, motion, preview, render, serve, train
-from server.commands import eval as evaluate
-from server.errors import UserError
+from headcast.server.commands import bench, enroll, motion, preview, render, serve, train
+from headcast.server.commands import eval as evaluate
+from headcast.server.errors import UserError
 
 COMMANDS: tuple[ModuleType, ...] = (
     bench,

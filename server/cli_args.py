@@ -83,7 +83,7 @@ def writable_file(path: Path, flag: str) -> None:
     probe file beside it: permission bits alone do not tell, e.g. for root or /proc)."""
     import tempfile
 
-    from server.errors import UserError
+    from headcast.server.errors import UserError
 
     if path.exists() and not path.is_file():
         raise UserError(f"{flag} {path}: is a folder or device; give a file name")

@@ -8,8 +8,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from models.config import CONFIG_DIR, StrictModel, load_config
-from models.sizes import FRAME_SIZES
+from headcast.models.config import CONFIG_DIR, StrictModel, load_config
+from headcast.models.sizes import FRAME_SIZES
 
 SERVER_CONFIG = CONFIG_DIR / "server.yaml"
 ENV_PREFIX = "HEADCAST_SERVE"

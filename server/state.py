@@ -16,14 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from models.channels import zeros
-from models.mixer import MotionMixer
-from models.onnx_session import cuda_available
-from server.live.avatar_dir import DEFAULT_AVATAR, avatar_names, avatar_source
-from server.live.clock import output_delay_frames, output_delay_s
-from server.live.encoders import measure_encode_cost, use_speech_encoders
-from server.live.ice import quiet_closed_connects, restrict_host_addresses
-from server.live.loaders import (
+from headcast.models.channels import zeros
+from headcast.models.mixer import MotionMixer
+from headcast.models.onnx_session import cuda_available
+from headcast.server.live.avatar_dir import DEFAULT_AVATAR, avatar_names, avatar_source
+from headcast.server.live.clock import output_delay_frames, output_delay_s
+from headcast.server.live.encoders import measure_encode_cost, use_speech_encoders
+from headcast.server.live.ice import quiet_closed_connects, restrict_host_addresses
+from headcast.server.live.loaders import (
     LipsLoader,
     MotionLoader,
     RendererFactory,
@@ -34,15 +34,15 @@ from server.live.loaders import (
     default_streamer,
     measure_render,
 )
-from server.live.output import PipelineOutput
-from server.live.pipeline_spec import PipelineSpec, build_pipeline
-from server.live.process_tuning import fix_mmap_threshold, limit_blas_threads
-from server.live.procpool import ProcessPool, RemotePipeline, default_processes
-from server.live.scheduler import RendererPool, Scheduler
-from server.live.session import Session, SessionParams
-from server.live.tracks import audio_read_ahead, use_fast_audio_level
-from server.metrics import Metrics
-from server.settings import ServerSettings
+from headcast.server.live.output import PipelineOutput
+from headcast.server.live.pipeline_spec import PipelineSpec, build_pipeline
+from headcast.server.live.process_tuning import fix_mmap_threshold, limit_blas_threads
+from headcast.server.live.procpool import ProcessPool, RemotePipeline, default_processes
+from headcast.server.live.scheduler import RendererPool, Scheduler
+from headcast.server.live.session import Session, SessionParams
+from headcast.server.live.tracks import audio_read_ahead, use_fast_audio_level
+from headcast.server.metrics import Metrics
+from headcast.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class AppState:
             cost = await sched.run(measure_render, pool)
             sched.record_tick(size, cost)
             sched.encode_cost[size] = await sched.run(measure_encode_cost, size)
-        from server.live.tracks import encoder_hold_chunks
+        from headcast.server.live.tracks import encoder_hold_chunks
 
         await sched.run(encoder_hold_chunks)  # probe aiortc's Opus encoder off the event loop
         if self.processes is not None:

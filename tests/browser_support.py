@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from server.settings import ServerSettings
+from headcast.server.settings import ServerSettings
 from tests.server_harness import FIXTURES, TEST_SIZE, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -218,7 +218,7 @@ class LoudnessStreamer:
 
 def motion_factories() -> dict[str, Any]:
     """create_app factories: the stand-in when the shipped motion model is absent."""
-    from models.motion.model import DEFAULT_MODEL
+    from headcast.models.motion.model import DEFAULT_MODEL
 
     if DEFAULT_MODEL.exists():
         return {}

@@ -14,14 +14,14 @@ from PIL import Image
 
 @pytest.fixture(scope="session")
 def pack512():
-    from models.avatar.pack import load_pack
+    from headcast.models.avatar.pack import load_pack
 
     return load_pack(None)
 
 
 @pytest.fixture(scope="session")
 def pack256(pack512):
-    from models.avatar.resize import resize_pack
+    from headcast.models.avatar.resize import resize_pack
 
     return resize_pack(pack512, 256)
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.edtalk.nets.audio2lip import Audio2Lip
-from models.edtalk.nets.export import export_weights_dir
-from models.edtalk.nets.generator import Generator
+from headcast.models.edtalk.nets.audio2lip import Audio2Lip
+from headcast.models.edtalk.nets.export import export_weights_dir
+from headcast.models.edtalk.nets.generator import Generator
 
 TEST_SIZE = 64
 FLOW_WEIGHT_SCALE = 0.1
@@ -63,7 +63,7 @@ def save_upstream(path: Path, key: str, module: torch.nn.Module) -> Path:
 
 @functools.lru_cache(maxsize=1)
 def exported_weights_dir() -> Path:
-    """A weights folder as a user would have it after ``python -m models.edtalk.nets.export``.
+    """A weights folder as a user would have it after ``python -m headcast.models.edtalk.nets.export``.
 
     Small random upstream-layout checkpoints, both generator variants, fp32 and fp16
     frame graphs, and two predefined expression vectors. Built once per test session.

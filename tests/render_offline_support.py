@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from models.channels import MOUTH_CHANNELS
+from headcast.models.channels import MOUTH_CHANNELS
 
 SR = 16_000
 #: features are (mel dB - level) / 20; digital silence sits at -2.0, speech around -1.5..0

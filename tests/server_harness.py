@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import uvicorn
 
-from client.measure import MouthMeter, audio_timeline, av_lag_ms, envelope, mouth_series
-from server.app import create_app
-from server.settings import ServerSettings
+from headcast.client.measure import MouthMeter, audio_timeline, av_lag_ms, envelope, mouth_series
+from headcast.server.app import create_app
+from headcast.server.settings import ServerSettings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SPEECH_WAV = FIXTURES / "speech.wav"  # espeak-ng, 16 kHz mono, 10.9 s
@@ -47,7 +47,7 @@ def require_motion_model() -> None:
     """Skip (with the reason) when the shipped motion model is not in the checkout."""
     import pytest
 
-    from models.motion.model import DEFAULT_MODEL
+    from headcast.models.motion.model import DEFAULT_MODEL
 
     if not DEFAULT_MODEL.exists():
         pytest.skip(f"shipped motion model {DEFAULT_MODEL} is not in this checkout")

@@ -14,7 +14,7 @@ def test_uploads_are_cut_off_at_the_limit_however_they_are_sent() -> None:
     from fastapi import HTTPException
     from starlette.requests import ClientDisconnect, Request
 
-    from server.api.bodies import read_upload
+    from headcast.server.api.bodies import read_upload
 
     def request(chunks: list[bytes], kind: bytes, vanish: bool = False) -> tuple[Any, list[int]]:
         taken = [0]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from server.settings import ServerSettings
+from headcast.server.settings import ServerSettings
 
 
 def test_openapi_documents_raw_bodies_and_their_errors() -> None:
-    from server.app import create_app
+    from headcast.server.app import create_app
 
     paths = create_app(ServerSettings()).openapi()["paths"]
     offer = paths["/v1/sessions/{sid}/whep"]["post"]

@@ -10,8 +10,8 @@ import av
 import numpy as np
 import pytest
 
-from models.audio import AudioError
-from models.audio.features import SAMPLE_RATE, iter_audio, load_audio
+from headcast.models.audio import AudioError
+from headcast.models.audio.features import SAMPLE_RATE, iter_audio, load_audio
 
 TONE_HZ = 440.0
 
@@ -136,7 +136,7 @@ def test_a_file_decodes_to_what_its_audio_gives_streamed_live(tmp_path, rate) ->
     samples pushed through the live StreamingResampler (stereo averaged the same way)."""
     import wave
 
-    from models.audio.features import StreamingResampler, iter_audio
+    from headcast.models.audio.features import StreamingResampler, iter_audio
 
     rng = np.random.default_rng(rate)
     n = int(2.5 * rate)
@@ -188,7 +188,7 @@ def test_files_that_claim_hours_or_name_other_files_are_refused(tmp_path: Path) 
     any file past the caller's length limit are errors, found before decoding the rest."""
     import struct
 
-    from models.audio import AudioTooLong
+    from headcast.models.audio import AudioTooLong
 
     one_hz = tmp_path / "rate1.wav"
     data = bytearray(write_wav(tmp_path / "a.wav", 16_000, 1.0).read_bytes())
@@ -211,7 +211,7 @@ def test_files_that_claim_hours_or_name_other_files_are_refused(tmp_path: Path) 
 def test_a_declared_length_past_the_limit_is_refused_before_decoding(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from models.audio import AudioTooLong
+    from headcast.models.audio import AudioTooLong
 
     flac = encode(tmp_path / "long.flac", "flac", 16_000, 60.0)
     decoded: list[int] = []

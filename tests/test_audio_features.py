@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.audio import AudioError
-from models.audio.features import (
+from headcast.models.audio import AudioError
+from headcast.models.audio.features import (
     HOP_LENGTH,
     N_MELS,
     SAMPLE_RATE,
@@ -91,7 +91,7 @@ def test_streaming_resampler_equals_whole_array(rate: int) -> None:
 def test_block_upsampler_equals_the_streaming_resampler_anywhere() -> None:
     """The audio track's 16 -> 48 kHz blocks, read at any offset, are what a continuous
     stream through :class:`Resampler` gives for the same span (no delay of their own)."""
-    from models.audio.resample import BlockUpsampler, Resampler
+    from headcast.models.audio.resample import BlockUpsampler, Resampler
 
     rng = np.random.default_rng(9)
     x = rng.standard_normal(4000) * 0.3

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import websockets
 
-from server.api.tokens import (
+from headcast.server.api.tokens import (
     Claims,
     TokenError,
     check_avatar,
@@ -77,7 +77,7 @@ def test_origin_and_avatar_limits() -> None:
 
 
 def _settings(port: int, **extra: Any) -> Any:
-    from server.settings import ServerSettings
+    from headcast.server.settings import ServerSettings
 
     return ServerSettings(
         host="127.0.0.1",
@@ -224,7 +224,7 @@ def test_weak_keys_are_refused_and_query_credentials_are_masked_in_logs() -> Non
 
     from pydantic import ValidationError
 
-    from server.api.auth import _MaskTokens
+    from headcast.server.api.auth import _MaskTokens
 
     for weak in ("", "short-key"):
         with pytest.raises(ValidationError, match="at least 16"):
@@ -270,7 +270,7 @@ def test_auth_is_off_without_an_api_key() -> None:
 
 
 def test_python_client_uses_its_token_on_the_websocket(srv: ServerThread) -> None:
-    from client.headcast_client import HeadcastClient
+    from headcast.client.headcast_client import HeadcastClient
 
     async def session_socket() -> str:
         client = HeadcastClient(srv.url, token=token(srv))
@@ -287,7 +287,7 @@ def test_python_client_uses_its_token_on_the_websocket(srv: ServerThread) -> Non
 def test_guessing_credentials_online_is_throttled() -> None:
     """After MAX_FAILURES refused credentials in a window, a client address waits (429 with
     Retry-After) except with the API key; other addresses and the window's end free it."""
-    from server.api.auth import FAILURE_WINDOW_S, MAX_FAILURES, FailureLimit
+    from headcast.server.api.auth import FAILURE_WINDOW_S, MAX_FAILURES, FailureLimit
 
     limit = FailureLimit()
     for i in range(MAX_FAILURES):

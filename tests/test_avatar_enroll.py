@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from models.avatar.enroll import build_pack, enroll
-from models.avatar.errors import EnrollError
-from models.avatar.pack import load_pack
+from headcast.models.avatar.enroll import build_pack, enroll
+from headcast.models.avatar.errors import EnrollError
+from headcast.models.avatar.pack import load_pack
 from tests.conftest import png_bytes
 
 pytest.importorskip("mediapipe")
@@ -89,14 +89,14 @@ def test_several_faces_of_one_size_are_refused_with_what_to_do(astronaut):
 
 
 def _turned(points: np.ndarray, yaw: float = 0.0, pitch: float = 0.0) -> np.ndarray:
-    from models.render.warp_math import rotation
+    from headcast.models.render.warp_math import rotation
 
     centre = points.mean(axis=0)
     return ((points - centre) @ rotation(yaw, pitch, 0.0).T + centre).astype(np.float32)
 
 
 def test_head_turned_or_tilted_past_the_renderer_is_refused(astronaut):
-    from models.avatar.detect import check_pose, detect_landmarks, head_angles
+    from headcast.models.avatar.detect import check_pose, detect_landmarks, head_angles
 
     points = detect_landmarks(astronaut).points
     yaw, pitch = head_angles(points)
@@ -115,8 +115,8 @@ def test_a_channel_that_folds_at_any_strength_is_switched_off_not_refused(
 ):
     """A displacement that mirrors the face (x12) folds at every strength tried: the face still
     enrolls, with that channel off (strength 0) in the pack, the CLI and the preview."""
-    import models.avatar.enroll as E
-    from server.cli import main
+    import headcast.models.avatar.enroll as E
+    from headcast.server.cli import main
 
     authored = E.landmark_displacements
     k = E.CHANNEL_INDEX["browInnerUp"]
@@ -145,7 +145,7 @@ def test_a_channel_that_folds_at_any_strength_is_switched_off_not_refused(
 def test_closed_lips_are_not_counted_as_folds():
     """Triangles between the inner lips of a closed mouth are under a pixel high: any motion
     flips them, so the fold test leaves them out; a real fold of a proper triangle counts."""
-    from models.avatar.bases import degenerate_triangles, folded_triangles
+    from headcast.models.avatar.bases import degenerate_triangles, folded_triangles
 
     xy = np.array([[0.0, 0.0], [20.0, 0.0], [10.0, 0.4], [10.0, 12.0]])
     tris = np.array([[0, 1, 2], [0, 3, 1]])
@@ -188,7 +188,7 @@ def test_tiny_face_names_the_minimum(astronaut):
 
 
 def test_small_face_is_refused_with_the_minimum_and_what_to_do(monkeypatch, astronaut):
-    import models.avatar.detect as D
+    import headcast.models.avatar.detect as D
 
     monkeypatch.setattr(D, "MIN_FACE_HEIGHT", 400)  # the astronaut's face is ~210 px
     with pytest.raises(EnrollError, match=r"too small: \d+ px.*minimum is 400 px; use a larger"):
@@ -204,7 +204,7 @@ def test_rgba_and_grayscale_inputs(tmp_path, astronaut):
 
 
 def test_cli_reports_errors_without_traceback(tmp_path, capsys):
-    from server.cli import main
+    from headcast.server.cli import main
 
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8 nope")
@@ -239,7 +239,7 @@ def test_exif_orientation_and_16_bit_grayscale(tmp_path, astronaut):
 
     from PIL import Image
 
-    from models.avatar.image_io import load_portrait
+    from headcast.models.avatar.image_io import load_portrait
 
     upright = load_portrait(png_bytes(astronaut))
     for tag, stored in ((3, Image.Transpose.ROTATE_180), (6, Image.Transpose.ROTATE_90)):
@@ -262,7 +262,7 @@ def test_exif_orientation_and_16_bit_grayscale(tmp_path, astronaut):
 
 
 def test_output_that_cannot_be_a_pack_folder_is_a_clear_error(tmp_path, astronaut, capsys):
-    from server.cli import main
+    from headcast.server.cli import main
 
     portrait = tmp_path / "face.png"
     portrait.write_bytes(png_bytes(astronaut))
@@ -300,7 +300,7 @@ def test_grid_location_matches_scipy_barycentric_transform():
     """The densifier's own point location gives scipy's triangles and weights."""
     from scipy.spatial import Delaunay
 
-    from models.avatar.bases import _locate, grid_points
+    from headcast.models.avatar.bases import _locate, grid_points
 
     rng = np.random.default_rng(3)
     nodes = np.concatenate(
@@ -332,7 +332,15 @@ def test_cli_enroll_says_only_what_a_user_needs(tmp_path):
 
     portrait.write_bytes(png_bytes(np.asarray(data.astronaut())))
     done = subprocess.run(
-        [sys.executable, "-m", "server.cli", "enroll", str(portrait), "-o", str(tmp_path / "o")],
+        [
+            sys.executable,
+            "-m",
+            "headcast.server.cli",
+            "enroll",
+            str(portrait),
+            "-o",
+            str(tmp_path / "o"),
+        ],
         capture_output=True,
         text=True,
         timeout=300,

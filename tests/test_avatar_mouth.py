@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.avatar import mouth as M
+from headcast.models.avatar import mouth as M
 
 LUMA = np.array([0.299, 0.587, 0.114])
 LIP = np.array([180.0, 100.0, 100.0])

@@ -13,12 +13,17 @@ import cv2
 import numpy as np
 import pytest
 
-from models.avatar.bases import field_jacobian_min
-from models.avatar.enroll import BACKWARD_DRAWN, build_pack
-from models.avatar.image_io import load_portrait
-from models.avatar.pack import AvatarPack
-from models.channels import CHANNEL_INDEX, EXPRESSION_CHANNELS, MOUTH_CHANNELS, from_mapping
-from models.render.warp import WarpRenderer
+from headcast.models.avatar.bases import field_jacobian_min
+from headcast.models.avatar.enroll import BACKWARD_DRAWN, build_pack
+from headcast.models.avatar.image_io import load_portrait
+from headcast.models.avatar.pack import AvatarPack
+from headcast.models.channels import (
+    CHANNEL_INDEX,
+    EXPRESSION_CHANNELS,
+    MOUTH_CHANNELS,
+    from_mapping,
+)
+from headcast.models.render.warp import WarpRenderer
 
 pytest.importorskip("mediapipe")
 
@@ -78,7 +83,7 @@ def test_every_mouth_channel_and_all_but_one_expression_keep_half_strength(packs
 
 @pytest.mark.parametrize("name", list(PORTRAITS))
 def test_kept_channels_do_not_fold_and_stay_inside_the_head(packs, name):
-    from models.avatar.bases import HeadEllipse
+    from headcast.models.avatar.bases import HeadEllipse
 
     pack = packs[name]
     bases = pack.arrays["bases"]
@@ -106,8 +111,8 @@ def test_jaw_moves_the_chin_and_closures_shut_the_lips(packs, name):
     """jawOpen at 1 drops the chin by at least 8 % of the face height; mouthClose (at
     jawOpen) and a bilabial press bring the inner lips together on every face, whether
     photographed with the mouth closed, smiling with teeth, or open."""
-    from models.avatar import landmarks as L
-    from models.render import warp_math as wm
+    from headcast.models.avatar import landmarks as L
+    from headcast.models.render import warp_math as wm
 
     pack = packs[name]
     lm = pack.arrays["landmarks"].astype(np.float64)
@@ -130,8 +135,8 @@ def test_jaw_moves_the_chin_and_closures_shut_the_lips(packs, name):
 def test_head_turns_and_nods_do_not_fold_the_face(packs, name):
     """At the pose range's limits (yaw and pitch of +-20 degrees) the flow keeps a positive
     Jacobian: the far cheek turns away instead of folding into a serrated edge."""
-    from models.avatar.bases import jacobian
-    from models.render import warp_math as wm
+    from headcast.models.avatar.bases import jacobian
+    from headcast.models.render import warp_math as wm
 
     pack = packs[name]
     for pose in ({"headYaw": 20}, {"headYaw": -20}, {"headPitch": 20}, {"headPitch": -20}):
@@ -146,8 +151,8 @@ def test_a_bilabial_closure_shuts_the_lips_as_a_face_mesh_sees_them(packs, name)
     both sides, what the motion model sets) finds the inner lips together: at most 2.5 %
     of the face height apart (measured on this set: 2.0 % at most; at rest the toothy and
     open-mouthed faces measure 3.8-10.4 %)."""
-    from models.avatar import landmarks as L
-    from models.avatar.detect import detect_landmarks
+    from headcast.models.avatar import landmarks as L
+    from headcast.models.avatar.detect import detect_landmarks
 
     pack = packs[name]
     frame = WarpRenderer(pack).render(

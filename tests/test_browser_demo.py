@@ -72,7 +72,7 @@ def srv(mic_wav: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
 
 @pytest.fixture(scope="module")
 def meter() -> MouthMeter:
-    from models.render import create_renderer
+    from headcast.models.render import create_renderer
 
     return MouthMeter(create_renderer(None, backend="warp", size=TEST_SIZE).render)
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from models.offline import RenderContext, RenderOptions, render_file
-from server.cli import main
+from headcast.models.offline import RenderContext, RenderOptions, render_file
+from headcast.server.cli import main
 from tests.render_offline_support import (
     decode_video,
     voiced_bursts,
@@ -37,8 +37,8 @@ def _no_leftovers(folder: Path) -> None:
 
 def test_every_live_size_renders_to_a_file(folder: Path, stub: Path, clip: Path) -> None:
     """One list of sizes: what a live session takes, `headcast render` and /v1/renders take."""
-    from models.sizes import FRAME_SIZES
-    from server.settings import ServerSettings
+    from headcast.models.sizes import FRAME_SIZES
+    from headcast.server.settings import ServerSettings
 
     assert ServerSettings().allowed_sizes == FRAME_SIZES and 384 in FRAME_SIZES
     out = folder / "s384.mp4"
@@ -55,7 +55,7 @@ def test_cli_finds_an_avatar_the_server_enrolled_by_its_name(
     """`--avatar NAME` looks in the server's avatars_dir, as the live API does."""
     import shutil
 
-    from models.avatar.pack import DEFAULT_AVATAR_DIR
+    from headcast.models.avatar.pack import DEFAULT_AVATAR_DIR
 
     avatars = folder / "avatars"
     shutil.copytree(DEFAULT_AVATAR_DIR, avatars / "alice")

@@ -8,7 +8,7 @@ from typing import Any
 def test_serve_on_a_taken_port_is_a_one_line_error(capsys: Any) -> None:
     import socket
 
-    from server.cli import main
+    from headcast.server.cli import main
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -22,7 +22,7 @@ def test_serve_on_a_taken_port_is_a_one_line_error(capsys: Any) -> None:
 def test_library_chatter_is_left_out_unless_verbose() -> None:
     import logging
 
-    from server.cli import QUIET_LOGGERS, configure_logging
+    from headcast.server.cli import QUIET_LOGGERS, configure_logging
 
     configure_logging(verbose=False)
     assert all(logging.getLogger(n).getEffectiveLevel() == logging.WARNING for n in QUIET_LOGGERS)
@@ -36,9 +36,9 @@ def test_demo_token_opens_the_demo_page_of_a_server_with_an_api_key() -> None:
     import time
     from urllib.parse import parse_qs, urlsplit
 
-    from server.api.tokens import signing_secret, verify
-    from server.commands.serve import demo_url
-    from server.settings import ServerSettings
+    from headcast.server.api.tokens import signing_secret, verify
+    from headcast.server.commands.serve import demo_url
+    from headcast.server.settings import ServerSettings
 
     keyed = ServerSettings(api_key="demo-key-0123456789abcdef", port=8090, host="0.0.0.0")
     url = urlsplit(demo_url(keyed))

@@ -18,7 +18,7 @@ import threading
 import numpy as np
 import pytest
 
-from models.onnx_session import CUDA, cuda_available
+from headcast.models.onnx_session import CUDA, cuda_available
 
 pytestmark = pytest.mark.skipif(not cuda_available(), reason="no usable CUDA provider")
 
@@ -34,7 +34,7 @@ POSES = [
 
 
 def _coeff_rows() -> np.ndarray:
-    from models.channels import from_mapping
+    from headcast.models.channels import from_mapping
 
     return np.stack([from_mapping(p) for p in POSES])
 
@@ -45,9 +45,9 @@ def _levels(a: np.ndarray, b: np.ndarray) -> int:
 
 @pytest.mark.parametrize("size", [256, 512])
 def test_warp_graph_on_cuda_matches_the_cpu_fast_path(pack512, pack256, size):
-    from models.render.reference import render_reference
-    from models.render.warp import WarpRenderer
-    from models.render.warp_onnx import OnnxWarpRenderer
+    from headcast.models.render.reference import render_reference
+    from headcast.models.render.warp import WarpRenderer
+    from headcast.models.render.warp_onnx import OnnxWarpRenderer
 
     pack = pack512 if size == 512 else pack256
     gpu = OnnxWarpRenderer(pack, provider="cuda")
@@ -70,8 +70,8 @@ def test_warp_graph_on_cuda_matches_the_cpu_fast_path(pack512, pack256, size):
 
 
 def test_batcher_serves_concurrent_sessions_in_batches_on_cuda(pack256):
-    from models.render.warp_onnx import OnnxWarpRenderer
-    from server.live.scheduler import BatchRenderer, RendererPool
+    from headcast.models.render.warp_onnx import OnnxWarpRenderer
+    from headcast.server.live.scheduler import BatchRenderer, RendererPool
 
     pool = RendererPool(lambda: OnnxWarpRenderer(pack256, provider="cuda"), max_instances=1)
     batcher = BatchRenderer(window_s=0.004)
@@ -106,9 +106,9 @@ def edtalk_root():
 def test_edtalk_frame_graph_on_cuda_matches_torch(edtalk_root, precision):
     import torch
 
-    from models.edtalk.files import frame_onnx, source_onnx
-    from models.edtalk.nets.checkpoint import load_generator
-    from models.onnx_session import create_session
+    from headcast.models.edtalk.files import frame_onnx, source_onnx
+    from headcast.models.edtalk.nets.checkpoint import load_generator
+    from headcast.models.onnx_session import create_session
     from tests.edtalk_support import TEST_SIZE
 
     gen = load_generator(edtalk_root / "EDTalk.pt")
@@ -138,9 +138,9 @@ def test_edtalk_frame_graph_on_cuda_matches_torch(edtalk_root, precision):
 def test_edtalk_audio2lip_on_cuda_matches_torch(edtalk_root):
     import torch
 
-    from models.edtalk.files import audio2lip_onnx
-    from models.edtalk.nets.checkpoint import load_audio2lip
-    from models.onnx_session import create_session
+    from headcast.models.edtalk.files import audio2lip_onnx
+    from headcast.models.edtalk.nets.checkpoint import load_audio2lip
+    from headcast.models.onnx_session import create_session
 
     model = load_audio2lip(edtalk_root / "Audio2Lip.pt")
     mel = np.random.default_rng(5).uniform(-4, 4, (7, 1, 80, 16)).astype(np.float32)
@@ -152,6 +152,6 @@ def test_edtalk_audio2lip_on_cuda_matches_torch(edtalk_root):
 
 
 def test_requesting_cuda_never_silently_runs_on_the_cpu(pack256):
-    from models.render.warp_onnx import OnnxWarpRenderer
+    from headcast.models.render.warp_onnx import OnnxWarpRenderer
 
     assert OnnxWarpRenderer(pack256, provider="auto").providers[0] == CUDA

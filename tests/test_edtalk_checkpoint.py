@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from models.edtalk.nets.checkpoint import (
+from headcast.models.edtalk.nets.checkpoint import (
     CheckpointError,
     load_audio2lip,
     load_generator,
@@ -70,7 +70,7 @@ def test_arbitrary_objects_need_explicit_opt_in(files, tmp_path):
     assert "\x1b[" not in str(err.value), "no terminal colour codes in the message"
     assert _same(load_audio2lip(path, allow_pickle=True), files["a2l"])
     # the export tool: the same refusal as one line and exit 2, then the named opt-in works
-    from models.edtalk.nets.export import main as export_main
+    from headcast.models.edtalk.nets.export import main as export_main
 
     folder = tmp_path / "weights"
     folder.mkdir()

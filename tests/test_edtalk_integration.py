@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.channels import NUM_CHANNELS, zeros
-from models.edtalk import WeightsError, create_audio2lip
-from models.edtalk.files import AUDIO2LIP_FILE, EDTALK_FILE
-from models.edtalk.stream import LOOKAHEAD_SAMPLES, Audio2LipStreamer, LipFrames
-from models.render import create_renderer
-from server.cli import main
+from headcast.models.channels import NUM_CHANNELS, zeros
+from headcast.models.edtalk import WeightsError, create_audio2lip
+from headcast.models.edtalk.files import AUDIO2LIP_FILE, EDTALK_FILE
+from headcast.models.edtalk.stream import LOOKAHEAD_SAMPLES, Audio2LipStreamer, LipFrames
+from headcast.models.render import create_renderer
+from headcast.server.cli import main
 from tests.edtalk_support import exported_weights_dir
 from tests.render_offline_support import (
     decode_video,
@@ -182,7 +182,16 @@ def test_render_cli_edtalk_refusals(
 
 
 def _serve(*args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "server.cli", "serve", "--port", "0", "--backend", "edtalk"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "headcast.server.cli",
+        "serve",
+        "--port",
+        "0",
+        "--backend",
+        "edtalk",
+    ]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=60)
 
 
@@ -205,7 +214,10 @@ def test_serve_edtalk_refuses_missing_files_without_a_traceback(
         shutil.copy(weights / name, unexported / name)
     out = _serve("--edtalk-weights", str(unexported), "--edtalk-precision", "fp16")
     assert out.returncode == 2
-    assert "edtalk_frame_fp16.onnx" in out.stderr and "models.edtalk.nets.export" in out.stderr
+    assert (
+        "edtalk_frame_fp16.onnx" in out.stderr
+        and "headcast.models.edtalk.nets.export" in out.stderr
+    )
     assert "Traceback" not in out.stderr
     # exported, but one graph cut short and another in the wrong place
     damaged = tmp_path / "damaged"
@@ -221,9 +233,9 @@ def test_serve_edtalk_refuses_missing_files_without_a_traceback(
 
 
 def test_live_session_with_edtalk(weights: Path, stub: Path) -> None:
-    from client.headcast_client import HeadcastClient, HeadcastError, Viewer
-    from models.motion import load_motion_model
-    from server.settings import ServerSettings
+    from headcast.client.headcast_client import HeadcastClient, HeadcastError, Viewer
+    from headcast.models.motion import load_motion_model
+    from headcast.server.settings import ServerSettings
     from tests.server_harness import FIXTURES, ServerThread, free_port, run
 
     settings = ServerSettings(
@@ -279,7 +291,7 @@ def test_live_session_with_edtalk(weights: Path, stub: Path) -> None:
 
 
 def test_gpu_batcher_passes_mouth_weights_through() -> None:
-    from server.live.scheduler import BatchRenderer, RendererPool
+    from headcast.server.live.scheduler import BatchRenderer, RendererPool
 
     class Recorder:
         size = 8

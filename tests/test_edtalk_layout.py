@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.edtalk.nets.audio2lip import Audio2Lip
-from models.edtalk.nets.encoder import feature_shapes
-from models.edtalk.nets.generator import EXP_DIM, MOUTH_DIM, POSE_DIM, Generator
-from models.edtalk.nets.layers import Blur, ModulatedConv2d, Upsample, make_kernel
+from headcast.models.edtalk.nets.audio2lip import Audio2Lip
+from headcast.models.edtalk.nets.encoder import feature_shapes
+from headcast.models.edtalk.nets.generator import EXP_DIM, MOUTH_DIM, POSE_DIM, Generator
+from headcast.models.edtalk.nets.layers import Blur, ModulatedConv2d, Upsample, make_kernel
 from tests.edtalk_support import small_generator
 
 UPSTREAM = json.loads(

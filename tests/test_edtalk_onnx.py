@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.edtalk.files import audio2lip_onnx, frame_onnx, source_onnx
-from models.edtalk.nets.checkpoint import load_audio2lip, load_generator
-from models.onnx_session import create_session, session_metadata
+from headcast.models.edtalk.files import audio2lip_onnx, frame_onnx, source_onnx
+from headcast.models.edtalk.nets.checkpoint import load_audio2lip, load_generator
+from headcast.models.onnx_session import create_session, session_metadata
 from tests.edtalk_support import TEST_SIZE, exported_weights_dir
 
 

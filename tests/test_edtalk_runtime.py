@@ -8,10 +8,15 @@ import sys
 import numpy as np
 import pytest
 
-from models.channels import EXPRESSION_SLICE, NUM_CHANNELS
-from models.edtalk import WeightsError, check_weights, create_audio2lip, create_edtalk_renderer
-from models.edtalk.coeffs import EXPRESSION, CoeffMap, load_expression_weights
-from models.edtalk.mel import (
+from headcast.models.channels import EXPRESSION_SLICE, NUM_CHANNELS
+from headcast.models.edtalk import (
+    WeightsError,
+    check_weights,
+    create_audio2lip,
+    create_edtalk_renderer,
+)
+from headcast.models.edtalk.coeffs import EXPRESSION, CoeffMap, load_expression_weights
+from headcast.models.edtalk.mel import (
     LOOKAHEAD_MS,
     MEL_FPS,
     mel_filters,
@@ -19,7 +24,7 @@ from models.edtalk.mel import (
     melspectrogram,
     smooth,
 )
-from models.emotions import load_presets
+from headcast.models.emotions import load_presets
 from tests.edtalk_support import exported_weights_dir
 
 
@@ -37,8 +42,8 @@ def portrait():
 
 def test_runtime_imports_no_torch():
     code = (
-        "import sys, models.edtalk, models.edtalk.runtime, models.edtalk.coeffs, "
-        "models.edtalk.mel, models.edtalk.files; print('torch' in sys.modules)"
+        "import sys, headcast.models.edtalk, headcast.models.edtalk.runtime, headcast.models.edtalk.coeffs, "
+        "headcast.models.edtalk.mel, headcast.models.edtalk.files; print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -86,7 +91,7 @@ def test_check_weights_lists_what_is_missing(tmp_path, root):
     (tmp_path / "EDTalk.pt").write_bytes(b"x")
     (tmp_path / "Audio2Lip.pt").write_bytes(b"x")
     with pytest.raises(
-        WeightsError, match=r"edtalk_source\.onnx.*python -m models\.edtalk\.nets\.export"
+        WeightsError, match=r"edtalk_source\.onnx.*python -m headcast\.models\.edtalk\.nets\.export"
     ):
         check_weights(tmp_path)
     check_weights(tmp_path, need_onnx=False)

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from models.channels import ALL_CHANNELS, EXPRESSION_SLICE, from_mapping
-from models.config import ConfigError, StrictModel, env_overrides, load_config
-from models.emotions import load_presets, preset
+from headcast.models.channels import ALL_CHANNELS, EXPRESSION_SLICE, from_mapping
+from headcast.models.config import ConfigError, StrictModel, env_overrides, load_config
+from headcast.models.emotions import load_presets, preset
 
 
 class Demo(StrictModel):
@@ -51,13 +51,13 @@ def test_serving_path_imports_no_torch():
     code = (
         "import sys\n"
         "import numpy as np\n"
-        "from models.render import create_renderer\n"
-        "from models.channels import zeros\n"
+        "from headcast.models.render import create_renderer\n"
+        "from headcast.models.channels import zeros\n"
         "r = create_renderer(size=256)\n"
         "r.render(zeros())\n"
-        "import server.cli, server.commands.serve\n"
-        "server.cli.build_parser()  # imports every command and benchmark module\n"
-        "import models.motion.stream, models.audio.features\n"
+        "import headcast.server.cli, headcast.server.commands.serve\n"
+        "headcast.server.cli.build_parser()  # imports every command and benchmark module\n"
+        "import headcast.models.motion.stream, headcast.models.audio.features\n"
         "bad = [m for m in ('torch', 'mediapipe', 'onnxscript') if m in sys.modules]\n"
         "print(','.join(bad))\n"
     )
@@ -68,7 +68,10 @@ def test_serving_path_imports_no_torch():
 
 def test_cli_lists_subcommands():
     out = subprocess.run(
-        [sys.executable, "-m", "server.cli", "--help"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "headcast.server.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 0
     for cmd in ("enroll", "preview", "bench"):

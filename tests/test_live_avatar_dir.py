@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from server.settings import ServerSettings
+from headcast.server.settings import ServerSettings
 
 
 def test_only_finished_avatar_packs_are_listed_or_served(tmp_path: Path) -> None:
     """A folder without its metadata (an enrollment still writing, or debris) is neither
     listed nor accepted as an avatar."""
-    from server.live.avatar_dir import UnknownAvatar
-    from server.state import AppState
+    from headcast.server.live.avatar_dir import UnknownAvatar
+    from headcast.server.state import AppState
 
     (tmp_path / "done").mkdir()
     (tmp_path / "done" / "avatar.json").write_text("{}")

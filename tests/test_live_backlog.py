@@ -7,9 +7,9 @@ import time
 
 import numpy as np
 
-from server.live.backlog import BacklogDrain
-from server.live.clock import SAMPLE_RATE
-from server.live.output import InputBuffer
+from headcast.server.live.backlog import BacklogDrain
+from headcast.server.live.clock import SAMPLE_RATE
+from headcast.server.live.output import InputBuffer
 
 TICK = 640  # samples per 25 fps frame
 TICK_S = TICK / SAMPLE_RATE
@@ -124,7 +124,7 @@ def test_a_stalled_websocket_pusher_gets_its_delay_back() -> None:
     """End to end: a client pushing in real time over the WebSocket stalls twice for
     0.6 s and then sends what it held; the session's buffered delay (what its stats
     report) is back under the target within 3 s of stream each time."""
-    from client.headcast_client import HeadcastClient
+    from headcast.client.headcast_client import HeadcastClient
     from tests.server_harness import ServerThread, free_port, run
     from tests.test_auth import _fake_motion, _settings
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.live.clock import (
+from headcast.server.live.clock import (
     AUDIO_CHUNK,
     OPUS_LOOKAHEAD_SAMPLES,
     MediaClock,

@@ -11,7 +11,7 @@ def test_closed_peer_connects_are_not_reported_as_errors() -> None:
 
     from aiortc.exceptions import InvalidStateError
 
-    from server.live.ice import quiet_closed_connects
+    from headcast.server.live.ice import quiet_closed_connects
 
     loop = asyncio.new_event_loop()
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from server.live.output import AudioRing, InputBuffer
+from headcast.server.live.output import AudioRing, InputBuffer
 
 
 def test_input_buffer_is_bounded_and_drops_oldest() -> None:

@@ -8,12 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from models.channels import CHANNEL_INDEX, MOUTH_CHANNELS
-from models.mixer import MotionMixer
-from server.live.clock import (
+from headcast.models.channels import CHANNEL_INDEX, MOUTH_CHANNELS
+from headcast.models.mixer import MotionMixer
+from headcast.server.live.clock import (
     MediaClock,
 )
-from server.live.pipeline import SessionPipeline
+from headcast.server.live.pipeline import SessionPipeline
 
 JAW = CHANNEL_INDEX["jawOpen"]
 
@@ -100,7 +100,7 @@ def test_pipeline_interrupt_flushes_and_eases_to_closed() -> None:
 
 
 def _speech_pipeline(start: float, read_ahead: int) -> SessionPipeline:
-    from models.motion import MotionStreamer, load_motion_model
+    from headcast.models.motion import MotionStreamer, load_motion_model
 
     model = load_motion_model()
     return SessionPipeline(
@@ -119,9 +119,9 @@ def test_early_onset_starts_buffered_speech_on_unsent_silence(monkeypatch: Any) 
     """Speech pushed after silence with more already buffered starts at the first unread
     sample, not a whole output delay later, and its motion is exactly what it would have
     been had it arrived then; speech trickling in in real time keeps the delay."""
-    from models.motion import infer, load_motion_model
-    from server.bench.live import DEFAULT_SPEECH
-    from server.bench.loopback import load_speech as _load_speech
+    from headcast.models.motion import infer, load_motion_model
+    from headcast.server.bench.live import DEFAULT_SPEECH
+    from headcast.server.bench.loopback import load_speech as _load_speech
 
     recorded = _load_speech(DEFAULT_SPEECH)
     onset = int(np.argmax(np.abs(recorded) > 0.02))

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from models.channels import (
+from headcast.models.channels import (
     CHANNEL_INDEX,
     EXPRESSION_SLICE,
     MOUTH_SLICE,
@@ -15,8 +15,8 @@ from models.channels import (
     POSE_ANGLE_LIMIT_DEG,
     POSE_SLICE,
 )
-from models.emotions import preset
-from models.mixer import INTERRUPT_EASE, NUM_MOUTH, MotionMixer
+from headcast.models.emotions import preset
+from headcast.models.mixer import INTERRUPT_EASE, NUM_MOUTH, MotionMixer
 
 FPS = 25
 JAW = CHANNEL_INDEX["jawOpen"]

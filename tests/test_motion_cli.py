@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.channels import MOUTH_CHANNELS
-from server.cli import main
+from headcast.models.channels import MOUTH_CHANNELS
+from headcast.server.cli import main
 
 
 def write_wav(path: Path, seconds: float, rate: int = 22_050) -> Path:
@@ -78,7 +78,7 @@ def test_long_file_runs_in_bounded_memory(tmp_path: Path) -> None:
 def test_eval_breakdown_writes_each_condition(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from models.training.synth import available_engines
+    from headcast.models.training.synth import available_engines
 
     if not all(available_engines().values()):
         pytest.skip("speech engines missing")
@@ -93,7 +93,7 @@ def test_eval_breakdown_writes_each_condition(
 
 def test_eval_real_speech_conditions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("pocketsphinx")
-    from models.training.real import missing_packages
+    from headcast.models.training.real import missing_packages
 
     if missing_packages():
         pytest.skip("asterisk prompt packages missing")
@@ -155,7 +155,7 @@ def test_model_with_unusable_metadata_is_a_one_line_error(
 ) -> None:
     import onnx
 
-    from models.motion.model import DEFAULT_MODEL
+    from headcast.models.motion.model import DEFAULT_MODEL
 
     wav = write_wav(tmp_path / "s.wav", 1.0)
     for key, value, why in (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.training.evaluate import energy_baseline, score
-from models.training.visemes import make_targets
+from headcast.models.training.evaluate import energy_baseline, score
+from headcast.models.training.visemes import make_targets
 
 FPS = 25
 SEGS = [("sil", 0.0, 0.5), ("AA", 0.5, 0.7), ("PBM", 0.7, 0.8), ("AA", 0.8, 1.0),

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.audio.features import SAMPLE_RATE, to_mono_16k
-from models.motion import MotionModel, infer, load_motion_model
-from models.training.dataset import _fill_gaps
-from models.training.evaluate import energy_baseline, score
-from models.training.synth import available_engines, synth_flite
-from models.training.visemes import make_targets
+from headcast.models.audio.features import SAMPLE_RATE, to_mono_16k
+from headcast.models.motion import MotionModel, infer, load_motion_model
+from headcast.models.training.dataset import _fill_gaps
+from headcast.models.training.evaluate import energy_baseline, score
+from headcast.models.training.synth import available_engines, synth_flite
+from headcast.models.training.visemes import make_targets
 
 FPS = 25
 
@@ -49,7 +49,7 @@ def test_silence_and_noise_keep_the_mouth_shut(model: MotionModel) -> None:
 
 @pytest.mark.skipif(not available_engines()["flite"], reason="flite not installed")
 def test_breakdown_scores_each_augmentation_alone(model: MotionModel) -> None:
-    from models.training.evaluate import breakdown
+    from headcast.models.training.evaluate import breakdown
 
     u = synth_flite("Bob bought a bamboo map, and my mom paid for the pumpkin pie.", "awb", 1.0)
     lead = np.zeros(SAMPLE_RATE // 2, np.float32)

@@ -12,8 +12,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from models.channels import MOUTH_CHANNELS
-from models.motion import (
+from headcast.models.channels import MOUTH_CHANNELS
+from headcast.models.motion import (
     MotionFrames,
     MotionModel,
     MotionModelError,
@@ -21,7 +21,7 @@ from models.motion import (
     infer,
     load_motion_model,
 )
-from models.motion.model import DEFAULT_MODEL
+from headcast.models.motion.model import DEFAULT_MODEL
 
 STREAM_TOLERANCE = 1e-5  # streamed vs offline, absolute, on 0..1 coefficients
 SR = 16_000
@@ -69,7 +69,7 @@ def test_shipped_model_describes_itself() -> None:
 def test_files_take_the_offline_model_when_it_is_shipped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from models.motion import model as motion_model
+    from headcast.models.motion import model as motion_model
 
     monkeypatch.setattr(motion_model, "OFFLINE_MODEL", tmp_path / "absent.onnx")
     assert motion_model.default_model_path(offline=True) == DEFAULT_MODEL

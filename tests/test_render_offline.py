@@ -15,10 +15,10 @@ import av
 import numpy as np
 import pytest
 
-from models.channels import CHANNEL_INDEX, POSE_SLICE
-from models.motion.model import DEFAULT_MODEL
-from models.offline import FULL, RenderContext, RenderError, RenderOptions, render_file
-from server.cli import main
+from headcast.models.channels import CHANNEL_INDEX, POSE_SLICE
+from headcast.models.motion.model import DEFAULT_MODEL
+from headcast.models.offline import FULL, RenderContext, RenderError, RenderOptions, render_file
+from headcast.server.cli import main
 from tests.render_offline_support import (
     SR,
     decode_track_audio,

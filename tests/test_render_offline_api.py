@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from server.api.renders import RenderJobs
-from server.settings import ServerSettings
+from headcast.server.api.renders import RenderJobs
+from headcast.server.settings import ServerSettings
 from tests.render_offline_support import (
     decode_track_audio,
     decode_video,

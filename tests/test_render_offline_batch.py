@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.offline import collect
-from server.cli import main
+from headcast.models.offline import collect
+from headcast.server.cli import main
 from tests.render_offline_support import (
     decode_video,
     voiced_bursts,

@@ -8,7 +8,7 @@ from pathlib import Path
 import av
 import cv2
 
-from server.cli import main
+from headcast.server.cli import main
 
 
 def test_preview_writes_sheet_and_sweep(tmp_path, capsys):
@@ -49,7 +49,7 @@ def test_preview_of_a_portrait_folder_writes_one_comparison_sheet(tmp_path, caps
     import numpy as np
     import pytest
 
-    from models.render.preview import COMPARE_STATES, THUMB
+    from headcast.models.render.preview import COMPARE_STATES, THUMB
     from tests.conftest import png_bytes
 
     pytest.importorskip("mediapipe")
@@ -88,7 +88,7 @@ def test_preview_folder_errors_are_clean(tmp_path, capsys):
 
 
 def test_contact_sheet_labels_weakened_and_switched_off_channels():
-    from models.render.preview import channel_label
+    from headcast.models.render.preview import channel_label
 
     assert channel_label("jawOpen", {}) == ("jawOpen", "")
     assert channel_label("browInnerUp", {"browInnerUp": 0.0})[1].startswith("off")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.avatar import landmarks as L
-from models.avatar.bases import POSE_OUTER, HeadEllipse, grid_points
-from models.channels import (
+from headcast.models.avatar import landmarks as L
+from headcast.models.avatar.bases import POSE_OUTER, HeadEllipse, grid_points
+from headcast.models.channels import (
     CHANNEL_INDEX,
     EXPRESSION_CHANNELS,
     MOUTH_CHANNELS,
@@ -15,9 +15,9 @@ from models.channels import (
     from_mapping,
     zeros,
 )
-from models.render import warp_math as wm
-from models.render.reference import render_reference
-from models.render.warp import WarpRenderer
+from headcast.models.render import warp_math as wm
+from headcast.models.render.reference import render_reference
+from headcast.models.render.warp import WarpRenderer
 
 FLOW_NAMES = MOUTH_CHANNELS + EXPRESSION_CHANNELS
 
@@ -269,7 +269,7 @@ def test_blink_closes_the_eye_with_skin_not_a_flat_patch(fast, pack512):
     ],
 )
 def test_fast_path_onnx_and_reference_agree(pack256, coeffs):
-    from models.render.warp_onnx import OnnxWarpRenderer
+    from headcast.models.render.warp_onnx import OnnxWarpRenderer
 
     c = from_mapping(coeffs)
     fast = WarpRenderer(pack256).render(c).astype(int)
@@ -281,7 +281,7 @@ def test_fast_path_onnx_and_reference_agree(pack256, coeffs):
 
 
 def test_onnx_batch_renders_each_row(pack256):
-    from models.render.warp_onnx import OnnxWarpRenderer
+    from headcast.models.render.warp_onnx import OnnxWarpRenderer
 
     graph = OnnxWarpRenderer(pack256, provider="cpu")
     batch = np.stack([zeros(), from_mapping({"jawOpen": 0.9}), from_mapping({"headYaw": -12})])

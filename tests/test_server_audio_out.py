@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from server.live.clock import AUDIO_CHUNK, MediaClock
+from headcast.server.live.clock import AUDIO_CHUNK, MediaClock
 
 
 def test_the_opus_packet_sent_in_an_audio_slot_carries_that_slots_audio() -> None:
@@ -20,8 +20,8 @@ def test_the_opus_packet_sent_in_an_audio_slot_carries_that_slots_audio() -> Non
     from aiortc.codecs.opus import OpusDecoder
     from aiortc.jitterbuffer import JitterFrame
 
-    from server.live.encoders import SpeechOpusEncoder
-    from server.live.tracks import AvatarAudioTrack, audio_read_ahead
+    from headcast.server.live.encoders import SpeechOpusEncoder
+    from headcast.server.live.tracks import AvatarAudioTrack, audio_read_ahead
 
     burst_at = 10 * AUDIO_CHUNK  # session sample where a loud tone starts
     t = np.arange(16_000) / 16_000
@@ -65,7 +65,7 @@ def test_audio_level_matches_aiortcs_own_computation() -> None:
     """The vectorised RFC 6465 level the server installs equals aiortc's per-sample one."""
     import av
 
-    from server.live.tracks import AIORTC_AUDIO_LEVEL, audio_level_dbov
+    from headcast.server.live.tracks import AIORTC_AUDIO_LEVEL, audio_level_dbov
 
     assert AIORTC_AUDIO_LEVEL is not audio_level_dbov
 

@@ -14,9 +14,9 @@ from aiortc import RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack
 from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket
 
-from models.channels import CHANNEL_INDEX, zeros
-from models.render import create_renderer
-from server.live.encoders import (
+from headcast.models.channels import CHANNEL_INDEX, zeros
+from headcast.models.render import create_renderer
+from headcast.server.live.encoders import (
     CURRENT_TRACK,
     OPUS_FRAME,
     OPUS_RATE,
@@ -134,8 +134,8 @@ def test_video_tracks_can_encode_on_the_executor_threads() -> None:
     import threading
     from unittest.mock import patch
 
-    from client.headcast_client import HeadcastClient, Viewer
-    from server.settings import ServerSettings
+    from headcast.client.headcast_client import HeadcastClient, Viewer
+    from headcast.server.settings import ServerSettings
     from tests.server_harness import ServerThread, free_port, require_motion_model, run
 
     require_motion_model()

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from aiortc import MediaStreamTrack
 
-from client.headcast_client import HeadcastClient, Viewer
-from models.render import create_renderer
+from headcast.client.headcast_client import HeadcastClient, Viewer
+from headcast.models.render import create_renderer
 from tests.server_harness import (
     TEST_SIZE,
     MouthMeter,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from server.metrics import Family, quantile, render
+from headcast.server.metrics import Family, quantile, render
 
 
 def test_metrics_render_prometheus_text() -> None:

@@ -14,15 +14,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from client.headcast_client import HeadcastClient, Viewer
-from models.channels import CHANNEL_INDEX
-from models.mixer import MotionMixer
-from server.live.clock import MediaClock
-from server.live.loaders import default_streamer
-from server.live.pipeline import SessionPipeline
-from server.live.pipeline_spec import PipelineSpec
-from server.live.procpool import ProcessPool, RemotePipeline
-from server.settings import ServerSettings
+from headcast.client.headcast_client import HeadcastClient, Viewer
+from headcast.models.channels import CHANNEL_INDEX
+from headcast.models.mixer import MotionMixer
+from headcast.server.live.clock import MediaClock
+from headcast.server.live.loaders import default_streamer
+from headcast.server.live.pipeline import SessionPipeline
+from headcast.server.live.pipeline_spec import PipelineSpec
+from headcast.server.live.procpool import ProcessPool, RemotePipeline
+from headcast.server.settings import ServerSettings
 from tests.server_harness import ServerThread, load_speech, require_motion_model, run
 
 SIZE = 128
@@ -56,8 +56,8 @@ def _spec(clock: MediaClock) -> PipelineSpec:
 def test_a_remote_pipeline_makes_the_frames_and_audio_an_in_process_one_makes(
     pool: ProcessPool,
 ) -> None:
-    from models.motion import load_motion_model
-    from models.render import create_renderer
+    from headcast.models.motion import load_motion_model
+    from headcast.models.render import create_renderer
 
     speech = load_speech(2.0)
     start = time.monotonic() + 100.0  # far future: no render is ever late

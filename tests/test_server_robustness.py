@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import websockets
 
-from client.headcast_client import HeadcastClient, HeadcastError, Viewer
+from headcast.client.headcast_client import HeadcastClient, HeadcastError, Viewer
 from tests.server_harness import ServerThread, load_speech, require_motion_model, run, wav_bytes
 
 

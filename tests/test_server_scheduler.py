@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from server.live.admission import AdmissionError
-from server.live.process_tuning import fix_mmap_threshold, release_free_memory
-from server.live.scheduler import BatchRenderer, RendererPool, Scheduler
+from headcast.server.live.admission import AdmissionError
+from headcast.server.live.process_tuning import fix_mmap_threshold, release_free_memory
+from headcast.server.live.scheduler import BatchRenderer, RendererPool, Scheduler
 
 
 class CountingRenderer:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from client.headcast_client import HeadcastClient, HeadcastError
-from client.pcm import encode_pcm
+from headcast.client.headcast_client import HeadcastClient, HeadcastError
+from headcast.client.pcm import encode_pcm
 from tests.server_harness import ServerThread, load_speech, require_motion_model, run, wav_bytes
 
 
@@ -228,7 +228,7 @@ def test_one_speaker_at_a_time_and_a_barge_in_beats_a_decoding_upload(
     means that upload is not said (409); a socket joining mid-speech is told."""
     import threading
 
-    import server.api.sessions
+    import headcast.server.api.sessions
 
     speech = load_speech(1.5)
     pcm16 = encode_pcm(speech, "s16le")
@@ -254,14 +254,14 @@ def test_one_speaker_at_a_time_and_a_barge_in_beats_a_decoding_upload(
 
         # an upload still decoding when the interrupt comes is not said
         decoding, release = threading.Event(), threading.Event()
-        real = server.api.sessions._decode_upload
+        real = headcast.server.api.sessions._decode_upload
 
         def slow(*args: Any) -> Any:
             decoding.set()
             release.wait(5)
             return real(*args)
 
-        monkeypatch.setattr(server.api.sessions, "_decode_upload", slow)
+        monkeypatch.setattr(headcast.server.api.sessions, "_decode_upload", slow)
         upload = asyncio.create_task(c.upload_audio(s["id"], wav_bytes(speech)))
         await asyncio.to_thread(decoding.wait, 5)
         await second.interrupt()

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from models.config import ConfigError
-from server.settings import ServerSettings, load_settings
+from headcast.models.config import ConfigError
+from headcast.server.settings import ServerSettings, load_settings
 
 
 def test_settings_reject_unknown_keys_and_read_env(tmp_path: Any, monkeypatch: Any) -> None:
@@ -28,7 +28,7 @@ def test_settings_reject_unknown_keys_and_read_env(tmp_path: Any, monkeypatch: A
 
 def test_a_config_file_overlays_the_default_one(tmp_path: Any, monkeypatch: Any) -> None:
     """`--config FILE` changes the keys it lists and keeps the others of configs/server.yaml."""
-    import server.settings as settings_module
+    import headcast.server.settings as settings_module
 
     base = tmp_path / "server.yaml"
     base.write_text("max_sessions: 7\nport: 8081\n")

@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import websockets
 
-from server.api.client_address import forwarded_client, parse_networks
-from server.api.origin_guard import is_json
-from server.api.tokens import Claims, mint, signing_secret, verify
+from headcast.server.api.client_address import forwarded_client, parse_networks
+from headcast.server.api.origin_guard import is_json
+from headcast.server.api.tokens import Claims, mint, signing_secret, verify
 from tests.server_harness import ServerThread, free_port
 from tests.test_auth import API_KEY, SITE, _fake_motion, _settings, call, token
 
@@ -70,7 +70,7 @@ def test_a_token_without_identifier_is_refused() -> None:
     import hashlib
     import hmac
 
-    from server.api.tokens import TokenError
+    from headcast.server.api.tokens import TokenError
 
     secret = b"s" * 32
     payload = base64.urlsafe_b64encode(json.dumps({"exp": time.time() + 60}).encode())
@@ -232,7 +232,7 @@ def test_forwarded_addresses_count_only_from_trusted_proxies() -> None:
 
 
 def test_throttling_follows_the_address_a_trusted_proxy_names() -> None:
-    from server.api.auth import MAX_FAILURES
+    from headcast.server.api.auth import MAX_FAILURES
 
     settings = _settings(free_port(), api_key=API_KEY, trusted_proxies=("127.0.0.1",))
     with ServerThread(settings, **_fake_motion()) as server:

@@ -5,11 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.audio.features import MEL_RATE, SAMPLE_RATE
-from models.training import augment
-from models.training.dataset import HELDOUT_VOICES, TRAIN_VOICES, assemble, featurise, synthesise
-from models.training.synth import Voice, available_engines, synth_espeak, synth_flite
-from models.training.visemes import BILABIAL
+from headcast.models.audio.features import MEL_RATE, SAMPLE_RATE
+from headcast.models.training import augment
+from headcast.models.training.dataset import (
+    HELDOUT_VOICES,
+    TRAIN_VOICES,
+    assemble,
+    featurise,
+    synthesise,
+)
+from headcast.models.training.synth import Voice, available_engines, synth_espeak, synth_flite
+from headcast.models.training.visemes import BILABIAL
 
 ENGINES = available_engines()
 TEXT = "Bob bought a map."
@@ -109,7 +115,7 @@ def test_opus_round_trip_is_aligned_and_lossy() -> None:
 
 
 def test_validation_split_uses_training_voices_of_every_engine() -> None:
-    from models.training.evaluate import VALIDATION_VOICES
+    from headcast.models.training.evaluate import VALIDATION_VOICES
 
     val = TRAIN_VOICES[VALIDATION_VOICES]
     assert set(val) <= set(TRAIN_VOICES) and set(val).isdisjoint(HELDOUT_VOICES)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.audio.features import SAMPLE_RATE
-from models.training import nonspeech, real
-from models.training.visemes import BILABIAL, SILENCE
+from headcast.models.audio.features import SAMPLE_RATE
+from headcast.models.training import nonspeech, real
+from headcast.models.training.visemes import BILABIAL, SILENCE
 
 HAVE_PROMPTS = not real.missing_packages()
 try:
@@ -138,7 +138,7 @@ def test_music_bed_sits_at_the_asked_level() -> None:
 
 @needs_aligner
 def test_recorded_sessions_label_speech_where_it_is_loud(monkeypatch: pytest.MonkeyPatch) -> None:
-    from models.training.dataset import build_real, real_heldout_audio
+    from headcast.models.training.dataset import build_real, real_heldout_audio
 
     monkeypatch.setattr(real, "music_tracks", lambda heldout: [])  # decoding them takes seconds
     todo = [p for p in real.prompts() if real.split_of(p.name) == "train" and p.words][:4]
@@ -159,7 +159,7 @@ def test_recorded_sessions_label_speech_where_it_is_loud(monkeypatch: pytest.Mon
 
 def test_recorded_speech_gets_its_share_of_training_crops() -> None:
     pytest.importorskip("torch")
-    from models.training.train import crop_probabilities
+    from headcast.models.training.train import crop_probabilities
 
     lengths = np.array([1000.0, 3000.0, 500.0, 500.0])
     is_real = np.array([False, False, True, True])

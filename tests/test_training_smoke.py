@@ -9,12 +9,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.audio.features import silence_feature  # noqa: E402
-from models.motion import infer, load_motion_model  # noqa: E402
-from models.training.export import export_onnx  # noqa: E402
-from models.training.net import MotionNet, NetConfig  # noqa: E402
-from models.training.synth import available_engines  # noqa: E402
-from server.cli import main  # noqa: E402
+from headcast.models.audio.features import silence_feature  # noqa: E402
+from headcast.models.motion import infer, load_motion_model  # noqa: E402
+from headcast.models.training.export import export_onnx  # noqa: E402
+from headcast.models.training.net import MotionNet, NetConfig  # noqa: E402
+from headcast.models.training.synth import available_engines  # noqa: E402
+from headcast.server.cli import main  # noqa: E402
 
 PARITY_TOLERANCE = 1e-4  # float32 torch vs ONNX Runtime on 0..1 outputs
 
@@ -59,7 +59,7 @@ def test_bad_training_flags_are_user_errors(capsys: pytest.CaptureFixture[str]) 
 
 
 def test_closure_gate_ramp_shuts_the_lips_sooner() -> None:
-    from models.training.net import JAW, N_MOUTH, PRESS, gate
+    from headcast.models.training.net import JAW, N_MOUTH, PRESS, gate
 
     raw = torch.ones(1, N_MOUTH, 3)
     raw[:, list(PRESS)] = 0.0
@@ -74,7 +74,7 @@ def test_closure_gate_ramp_shuts_the_lips_sooner() -> None:
 
 
 def test_gate_choice_balances_the_two_targets() -> None:
-    from models.training.train import choose_gate
+    from headcast.models.training.train import choose_gate
 
     results = {
         (0.3, 1.0): {"r": 0.82, "closure": 0.40},  # best r, few closures
@@ -85,7 +85,7 @@ def test_gate_choice_balances_the_two_targets() -> None:
 
 
 def test_a_wide_window_model_for_files_streams_like_the_live_one(tmp_path: Path) -> None:
-    from models.motion import MotionFrames, MotionStreamer
+    from headcast.models.motion import MotionFrames, MotionStreamer
 
     torch.manual_seed(1)
     net = MotionNet(NetConfig(channels=16, lookahead_frames=20)).eval()
@@ -103,7 +103,7 @@ def test_a_wide_window_model_for_files_streams_like_the_live_one(tmp_path: Path)
 
 
 def test_fine_tuning_starts_from_an_exported_models_weights(tmp_path: Path) -> None:
-    from models.training.train import TrainingDataError, load_onnx_weights
+    from headcast.models.training.train import TrainingDataError, load_onnx_weights
 
     torch.manual_seed(2)
     source = MotionNet(NetConfig(channels=16))

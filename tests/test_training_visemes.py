@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.channels import MOUTH_CHANNELS
-from models.training.visemes import (
+from headcast.models.channels import MOUTH_CHANNELS
+from headcast.models.training.visemes import (
     BILABIAL,
     SILENCE,
     cmu_visemes,

@@ -13,8 +13,8 @@ from typing import Any
 import av
 import numpy as np
 
-from models.audio import SAMPLE_RATE, AudioError, AudioTooLong
-from models.audio.resample import MAX_INPUT_RATE, MIN_INPUT_RATE, Resampler
+from headcast.models.audio import SAMPLE_RATE, AudioError, AudioTooLong
+from headcast.models.audio.resample import MAX_INPUT_RATE, MIN_INPUT_RATE, Resampler
 
 FALLBACK_RATE = 48_000  # Hz, for files at other rates or with none declared
 CHUNK_S = 10.0  # seconds per yielded chunk

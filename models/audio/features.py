@@ -13,9 +13,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from models.audio import SAMPLE_RATE, AudioError
-from models.audio.decode import iter_audio, load_audio
-from models.audio.resample import MAX_INPUT_RATE, MIN_INPUT_RATE, Resampler
+from headcast.models.audio import SAMPLE_RATE, AudioError
+from headcast.models.audio.decode import iter_audio, load_audio
+from headcast.models.audio.resample import MAX_INPUT_RATE, MIN_INPUT_RATE, Resampler
 
 N_FFT = 512
 WIN_LENGTH = 400  # samples, 25 ms

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from models.avatar.landmarks import CHIN, EYE_L_CORNERS, EYE_R_CORNERS, FOREHEAD_TOP
+from headcast.models.avatar.landmarks import CHIN, EYE_L_CORNERS, EYE_R_CORNERS, FOREHEAD_TOP
 
 FACE_HEIGHT_FRAC = 0.42  # forehead-top..chin as a fraction of the frame side
 FACE_CENTER = (0.5, 0.53)  # where the forehead..chin midpoint lands (fractions of the side)

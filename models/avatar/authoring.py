@@ -15,11 +15,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from models.avatar import expression_motion as E
-from models.avatar import landmarks as L
-from models.avatar import mouth_motion as M
-from models.avatar.face_geometry import FaceGeometry
-from models.channels import EXPRESSION_CHANNELS, MOUTH_CHANNELS
+from headcast.models.avatar import expression_motion as E
+from headcast.models.avatar import landmarks as L
+from headcast.models.avatar import mouth_motion as M
+from headcast.models.avatar.face_geometry import FaceGeometry
+from headcast.models.channels import EXPRESSION_CHANNELS, MOUTH_CHANNELS
 
 Author = Callable[[FaceGeometry], np.ndarray]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import Delaunay
 
-from models.avatar import landmarks as L
+from headcast.models.avatar import landmarks as L
 
 GRID = 128  # flow resolution; upsampled to the frame when rendering
 ANCHORS_ON_RING = 48

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from models.avatar.errors import EnrollError
-from models.avatar.landmarks import (
+from headcast.models.avatar.errors import EnrollError
+from headcast.models.avatar.landmarks import (
     CHIN,
     EYE_L_CORNERS,
     EYE_R_CORNERS,

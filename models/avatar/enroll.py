@@ -19,11 +19,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.avatar import landmarks as L
-from models.avatar import mouth_motion as M
-from models.avatar.align import apply_alignment
-from models.avatar.authoring import landmark_displacements
-from models.avatar.bases import (
+from headcast.models.avatar import landmarks as L
+from headcast.models.avatar import mouth_motion as M
+from headcast.models.avatar.align import apply_alignment
+from headcast.models.avatar.authoring import landmark_displacements
+from headcast.models.avatar.bases import (
     GRID,
     Densifier,
     HeadEllipse,
@@ -36,11 +36,11 @@ from models.avatar.bases import (
     pose_weight,
     unfold,
 )
-from models.avatar.detect import detect_landmarks
-from models.avatar.errors import AvatarError, EnrollError
-from models.avatar.face_geometry import FaceGeometry
-from models.avatar.image_io import load_portrait
-from models.avatar.mouth import (
+from headcast.models.avatar.detect import detect_landmarks
+from headcast.models.avatar.errors import AvatarError, EnrollError
+from headcast.models.avatar.face_geometry import FaceGeometry
+from headcast.models.avatar.image_io import load_portrait
+from headcast.models.avatar.mouth import (
     cavity_colors,
     lip_and_skin_colors,
     mouth_frame,
@@ -48,8 +48,8 @@ from models.avatar.mouth import (
     synth_lower,
     synth_upper_teeth,
 )
-from models.avatar.pack import PACK_VERSION, AvatarPack, read_meta
-from models.channels import (
+from headcast.models.avatar.pack import PACK_VERSION, AvatarPack, read_meta
+from headcast.models.channels import (
     CHANNEL_INDEX,
     EXPRESSION_CHANNELS,
     MOUTH_CHANNELS,
@@ -213,7 +213,7 @@ def _fold_free_depth(
     neighbouring points by very different amounts: at yaw 20 the far cheek folded into
     a serrated edge. -> (float32 (G, G) depth, the Gaussian sigma used in grid cells).
     """
-    from models.render.warp_math import grid_xy, pose_displace
+    from headcast.models.render.warp_math import grid_xy, pose_displace
 
     g = depth.shape[-1]
     xy = grid_xy(size, g).astype(np.float32)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.avatar import landmarks as L
-from models.avatar.face_geometry import FaceGeometry, eye, gauss, lid_gap
+from headcast.models.avatar import landmarks as L
+from headcast.models.avatar.face_geometry import FaceGeometry, eye, gauss, lid_gap
 
 BLINK_CLOSE = 0.92  # share of the lid gap closed at eyeBlink = 1 (no degenerate triangles)
 

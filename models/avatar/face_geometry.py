@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.avatar import landmarks as L
+from headcast.models.avatar import landmarks as L
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from models.avatar.errors import EnrollError
+from headcast.models.avatar.errors import EnrollError
 
 MAX_PIXELS = 80_000_000  # refuse before decoding: ~240 MB of RGB
 WORK_MAX_SIDE = 2048  # portraits are processed at most this large (px)

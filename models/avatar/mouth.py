@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from models.avatar import landmarks as L
+from headcast.models.avatar import landmarks as L
 
 TEX_H, TEX_W = 64, 128
 T_MAX = 0.5  # mouth widths covered by a texture's rows

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.avatar import landmarks as L
-from models.avatar.face_geometry import (
+from headcast.models.avatar import landmarks as L
+from headcast.models.avatar.face_geometry import (
     FaceGeometry,
     compress_lip,
     lip_band,

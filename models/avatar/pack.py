@@ -22,8 +22,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from models.avatar.errors import AvatarError, EnrollError
-from models.channels import EXPRESSION_CHANNELS, MOUTH_CHANNELS
+from headcast.models.avatar.errors import AvatarError, EnrollError
+from headcast.models.channels import EXPRESSION_CHANNELS, MOUTH_CHANNELS
 
 PACK_VERSION = 2
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from models.avatar.pack import AvatarPack
+from headcast.models.avatar.pack import AvatarPack
 
 POSITION_ARRAYS = ("landmarks", "lip_points", "pivot")  # x, y are pixel positions (z: a length)
 # pixel lengths

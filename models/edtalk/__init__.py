@@ -1,7 +1,7 @@
 """EDTalk (arXiv 2404.01647) as an optional renderer backend.
 
 Importing this package loads no torch: :func:`create_edtalk_renderer` needs only the
-exported ONNX files (``python -m models.edtalk.nets.export DIR`` makes them, with torch,
+exported ONNX files (``python -m headcast.models.edtalk.nets.export DIR`` makes them, with torch,
 from the upstream checkpoints the user downloaded; see docs/edtalk.md).
 """
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.edtalk.files import (
+from headcast.models.edtalk.files import (
     EXP_WEIGHTS_DIR,
     Precision,
     Variant,
@@ -24,11 +24,11 @@ from models.edtalk.files import (
     frame_onnx,
     source_onnx,
 )
-from models.onnx_session import Provider, load_error_reason
+from headcast.models.onnx_session import Provider, load_error_reason
 
 if TYPE_CHECKING:
-    from models.avatar.pack import AvatarPack
-    from models.edtalk.runtime import Audio2LipRunner, EdtalkRenderer
+    from headcast.models.avatar.pack import AvatarPack
+    from headcast.models.edtalk.runtime import Audio2LipRunner, EdtalkRenderer
 
 __all__ = [
     "WeightsError",
@@ -51,10 +51,10 @@ def create_edtalk_renderer(
 
     Raises :class:`WeightsError` naming the missing files when the folder is incomplete.
     """
-    from models.edtalk.coeffs import load_expression_weights
-    from models.edtalk.runtime import EdtalkRenderer
-    from models.emotions import load_presets
-    from models.onnx_session import create_session
+    from headcast.models.edtalk.coeffs import load_expression_weights
+    from headcast.models.edtalk.runtime import EdtalkRenderer
+    from headcast.models.emotions import load_presets
+    from headcast.models.onnx_session import create_session
 
     weights_dir = Path(weights_dir).expanduser()
     check_weights(weights_dir, variant, precision, inspect_graphs=False)  # the CLI inspected
@@ -72,14 +72,14 @@ def create_edtalk_renderer(
 
 def create_audio2lip(weights_dir: str | Path, provider: Provider = "auto") -> Audio2LipRunner:
     """EDTalk's Audio2Lip on ONNX Runtime: speech -> native mouth weights."""
-    from models.edtalk.runtime import Audio2LipRunner
-    from models.onnx_session import create_session
+    from headcast.models.edtalk.runtime import Audio2LipRunner
+    from headcast.models.onnx_session import create_session
 
     weights_dir = Path(weights_dir).expanduser()
     path = audio2lip_onnx(weights_dir)
     if not path.is_file():
         raise WeightsError(
-            f"missing {path}; export it with `python -m models.edtalk.nets.export {weights_dir}`"
+            f"missing {path}; export it with `python -m headcast.models.edtalk.nets.export {weights_dir}`"
         )
     with _exported_graphs(weights_dir):
         return Audio2LipRunner(create_session(path, provider))
@@ -97,5 +97,5 @@ def _exported_graphs(weights_dir: Path) -> Iterator[None]:
         raise WeightsError(
             f"the exported EDTalk graphs in {weights_dir / 'onnx'} are damaged or do not "
             f"match ({reason}); export them again with "
-            f"`python -m models.edtalk.nets.export {weights_dir}`"
+            f"`python -m headcast.models.edtalk.nets.export {weights_dir}`"
         ) from exc

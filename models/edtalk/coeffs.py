@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import nnls
 
-from models.channels import EXPRESSION_SLICE, NUM_CHANNELS
+from headcast.models.channels import EXPRESSION_SLICE, NUM_CHANNELS
 
 MOUTH_DIM, POSE_DIM, EXP_DIM = 20, 6, 10
 MOUTH = slice(0, MOUTH_DIM)

@@ -3,7 +3,7 @@
 No torch here: the server calls :func:`check_weights` before it decides anything.
 
 A weights folder holds what the user downloaded from the upstream project and what
-``python -m models.edtalk.nets.export DIR`` writes next to it::
+``python -m headcast.models.edtalk.nets.export DIR`` writes next to it::
 
     DIR/EDTalk.pt                 upstream generator with the expression bank (36 coeffs)
     DIR/EDTalk_lip_pose.pt        optional: upstream lip+pose generator (26 coeffs)
@@ -92,7 +92,7 @@ def check_weights(
         names = ", ".join(str(p.relative_to(root)) for p in missing_onnx)
         raise WeightsError(
             f"missing in {root}: {names}. Export them once with "
-            f"`python -m models.edtalk.nets.export {root}` (needs torch)"
+            f"`python -m headcast.models.edtalk.nets.export {root}` (needs torch)"
         )
     if not inspect_graphs:
         return
@@ -111,11 +111,11 @@ def _check_export(root: Path, path: Path, key: str, role: str) -> None:
     except Exception as exc:  # protobuf's own decode errors
         raise WeightsError(
             f"{path} is damaged ({exc.__class__.__name__}); export again with "
-            f"`python -m models.edtalk.nets.export {root}`"
+            f"`python -m headcast.models.edtalk.nets.export {root}`"
         ) from exc
     meta = {p.key: p.value for p in model.metadata_props}
     if meta.get(key) != role:
         raise WeightsError(
             f"{path} is not the {role} graph; export again with "
-            f"`python -m models.edtalk.nets.export {root}`"
+            f"`python -m headcast.models.edtalk.nets.export {root}`"
         )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import lfilter
 
-from models.audio import SAMPLE_RATE
+from headcast.models.audio import SAMPLE_RATE
 
 FPS = 25
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640

@@ -16,13 +16,13 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from models.channels import NUM_CHANNELS
-from models.edtalk.coeffs import MOUTH_DIM, CoeffMap
-from models.edtalk.mel import mel_windows, melspectrogram, num_video_frames, smooth
-from models.onnx_session import CUDA, session_metadata
+from headcast.models.channels import NUM_CHANNELS
+from headcast.models.edtalk.coeffs import MOUTH_DIM, CoeffMap
+from headcast.models.edtalk.mel import mel_windows, melspectrogram, num_video_frames, smooth
+from headcast.models.onnx_session import CUDA, session_metadata
 
 if TYPE_CHECKING:
-    from models.avatar.pack import AvatarPack
+    from headcast.models.avatar.pack import AvatarPack
 
 
 def to_model_image(image: np.ndarray, side: int) -> np.ndarray:

@@ -29,9 +29,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from models.audio import SAMPLE_RATE
-from models.edtalk.coeffs import MOUTH_DIM
-from models.edtalk.mel import (
+from headcast.models.audio import SAMPLE_RATE
+from headcast.models.edtalk.coeffs import MOUTH_DIM
+from headcast.models.edtalk.mel import (
     FPS,
     HOP,
     MAX_ABS,

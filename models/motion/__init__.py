@@ -4,8 +4,8 @@
 fixed look-ahead (:mod:`models.motion.stream`) or offline (:func:`infer`).
 """
 
-from models.motion.model import MotionModel, MotionModelError, load_motion_model
-from models.motion.stream import MotionFrames, MotionStreamer, infer
+from headcast.models.motion.model import MotionModel, MotionModelError, load_motion_model
+from headcast.models.motion.stream import MotionFrames, MotionStreamer, infer
 
 __all__ = [
     "MotionFrames",

@@ -12,8 +12,19 @@ from pathlib import Path
 
 import numpy as np
 
-from models.audio.features import HOP_LENGTH, MEL_RATE, N_MELS, SAMPLE_RATE, silence_feature
-from models.onnx_session import Provider, create_session, load_error_reason, session_metadata
+from headcast.models.audio.features import (
+    HOP_LENGTH,
+    MEL_RATE,
+    N_MELS,
+    SAMPLE_RATE,
+    silence_feature,
+)
+from headcast.models.onnx_session import (
+    Provider,
+    create_session,
+    load_error_reason,
+    session_metadata,
+)
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "motion" / "motion.onnx"
 # A second model that reads further ahead (non-causal within its window), for files:

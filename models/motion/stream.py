@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from models.audio.features import HALF_WINDOW, HOP_LENGTH, FeatureExtractor
-from models.motion.model import MotionModel
+from headcast.models.audio.features import HALF_WINDOW, HOP_LENGTH, FeatureExtractor
+from headcast.models.motion.model import MotionModel
 
 OFFLINE_BLOCK_S = 10.0  # seconds of audio per model call in :func:`infer` (bounded memory)
 

@@ -15,12 +15,12 @@ This module is the front: callers import from here. Behind it, one module per st
   :mod:`~models.offline.ray_batch` — batches over folders on local processes or Ray
 """
 
-from models.offline.batch import BatchItem, ItemResult, collect, is_pattern
-from models.offline.context import RenderContext
-from models.offline.options import FULL, RenderError, RenderOptions, RenderResult, Size
-from models.offline.pool import run_local
-from models.offline.ray_batch import RayUnavailable, run_ray
-from models.offline.render import default_workers, render_file
+from headcast.models.offline.batch import BatchItem, ItemResult, collect, is_pattern
+from headcast.models.offline.context import RenderContext
+from headcast.models.offline.options import FULL, RenderError, RenderOptions, RenderResult, Size
+from headcast.models.offline.pool import run_local
+from headcast.models.offline.ray_batch import RayUnavailable, run_ray
+from headcast.models.offline.render import default_workers, render_file
 
 __all__ = [
     "FULL",

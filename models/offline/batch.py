@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.offline.context import RenderContext
-from models.offline.options import RenderError, RenderOptions
-from models.offline.render import render_file
+from headcast.models.offline.context import RenderContext
+from headcast.models.offline.options import RenderError, RenderOptions
+from headcast.models.offline.render import render_file
 
 #: extensions a folder search picks up (a glob pattern takes whatever it matches)
 MEDIA_EXTENSIONS = frozenset(

@@ -6,9 +6,9 @@ import threading
 from pathlib import Path
 from typing import Any, Literal
 
-from models.motion import MotionModel, MotionModelError, load_motion_model
-from models.offline.options import RenderError
-from models.render.base import Renderer
+from headcast.models.motion import MotionModel, MotionModelError, load_motion_model
+from headcast.models.offline.options import RenderError
+from headcast.models.render.base import Renderer
 
 
 class RenderContext:
@@ -36,7 +36,7 @@ class RenderContext:
 
     def lips(self) -> Any:
         """EDTalk's Audio2Lip runner (backend ``edtalk``), loaded once."""
-        from models.edtalk import WeightsError, create_audio2lip
+        from headcast.models.edtalk import WeightsError, create_audio2lip
 
         with self._lock:
             if self._lips is None:
@@ -66,9 +66,9 @@ class RenderContext:
             cache = self._local.renderers = {}
         key = (size, backend)
         if key not in cache:
-            from models.avatar.errors import AvatarError
-            from models.edtalk import WeightsError
-            from models.render import create_renderer
+            from headcast.models.avatar.errors import AvatarError
+            from headcast.models.edtalk import WeightsError
+            from headcast.models.render import create_renderer
 
             try:
                 cache[key] = create_renderer(

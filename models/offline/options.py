@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from models.sizes import FRAME_SIZES
-from models.take import EmotionCue, Pose
+from headcast.models.sizes import FRAME_SIZES
+from headcast.models.take import EmotionCue, Pose
 
 SIZES = FRAME_SIZES
 FULL: Literal["full"] = "full"  # output size: the whole original portrait with the head pasted in

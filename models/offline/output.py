@@ -10,8 +10,8 @@ from typing import Any
 
 import av
 
-from models.offline.options import RenderError
-from models.take import Take
+from headcast.models.offline.options import RenderError
+from headcast.models.take import Take
 
 
 def temp_path(output: Path) -> Path:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from models.avatar.pack import AvatarPack
+from headcast.models.avatar.pack import AvatarPack
 
 #: a pixel counts as changed when some channel differs by more than this (0..255)
 DIFF_THRESHOLD = 4

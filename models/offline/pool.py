@@ -17,7 +17,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Literal
 
-from models.offline.batch import (
+from headcast.models.offline.batch import (
     BatchItem,
     BatchSummary,
     ItemResult,
@@ -26,8 +26,8 @@ from models.offline.batch import (
     record,
     render_item,
 )
-from models.offline.context import RenderContext
-from models.offline.options import RenderOptions
+from headcast.models.offline.context import RenderContext
+from headcast.models.offline.options import RenderOptions
 
 _PROCESS_CONTEXT: RenderContext | None = None
 _BUSY = False  # a worker is rendering a file

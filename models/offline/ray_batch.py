@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from models.offline.batch import (
+from headcast.models.offline.batch import (
     BatchItem,
     BatchSummary,
     ItemResult,
@@ -25,8 +25,8 @@ from models.offline.batch import (
     record,
     render_item,
 )
-from models.offline.context import RenderContext
-from models.offline.options import RenderOptions
+from headcast.models.offline.context import RenderContext
+from headcast.models.offline.options import RenderOptions
 
 RAY_INFLIGHT_PER_CPU = 2  # Ray tasks kept in flight per cluster CPU (bounds driver memory)
 RAY_CONNECT_TIMEOUT_S = 5.0  # a head that does not accept a TCP connection by then is down

@@ -27,25 +27,25 @@ from typing import Any, cast
 import av
 import numpy as np
 
-from models.frames import to_i420
-from models.offline.audio import AudioTrack
-from models.offline.context import RenderContext
-from models.offline.options import (
+from headcast.models.frames import to_i420
+from headcast.models.offline.audio import AudioTrack
+from headcast.models.offline.context import RenderContext
+from headcast.models.offline.options import (
     FULL,
     Progress,
     RenderError,
     RenderOptions,
     RenderResult,
 )
-from models.offline.output import (
+from headcast.models.offline.output import (
     check_motion_out,
     check_output,
     open_output,
     write_motion_json,
 )
-from models.offline.speech import decode_speech, edtalk_mouth
-from models.render.base import MouthRenderer
-from models.take import speech_to_take
+from headcast.models.offline.speech import decode_speech, edtalk_mouth
+from headcast.models.render.base import MouthRenderer
+from headcast.models.take import speech_to_take
 
 QUEUE_PER_WORKER = 3  # frames in flight per render worker
 
@@ -149,8 +149,8 @@ def render_file(
     first = ctx.renderer(opts.head_size, opts.backend)
     paster = None
     if opts.size == FULL:
-        from models.channels import zeros
-        from models.offline.paste import PortraitPaster
+        from headcast.models.channels import zeros
+        from headcast.models.offline.paste import PortraitPaster
 
         pack = first.pack
         if pack is None or pack.portrait is None:

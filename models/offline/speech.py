@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from models.audio import SAMPLE_RATE, AudioError
-from models.audio.decode import load_audio
-from models.offline.options import RenderError
+from headcast.models.audio import SAMPLE_RATE, AudioError
+from headcast.models.audio.decode import load_audio
+from headcast.models.offline.options import RenderError
 
 
 def decode_speech(speech: Path, max_seconds: float | None = None) -> np.ndarray:

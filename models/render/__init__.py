@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from models.avatar.pack import AvatarPack, load_pack
-from models.edtalk.files import Precision
-from models.onnx_session import Provider, cuda_available
-from models.render.base import MouthRenderer, Renderer
+from headcast.models.avatar.pack import AvatarPack, load_pack
+from headcast.models.edtalk.files import Precision
+from headcast.models.onnx_session import Provider, cuda_available
+from headcast.models.render.base import MouthRenderer, Renderer
 
 Backend = Literal["warp", "warp-onnx", "auto", "edtalk"]
 BACKENDS: tuple[str, ...] = ("auto", "warp", "warp-onnx", "edtalk")
@@ -36,17 +36,17 @@ def create_renderer(
     if backend == "edtalk":
         return _edtalk_renderer(pack, size, provider, edtalk_weights, precision)
     if size is not None and size != pack.size:
-        from models.avatar.resize import resize_pack
+        from headcast.models.avatar.resize import resize_pack
 
         pack = resize_pack(pack, size)
     if backend == "auto":
         backend = "warp-onnx" if (provider != "cpu" and cuda_available()) else "warp"
     if backend == "warp":
-        from models.render.warp import WarpRenderer
+        from headcast.models.render.warp import WarpRenderer
 
         return WarpRenderer(pack)
     if backend == "warp-onnx":
-        from models.render.warp_onnx import OnnxWarpRenderer
+        from headcast.models.render.warp_onnx import OnnxWarpRenderer
 
         return OnnxWarpRenderer(pack, provider=provider)
     raise ValueError(f"unknown renderer backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -60,7 +60,7 @@ def _edtalk_renderer(
     precision: Precision,
 ) -> Renderer:
     """EDTalk on the pack's head frame (uint8 (S, S, 3), the face centred as enrolled)."""
-    from models.edtalk import WeightsError, create_edtalk_renderer
+    from headcast.models.edtalk import WeightsError, create_edtalk_renderer
 
     if weights is None:
         raise WeightsError("the edtalk backend needs its weights folder (--edtalk-weights DIR)")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
-    from models.avatar.pack import AvatarPack
+    from headcast.models.avatar.pack import AvatarPack
 
 
 class Renderer(Protocol):

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from models.render import warp_math as wm
+from headcast.models.render import warp_math as wm
 
 
 class Graph:

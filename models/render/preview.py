@@ -8,8 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.avatar import landmarks as L
-from models.channels import (
+from headcast.models.avatar import landmarks as L
+from headcast.models.channels import (
     ALL_CHANNELS,
     CHANNEL_INDEX,
     EXPRESSION_CHANNELS,
@@ -18,7 +18,7 @@ from models.channels import (
     POSE_CHANNELS,
     pose_limit,
 )
-from models.render.base import Renderer
+from headcast.models.render.base import Renderer
 
 THUMB = 160  # px per thumbnail
 LABEL_W = 190
@@ -182,7 +182,7 @@ def comparison_row(name: str, renderer: Renderer | None, note: str) -> np.ndarra
     ``renderer`` None (the portrait was refused) leaves the tiles blank; ``note`` says
     why, or which channels enrollment weakened or switched off.
     """
-    from models.channels import from_mapping
+    from headcast.models.channels import from_mapping
 
     label = np.full((THUMB, NOTE_W, 3), 255, np.uint8)
     _text(label, name[:32], (6, 20), 0.5)

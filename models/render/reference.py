@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.avatar.pack import AvatarPack
-from models.render import warp_math as wm
+from headcast.models.avatar.pack import AvatarPack
+from headcast.models.render import warp_math as wm
 
 
 def render_reference(pack: AvatarPack, coeffs: np.ndarray) -> np.ndarray:

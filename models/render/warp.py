@@ -10,8 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.avatar.pack import AvatarPack, load_pack
-from models.render import warp_math as wm
+from headcast.models.avatar.pack import AvatarPack, load_pack
+from headcast.models.render import warp_math as wm
 
 BBOX_MARGIN_PX = 3
 BAND_PX = 1  # half-width of the outline band where coverage is computed exactly (> EDGE_SOFT_PX + raster error)

@@ -27,9 +27,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from models.avatar import landmarks as L
-from models.avatar.mouth import NEAR_SHADE, T_MAX
-from models.channels import CHANNEL_INDEX, NUM_CHANNELS, POSE_SLICE, clip
+from headcast.models.avatar import landmarks as L
+from headcast.models.avatar.mouth import NEAR_SHADE, T_MAX
+from headcast.models.channels import CHANNEL_INDEX, NUM_CHANNELS, POSE_SLICE, clip
 
 N_FLOW = POSE_SLICE.start  # mouth + expression channels that own a flow basis
 JAW, CLOSE = CHANNEL_INDEX["jawOpen"], CHANNEL_INDEX["mouthClose"]

@@ -13,12 +13,17 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from models.avatar.mouth import T_MAX
-from models.avatar.pack import AvatarPack
-from models.channels import NUM_CHANNELS, POSE_ANGLE_LIMIT_DEG, POSE_SHIFT_LIMIT, POSE_SLICE
-from models.onnx_session import Provider, create_session
-from models.render import onnx_graph as G
-from models.render import warp_math as wm
+from headcast.models.avatar.mouth import T_MAX
+from headcast.models.avatar.pack import AvatarPack
+from headcast.models.channels import (
+    NUM_CHANNELS,
+    POSE_ANGLE_LIMIT_DEG,
+    POSE_SHIFT_LIMIT,
+    POSE_SLICE,
+)
+from headcast.models.onnx_session import Provider, create_session
+from headcast.models.render import onnx_graph as G
+from headcast.models.render import warp_math as wm
 
 OPSET = 17
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from models.audio.features import MEL_RATE, SAMPLE_RATE, FeatureExtractor, to_mono_16k
-from models.training import nonspeech, real
-from models.training.augment import augment
-from models.training.synth import (
+from headcast.models.audio.features import MEL_RATE, SAMPLE_RATE, FeatureExtractor, to_mono_16k
+from headcast.models.training import nonspeech, real
+from headcast.models.training.augment import augment
+from headcast.models.training.synth import (
     ESPEAK_VARIANTS,
     Utterance,
     Voice,
@@ -29,8 +29,8 @@ from models.training.synth import (
     synth_festival,
     synth_flite,
 )
-from models.training.text import random_text
-from models.training.visemes import SILENCE, make_targets
+from headcast.models.training.text import random_text
+from headcast.models.training.visemes import SILENCE, make_targets
 
 log = logging.getLogger(__name__)
 

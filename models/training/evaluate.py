@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.motion.model import MotionModel
-from models.motion.stream import infer
+from headcast.models.motion.model import MotionModel
+from headcast.models.motion.stream import infer
 
 MAX_LAG = 3  # frames
 MIN_CLOSURE_S = 0.040
@@ -171,7 +171,7 @@ def _pct(x: float) -> str:
 
 def evaluate_sessions(model: MotionModel, sessions: list[tuple[str, np.ndarray, list]]) -> Report:
     """sessions: [(name, float32 (N,) 16 kHz audio, visemes)] -> per-file scores, both methods."""
-    from models.training.visemes import make_targets  # numpy only
+    from headcast.models.training.visemes import make_targets  # numpy only
 
     jaw = model.names.index("jawOpen")
     ours, base = [], []
@@ -188,7 +188,7 @@ def heldout_sessions(
     utts_per_voice: int = 8, seed: int = 1234, workers: int = 2, augmented: bool = True
 ) -> list[tuple[str, np.ndarray, list]]:
     """Held-out voices, sessions of 2-5 utterances; augmented like a recording, or clean."""
-    from models.training.dataset import HELDOUT_VOICES, heldout_audio
+    from headcast.models.training.dataset import HELDOUT_VOICES, heldout_audio
 
     return heldout_audio(HELDOUT_VOICES, utts_per_voice, seed, workers, 1.0 if augmented else 0.0)
 
@@ -201,7 +201,7 @@ def validation_sessions(
     utts_per_voice: int = 6, seed: int = VALIDATION_SEED, workers: int = 2
 ) -> list[tuple[str, np.ndarray, list]]:
     """Training voices only, fresh sentences, augmented like a recording: for tuning."""
-    from models.training.dataset import TRAIN_VOICES, heldout_audio
+    from headcast.models.training.dataset import TRAIN_VOICES, heldout_audio
 
     return heldout_audio(TRAIN_VOICES[VALIDATION_VOICES], utts_per_voice, seed, workers, 1.0)
 
@@ -228,8 +228,8 @@ def real_sessions(
     ``limit``: only the first that many held-out prompts (a quick check). Raises
     :class:`models.training.real.RealSpeechMissing` when the packages are absent.
     """
-    from models.training import real
-    from models.training.dataset import real_heldout_audio
+    from headcast.models.training import real
+    from headcast.models.training.dataset import real_heldout_audio
 
     if real.missing_packages():
         raise real.RealSpeechMissing(
@@ -248,7 +248,7 @@ def real_sessions(
 
 def _alone() -> dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]]:
     """Each augmentation of the chain alone, over its full range, at a -10 dB level."""
-    from models.training import augment as a
+    from headcast.models.training import augment as a
 
     def level(x: np.ndarray) -> np.ndarray:
         return a.gain_and_quantise(x, -10.0)

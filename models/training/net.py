@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from models.channels import MOUTH_CHANNELS
+from headcast.models.channels import MOUTH_CHANNELS
 
 N_MOUTH = len(MOUTH_CHANNELS)
 JAW = MOUTH_CHANNELS.index("jawOpen")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.training.visemes import SILENCE
+from headcast.models.training.visemes import SILENCE
 
 SR = 16_000  # Hz
 MIN_GAP_S = 0.25  # pauses shorter than this get no event
@@ -43,7 +43,7 @@ def speech_level(x: np.ndarray) -> float:
 @lru_cache(maxsize=8)
 def load_music(path: Path) -> np.ndarray:
     """The first MUSIC_MAX_S of a music track as float32 (N,) 16 kHz mono, unit power."""
-    from models.audio.decode import iter_audio
+    from headcast.models.audio.decode import iter_audio
 
     chunks, total = [], 0
     for chunk in iter_audio(path):

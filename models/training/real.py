@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.audio.features import SAMPLE_RATE
-from models.training.visemes import SILENCE, cmu_visemes, viseme_segments
+from headcast.models.audio.features import SAMPLE_RATE
+from headcast.models.training.visemes import SILENCE, cmu_visemes, viseme_segments
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ def prompts() -> list[Prompt]:
 
 def load_prompt_audio(prompt: Prompt) -> np.ndarray:
     """float32 (N,) 16 kHz mono of one prompt."""
-    from models.audio.decode import load_audio
+    from headcast.models.audio.decode import load_audio
 
     return load_audio(prompt.path)[0]
 

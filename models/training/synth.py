@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.training.visemes import SILENCE, cmu_visemes, espeak_visemes, viseme_segments
+from headcast.models.training.visemes import SILENCE, cmu_visemes, espeak_visemes, viseme_segments
 
 FLITE_VOICES = ("slt", "rms", "awb", "kal16", "kal")
 FESTIVAL_VOICES = ("kal_diphone", "cmu_us_slt_arctic_hts")

@@ -19,10 +19,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from models.audio.features import silence_feature
-from models.config import StrictModel
-from models.training import real
-from models.training.dataset import (
+from headcast.models.audio.features import silence_feature
+from headcast.models.config import StrictModel
+from headcast.models.training import real
+from headcast.models.training.dataset import (
     TRAIN_VOICES,
     Example,
     build,
@@ -31,8 +31,8 @@ from models.training.dataset import (
     load,
     save,
 )
-from models.training.export import export_onnx
-from models.training.net import JAW, N_MOUTH, MotionNet, NetConfig, count_parameters
+from headcast.models.training.export import export_onnx
+from headcast.models.training.net import JAW, N_MOUTH, MotionNet, NetConfig, count_parameters
 
 log = logging.getLogger(__name__)
 
@@ -344,15 +344,15 @@ def tune_closure_gate(net: MotionNet, cfg: TrainConfig) -> str:
     """
     if cfg.val_utts_per_voice == 0:
         return ""
-    from models.motion import load_motion_model
-    from models.training.evaluate import Report, evaluate_sessions, validation_sessions
+    from headcast.models.motion import load_motion_model
+    from headcast.models.training.evaluate import Report, evaluate_sessions, validation_sessions
 
     sessions = validation_sessions(cfg.val_utts_per_voice, workers=cfg.workers)
     if cfg.real_copies:
         # Recorded prompts of the validation families (never trained on), clean and
         # augmented: the gate must suit a real voice as well as the synthetic ones.
-        from models.training.dataset import real_heldout_audio
-        from models.training.evaluate import VALIDATION_SEED
+        from headcast.models.training.dataset import real_heldout_audio
+        from headcast.models.training.evaluate import VALIDATION_SEED
 
         val = real_prompts(cfg, "validation")
         for strength in (0.0, 1.0):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.channels import MOUTH_CHANNELS
+from headcast.models.channels import MOUTH_CHANNELS
 
 SILENCE = "sil"
 BILABIAL = "PBM"

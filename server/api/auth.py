@@ -29,7 +29,7 @@ from urllib.parse import parse_qs
 
 from starlette.requests import HTTPConnection
 
-from server.api.tokens import (
+from headcast.server.api.tokens import (
     Claims,
     ScopeError,
     TokenError,
@@ -38,7 +38,7 @@ from server.api.tokens import (
     signing_secret,
     verify,
 )
-from server.settings import ServerSettings
+from headcast.server.settings import ServerSettings
 
 PROTECTED_PREFIX = "/v1/"
 TOKEN_PATH = "/v1/tokens"

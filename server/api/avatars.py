@@ -18,10 +18,10 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 
-from server.api.bodies import read_upload
-from server.api.openapi import openapi_body
-from server.live.avatar_dir import AVATAR_NAME, DEFAULT_AVATAR
-from server.state import AppState, get_state
+from headcast.server.api.bodies import read_upload
+from headcast.server.api.openapi import openapi_body
+from headcast.server.live.avatar_dir import AVATAR_NAME, DEFAULT_AVATAR
+from headcast.server.state import AppState, get_state
 
 router = APIRouter(prefix="/v1/avatars", tags=["avatars"])
 MAX_JOBS = 64  # finished jobs kept for inspection
@@ -41,7 +41,7 @@ class EnrollJob:
 def _enroll_available() -> str | None:
     """None when enrollment can run, else why not."""
     try:
-        from models.avatar import enroll  # noqa: F401
+        from headcast.models.avatar import enroll  # noqa: F401
     except ImportError as exc:
         return f"enrollment is not installed on this server ({exc}); install the 'enroll' extra"
     return None
@@ -108,7 +108,7 @@ def _image_problem(data: bytes) -> tuple[int, str] | None:
 
     from PIL import Image, UnidentifiedImageError
 
-    from models.avatar.image_io import MAX_PIXELS, MIN_SIDE
+    from headcast.models.avatar.image_io import MAX_PIXELS, MIN_SIDE
 
     try:
         with Image.open(io.BytesIO(data)) as img:
@@ -132,7 +132,7 @@ def _check_name_free(state: AppState, name: str) -> None:
 
 
 def _run_job(job: EnrollJob, image: bytes, out_dir: Any) -> None:
-    from models.avatar.enroll import enroll
+    from headcast.models.avatar.enroll import enroll
 
     def progress(fraction: float, message: str) -> None:
         job.progress = max(0.0, min(1.0, float(fraction)))

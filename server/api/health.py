@@ -7,8 +7,8 @@ import math
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from server.metrics import CONTENT_TYPE, Family, quantile, render
-from server.state import get_state
+from headcast.server.metrics import CONTENT_TYPE, Family, quantile, render
+from headcast.server.state import get_state
 
 router = APIRouter(tags=["health"])
 

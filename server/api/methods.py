@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.routing import Match
 
-from server.api.auth import ASGIApp, Message, Receive, Scope, Send, header
+from headcast.server.api.auth import ASGIApp, Message, Receive, Scope, Send, header
 
 CANDIDATES = ("GET", "POST", "PUT", "PATCH", "DELETE")
 

@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from server.api.auth import ASGIApp, Receive, Scope, Send, header, refuse
+from headcast.server.api.auth import ASGIApp, Receive, Scope, Send, header, refuse
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: (method, path) of the endpoints that read a JSON body

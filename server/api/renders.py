@@ -24,13 +24,13 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse
 
-from models.offline import FULL, RenderContext, RenderError, RenderOptions, render_file
-from models.sizes import FRAME_SIZES
-from models.take import POSES, check_emotions
-from server.api.bodies import MEDIA_UPLOAD_TYPES, read_upload
-from server.api.openapi import openapi_body, query
-from server.live.avatar_dir import UnknownAvatar
-from server.state import get_state
+from headcast.models.offline import FULL, RenderContext, RenderError, RenderOptions, render_file
+from headcast.models.sizes import FRAME_SIZES
+from headcast.models.take import POSES, check_emotions
+from headcast.server.api.bodies import MEDIA_UPLOAD_TYPES, read_upload
+from headcast.server.api.openapi import openapi_body, query
+from headcast.server.live.avatar_dir import UnknownAvatar
+from headcast.server.state import get_state
 
 router = APIRouter(prefix="/v1/renders", tags=["renders"])
 

@@ -10,18 +10,18 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import HTTPConnection
 
-from models.audio import AudioError, AudioTooLong
-from models.avatar.errors import AvatarError
-from models.motion.model import SUPPORTED_FPS
-from server.api.auth import token_grant, token_owner
-from server.api.bodies import MEDIA_UPLOAD_TYPES, read_json, read_upload
-from server.api.openapi import openapi_body
-from server.live.admission import AdmissionError
-from server.live.avatar_dir import UnknownAvatar
-from server.live.clock import SAMPLE_RATE
-from server.live.control import ControlError, apply_control
-from server.live.session import InputMode, Session, SessionParams
-from server.state import AppState, UnsupportedSession, get_state
+from headcast.models.audio import AudioError, AudioTooLong
+from headcast.models.avatar.errors import AvatarError
+from headcast.models.motion.model import SUPPORTED_FPS
+from headcast.server.api.auth import token_grant, token_owner
+from headcast.server.api.bodies import MEDIA_UPLOAD_TYPES, read_json, read_upload
+from headcast.server.api.openapi import openapi_body
+from headcast.server.live.admission import AdmissionError
+from headcast.server.live.avatar_dir import UnknownAvatar
+from headcast.server.live.clock import SAMPLE_RATE
+from headcast.server.live.control import ControlError, apply_control
+from headcast.server.live.session import InputMode, Session, SessionParams
+from headcast.server.state import AppState, UnsupportedSession, get_state
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 RETRY_AFTER_S = 5
@@ -163,7 +163,7 @@ async def control(sid: str, request: Request) -> dict[str, Any]:
 
 
 def _decode_upload(data: bytes, suffix: str, max_seconds: float) -> Any:
-    from models.audio.features import load_audio
+    from headcast.models.audio.features import load_audio
 
     with tempfile.NamedTemporaryFile(suffix=suffix) as f:
         f.write(data)

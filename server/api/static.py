@@ -14,8 +14,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
-from models.emotions import load_presets
-from server.state import get_state
+from headcast.models.emotions import load_presets
+from headcast.server.state import get_state
 
 router = APIRouter(tags=["client"])
 

@@ -36,9 +36,9 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.live.avatar_dir import AVATAR_NAME
-from server.settings import ServerSettings
-from server.state import get_state
+from headcast.server.live.avatar_dir import AVATAR_NAME
+from headcast.server.settings import ServerSettings
+from headcast.server.state import get_state
 
 router = APIRouter(prefix="/v1/tokens", tags=["auth"])
 

@@ -17,14 +17,14 @@ from typing import Any
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from fastapi import APIRouter, HTTPException, Request, Response
 
-from server.api.bodies import read_body
-from server.api.openapi import openapi_body
-from server.api.sessions import SessionRequest, find_session, open_session
-from server.live.encoders import forward_keyframe_requests
-from server.live.ice import rtc_configuration
-from server.live.session import MAX_PEERS, Session
-from server.live.tracks import AvatarAudioTrack, AvatarVideoTrack
-from server.state import AppState, get_state
+from headcast.server.api.bodies import read_body
+from headcast.server.api.openapi import openapi_body
+from headcast.server.api.sessions import SessionRequest, find_session, open_session
+from headcast.server.live.encoders import forward_keyframe_requests
+from headcast.server.live.ice import rtc_configuration
+from headcast.server.live.session import MAX_PEERS, Session
+from headcast.server.live.tracks import AvatarAudioTrack, AvatarVideoTrack
+from headcast.server.state import AppState, get_state
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["whep"])

@@ -29,13 +29,13 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocketState
 
-from models.audio import AudioError
-from models.audio.features import StreamingResampler
-from server.api.sessions import owned_by
-from server.live.control import ControlError, apply_control
-from server.live.events import EventStream
-from server.live.session import Session
-from server.state import AppState, get_state
+from headcast.models.audio import AudioError
+from headcast.models.audio.features import StreamingResampler
+from headcast.server.api.sessions import owned_by
+from headcast.server.live.control import ControlError, apply_control
+from headcast.server.live.events import EventStream
+from headcast.server.live.session import Session
+from headcast.server.state import AppState, get_state
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["websocket"])

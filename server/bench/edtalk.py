@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from server.cli_args import positive_int, positive_seconds
+from headcast.server.cli_args import positive_int, positive_seconds
 
 HELP = "frames/s of the EDTalk neural renderer (ONNX Runtime; CPU, and CUDA when present)"
 
@@ -59,21 +59,21 @@ def _portrait(path: Path | None) -> np.ndarray:
 
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
-        from server.errors import UserError
+        from headcast.server.errors import UserError
 
         raise UserError(f"cannot read image {path}")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.edtalk import WeightsError, check_weights, create_edtalk_renderer
-    from models.onnx_session import cuda_available
-    from server.errors import UserError
+    from headcast.models.edtalk import WeightsError, check_weights, create_edtalk_renderer
+    from headcast.models.onnx_session import cuda_available
+    from headcast.server.errors import UserError
 
     with tempfile.TemporaryDirectory(prefix="edtalk-bench-") as tmp:
         if args.random:
             print("exporting random upstream-size EDTalk graphs (one-off, ~1 min)...", flush=True)
-            from models.edtalk.nets.export import export_random_weights  # needs torch
+            from headcast.models.edtalk.nets.export import export_random_weights  # needs torch
 
             weights = export_random_weights(Path(tmp), args.variant)
         elif args.edtalk_weights is None:

@@ -21,8 +21,8 @@ def run(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
 
-    from models.avatar.enroll import build_pack
-    from models.avatar.image_io import load_portrait
+    from headcast.models.avatar.enroll import build_pack
+    from headcast.models.avatar.image_io import load_portrait
 
     if args.portrait:
         image = load_portrait(args.portrait)

@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from models.config import REPO_ROOT
-from models.sizes import FRAME_SIZES
-from server.bench.loopback import cpu_seconds, get, load_speech, serve
+from headcast.models.config import REPO_ROOT
+from headcast.models.sizes import FRAME_SIZES
+from headcast.server.bench.loopback import cpu_seconds, get, load_speech, serve
 
 HELP = "N live sessions on loopback: fps, render p50/p95, push-to-mouth, A/V offset, CPU"
 DEFAULT_SPEECH = REPO_ROOT / "tests" / "fixtures" / "speech.wav"
@@ -86,9 +86,9 @@ def _metric(text: str, name: str) -> dict[str, list[float]]:
 
 
 async def _measure(url: str, n: int, seconds: float, speech: np.ndarray) -> dict[str, Any]:
-    from client.headcast_client import HeadcastClient, HeadcastError, Viewer
-    from client.measure import MouthMeter, audio_timeline, av_lag_ms, mouth_series
-    from models.render import create_renderer
+    from headcast.client.headcast_client import HeadcastClient, HeadcastError, Viewer
+    from headcast.client.measure import MouthMeter, audio_timeline, av_lag_ms, mouth_series
+    from headcast.models.render import create_renderer
 
     client = HeadcastClient(url)
     sessions, viewers, sockets = [], [], []
@@ -177,7 +177,7 @@ async def _measure(url: str, n: int, seconds: float, speech: np.ndarray) -> dict
 
 
 def run(args: argparse.Namespace) -> int:
-    from server.live.ice import restrict_host_addresses
+    from headcast.server.live.ice import restrict_host_addresses
 
     counts = [int(x) for x in str(args.sessions).split(",") if x.strip()]
     speech = load_speech(args.speech)

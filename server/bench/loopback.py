@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.config import REPO_ROOT
-from server.errors import UserError
-from server.live.procpool import process_stat
+from headcast.models.config import REPO_ROOT
+from headcast.server.errors import UserError
+from headcast.server.live.procpool import process_stat
 
 READY_TIMEOUT_S = 120.0
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -95,7 +95,7 @@ def serve(size: int, fps: int, provider: str, **env_settings: str) -> Iterator[t
         **{f"HEADCAST_SERVE__{k.upper()}": v for k, v in env_settings.items()},
     )
     cmd = [
-        sys.executable, "-m", "server.cli", "serve", "--port", str(port),
+        sys.executable, "-m", "headcast.server.cli", "serve", "--port", str(port),
         "--size", str(size), "--ice-host", "127.0.0.1", "--provider", provider,
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, cwd=REPO_ROOT)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from server.cli_args import positive_seconds
+from headcast.server.cli_args import positive_seconds
 
 HELP = "audio-to-motion speed (x real time, one CPU core): offline and 20 ms live chunks"
 LIVE_CHUNK_S = 0.020
@@ -41,7 +41,7 @@ def speech_like(seconds: float, sample_rate: int = 16_000, seed: int = 0) -> np.
 def run(args: argparse.Namespace) -> int:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, honestly
-    from models.motion import MotionStreamer, infer, load_motion_model
+    from headcast.models.motion import MotionStreamer, infer, load_motion_model
 
     model = load_motion_model(args.model, fps=args.fps, provider="cpu", offline=args.offline)
     audio = speech_like(args.seconds, model.sample_rate)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from server.cli_args import positive_int, positive_seconds
-from server.errors import UserError
+from headcast.server.cli_args import positive_int, positive_seconds
+from headcast.server.errors import UserError
 
 HELP = "frames/s of the warp renderer (CPU fast path, ONNX graph) vs a bare cv2.remap"
 
@@ -51,7 +51,7 @@ def _rate(fn: Callable[[int], object], seconds: float, per_call: int = 1) -> flo
 
 def _talking(n: int, rng: np.random.Generator) -> np.ndarray:
     """A plausible stream of coefficients: speech, blinks, small head motion."""
-    from models.channels import CHANNEL_INDEX, NUM_CHANNELS
+    from headcast.models.channels import CHANNEL_INDEX, NUM_CHANNELS
 
     c = np.zeros((n, NUM_CHANNELS), np.float32)
     t = np.arange(n) / 25.0
@@ -69,11 +69,11 @@ def _talking(n: int, rng: np.random.Generator) -> np.ndarray:
 def run(args: argparse.Namespace) -> int:
     import cv2
 
-    from models.avatar.pack import load_pack
-    from models.avatar.resize import resize_pack
-    from models.onnx_session import cuda_available
-    from models.render.warp import WarpRenderer
-    from models.render.warp_onnx import OnnxWarpRenderer
+    from headcast.models.avatar.pack import load_pack
+    from headcast.models.avatar.resize import resize_pack
+    from headcast.models.onnx_session import cuda_available
+    from headcast.models.render.warp import WarpRenderer
+    from headcast.models.render.warp_onnx import OnnxWarpRenderer
 
     if args.backend == "edtalk":
         return _edtalk(args)
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
 def _edtalk(args: argparse.Namespace) -> int:
     """``--backend edtalk``: EDTalk's own benchmark (frames/s per provider, precision and
     batch), with its defaults and this command's weights and time budget."""
-    from server.bench import edtalk
+    from headcast.server.bench import edtalk
 
     warp_only = [
         flag

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.audio import SAMPLE_RATE
-from server.errors import UserError
+from headcast.models.audio import SAMPLE_RATE
+from headcast.server.errors import UserError
 
 HELP = "real-time factor of offline rendering (headcast render) at 256 and 512"
 TEXT = (
@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _speech(folder: Path, seconds: float) -> Path:
     """A WAV of about ``seconds``: espeak-ng speech repeated, or voiced bursts without it."""
-    from models.audio.decode import load_audio
+    from headcast.models.audio.decode import load_audio
 
     out = folder / "speech.wav"
     pcm: np.ndarray
@@ -74,7 +74,7 @@ def _speech(folder: Path, seconds: float) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.offline import (
+    from headcast.models.offline import (
         FULL,
         RenderContext,
         RenderError,

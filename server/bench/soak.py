@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from models.sizes import FRAME_SIZES
-from server.bench.live import DEFAULT_SPEECH, ONSET_LEVEL, OPEN, UTTERANCE_S
-from server.bench.loopback import family, load_speech, open_fds, rss_mb, serve
-from server.errors import UserError
+from headcast.models.sizes import FRAME_SIZES
+from headcast.server.bench.live import DEFAULT_SPEECH, ONSET_LEVEL, OPEN, UTTERANCE_S
+from headcast.server.bench.loopback import family, load_speech, open_fds, rss_mb, serve
+from headcast.server.errors import UserError
 
 HELP = "one live session for N minutes: A/V offset, fps, delay, memory, fds per window"
 UTTERANCE_EVERY_S = 1.6
@@ -117,9 +117,9 @@ class Spikes:
 
 
 async def _soak(url: str, pid: int, args: argparse.Namespace, speech: np.ndarray) -> list[dict]:
-    from client.headcast_client import HeadcastClient, Viewer
-    from client.measure import MouthMeter
-    from models.render import create_renderer
+    from headcast.client.headcast_client import HeadcastClient, Viewer
+    from headcast.client.measure import MouthMeter
+    from headcast.models.render import create_renderer
 
     client = HeadcastClient(url)
     session = await client.create_session(seed=0)
@@ -206,7 +206,7 @@ def _window(
     stats: dict[str, Any],
     stats0: dict[str, Any],
 ) -> dict[str, Any]:
-    from client.measure import audio_timeline, av_lag_ms
+    from headcast.client.measure import audio_timeline, av_lag_ms
 
     out: dict[str, Any] = {"window": index, "fps": round(len(video) / seconds, 2)}
     if video and audio:
@@ -235,7 +235,7 @@ def _report(w: dict[str, Any], as_json: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from server.live.ice import restrict_host_addresses
+    from headcast.server.live.ice import restrict_host_addresses
 
     if args.minutes <= 0 or args.window_s <= 0:
         raise UserError("--minutes and --window-s must be positive")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from types import ModuleType
 
-from server.bench import edtalk, enroll, live, motion, render, render_file, soak
-from server.errors import UserError
+from headcast.server.bench import edtalk, enroll, live, motion, render, render_file, soak
+from headcast.server.errors import UserError
 
 BENCHMARKS: tuple[ModuleType, ...] = (edtalk, enroll, live, motion, render, render_file, soak)
 
@@ -27,10 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.audio import AudioError
-    from models.avatar.errors import AvatarError, EnrollError
-    from models.motion.model import MotionModelError
-    from models.offline import RenderError
+    from headcast.models.audio import AudioError
+    from headcast.models.avatar.errors import AvatarError, EnrollError
+    from headcast.models.motion.model import MotionModelError
+    from headcast.models.offline import RenderError
 
     try:
         return int(args._bench_run(args) or 0)

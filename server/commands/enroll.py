@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from server.errors import UserError
+from headcast.server.errors import UserError
 
 HELP = "enroll a portrait as an avatar (face landmarks, flow bases, textures)"
 
@@ -23,9 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.avatar.enroll import enroll
-    from models.avatar.errors import EnrollError
-    from models.avatar.pack import read_meta
+    from headcast.models.avatar.enroll import enroll
+    from headcast.models.avatar.errors import EnrollError
+    from headcast.models.avatar.pack import read_meta
 
     start = time.perf_counter()
     # a stage line redrawn in place on a terminal; nothing in a log or a pipe

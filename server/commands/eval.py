@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from server.cli_args import positive_int, writable_file
-from server.errors import UserError
+from headcast.server.cli_args import positive_int, writable_file
+from headcast.server.errors import UserError
 
 if TYPE_CHECKING:
-    from models.motion.model import MotionModel
+    from headcast.models.motion.model import MotionModel
 
 HELP = "evaluate a model (motion: held-out synthetic and recorded speech vs an energy baseline)"
 CONDITIONS = ("augmented", "clean", "real clean", "real augmented", "real, non-speech in pauses")
@@ -62,9 +62,9 @@ def _nan_to_none(x: object) -> object:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.motion import MotionModelError, load_motion_model
-    from models.training.evaluate import Report, evaluate_sessions, heldout_sessions
-    from models.training.synth import available_engines
+    from headcast.models.motion import MotionModelError, load_motion_model
+    from headcast.models.training.evaluate import Report, evaluate_sessions, heldout_sessions
+    from headcast.models.training.synth import available_engines
 
     if args.json is not None:
         writable_file(args.json, "--json")  # before minutes of evaluation, not after
@@ -122,8 +122,8 @@ def _pct(x: float) -> str:
 
 
 def _real(condition: str, args: argparse.Namespace) -> list:
-    from models.training.evaluate import real_sessions
-    from models.training.real import RealSpeechMissing
+    from headcast.models.training.evaluate import real_sessions
+    from headcast.models.training.real import RealSpeechMissing
 
     cache = None if args.data_cache is None else args.data_cache / "alignments.json"
     try:
@@ -138,7 +138,7 @@ def _write_json(path: Path | None, report: object) -> None:
 
 
 def _breakdown(model: MotionModel, args: argparse.Namespace) -> int:
-    from models.training.evaluate import breakdown, heldout_sessions
+    from headcast.models.training.evaluate import breakdown, heldout_sessions
 
     t0 = time.monotonic()
     sessions = heldout_sessions(args.utts_per_voice, args.seed, args.workers, augmented=False)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from server.errors import UserError
+from headcast.server.errors import UserError
 
 HELP = "audio file -> ARKit mouth coefficients per video frame (JSON or CSV)"
 DECIMALS = 4
@@ -36,9 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _rows(args: argparse.Namespace) -> tuple[tuple[str, ...], Iterator[list[float]]]:
-    from models.audio import AudioError
-    from models.audio.features import iter_audio
-    from models.motion import MotionModelError, MotionStreamer, load_motion_model
+    from headcast.models.audio import AudioError
+    from headcast.models.audio.features import iter_audio
+    from headcast.models.motion import MotionModelError, MotionStreamer, load_motion_model
 
     try:
         model = load_motion_model(args.model, fps=args.fps, provider=args.provider)

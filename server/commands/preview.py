@@ -11,8 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from server.cli_args import writable_file
-from server.errors import UserError
+from headcast.server.cli_args import writable_file
+from headcast.server.errors import UserError
 
 HELP = (
     "write a contact sheet (every channel at 0, 0.5, 1) and a bank-sweep MP4 of an avatar, "
@@ -47,11 +47,11 @@ def run(args: argparse.Namespace) -> int:
     import av
     import cv2
 
-    from models.avatar.errors import AvatarError
-    from models.avatar.pack import load_pack
-    from models.render.preview import contact_sheet, write_sweep
-    from models.render.warp import WarpRenderer
-    from server.commands.enroll import channel_report
+    from headcast.models.avatar.errors import AvatarError
+    from headcast.models.avatar.pack import load_pack
+    from headcast.models.render.preview import contact_sheet, write_sweep
+    from headcast.models.render.warp import WarpRenderer
+    from headcast.server.commands.enroll import channel_report
 
     if args.portraits is not None:
         return run_folder(args)
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     except AvatarError as exc:
         raise UserError(str(exc)) from exc
     if args.size and args.size != pack.size:
-        from models.avatar.resize import resize_pack
+        from headcast.models.avatar.resize import resize_pack
 
         pack = resize_pack(pack, args.size)
     try:
@@ -99,12 +99,12 @@ def run_folder(args: argparse.Namespace) -> int:
     """Enroll each portrait of ``args.portraits``; one comparison sheet, optional clips."""
     import cv2
 
-    from models.avatar.enroll import enroll
-    from models.avatar.errors import AvatarError, EnrollError
-    from models.avatar.pack import load_pack
-    from models.render.preview import comparison_row, comparison_sheet
-    from models.render.warp import WarpRenderer
-    from server.commands.enroll import channel_report
+    from headcast.models.avatar.enroll import enroll
+    from headcast.models.avatar.errors import AvatarError, EnrollError
+    from headcast.models.avatar.pack import load_pack
+    from headcast.models.render.preview import comparison_row, comparison_sheet
+    from headcast.models.render.warp import WarpRenderer
+    from headcast.server.commands.enroll import channel_report
 
     folder: Path = args.portraits
     if not folder.is_dir():
@@ -143,9 +143,9 @@ def run_folder(args: argparse.Namespace) -> int:
 
 
 def _clip(speech: Path, pack_dir: Path, out: Path, size: int) -> None:
-    from models.offline.context import RenderContext
-    from models.offline.options import RenderError, RenderOptions
-    from models.offline.render import render_file
+    from headcast.models.offline.context import RenderContext
+    from headcast.models.offline.options import RenderError, RenderOptions
+    from headcast.models.offline.render import render_file
 
     try:
         render_file(

@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from models.sizes import FRAME_SIZES
-from server.cli_args import add_renderer_arguments, bounded_int
-from server.errors import UserError
+from headcast.models.sizes import FRAME_SIZES
+from headcast.server.cli_args import add_renderer_arguments, bounded_int
+from headcast.server.errors import UserError
 
 HELP = "render speech files to MP4 videos of the avatar (one file, a folder or a glob; Ray)"
 BAR_WIDTH = 28
@@ -144,8 +144,8 @@ class ProgressBar:
 
 
 def _options(args: argparse.Namespace) -> object:
-    from models.offline import FULL, RenderOptions
-    from models.take import EmotionCue, check_emotions, load_cues
+    from headcast.models.offline import FULL, RenderOptions
+    from headcast.models.take import EmotionCue, check_emotions, load_cues
 
     emotion: str = args.emotion
     cues: tuple[EmotionCue, ...] = ()
@@ -163,10 +163,10 @@ def _options(args: argparse.Namespace) -> object:
     if args.model is not None and not args.model.is_file():
         raise UserError(f"{args.model}: no such motion model file")
     if args.backend == "edtalk":
-        from server.commands.serve import check_edtalk
+        from headcast.server.commands.serve import check_edtalk
 
         check_edtalk(args.edtalk_weights, args.edtalk_precision)
-        from models.edtalk.mel import FPS as EDTALK_FPS  # Audio2Lip's training frame rate
+        from headcast.models.edtalk.mel import FPS as EDTALK_FPS  # Audio2Lip's training frame rate
 
         if args.fps != EDTALK_FPS:
             raise UserError(f"--backend edtalk renders at {EDTALK_FPS} fps, got --fps {args.fps}")
@@ -192,9 +192,14 @@ def resolve_avatar(avatar: str | None, config: Path | None = None) -> str | None
     ``POST /v1/avatars?name=...``); None for the built-in avatar."""
     if avatar is None or Path(avatar).is_dir():
         return avatar
-    from models.config import ConfigError
-    from server.live.avatar_dir import AVATAR_NAME, DEFAULT_AVATAR, avatar_names, avatar_source
-    from server.settings import load_settings
+    from headcast.models.config import ConfigError
+    from headcast.server.live.avatar_dir import (
+        AVATAR_NAME,
+        DEFAULT_AVATAR,
+        avatar_names,
+        avatar_source,
+    )
+    from headcast.server.settings import load_settings
 
     if avatar == DEFAULT_AVATAR:
         return None
@@ -212,7 +217,7 @@ def resolve_avatar(avatar: str | None, config: Path | None = None) -> str | None
 
 
 def _is_batch(args: argparse.Namespace) -> bool:
-    from models.offline import is_pattern
+    from headcast.models.offline import is_pattern
 
     if args.out is not None:
         return True
@@ -222,7 +227,7 @@ def _is_batch(args: argparse.Namespace) -> bool:
 
 
 def _run_one(args: argparse.Namespace, options: object) -> int:
-    from models.offline import RenderContext, RenderError, RenderOptions, render_file
+    from headcast.models.offline import RenderContext, RenderError, RenderOptions, render_file
 
     assert isinstance(options, RenderOptions)
     if args.output is None:
@@ -256,7 +261,7 @@ def _run_one(args: argparse.Namespace, options: object) -> int:
 
 
 def _run_batch(args: argparse.Namespace, options: object) -> int:
-    from models.offline import (
+    from headcast.models.offline import (
         ItemResult,
         RayUnavailable,
         RenderOptions,

@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from models.config import ConfigError
-from server.cli_args import add_renderer_arguments
-from server.errors import UserError
+from headcast.models.config import ConfigError
+from headcast.server.cli_args import add_renderer_arguments
+from headcast.server.errors import UserError
 
 HELP = "run the live streaming server"
 
@@ -46,8 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from server.app import create_app
-    from server.settings import load_settings
+    from headcast.server.app import create_app
+    from headcast.server.settings import load_settings
 
     overrides = {
         key: getattr(args, key)
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"avatar pack {settings.avatar} is not a directory")
     if settings.renderer_backend == "edtalk":
         check_edtalk(settings.edtalk_weights, settings.edtalk_precision)
-    from models.motion.model import DEFAULT_MODEL
+    from headcast.models.motion.model import DEFAULT_MODEL
 
     model = settings.motion_model or DEFAULT_MODEL
     if not Path(model).is_file():
@@ -103,7 +103,7 @@ def demo_url(settings: Any) -> str:
     page reads ``?token=``), so a local try-out needs no back end to mint one."""
     import time
 
-    from server.api.tokens import Claims, mint, signing_secret
+    from headcast.server.api.tokens import Claims, mint, signing_secret
 
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     url = f"http://{host}:{settings.port}/"
@@ -116,7 +116,7 @@ def demo_url(settings: Any) -> str:
 
 def check_edtalk(weights: Path | None, precision: str) -> None:
     """UserError naming what is missing for ``--backend edtalk`` (no torch, no loading)."""
-    from models.edtalk import WeightsError, check_weights
+    from headcast.models.edtalk import WeightsError, check_weights
 
     if weights is None:
         raise UserError(

@@ -7,8 +7,8 @@ import importlib.util
 import shlex
 from pathlib import Path
 
-from server.cli_args import writable_file
-from server.errors import UserError
+from headcast.server.cli_args import writable_file
+from headcast.server.errors import UserError
 
 OFFLINE_LOOKAHEAD_MS = 200  # the file model's look-ahead: +-200 ms around a frame with
 # the 590 ms of past the receptive field leaves
@@ -57,12 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from models.config import problems
+    from headcast.models.config import problems
 
     if importlib.util.find_spec("torch") is None:
         raise UserError("training needs torch: pip install -r requirements/dev.txt")
-    from models.training.synth import available_engines
-    from models.training.train import TrainConfig, TrainingDataError, train
+    from headcast.models.training.synth import available_engines
+    from headcast.models.training.train import TrainConfig, TrainingDataError, train
 
     overrides = {
         k: getattr(args, k)
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     }  # fmt: skip
     given = dict(overrides)  # what the recorded command line repeats
     if args.offline:
-        from models.motion.model import OFFLINE_MODEL
+        from headcast.models.motion.model import OFFLINE_MODEL
 
         overrides.setdefault("lookahead_ms", OFFLINE_LOOKAHEAD_MS)
         if not args.tiny:
@@ -119,7 +119,7 @@ def _ensure_recorded_speech() -> None:
     through passwordless sudo) when missing, or stop with what to install."""
     if importlib.util.find_spec("pocketsphinx") is None:
         raise UserError("forced alignment needs pocketsphinx: pip install -r requirements/dev.txt")
-    from models.training.real import RealSpeechMissing, install_packages, missing_packages
+    from headcast.models.training.real import RealSpeechMissing, install_packages, missing_packages
 
     try:
         install_packages(missing_packages())

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from server.live.clock import SAMPLE_RATE
+from headcast.server.live.clock import SAMPLE_RATE
 
 RATE_WINDOW_S = 2.0  # arrivals over this long tell a live stream from a burst
 LIVE_RATE = (0.5, 1.5)  # seconds of speech per second arriving: a live stream

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from models.audio import SAMPLE_RATE  # the session clock (audio in and out)
+from headcast.models.audio import SAMPLE_RATE  # the session clock (audio in and out)
 
 VIDEO_CLOCK_RATE = 90_000  # Hz, RTP video clock (RFC 7741 for VP8, RFC 6184 for H.264)
 VIDEO_TIME_BASE = Fraction(1, VIDEO_CLOCK_RATE)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from models.channels import check_pose
-from models.emotions import load_presets
-from models.mixer import EMOTION_TRANSITION_S
-from server.live.session import Session
+from headcast.models.channels import check_pose
+from headcast.models.emotions import load_presets
+from headcast.models.mixer import EMOTION_TRANSITION_S
+from headcast.server.live.session import Session
 
 MAX_TRANSITION_S = 10.0
 

@@ -46,8 +46,8 @@ from av import AudioFrame, AudioResampler, CodecContext, Packet, VideoFrame
 from av.frame import Frame
 from av.video.frame import PictureType
 
-from models.frames import to_i420
-from server.live.clock import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE
+from headcast.models.frames import to_i420
+from headcast.server.live.clock import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE
 
 VP8_SPEED = "-10"  # libvpx real-time speed (cpu-used); negative = real-time mode
 VP8_QUANTIZERS = (2, 56)

@@ -18,7 +18,7 @@ import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer
 from aiortc.exceptions import InvalidStateError
 
-from server.settings import IceServer
+from headcast.server.settings import IceServer
 
 log = logging.getLogger(__name__)
 _ORIGINAL = aioice.ice.get_host_addresses

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from models.channels import zeros
-from server.live.scheduler import RendererPool
-from server.settings import ServerSettings
+from headcast.models.channels import zeros
+from headcast.server.live.scheduler import RendererPool
+from headcast.server.settings import ServerSettings
 
 CALIBRATION_FRAMES = 8
 CALIBRATION_ROUNDS = 3
@@ -27,7 +27,7 @@ LipsLoader = Callable[[], Any]
 
 def default_renderer_factory(settings: ServerSettings) -> RendererFactory:
     def make(avatar: str | Path | None, size: int) -> Any:
-        from models.render import create_renderer
+        from headcast.models.render import create_renderer
 
         return create_renderer(
             avatar,
@@ -48,7 +48,7 @@ def default_lips_loader(settings: ServerSettings) -> LipsLoader | None:
     weights = settings.edtalk_weights
 
     def load() -> Any:
-        from models.edtalk import WeightsError, create_audio2lip
+        from headcast.models.edtalk import WeightsError, create_audio2lip
 
         if weights is None:
             raise WeightsError("the edtalk backend needs its weights folder (edtalk_weights)")
@@ -58,14 +58,14 @@ def default_lips_loader(settings: ServerSettings) -> LipsLoader | None:
 
 
 def default_lips_streamer(runner: Any) -> Any:
-    from models.edtalk.stream import Audio2LipStreamer
+    from headcast.models.edtalk.stream import Audio2LipStreamer
 
     return Audio2LipStreamer(runner)
 
 
 def default_motion_loader(settings: ServerSettings) -> MotionLoader:
     def load(fps: int) -> Any:
-        from models.motion import load_motion_model
+        from headcast.models.motion import load_motion_model
 
         return load_motion_model(settings.motion_model, fps=fps, provider=settings.provider)
 
@@ -73,7 +73,7 @@ def default_motion_loader(settings: ServerSettings) -> MotionLoader:
 
 
 def default_streamer(model: Any) -> Any:
-    from models.motion import MotionStreamer
+    from headcast.models.motion import MotionStreamer
 
     return MotionStreamer(model)
 

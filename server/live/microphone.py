@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from models.audio.features import StreamingResampler
+from headcast.models.audio.features import StreamingResampler
 
 if TYPE_CHECKING:
-    from server.live.session import Session
+    from headcast.server.live.session import Session
 
 
 async def read_microphone(session: Session, track: MediaStreamTrack) -> None:

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from server.live.backlog import BacklogDrain
-from server.live.clock import SAMPLE_RATE, MediaClock
+from headcast.server.live.backlog import BacklogDrain
+from headcast.server.live.clock import SAMPLE_RATE, MediaClock
 
 AUDIO_RING_S = 4.0  # seconds of output audio kept, comfortably above the output delay
 FRAME_SLACK = 4  # frames kept beyond the output delay

@@ -27,12 +27,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from models.channels import MOUTH_CHANNELS
-from models.frames import to_i420
-from models.mixer import MotionMixer
-from server.live.backlog import BacklogDrain
-from server.live.clock import SAMPLE_RATE, MediaClock
-from server.live.output import Frame, PipelineOutput
+from headcast.models.channels import MOUTH_CHANNELS
+from headcast.models.frames import to_i420
+from headcast.models.mixer import MotionMixer
+from headcast.server.live.backlog import BacklogDrain
+from headcast.server.live.clock import SAMPLE_RATE, MediaClock
+from headcast.server.live.output import Frame, PipelineOutput
 
 SPEECH_EPSILON = 1e-4  # a pushed chunk quieter than this everywhere still counts as speech
 SPLICE_MARGIN_S = 0.010  # early onsets start this far past the last sample the tracks read

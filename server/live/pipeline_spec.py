@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.mixer import MotionMixer
-from server.live.clock import MediaClock
-from server.live.output import Frame
-from server.live.pipeline import LipStreamerLike, MotionStreamerLike, SessionPipeline
+from headcast.models.mixer import MotionMixer
+from headcast.server.live.clock import MediaClock
+from headcast.server.live.output import Frame
+from headcast.server.live.pipeline import LipStreamerLike, MotionStreamerLike, SessionPipeline
 
 #: one output-audio operation: ("write", start sample, float32 (N,)) or ("clear", start, None)
 AudioOp = tuple[str, int, np.ndarray | None]

@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from server.live.clock import SAMPLE_RATE, MediaClock
-from server.live.events import EventStream
-from server.live.output import PipelineOutput
+from headcast.server.live.clock import SAMPLE_RATE, MediaClock
+from headcast.server.live.events import EventStream
+from headcast.server.live.output import PipelineOutput
 
 POSITION_EVERY_S = 0.2  # playback position events while speaking
 DROPPED_EVERY_S = 1.0  # at most one dropped event per second

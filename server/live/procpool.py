@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from server.live.output import Frame, PipelineOutput
-from server.live.pipeline_spec import PipelineSpec, TickReply
-from server.live.render_process import ERROR, PARTIAL, serve
-from server.settings import ServerSettings
+from headcast.server.live.output import Frame, PipelineOutput
+from headcast.server.live.pipeline_spec import PipelineSpec, TickReply
+from headcast.server.live.render_process import ERROR, PARTIAL, serve
+from headcast.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 

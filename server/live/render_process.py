@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from server.live.pipeline import SessionPipeline
-from server.live.pipeline_spec import PipelineSpec, TickReply, build_pipeline
-from server.settings import ServerSettings
+from headcast.server.live.pipeline import SessionPipeline
+from headcast.server.live.pipeline_spec import PipelineSpec, TickReply, build_pipeline
+from headcast.server.settings import ServerSettings
 
 OK, ERROR, PARTIAL = "ok", "error", "partial"  # what a message from a process is
 
@@ -24,7 +24,7 @@ class _Host:
     """Pipelines of one worker process, with the renderers and models they share."""
 
     def __init__(self, settings: ServerSettings, conn: Connection) -> None:
-        from server.live.loaders import default_motion_loader, default_renderer_factory
+        from headcast.server.live.loaders import default_motion_loader, default_renderer_factory
 
         self.conn = conn
         self.make_renderer = default_renderer_factory(settings)
@@ -49,7 +49,7 @@ class _Host:
             self.renderer(avatar, size)
 
     def open(self, key: str, spec: PipelineSpec) -> None:
-        from server.live.loaders import default_streamer
+        from headcast.server.live.loaders import default_streamer
 
         model = self.model(spec.fps)
         p = build_pipeline(
@@ -84,7 +84,7 @@ class _Host:
         self.pipelines[key].control(method, *args)
 
     def close(self, key: str) -> None:
-        from server.live.process_tuning import release_free_memory
+        from headcast.server.live.process_tuning import release_free_memory
 
         self.pipelines.pop(key, None)
         release_free_memory()
@@ -94,7 +94,7 @@ def serve(conn: Connection, settings: ServerSettings) -> None:
     """A worker process: answer calls on ``conn`` until told to stop or the pipe closes."""
     import cv2
 
-    from server.live.process_tuning import limit_blas_threads
+    from headcast.server.live.process_tuning import limit_blas_threads
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server stops its workers itself
     cv2.setNumThreads(1)  # the processes are the parallelism

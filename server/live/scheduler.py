@@ -24,8 +24,8 @@ from typing import Any, TypeVar, Unpack, cast
 
 import numpy as np
 
-from models.render.base import MouthRenderer, Renderer
-from server.live.admission import Admission, AdmissionLimits
+from headcast.models.render.base import MouthRenderer, Renderer
+from headcast.server.live.admission import Admission, AdmissionLimits
 
 T = TypeVar("T")
 #: (coeffs float32 (K,), mouth float32 (20,) | None) -> uint8 (S, S, 3) RGB

@@ -21,20 +21,20 @@ from typing import Any, Literal
 import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection
 
-from models.channels import ALL_CHANNELS, zeros
-from server.live.clock import (
+from headcast.models.channels import ALL_CHANNELS, zeros
+from headcast.server.live.clock import (
     AUDIO_CHUNK,
     OPUS_LOOKAHEAD_SAMPLES,
     SAMPLE_RATE,
     MediaClock,
     aligned_start,
 )
-from server.live.events import EventStream
-from server.live.microphone import read_microphone
-from server.live.output import PipelineOutput
-from server.live.pipeline import EARLY_ONSET_MIN_SAMPLES
-from server.live.playback_events import PlaybackEvents
-from server.live.process_tuning import release_free_memory
+from headcast.server.live.events import EventStream
+from headcast.server.live.microphone import read_microphone
+from headcast.server.live.output import PipelineOutput
+from headcast.server.live.pipeline import EARLY_ONSET_MIN_SAMPLES
+from headcast.server.live.playback_events import PlaybackEvents
+from headcast.server.live.process_tuning import release_free_memory
 
 log = logging.getLogger(__name__)
 

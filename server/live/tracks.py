@@ -24,15 +24,15 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from models.audio.resample import BlockUpsampler
-from models.frames import to_i420
-from server.live.clock import (
+from headcast.models.audio.resample import BlockUpsampler
+from headcast.models.frames import to_i420
+from headcast.server.live.clock import (
     AUDIO_CHUNK,
     OPUS_LOOKAHEAD_SAMPLES,
     SAMPLE_RATE,
     VIDEO_TIME_BASE,
 )
-from server.live.encoders import (
+from headcast.server.live.encoders import (
     CURRENT_TRACK,
     Encoder,
     RenderedVp8Encoder,
@@ -40,7 +40,7 @@ from server.live.encoders import (
 )
 
 if TYPE_CHECKING:
-    from server.live.session import Session
+    from headcast.server.live.session import Session
 
 INT16_SCALE = 32767.0
 OUT_RATE = 48_000  # Opus's own rate: aiortc's encoder then resamples nothing

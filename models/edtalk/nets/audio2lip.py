@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.edtalk.nets.generator import MOUTH_DIM
+from headcast.models.edtalk.nets.generator import MOUTH_DIM
 
 MEL_BINS = 80
 MEL_WINDOW = 16

@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.edtalk.files import AUDIO2LIP_FILE, EDTALK_FILE, LIP_POSE_FILE, WeightsError
-from models.edtalk.nets.audio2lip import Audio2Lip
-from models.edtalk.nets.generator import Generator
+from headcast.models.edtalk.files import AUDIO2LIP_FILE, EDTALK_FILE, LIP_POSE_FILE, WeightsError
+from headcast.models.edtalk.nets.audio2lip import Audio2Lip
+from headcast.models.edtalk.nets.generator import Generator
 
 STATE_KEYS: dict[str, str] = {EDTALK_FILE: "gen", LIP_POSE_FILE: "gen", AUDIO2LIP_FILE: "audio2lip"}
 
@@ -67,7 +67,7 @@ def read_checkpoint(path: str | Path, allow_pickle: bool = False) -> dict:
                 f"{path}: the file holds Python objects beyond tensors, and loading them "
                 "runs code stored in the file. Only if you trust where it came from, allow "
                 "it explicitly (allow_pickle=True; for the export tool, "
-                f"python -m models.edtalk.nets.export DIR --allow-pickle). Detail: {_first_line(exc)}"
+                f"python -m headcast.models.edtalk.nets.export DIR --allow-pickle). Detail: {_first_line(exc)}"
             ) from exc
         obj = _load_unsafe(path)
     except (RuntimeError, EOFError, ValueError, OSError) as exc:

@@ -19,8 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.edtalk.nets.encoder import CHANNELS, IMAGE_SIZE, LATENT_DIM
-from models.edtalk.nets.layers import BLUR_KERNEL, ConvLayer, ModulatedConv2d, StyledConv, Upsample
+from headcast.models.edtalk.nets.encoder import CHANNELS, IMAGE_SIZE, LATENT_DIM
+from headcast.models.edtalk.nets.layers import (
+    BLUR_KERNEL,
+    ConvLayer,
+    ModulatedConv2d,
+    StyledConv,
+    Upsample,
+)
 
 
 def base_grid(side: int, like: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from models.edtalk.nets.layers import ConvLayer, EqualConv2d, ResBlock
+from headcast.models.edtalk.nets.layers import ConvLayer, EqualConv2d, ResBlock
 
 IMAGE_SIZE = 256
 LATENT_DIM = 512

@@ -1,4 +1,4 @@
-"""Export the EDTalk checkpoints to ONNX (torch only): ``python -m models.edtalk.nets.export DIR``.
+"""Export the EDTalk checkpoints to ONNX (torch only): ``python -m headcast.models.edtalk.nets.export DIR``.
 
 Three graphs per generator variant, split where the work naturally splits:
 
@@ -31,7 +31,7 @@ import onnx
 import torch
 from torch import nn
 
-from models.edtalk.files import (
+from headcast.models.edtalk.files import (
     AUDIO2LIP_FILE,
     VARIANT_FILES,
     Precision,
@@ -41,10 +41,10 @@ from models.edtalk.files import (
     frame_onnx,
     source_onnx,
 )
-from models.edtalk.mel import FPS, LOOKAHEAD_MS, SAMPLE_RATE
-from models.edtalk.nets.audio2lip import MEL_BINS, MEL_WINDOW, Audio2Lip
-from models.edtalk.nets.checkpoint import load_audio2lip, load_generator
-from models.edtalk.nets.generator import MOUTH_DIM, POSE_DIM, Generator
+from headcast.models.edtalk.mel import FPS, LOOKAHEAD_MS, SAMPLE_RATE
+from headcast.models.edtalk.nets.audio2lip import MEL_BINS, MEL_WINDOW, Audio2Lip
+from headcast.models.edtalk.nets.checkpoint import load_audio2lip, load_generator
+from headcast.models.edtalk.nets.generator import MOUTH_DIM, POSE_DIM, Generator
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.edtalk.nets.decoder import Synthesis
-from models.edtalk.nets.encoder import IMAGE_SIZE, LATENT_DIM, Encoder
-from models.edtalk.nets.layers import EqualLinear
+from headcast.models.edtalk.nets.decoder import Synthesis
+from headcast.models.edtalk.nets.encoder import IMAGE_SIZE, LATENT_DIM, Encoder
+from headcast.models.edtalk.nets.layers import EqualLinear
 
 MOUTH_DIM = 20
 POSE_DIM = 6
