@@ -8,6 +8,7 @@ look-ahead, receptive field — is read from the model's metadata.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +20,15 @@ from headcast.models.audio.features import (
     SAMPLE_RATE,
     silence_feature,
 )
+from headcast.models.motion.vad import SpeechDetector, SpeechDetectorMissing
 from headcast.models.onnx_session import (
     Provider,
     create_session,
     load_error_reason,
     session_metadata,
 )
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "motion" / "motion.onnx"
 # A second model that reads further ahead (non-causal within its window), for files:
@@ -48,11 +52,17 @@ class MotionModel:
     ``names``: the output channels (ARKit mouth names); ``fps``: frames per second the
     streamer emits; ``sample_rate``: 16000; ``lookahead_s``: audio past a frame's time
     that must arrive before the frame is final. ``run`` is thread-safe (ONNX Runtime
-    sessions are), so one instance serves every session.
+    sessions are), so one instance serves every session. ``vad``: the Silero speech
+    gate (:mod:`models.motion.vad`) streams apply, or None for the network alone;
+    ``speech_gate=True`` loads it when the silero-vad package is installed.
     """
 
     def __init__(
-        self, path: str | Path | bytes, fps: int = DEFAULT_FPS, provider: Provider = "auto"
+        self,
+        path: str | Path | bytes,
+        fps: int = DEFAULT_FPS,
+        provider: Provider = "auto",
+        speech_gate: bool = True,
     ) -> None:
         if int(fps) not in SUPPORTED_FPS:
             raise MotionModelError(f"fps must be one of {SUPPORTED_FPS}, got {fps}")
@@ -86,6 +96,12 @@ class MotionModel:
             f"state_out_{i}" for i in range(len(self._state_names))
         ]
         self.fps = int(fps)
+        self.vad: SpeechDetector | None = None
+        if speech_gate:
+            try:
+                self.vad = SpeechDetector(provider="cpu")
+            except SpeechDetectorMissing as exc:
+                log.warning("no speech gate: %s", exc)
         try:
             self._initial = self._wash_in()
         except Exception as exc:  # the graph's outputs do not fit its metadata
@@ -153,8 +169,10 @@ def load_motion_model(
     fps: int = 25,
     provider: Provider = "auto",
     offline: bool = False,
+    speech_gate: bool = True,
 ) -> MotionModel:
     """Load a motion model (``None`` = the one shipped in the repository; with
-    ``offline`` the one for files, see :func:`default_model_path`)."""
+    ``offline`` the one for files, see :func:`default_model_path`; ``speech_gate``
+    False: without the VAD gate, the network alone)."""
     where = default_model_path(offline) if path is None else path
-    return MotionModel(where, fps=fps, provider=provider)
+    return MotionModel(where, fps=fps, provider=provider, speech_gate=speech_gate)

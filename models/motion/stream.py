@@ -17,6 +17,7 @@ import numpy as np
 
 from headcast.models.audio.features import HALF_WINDOW, HOP_LENGTH, FeatureExtractor
 from headcast.models.motion.model import MotionModel
+from headcast.models.motion.vad import SpeechGateStream
 
 OFFLINE_BLOCK_S = 10.0  # seconds of audio per model call in :func:`infer` (bounded memory)
 
@@ -78,6 +79,9 @@ class MotionStreamer:
         self._out_speech = np.zeros(0, np.float32)
         self._next_frame = 0
         self._held: list[np.ndarray] = []  # pushed PCM not yet fed to the front-end
+        # The VAD speech gate (models/motion/vad.py) reads as far ahead as the model does.
+        ahead = self.model.lookahead_frames * HOP_LENGTH + HALF_WINDOW
+        self._gate = None if self.model.vad is None else SpeechGateStream(self.model.vad, ahead)
         self.samples_consumed = 0
 
     @property
@@ -99,6 +103,8 @@ class MotionStreamer:
 
     def _feed(self, pcm: np.ndarray) -> None:
         feats = self._fx.push(pcm)
+        if self._gate is not None:
+            self._gate.push(pcm)
         if not len(feats):
             return
         coeffs, speech, self._states = self.model.run(feats, self._states)
@@ -108,8 +114,13 @@ class MotionStreamer:
         skip = max(0, -first)
         if skip >= len(coeffs):
             return
-        self._out_coeffs = np.concatenate([self._out_coeffs, coeffs[skip:]])
-        self._out_speech = np.concatenate([self._out_speech, speech[skip:]])
+        coeffs, speech = coeffs[skip:], speech[skip:]
+        if self._gate is not None:
+            # No speech heard: every mouth channel rests and the speech activity drops.
+            g = self._gate.gate(first + skip, len(coeffs))
+            coeffs, speech = coeffs * g[:, None], speech * g
+        self._out_coeffs = np.concatenate([self._out_coeffs, coeffs])
+        self._out_speech = np.concatenate([self._out_speech, speech])
 
     def _emit(self, limit: int | None = None) -> MotionFrames:
         available = self._out_start + len(self._out_coeffs)  # mel outputs 0..available-1 exist

@@ -27,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--offline", action="store_true", help="the shipped model for files instead of the live one"
     )
     parser.add_argument("--fps", type=int, default=25, choices=[25, 30])
+    parser.add_argument(
+        "--no-speech-gate", action="store_true",
+        help="the network alone, without the voice-activity gate (models/motion/vad.py)",
+    )  # fmt: skip
 
 
 def speech_like(seconds: float, sample_rate: int = 16_000, seed: int = 0) -> np.ndarray:
@@ -43,7 +47,13 @@ def run(args: argparse.Namespace) -> int:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, honestly
     from headcast.models.motion import MotionStreamer, infer, load_motion_model
 
-    model = load_motion_model(args.model, fps=args.fps, provider="cpu", offline=args.offline)
+    model = load_motion_model(
+        args.model,
+        fps=args.fps,
+        provider="cpu",
+        offline=args.offline,
+        speech_gate=not args.no_speech_gate,
+    )
     audio = speech_like(args.seconds, model.sample_rate)
     infer(model, audio[: model.sample_rate])  # warm-up
     t0 = time.perf_counter()

@@ -29,6 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--offline", action="store_true", help="the shipped model for files instead of the live one"
     )
     parser.add_argument("--fps", type=int, default=25)
+    parser.add_argument(
+        "--no-speech-gate", action="store_true",
+        help="the network alone, without the voice-activity gate (models/motion/vad.py)",
+    )  # fmt: skip
     parser.add_argument("--utts-per-voice", type=positive_int, default=12)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--workers", type=positive_int, default=2)
@@ -74,7 +78,13 @@ def run(args: argparse.Namespace) -> int:
             f"speech engines missing: {', '.join(missing)} (run scripts/apt-deps.sh test)"
         )
     try:
-        model = load_motion_model(args.onnx, fps=args.fps, provider="cpu", offline=args.offline)
+        model = load_motion_model(
+            args.onnx,
+            fps=args.fps,
+            provider="cpu",
+            offline=args.offline,
+            speech_gate=not args.no_speech_gate,
+        )
     except MotionModelError as exc:
         raise UserError(str(exc)) from exc
     if args.breakdown:

@@ -1,0 +1,175 @@
+"""A speech gate from a voice-activity detector: Silero VAD (MIT), run by ONNX Runtime.
+
+The motion network's own speech head was trained on speech, pauses and a handful of
+synthetic non-speech sounds (music, clicks, tones, breaths, hum); sounds outside that set
+(animal calls, for one) can open the mouth. Silero VAD was trained on far more audio, so
+its verdict closes the mouth where it hears no speech. Its ONNX model ships inside the
+``silero-vad`` wheel (installed without its torch dependencies, see requirements/); the
+package is only located, never imported, so serving imports no torch.
+
+Silero takes 512-sample windows at 16 kHz (32 ms) plus the last 64 samples of the
+window before, and carries an LSTM state. Quiet input (a distant or attenuated talker,
+-40 dBFS and below) makes it miss speech, so each window is first brought to a common
+level by a causal automatic gain: a peak follower on window level, like the one the
+log-mel front-end uses (fast attack, slow release, with a floor that caps the gain).
+
+The gate of an output (mel) frame is the product of two ramps over the VAD probabilities
+of the windows that end by ``t + ahead`` (``t`` the frame's centre in samples, ``ahead``
+the audio the frame waits for anyway: the model's look-ahead plus half the analysis
+window, so there is no extra delay and causal streaming equals a whole-file run):
+
+* the highest probability of the last ~100 ms — no speech heard just now;
+* the highest probability of the last 2 s — a sound that keeps the VAD undecided for
+  that long (animal calls, some music) is not speech: speech, even reverberant and
+  noisy, makes it confident at least once a second or two.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from headcast.models.audio.features import HOP_LENGTH, SAMPLE_RATE, sanitize
+from headcast.models.onnx_session import Provider, create_session
+
+WINDOW = 512  # samples per VAD decision at 16 kHz (32 ms)
+CONTEXT = 64  # samples of the previous window Silero prepends (its streaming contract)
+STATE_SHAPE = (2, 1, 128)  # Silero v5/v6 LSTM state
+# Causal gain before the VAD (window RMS in dBFS): the follower rises fast, decays over
+# ~3 s, never drops below the floor (at most TARGET - FLOOR of gain on near-silence).
+AGC_TARGET_DB = -20.0
+AGC_FLOOR_DB = -60.0
+AGC_ATTACK = 0.5  # per window
+AGC_RELEASE = 0.01  # per window, ~3.2 s time constant
+# VAD probability mapped linearly to a gate 0..1 over the windows ending within a span
+# before the frame's last-needed sample: the short span is a hold (a word's quiet tail is
+# not cut off), the long one the sustained-doubt test. Chosen on the validation split
+# (see docs/motion.md).
+GATE = (0.05, 0.2)
+SPAN_SAMPLES = 3 * WINDOW  # 96 ms
+SUSTAINED_GATE = (0.4, 0.7)
+SUSTAINED_SPAN_SAMPLES = 2 * SAMPLE_RATE
+MODEL_FILE = "silero_vad.onnx"
+
+
+class SpeechDetectorMissing(RuntimeError):
+    """The silero-vad package (and its ONNX model) is not installed."""
+
+
+def silero_model_path() -> Path | None:
+    """The ONNX model inside the installed silero-vad package, or None (not imported:
+    the package's own ``__init__`` would import torch)."""
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for root in spec.submodule_search_locations:
+        path = Path(root) / "data" / MODEL_FILE
+        if path.is_file():
+            return path
+    return None
+
+
+class SpeechDetector:
+    """The shared Silero VAD session (thread-safe, like every ONNX Runtime session)."""
+
+    def __init__(self, path: str | Path | None = None, provider: Provider = "cpu") -> None:
+        where = silero_model_path() if path is None else Path(path)
+        if where is None or not where.is_file():
+            raise SpeechDetectorMissing(
+                "silero-vad is not installed (pip install --no-deps -r requirements/vad.txt)"
+            )
+        self.path = where
+        # One intra-op thread: a 512-sample window is far too small to split.
+        self.session = create_session(where, provider=provider, threads=1)
+        self._sr = np.array(SAMPLE_RATE, np.int64)
+
+    def window(self, x: np.ndarray, state: np.ndarray) -> tuple[float, np.ndarray]:
+        """x float32 (CONTEXT + WINDOW,), state float32 STATE_SHAPE -> (p 0..1, state)."""
+        p, state = self.session.run(None, {"input": x[None], "state": state, "sr": self._sr})
+        return float(np.asarray(p).reshape(-1)[0]), state
+
+
+class SpeechGateStream:
+    """Per-stream VAD state: push 16 kHz PCM, ask for the gate of mel frames.
+
+    Windows are counted from the stream's first sample; ``push`` runs every window
+    completed so far. Not thread-safe (one per session, like the motion streamer).
+    """
+
+    def __init__(self, detector: SpeechDetector, ahead_samples: int) -> None:
+        self.detector = detector
+        self.ahead = int(ahead_samples)
+        self._state = np.zeros(STATE_SHAPE, np.float32)
+        self._context = np.zeros(CONTEXT, np.float32)
+        self._level = AGC_FLOOR_DB
+        self._pending = np.zeros(0, np.float32)
+        self._probs = np.zeros(0, np.float32)
+        self._first = 0  # window index of _probs[0]
+
+    def __deepcopy__(self, memo: dict[int, object]) -> SpeechGateStream:
+        """A copy of the stream state sharing the (stateless, thread-safe) detector."""
+        twin = copy.copy(self)
+        for k, v in vars(self).items():
+            if isinstance(v, np.ndarray):
+                setattr(twin, k, v.copy())
+        return twin
+
+    @property
+    def windows_done(self) -> int:
+        return self._first + len(self._probs)
+
+    def push(self, pcm: np.ndarray) -> None:
+        """float32 (N,) 16 kHz, any N (NaN/inf cleaned as the front-end cleans them)."""
+        x = np.concatenate([self._pending, sanitize(np.asarray(pcm).reshape(-1))])
+        n = len(x) // WINDOW
+        probs = np.empty(n, np.float32)
+        for i in range(n):
+            w = x[i * WINDOW : (i + 1) * WINDOW]
+            e = 10.0 * np.log10(float(np.mean(w.astype(np.float64) ** 2)) + 1e-10)
+            rate = AGC_ATTACK if e > self._level else AGC_RELEASE
+            self._level = max(AGC_FLOOR_DB, self._level + rate * (e - self._level))
+            gain = np.float32(10.0 ** ((AGC_TARGET_DB - self._level) / 20.0))
+            inp = np.clip(np.concatenate([self._context, w]) * gain, -1.0, 1.0)
+            probs[i], self._state = self.detector.window(inp.astype(np.float32), self._state)
+            self._context = w[-CONTEXT:]
+        self._pending = x[n * WINDOW :]
+        self._probs = np.concatenate([self._probs, probs])
+
+    def gate(self, first_mel: int, count: int) -> np.ndarray:
+        """Gate 0..1 for mel frames first_mel .. first_mel + count - 1: float32 (count,).
+
+        Every window it reads must be done (the motion streamer asks only for frames it
+        has the look-ahead of); windows before the stream's start count as silence.
+        """
+        if count == 0:
+            return np.zeros(0, np.float32)
+        last = (np.arange(first_mel, first_mel + count) * HOP_LENGTH + self.ahead) // WINDOW - 1
+        if int(last.max()) >= self.windows_done:
+            raise ValueError("a speech gate was asked for audio not yet pushed")
+        short = self._span_max(last, SPAN_SAMPLES // WINDOW)
+        long_span = SUSTAINED_SPAN_SAMPLES // WINDOW
+        sustained = self._span_max(last, long_span)
+        # Windows no later frame can read are dropped (frames are asked for in order).
+        drop = int(last[-1]) - long_span + 1 - self._first
+        if drop > 0:
+            self._probs = self._probs[drop:]
+            self._first += drop
+        return (_ramp(short, GATE) * _ramp(sustained, SUSTAINED_GATE)).astype(np.float32)
+
+    def _span_max(self, last: np.ndarray, span: int) -> np.ndarray:
+        """Highest probability of windows last-span+1 .. last (none before the stream:
+        silence, 0) for each entry of ``last``: float32 (len(last),)."""
+        out = np.zeros(len(last), np.float32)
+        for i, b in enumerate(last):
+            a = max(int(b) - span + 1, 0)
+            if b >= a:
+                out[i] = self._probs[a - self._first : int(b) - self._first + 1].max()
+        return out
+
+
+def _ramp(p: np.ndarray, lo_hi: tuple[float, float]) -> np.ndarray:
+    lo, hi = lo_hi
+    return np.clip((p - lo) / (hi - lo), 0.0, 1.0)
