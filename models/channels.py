@@ -3,7 +3,8 @@
 Channels use Apple ARKit blendshape names (mouth and expression banks) plus a
 rigid head pose. One coefficient vector ``c: float32 (K,)`` is ordered as
 :data:`ALL_CHANNELS`; mouth and expression values lie in 0..1, pose angles are
-degrees and translations are fractions of the head-frame size.
+degrees and translations are fractions of the head-frame size. The smile channels
+also take negative values: they relax the portrait's own smile.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ EXPRESSION_CHANNELS: tuple[str, ...] = (
     "cheekSquintRight",
 )
 
+# Expression channels that may also be negative (down to -1): a negative smile relaxes
+# the smile the portrait was photographed with (-1: its mouth corners at a neutral line).
+SIGNED_CHANNELS: tuple[str, ...] = ("mouthSmileLeft", "mouthSmileRight")
+
 # Degrees for the angles, fraction of the head-frame side for translations.
 POSE_CHANNELS: tuple[str, ...] = ("headYaw", "headPitch", "headRoll", "headTx", "headTy")
 POSE_ANGLE_LIMIT_DEG = 20.0
@@ -62,6 +67,7 @@ CHANNEL_INDEX: dict[str, int] = {name: i for i, name in enumerate(ALL_CHANNELS)}
 MOUTH_SLICE = slice(0, len(MOUTH_CHANNELS))
 EXPRESSION_SLICE = slice(MOUTH_SLICE.stop, MOUTH_SLICE.stop + len(EXPRESSION_CHANNELS))
 POSE_SLICE = slice(EXPRESSION_SLICE.stop, NUM_CHANNELS)
+SIGNED_INDEX: tuple[int, ...] = tuple(CHANNEL_INDEX[name] for name in SIGNED_CHANNELS)
 
 assert len(set(ALL_CHANNELS)) == NUM_CHANNELS, "channel names must be unique"
 
@@ -104,9 +110,12 @@ def check_pose(values: Mapping[str, float]) -> None:
 
 
 def clip(coeffs: np.ndarray) -> np.ndarray:
-    """Clamp to each bank's valid range: 0..1 for blendshapes, limits for pose."""
+    """Clamp to each bank's valid range: 0..1 for blendshapes (-1..1 for
+    :data:`SIGNED_CHANNELS`), limits for pose."""
     out = np.array(coeffs, np.float32, copy=True)
+    signed = out[..., list(SIGNED_INDEX)]
     out[..., : POSE_SLICE.start] = np.clip(out[..., : POSE_SLICE.start], 0.0, 1.0)
+    out[..., list(SIGNED_INDEX)] = np.clip(signed, -1.0, 1.0)
     out[..., POSE_SLICE.start : POSE_SLICE.start + 3] = np.clip(
         out[..., POSE_SLICE.start : POSE_SLICE.start + 3],
         -POSE_ANGLE_LIMIT_DEG,

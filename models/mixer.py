@@ -7,7 +7,10 @@ motion in both. Each :meth:`MotionMixer.step` advances one video frame and retur
 * mouth bank: the audio-to-motion output, ``float32 (16,)`` in 0..1 (``None`` when
   there is no speech: the mouth relaxes closed over :data:`MOUTH_RELEASE_S`);
 * expression bank: an emotion preset, cross-faded over :data:`EMOTION_TRANSITION_S`
-  (smoothstep), plus idle blinks at random intervals;
+  (smoothstep), plus idle blinks at random intervals. Presets describe the face to
+  show; a portrait photographed smiling already shows a smile, so for the smile
+  channels the mixer sends the difference (:func:`relative_smile`): ``neutral`` relaxes
+  the portrait's own smile (-1), ``happy`` adds what the photo lacks;
 * pose: breathing (a slow pitch/translate sine), head drift (an Ornstein–Uhlenbeck
   walk per angle) and prosody nods (the fast-minus-slow envelope of jaw opening),
   plus explicit pose offsets from the API.
@@ -32,6 +35,7 @@ from headcast.models.channels import (
     NUM_CHANNELS,
     POSE_CHANNELS,
     POSE_SLICE,
+    SIGNED_CHANNELS,
     check_pose,
     clip,
 )
@@ -78,6 +82,15 @@ def _alpha(dt: float, tau: float) -> float:
     return 1.0 - math.exp(-dt / tau) if tau > 0 else 1.0
 
 
+def relative_smile(target: float, portrait: float) -> float:
+    """A preset's smile ``target`` (0..1) on a portrait already smiling ``portrait`` (0..1)
+    -> the smile channel's value: the extra smile when the target is larger, else the
+    negative share of the portrait's own smile to relax (-1 at a target of 0)."""
+    if target >= portrait:
+        return target - portrait
+    return (target - portrait) / portrait
+
+
 def _smoothstep(x: float) -> float:
     x = min(max(x, 0.0), 1.0)
     return x * x * (3.0 - 2.0 * x)
@@ -89,6 +102,9 @@ class MotionMixer:
     ``fps``: frames per second the caller steps at. ``seed``: RNG seed (None = random).
     ``emotion``: initial preset name from ``configs/emotions.yaml``. ``idle``: False turns
     off blinks, breathing, drift and nods (deterministic output, used by tests and tools).
+    ``portrait_smile``: the smile the avatar's portrait shows, ``{mouthSmileLeft: 0..1,
+    mouthSmileRight: 0..1}`` (the pack's ``smile``; None: none), so presets are relative
+    to a neutral face rather than to the photo.
     """
 
     def __init__(
@@ -98,6 +114,7 @@ class MotionMixer:
         emotion: str = "neutral",
         *,
         idle: bool = True,
+        portrait_smile: Mapping[str, float] | None = None,
     ) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
@@ -107,6 +124,12 @@ class MotionMixer:
         self._seed = seed
         self._emotion_name = emotion
         self._start_expr = preset(emotion)[EXPRESSION_SLICE]
+        self._smile: list[tuple[int, float]] = []
+        for name, value in (portrait_smile or {}).items():
+            if name not in SIGNED_CHANNELS:
+                raise KeyError(f"{name!r} is not a smile channel; known: {SIGNED_CHANNELS}")
+            if value > 0.0:
+                self._smile.append((CHANNEL_INDEX[name], min(float(value), 1.0)))
         self.reset()
 
     # ---- state -------------------------------------------------------------------
@@ -232,6 +255,8 @@ class MotionMixer:
             self._expr_t = min(1.0, self._expr_t + self._expr_rate)
         expr = self._current_expression()
         out[EXPRESSION_SLICE] = expr
+        for k, own in self._smile:
+            out[k] = relative_smile(float(out[k]), own)
         if self.idle:
             blink = self._step_blink()
             for i in _BLINK:

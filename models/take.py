@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -152,15 +152,17 @@ def mix_take(
     emotion: str = "neutral",
     cues: Sequence[EmotionCue] = (),
     pose: Pose = "natural",
+    portrait_smile: Mapping[str, float] | None = None,
 ) -> np.ndarray:
     """Mouth float32 (N, 16) over MOUTH_CHANNELS, speech float32 (N,), voiced bool (N,)
     -> float32 (N, K) over ALL_CHANNELS, stepping one :class:`MotionMixer` per frame.
 
     ``pose="still"`` zeroes the head pose (blinks and expression stay).
+    ``portrait_smile``: the avatar pack's ``smile`` (see :class:`MotionMixer`).
     """
     if pose not in POSES:
         raise ValueError(f"pose must be one of {POSES}, got {pose!r}")
-    mixer = MotionMixer(float(fps), seed=seed, emotion=emotion)
+    mixer = MotionMixer(float(fps), seed=seed, emotion=emotion, portrait_smile=portrait_smile)
     starts = sorted((round(c.time_s * fps), i) for i, c in enumerate(cues))
     out = np.zeros((len(mouth), len(ALL_CHANNELS)), np.float32)
     k = 0
@@ -186,11 +188,13 @@ def speech_to_take(
     emotion: str = "neutral",
     cues: Sequence[EmotionCue] = (),
     pose: Pose = "natural",
+    portrait_smile: Mapping[str, float] | None = None,
 ) -> Take:
     """float32 (N,) 16 kHz mono speech -> the clip's :class:`Take` at ``model.fps``.
 
     ``ceil(N * fps / 16000)`` frames, so the video lasts as long as the audio to within a
     frame. ``seed=None`` derives the seed from the audio (:func:`audio_seed`).
+    ``portrait_smile``: the avatar pack's ``smile``, so ``neutral`` relaxes it.
     """
     pcm = np.asarray(pcm16k, np.float32).reshape(-1)
     check_emotions(emotion, cues)
@@ -209,5 +213,6 @@ def speech_to_take(
         emotion=emotion,
         cues=cues,
         pose=pose,
+        portrait_smile=portrait_smile,
     )
     return Take(model.fps, coeffs, motion.speech.astype(np.float32), voiced, used_seed)

@@ -120,3 +120,30 @@ def test_speech_makes_nods_and_pose_offsets_apply() -> None:
 def test_rejects_wrong_mouth_shape() -> None:
     with pytest.raises(ValueError, match="float32"):
         MotionMixer(FPS).step(np.zeros(5, np.float32), 1.0)
+
+
+def test_neutral_relaxes_a_smiling_portrait_and_happy_adds_what_it_lacks():
+    """Presets describe the face to show: on a portrait photographed smiling (0.8 on its
+    left, none on its right) neutral sends -1 (its own smile fully relaxed) where it
+    smiles, happy (0.75) a little less than the photo's smile there and 0.75 elsewhere."""
+    from headcast.models.mixer import relative_smile
+
+    own = {"mouthSmileLeft": 0.8, "mouthSmileRight": 0.0}
+    left, right = CHANNEL_INDEX["mouthSmileLeft"], CHANNEL_INDEX["mouthSmileRight"]
+    mixer = MotionMixer(FPS, seed=0, idle=False, portrait_smile=own)
+    neutral = mixer.step()
+    assert neutral[left] == pytest.approx(-1.0) and neutral[right] == 0.0
+    mixer.set_emotion("happy", transition_s=0.0)
+    happy = mixer.step()
+    target = float(preset("happy")[left])
+    assert happy[left] == pytest.approx((target - 0.8) / 0.8)
+    assert happy[right] == pytest.approx(target)
+    assert relative_smile(0.9, 0.8) == pytest.approx(0.1)
+    # Without a portrait smile the presets pass through unchanged.
+    plain = MotionMixer(FPS, seed=0, idle=False)
+    assert plain.step()[left] == 0.0
+
+
+def test_portrait_smile_names_only_smile_channels():
+    with pytest.raises(KeyError):
+        MotionMixer(FPS, portrait_smile={"jawOpen": 0.5})

@@ -246,6 +246,36 @@ def test_closures_shut_a_toothy_smile(fast, pack512, closure):
     assert teeth(fast.render(c)) < 0.45 * teeth(pack512.image)
 
 
+def test_a_negative_smile_relaxes_the_portraits_own(fast, pack512):
+    """The built-in portrait smiles with its teeth: at mouthSmile -1 (what the neutral
+    emotion sends for it) the corners of its mouth come down to the middle of the lips'
+    height (they stood 14-16 % of the mouth width above it) and the lips cover part of
+    the teeth, without opening the mouth interior."""
+    import cv2
+
+    assert min(pack512.meta["smile"].values()) > 0.5
+
+    def lifts(c: np.ndarray) -> tuple[np.ndarray, wm.MouthState]:
+        m = wm.mouth_state(pack512.arrays, wm.prepare(c), pack512.size)
+        mid = 0.5 * (m.ring[wm.I_UP] + m.ring[wm.I_LO])
+        return (mid[1] - m.ring[[wm.I_CL, wm.I_CR], 1]) / m.width, m
+
+    mask = np.zeros((pack512.size, pack512.size), np.uint8)
+    cv2.fillPoly(mask, [np.round(pack512.arrays["lip_points"]).astype(np.int32)], 1)
+
+    def teeth(image: np.ndarray) -> int:
+        rgb = image.astype(float)
+        bright = rgb @ [0.299, 0.587, 0.114] > 150
+        return int(np.count_nonzero(bright & (rgb[..., 0] - rgb[..., 2] < 30) & (mask > 0)))
+
+    relaxed = from_mapping({"mouthSmileLeft": -1.0, "mouthSmileRight": -1.0})
+    before, _ = lifts(zeros())
+    after, m = lifts(relaxed)
+    assert before.min() > 0.12 and after.max() < 0.05, (before, after)
+    assert m.alpha == 0.0  # no mouth interior drawn: the lips only came together
+    assert teeth(fast.render(relaxed)) < 0.6 * teeth(pack512.image)
+
+
 def test_blink_closes_the_eye_with_skin_not_a_flat_patch(fast, pack512):
     lm = pack512.arrays["landmarks"]
     iris = lm[L.IRIS_L[0], :2].astype(int)
@@ -266,6 +296,7 @@ def test_blink_closes_the_eye_with_skin_not_a_flat_patch(fast, pack512):
         {"headPitch": -10, "headRoll": 8, "jawOpen": 0.4, "headTx": 0.02, "mouthFunnel": 0.6},
         {"mouthPressLeft": 0.3, "mouthPressRight": 0.1, "jawOpen": 0.3, "mouthClose": 0.1},
         {"mouthPressLeft": 0.4, "mouthPressRight": 0.4, "headYaw": 6, "headRoll": -4},
+        {"mouthSmileLeft": -1.0, "mouthSmileRight": -0.6, "jawOpen": 0.3, "headYaw": -5},
     ],
 )
 def test_fast_path_onnx_and_reference_agree(pack256, coeffs):

@@ -49,6 +49,7 @@ from headcast.models.avatar.mouth import (
     synth_upper_teeth,
 )
 from headcast.models.avatar.pack import PACK_VERSION, AvatarPack, read_meta
+from headcast.models.avatar.relax import portrait_smile, relax
 from headcast.models.channels import (
     CHANNEL_INDEX,
     EXPRESSION_CHANNELS,
@@ -204,6 +205,26 @@ def _fold_safe(
     return fields, disp, scales
 
 
+def _relax_fields(
+    points: np.ndarray, dens: Densifier, triangles: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The smile relax of each side (:mod:`models.avatar.relax`) as flow fields
+    float32 (2, 2, G, G) and lip-ring-ready landmark motion (2, 478, 2), weakened until
+    neither side alone nor both together fold; -> (fields, motion, strength kept)."""
+    disp = np.stack([relax(points, left=True), relax(points, left=False)])
+    fields = densify_channels(disp, dens)
+    xy = points[:, :2].astype(np.float64)
+    scale = 1.0
+    for _ in range(MAX_FOLD_RETRIES):
+        parts = [(fields[0], disp[0]), (fields[1], disp[1]), (fields.sum(0), disp.sum(0))]
+        if not any(_folds(f * scale, d * scale, xy, triangles, size) for f, d in parts):
+            break
+        scale *= FOLD_SHRINK
+    else:
+        scale = 0.0
+    return (fields * scale).astype(np.float32), disp * scale, round(scale, 3)
+
+
 def _fold_free_depth(
     depth: np.ndarray, weight: np.ndarray, pivot: np.ndarray, size: int
 ) -> tuple[np.ndarray, float]:
@@ -267,6 +288,7 @@ def build_pack(image: np.ndarray, size: int = 512, progress: Progress = _noop) -
     _unfold_channels(fields, disp, points, triangles, dens, size, range(nm, len(disp)))
     fields, disp, scales = _fold_safe(fields, disp, points, triangles, size)
     seal = M.lip_seal(FaceGeometry.of(points))
+    relax_flow, relax_disp, relax_kept = _relax_fields(points, dens, triangles, size)
     progress(0.75, "pose depth and mouth textures")
     depth, center_z = depth_field(points, head, dens, size)
     pivot = np.array([head.cx, head.cy + 0.25 * head.ay_bottom, center_z], np.float32)
@@ -288,6 +310,8 @@ def build_pack(image: np.ndarray, size: int = 512, progress: Progress = _noop) -
         "lip_depth": points[ring_idx, 2].astype(np.float32),
         "seal": dens(seal).astype(np.float32),
         "seal_lip": seal[ring_idx].astype(np.float32),
+        "relax": relax_flow,
+        "relax_lip": relax_disp[:, ring_idx, :].astype(np.float32),
         "blink_back": blink_backward(points, size),
         "pose_weight": pose_weight(head, size),
         "depth": depth,
@@ -303,6 +327,8 @@ def build_pack(image: np.ndarray, size: int = 512, progress: Progress = _noop) -
         "channel_scales": scales,
         "channels_off": sorted(name for name, scale in scales.items() if scale == 0.0),
         "own_teeth": own_teeth,
+        "smile": portrait_smile(points),
+        "smile_relax_strength": relax_kept,
         "head_ellipse": [head.cx, head.cy, head.ax, head.ay_top, head.ay_bottom],
         "depth_blur_cells": depth_blur,
         "enroll_seconds": round(time.perf_counter() - t0, 3),

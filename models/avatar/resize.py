@@ -9,9 +9,19 @@ from headcast.models.avatar.pack import AvatarPack
 
 POSITION_ARRAYS = ("landmarks", "lip_points", "pivot")  # x, y are pixel positions (z: a length)
 # pixel lengths
-LENGTH_ARRAYS = ("bases", "lip_bases", "lip_depth", "depth", "blink_back", "seal", "seal_lip")
+LENGTH_ARRAYS = (
+    "bases",
+    "lip_bases",
+    "lip_depth",
+    "depth",
+    "blink_back",
+    "seal",
+    "seal_lip",
+    "relax",
+    "relax_lip",
+)
 # (..., G, G) fields on the flow grid
-GRID_ARRAYS = ("bases", "depth", "pose_weight", "blink_back", "seal")
+GRID_ARRAYS = ("bases", "depth", "pose_weight", "blink_back", "seal", "relax")
 CELL_PX = 4  # a flow-grid cell covers this many frame pixels at the default 512 / 128
 
 

@@ -27,6 +27,7 @@ from typing import Any, cast
 import av
 import numpy as np
 
+from headcast.models.avatar.relax import pack_smile
 from headcast.models.frames import to_i420
 from headcast.models.offline.audio import AudioTrack
 from headcast.models.offline.context import RenderContext
@@ -131,10 +132,18 @@ def render_file(
     pcm = decode_speech(speech, opts.max_audio_s)
     timings["decode_s"] = time.perf_counter() - t_start
     model = ctx.model(opts.fps)
+    first = ctx.renderer(opts.head_size, opts.backend)
     t0 = time.perf_counter()
     try:
         take = speech_to_take(
-            model, pcm, seed=opts.seed, emotion=opts.emotion, cues=opts.cues, pose=opts.pose
+            model,
+            pcm,
+            seed=opts.seed,
+            emotion=opts.emotion,
+            cues=opts.cues,
+            pose=opts.pose,
+            # EDTalk draws its own mouth; the warp packs relax the portrait's smile.
+            portrait_smile=None if opts.backend == "edtalk" else pack_smile(first.pack),
         )
     except KeyError as exc:
         raise RenderError(str(exc.args[0])) from exc
@@ -146,7 +155,6 @@ def render_file(
         timings["lips_s"] = time.perf_counter() - t0
 
     workers = opts.workers or default_workers()
-    first = ctx.renderer(opts.head_size, opts.backend)
     paster = None
     if opts.size == FULL:
         from headcast.models.channels import zeros

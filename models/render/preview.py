@@ -16,6 +16,7 @@ from headcast.models.channels import (
     MOUTH_CHANNELS,
     NUM_CHANNELS,
     POSE_CHANNELS,
+    SIGNED_CHANNELS,
     pose_limit,
 )
 from headcast.models.render.base import Renderer
@@ -108,12 +109,14 @@ def contact_sheet(
 
 
 def sweep_coefficients() -> list[np.ndarray]:
-    """Frames of coefficients sweeping each channel of each bank up and down in turn."""
+    """Frames of coefficients sweeping each channel of each bank up and down in turn;
+    pose and smile channels also sweep their negative side (a negative smile relaxes
+    the portrait's own)."""
     ramp = np.sin(np.linspace(0, np.pi, SWEEP_FRAMES))
     frames = []
     for bank in (MOUTH_CHANNELS, EXPRESSION_CHANNELS, POSE_CHANNELS):
         for name in bank:
-            signed = name in POSE_CHANNELS
+            signed = name in POSE_CHANNELS or name in SIGNED_CHANNELS
             frames += [_coeffs(name, float(v)) for v in ramp]
             if signed:
                 frames += [-_coeffs(name, float(v)) for v in ramp]
@@ -148,6 +151,7 @@ def write_sweep(
 # The comparison sheet: one row per portrait, one column per state.
 COMPARE_STATES: tuple[tuple[str, dict[str, float]], ...] = (
     ("rest", {}),
+    ("neutral", {"mouthSmileLeft": -1.0, "mouthSmileRight": -1.0}),  # its own smile relaxed
     ("jaw 0.5", {"jawOpen": 0.5}),
     ("jaw 1", {"jawOpen": 1.0}),
     ("closed", {"jawOpen": 0.5, "mouthClose": 0.5}),

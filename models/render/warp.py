@@ -45,6 +45,7 @@ class WarpRenderer:
             (np.abs(a["bases"]).sum(axis=(0, 1)) > 0)
             | (np.abs(a["blink_back"]).sum(axis=(0, 1, 2)) > 0)
             | (np.abs(a["seal"]).sum(axis=0) > 0)
+            | (np.abs(a["relax"]).sum(axis=(0, 1)) > 0)
         )
         self._box_identity: dict[tuple[int, int, int, int], np.ndarray] = {}
         self._box_flow = self._pixel_box(flow_cells)

@@ -6,8 +6,10 @@ follow these steps and are tested to agree:
 
 1. coefficients: clamp to range; ``mouthClose`` is capped at ``jawOpen`` (ARKit:
    lips meet while the jaw is open; alone it has no meaning);
-2. forward displacement on the flow grid: ``F = sum_k c_k B_k + s S`` (mouth and
-   expression banks, plus the lip seal ``S`` weighted by ``s = seal_weight(c)``), then the rigid head pose composed after it:
+2. forward displacement on the flow grid: ``F = sum_k c_k B_k + r R + s S`` (mouth and
+   expression banks; the smile relax ``R`` weighted by the negative part ``r`` of the
+   smile channels; the lip seal ``S`` weighted by ``s = seal_weight(c)``), then the
+   rigid head pose composed after it:
    ``D = F + w * (R (x + F - p) + p + t - (x + F))`` using per-point depth;
 3. backward map: first-order inverse ``x0 = q - D(q)`` plus one fixed-point step
    ``x1 = q - D(x0)``; the displacement ``q - x1`` is upsampled to the frame;
@@ -29,7 +31,7 @@ import numpy as np
 
 from headcast.models.avatar import landmarks as L
 from headcast.models.avatar.mouth import NEAR_SHADE, T_MAX
-from headcast.models.channels import CHANNEL_INDEX, NUM_CHANNELS, POSE_SLICE, clip
+from headcast.models.channels import CHANNEL_INDEX, NUM_CHANNELS, POSE_SLICE, SIGNED_INDEX, clip
 
 N_FLOW = POSE_SLICE.start  # mouth + expression channels that own a flow basis
 JAW, CLOSE = CHANNEL_INDEX["jawOpen"], CHANNEL_INDEX["mouthClose"]
@@ -121,6 +123,9 @@ def forward_field(arrays: dict[str, np.ndarray], c: np.ndarray, size: int) -> np
     # Only the active channels, and einsum's own loop rather than a BLAS call: a
     # threaded sgemv on a busy machine costs more in synchronisation than it saves.
     flow = np.einsum("k,kn->n", w[active], bases.reshape(len(bases), -1)[active]).reshape(2, g, g)
+    relax = relax_weights(c)
+    if np.any(relax):
+        flow = flow + np.tensordot(relax, arrays["relax"], axes=1)
     seal = seal_weight(c)
     if seal > 0.0:
         flow = flow + np.float32(seal) * arrays["seal"]
@@ -163,10 +168,17 @@ def bilinear(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def forward_weights(c: np.ndarray) -> np.ndarray:
-    """Weights (N_FLOW,) of the forward bases: blinks are drawn by backward maps instead."""
+    """Weights (N_FLOW,) of the forward bases: blinks are drawn by backward maps instead,
+    negative smiles by the relax fields (:func:`relax_weights`)."""
     w = np.array(c[:N_FLOW], np.float32, copy=True)
     w[list(BLINKS)] = 0.0
-    return w
+    return np.maximum(w, 0.0)
+
+
+def relax_weights(c: np.ndarray) -> np.ndarray:
+    """float32 (2,): how far the portrait's own smile is relaxed on its [left, right]
+    side: the negative part of mouthSmileLeft / mouthSmileRight."""
+    return np.maximum(-np.asarray(c, np.float32)[list(SIGNED_INDEX)], 0.0)
 
 
 def seal_weight(c: np.ndarray) -> float:
@@ -219,6 +231,7 @@ def lip_ring(arrays: dict[str, np.ndarray], c: np.ndarray, size: int) -> np.ndar
     """Displaced inner-lip ring float64 (20, 2): the mouth-opening polygon in the output frame."""
     pts = arrays["lip_points"].astype(np.float64)
     moved = pts + np.tensordot(forward_weights(c), arrays["lip_bases"], axes=1)
+    moved = moved + np.tensordot(relax_weights(c), arrays["relax_lip"], axes=1)
     moved = moved + seal_weight(c) * arrays["seal_lip"].astype(np.float64)
     if np.any(c[POSE_SLICE]):
         moved = moved + pose_displace(moved.T, arrays["lip_depth"], 1.0, c, arrays["pivot"], size).T

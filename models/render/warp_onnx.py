@@ -20,6 +20,7 @@ from headcast.models.channels import (
     POSE_ANGLE_LIMIT_DEG,
     POSE_SHIFT_LIMIT,
     POSE_SLICE,
+    SIGNED_INDEX,
 )
 from headcast.models.onnx_session import Provider, create_session
 from headcast.models.render import onnx_graph as G
@@ -39,6 +40,7 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
     # 1. prepare: clamp, mouthClose <= jawOpen
     lo = np.zeros(NUM_CHANNELS, np.float32)
     hi = np.ones(NUM_CHANNELS, np.float32)
+    lo[list(SIGNED_INDEX)] = -1.0
     lo[POSE_SLICE.start : POSE_SLICE.start + 3] = -POSE_ANGLE_LIMIT_DEG
     hi[POSE_SLICE.start : POSE_SLICE.start + 3] = POSE_ANGLE_LIMIT_DEG
     lo[POSE_SLICE.start + 3 :] = -POSE_SHIFT_LIMIT
@@ -52,7 +54,14 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
     # 2. forward field and pose
     mask = np.ones(n_flow, np.float32)
     mask[list(wm.BLINKS)] = 0.0
-    w_fwd = g.mul(g.op("Slice", c, g.const([0]), g.const([n_flow]), g.const([1])), g.const(mask))
+    w_fwd = g.op(
+        "Relu",
+        g.mul(g.op("Slice", c, g.const([0]), g.const([n_flow]), g.const([1])), g.const(mask)),
+    )
+    # smile relax: the negative part of the signed (smile) channels, (B, 2)
+    relax_w = g.op(
+        "Relu", g.op("Neg", g.op("Concat", *(g.col(c, k) for k in SIGNED_INDEX), axis=1))
+    )
     # lip seal: clip(max(mean press / SEAL_PRESS, mouthClose / max(jawOpen, floor)), 0, 1)
     press = g.mul(
         g.add(g.col(c, wm.PRESS[0]), g.col(c, wm.PRESS[1])),
@@ -66,6 +75,7 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
         g.op("MatMul", w_fwd, g.const(a["bases"].reshape(n_flow, -1))),
         g.mul(seal, g.const(a["seal"].reshape(1, -1))),
     )
+    flow = g.add(flow, g.op("MatMul", relax_w, g.const(a["relax"].reshape(2, -1))))
     flow = g.reshape(flow, [-1, 2, grid, grid])
     q = wm.grid_xy(size, grid).astype(np.float32)
     fx, fy = g.col(flow, 0), g.col(flow, 1)  # (B, 1, G, G)
@@ -127,8 +137,11 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
     ring_n = len(a["lip_points"])
     ring_off = g.reshape(
         g.add(
-            g.op("MatMul", w_fwd, g.const(a["lip_bases"].reshape(n_flow, -1))),
-            g.mul(seal, g.const(a["seal_lip"].reshape(1, -1))),
+            g.add(
+                g.op("MatMul", w_fwd, g.const(a["lip_bases"].reshape(n_flow, -1))),
+                g.mul(seal, g.const(a["seal_lip"].reshape(1, -1))),
+            ),
+            g.op("MatMul", relax_w, g.const(a["relax_lip"].reshape(2, -1))),
         ),
         [-1, ring_n, 2, 1],
     )

@@ -1,0 +1,85 @@
+"""The portrait's own smile, measured at enrollment, and the motion that relaxes it.
+
+A portrait photographed smiling would otherwise grin through every sentence. Enrollment
+measures how far each mouth corner is raised above the middle of the lip slit and
+authors, per side, a motion that brings it down to a neutral mouth's height, narrows
+the mouth a little and closes the lips part of the way over teeth the smile showed.
+The renderer weights it by the negative part of ``mouthSmileLeft`` / ``mouthSmileRight``
+(-1: fully relaxed); the motion mixer sends those values for the portrait's smile when
+the emotion asks for less smile than the photo shows (:mod:`models.mixer`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from headcast.models.avatar import landmarks as L
+from headcast.models.avatar.face_geometry import FaceGeometry, slit_y
+from headcast.models.avatar.mouth_motion import lip_seal
+from headcast.models.avatar.pack import AvatarPack
+
+# Corner height above the middle of the lip slit, in mouth widths: a neutral mouth's,
+# and how much more counts as a full smile (measured on the portrait set: neutral faces
+# 0.00-0.06, broad smiles 0.14-0.19).
+NEUTRAL_LIFT = 0.04
+FULL_SMILE_LIFT = 0.12
+RELAX_GAIN = 1.3  # the landmark detector sees about half the lift removed at 1.0
+RELAX_NARROW = 0.04  # the corners move in by this share of the mouth width at a full smile
+RELAX_SEAL = 0.6  # share of the rest opening the lips close over at a full smile
+REACH = 0.45  # the motion fades out this many mouth widths above and below the slit
+
+
+def corner_lifts(points: np.ndarray) -> tuple[float, float]:
+    """(left, right): each mouth corner's height above the middle of the lip slit, in
+    mouth widths (positive: raised, as in a smile)."""
+    g = FaceGeometry.of(points)
+    lift = [
+        float(g.mouth_center[1] - g.xy[k, 1]) / g.mouth_width
+        for k in (L.MOUTH_CORNER_L, L.MOUTH_CORNER_R)
+    ]
+    return lift[0], lift[1]
+
+
+def smile_share(lift: float) -> float:
+    """0..1: how much of a full smile a corner lift (mouth widths) is."""
+    return float(np.clip((lift - NEUTRAL_LIFT) / FULL_SMILE_LIFT, 0.0, 1.0))
+
+
+def portrait_smile(points: np.ndarray) -> dict[str, float]:
+    """The smile the portrait shows, ``{mouthSmileLeft: 0..1, mouthSmileRight: 0..1}``."""
+    left, right = corner_lifts(points)
+    return {"mouthSmileLeft": smile_share(left), "mouthSmileRight": smile_share(right)}
+
+
+def pack_smile(pack: AvatarPack | None) -> dict[str, float] | None:
+    """The smile a pack's portrait shows (its ``smile``), for the motion mixer; None
+    without a pack, or for a pack enrolled before the smile was measured."""
+    return None if pack is None else pack.meta.get("smile")
+
+
+def relax(points: np.ndarray, left: bool) -> np.ndarray:
+    """float (478, 2): the motion that relaxes one side's smile completely (zero where
+    that corner is not raised). The lip line unbends: the corner comes down by its lift
+    above a neutral one, the middle of the mouth stays; the cheek beside the corner
+    follows, the motion fading out past the corner and away from the slit."""
+    g = FaceGeometry.of(points)
+    lift = corner_lifts(points)[0 if left else 1]
+    share = smile_share(lift)
+    drop = RELAX_GAIN * max(lift - NEUTRAL_LIFT, 0.0) * g.mouth_width
+    d = np.zeros_like(g.xy)
+    if drop <= 0.0:
+        return d
+    x, y = g.xy[:, 0], g.xy[:, 1]
+    u = (x - g.mouth_center[0]) / (0.5 * g.mouth_width)
+    u = u if left else -u
+    along = np.where(u <= 1.0, np.clip(u, 0.0, 1.0) ** 1.5, np.exp(-(((u - 1.0) / 0.6) ** 2)))
+    reach = REACH * g.mouth_width
+    across = np.exp(-0.5 * ((y - slit_y(g, x)) / reach) ** 2)
+    w = along * across
+    d[:, 1] = drop * w
+    d[:, 0] = (-1.0 if left else 1.0) * RELAX_NARROW * share * g.mouth_width * w
+    # Half of the seal belongs to each side of the mouth; together they close
+    # RELAX_SEAL of the rest opening when both corners come down from a full smile.
+    half = 0.5 + 0.5 * np.tanh(np.clip(u, -50.0, 50.0) / 0.2)
+    d += RELAX_SEAL * share * lip_seal(g) * half[:, None]
+    return d
