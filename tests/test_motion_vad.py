@@ -37,7 +37,7 @@ class LoudnessDetector:
 
 
 def gates(stream: SpeechGateStream, n_mel: int) -> np.ndarray:
-    return stream.gate(0, n_mel)
+    return stream.gate(0, np.zeros(n_mel, np.float32))
 
 
 def test_chunking_changes_nothing() -> None:
@@ -56,7 +56,7 @@ def test_chunking_changes_nothing() -> None:
         i += step
         ready = min(n_mel, (min(i, len(pcm)) - AHEAD) // HOP_LENGTH + 1)
         if ready > mel:
-            got.append(chunked.gate(mel, ready - mel))
+            got.append(chunked.gate(mel, np.zeros(ready - mel, np.float32)))
             mel = ready
     np.testing.assert_array_equal(np.concatenate(got), expected)
     assert expected.max() == 1.0 and expected.min() < 1.0
@@ -65,9 +65,9 @@ def test_chunking_changes_nothing() -> None:
 def test_gate_reads_only_audio_already_pushed() -> None:
     s = SpeechGateStream(ScriptedDetector(np.ones(10)), AHEAD)  # type: ignore[arg-type]
     s.push(np.zeros(AHEAD, np.float32))
-    assert s.gate(0, 1)[0] == 1.0  # mel frame 0 needs exactly AHEAD samples
+    assert s.gate(0, np.zeros(1, np.float32))[0] == 1.0  # mel 0 needs exactly AHEAD samples
     with pytest.raises(ValueError, match="not yet pushed"):
-        s.gate(1, 4 * WINDOW // HOP_LENGTH)
+        s.gate(1, np.zeros(4 * WINDOW // HOP_LENGTH, np.float32))
 
 
 def test_confident_speech_opens_sustained_doubt_closes() -> None:
@@ -81,7 +81,7 @@ def test_confident_speech_opens_sustained_doubt_closes() -> None:
     s = SpeechGateStream(ScriptedDetector(probs), AHEAD)  # type: ignore[arg-type]
     s.push(np.zeros(len(probs) * WINDOW, np.float32))
     n_mel = (len(probs) * WINDOW - AHEAD) // HOP_LENGTH
-    g = s.gate(0, n_mel)
+    g = gates(s, n_mel)
     t = np.arange(n_mel) * HOP_LENGTH / SAMPLE_RATE
     assert g[t < 0.9].max() == 0.0
     assert g[(t > 1.05) & (t < 1.9)].min() == 1.0
@@ -101,10 +101,23 @@ def test_gain_control_makes_the_gate_level_independent() -> None:
     for gain_db in (0.0, -36.0):
         s = SpeechGateStream(LoudnessDetector(), AHEAD)  # type: ignore[arg-type]
         s.push(pcm * np.float32(10 ** (gain_db / 20)))
-        out.append(s.gate(0, n_mel))
+        out.append(gates(s, n_mel))
     settled = slice(n_mel // 4, None)  # after the follower has met the first loud stretch
     assert np.abs(out[0][settled] - out[1][settled]).mean() < 0.05
     assert out[0][settled].max() == 1.0
+
+
+def test_onsets_the_network_hears_are_not_held_back() -> None:
+    # The VAD hears nothing at all; the network hears speech begin at mel frame 100.
+    s = SpeechGateStream(ScriptedDetector(np.zeros(1)), AHEAD)  # type: ignore[arg-type]
+    s.push(np.zeros(SAMPLE_RATE, np.float32))
+    speech = np.zeros(90, np.float32)
+    speech[30:] = 0.9  # speech from frame 30 on, after 30 quiet frames
+    speech[50:53] = 0.1  # a dip too short to be a pause: no second grace
+    g = s.gate(0, speech)
+    assert g[:30].max() == 0.0
+    assert g[30 : 30 + vad.ONSET_GRACE_FRAMES].min() == 1.0
+    assert g[30 + vad.ONSET_GRACE_FRAMES :].max() == 0.0
 
 
 needs_silero = pytest.mark.skipif(silero_model_path() is None, reason="silero-vad not installed")

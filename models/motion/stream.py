@@ -117,7 +117,7 @@ class MotionStreamer:
         coeffs, speech = coeffs[skip:], speech[skip:]
         if self._gate is not None:
             # No speech heard: every mouth channel rests and the speech activity drops.
-            g = self._gate.gate(first + skip, len(coeffs))
+            g = self._gate.gate(first + skip, speech)
             coeffs, speech = coeffs * g[:, None], speech * g
         self._out_coeffs = np.concatenate([self._out_coeffs, coeffs])
         self._out_speech = np.concatenate([self._out_speech, speech])

@@ -22,6 +22,10 @@ window, so there is no extra delay and causal streaming equals a whole-file run)
 * the highest probability of the last 2 s — a sound that keeps the VAD undecided for
   that long (animal calls, some music) is not speech: speech, even reverberant and
   noisy, makes it confident at least once a second or two.
+
+The VAD needs two or three windows to become confident at an onset, so for the first
+120 ms after the network's own speech head hears speech begin after a pause, the gate
+stays open: the gate shuts non-speech, it does not make onsets late.
 """
 
 from __future__ import annotations
@@ -52,6 +56,11 @@ GATE = (0.05, 0.2)
 SPAN_SAMPLES = 3 * WINDOW  # 96 ms
 SUSTAINED_GATE = (0.4, 0.7)
 SUSTAINED_SPAN_SAMPLES = 2 * SAMPLE_RATE
+# The VAD needs two or three windows to become confident at a speech onset; for that
+# long after the network's own speech head hears speech begin (after a pause), its
+# judgement stands, so onsets are not late.
+ONSET_GRACE_FRAMES = 12  # mel frames, 120 ms
+ONSET_QUIET_FRAMES = 20  # mel frames, 200 ms: a pause before an onset
 MODEL_FILE = "silero_vad.onnx"
 
 
@@ -108,6 +117,8 @@ class SpeechGateStream:
         self._pending = np.zeros(0, np.float32)
         self._probs = np.zeros(0, np.float32)
         self._first = 0  # window index of _probs[0]
+        self._below = ONSET_QUIET_FRAMES  # mel frames the network's speech was below 0.5
+        self._since_onset = ONSET_GRACE_FRAMES  # mel frames since it heard speech begin
 
     def __deepcopy__(self, memo: dict[int, object]) -> SpeechGateStream:
         """A copy of the stream state sharing the (stateless, thread-safe) detector."""
@@ -126,24 +137,31 @@ class SpeechGateStream:
         x = np.concatenate([self._pending, sanitize(np.asarray(pcm).reshape(-1))])
         n = len(x) // WINDOW
         probs = np.empty(n, np.float32)
-        for i in range(n):
-            w = x[i * WINDOW : (i + 1) * WINDOW]
-            e = 10.0 * np.log10(float(np.mean(w.astype(np.float64) ** 2)) + 1e-10)
-            rate = AGC_ATTACK if e > self._level else AGC_RELEASE
-            self._level = max(AGC_FLOOR_DB, self._level + rate * (e - self._level))
-            gain = np.float32(10.0 ** ((AGC_TARGET_DB - self._level) / 20.0))
-            inp = np.clip(np.concatenate([self._context, w]) * gain, -1.0, 1.0)
-            probs[i], self._state = self.detector.window(inp.astype(np.float32), self._state)
-            self._context = w[-CONTEXT:]
+        if n:
+            # Window levels at once; the follower itself is a scalar recursion.
+            frames = x[: n * WINDOW].reshape(n, WINDOW).astype(np.float64)
+            level_db = 10.0 * np.log10(np.mean(frames**2, axis=1) + 1e-10)
+            context = np.concatenate([self._context[None], frames[:-1, -CONTEXT:]])
+            inputs = np.concatenate([context, frames], axis=1)
+            for i in range(n):
+                e = float(level_db[i])
+                rate = AGC_ATTACK if e > self._level else AGC_RELEASE
+                self._level = max(AGC_FLOOR_DB, self._level + rate * (e - self._level))
+                gain = 10.0 ** ((AGC_TARGET_DB - self._level) / 20.0)
+                inp = np.clip(inputs[i] * gain, -1.0, 1.0).astype(np.float32)
+                probs[i], self._state = self.detector.window(inp, self._state)
+            self._context = x[n * WINDOW - CONTEXT : n * WINDOW].copy()
         self._pending = x[n * WINDOW :]
         self._probs = np.concatenate([self._probs, probs])
 
-    def gate(self, first_mel: int, count: int) -> np.ndarray:
-        """Gate 0..1 for mel frames first_mel .. first_mel + count - 1: float32 (count,).
+    def gate(self, first_mel: int, speech: np.ndarray) -> np.ndarray:
+        """Gate 0..1 for mel frames first_mel .. first_mel + len(speech) - 1, given the
+        network's own speech probability for them (float32 (n,)): float32 (n,).
 
         Every window it reads must be done (the motion streamer asks only for frames it
         has the look-ahead of); windows before the stream's start count as silence.
         """
+        count = len(speech)
         if count == 0:
             return np.zeros(0, np.float32)
         last = (np.arange(first_mel, first_mel + count) * HOP_LENGTH + self.ahead) // WINDOW - 1
@@ -157,17 +175,31 @@ class SpeechGateStream:
         if drop > 0:
             self._probs = self._probs[drop:]
             self._first += drop
-        return (_ramp(short, GATE) * _ramp(sustained, SUSTAINED_GATE)).astype(np.float32)
+        g = _ramp(short, GATE) * _ramp(sustained, SUSTAINED_GATE)
+        return np.maximum(g, self._onset_grace(speech)).astype(np.float32)
+
+    def _onset_grace(self, speech: np.ndarray) -> np.ndarray:
+        """1 for the first ONSET_GRACE_FRAMES after the network hears speech begin (its
+        speech probability reaching 0.5 after ONSET_QUIET_FRAMES below): float32 (n,)."""
+        out = np.zeros(len(speech), np.float32)
+        for i, p in enumerate(speech):
+            if p >= 0.5:
+                if self._below >= ONSET_QUIET_FRAMES:
+                    self._since_onset = 0
+                self._below = 0
+            else:
+                self._below += 1
+            out[i] = self._since_onset < ONSET_GRACE_FRAMES
+            self._since_onset += 1
+        return out
 
     def _span_max(self, last: np.ndarray, span: int) -> np.ndarray:
         """Highest probability of windows last-span+1 .. last (none before the stream:
         silence, 0) for each entry of ``last``: float32 (len(last),)."""
-        out = np.zeros(len(last), np.float32)
-        for i, b in enumerate(last):
-            a = max(int(b) - span + 1, 0)
-            if b >= a:
-                out[i] = self._probs[a - self._first : int(b) - self._first + 1].max()
-        return out
+        # Zeros in front: windows before the stream (dropped windows are never read).
+        padded = np.concatenate([np.zeros(span - 1, np.float32), self._probs])
+        maxima = np.lib.stride_tricks.sliding_window_view(padded, span).max(axis=1)
+        return maxima[last - self._first]
 
 
 def _ramp(p: np.ndarray, lo_hi: tuple[float, float]) -> np.ndarray:
