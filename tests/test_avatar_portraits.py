@@ -207,3 +207,34 @@ def test_neutral_brings_smiling_corners_down_as_a_face_mesh_sees_them(packs):
     low = {k: round(v, 2) for k, v in shares.items() if v < 0.2}
     assert not low, f"corners hardly relaxed: {low}"
     assert np.mean(list(shares.values())) >= 0.7
+
+
+def _opening_at(pack: AvatarPack, c: np.ndarray, frac: float) -> float:
+    """Inner-lip opening (px, along the mouth's down axis) at ``frac`` of the way from
+    the middle of the mouth to its corners, the mean of both sides."""
+    from headcast.models.avatar import landmarks as L
+    from headcast.models.render import warp_math as wm
+
+    m = wm.mouth_state(pack.arrays, wm.prepare(c), pack.size)
+    rel = m.ring - m.origin
+    s, t = rel @ m.u / m.width, rel @ m.v
+    up = [i for i, k in enumerate(L.LIPS_INNER) if k in L.LIPS_INNER_UPPER]
+    lo = [i for i, k in enumerate(L.LIPS_INNER) if k in L.LIPS_INNER_LOWER]
+    ou, ol = np.argsort(s[up]), np.argsort(s[lo])
+    mid, half = 0.5 * (s[wm.I_CL] + s[wm.I_CR]), 0.5 * (s[wm.I_CL] - s[wm.I_CR])
+    gaps = [
+        np.interp(x, s[lo][ol], t[lo][ol]) - np.interp(x, s[up][ou], t[up][ou])
+        for x in (mid - frac * half, mid + frac * half)
+    ]
+    return float(np.mean(gaps))
+
+
+@pytest.mark.parametrize("name", list(PORTRAITS))
+def test_the_open_mouth_is_a_lens_not_a_trapezoid(packs, name):
+    """At jawOpen 1 the lip corners stay tethered: three quarters of the way to a corner
+    the opening is at most 0.75 of the middle's (an ellipse has 0.66; before the lower
+    lip's drop tapered to the corners it was 0.61-0.92, 0.77 on average, and the cavity
+    showed flat dark wedges at the corners)."""
+    c = from_mapping({"jawOpen": 1.0})
+    ratio = _opening_at(packs[name], c, 0.75) / _opening_at(packs[name], c, 0.0)
+    assert ratio <= 0.75, f"{name}: {ratio:.2f}"

@@ -23,6 +23,8 @@ from headcast.models.avatar.face_geometry import (
 # as the face is tall (about 13 % of the face height on a frontal face).
 JAW_DROP_MOUTH = 0.18  # mouth widths
 JAW_DROP_FACE = 0.065  # face heights
+CORNER_TAPER = 0.6  # the lower lip's drop at the mouth corners is this much less than at its middle
+CORNER_REACH = 1.5  # lower-lip thicknesses below the slit over which that taper fades out
 
 
 def jaw_open(g: FaceGeometry) -> np.ndarray:
@@ -34,6 +36,13 @@ def jaw_open(g: FaceGeometry) -> np.ndarray:
     across = np.clip(1.0 - ((g.xy[:, 0] - g.mouth_center[0]) / half_face) ** 2, 0.0, 1.0)
     below = np.clip((g.xy[:, 1] - g.hinge_y) / (g.mouth_center[1] - g.hinge_y), 0.0, 1.0)
     w = across * below * lower_side(g)
+    # The lip corners are tethered (the modiolus): near the slit the lower lip drops
+    # less towards the corners, so the opening is a lens, not a trapezoid. The chin,
+    # further down, drops fully.
+    u = np.clip(np.abs(g.xy[:, 0] - g.mouth_center[0]) / (0.5 * g.mouth_width), 0.0, 1.0)
+    below_slit = np.maximum(lip_band(g, True), 0.0)
+    near_slit = np.exp(-0.5 * (below_slit / (CORNER_REACH * g.lower_lip_thickness)) ** 2)
+    w = w * (1.0 - CORNER_TAPER * u**2 * near_slit)
     d[:, 1] = (JAW_DROP_MOUTH * g.mouth_width + JAW_DROP_FACE * g.face_height) * w
     # The mouth narrows a little as it opens.
     d[:, 0] = (
