@@ -58,6 +58,28 @@ def test_bad_training_flags_are_user_errors(capsys: pytest.CaptureFixture[str]) 
     assert "multiple of 10" in capsys.readouterr().err
 
 
+def test_closure_weight_and_recorded_share_reach_the_recipe(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from headcast.models.training.train import TrainConfig, loss_fn
+
+    net = MotionNet(NetConfig(channels=8))
+    rf = net.cfg.receptive_field
+    batch = {
+        "mel": torch.zeros(1, rf - 1 + 10, 80),
+        "coeffs": torch.zeros(1, 10, 16),
+        "speech": torch.ones(1, 10),
+        "closure": torch.ones(1, 10),  # all inside a /p b m/ closure
+    }
+    _, low = loss_fn(net, batch, closure_pos_weight=1.0)
+    _, high = loss_fn(net, batch, closure_pos_weight=6.0)
+    assert high["closure"] == pytest.approx(6.0 * low["closure"], rel=1e-5)
+    cfg = TrainConfig(closure_pos_weight=6.0, real_share=0.5)
+    assert (cfg.closure_pos_weight, cfg.real_share) == (6.0, 0.5)
+    assert main(["train", "motion", "--tiny", "--real-share", "1.5"]) == 2
+    assert "real_share" in capsys.readouterr().err
+
+
 def test_closure_gate_ramp_shuts_the_lips_sooner() -> None:
     from headcast.models.training.net import JAW, N_MOUTH, PRESS, gate
 

@@ -85,6 +85,9 @@ class TrainConfig(StrictModel):
     real_copies: int = Field(default=8, ge=0)
     real_share: float = Field(default=0.3, ge=0, lt=1)
     real_prompts: int | None = Field(default=None, ge=2)
+    # BCE positive weight of the closure head: higher makes it fire more readily on the
+    # /p b m/ whose silent gap reverberation and noise have filled.
+    closure_pos_weight: float = Field(default=CLOSURE_POS_WEIGHT, gt=0)
 
     @classmethod
     def tiny(cls, out: Path) -> TrainConfig:
@@ -183,7 +186,10 @@ def crop_probabilities(lengths: np.ndarray, is_real: np.ndarray, real_share: flo
 
 
 def loss_fn(
-    net: MotionNet, b: dict[str, torch.Tensor], jaw_l2: float = 0.0
+    net: MotionNet,
+    b: dict[str, torch.Tensor],
+    jaw_l2: float = 0.0,
+    closure_pos_weight: float = CLOSURE_POS_WEIGHT,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     coeffs, speech_logit, closure_logit, _ = net(b["mel"])
     w_ch = torch.ones(N_MOUTH)
@@ -194,7 +200,7 @@ def loss_fn(
     l_coef = (l1 * w_frame).sum() / w_frame.sum()
     bce = nn.functional.binary_cross_entropy_with_logits
     l_speech = bce(speech_logit, b["speech"])
-    l_closure = bce(closure_logit, b["closure"], pos_weight=torch.tensor(CLOSURE_POS_WEIGHT))
+    l_closure = bce(closure_logit, b["closure"], pos_weight=torch.tensor(closure_pos_weight))
     total = l_coef + AUX_WEIGHT * (l_speech + l_closure)
     return total, {"coef": l_coef.item(), "speech": l_speech.item(), "closure": l_closure.item()}
 
@@ -276,7 +282,7 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
         lr = lr_at(step, progress, cfg)
         for group in opt.param_groups:
             group["lr"] = lr
-        loss, parts = loss_fn(net, crops.batch(cfg.batch), cfg.jaw_l2)
+        loss, parts = loss_fn(net, crops.batch(cfg.batch), cfg.jaw_l2, cfg.closure_pos_weight)
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), 1.0)

@@ -52,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="start from this exported motion model's weights (fine-tuning) instead of random",
     )  # fmt: skip
     parser.add_argument("--lr", type=float, help="peak learning rate")
+    parser.add_argument(
+        "--real-share", type=float, help="share of training crops drawn from recorded speech"
+    )
+    parser.add_argument(
+        "--closure-pos-weight", type=float, help="BCE positive weight of the closure head"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = {
         k: getattr(args, k)
         for k in ("out", "steps", "utts_per_voice", "copies", "lookahead_ms", "seed", "workers",
-                  "threads", "minutes", "checkpoint", "data_cache", "init", "lr")
+                  "threads", "minutes", "checkpoint", "data_cache", "init", "lr", "real_share",
+                  "closure_pos_weight")
         if getattr(args, k) is not None
     }  # fmt: skip
     given = dict(overrides)  # what the recorded command line repeats
