@@ -26,16 +26,21 @@ ENV DEBIAN_FRONTEND=noninteractive \
 # FFmpeg, libvpx, libopus and libsrtp, so no codec packages are needed.
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
+# The built-in text-to-speech voices (`say`, `render --text`).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends flite espeak-ng \
+    && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
 # Dependencies first, so code changes do not reinstall them.
 # mediapipe (portrait upload / enrollment) goes in without its opencv-contrib-python
 # dependency, which would shadow opencv-python-headless; see the Makefile.
-COPY requirements/serve.txt requirements/enroll.txt requirements/
+COPY requirements/serve.txt requirements/enroll.txt requirements/vad.txt requirements/
 RUN pip install --upgrade pip \
     && pip install -r requirements/serve.txt -r requirements/enroll.txt \
         "onnxruntime-gpu[cuda,cudnn]==1.31.1" \
-    && pip install --no-deps mediapipe==0.10.21
+    && pip install --no-deps mediapipe==0.10.21 \
+    && pip install --no-deps -r requirements/vad.txt
 
 COPY pyproject.toml README.md ./
 COPY server server

@@ -6,7 +6,7 @@ PIP := $(BIN)/pip
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: serve test setup setup-dev lint typecheck unit train-motion default-avatar bench clean
+.PHONY: serve test setup setup-dev lint typecheck unit unit-agents train-motion default-avatar bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -16,9 +16,10 @@ $(BIN)/python:
 # opencv-contrib-python, a second cv2 that would shadow opencv-python-headless:
 # install its other dependencies pinned, then mediapipe itself without deps.
 # (Serving an enrolled avatar never imports it; uploading a portrait does.)
-$(VENV)/.serve-ok: $(BIN)/python requirements/serve.txt requirements/enroll.txt pyproject.toml
+$(VENV)/.serve-ok: $(BIN)/python requirements/serve.txt requirements/enroll.txt requirements/vad.txt pyproject.toml
 	$(PIP) install -q -r requirements/serve.txt -r requirements/enroll.txt
 	$(PIP) install -q --no-deps mediapipe==0.10.21
+	$(PIP) install -q --no-deps -r requirements/vad.txt
 	$(PIP) install -q --no-deps -e .
 	touch $@
 
@@ -26,6 +27,15 @@ $(VENV)/.serve-ok: $(BIN)/python requirements/serve.txt requirements/enroll.txt 
 # protobuf 7 and break mediapipe).
 $(VENV)/.dev-ok: $(VENV)/.serve-ok requirements/dev.txt
 	$(PIP) install -q -r requirements/serve.txt -r requirements/enroll.txt -r requirements/dev.txt
+	touch $@
+
+# The voice-agent adapters are tested where a user installs them: the light client
+# (`.[pipecat]`, no server dependencies) in a venv of its own, against the server in .venv.
+AGENTS_VENV ?= .agents-venv
+$(AGENTS_VENV)/.ok: pyproject.toml requirements/agents.txt
+	$(PY) -m venv $(AGENTS_VENV) || python3 -m venv $(AGENTS_VENV)
+	$(AGENTS_VENV)/bin/pip install -q --upgrade pip
+	$(AGENTS_VENV)/bin/pip install -q -e '.[pipecat]' -r requirements/agents.txt
 	touch $@
 
 setup:
@@ -49,8 +59,11 @@ typecheck: $(VENV)/.dev-ok
 unit: $(VENV)/.dev-ok
 	$(BIN)/python -m pytest -q
 
+unit-agents: $(VENV)/.dev-ok $(AGENTS_VENV)/.ok
+	HEADCAST_SERVER_PYTHON=$(BIN)/python $(AGENTS_VENV)/bin/python -m pytest -q tests/test_agents_pipecat.py
+
 test: setup-dev
-	$(MAKE) lint typecheck unit
+	$(MAKE) lint typecheck unit unit-agents
 
 default-avatar: $(VENV)/.dev-ok
 	$(BIN)/python scripts/make_default_avatar.py

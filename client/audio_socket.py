@@ -122,6 +122,13 @@ class AudioSocket:
         self._interrupts += 1
         return await self.send_control({"type": "interrupt"})
 
+    async def say(self, text: str, voice: str | None = None) -> float:
+        """Typed text, spoken; the server answers with a ``say`` event (or an ``error``)."""
+        message: dict[str, Any] = {"type": "say", "text": text}
+        if voice is not None:
+            message["voice"] = voice
+        return await self.send_control(message)
+
     async def emotion(self, name: str, transition_s: float = 0.4) -> float:
         return await self.send_control(
             {"type": "emotion", "name": name, "transition_s": transition_s}
@@ -153,6 +160,13 @@ class AudioSocket:
             self._new.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._new.wait(), left)
+
+    def arrived_at(self, event: dict[str, Any]) -> float:
+        """When ``event`` (one :meth:`next_event` returned) arrived (time.monotonic())."""
+        for at, seen in reversed(self.events):
+            if seen is event:
+                return at
+        raise KeyError("not an event of this socket")
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [e for _, e in self.events if e.get("type") == kind]

@@ -109,6 +109,18 @@ class HeadcastClient:
         result: dict[str, Any] = await self._json("POST", f"/v1/sessions/{sid}/control", message)
         return result
 
+    async def say(self, sid: str, text: str, voice: str | None = None) -> dict[str, Any]:
+        """``POST /v1/sessions/{id}/say``: the avatar speaks ``text`` (answers once the
+        first sentence is queued); ``voice`` from :meth:`voices`, None = the default."""
+        body: dict[str, Any] = {"text": text} if voice is None else {"text": text, "voice": voice}
+        result: dict[str, Any] = await self._json("POST", f"/v1/sessions/{sid}/say", body)
+        return result
+
+    async def voices(self) -> dict[str, Any]:
+        """``GET /v1/voices``: ``{"voices": [{"name", "description", "default"}], ...}``."""
+        result: dict[str, Any] = await self._json("GET", "/v1/voices")
+        return result
+
     async def upload_audio(self, sid: str, data: bytes, content_type: str = "audio/wav") -> Any:
         resp = await self.request("POST", f"/v1/sessions/{sid}/audio", data, content_type)
         if resp.status >= 400:

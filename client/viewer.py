@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,14 +32,21 @@ class Viewer:
     ``keep_video=False`` keeps no pixels; ``decode=False`` (load generators in
     benchmarks) records each video frame's arrival from its RTP packets and hands
     nothing to aiortc's jitter buffers and decoders, so a watcher costs almost no CPU.
+    ``on_frame(kind, frame)`` (a coroutine function) gets each decoded aiortc frame
+    ("video" or "audio") instead of the frames being recorded: a stream, not a log.
     """
 
     def __init__(
-        self, client: HeadcastClient, keep_video: bool = True, decode: bool = True
+        self,
+        client: HeadcastClient,
+        keep_video: bool = True,
+        decode: bool = True,
+        on_frame: Callable[[str, Any], Awaitable[None]] | None = None,
     ) -> None:
         self.client = client
         self.keep_video = keep_video
         self.decode = decode
+        self.on_frame = on_frame
         self.received = Received()
         self.location: str | None = None
         self.pc: Any = None
@@ -126,6 +134,9 @@ class Viewer:
                 frame = await track.recv()
             except MediaStreamError:
                 return
+            if self.on_frame is not None:
+                await self.on_frame(track.kind, frame)
+                continue
             t = self._arrival(track.kind, frame.pts)
             if track.kind == "video":
                 if self.keep_video:

@@ -2,7 +2,8 @@
 # Debian packages headcast needs. Usage: scripts/apt-deps.sh serve|test
 set -euo pipefail
 role=${1:-serve}
-pkgs=(python3 python3-venv python3-dev build-essential)
+# flite and espeak-ng: the built-in text-to-speech voices (`say`, `render --text`)
+pkgs=(python3 python3-venv python3-dev build-essential flite espeak-ng)
 if [[ $role == test ]]; then
   # speech synthesis with phone timings and recorded speech with transcripts plus
   # music beds (audio-to-motion training data), the browser the client tests drive.

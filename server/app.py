@@ -17,7 +17,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
-from headcast.server.api import avatars, health, renders, sessions, static, tokens, whep, ws
+from headcast.server.api import (
+    avatars,
+    health,
+    renders,
+    sessions,
+    static,
+    tokens,
+    voices,
+    whep,
+    ws,
+)
 from headcast.server.api.auth import install as install_auth
 from headcast.server.api.client_address import ClientAddress
 from headcast.server.api.methods import MethodsAllowed
@@ -35,6 +45,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     avatars.router,
     renders.router,
     tokens.router,
+    voices.router,
     static.router,
 )
 

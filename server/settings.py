@@ -23,6 +23,20 @@ class IceServer(StrictModel):
     credential: str | None = None
 
 
+class RemoteTTS(StrictModel):
+    """An OpenAI-compatible speech endpoint (``POST url`` with ``model``, ``input``,
+    ``voice``, ``response_format: pcm`` -> 16-bit mono PCM at ``sample_rate``)."""
+
+    url: str = Field(pattern=r"^https?://")
+    model: str = "tts-1"
+    api_key: str | None = None
+    #: the endpoint's voices offered to clients (names as the endpoint knows them)
+    voices: tuple[str, ...] = Field(min_length=1)
+    sample_rate: int = Field(default=24_000, ge=8_000, le=48_000)
+    #: connect and read timeout (s): a slower endpoint is reported as failed
+    timeout_s: float = Field(default=10.0, gt=0.0, le=120.0)
+
+
 class ServerSettings(StrictModel):
     """Everything ``headcast serve`` can be told."""
 
@@ -113,6 +127,13 @@ class ServerSettings(StrictModel):
     viewer_connect_timeout_s: float = Field(default=20.0, gt=0.0)
     #: events queued for a slow WebSocket client before the oldest are dropped
     max_pending_events: int = Field(default=256, ge=8)
+    #: voice a ``say`` without one uses: a built-in one (slt, rms, awb, kal: flite;
+    #: espeak-en-us, espeak-en-gb: espeak-ng) or one of tts.voices; None = the first offered
+    default_voice: str | None = None
+    #: longest text one ``say`` takes (characters)
+    max_say_chars: int = Field(default=2000, ge=1, le=100_000)
+    #: an OpenAI-compatible text-to-speech endpoint whose voices are offered as well
+    tts: RemoteTTS | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("trusted_proxies")

@@ -40,6 +40,7 @@ from headcast.server.live.process_tuning import fix_mmap_threshold, limit_blas_t
 from headcast.server.live.procpool import ProcessPool, RemotePipeline, default_processes
 from headcast.server.live.scheduler import RendererPool, Scheduler
 from headcast.server.live.session import Session, SessionParams
+from headcast.server.live.speaker import Speaker
 from headcast.server.live.tracks import audio_read_ahead, use_fast_audio_level
 from headcast.server.metrics import Metrics
 from headcast.server.settings import ServerSettings
@@ -72,6 +73,7 @@ class AppState:
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        self.speaker = Speaker(settings)  # text to speech for sessions' say
         # pipelines can run in worker processes only when built from the settings alone
         self._default_factories = not (
             renderer_factory or motion_loader or streamer_factory or lips_loader
@@ -171,6 +173,7 @@ class AppState:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.speaker.close()
         for sid in list(self.sessions):
             await self.close_session(sid)
         if self.scheduler is not None:

@@ -5,17 +5,14 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
-import threading
-import time
 import wave
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import uvicorn
 
+from headcast.client.local_server import LocalServer
 from headcast.client.measure import MouthMeter, audio_timeline, av_lag_ms, envelope, mouth_series
-from headcast.server.app import create_app
 from headcast.server.settings import ServerSettings
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -59,52 +56,32 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class ServerThread:
-    """``headcast serve`` in-process on its own thread and event loop."""
+class ServerThread(LocalServer):
+    """``headcast serve`` in-process on its own thread and event loop, at test sizes."""
 
     def __init__(self, settings: ServerSettings | None = None, **factories: Any) -> None:
-        port = free_port()
         base: dict[str, Any] = {
             "host": "127.0.0.1",
-            "port": port,
+            "port": free_port(),
             "default_size": TEST_SIZE,
             "allowed_sizes": (TEST_SIZE, 512),
             "avatars_dir": FIXTURES / "no-avatars",
             # the test's own clients (aiortc decoding, numpy) run in this process too
             "admit_by_server_process": False,
         }
-        self.settings = settings or ServerSettings(**base)
-        self.app = create_app(self.settings, **factories)
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self.settings.port,
-            log_level="warning",
-            ws="websockets-sansio",
-            ws_max_size=self.settings.max_message_bytes,
-            proxy_headers=False,  # as `headcast serve`: server.api.client_address decides
-            lifespan="on",
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.url = f"http://127.0.0.1:{self.settings.port}"
+        super().__init__(settings or ServerSettings(**base), factories)
 
     @property
     def state(self) -> Any:
         return self.app.state.headcast
 
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.05)
-        return self
+    @property
+    def server(self) -> Any:
+        return self._server
 
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
+    def __enter__(self) -> ServerThread:  # type: ignore[override]
+        self.start()
+        return self
 
 
 def run(coro: Any, timeout: float = 120.0) -> Any:

@@ -1,4 +1,4 @@
-// The demo page: a <headcast-avatar> plus controls for everything the server offers.
+// The demo page: a <headcast-avatar>, a text box it speaks from, and the server's other controls.
 import { HeadcastError } from '/headcast.js';
 
 const $ = (id) => document.getElementById(id);
@@ -50,19 +50,49 @@ function fillSelect(select, names, chosen) {
 
 async function loadChoices() {
   try {
-    const [config, avatars] = await Promise.all([api('GET', '/v1/client/config'), api('GET', '/v1/avatars')]);
+    const [config, avatars, voices] = await Promise.all([
+      api('GET', '/v1/client/config'),
+      api('GET', '/v1/avatars'),
+      api('GET', '/v1/voices'),
+    ]);
     fillSelect($('emotion'), config.emotions, 'neutral');
     fillSelect($('avatar-select'), avatars.map((a) => a.name), params.get('avatar') || 'default');
+    fillSelect($('voice'), voices.voices.map((v) => v.name), voices.default);
+    $('voice').hidden = voices.voices.length < 2;
+    $('say-text').maxLength = voices.max_chars;
   } catch (err) {
-    showError(`Could not load avatars and emotions: ${err.message}`);
+    showError(err.status === 401 ? NEEDS_TOKEN : `Could not load avatars, emotions and voices: ${err.message}`);
   }
 }
+
+const NEEDS_TOKEN =
+  'This server needs a session token: open the link `headcast serve --demo-token` prints, ' +
+  'or paste a token under “Server and token”.';
+
+const HINTS = {
+  disconnected: 'Press <b>Start</b> to bring the avatar to life.',
+  connecting: 'Connecting…',
+  waiting: 'The server is busy: waiting for a free slot…',
+  failed: 'Could not connect (the reason is below). Press <b>Start</b> to try again.',
+};
 
 function setConnected(live) {
   $('connect').disabled = live;
   $('disconnect').disabled = !live;
   $('interrupt').disabled = !live;
   $('audio-file').disabled = !live;
+  $('say').disabled = !live;
+}
+
+async function say() {
+  const text = $('say-text').value.trim();
+  if (!text) return;
+  try {
+    await avatar.say(text, { voice: $('voice').value || undefined });
+    showError('');
+  } catch (err) {
+    showError(`Cannot say this: ${err.message}`);
+  }
 }
 
 async function connect() {
@@ -120,10 +150,13 @@ async function enroll(file) {
 avatar.addEventListener('statechange', (ev) => {
   const { state, reason } = ev.detail;
   $('status').dataset.state = state;
-  $('status').textContent = state === 'failed' ? `failed: ${reason}` : avatar.stateEl.textContent;
+  $('status').textContent = avatar.stateEl.textContent; // the reason goes in the one banner
   setConnected(['idle', 'speaking', 'reconnecting'].includes(state));
+  $('hint').hidden = !(state in HINTS);
+  if (state in HINTS) $('hint').innerHTML = `<span>${HINTS[state]}</span>`;
   if (state === 'failed') showError(reason);
   if (state === 'idle') showError('');
+  if (state === 'disconnected' || state === 'failed') $('stats').textContent = 'not connected';
 });
 avatar.addEventListener('error', (ev) => {
   if (avatar.state !== 'failed') showError(ev.detail.message);
@@ -139,6 +172,16 @@ avatar.addEventListener('stats', (ev) => {
 });
 
 $('connect').addEventListener('click', connect);
+$('say-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  say();
+});
+$('say-text').addEventListener('keydown', (ev) => {
+  if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+    ev.preventDefault(); // Enter says it, Shift+Enter is a new line
+    if (!$('say').disabled) say();
+  }
+});
 $('disconnect').addEventListener('click', () => avatar.close());
 $('interrupt').addEventListener('click', () => {
   try {

@@ -415,6 +415,18 @@ export class HeadcastConnection {
     }
   }
 
+  /** Typed text, spoken by the server's text to speech; resolves once its first sentence is queued. */
+  async say(text, voice) {
+    this.markPush();
+    try {
+      const body = JSON.stringify(voice ? { text, voice } : { text });
+      return await this.http('POST', `/v1/sessions/${this.session.id}/say`, { body, type: 'application/json' });
+    } catch (err) {
+      this.pushStartedAt = null;
+      throw err;
+    }
+  }
+
   interrupt() {
     this.send(JSON.stringify({ type: 'interrupt' }));
   }
@@ -769,6 +781,11 @@ export class HeadcastAvatar extends HTMLElement {
   /** Say an audio file (WAV, MP3, OGG…); resolves with {duration_ms} once queued. */
   speak(blob) {
     return this._live().speak(blob);
+  }
+
+  /** Say typed text ({voice} optional: GET /v1/voices lists them); resolves with {voice, first_ms} once queued. */
+  say(text, { voice } = {}) {
+    return this._live().say(text, voice);
   }
 
   /** Stream speech: mono float32 samples (-1..1) at sampleRate Hz. */

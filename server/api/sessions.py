@@ -21,6 +21,7 @@ from headcast.server.live.avatar_dir import UnknownAvatar
 from headcast.server.live.clock import SAMPLE_RATE
 from headcast.server.live.control import ControlError, apply_control
 from headcast.server.live.session import InputMode, Session, SessionParams
+from headcast.server.live.speaker import SayError
 from headcast.server.state import AppState, UnsupportedSession, get_state
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
@@ -160,6 +161,46 @@ async def control(sid: str, request: Request) -> dict[str, Any]:
     if isinstance(message, dict) and message.get("type") == "interrupt":
         state.metrics.interrupts += 1
     return reply or {"type": "ok"}
+
+
+SAY_KEYS = frozenset({"type", "text", "voice"})
+
+
+async def say_text(state: AppState, session: Session, message: Any) -> dict[str, Any]:
+    """A ``say`` message ({"text", "voice"?}) queued on ``session``; :class:`SayError`."""
+    if not isinstance(message, dict):
+        raise SayError(400, 'say takes a JSON object: {"text": "...", "voice": "..."}')
+    if unknown := sorted(set(message) - SAY_KEYS):
+        raise SayError(400, f"unknown field(s) {', '.join(unknown)}; say takes text and voice")
+    return await state.speaker.say(session, message.get("text"), message.get("voice"))
+
+
+@router.post(
+    "/{sid}/say",
+    status_code=202,
+    openapi_extra=openapi_body(
+        ("application/json",),
+        '{"text": "what to say", "voice": "slt"} (voice optional; GET /v1/voices lists them)',
+        {
+            400: "no text, unknown field, or unknown voice (the reason lists the voices)",
+            404: "unknown session",
+            409: "interrupted while the text was synthesised (nothing queued)",
+            413: "text longer than max_say_chars",
+            502: "the text-to-speech engine or endpoint failed",
+        },
+        binary=False,
+    ),
+)
+async def say(sid: str, request: Request) -> dict[str, Any]:
+    """Say typed text: synthesised sentence by sentence, the first one queued before this
+    answers (the rest follows while it plays)."""
+    state = get_state(request)
+    session = find_session(state, sid, request)
+    message = await read_json(request)
+    try:
+        return await say_text(state, session, message)
+    except SayError as exc:
+        raise HTTPException(exc.status, exc.reason) from exc
 
 
 def _decode_upload(data: bytes, suffix: str, max_seconds: float) -> Any:

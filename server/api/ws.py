@@ -7,7 +7,9 @@ Protocol (``/v1/sessions/{id}/ws``):
    server -> ``{"type": "ready", ...}`` with fps, delay and channel names.
 2. client -> binary messages of interleaved PCM in that format; any length that is a
    whole number of sample frames, up to ``max_message_bytes``.
-3. client -> JSON control (see :mod:`server.live.control`) at any time.
+3. client -> JSON control (see :mod:`server.live.control`) at any time, and
+   ``{"type": "say", "text": "...", "voice": "slt"}``: typed text, spoken (answered with
+   a ``say`` event once its first sentence is queued, or one ``error``).
 4. server -> events: ``speech_started``, ``speech_ended``, ``position``, ``interrupted``,
    ``dropped``, ``coefficients`` (if asked), ``error``.
 
@@ -31,10 +33,11 @@ from starlette.websockets import WebSocketState
 
 from headcast.models.audio import AudioError
 from headcast.models.audio.features import StreamingResampler
-from headcast.server.api.sessions import owned_by
+from headcast.server.api.sessions import owned_by, say_text
 from headcast.server.live.control import ControlError, apply_control
 from headcast.server.live.events import EventStream
 from headcast.server.live.session import Session
+from headcast.server.live.speaker import SayError
 from headcast.server.state import AppState, get_state
 
 log = logging.getLogger(__name__)
@@ -161,6 +164,12 @@ async def _serve(ws: WebSocket, state: AppState, session: Session, start: StartM
             except (ValueError, RecursionError):
                 stream.put({"type": "error", "message": "text messages must be JSON objects"})
                 continue
+            if isinstance(message, dict) and message.get("type") == "say":
+                if not session.may_speak(stream):
+                    stream.put({"type": "error", "message": ANOTHER_SPEAKER})
+                else:
+                    _say_later(state, session, stream, message)
+                continue
             if isinstance(message, dict) and message.get("type") == "end_of_utterance":
                 session.push(decoder.resampler.flush())
                 decoder.resampler.reset()
@@ -187,6 +196,24 @@ async def _serve(ws: WebSocket, state: AppState, session: Session, start: StartM
             await sender
         if session.closed:
             await _session_gone(ws)  # unless the sender already did
+
+
+_SAYING: set[asyncio.Task[None]] = set()
+
+
+def _say_later(state: AppState, session: Session, stream: EventStream, message: Any) -> None:
+    """Synthesise off the receive loop (an interrupt must not wait behind it); the
+    speaker keeps a session's texts in order. The reply or one error goes to ``stream``."""
+
+    async def run() -> None:
+        try:
+            stream.put(await say_text(state, session, message))
+        except SayError as exc:
+            stream.put({"type": "error", "message": exc.reason})
+
+    task = asyncio.create_task(run())
+    _SAYING.add(task)
+    task.add_done_callback(_SAYING.discard)
 
 
 ANOTHER_SPEAKER = (

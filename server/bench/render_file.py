@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from headcast.models.audio import SAMPLE_RATE
+from headcast.models.audio import SAMPLE_RATE, write_wav
 from headcast.server.errors import UserError
 
 HELP = "real-time factor of offline rendering (headcast render) at 256 and 512"
@@ -62,15 +62,7 @@ def _speech(folder: Path, seconds: float) -> Path:
         pcm = (0.2 * np.sin(2 * np.pi * 140 * t) * (np.sin(2 * np.pi * 0.7 * t) > 0)).astype(
             np.float32
         )
-    pcm = pcm[: int(seconds * SAMPLE_RATE)]
-    import wave
-
-    with wave.open(str(out), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes((np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes())
-    return out
+    return write_wav(out, pcm[: int(seconds * SAMPLE_RATE)])
 
 
 def run(args: argparse.Namespace) -> int:

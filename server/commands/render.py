@@ -3,6 +3,7 @@
 One file::
 
     headcast render speech.wav --avatar face/ -o out.mp4 [--size 256|384|512|full] [--fps 25|30]
+    headcast render --text "Hello there." -o out.mp4 [--voice slt]   (or a .txt file)
         [--emotion happy | --emotion timeline.json] [--pose natural|still]
         [--motion-out motion.json] [--seed N]
         [--backend edtalk --edtalk-weights DIR [--edtalk-precision fp16]]
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, TextIO
@@ -36,8 +38,14 @@ X264_PRESETS = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "speech",
-        help="audio or video file (WAV, FLAC, MP3, OGG/Opus, M4A, MP4, ...), "
-        "or a folder / quoted glob pattern for a batch",
+        nargs="?",
+        help="audio or video file (WAV, FLAC, MP3, OGG/Opus, M4A, MP4, ...), a .txt file "
+        "whose text is spoken, or a folder / quoted glob pattern for a batch",
+    )
+    parser.add_argument("--text", help="say this text (built-in text to speech) instead")
+    parser.add_argument(
+        "--voice",
+        help="voice for --text or a .txt file: slt (default), rms, awb, kal, espeak-en-us",
     )
     parser.add_argument("-o", "--output", type=Path, help="output MP4 (one file)")
     parser.add_argument("--out", type=Path, help="output folder (batch)")
@@ -342,6 +350,39 @@ def _run_batch(args: argparse.Namespace, options: object) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    batch = _is_batch(args)
+    if (args.text is None) == (args.speech is None):
+        raise UserError("give one speech file (or folder / pattern), or --text, not both")
+    spoken = args.text is not None or Path(args.speech).suffix.lower() == ".txt"
+    if args.voice is not None and not spoken:
+        raise UserError("--voice is for --text or a .txt input")
+    batch = not spoken and _is_batch(args)
     options = _options(args)
-    return _run_batch(args, options) if batch else _run_one(args, options)
+    if batch:
+        return _run_batch(args, options)
+    if not spoken:
+        return _run_one(args, options)
+    if args.out is not None:
+        raise UserError("text renders one file: give it with -o out.mp4")
+    with tempfile.TemporaryDirectory(prefix="headcast-say-") as tmp:
+        args.speech = str(_speak(args, Path(tmp) / "speech.wav"))
+        return _run_one(args, options)
+
+
+def _speak(args: argparse.Namespace, wav: Path) -> Path:
+    """--text or the .txt file, synthesised by a built-in voice into ``wav``."""
+    from headcast.models.audio import write_wav
+    from headcast.models.tts import TTSError, UnknownVoice, builtin_voices, pick_voice, synthesize
+
+    text = args.text
+    if text is None:
+        try:
+            text = Path(args.speech).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"{args.speech}: cannot read the text ({exc})") from exc
+    voices = builtin_voices()
+    try:
+        voice = pick_voice(voices, args.voice, next(iter(voices), "slt"))
+        pcm = synthesize(text, voice)
+    except (UnknownVoice, TTSError) as exc:
+        raise UserError(str(exc)) from exc
+    return write_wav(wav, pcm)

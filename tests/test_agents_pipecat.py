@@ -1,0 +1,208 @@
+"""``HeadcastVideoService`` in pipecat's own test pipeline, against a real ``headcast serve``.
+
+Runs where pipecat is installed (``make test`` runs it in ``.agents-venv``, made from the
+``pipecat`` extra only: the client's light install); the server is a separate process
+started with the server's Python (``HEADCAST_SERVER_PYTHON``, default ``.venv``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import time
+import urllib.request
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pipecat", reason="pipecat-ai is not installed (the pipecat extra)")
+
+from pipecat.frames.frames import (  # noqa: E402
+    InterruptionFrame,
+    OutputImageRawFrame,
+    TTSAudioRawFrame,
+    TTSStartedFrame,
+    TTSStoppedFrame,
+)
+from pipecat.observers.base_observer import BaseObserver, FramePushed  # noqa: E402
+from pipecat.tests.utils import SleepFrame, run_test  # noqa: E402
+
+from headcast.client.measure import av_lag_ms  # noqa: E402
+from headcast.client.pipecat_service import HeadcastVideoService  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEECH_WAV = ROOT / "tests" / "fixtures" / "speech.wav"
+TTS_RATE = 24_000
+SIZE = 256
+FPS = 25
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server_url() -> Iterator[str]:
+    python = os.environ.get("HEADCAST_SERVER_PYTHON", str(ROOT / ".venv" / "bin" / "python"))
+    if not Path(python).exists():
+        pytest.skip(f"no server Python at {python} (set HEADCAST_SERVER_PYTHON)")
+    port = _free_port()
+    env = dict(os.environ, HEADCAST_SERVE__ALLOWED_SIZES=f"[{SIZE}]")
+    cmd = [python, "-m", "headcast.server.cli", "serve", "--port", str(port)]
+    cmd += ["--size", str(SIZE), "--ice-host", "127.0.0.1"]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            with (
+                contextlib.suppress(OSError, ValueError),
+                urllib.request.urlopen(url + "/readyz", timeout=5) as r,
+            ):
+                if json.loads(r.read()).get("status") == "ready":
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("headcast serve did not become ready")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=15)
+        if proc.poll() is None:
+            proc.kill()
+
+
+def tts_frames(seconds: float, chunk_s: float = 0.1) -> list[TTSAudioRawFrame]:
+    """The test sentence as a TTS would push it: 24 kHz int16 chunks."""
+    with wave.open(str(SPEECH_WAV)) as w:
+        pcm16k = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32)
+    pcm16k = pcm16k[: int(seconds * 16_000)]
+    t24 = np.arange(int(len(pcm16k) * TTS_RATE / 16_000)) / TTS_RATE
+    pcm = np.interp(t24, np.arange(len(pcm16k)) / 16_000, pcm16k).astype("<i2")
+    step = int(chunk_s * TTS_RATE)
+    return [
+        TTSAudioRawFrame(audio=pcm[i : i + step].tobytes(), sample_rate=TTS_RATE, num_channels=1)
+        for i in range(0, len(pcm), step)
+    ]
+
+
+class Recorder(BaseObserver):
+    """When each frame left the service (monotonic s), and when interrupts went in."""
+
+    def __init__(self, service: HeadcastVideoService) -> None:
+        super().__init__()
+        self.service = service
+        self.out: list[tuple[float, Any]] = []
+        self.interrupts: list[float] = []
+
+    async def on_push_frame(self, data: FramePushed) -> None:
+        now = time.monotonic()
+        if data.source is self.service:
+            self.out.append((now, data.frame))
+        elif isinstance(data.frame, InterruptionFrame) and data.destination is self.service:
+            self.interrupts.append(now)
+
+
+def mouth_activity(images: list[tuple[float, OutputImageRawFrame]]) -> np.ndarray:
+    """How far the mouth region of each frame is from the idle face's (the first
+    frames', before any speech): mean absolute pixel difference, 0..255."""
+    boxes = []
+    for _, f in images:
+        rgb = np.frombuffer(f.image, np.uint8).reshape(f.size[1], f.size[0], 3)
+        h, w = rgb.shape[:2]  # the built-in avatar's mouth, in its full-portrait frame
+        boxes.append(rgb[int(0.54 * h) : int(0.70 * h), int(0.40 * w) : int(0.60 * w)])
+    stack = np.stack(boxes).astype(np.float32)
+    idle = np.median(stack[:25], axis=0)
+    return np.abs(stack - idle).mean(axis=(1, 2, 3))
+
+
+def test_video_service_in_a_pipecat_pipeline(server_url: str) -> None:
+    service = HeadcastVideoService(url=server_url, size=SIZE, fps=FPS)
+    recorder = Recorder(service)
+    first = tts_frames(3.0)
+    second = tts_frames(3.0)
+    frames = [
+        SleepFrame(sleep=2.0),  # idle video, before any TTS audio
+        TTSStartedFrame(),
+        *first,
+        TTSStoppedFrame(),
+        SleepFrame(sleep=5.0),  # the whole utterance plays, then idles again
+        TTSStartedFrame(),
+        *second,
+        TTSStoppedFrame(),
+        SleepFrame(sleep=1.6),
+        InterruptionFrame(),  # barge-in mid-utterance
+        SleepFrame(sleep=1.5),
+    ]
+    down, _ = asyncio.run(
+        run_test(service, frames_to_send=frames, observers=[recorder], start_timeout=60.0)
+    )
+
+    images = [(t, f) for t, f in recorder.out if isinstance(f, OutputImageRawFrame)]
+    sound = [(t, f) for t, f in recorder.out if isinstance(f, TTSAudioRawFrame)]
+    assert images and sound
+    t0 = images[0][0]
+    # idle video starts without TTS audio, RGB at the session size and frame rate
+    assert all(f.format == "RGB" and f.size == (SIZE, SIZE) for _, f in images)
+    assert len(images[0][1].image) == SIZE * SIZE * 3
+    span = images[-1][0] - t0
+    assert abs(len(images) / span - FPS) < 3, f"{len(images)} frames in {span:.1f} s"
+    assert sum(1 for t, _ in images if t - t0 < 1.5) >= 25  # before the first TTS frame
+    # the TTS audio is swallowed; what comes out is the session's, only while speaking
+    assert not any(f.sample_rate == TTS_RATE for _, f in sound)
+    assert not any(isinstance(f, TTSAudioRawFrame) and f.sample_rate == TTS_RATE for f in down)
+    first_sound, interrupt = sound[0][0], recorder.interrupts[0]
+    assert first_sound - t0 > 1.5  # nothing while idle at the start
+    spoken = sum(f.num_frames / f.sample_rate for _, f in sound)
+    assert 3.0 <= spoken < 3.0 + 1.6 + 1.0, spoken  # two utterances' sound, no idle stream
+    gap = [t for t, _ in sound if first_sound + 4.0 < t < interrupt - 1.8]
+    assert gap == [], "sound frames pushed while the avatar was idle"
+    # audio and mouth in step (pixels against sound, as pushed)
+    before = [(t, f) for t, f in images if t < interrupt]
+    t_audio = np.concatenate(
+        [t + np.arange(f.num_frames) / f.sample_rate for t, f in sound if t < interrupt]
+    )
+    pcm = np.concatenate(
+        [np.frombuffer(f.audio, "<i2") / 32768.0 for t, f in sound if t < interrupt]
+    )
+    lag, r = av_lag_ms(np.array([t for t, _ in before]), mouth_activity(before), t_audio, pcm)
+    assert r > 0.3 and abs(lag) <= 60, (lag, r)
+    # the interrupt: no sound after it, the mouth closed within 100 ms (+ one frame)
+    assert not [t for t, _ in sound if t > interrupt + 0.02]
+    activity = mouth_activity(images)
+    idle_level = np.percentile(activity[: len(activity) // 5], 95)
+    after = [t for (t, _), a in zip(images, activity, strict=True) if t > interrupt]
+    still_open = [
+        t - interrupt
+        for t, a in zip(after, activity[len(images) - len(after) :], strict=True)
+        if a > idle_level + 0.5 * (activity.max() - idle_level)
+    ]
+    assert not still_open or max(still_open) <= 0.1 + 1.0 / FPS, still_open
+    print(
+        f"frames {len(images)} in {span:.1f} s, sound {spoken:.2f} s, A/V lag {lag:+.0f} ms "
+        f"(r {r:.2f}), mouth open {max(still_open, default=0) * 1000:.0f} ms after interrupt"
+    )
+
+
+def test_without_a_url_and_no_server_installed_says_what_to_do() -> None:
+    try:
+        import headcast.server.app  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("the server is installed here: url=None would start it")
+    service = HeadcastVideoService(url=None)
+    with pytest.raises(RuntimeError, match="headcast\\[server\\]"):
+        asyncio.run(service._open(24_000))
