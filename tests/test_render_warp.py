@@ -276,6 +276,22 @@ def test_a_negative_smile_relaxes_the_portraits_own(fast, pack512):
     assert teeth(fast.render(relaxed)) < 0.6 * teeth(pack512.image)
 
 
+@pytest.mark.parametrize(
+    "closure",
+    [{"mouthPressLeft": 0.35, "mouthPressRight": 0.35}, {"jawOpen": 0.3, "mouthClose": 0.3}],
+)
+def test_closures_on_a_relaxed_smile_meet_once(pack512, closure):
+    """The relaxed smile already closes the lips part of the way; a closure on top of it
+    brings them together, not past each other (the two seals added up would cross the
+    lips by about half the rest opening, ~7 px here)."""
+    relaxed = {"mouthSmileLeft": -1.0, "mouthSmileRight": -1.0}
+    c = wm.prepare(from_mapping({**relaxed, **closure}))
+    opening = wm.mouth_state(pack512.arrays, c, pack512.size).opening
+    assert -1.0 <= opening <= 1.0, opening
+    alone = wm.mouth_state(pack512.arrays, wm.prepare(from_mapping(relaxed)), pack512.size)
+    assert alone.opening > 3.0  # relaxed alone: the lips only part-way together
+
+
 def test_blink_closes_the_eye_with_skin_not_a_flat_patch(fast, pack512):
     lm = pack512.arrays["landmarks"]
     iris = lm[L.IRIS_L[0], :2].astype(int)

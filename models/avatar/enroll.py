@@ -49,7 +49,7 @@ from headcast.models.avatar.mouth import (
     synth_upper_teeth,
 )
 from headcast.models.avatar.pack import PACK_VERSION, AvatarPack, read_meta
-from headcast.models.avatar.relax import portrait_smile, relax
+from headcast.models.avatar.relax import portrait_smile, relax, relax_seal
 from headcast.models.channels import (
     CHANNEL_INDEX,
     EXPRESSION_CHANNELS,
@@ -312,6 +312,7 @@ def build_pack(image: np.ndarray, size: int = 512, progress: Progress = _noop) -
         "seal_lip": seal[ring_idx].astype(np.float32),
         "relax": relax_flow,
         "relax_lip": relax_disp[:, ring_idx, :].astype(np.float32),
+        "relax_seal": relax_seal(points) * np.float32(relax_kept),
         "blink_back": blink_backward(points, size),
         "pose_weight": pose_weight(head, size),
         "depth": depth,

@@ -2,8 +2,9 @@
 
 A portrait photographed smiling would otherwise grin through every sentence. Enrollment
 measures how far each mouth corner is raised above the middle of the lip slit and
-authors, per side, a motion that brings it down to a neutral mouth's height, narrows
-the mouth a little and closes the lips part of the way over teeth the smile showed.
+authors, per side, a motion that brings it down to a neutral mouth's height and
+narrows the mouth a little; the lip seal then closes the lips part of the way over
+teeth the smile showed (:func:`relax_seal`).
 The renderer weights it by the negative part of ``mouthSmileLeft`` / ``mouthSmileRight``
 (-1: fully relaxed); the motion mixer sends those values for the portrait's smile when
 the emotion asks for less smile than the photo shows (:mod:`models.mixer`).
@@ -15,7 +16,6 @@ import numpy as np
 
 from headcast.models.avatar import landmarks as L
 from headcast.models.avatar.face_geometry import FaceGeometry, slit_y
-from headcast.models.avatar.mouth_motion import lip_seal
 from headcast.models.avatar.pack import AvatarPack
 
 # Corner height above the middle of the lip slit, in mouth widths: a neutral mouth's,
@@ -78,8 +78,13 @@ def relax(points: np.ndarray, left: bool) -> np.ndarray:
     w = along * across
     d[:, 1] = drop * w
     d[:, 0] = (-1.0 if left else 1.0) * RELAX_NARROW * share * g.mouth_width * w
-    # Half of the seal belongs to each side of the mouth; together they close
-    # RELAX_SEAL of the rest opening when both corners come down from a full smile.
-    half = 0.5 + 0.5 * np.tanh(np.clip(u, -50.0, 50.0) / 0.2)
-    d += RELAX_SEAL * share * lip_seal(g) * half[:, None]
     return d
+
+
+def relax_seal(points: np.ndarray) -> np.ndarray:
+    """float32 (2,): the lip seal's weight when the [left, right] smile is fully relaxed
+    (RELAX_SEAL of the rest opening at a full smile). The renderer takes the larger of
+    this and the seal a closure asks for, so a bilabial on a relaxed smile closes the
+    lips once, not past each other."""
+    left, right = corner_lifts(points)
+    return np.array([RELAX_SEAL * smile_share(left), RELAX_SEAL * smile_share(right)], np.float32)

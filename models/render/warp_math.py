@@ -8,7 +8,8 @@ follow these steps and are tested to agree:
    lips meet while the jaw is open; alone it has no meaning);
 2. forward displacement on the flow grid: ``F = sum_k c_k B_k + r R + s S`` (mouth and
    expression banks; the smile relax ``R`` weighted by the negative part ``r`` of the
-   smile channels; the lip seal ``S`` weighted by ``s = seal_weight(c)``), then the
+   smile channels; the lip seal ``S`` weighted by ``s = seal_weight(c)``, which a
+   relaxed smile also asks for), then the
    rigid head pose composed after it:
    ``D = F + w * (R (x + F - p) + p + t - (x + F))`` using per-point depth;
 3. backward map: first-order inverse ``x0 = q - D(q)`` plus one fixed-point step
@@ -126,7 +127,7 @@ def forward_field(arrays: dict[str, np.ndarray], c: np.ndarray, size: int) -> np
     relax = relax_weights(c)
     if np.any(relax):
         flow = flow + np.tensordot(relax, arrays["relax"], axes=1)
-    seal = seal_weight(c)
+    seal = seal_weight(c, arrays)
     if seal > 0.0:
         flow = flow + np.float32(seal) * arrays["seal"]
     if not np.any(c[POSE_SLICE]):
@@ -181,16 +182,18 @@ def relax_weights(c: np.ndarray) -> np.ndarray:
     return np.maximum(-np.asarray(c, np.float32)[list(SIGNED_INDEX)], 0.0)
 
 
-def seal_weight(c: np.ndarray) -> float:
+def seal_weight(c: np.ndarray, arrays: dict[str, np.ndarray]) -> float:
     """0..1: how far the lips close over the portrait's own rest opening (teeth, open mouth).
 
-    ``max(mean press / SEAL_PRESS, mouthClose / jawOpen)``, clipped: not linear in the
-    coefficients, so a bilabial /p b m/ shuts a toothy smile without pressing its lips
-    through each other at full press.
+    ``max(mean press / SEAL_PRESS, mouthClose / jawOpen, relaxed smile)``, clipped: not
+    linear in the coefficients, so a bilabial /p b m/ shuts a toothy smile without
+    pressing its lips through each other at full press, nor on a relaxed smile (whose
+    part of the seal is ``relax_weights(c) . relax_seal / 2``).
     """
     press = 0.5 * (float(c[PRESS[0]]) + float(c[PRESS[1]])) / SEAL_PRESS
     close = float(c[CLOSE]) / max(float(c[JAW]), SEAL_JAW_FLOOR)
-    return float(np.clip(max(press, close), 0.0, 1.0))
+    relaxed = 0.5 * float(relax_weights(c) @ arrays["relax_seal"])
+    return float(np.clip(max(press, close, relaxed), 0.0, 1.0))
 
 
 def blink_weights(c: np.ndarray) -> np.ndarray:
@@ -232,7 +235,7 @@ def lip_ring(arrays: dict[str, np.ndarray], c: np.ndarray, size: int) -> np.ndar
     pts = arrays["lip_points"].astype(np.float64)
     moved = pts + np.tensordot(forward_weights(c), arrays["lip_bases"], axes=1)
     moved = moved + np.tensordot(relax_weights(c), arrays["relax_lip"], axes=1)
-    moved = moved + seal_weight(c) * arrays["seal_lip"].astype(np.float64)
+    moved = moved + seal_weight(c, arrays) * arrays["seal_lip"].astype(np.float64)
     if np.any(c[POSE_SLICE]):
         moved = moved + pose_displace(moved.T, arrays["lip_depth"], 1.0, c, arrays["pivot"], size).T
     return moved

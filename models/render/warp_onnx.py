@@ -62,7 +62,8 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
     relax_w = g.op(
         "Relu", g.op("Neg", g.op("Concat", *(g.col(c, k) for k in SIGNED_INDEX), axis=1))
     )
-    # lip seal: clip(max(mean press / SEAL_PRESS, mouthClose / max(jawOpen, floor)), 0, 1)
+    # lip seal: clip(max(mean press / SEAL_PRESS, mouthClose / max(jawOpen, floor),
+    #                    relaxed smile . relax_seal / 2), 0, 1)
     press = g.mul(
         g.add(g.col(c, wm.PRESS[0]), g.col(c, wm.PRESS[1])),
         g.const(np.float32(0.5 / wm.SEAL_PRESS)),
@@ -70,7 +71,8 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
     close_ratio = g.div(
         g.col(c, wm.CLOSE), g.op("Max", g.col(c, wm.JAW), g.const(np.float32(wm.SEAL_JAW_FLOOR)))
     )
-    seal = g.clip(g.op("Max", press, close_ratio), 0.0, 1.0)  # (B, 1)
+    relaxed = g.op("MatMul", relax_w, g.const(0.5 * a["relax_seal"].reshape(2, 1)))
+    seal = g.clip(g.op("Max", g.op("Max", press, close_ratio), relaxed), 0.0, 1.0)  # (B, 1)
     flow = g.add(
         g.op("MatMul", w_fwd, g.const(a["bases"].reshape(n_flow, -1))),
         g.mul(seal, g.const(a["seal"].reshape(1, -1))),
