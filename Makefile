@@ -50,8 +50,8 @@ serve: setup
 	$(BIN)/headcast serve --host $(HOST) --port $(PORT)
 
 lint: $(VENV)/.dev-ok
-	$(BIN)/ruff check server models client tests scripts
-	$(BIN)/ruff format --check server models client tests scripts
+	$(BIN)/ruff check server models client tests scripts examples
+	$(BIN)/ruff format --check server models client tests scripts examples
 
 typecheck: $(VENV)/.dev-ok
 	MYPY=$(BIN)/mypy scripts/typecheck.sh
@@ -60,7 +60,7 @@ unit: $(VENV)/.dev-ok
 	$(BIN)/python -m pytest -q
 
 unit-agents: $(VENV)/.dev-ok $(AGENTS_VENV)/.ok
-	HEADCAST_SERVER_PYTHON=$(BIN)/python $(AGENTS_VENV)/bin/python -m pytest -q tests/test_agents_pipecat.py
+	HEADCAST_SERVER_PYTHON=$(BIN)/python $(AGENTS_VENV)/bin/python -m pytest -q tests/test_agents_*.py
 
 test: setup-dev
 	$(MAKE) lint typecheck unit unit-agents

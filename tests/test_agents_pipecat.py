@@ -8,12 +8,7 @@ started with the server's Python (``HEADCAST_SERVER_PYTHON``, default ``.venv``)
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import os
-import subprocess
 import time
-import urllib.request
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,54 +29,22 @@ from pipecat.frames.frames import (  # noqa: E402
 from pipecat.observers.base_observer import BaseObserver, FramePushed  # noqa: E402
 from pipecat.tests.utils import SleepFrame, run_test  # noqa: E402
 
+from headcast.client.ice import restrict_host_addresses  # noqa: E402
 from headcast.client.measure import av_lag_ms  # noqa: E402
 from headcast.client.pipecat_service import HeadcastVideoService  # noqa: E402
+from tests.agents_support import SIZE, headcast_server  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-SPEECH_WAV = ROOT / "tests" / "fixtures" / "speech.wav"
+restrict_host_addresses(["127.0.0.1"])  # this process's WebRTC peers: loopback only
+
+SPEECH_WAV = Path(__file__).resolve().parent / "fixtures" / "speech.wav"
 TTS_RATE = 24_000
-SIZE = 256
 FPS = 25
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
-    python = os.environ.get("HEADCAST_SERVER_PYTHON", str(ROOT / ".venv" / "bin" / "python"))
-    if not Path(python).exists():
-        pytest.skip(f"no server Python at {python} (set HEADCAST_SERVER_PYTHON)")
-    port = _free_port()
-    env = dict(os.environ, HEADCAST_SERVE__ALLOWED_SIZES=f"[{SIZE}]")
-    cmd = [python, "-m", "headcast.server.cli", "serve", "--port", str(port)]
-    cmd += ["--size", str(SIZE), "--ice-host", "127.0.0.1"]
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            with (
-                contextlib.suppress(OSError, ValueError),
-                urllib.request.urlopen(url + "/readyz", timeout=5) as r,
-            ):
-                if json.loads(r.read()).get("status") == "ready":
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("headcast serve did not become ready")
-            time.sleep(0.3)
+    with headcast_server() as url:
         yield url
-    finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=15)
-        if proc.poll() is None:
-            proc.kill()
 
 
 def tts_frames(seconds: float, chunk_s: float = 0.1) -> list[TTSAudioRawFrame]:

@@ -1,10 +1,9 @@
 """ICE configuration from settings: STUN/TURN servers and the host addresses to gather on.
 
-aioice picks host candidates from every interface except loopback and has no option
-to choose them, so :func:`restrict_host_addresses` replaces its address lookup. That is
-process-wide (aioice keeps it as a module function); the app installs it at start-up
-and every peer in the process (server and, in tests, clients) gathers on those
-addresses only.
+The host addresses are applied process-wide by
+:func:`~headcast.client.ice.restrict_host_addresses` (re-exported here), which the app
+calls at start-up: every peer in the process (server and, in tests, clients) gathers on
+those addresses only.
 """
 
 from __future__ import annotations
@@ -14,27 +13,14 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer
 from aiortc.exceptions import InvalidStateError
 
+from headcast.client.ice import restrict_host_addresses
 from headcast.server.settings import IceServer
 
 log = logging.getLogger(__name__)
-_ORIGINAL = aioice.ice.get_host_addresses
-
-
-def restrict_host_addresses(addresses: Sequence[str]) -> None:
-    """Gather host candidates on ``addresses`` only; empty restores aioice's own choice."""
-    chosen = list(addresses)
-    if not chosen:
-        aioice.ice.get_host_addresses = _ORIGINAL
-        return
-
-    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
-
-    aioice.ice.get_host_addresses = host_addresses
+__all__ = ["quiet_closed_connects", "restrict_host_addresses", "rtc_configuration"]
 
 
 def rtc_configuration(servers: Sequence[IceServer]) -> RTCConfiguration:
