@@ -147,3 +147,14 @@ def test_neutral_relaxes_a_smiling_portrait_and_happy_adds_what_it_lacks():
 def test_portrait_smile_names_only_smile_channels():
     with pytest.raises(KeyError):
         MotionMixer(FPS, portrait_smile={"jawOpen": 0.5})
+
+
+def test_a_pack_folders_smile_reaches_the_mixer():
+    """The built-in avatar smiles: its folder's smile, read from the metadata alone,
+    makes the neutral emotion relax it."""
+    from headcast.models.avatar.relax import folder_smile
+
+    smile = folder_smile(None)
+    assert smile is not None and min(smile.values()) > 0.5
+    out = MotionMixer(FPS, seed=0, idle=False, portrait_smile=smile).step()
+    assert out[CHANNEL_INDEX["mouthSmileLeft"]] == pytest.approx(-1.0)

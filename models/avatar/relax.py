@@ -12,11 +12,13 @@ the emotion asks for less smile than the photo shows (:mod:`models.mixer`).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from headcast.models.avatar import landmarks as L
 from headcast.models.avatar.face_geometry import FaceGeometry, slit_y
-from headcast.models.avatar.pack import AvatarPack
+from headcast.models.avatar.pack import DEFAULT_AVATAR_DIR, AvatarPack, read_meta
 
 # Corner height above the middle of the lip slit, in mouth widths: a neutral mouth's,
 # and how much more counts as a full smile (measured on the portrait set: neutral faces
@@ -55,6 +57,14 @@ def pack_smile(pack: AvatarPack | None) -> dict[str, float] | None:
     """The smile a pack's portrait shows (its ``smile``), for the motion mixer; None
     without a pack, or for a pack enrolled before the smile was measured."""
     return None if pack is None else pack.meta.get("smile")
+
+
+def folder_smile(avatar: str | Path | None) -> dict[str, float] | None:
+    """The smile of a pack folder's portrait (None: the built-in avatar), from its
+    metadata alone, for a motion mixer made before (or apart from) the renderer."""
+    meta = read_meta(DEFAULT_AVATAR_DIR if avatar is None else Path(avatar))
+    smile = meta.get("smile")
+    return dict(smile) if isinstance(smile, dict) else None
 
 
 def relax(points: np.ndarray, left: bool) -> np.ndarray:
