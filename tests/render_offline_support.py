@@ -7,6 +7,7 @@ exactly and the tests check the pipeline's timing, not a trained network's quali
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 from pathlib import Path
 
@@ -79,16 +80,32 @@ def write_stub_motion_model(path: Path) -> Path:
 
 
 def voiced_bursts(spans: list[tuple[float, float]], total_s: float, rate: int = SR) -> np.ndarray:
-    """float32 (total_s * rate,) silence with a voiced, speech-like sound in each span (s)."""
+    """float32 (total_s * rate,) silence with a voiced, speech-like sound in each span (s):
+    a glottal-like pulse train at a gliding pitch through vowel formants (one vowel a
+    syllable, four syllables a second) — speech-like enough for the motion model's
+    voice-activity gate, which shuts the mouth on a plain harmonic buzz."""
+    from scipy.signal import lfilter
+
     t = np.arange(round(total_s * rate)) / rate
     out = np.zeros_like(t)
     rng = np.random.default_rng(1)
+    vowels = ((730, 1090, 2440), (270, 2290, 3010), (570, 840, 2410), (530, 1840, 2480))
     for a, b in spans:
         inside = (t >= a) & (t < b)
         tt = t[inside] - a
-        buzz = sum(np.sin(2 * np.pi * 130 * k * tt) / k for k in range(1, 12))
+        f0 = 120 + 20 * np.sin(2 * np.pi * 1.5 * tt)
+        source = (np.cumsum(f0) / rate) % 1.0 - 0.5  # sawtooth: every harmonic
+        voiced = np.zeros(len(tt))
+        edges = np.linspace(0, len(tt), max(1, round((b - a) * 4)) + 1).astype(int)
+        for k, (lo, hi) in enumerate(itertools.pairwise(edges)):
+            x = source[lo:hi]
+            for f, bw in zip(vowels[k % len(vowels)], (80, 100, 120), strict=True):
+                r = np.exp(-np.pi * bw / rate)
+                x = lfilter([1 - r], [1, -2 * r * np.cos(2 * np.pi * f / rate), r * r], x)
+            voiced[lo:hi] = x
         syllables = 0.6 + 0.4 * np.sin(2 * np.pi * 4.0 * tt) ** 2
-        out[inside] = 0.15 * syllables * buzz + 0.01 * rng.standard_normal(inside.sum())
+        voiced /= max(float(np.abs(voiced).max()), 1e-9)
+        out[inside] = 0.3 * syllables * voiced + 0.003 * rng.standard_normal(inside.sum())
     return out.astype(np.float32)
 
 
