@@ -30,12 +30,12 @@ $(VENV)/.dev-ok: $(VENV)/.serve-ok requirements/dev.txt
 	touch $@
 
 # The voice-agent adapters are tested where a user installs them: the light client
-# (`.[pipecat]`, no server dependencies) in a venv of its own, against the server in .venv.
+# (`.[pipecat,livekit]`, no server dependencies) in a venv of its own, against the server in .venv.
 AGENTS_VENV ?= .agents-venv
 $(AGENTS_VENV)/.ok: pyproject.toml requirements/agents.txt
 	$(PY) -m venv $(AGENTS_VENV) || python3 -m venv $(AGENTS_VENV)
 	$(AGENTS_VENV)/bin/pip install -q --upgrade pip
-	$(AGENTS_VENV)/bin/pip install -q -e '.[pipecat]' -r requirements/agents.txt
+	$(AGENTS_VENV)/bin/pip install -q -e '.[pipecat,livekit]' -r requirements/agents.txt
 	touch $@
 
 setup:

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from headcast.server.api import (
     avatars,
     health,
+    livekit,
     renders,
     sessions,
     static,
@@ -46,6 +47,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     renders.router,
     tokens.router,
     voices.router,
+    livekit.router,
     static.router,
 )
 

@@ -134,6 +134,9 @@ class ServerSettings(StrictModel):
     max_say_chars: int = Field(default=2000, ge=1, le=100_000)
     #: an OpenAI-compatible text-to-speech endpoint whose voices are offered as well
     tts: RemoteTTS | None = None
+    #: a Python with headcast[livekit] installed, which runs the LiveKit avatar workers
+    #: (POST /v1/livekit/workers); None = LiveKit workers are off (501)
+    livekit_worker_python: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("trusted_proxies")

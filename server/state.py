@@ -166,6 +166,11 @@ class AppState:
             {s: round(sched.frame_cost(s) * 1e3, 2) for s in sched.tick_cost},
         )
 
+    def track_task(self, task: asyncio.Task[Any]) -> None:
+        """A background task that stop() cancels (and waits for)."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def stop(self) -> None:
         self.ready = False
         for task in list(self._tasks):

@@ -48,13 +48,15 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def headcast_server() -> Iterator[str]:
-    """A ``headcast serve`` at SIZE on loopback, run by HEADCAST_SERVER_PYTHON (.venv)."""
+def headcast_server(**settings: str) -> Iterator[str]:
+    """A ``headcast serve`` at SIZE on loopback, run by HEADCAST_SERVER_PYTHON (.venv);
+    ``settings``: more HEADCAST_SERVE__* values (lower-case names)."""
     python = os.environ.get("HEADCAST_SERVER_PYTHON", str(ROOT / ".venv" / "bin" / "python"))
     if not Path(python).exists():
         pytest.skip(f"no server Python at {python} (set HEADCAST_SERVER_PYTHON)")
     port = free_port()
     env = dict(os.environ, HEADCAST_SERVE__ALLOWED_SIZES=f"[{SIZE}, 384]")
+    env.update({f"HEADCAST_SERVE__{k.upper()}": v for k, v in settings.items()})
     cmd = [python, "-m", "headcast.server.cli", "serve", "--port", str(port)]
     cmd += ["--size", str(SIZE), "--ice-host", "127.0.0.1"]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL, cwd=ROOT)

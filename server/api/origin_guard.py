@@ -24,7 +24,7 @@ from headcast.server.api.auth import ASGIApp, Receive, Scope, Send, header, refu
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: (method, path) of the endpoints that read a JSON body
-JSON_BODIES = re.compile(r"/v1/(sessions|tokens|sessions/[^/]+/(control|say))/?")
+JSON_BODIES = re.compile(r"/v1/(sessions|tokens|livekit/workers|sessions/[^/]+/(control|say))/?")
 
 
 def is_json(content_type: str) -> bool:
