@@ -191,3 +191,21 @@ def test_the_server_launches_a_worker_per_room_and_admits_them_like_sessions() -
         silent_port = silent.getsockname()[1]
         with headcast_server(livekit_worker_python=sys.executable, max_sessions="1") as url:
             asyncio.run(asyncio.wait_for(main(url), 120))
+
+
+def test_the_example_agent_loads() -> None:
+    """examples/livekit_agent.py imports and its CLI answers (it needs a LiveKit server
+    to do more)."""
+    import subprocess
+    import sys
+
+    from tests.agents_support import ROOT
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "livekit_agent.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-500:]
+    assert "dev" in done.stdout
