@@ -168,3 +168,30 @@ def test_an_early_onset_sends_its_audio_before_the_ticks_run(pool: ProcessPool) 
         np.testing.assert_array_equal(heard[s0:], speech[onset:][: len(heard) - s0])
     finally:
         remote.close()
+
+
+def test_warming_a_render_process_runs_its_models_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session's first frames in a render process must not pay for the first run of a
+    renderer or motion model there: ``warm`` runs each once (and only once)."""
+    import headcast.server.live.loaders as loaders
+    from headcast.server.live.render_process import _Host
+
+    runs: list[str] = []
+
+    class Renderer:
+        def render(self, coeffs: np.ndarray) -> np.ndarray:
+            runs.append("render")
+            return np.zeros((SIZE, SIZE, 3), np.uint8)
+
+    class Streamer:
+        def push(self, pcm: np.ndarray) -> None:
+            runs.append(f"motion {len(pcm)}")
+
+    host = _Host(ServerSettings(), conn=None)  # type: ignore[arg-type]
+    host.make_renderer = lambda avatar, size: Renderer()
+    host.load_motion = lambda fps: object()
+    monkeypatch.setattr(loaders, "default_streamer", lambda model: Streamer())
+    host.warm(None, [SIZE, 2 * SIZE], 25)
+    assert runs == ["motion 8000", "render", "render"]
+    host.warm(None, [SIZE], 25)  # already warm: nothing runs again
+    assert len(runs) == 3

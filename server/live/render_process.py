@@ -18,6 +18,7 @@ from headcast.server.live.pipeline_spec import PipelineSpec, TickReply, build_pi
 from headcast.server.settings import ServerSettings
 
 OK, ERROR, PARTIAL = "ok", "error", "partial"  # what a message from a process is
+WARM_SAMPLES = 8000  # half a second of silence through a new motion model
 
 
 class _Host:
@@ -44,9 +45,17 @@ class _Host:
         return self.models[fps]
 
     def warm(self, avatar: str | None, sizes: list[int], fps: int) -> None:
-        self.model(fps)
+        """Load, and run once, what a session at ``avatar``/``sizes``/``fps`` will use: a
+        model's or renderer's first run in a process allocates and compiles, and a
+        session's first frames must not pay for it (they would be late)."""
+        from headcast.models.channels import zeros
+        from headcast.server.live.loaders import default_streamer
+
+        if fps not in self.models:
+            default_streamer(self.model(fps)).push(np.zeros(WARM_SAMPLES, np.float32))
         for size in sizes:
-            self.renderer(avatar, size)
+            if (avatar, size) not in self.renderers:
+                self.renderer(avatar, size).render(zeros())
 
     def open(self, key: str, spec: PipelineSpec) -> None:
         from headcast.server.live.loaders import default_streamer
