@@ -238,3 +238,18 @@ def test_the_open_mouth_is_a_lens_not_a_trapezoid(packs, name):
     c = from_mapping({"jawOpen": 1.0})
     ratio = _opening_at(packs[name], c, 0.75) / _opening_at(packs[name], c, 0.0)
     assert ratio <= 0.75, f"{name}: {ratio:.2f}"
+
+
+@pytest.mark.parametrize("name", list(PORTRAITS))
+def test_jaw_leaves_the_upper_lip_where_it_is(packs, name):
+    """jawOpen moves the lower lip, never the upper one, also on a tilted closed mouth
+    whose inner-lip landmarks cross: relaxing a fold must not blend the two lips'
+    motions across the slit (on faceapi_sample1_00 the middle of the upper lip dropped
+    with 37 % of the lower lip's motion and its teeth broke into steps)."""
+    from headcast.models.avatar import landmarks as L
+
+    ring = list(L.LIPS_INNER)
+    upper = [ring.index(k) for k in L.LIPS_INNER_UPPER[1:-1]]
+    lower = [ring.index(k) for k in L.LIPS_INNER_LOWER[1:-1]]
+    jaw = packs[name].arrays["lip_bases"][CHANNEL_INDEX["jawOpen"]]
+    assert jaw[upper, 1].max() <= 0.05 * jaw[lower, 1].max()

@@ -38,7 +38,7 @@ from headcast.models.avatar.bases import (
 )
 from headcast.models.avatar.detect import detect_landmarks
 from headcast.models.avatar.errors import AvatarError, EnrollError
-from headcast.models.avatar.face_geometry import FaceGeometry
+from headcast.models.avatar.face_geometry import FaceGeometry, across_the_slit
 from headcast.models.avatar.image_io import load_portrait
 from headcast.models.avatar.mouth import (
     cavity_colors,
@@ -256,7 +256,7 @@ def _fold_free_depth(
 
 # Bumped when enrollment makes a different pack from the same portrait (new textures,
 # new authored motion) without the pack format changing: cached packs are then rebuilt.
-ENROLL_REVISION = 3
+ENROLL_REVISION = 4
 
 
 def portrait_hash(data: bytes, size: int) -> str:
@@ -279,7 +279,10 @@ def build_pack(image: np.ndarray, size: int = 512, progress: Progress = _noop) -
     disp = landmark_displacements(points).astype(np.float64)
     head = HeadEllipse.of(points)
     dens = Densifier(points, head, size)
+    # The mouth's opening is not skin: its triangles are not tested for folds, and the
+    # relaxation of a fold does not blend the lips' motions across it.
     triangles = dens.landmark_triangles()
+    triangles = triangles[~across_the_slit(FaceGeometry.of(points), triangles)]
     nm = len(MOUTH_CHANNELS)
     fields = densify_channels(disp, dens)
     _unfold_channels(fields, disp, points, triangles, dens, size, range(nm))

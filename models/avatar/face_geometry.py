@@ -106,6 +106,17 @@ def lower_side(g: FaceGeometry) -> np.ndarray:
     return side
 
 
+def across_the_slit(g: FaceGeometry, triangles: np.ndarray) -> np.ndarray:
+    """bool (T,): landmark triangles ``int (T, 3)`` that join the upper lip to the lower
+    one across the slit, between the mouth corners. They are the mouth's opening, not
+    skin: opening the jaw stretches them, and where the landmarks of a closed mouth
+    cross (a tilted, pursed mouth) it turns them over, which is no fold of the face."""
+    lower = lower_side(g)[triangles] >= 0.5
+    spans = lower.any(axis=1) & ~lower.all(axis=1)
+    near = (np.abs(g.xy[triangles, 0] - g.mouth_center[0]) < 0.75 * g.mouth_width).all(axis=1)
+    return spans & near
+
+
 def lip_band(g: FaceGeometry, lower: bool) -> np.ndarray:
     """Signed distance of every landmark from the slit, into the upper or lower lip (px)."""
     dist = g.xy[:, 1] - slit_y(g, g.xy[:, 0])
