@@ -79,6 +79,11 @@ class ServerThread(LocalServer):
     def server(self) -> Any:
         return self._server
 
+    @property
+    def thread(self) -> Any:
+        """The thread whose event loop serves."""
+        return self._thread
+
     def __enter__(self) -> ServerThread:  # type: ignore[override]
         self.start()
         return self
