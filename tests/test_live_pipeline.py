@@ -165,3 +165,34 @@ def test_early_onset_starts_buffered_speech_on_unsent_silence(monkeypatch: Any) 
     q.push(speech[:320])
     q.tick_until(n)
     assert q.early_onsets_taken == 0 and len(q.input) == 320
+
+
+def test_a_live_session_relaxes_the_portraits_own_smile() -> None:
+    """The built-in portrait smiles; at ``neutral`` the pipeline ``build_pipeline`` makes
+    for a session renders a negative smile (the renderer's relax flow), as offline
+    rendering does."""
+    from headcast.server.live.pipeline_spec import PipelineSpec, build_pipeline, portrait_smile
+
+    smile = portrait_smile(None)
+    assert smile is not None and smile["mouthSmileLeft"] > 0.2
+    assert portrait_smile("/nonexistent/pack") is None
+    seen: list[np.ndarray] = []
+
+    def render(c: np.ndarray) -> np.ndarray:
+        seen.append(c.copy())
+        return np.zeros((8, 8, 3), np.uint8)
+
+    def build(lips: Any) -> SessionPipeline:
+        spec = PipelineSpec(
+            avatar=None, size=256, fps=25, seed=0, emotion="neutral",
+            clock=MediaClock(25, delay_frames=2, start=time.monotonic()),
+            max_buffered_s=5.0, echo_audio=True, early_onsets=False, read_ahead=0,
+        )  # fmt: skip
+        return build_pipeline(
+            spec, streamer=LoudnessStreamer(), mouth_names=MOUTH_CHANNELS, render=render,
+            lips=lips,
+        )  # fmt: skip
+
+    smile_left = CHANNEL_INDEX["mouthSmileLeft"]
+    build(None).tick_until(3)
+    assert seen and max(c[smile_left] for c in seen) < -0.2

@@ -20,7 +20,7 @@ from headcast.models.mixer import MotionMixer
 from headcast.server.live.clock import MediaClock
 from headcast.server.live.loaders import default_streamer
 from headcast.server.live.pipeline import SessionPipeline
-from headcast.server.live.pipeline_spec import PipelineSpec
+from headcast.server.live.pipeline_spec import PipelineSpec, portrait_smile
 from headcast.server.live.procpool import ProcessPool, RemotePipeline
 from headcast.server.settings import ServerSettings
 from tests.server_harness import ServerThread, load_speech, require_motion_model, run
@@ -67,7 +67,7 @@ def test_a_remote_pipeline_makes_the_frames_and_audio_an_in_process_one_makes(
         clock=MediaClock(25, 2, start=start, output_delay=0.08),
         streamer=default_streamer(model),
         mouth_names=tuple(model.names),
-        mixer=MotionMixer(25, seed=7, emotion="neutral"),
+        mixer=MotionMixer(25, seed=7, emotion="neutral", portrait_smile=portrait_smile(None)),
         render=create_renderer(None, backend="warp", size=SIZE).render,
         max_buffered_s=5.0,
     )

@@ -48,12 +48,15 @@ def build_pipeline(
     render: Callable[..., np.ndarray],
     lips: LipStreamerLike | None = None,
 ) -> SessionPipeline:
-    """The session pipeline ``spec`` describes, computing with these models."""
+    """The session pipeline ``spec`` describes, computing with these models. On the
+    warp renderers the mixer knows the portrait's own smile, so ``neutral`` relaxes it
+    (EDTalk draws its own mouth: no smile offset there)."""
+    smile = None if lips is not None else portrait_smile(spec.avatar)
     return SessionPipeline(
         clock=spec.clock,
         streamer=streamer,
         mouth_names=mouth_names,
-        mixer=MotionMixer(spec.fps, seed=spec.seed, emotion=spec.emotion),
+        mixer=MotionMixer(spec.fps, seed=spec.seed, emotion=spec.emotion, portrait_smile=smile),
         render=render,
         max_buffered_s=spec.max_buffered_s,
         echo_audio=spec.echo_audio,
@@ -62,6 +65,17 @@ def build_pipeline(
         read_ahead=spec.read_ahead,
         drain_above_s=spec.drain_above_s,
     )
+
+
+def portrait_smile(avatar: str | None) -> dict[str, float] | None:
+    """The smile of the pack at ``avatar`` (None: the built-in one); None if unknown."""
+    from headcast.models.avatar.errors import AvatarError
+    from headcast.models.avatar.relax import folder_smile
+
+    try:
+        return folder_smile(avatar)
+    except AvatarError:  # not a pack folder (a test's own renderer): no smile to undo
+        return None
 
 
 @dataclass
