@@ -84,7 +84,7 @@ def test_sound_refused_before_a_click_plays_muted_with_a_tap_to_unmute(
     mic_wav: Path, srv: ServerThread, site: str
 ) -> None:
     with chromium(mic_wav, autoplay="document-user-activation-required") as browser:
-        page = browser.new_page()
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
         # Nothing is evaluated in the page until it has connected: Playwright's evaluate
         # counts as a user gesture, which would let the sound play. Console lines are read.
         with page.expect_console_message(
@@ -98,6 +98,10 @@ def test_sound_refused_before_a_click_plays_muted_with_a_tap_to_unmute(
         button = page.locator("#guide").locator(".unmute")
         assert button.is_visible() and "unmute" in (button.text_content() or "")
         page.screenshot(path=artifact("embed-autoplay-blocked.png"))
+        page.set_viewport_size({"width": 360, "height": 740})  # a phone: the control still fits
+        box = button.bounding_box()
+        assert box is not None and 0 <= box["x"] and box["x"] + box["width"] <= 360
+        page.screenshot(path=artifact("embed-autoplay-blocked-360x740.png"))
         button.click()  # the visitor's tap: sound on
         page.wait_for_function(f"!{video}.muted && !{video}.paused", timeout=5000)
         assert not button.is_visible()
