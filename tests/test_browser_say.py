@@ -98,6 +98,7 @@ def test_typed_text_is_spoken_and_the_page_explains_itself(
     assert wait_state(page, "#avatar", ("disconnected",), 5000) == "disconnected"
     assert page.text_content("#stats") == "not connected"  # no stale numbers
     assert page.is_visible("#hint")
-    assert [e for e in log.errors if "400" not in e] == []  # only the refused say
+    # only the refused say (400), and a busy server's 503 that the widget waited out
+    assert [e for e in log.errors if "400" not in e and "503" not in e] == []
     page.close()
     print(f"{width}x{height}: Enter -> mouth {enter_to_mouth:.0f} ms")

@@ -494,10 +494,13 @@ export class HeadcastConnection {
     if (this._onPause) this.video.removeEventListener('pause', this._onPause);
     if (this.pc) this.pc.close();
     if (this.microphone) this.microphone.getTracks().forEach((t) => t.stop());
-    if (!quiet && this.session && this.joinId && this.whepResource) {
+    // close() runs again when an open() step finds itself cancelled: release once
+    const release = !quiet && this.session && !this._released;
+    if (release) this._released = true;
+    if (release && this.joinId && this.whepResource) {
       // a joined session stays: only this viewer leaves it
       await this.http('DELETE', this.whepResource, { json: false }).catch(() => {});
-    } else if (!quiet && this.session && !this.joinId) {
+    } else if (release && !this.joinId) {
       await this.http('DELETE', `/v1/sessions/${this.session.id}`, { json: false }).catch(() => {});
     }
     this.pc = null;
