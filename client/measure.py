@@ -25,9 +25,14 @@ class MouthMeter:
     DARK = 70.0  # luma below which a pixel counts as mouth cavity
     GAIN = 40.0  # luma drop from the neutral render that marks the cavity
 
-    def __init__(self, render: Callable[[np.ndarray], np.ndarray]) -> None:
-        closed = render(zeros()).astype(np.float32).mean(axis=-1)
-        c = zeros()
+    def __init__(
+        self, render: Callable[[np.ndarray], np.ndarray], rest: np.ndarray | None = None
+    ) -> None:
+        """``rest``: the coefficients of the face at rest, if not all zero (a smiling
+        portrait at ``neutral`` rests with its smile relaxed: negative smile channels)."""
+        base = zeros() if rest is None else np.asarray(rest, np.float32)
+        closed = render(base).astype(np.float32).mean(axis=-1)
+        c = base.copy()
         c[CHANNEL_INDEX["jawOpen"]] = 1.0
         opened = render(c).astype(np.float32).mean(axis=-1)
         self.mask = ((closed - opened) > self.GAIN) & (opened < self.DARK)

@@ -50,6 +50,18 @@ def require_motion_model() -> None:
         pytest.skip(f"shipped motion model {DEFAULT_MODEL} is not in this checkout")
 
 
+def rest_coefficients(avatar: str | None = None) -> np.ndarray:
+    """The built-in (or ``avatar``'s) face at ``neutral`` as a live session renders it:
+    its portrait's smile relaxed."""
+    from headcast.models.channels import CHANNEL_INDEX, zeros
+    from headcast.server.live.pipeline_spec import portrait_smile
+
+    rest = zeros()
+    for name, value in (portrait_smile(avatar) or {}).items():
+        rest[CHANNEL_INDEX[name]] = -min(float(value), 1.0)
+    return rest
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

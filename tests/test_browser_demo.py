@@ -29,7 +29,7 @@ from tests.browser_support import (
     server_settings,
     wait_state,
 )
-from tests.server_harness import SPEECH_WAV, TEST_SIZE, MouthMeter, ServerThread
+from tests.server_harness import SPEECH_WAV, TEST_SIZE, MouthMeter, ServerThread, rest_coefficients
 
 pytestmark = pytest.mark.browser
 
@@ -74,7 +74,9 @@ def srv(mic_wav: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
 def meter() -> MouthMeter:
     from headcast.models.render import create_renderer
 
-    return MouthMeter(create_renderer(None, backend="warp", size=TEST_SIZE).render)
+    return MouthMeter(
+        create_renderer(None, backend="warp", size=TEST_SIZE).render, rest_coefficients()
+    )
 
 
 def capture(page: Any, selector: str, crop: tuple[int, int, int, int]) -> np.ndarray:

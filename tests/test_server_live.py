@@ -29,6 +29,7 @@ from tests.server_harness import (
     load_speech,
     mouth_series,
     require_motion_model,
+    rest_coefficients,
     run,
     wav_bytes,
 )
@@ -46,7 +47,9 @@ def srv() -> Iterator[ServerThread]:
 
 @pytest.fixture(scope="module")
 def meter() -> MouthMeter:
-    return MouthMeter(create_renderer(None, backend="warp", size=TEST_SIZE).render)
+    return MouthMeter(
+        create_renderer(None, backend="warp", size=TEST_SIZE).render, rest_coefficients()
+    )
 
 
 def window(t: np.ndarray, values: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -101,7 +104,9 @@ def test_speech_plays_in_sync_and_silence_closes_the_mouth(
 
     # The mouth moves with speech and is closed in silence, before and after.
     during = window(t_v, mouth, start, end)
-    assert during.max() > 0.5 and np.mean(during > OPEN) > 0.25, "mouth follows speech"
+    # (mid openings are lens-shaped, narrow at the corners: they cover less of the
+    # jawOpen=1 cavity the meter counts than the opening's height suggests)
+    assert during.max() > 0.5 and np.mean(during > OPEN) > 0.15, "mouth follows speech"
     assert window(t_v, mouth, t_v[0] + 0.3, start - 0.15).max() < CLOSED, "idle mouth closed"
     assert window(t_v, mouth, end + 0.3, t_v[-1]).max() < CLOSED, "silence closes the mouth"
 
