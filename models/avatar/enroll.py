@@ -58,10 +58,11 @@ from headcast.models.channels import (
     POSE_ANGLE_LIMIT_DEG,
     POSE_CHANNELS,
 )
+from headcast.models.sizes import PACK_SIZES
 
 log = logging.getLogger(__name__)
 
-SIZES = (256, 512)
+SIZES = PACK_SIZES
 MAX_FOLD_RETRIES = 6
 FOLD_SHRINK = 0.8
 MAX_RESTORE_GAIN = 2.5  # at most this much of a projected channel's lost norm is restored

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from headcast.models.sizes import PACK_SIZES
 from headcast.server.cli_args import positive_int, positive_seconds
 from headcast.server.errors import UserError
 
@@ -19,7 +20,7 @@ HELP = "frames/s of the warp renderer (CPU fast path, ONNX graph) vs a bare cv2.
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--avatar", default=None, help="avatar pack folder (default: built-in)")
     parser.add_argument(
-        "--sizes", type=int, nargs="+", choices=[256, 512], help="frame sizes (default: 256 512)"
+        "--sizes", type=int, nargs="+", choices=PACK_SIZES, help="frame sizes (default: 256 512)"
     )
     parser.add_argument(
         "--seconds", type=positive_seconds, default=2.0, help="time budget per measurement"
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     ]
     if edtalk_only:
         raise UserError(f"{', '.join(edtalk_only)}: only with --backend edtalk")
-    sizes = args.sizes or [256, 512]
+    sizes = args.sizes or list(PACK_SIZES)
     batches = args.onnx_batches or [1, 4]
     base = load_pack(args.avatar)
     rng = np.random.default_rng(0)

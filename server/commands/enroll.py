@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from headcast.models.sizes import PACK_SIZES
 from headcast.server.errors import UserError
 
 HELP = "enroll a portrait as an avatar (face landmarks, flow bases, textures)"
@@ -17,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("portrait", type=Path, help="JPEG/PNG/WebP portrait with one visible face")
     parser.add_argument("-o", "--out", type=Path, required=True, help="avatar pack folder to write")
     parser.add_argument(
-        "--size", type=int, choices=(256, 512), default=512, help="head-frame side in pixels"
+        "--size", type=int, choices=PACK_SIZES, default=512, help="head-frame side in pixels"
     )
     parser.add_argument("--force", action="store_true", help="re-enroll even if the pack is cached")
 

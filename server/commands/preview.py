@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from headcast.models.sizes import PACK_SIZES
 from headcast.server.cli_args import writable_file
 from headcast.server.errors import UserError
 
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--avatar", type=Path, default=None, help="avatar pack folder (default: built-in)"
     )
     parser.add_argument("-o", "--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--size", type=int, choices=(256, 512), default=None)
+    parser.add_argument("--size", type=int, choices=PACK_SIZES, default=None)
     parser.add_argument("--no-video", action="store_true", help="only the contact sheet")
     parser.add_argument(
         "--portraits",
