@@ -109,19 +109,21 @@ def check_pose(values: Mapping[str, float]) -> None:
             raise ValueError(f"{name} must be within ±{limit:g}, got {value:g}")
 
 
+def channel_bounds() -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) float32 (K,): each channel's valid range — 0..1 for blendshapes,
+    -1..1 for :data:`SIGNED_CHANNELS`, the limits for pose. :func:`clip` and the ONNX
+    renderer's graph both clamp to these."""
+    lo = np.zeros(NUM_CHANNELS, np.float32)
+    hi = np.ones(NUM_CHANNELS, np.float32)
+    lo[list(SIGNED_INDEX)] = -1.0
+    angles = slice(POSE_SLICE.start, POSE_SLICE.start + 3)
+    shifts = slice(POSE_SLICE.start + 3, POSE_SLICE.stop)
+    lo[angles], hi[angles] = -POSE_ANGLE_LIMIT_DEG, POSE_ANGLE_LIMIT_DEG
+    lo[shifts], hi[shifts] = -POSE_SHIFT_LIMIT, POSE_SHIFT_LIMIT
+    return lo, hi
+
+
 def clip(coeffs: np.ndarray) -> np.ndarray:
-    """Clamp to each bank's valid range: 0..1 for blendshapes (-1..1 for
-    :data:`SIGNED_CHANNELS`), limits for pose."""
-    out = np.array(coeffs, np.float32, copy=True)
-    signed = out[..., list(SIGNED_INDEX)]
-    out[..., : POSE_SLICE.start] = np.clip(out[..., : POSE_SLICE.start], 0.0, 1.0)
-    out[..., list(SIGNED_INDEX)] = np.clip(signed, -1.0, 1.0)
-    out[..., POSE_SLICE.start : POSE_SLICE.start + 3] = np.clip(
-        out[..., POSE_SLICE.start : POSE_SLICE.start + 3],
-        -POSE_ANGLE_LIMIT_DEG,
-        POSE_ANGLE_LIMIT_DEG,
-    )
-    out[..., POSE_SLICE.start + 3 :] = np.clip(
-        out[..., POSE_SLICE.start + 3 :], -POSE_SHIFT_LIMIT, POSE_SHIFT_LIMIT
-    )
-    return out
+    """Clamp to each channel's valid range (:func:`channel_bounds`)."""
+    lo, hi = channel_bounds()
+    return np.clip(np.asarray(coeffs, np.float32), lo, hi).astype(np.float32)

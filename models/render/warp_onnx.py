@@ -15,13 +15,7 @@ from onnx import TensorProto, helper
 
 from headcast.models.avatar.mouth import T_MAX
 from headcast.models.avatar.pack import AvatarPack
-from headcast.models.channels import (
-    NUM_CHANNELS,
-    POSE_ANGLE_LIMIT_DEG,
-    POSE_SHIFT_LIMIT,
-    POSE_SLICE,
-    SIGNED_INDEX,
-)
+from headcast.models.channels import NUM_CHANNELS, SIGNED_INDEX, channel_bounds
 from headcast.models.onnx_session import Provider, create_session
 from headcast.models.render import onnx_graph as G
 from headcast.models.render import warp_math as wm
@@ -38,13 +32,7 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
     coeffs = "coeffs"
 
     # 1. prepare: clamp, mouthClose <= jawOpen
-    lo = np.zeros(NUM_CHANNELS, np.float32)
-    hi = np.ones(NUM_CHANNELS, np.float32)
-    lo[list(SIGNED_INDEX)] = -1.0
-    lo[POSE_SLICE.start : POSE_SLICE.start + 3] = -POSE_ANGLE_LIMIT_DEG
-    hi[POSE_SLICE.start : POSE_SLICE.start + 3] = POSE_ANGLE_LIMIT_DEG
-    lo[POSE_SLICE.start + 3 :] = -POSE_SHIFT_LIMIT
-    hi[POSE_SLICE.start + 3 :] = POSE_SHIFT_LIMIT
+    lo, hi = channel_bounds()
     c = g.op("Min", g.op("Max", coeffs, g.const(lo)), g.const(hi))
     close, jaw = g.col(c, wm.CLOSE), g.col(c, wm.JAW)
     onehot = np.zeros(NUM_CHANNELS, np.float32)
