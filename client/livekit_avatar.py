@@ -42,6 +42,7 @@ OUT_RATE = 48_000  # the session's sound as WebRTC delivers it (Opus), downmixed
 DRAIN_POLL_S = 0.05  # how often the session is asked whether it has played everything
 IN_FLIGHT_S = 0.15  # sound already sent by the server but not yet received here
 QUEUE_FRAMES = 64  # frames waiting for the runner; video beyond this is dropped
+SESSION_POLL_S = 2.0  # how often the worker checks that its session still exists
 
 # what the generator yields: rtc.VideoFrame | rtc.AudioFrame | AudioSegmentEnd
 Out = Any
@@ -191,7 +192,9 @@ async def run_worker(
         await runner.start()
         gone = asyncio.Event()
         room.on("disconnected", lambda *_: gone.set())
+        watch = asyncio.create_task(_session_ends(client, session["id"], gone))
         await gone.wait()
+        watch.cancel()
     finally:
         if runner is not None:
             await runner.aclose()
@@ -200,6 +203,19 @@ async def run_worker(
         if owned:
             with contextlib.suppress(Exception):
                 await client.close_session(session["id"])
+
+
+async def _session_ends(client: HeadcastClient, sid: str, gone: asyncio.Event) -> None:
+    """Set ``gone`` once the headcast session is closed (deleted, reaped, server gone)."""
+    from headcast.client.http_client import HeadcastError
+
+    while not gone.is_set():
+        await asyncio.sleep(SESSION_POLL_S)
+        try:
+            await client.session(sid)
+        except HeadcastError as exc:
+            if exc.status in (0, 404):
+                gone.set()
 
 
 def main() -> None:

@@ -209,3 +209,21 @@ def test_the_example_agent_loads() -> None:
     )
     assert done.returncode == 0, done.stderr[-500:]
     assert "dev" in done.stdout
+
+
+def test_a_worker_notices_its_session_closed(server_url: str) -> None:
+    """A worker whose headcast session is deleted (or reaped) leaves the room."""
+    from headcast.client.livekit_avatar import _session_ends
+
+    async def main() -> None:
+        client = HeadcastClient(server_url)
+        session = await client.create_session(size=SIZE)
+        gone = asyncio.Event()
+        watch = asyncio.create_task(_session_ends(client, session["id"], gone))
+        await asyncio.sleep(2.5)
+        assert not gone.is_set()  # the session is open: the worker stays
+        await client.close_session(session["id"])
+        await asyncio.wait_for(gone.wait(), 5)
+        await watch
+
+    asyncio.run(asyncio.wait_for(main(), 30))
