@@ -9,28 +9,10 @@ from __future__ import annotations
 import argparse
 from types import ModuleType
 
-from headcast.server.bench import (
-    edtalk,
-    enroll,
-    live,
-    motion,
-    render,
-    render_file,
-    say,
-    soak,
-)
+from headcast.server.bench import edtalk, enroll, live, motion, render, render_file, say, soak
 from headcast.server.errors import UserError
 
-BENCHMARKS: tuple[ModuleType, ...] = (
-    edtalk,
-    enroll,
-    live,
-    motion,
-    render,
-    render_file,
-    say,
-    soak,
-)
+BENCHMARKS: tuple[ModuleType, ...] = (edtalk, enroll, live, motion, render, render_file, say, soak)
 
 HELP = "run a benchmark (render, motion, live, render-file, ...)"
 
