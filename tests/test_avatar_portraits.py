@@ -253,3 +253,24 @@ def test_jaw_leaves_the_upper_lip_where_it_is(packs, name):
     lower = [ring.index(k) for k in L.LIPS_INNER_LOWER[1:-1]]
     jaw = packs[name].arrays["lip_bases"][CHANNEL_INDEX["jawOpen"]]
     assert jaw[upper, 1].max() <= 0.05 * jaw[lower, 1].max()
+
+
+@pytest.mark.parametrize("name", list(PORTRAITS))
+def test_a_full_blink_shows_no_sclera_and_no_iris(packs, name):
+    """The lid layer covers the whole opening with lid skin and a lash line (the lid
+    maps it replaced left sclera brighter than the lid skin by up to 28 grey levels
+    and iris over up to 69 % of the opening on this set)."""
+    from tests.eye_meter import EYES, closed_eye, eye_regions
+
+    pack = packs[name]
+    renderer = WarpRenderer(pack)
+    measured = 0
+    for channel in EYES:
+        regions = eye_regions(pack.arrays["landmarks"], pack.size, channel)
+        if regions is None:  # an eye closed in the portrait
+            continue
+        shut = closed_eye(pack.image, renderer.render(from_mapping({channel: 1.0})), regions)
+        assert shut.brightest_over_skin <= 10.0, (name, channel, shut)
+        assert shut.dark_share <= 0.2, (name, channel, shut)
+        measured += 1
+    assert measured >= 1 or name == "faceapi_sample2_02"

@@ -27,7 +27,6 @@ from headcast.models.avatar.bases import (
     GRID,
     Densifier,
     HeadEllipse,
-    blink_backward,
     densify_channels,
     depth_field,
     field_jacobian_min,
@@ -77,8 +76,8 @@ UNFOLD_ROUNDS = 8  # relax-and-reproject rounds per channel before weakening it
 DEPTH_BLUR_CELLS = (0.0, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 MIN_POSE_JACOBIAN = 0.1
 MIN_JACOBIAN = 0.05  # the flow's Jacobian determinant must stay above this (0 = a fold)
-# Blinks are drawn by backward lid maps (``blink_backward``); their forward fields are
-# never rendered, so they are not tested for folds.
+# Blinks are drawn by the renderer's lid layer (``models.render.eyelid``); their forward
+# fields are never rendered, so they are not tested for folds.
 BACKWARD_DRAWN = frozenset(
     (MOUTH_CHANNELS + EXPRESSION_CHANNELS).index(n) for n in ("eyeBlinkLeft", "eyeBlinkRight")
 )
@@ -317,7 +316,6 @@ def build_pack(image: np.ndarray, size: int = 512, progress: Progress = _noop) -
         "relax": relax_flow,
         "relax_lip": relax_disp[:, ring_idx, :].astype(np.float32),
         "relax_seal": relax_seal(points) * np.float32(relax_kept),
-        "blink_back": blink_backward(points, size),
         "pose_weight": pose_weight(head, size),
         "depth": depth,
         "pivot": pivot,

@@ -25,7 +25,7 @@ import numpy as np
 from headcast.models.avatar.errors import AvatarError, EnrollError
 from headcast.models.channels import EXPRESSION_CHANNELS, MOUTH_CHANNELS
 
-PACK_VERSION = 4
+PACK_VERSION = 5  # 5: blinks drawn by the renderer's lid layer (no backward lid maps)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_AVATAR_DIR = REPO_ROOT / "models" / "assets" / "avatars" / "default"
 META_FILE, IMAGE_FILE, ARRAYS_FILE, PORTRAIT_FILE = (
@@ -47,7 +47,6 @@ ARRAY_SPECS: dict[str, tuple[str, int]] = {
     "relax": ("float32", 4),  # (2 sides [left, right], 2, G, G) flow relaxing the portrait's smile
     "relax_lip": ("float32", 3),  # (2, 20, 2) the same motion of the inner-lip ring
     "relax_seal": ("float32", 1),  # (2,) lip-seal weight at a fully relaxed [left, right] smile
-    "blink_back": ("float32", 5),  # (2 eyes, 2 levels, 2, G, G) backward eyelid maps, pixels
     "pose_weight": ("float32", 2),  # (G, G) 0..1 how rigidly a point follows the head
     "depth": ("float32", 2),  # (G, G) depth, pixels
     "pivot": ("float32", 1),  # (3,) head rotation centre x, y, z

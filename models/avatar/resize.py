@@ -14,14 +14,13 @@ LENGTH_ARRAYS = (
     "lip_bases",
     "lip_depth",
     "depth",
-    "blink_back",
     "seal",
     "seal_lip",
     "relax",
     "relax_lip",
 )
 # (..., G, G) fields on the flow grid
-GRID_ARRAYS = ("bases", "depth", "pose_weight", "blink_back", "seal", "relax")
+GRID_ARRAYS = ("bases", "depth", "pose_weight", "seal", "relax")
 CELL_PX = 4  # a flow-grid cell covers this many frame pixels at the default 512 / 128
 
 

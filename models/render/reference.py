@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from headcast.models.avatar.pack import AvatarPack
+from headcast.models.render import eyelid
 from headcast.models.render import warp_math as wm
 
 
@@ -17,8 +18,7 @@ def render_reference(pack: AvatarPack, coeffs: np.ndarray) -> np.ndarray:
     c = wm.prepare(coeffs)
     size, arrays = pack.size, pack.arrays
     forward = wm.forward_field(arrays, c, size)
-    blink = arrays["blink_back"].reshape(4, 2, *forward.shape[1:])
-    back = wm.inverse_displacement(forward, size, wm.bilinear, blink, wm.blink_weights(c))
+    back = wm.inverse_displacement(forward, size, wm.bilinear)
     g = back.shape[-1]
     pix = np.arange(size, dtype=np.float64)
     gy, gx = np.meshgrid((pix + 0.5) * g / size - 0.5, (pix + 0.5) * g / size - 0.5, indexing="ij")
@@ -27,6 +27,11 @@ def render_reference(pack: AvatarPack, coeffs: np.ndarray) -> np.ndarray:
     src_x, src_y = px - up[0], py - up[1]
     img = np.moveaxis(pack.image.astype(np.float64), -1, 0)
     out = wm.bilinear(img, src_x, src_y)
+    left, right = wm.blinks(c)
+    if left > 0 or right > 0:
+        layer = np.moveaxis(eyelid.lid_layer(pack.image, arrays["landmarks"]), -1, 0)
+        sampled = wm.bilinear(layer.astype(np.float64), src_x, src_y)
+        out = eyelid.blend(out, sampled, left, right)
     m = wm.mouth_state(arrays, c, size)
     if m.alpha > 0:
         color, cover = wm.interior(px, py, m, arrays, wm.bilinear)

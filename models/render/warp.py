@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from headcast.models.avatar.pack import AvatarPack, load_pack
+from headcast.models.render import eyelid
 from headcast.models.render import warp_math as wm
 
 BBOX_MARGIN_PX = 3
@@ -41,12 +42,17 @@ class WarpRenderer:
         self.image = np.ascontiguousarray(pack.image)
         self._identity = np.ascontiguousarray(np.moveaxis(wm.identity_map(self.size), 0, -1))
         a = pack.arrays
+        self._lids = eyelid.lid_layer(self.image, a["landmarks"])
+        self._lid_boxes = eyelid.layer_boxes(self._lids)
         flow_cells = (
             (np.abs(a["bases"]).sum(axis=(0, 1)) > 0)
-            | (np.abs(a["blink_back"]).sum(axis=(0, 1, 2)) > 0)
             | (np.abs(a["seal"]).sum(axis=0) > 0)
             | (np.abs(a["relax"]).sum(axis=(0, 1)) > 0)
         )
+        # The lids are drawn inside the warped box, so it holds them even unmoved.
+        cell = self.size // flow_cells.shape[0]
+        for lx0, ly0, lx1, ly1 in self._lid_boxes:
+            flow_cells[ly0 // cell : -(-ly1 // cell), lx0 // cell : -(-lx1 // cell)] |= lx1 > lx0
         self._box_identity: dict[tuple[int, int, int, int], np.ndarray] = {}
         self._box_flow = self._pixel_box(flow_cells)
         self._box_pose = self._pixel_box(flow_cells | (a["pose_weight"] > 0))
@@ -74,8 +80,7 @@ class WarpRenderer:
     def backward_field(self, c: np.ndarray) -> np.ndarray:
         """Prepared coefficients (K,) -> float32 (G, G, 2) backward displacement on the grid."""
         forward = wm.forward_field(self.arrays, c, self.size)
-        blink = self.arrays["blink_back"].reshape(4, 2, *forward.shape[1:])
-        back = wm.inverse_displacement(forward, self.size, cv2_sampler, blink, wm.blink_weights(c))
+        back = wm.inverse_displacement(forward, self.size, cv2_sampler)
         return np.ascontiguousarray(np.moveaxis(back, 0, -1))
 
     def render(self, coeffs: np.ndarray) -> np.ndarray:
@@ -87,13 +92,11 @@ class WarpRenderer:
         out = self.image.copy()
         x0, y0, x1, y1 = box
         if x1 > x0 and y1 > y0:
+            mapping = self._box_map(c, box)
             out[y0:y1, x0:x1] = cv2.remap(
-                self.image,
-                self._box_map(c, box),
-                None,
-                cv2.INTER_LINEAR,
-                borderMode=cv2.BORDER_REPLICATE,
+                self.image, mapping, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
             )
+            self._draw_lids(out[y0:y1, x0:x1], mapping, c)
         self._draw_mouth(out, c)
         return out
 
@@ -122,6 +125,27 @@ class WarpRenderer:
             if len(batch)
             else np.zeros((0, self.size, self.size, 3), np.uint8)
         )
+
+    def _draw_lids(self, out: np.ndarray, mapping: np.ndarray, c: np.ndarray) -> None:
+        """``eyelid.blend`` on the pixels of the box ``out`` whose source lands on a lid."""
+        left, right = wm.blinks(c)
+        sx, sy = mapping[..., 0], mapping[..., 1]
+        for blink, (lx0, ly0, lx1, ly1) in zip((left, right), self._lid_boxes, strict=True):
+            if blink <= 0.0 or lx1 <= lx0:
+                continue
+            hit = (sx >= lx0) & (sx <= lx1 - 1) & (sy >= ly0) & (sy <= ly1 - 1)
+            rows, cols = np.flatnonzero(hit.any(axis=1)), np.flatnonzero(hit.any(axis=0))
+            if len(rows) == 0:
+                continue
+            r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+            sub = np.ascontiguousarray(mapping[r0:r1, c0:c1])
+            sampled = cv2.remap(
+                self._lids, sub, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            )
+            region = out[r0:r1, c0:c1]
+            warped = np.moveaxis(region.astype(np.float32), -1, 0)
+            lids = eyelid.blend(warped, np.moveaxis(sampled, -1, 0), left, right)
+            region[:] = np.clip(np.rint(np.moveaxis(lids, 0, -1)), 0, 255).astype(np.uint8)
 
     def _draw_mouth(self, out: np.ndarray, c: np.ndarray) -> None:
         m = wm.mouth_state(self.arrays, c, self.size)

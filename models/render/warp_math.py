@@ -14,7 +14,8 @@ follow these steps and are tested to agree:
    ``D = F + w * (R (x + F - p) + p + t - (x + F))`` using per-point depth;
 3. backward map: first-order inverse ``x0 = q - D(q)`` plus one fixed-point step
    ``x1 = q - D(x0)``; the displacement ``q - x1`` is upsampled to the frame;
-4. warp the portrait by that map (bilinear, border replicate);
+4. warp the portrait by that map (bilinear, border replicate), and its lid layer
+   (``eyelid.py``) by the same map: blinks draw the lids over the eye openings;
 5. mouth interior: inside the polygon of the displaced inner-lip ring, a shaded
    cavity with upper teeth (attached to the upper lip) and tongue / lower teeth
    (attached to the lower lip), faded in as the mouth opens beyond its rest gap;
@@ -169,7 +170,7 @@ def bilinear(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def forward_weights(c: np.ndarray) -> np.ndarray:
-    """Weights (N_FLOW,) of the forward bases: blinks are drawn by backward maps instead,
+    """Weights (N_FLOW,) of the forward bases: blinks are drawn by the lid layer instead,
     negative smiles by the relax fields (:func:`relax_weights`)."""
     w = np.array(c[:N_FLOW], np.float32, copy=True)
     w[list(BLINKS)] = 0.0
@@ -196,37 +197,18 @@ def seal_weight(c: np.ndarray, arrays: dict[str, np.ndarray]) -> float:
     return float(np.clip(max(press, close, relaxed), 0.0, 1.0))
 
 
-def blink_weights(c: np.ndarray) -> np.ndarray:
-    """float32 (4,): [left half, left rest, right half, right rest] blend weights."""
-    out = []
-    for k in BLINKS:
-        b = float(c[k])
-        out += [2.0 * min(b, 0.5), 2.0 * max(b - 0.5, 0.0)]
-    return np.array(out, np.float32)
+def blinks(c: np.ndarray) -> tuple[float, float]:
+    """(eyeBlinkLeft, eyeBlinkRight) of prepared coefficients, for ``eyelid.blend``."""
+    return float(c[BLINKS[0]]), float(c[BLINKS[1]])
 
 
-def inverse_displacement(
-    forward: np.ndarray,
-    size: int,
-    sample: Sampler = bilinear,
-    blink: np.ndarray | None = None,
-    blink_w: np.ndarray | None = None,
-) -> np.ndarray:
-    """Forward D (2, G, G) -> backward displacement U (2, G, G): source = q - U(q).
-
-    ``blink`` (4, 2, G, G) backward eyelid maps in head coordinates, weighted by
-    ``blink_w`` (4,), are looked up where the fixed-point source lands, so the
-    lids follow the head pose.
-    """
+def inverse_displacement(forward: np.ndarray, size: int, sample: Sampler = bilinear) -> np.ndarray:
+    """Forward D (2, G, G) -> backward displacement U (2, G, G): source = q - U(q)."""
     g = forward.shape[-1]
     q = grid_xy(size, g)
     x0 = q - forward
     scale = g / size
     d_at_x0 = sample(forward, (x0[0] + 0.5) * scale - 0.5, (x0[1] + 0.5) * scale - 0.5)
-    if blink is not None and blink_w is not None and np.any(blink_w):
-        lids = np.tensordot(blink_w, blink, axes=1)
-        x1 = q - d_at_x0
-        d_at_x0 = d_at_x0 + sample(lids, (x1[0] + 0.5) * scale - 0.5, (x1[1] + 0.5) * scale - 0.5)
     return d_at_x0.astype(np.float32)
 
 

@@ -17,6 +17,7 @@ from headcast.models.avatar.mouth import T_MAX
 from headcast.models.avatar.pack import AvatarPack
 from headcast.models.channels import NUM_CHANNELS, SIGNED_INDEX, channel_bounds
 from headcast.models.onnx_session import Provider, create_session
+from headcast.models.render import eyelid
 from headcast.models.render import onnx_graph as G
 from headcast.models.render import warp_math as wm
 
@@ -84,28 +85,10 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
     forward = g.op("Concat", fwd_x, fwd_y, axis=1)
     g.shapes[forward] = (grid, grid)
 
-    # 3. backward map: first-order inverse + one fixed-point step, then eyelids
+    # 3. backward map: first-order inverse + one fixed-point step
     x0 = g.op("Squeeze", g.sub(g.const(q[0][None, None]), fwd_x), g.const([1]))
     y0 = g.op("Squeeze", g.sub(g.const(q[1][None, None]), fwd_y), g.const([1]))
     back = G.sample(g, forward, x0, y0, size)  # (B, 2, G, G)
-    bw = []
-    for k in wm.BLINKS:
-        b = g.col(c, k)
-        bw.append(g.mul(g.op("Min", b, g.const(np.float32(0.5))), g.const(np.float32(2.0))))
-        bw.append(
-            g.mul(
-                g.op("Max", g.sub(b, g.const(np.float32(0.5))), g.const(np.float32(0.0))),
-                g.const(np.float32(2.0)),
-            )
-        )
-    blink_w = g.op("Concat", *bw, axis=1)  # (B, 4)
-    lids = g.reshape(
-        g.op("MatMul", blink_w, g.const(a["blink_back"].reshape(4, -1))), [-1, 2, grid, grid]
-    )
-    g.shapes[lids] = (grid, grid)
-    x1 = g.sub(g.const(q[0][None]), g.op("Squeeze", g.col(back, 0), g.const([1])))
-    y1 = g.sub(g.const(q[1][None]), g.op("Squeeze", g.col(back, 1), g.const([1])))
-    back = g.add(back, G.sample(g, lids, x1, y1, size))
 
     # 4. upsample and warp the portrait
     scales = g.const(np.array([1.0, 1.0, size / grid, size / grid], np.float32))
@@ -122,6 +105,7 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
     )
     g.shapes[image] = (size, size)
     warped = G.sample(g, image, sx, sy, size)  # (B, 3, S, S)
+    warped = _lids(g, pack, c, batch, (sx, sy), warped)
 
     # 5. mouth interior
     ring_n = len(a["lip_points"])
@@ -313,6 +297,34 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
         },
     )
     return model
+
+
+def _lids(
+    g: G.Graph, pack: AvatarPack, c: str, batch: str, src: tuple[str, str], warped: str
+) -> str:
+    """``eyelid.blend``: the lid layer sampled at the portrait's source points ``src``
+    (B, S, S) over the warped frame (B, 3, S, S)."""
+    size = pack.size
+    layer_np = np.moveaxis(eyelid.lid_layer(pack.image, pack.arrays["landmarks"]), -1, 0)
+    shape = g.op(
+        "Concat", batch, g.const(np.array([eyelid.LAYER_CHANNELS, size, size], np.int64)), axis=0
+    )
+    layer = g.op("Expand", g.const(layer_np[None]), shape)
+    g.shapes[layer] = (size, size)
+    sampled = G.sample(g, layer, src[0], src[1], size)  # (B, 7, S, S)
+    left = g.reshape(g.col(c, wm.BLINKS[0]), [-1, 1, 1, 1])
+    right = g.reshape(g.col(c, wm.BLINKS[1]), [-1, 1, 1, 1])
+    one = g.const(np.float32(1.0))
+    b = g.add(right, g.mul(g.col(sampled, eyelid.SIDE), g.sub(left, right)))
+    e = g.sub(g.mul(b, g.const(np.float32(eyelid.REACH))), g.col(sampled, eyelid.V))
+    edge = g.div(g.mul(e, g.col(sampled, eyelid.GAP)), g.const(np.float32(2 * eyelid.EDGE_SOFT_PX)))
+    alpha = g.clip(g.add(edge, g.const(np.float32(0.5))), 0.0, 1.0)
+    alpha = g.mul(alpha, g.clip(g.div(b, g.const(np.float32(eyelid.FADE_IN))), 0.0, 1.0))
+    alpha = g.mul(alpha, g.col(sampled, eyelid.MASK))
+    lash = g.clip(g.sub(one, g.div(e, g.const(np.float32(eyelid.LASH_WIDTH)))), 0.0, 1.0)
+    shade = g.sub(one, g.mul(lash, g.const(np.float32(eyelid.LASH_DARK))))
+    rgb = g.op("Slice", sampled, g.const([0]), g.const([3]), g.const([1]))
+    return g.add(g.mul(warped, g.sub(one, alpha)), g.mul(rgb, g.mul(shade, alpha)))
 
 
 class OnnxWarpRenderer:

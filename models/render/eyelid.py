@@ -1,0 +1,140 @@
+"""Eyelids of the ``warp`` renderer: a closing lid drawn from the portrait's own lid skin.
+
+A blink moves nothing outside the eye's opening (glasses rims, brows and make-up
+above the lid stay put). Instead a *lid layer* lies over each eye in the portrait's
+frame, warped with the portrait by the same backward map (so it follows the head
+pose and every expression) and revealed from the top down as the blink grows:
+
+* colour: the skin just above the upper lash line, mirrored downwards (continuous
+  at the top, where the layer starts) and squeezed by ``REFLECT`` so it stays on
+  the lid and does not reach the brow;
+* ``V``: where the closing edge passes each pixel, as a share of the lid gap in
+  its column (0 at the upper lid margin, 1 at the lower one; ``OUTSIDE`` away from
+  the eyes). The layer starts ``LASH_BAND`` lid gaps above the margin (tapering to
+  the corners) so the closing lid also covers the portrait's own upper lashes and
+  liner;
+* ``GAP``: the lid gap of the column in pixels, plus ``OVERLAP_PX`` (for a soft edge
+  in pixels);
+* ``SIDE``: 1 on the subject's left eye, 0 on the right;
+* ``MASK``: 1 where the layer may cover, 0 elsewhere. ``V`` runs on smoothly past
+  the mask's edge, so a sample between a lid pixel and its neighbour outside never
+  reads as the closing edge (a dark lash dot).
+
+At blink ``b`` the edge sits at ``b * REACH`` (past the lower margin at ``b = 1``,
+so no sclera or iris shows); a soft dark band along the edge is the lash line.
+``blend`` is the definition; the CPU fast path, the numpy reference and the ONNX
+graph apply it to the layer sampled at the same source points as the portrait.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from headcast.models.avatar import landmarks as L
+
+LAYER_CHANNELS = 7  # R, G, B (0..255), V, GAP (px), SIDE, MASK
+V, GAP, SIDE, MASK = 3, 4, 5, 6
+OUTSIDE = 10.0  # V away from the eyes (far past any blink's edge)
+REACH = 1.08  # edge position (lid gaps below the upper margin) at eyeBlink = 1
+OVERLAP_PX = 1.5  # at 512 px: a closed lid reaches this far past the lower lid landmarks
+LASH_BAND = 0.4  # the layer starts this many lid gaps (of its column) above the upper margin
+REFLECT = 0.4  # lid skin mirrored from above, squeezed by this factor
+EDGE_SOFT_PX = 0.75  # half-width of the anti-aliased closing edge
+FADE_IN = 0.1  # the layer fades in over blink 0..FADE_IN (nothing changes at rest)
+LASH_WIDTH = 0.25  # the lash line spans this many lid gaps above the edge
+LASH_DARK = 0.65  # how much the lash line darkens the lid skin at the edge
+LID_SHADOW = 0.1  # the closed lid darkens by this share towards the lash line (it curves away)
+SKIN_SMOOTH_PX = 1.0  # blur of the mirrored skin (softens pores, stray lashes and hairs)
+
+EYES = (  # (upper lid, lower lid, corners, SIDE): subject's left first, as eyeBlinkLeft
+    (L.EYE_L_UPPER, L.EYE_L_LOWER, L.EYE_L_CORNERS, 1.0),
+    (L.EYE_R_UPPER, L.EYE_R_LOWER, L.EYE_R_CORNERS, 0.0),
+)
+
+
+def _curve(points: np.ndarray, idx: tuple[int, ...], x: np.ndarray) -> np.ndarray:
+    px, py = points[list(idx), 0], points[list(idx), 1]
+    order = np.argsort(px)
+    return np.interp(x, px[order], py[order])
+
+
+def lid_layer(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """Portrait uint8 (S, S, 3) RGB + landmarks (478, >=2) frame px -> layer float32 (S, S, 7)."""
+    size = image.shape[0]
+    layer = np.zeros((size, size, LAYER_CHANNELS), np.float32)
+    layer[..., :3] = image
+    layer[..., V] = OUTSIDE
+    layer[..., GAP] = 1.0
+    img = np.ascontiguousarray(image, np.float32)
+    for upper, lower, corners, side in EYES:
+        xs = landmarks[list(corners), 0]
+        # one column beyond each corner: V stays smooth where the mask fades out
+        x = np.arange(max(int(np.floor(xs.min())) - 1, 0), min(int(np.ceil(xs.max())) + 2, size))
+        if len(x) == 0:
+            continue
+        lid = _curve(landmarks, upper + corners, x)
+        low = _curve(landmarks, lower + corners, x)
+        # lid gap of the column, plus the overlap the closed lid needs (the landmarks
+        # sit a little inside the visible white at the corners)
+        gap = np.maximum(low - lid, 1.0) + OVERLAP_PX * size / 512
+        top = lid - LASH_BAND * gap
+        y0 = max(int(np.floor(top.min())) - 2, 0)
+        y1 = min(int(np.ceil((lid + REACH * gap).max())) + 2, size)  # + the soft edge
+        if y1 <= y0:
+            continue
+        y = np.arange(y0, y1, dtype=np.float64)[:, None]
+        v = (y - lid) / gap
+        inside = (y >= top) & (x > xs.min()) & (x < xs.max())
+        src_y = np.clip(top - (y - top) * REFLECT, 0.0, size - 1.0)
+        src_x = np.broadcast_to(x.astype(np.float64), src_y.shape)
+        skin = cv2.remap(
+            img,
+            src_x.astype(np.float32),
+            src_y.astype(np.float32),
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        skin = cv2.GaussianBlur(skin, (0, 0), sigmaX=SKIN_SMOOTH_PX)
+        skin = skin * (1.0 - LID_SHADOW * np.clip(v, 0.0, 1.0))[..., None].astype(np.float32)
+        region = layer[y0:y1, x[0] : x[-1] + 1]
+        region[..., :3] = np.where(inside[..., None], skin, region[..., :3])
+        region[..., V] = v
+        region[..., GAP] = gap
+        region[..., SIDE] = side
+        region[..., MASK] = inside
+    return layer
+
+
+def layer_boxes(layer: np.ndarray, pad: int = 2) -> list[tuple[int, int, int, int]]:
+    """Frame-pixel boxes (x0, y0, x1, y1) of the [left, right] lids (where MASK > 0),
+    grown by ``pad``; (0, 0, 0, 0) for an eye without one."""
+    size = layer.shape[0]
+    boxes = []
+    for _, _, _, side in EYES:
+        ys, xs = np.nonzero((layer[..., MASK] > 0) & (layer[..., SIDE] == side))
+        if len(ys) == 0:
+            boxes.append((0, 0, 0, 0))
+            continue
+        boxes.append(
+            (
+                max(int(xs.min()) - pad, 0),
+                max(int(ys.min()) - pad, 0),
+                min(int(xs.max()) + pad + 1, size),
+                min(int(ys.max()) + pad + 1, size),
+            )
+        )
+    return boxes
+
+
+def blend(out: np.ndarray, sampled: np.ndarray, left: float, right: float) -> np.ndarray:
+    """Lids over a warped frame: out float (3, ...) 0..255, sampled layer (7, ...) -> (3, ...).
+
+    ``left`` / ``right``: eyeBlinkLeft / eyeBlinkRight, 0..1.
+    """
+    b = right + sampled[SIDE] * (left - right)
+    e = b * REACH - sampled[V]  # lid gaps the edge has passed this pixel by
+    alpha = np.clip(e * sampled[GAP] / (2 * EDGE_SOFT_PX) + 0.5, 0.0, 1.0)
+    alpha = alpha * np.clip(b / FADE_IN, 0.0, 1.0) * sampled[MASK]
+    shade = 1.0 - LASH_DARK * np.clip(1.0 - e / LASH_WIDTH, 0.0, 1.0)
+    return out * (1.0 - alpha) + sampled[:3] * (shade * alpha)
