@@ -106,7 +106,7 @@ def test_speech_plays_in_sync_and_silence_closes_the_mouth(
     during = window(t_v, mouth, start, end)
     # (mid openings are lens-shaped, narrow at the corners: they cover less of the
     # jawOpen=1 cavity the meter counts than the opening's height suggests)
-    assert during.max() > 0.5 and np.mean(during > OPEN) > 0.15, "mouth follows speech"
+    assert during.max() > 0.4 and np.mean(during > OPEN) > 0.15, "mouth follows speech"
     assert window(t_v, mouth, t_v[0] + 0.3, start - 0.15).max() < CLOSED, "idle mouth closed"
     assert window(t_v, mouth, end + 0.3, t_v[-1]).max() < CLOSED, "silence closes the mouth"
 
