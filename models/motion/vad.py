@@ -196,10 +196,17 @@ class SpeechGateStream:
     def _span_max(self, last: np.ndarray, span: int) -> np.ndarray:
         """Highest probability of windows last-span+1 .. last (none before the stream:
         silence, 0) for each entry of ``last``: float32 (len(last),)."""
-        # Zeros in front: windows before the stream (dropped windows are never read).
-        padded = np.concatenate([np.zeros(span - 1, np.float32), self._probs])
-        maxima = np.lib.stride_tricks.sliding_window_view(padded, span).max(axis=1)
-        return maxima[last - self._first]
+        # Neighbouring mel frames mostly share their last window (3.2 frames a window):
+        # its maximum is taken once. Dropped windows are never read.
+        out = np.zeros(len(last), np.float32)
+        prev, value = -1, 0.0
+        for i, b in enumerate(last.tolist()):
+            if b != prev:
+                a = max(b - span + 1, 0)
+                value = float(self._probs[a - self._first : b - self._first + 1].max())
+                prev = b
+            out[i] = value
+        return out
 
 
 def _ramp(p: np.ndarray, lo_hi: tuple[float, float]) -> np.ndarray:
