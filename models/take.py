@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from headcast.models.audio import SAMPLE_RATE
-from headcast.models.channels import ALL_CHANNELS, MOUTH_CHANNELS, POSE_SLICE
+from headcast.models.channels import ALL_CHANNELS, POSE_SLICE
 from headcast.models.emotions import load_presets
 from headcast.models.mixer import EMOTION_TRANSITION_S, MotionMixer
 from headcast.models.motion import MotionModel, infer
@@ -78,14 +78,6 @@ class Take:
 def audio_seed(pcm16k: np.ndarray) -> int:
     """A seed derived from the samples (CRC-32): reproducible, and different per clip."""
     return zlib.crc32(np.ascontiguousarray(pcm16k, np.float32).tobytes())
-
-
-def mouth_order(names: Sequence[str]) -> np.ndarray:
-    """Model output channel ``j`` -> index into MOUTH_CHANNELS: intp (len(names),)."""
-    unknown = [n for n in names if n not in MOUTH_CHANNELS]
-    if unknown:
-        raise ValueError(f"motion model outputs non-mouth channels: {unknown}")
-    return np.array([MOUTH_CHANNELS.index(n) for n in names], np.intp)
 
 
 def voiced_frames(pcm16k: np.ndarray, n_frames: int, fps: int) -> np.ndarray:
@@ -200,8 +192,7 @@ def speech_to_take(
     check_emotions(emotion, cues)
     motion = infer(model, pcm)
     n = len(motion)
-    mouth = np.zeros((n, len(MOUTH_CHANNELS)), np.float32)
-    mouth[:, mouth_order(model.names)] = motion.coeffs
+    mouth = motion.coeffs  # (n, 16), MOUTH_CHANNELS order
     voiced = voiced_frames(pcm, n, model.fps)
     used_seed = audio_seed(pcm) if seed is None else int(seed)
     coeffs = mix_take(

@@ -347,7 +347,6 @@ class AppState:
             return build_pipeline(
                 spec,
                 streamer=streamer,
-                mouth_names=tuple(model.names),
                 render=render,
                 lips=lip_streamer,
             )

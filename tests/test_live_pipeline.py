@@ -53,7 +53,6 @@ def make_pipeline(start: float) -> SessionPipeline:
     return SessionPipeline(
         clock=clock,
         streamer=LoudnessStreamer(),
-        mouth_names=MOUTH_CHANNELS,
         mixer=MotionMixer(25, seed=0, idle=False),
         render=lambda c: np.full((8, 8, 3), int(c[JAW] * 255), np.uint8),
         max_buffered_s=5.0,
@@ -106,7 +105,6 @@ def _speech_pipeline(start: float, read_ahead: int) -> SessionPipeline:
     return SessionPipeline(
         clock=MediaClock(25, delay_frames=2, start=start, output_delay=0.08),
         streamer=MotionStreamer(model),
-        mouth_names=tuple(model.names),
         mixer=MotionMixer(25, seed=0, idle=False),
         render=lambda c: np.full((8, 8, 3), int(c[JAW] * 255), np.uint8),
         max_buffered_s=5.0,
@@ -189,7 +187,7 @@ def test_a_live_session_relaxes_the_portraits_own_smile() -> None:
             max_buffered_s=5.0, echo_audio=True, early_onsets=False, read_ahead=0,
         )  # fmt: skip
         return build_pipeline(
-            spec, streamer=LoudnessStreamer(), mouth_names=MOUTH_CHANNELS, render=render,
+            spec, streamer=LoudnessStreamer(), render=render,
             lips=lips,
         )  # fmt: skip
 

@@ -160,7 +160,8 @@ def test_model_with_unusable_metadata_is_a_one_line_error(
     wav = write_wav(tmp_path / "s.wav", 1.0)
     for key, value, why in (
         ("sample_rate", "abc", "unusable metadata"),
-        ("names", "a,b,c", "16 outputs for 3 channel names"),
+        ("names", "jawOpen,mouthClose,mouthFunnel", "16 outputs for 3 channel names"),
+        ("names", "a,b,c", "are not mouth channels"),
         ("receptive_field", "100000000", "receptive_field"),
         ("lookahead_frames", "-4", "lookahead_frames"),
         ("headcast.kind", "render", "not a headcast motion model"),

@@ -66,7 +66,6 @@ def test_a_remote_pipeline_makes_the_frames_and_audio_an_in_process_one_makes(
     local = SessionPipeline(
         clock=MediaClock(25, 2, start=start, output_delay=0.08),
         streamer=default_streamer(model),
-        mouth_names=tuple(model.names),
         mixer=MotionMixer(25, seed=7, emotion="neutral", portrait_smile=portrait_smile(None)),
         render=create_renderer(None, backend="warp", size=SIZE).render,
         max_buffered_s=5.0,

@@ -20,6 +20,7 @@ from headcast.models.audio.features import (
     SAMPLE_RATE,
     silence_feature,
 )
+from headcast.models.channels import MOUTH_CHANNELS
 from headcast.models.motion.vad import SpeechDetector, SpeechDetectorMissing
 from headcast.models.onnx_session import (
     Provider,
@@ -49,7 +50,9 @@ class MotionModelError(ValueError):
 class MotionModel:
     """An ONNX motion model plus the metadata it describes itself with.
 
-    ``names``: the output channels (ARKit mouth names); ``fps``: frames per second the
+    ``names``: the output channels, always :data:`~models.channels.MOUTH_CHANNELS` in
+    that order (``run`` puts the graph's outputs there, ``graph_names`` says what the
+    graph itself emits; a channel it lacks stays 0); ``fps``: frames per second the
     streamer emits; ``sample_rate``: 16000; ``lookahead_s``: audio past a frame's time
     that must arrive before the frame is final. ``run`` is thread-safe (ONNX Runtime
     sessions are), so one instance serves every session. ``vad``: the Silero speech
@@ -115,7 +118,12 @@ class MotionModel:
         ):
             raise ValueError("trained for other audio features")
         self.metadata = meta
-        self.names: tuple[str, ...] = tuple(meta["names"].split(","))
+        self.graph_names: tuple[str, ...] = tuple(meta["names"].split(","))
+        unknown = [n for n in self.graph_names if n not in MOUTH_CHANNELS]
+        if unknown or len(set(self.graph_names)) != len(self.graph_names):
+            raise ValueError(f"outputs {unknown or 'repeated'} are not mouth channels")
+        self.names: tuple[str, ...] = tuple(MOUTH_CHANNELS)
+        self._to_mouth = np.array([MOUTH_CHANNELS.index(n) for n in self.graph_names], np.intp)
         self.sample_rate = SAMPLE_RATE
         self.mel_rate = MEL_RATE
         self.hop_length = HOP_LENGTH
@@ -138,10 +146,14 @@ class MotionModel:
         states = [np.zeros(s, np.float32) for s in self._state_shapes]
         rf = int(self.metadata.get("receptive_field", "100"))
         pad = np.tile(silence_feature(), (2 * rf, 1))
-        coeffs, _, states = self.run(pad, states)
-        if coeffs.shape[-1] != len(self.names):
-            raise ValueError(f"{coeffs.shape[-1]} outputs for {len(self.names)} channel names")
-        return states
+        feeds = {"mel": pad[None].astype(np.float32)}
+        feeds.update(zip(self._state_names, states, strict=True))
+        out = self.session.run(self._out_names, feeds)
+        if out[0].shape[-1] != len(self.graph_names):
+            raise ValueError(
+                f"{out[0].shape[-1]} outputs for {len(self.graph_names)} channel names"
+            )
+        return list(out[2:])
 
     def initial_states(self) -> list[np.ndarray]:
         return [s.copy() for s in self._initial]
@@ -149,14 +161,17 @@ class MotionModel:
     def run(
         self, feats: np.ndarray, states: list[np.ndarray]
     ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-        """feats float32 (T, 80), T >= 1 -> coeffs float32 (T, K) 0..1, speech (T,), states.
+        """feats float32 (T, 80), T >= 1 -> coeffs float32 (T, 16) 0..1 in
+        :data:`MOUTH_CHANNELS` order, speech (T,), states.
 
         Output row ``t`` belongs to the mel frame ``lookahead_frames`` before input row ``t``.
         """
         feeds = {"mel": np.ascontiguousarray(feats[None], np.float32)}
         feeds.update(zip(self._state_names, states, strict=True))
         out = self.session.run(self._out_names, feeds)
-        return out[0][0], out[1][0], list(out[2:])
+        coeffs = np.zeros((out[0].shape[1], len(MOUTH_CHANNELS)), np.float32)
+        coeffs[:, self._to_mouth] = out[0][0]
+        return coeffs, out[1][0], list(out[2:])
 
 
 def default_model_path(offline: bool = False) -> Path:

@@ -27,7 +27,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from headcast.models.channels import MOUTH_CHANNELS
 from headcast.models.frames import to_i420
 from headcast.models.mixer import MotionMixer
 from headcast.server.live.backlog import BacklogDrain
@@ -75,7 +74,7 @@ class SessionPipeline(PipelineOutput):
     ``render``: float32 (K,) -> uint8 (S, S, 3) RGB, called on the tick's worker thread;
     with ``lips`` it is called as ``render(coeffs, mouth)``, ``mouth`` float32 (D,) from
     ``lips`` (the renderer's own mouth model). A frame then waits for both sources.
-    ``mouth_names``: the channel order of the motion model's output. ``read_ahead``:
+    The streamer emits mouth vectors in :data:`MOUTH_CHANNELS` order. ``read_ahead``:
     session samples past its slot's end that the audio track reads (as it sends the slot);
     with ``early_onsets`` speech after silence starts just past them (see the module).
     ``drain_above_s``: a live input's standing backlog above this drains in its pauses
@@ -87,7 +86,6 @@ class SessionPipeline(PipelineOutput):
         *,
         clock: MediaClock,
         streamer: MotionStreamerLike,
-        mouth_names: tuple[str, ...] | list[str],
         mixer: MotionMixer,
         render: Callable[..., np.ndarray],
         max_buffered_s: float,
@@ -106,7 +104,6 @@ class SessionPipeline(PipelineOutput):
         self.lips = lips
         self._lip: dict[int, np.ndarray] = {}
         self._last_lip = None if lips is None else np.asarray(lips.silence, np.float32)
-        self._mouth_index = np.array([MOUTH_CHANNELS.index(n) for n in mouth_names], np.intp)
         self._lock = threading.Lock()  # tick / interrupt; never taken on the event loop
         self._frame_speech: dict[int, bool] = {}
         self._mouth: dict[int, tuple[np.ndarray, float]] = {}
@@ -263,9 +260,7 @@ class SessionPipeline(PipelineOutput):
         for idx, coeffs, speech in zip(motion.index, motion.coeffs, motion.speech, strict=True):
             f = self._streamer_origin + int(idx)
             if f >= self.next_frame:
-                mouth = np.zeros(len(MOUTH_CHANNELS), np.float32)
-                mouth[self._mouth_index] = coeffs
-                self._mouth[f] = (mouth, float(speech))
+                self._mouth[f] = (np.asarray(coeffs, np.float32), float(speech))
 
     def _ready(self, f: int) -> bool:
         return f in self._mouth and (self.lips is None or f in self._lip)

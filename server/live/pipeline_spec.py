@@ -44,7 +44,6 @@ def build_pipeline(
     spec: PipelineSpec,
     *,
     streamer: MotionStreamerLike,
-    mouth_names: tuple[str, ...],
     render: Callable[..., np.ndarray],
     lips: LipStreamerLike | None = None,
 ) -> SessionPipeline:
@@ -55,7 +54,6 @@ def build_pipeline(
     return SessionPipeline(
         clock=spec.clock,
         streamer=streamer,
-        mouth_names=mouth_names,
         mixer=MotionMixer(spec.fps, seed=spec.seed, emotion=spec.emotion, portrait_smile=smile),
         render=render,
         max_buffered_s=spec.max_buffered_s,

@@ -64,7 +64,6 @@ class _Host:
         p = build_pipeline(
             spec,
             streamer=default_streamer(model),
-            mouth_names=tuple(model.names),
             render=self.renderer(spec.avatar, spec.size).render,
         )
         p.audio.journal = []
