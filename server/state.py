@@ -18,7 +18,9 @@ from typing import Any
 
 from headcast.models.channels import zeros
 from headcast.models.mixer import MotionMixer
+from headcast.models.model_cache import ModelCache
 from headcast.models.onnx_session import cuda_available
+from headcast.models.render.pool import RendererPool
 from headcast.server.live.avatar_dir import DEFAULT_AVATAR, avatar_names, avatar_source
 from headcast.server.live.clock import output_delay_frames, output_delay_s
 from headcast.server.live.encoders import measure_encode_cost, use_speech_encoders
@@ -38,7 +40,7 @@ from headcast.server.live.output import PipelineOutput
 from headcast.server.live.pipeline_spec import PipelineSpec, build_pipeline
 from headcast.server.live.process_tuning import fix_mmap_threshold, limit_blas_threads
 from headcast.server.live.procpool import ProcessPool, RemotePipeline, default_processes
-from headcast.server.live.scheduler import RendererPool, Scheduler
+from headcast.server.live.scheduler import Scheduler
 from headcast.server.live.session import Session, SessionParams
 from headcast.server.live.speaker import Speaker
 from headcast.server.live.tracks import audio_read_ahead, use_fast_audio_level
@@ -87,8 +89,11 @@ class AppState:
         self.lips_model: Any = None
         self.scheduler: Scheduler | None = None
         self.sessions: dict[str, Session] = {}
-        self.renderers: dict[tuple[str, int], RendererPool] = {}
-        self.motion_models: dict[int, Any] = {}
+        #: motion models per fps and a renderer pool per (avatar name, size)
+        self.models = ModelCache(
+            self.motion_loader,
+            lambda avatar, size: self.renderer_factory(self.avatar_source(avatar), size),
+        )
         self.jobs: dict[str, Any] = {}
         self.ready = False
         self.started = time.monotonic()
@@ -257,23 +262,11 @@ class AppState:
         return avatar_names(self.settings.avatars_dir)
 
     async def renderer_pool(self, avatar: str, size: int) -> RendererPool:
-        key = (avatar, size)
-        if key not in self.renderers:
-            source = self.avatar_source(avatar)
-            sched = self.require_scheduler()
-
-            def factory() -> Any:
-                return self.renderer_factory(source, size)
-
-            pool = await sched.run(RendererPool, factory, sched.workers)
-            self.renderers.setdefault(key, pool)
-        return self.renderers[key]
+        sched = self.require_scheduler()
+        return await sched.run(self.models.pool, avatar, size, sched.workers)
 
     async def motion_model(self, fps: int) -> Any:
-        if fps not in self.motion_models:
-            model = await self.require_scheduler().run(self.motion_loader, fps)
-            self.motion_models.setdefault(fps, model)
-        return self.motion_models[fps]
+        return await self.require_scheduler().run(self.models.motion, fps)
 
     async def lips(self) -> Any:
         """The renderer's own mouth model (e.g. an Audio2Lip runner), or None."""

@@ -70,8 +70,9 @@ def test_warp_graph_on_cuda_matches_the_cpu_fast_path(pack512, pack256, size):
 
 
 def test_batcher_serves_concurrent_sessions_in_batches_on_cuda(pack256):
+    from headcast.models.render.pool import RendererPool
     from headcast.models.render.warp_onnx import OnnxWarpRenderer
-    from headcast.server.live.scheduler import BatchRenderer, RendererPool
+    from headcast.server.live.scheduler import BatchRenderer
 
     pool = RendererPool(lambda: OnnxWarpRenderer(pack256, provider="cuda"), max_instances=1)
     batcher = BatchRenderer(window_s=0.004)

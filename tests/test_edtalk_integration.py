@@ -291,7 +291,8 @@ def test_live_session_with_edtalk(weights: Path, stub: Path) -> None:
 
 
 def test_gpu_batcher_passes_mouth_weights_through() -> None:
-    from headcast.server.live.scheduler import BatchRenderer, RendererPool
+    from headcast.models.render.pool import RendererPool
+    from headcast.server.live.scheduler import BatchRenderer
 
     class Recorder:
         size = 8

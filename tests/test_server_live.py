@@ -152,7 +152,7 @@ def test_interrupt_returns_to_idle_within_100ms(srv: ServerThread, meter: MouthM
 
     viewer, sock, t_int, cut = run(main(), timeout=40)
     t_v, mouth = mouth_series(viewer.received.video, meter)
-    assert window(t_v, mouth, t_int - 1.2, t_int).max() > 0.4, "was speaking"
+    assert window(t_v, mouth, t_int - 1.2, t_int).max() > 0.3, "was speaking"  # vs CLOSED 0.05
     after = window(t_v, mouth, t_int + 0.1, t_int + 1.0)
     assert len(after) >= 20 and after.max() < CLOSED, f"not idle 100 ms after: {after[:5]}"
     assert 1200 <= cut["position_ms"] <= 1900, cut

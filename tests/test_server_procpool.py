@@ -187,8 +187,8 @@ def test_warming_a_render_process_runs_its_models_once(monkeypatch: pytest.Monke
             runs.append(f"motion {len(pcm)}")
 
     host = _Host(ServerSettings(), conn=None)  # type: ignore[arg-type]
-    host.make_renderer = lambda avatar, size: Renderer()
-    host.load_motion = lambda fps: object()
+    host.models.make_renderer = lambda avatar, size: Renderer()
+    host.models.load_motion = lambda fps: object()
     monkeypatch.setattr(loaders, "default_streamer", lambda model: Streamer())
     host.warm(None, [SIZE, 2 * SIZE], 25)
     assert runs == ["motion 8000", "render", "render"]

@@ -6,14 +6,15 @@ import threading
 from pathlib import Path
 from typing import Any, Literal
 
+from headcast.models.model_cache import ModelCache
 from headcast.models.motion import MotionModel, MotionModelError, load_motion_model
 from headcast.models.offline.options import RenderError
 from headcast.models.render.base import Renderer
 
 
 class RenderContext:
-    """Loaded models shared by many renders in one process: the motion model per fps
-    and one renderer per (avatar, size, thread). Thread-safe."""
+    """Loaded models shared by many renders in one process (a :class:`ModelCache`): the
+    motion model per fps and one renderer per (backend, size, thread). Thread-safe."""
 
     def __init__(
         self,
@@ -30,9 +31,9 @@ class RenderContext:
         self.edtalk_weights = edtalk_weights
         self.edtalk_precision = edtalk_precision
         self._lock = threading.Lock()
-        self._models: dict[int, MotionModel] = {}
         self._lips: Any = None
-        self._local = threading.local()
+        #: the motion model per fps; renderers per (backend, size), one per thread
+        self.models = ModelCache(self._load_motion, self._make_renderer)
 
     def lips(self) -> Any:
         """EDTalk's Audio2Lip runner (backend ``edtalk``), loaded once."""
@@ -49,36 +50,33 @@ class RenderContext:
             return self._lips
 
     def model(self, fps: int) -> MotionModel:
-        with self._lock:
-            if fps not in self._models:
-                try:
-                    self._models[fps] = load_motion_model(
-                        self.motion_path, fps=fps, provider=self.provider
-                    )
-                except MotionModelError as exc:
-                    raise RenderError(str(exc)) from exc
-            return self._models[fps]
+        model: MotionModel = self.models.motion(fps)
+        return model
 
     def renderer(self, size: int, backend: str = "auto") -> Renderer:
         """This thread's renderer for ``size`` (made on first use)."""
-        cache: dict[tuple[int, str], Renderer] | None = getattr(self._local, "renderers", None)
-        if cache is None:
-            cache = self._local.renderers = {}
-        key = (size, backend)
-        if key not in cache:
-            from headcast.models.avatar.errors import AvatarError
-            from headcast.models.edtalk import WeightsError
-            from headcast.models.render import create_renderer
+        renderer: Renderer = self.models.thread_renderer(backend, size)
+        return renderer
 
-            try:
-                cache[key] = create_renderer(
-                    self.avatar,
-                    backend=backend,
-                    size=size,
-                    provider=self.provider,
-                    edtalk_weights=self.edtalk_weights,
-                    precision=self.edtalk_precision,
-                )
-            except (AvatarError, WeightsError) as exc:
-                raise RenderError(str(exc)) from exc
-        return cache[key]
+    def _load_motion(self, fps: int) -> MotionModel:
+        try:
+            return load_motion_model(self.motion_path, fps=fps, provider=self.provider)
+        except MotionModelError as exc:
+            raise RenderError(str(exc)) from exc
+
+    def _make_renderer(self, backend: str, size: int) -> Renderer:
+        from headcast.models.avatar.errors import AvatarError
+        from headcast.models.edtalk import WeightsError
+        from headcast.models.render import create_renderer
+
+        try:
+            return create_renderer(
+                self.avatar,
+                backend=backend,
+                size=size,
+                provider=self.provider,
+                edtalk_weights=self.edtalk_weights,
+                precision=self.edtalk_precision,
+            )
+        except (AvatarError, WeightsError) as exc:
+            raise RenderError(str(exc)) from exc

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from headcast.models.channels import zeros
-from headcast.server.live.scheduler import RendererPool
+from headcast.models.render.pool import RendererPool
 from headcast.server.settings import ServerSettings
 
 CALIBRATION_FRAMES = 8

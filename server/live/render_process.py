@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from headcast.models.model_cache import ModelCache
 from headcast.server.live.pipeline import SessionPipeline
 from headcast.server.live.pipeline_spec import PipelineSpec, TickReply, build_pipeline
 from headcast.server.settings import ServerSettings
@@ -28,21 +29,16 @@ class _Host:
         from headcast.server.live.loaders import default_motion_loader, default_renderer_factory
 
         self.conn = conn
-        self.make_renderer = default_renderer_factory(settings)
-        self.load_motion = default_motion_loader(settings)
-        self.renderers: dict[tuple[str | None, int], Any] = {}
-        self.models: dict[int, Any] = {}
+        self.models = ModelCache(
+            default_motion_loader(settings), default_renderer_factory(settings)
+        )
         self.pipelines: dict[str, SessionPipeline] = {}
 
     def renderer(self, avatar: str | None, size: int) -> Any:
-        if (avatar, size) not in self.renderers:
-            self.renderers[avatar, size] = self.make_renderer(avatar, size)
-        return self.renderers[avatar, size]
+        return self.models.renderer(avatar, size)
 
     def model(self, fps: int) -> Any:
-        if fps not in self.models:
-            self.models[fps] = self.load_motion(fps)
-        return self.models[fps]
+        return self.models.motion(fps)
 
     def warm(self, avatar: str | None, sizes: list[int], fps: int) -> None:
         """Load, and run once, what a session at ``avatar``/``sizes``/``fps`` will use: a
@@ -51,10 +47,10 @@ class _Host:
         from headcast.models.channels import zeros
         from headcast.server.live.loaders import default_streamer
 
-        if fps not in self.models:
+        if not self.models.has_motion(fps):
             default_streamer(self.model(fps)).push(np.zeros(WARM_SAMPLES, np.float32))
         for size in sizes:
-            if (avatar, size) not in self.renderers:
+            if not self.models.has_renderer(avatar, size):
                 self.renderer(avatar, size).render(zeros())
 
     def open(self, key: str, spec: PipelineSpec) -> None:
