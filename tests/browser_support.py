@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from headcast.models.channels import MOUTH_CHANNELS
 from headcast.server.settings import ServerSettings
 from tests.server_harness import FIXTURES, TEST_SIZE, free_port
 
@@ -169,7 +170,7 @@ def second_origin(root: Path, port: int | None = None) -> Iterator[str]:
 @dataclass(frozen=True)
 class _Frames:
     index: np.ndarray  # int64 (N,)
-    coeffs: np.ndarray  # float32 (N, 1) jawOpen 0..1
+    coeffs: np.ndarray  # float32 (N, 16) MOUTH_CHANNELS order: only jawOpen moves
     speech: np.ndarray  # float32 (N,) 0..1
 
 
@@ -181,7 +182,7 @@ class LoudnessMotion:
     this. Same interface as the model/streamer pair the server loads.
     """
 
-    names = ("jawOpen",)
+    names = MOUTH_CHANNELS  # a motion model emits every mouth channel, in this order
     lookahead_s = 0.0
     GAIN = 8.0  # rms 0.1 -> jawOpen 0.8
     SPEECH_RMS = 0.01
@@ -207,8 +208,9 @@ class LoudnessStreamer:
         rms = np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1)) if n else np.zeros(0)
         index = np.arange(self._next, self._next + n, dtype=np.int64)
         self._next += n
-        jaw = np.clip(rms * LoudnessMotion.GAIN, 0.0, 1.0).astype(np.float32)[:, None]
-        return _Frames(index, jaw, (rms > LoudnessMotion.SPEECH_RMS).astype(np.float32))
+        mouth = np.zeros((n, len(MOUTH_CHANNELS)), np.float32)
+        mouth[:, MOUTH_CHANNELS.index("jawOpen")] = np.clip(rms * LoudnessMotion.GAIN, 0.0, 1.0)
+        return _Frames(index, mouth, (rms > LoudnessMotion.SPEECH_RMS).astype(np.float32))
 
     def flush(self) -> _Frames:
         out = self.push(np.zeros(-len(self._pending) % self.spf, np.float32))
