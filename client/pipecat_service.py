@@ -93,7 +93,6 @@ class HeadcastVideoService(FrameProcessor):
         self._started = False
         self._speaking = False
         self._sound_until = 0.0  # monotonic time up to which session audio is pushed
-        self._interrupted_at: float | None = None
         self.frames_out = 0  # images pushed (statistics for tests and logs)
         self.audio_out_s = 0.0  # seconds of sound pushed
 
@@ -169,7 +168,6 @@ class HeadcastVideoService(FrameProcessor):
         if isinstance(frame, TTSStoppedFrame) and self._socket is not None:
             await self._socket.send_control({"type": "end_of_utterance"})
         elif isinstance(frame, InterruptionFrame) and self._socket is not None:
-            self._interrupted_at = time.monotonic()
             self._speaking = False
             self._sound_until = 0.0  # no more of the cut speech's sound
             await self._socket.interrupt()

@@ -59,10 +59,19 @@ def headcast_server(**settings: str) -> Iterator[str]:
     env.update({f"HEADCAST_SERVE__{k.upper()}": v for k, v in settings.items()})
     cmd = [python, "-m", "headcast.server.cli", "serve", "--port", str(port)]
     cmd += ["--size", str(SIZE), "--ice-host", "127.0.0.1"]
+    with running(cmd, port, "headcast serve", "/readyz", env) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def running(
+    cmd: list[str], port: int, what: str, path: str, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """``cmd`` (a server on ``port``) started, ready at ``path``, stopped afterwards."""
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, proc, "headcast serve", "/readyz")
+        wait_ready(url, proc, what, path)
         yield url
     finally:
         stop(proc)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ pytest.importorskip("pipecat", reason="pipecat-ai is not installed (the pipecat 
 pytest.importorskip("aiohttp", reason="aiohttp is not installed")
 sync_api = pytest.importorskip("playwright.sync_api")
 
-from tests.agents_support import ROOT, free_port, headcast_server, stop, wait_ready  # noqa: E402
+from tests.agents_support import ROOT, free_port, headcast_server, running  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [
@@ -43,13 +42,8 @@ def bot_url() -> Iterator[str]:
         port = free_port()
         cmd = [sys.executable, str(ROOT / "examples" / "pipecat_avatar.py")]
         cmd += ["--headcast", headcast, "--port", str(port), "--ice-host", "127.0.0.1"]
-        proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_ready(url, proc, "the example bot", "/")
+        with running(cmd, port, "the example bot", "/") as url:
             yield url
-        finally:
-            stop(proc)
 
 
 def test_the_pipecat_bot_shows_the_avatar_in_chromium(bot_url: str) -> None:
