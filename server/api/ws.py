@@ -198,9 +198,6 @@ async def _serve(ws: WebSocket, state: AppState, session: Session, start: StartM
             await _session_gone(ws)  # unless the sender already did
 
 
-_SAYING: set[asyncio.Task[None]] = set()
-
-
 def _say_later(state: AppState, session: Session, stream: EventStream, message: Any) -> None:
     """Synthesise off the receive loop (an interrupt must not wait behind it); the
     speaker keeps a session's texts in order. The reply or one error goes to ``stream``."""
@@ -211,9 +208,7 @@ def _say_later(state: AppState, session: Session, stream: EventStream, message: 
         except SayError as exc:
             stream.put({"type": "error", "message": exc.reason})
 
-    task = asyncio.create_task(run())
-    _SAYING.add(task)
-    task.add_done_callback(_SAYING.discard)
+    state.track_task(asyncio.create_task(run()))  # the server's stop cancels it
 
 
 ANOTHER_SPEAKER = (
