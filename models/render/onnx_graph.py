@@ -70,6 +70,13 @@ class Graph:
     def reshape(self, x: str, shape: list[int]) -> str:
         return self.op("Reshape", x, self.const(np.array(shape, np.int64)))
 
+    def scalar(self, value: float) -> str:
+        return self.const(np.float32(value))
+
+    def over(self, base: str, top: str, alpha: str) -> str:
+        """``base * (1 - alpha) + top * alpha``."""
+        return self.add(self.mul(base, self.sub(self.scalar(1.0), alpha)), self.mul(top, alpha))
+
 
 def sample(g: Graph, field: str, x: str, y: str, size: int) -> str:
     """GridSample ``field`` (B, C, H, W) at frame-pixel coords x, y (B, h, w) of a size-S frame."""
