@@ -27,6 +27,7 @@ from typing import Any, cast
 import av
 import numpy as np
 
+from headcast.models.audio import SAMPLE_RATE
 from headcast.models.avatar.relax import pack_smile
 from headcast.models.frames import to_i420
 from headcast.models.offline.audio import AudioTrack
@@ -198,7 +199,7 @@ def render_file(
         fps=opts.fps,
         width=width,
         height=height,
-        audio_s=len(pcm) / 16_000,
+        audio_s=len(pcm) / SAMPLE_RATE,
         wall_s=time.perf_counter() - t_start,
         seed=take.seed,
         timings=timings,

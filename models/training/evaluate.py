@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from headcast.models.audio import SAMPLE_RATE
 from headcast.models.motion.model import MotionModel
 from headcast.models.motion.stream import infer
 
@@ -106,7 +107,7 @@ def score(
 
 
 def energy_baseline(
-    pcm16k: np.ndarray, n_frames: int, fps: int, sample_rate: int = 16_000
+    pcm16k: np.ndarray, n_frames: int, fps: int, sample_rate: int = SAMPLE_RATE
 ) -> np.ndarray:
     """Loudness as openness: float32 (n_frames,) 0..1 from float32 (N,) 16 kHz audio."""
     half = int(BASELINE_WINDOW_S * sample_rate / 2)

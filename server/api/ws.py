@@ -31,7 +31,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocketState
 
-from headcast.models.audio import AudioError
+from headcast.models.audio import SAMPLE_RATE, AudioError
 from headcast.models.audio.features import StreamingResampler
 from headcast.server.api.sessions import owned_by, say_text
 from headcast.server.live.control import ControlError, apply_control
@@ -58,7 +58,7 @@ class StartMessage(BaseModel):
 
     type: Literal["start"]
     format: Literal["s16le", "f32le"] = "s16le"
-    sample_rate: int = Field(16_000, ge=8_000, le=48_000)
+    sample_rate: int = Field(SAMPLE_RATE, ge=8_000, le=48_000)
     channels: int = Field(1, ge=1, le=2)
     coefficients: bool = False
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from headcast.models.audio import SAMPLE_RATE
 from headcast.models.config import REPO_ROOT
 from headcast.models.sizes import FRAME_SIZES
 from headcast.server.bench.loopback import cpu_seconds, get, load_speech, serve
@@ -107,7 +108,7 @@ async def _measure(url: str, n: int, seconds: float, speech: np.ndarray) -> dict
         await asyncio.sleep(1.0)
         before = [await _stats(client, s["id"]) for s in sessions]
         onset = int(np.argmax(np.abs(speech) > ONSET_LEVEL))
-        clip = speech[max(0, onset - 160) : onset + int(UTTERANCE_S * 16_000)]
+        clip = speech[max(0, onset - 160) : onset + int(UTTERANCE_S * SAMPLE_RATE)]
         pushes: list[float] = []
         t0 = time.monotonic()
         frames0 = [len(v.received.video) for v in viewers]
@@ -120,7 +121,7 @@ async def _measure(url: str, n: int, seconds: float, speech: np.ndarray) -> dict
             for i in range(1, len(sockets)):
                 if now >= next_long[i]:
                     await sockets[i].send_pcm(speech)
-                    next_long[i] = now + len(speech) / 16_000
+                    next_long[i] = now + len(speech) / SAMPLE_RATE
             await asyncio.sleep(0.02)
         after = [await _stats(client, s["id"]) for s in sessions]
         wall = time.monotonic() - t0

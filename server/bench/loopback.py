@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from headcast.models.audio import SAMPLE_RATE
 from headcast.models.config import REPO_ROOT
 from headcast.server.errors import UserError
 from headcast.server.live.procpool import process_stat
@@ -43,7 +44,7 @@ def load_speech(path: Path) -> np.ndarray:
     """A 16 kHz mono 16-bit WAV -> float32 (N,) in -1..1 (UserError otherwise)."""
     try:
         with wave.open(str(path)) as w:
-            if w.getframerate() != 16_000 or w.getnchannels() != 1 or w.getsampwidth() != 2:
+            if w.getframerate() != SAMPLE_RATE or w.getnchannels() != 1 or w.getsampwidth() != 2:
                 raise UserError(f"{path}: need 16 kHz mono 16-bit WAV")
             raw = w.readframes(w.getnframes())
     except (OSError, wave.Error) as exc:

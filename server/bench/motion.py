@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from headcast.models.audio import SAMPLE_RATE
 from headcast.server.cli_args import positive_seconds
 
 HELP = "audio-to-motion speed (x real time, one CPU core): offline and 20 ms live chunks"
@@ -33,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def speech_like(seconds: float, sample_rate: int = 16_000, seed: int = 0) -> np.ndarray:
+def speech_like(seconds: float, sample_rate: int = SAMPLE_RATE, seed: int = 0) -> np.ndarray:
     """float32 (N,): noise shaped by a 4 Hz syllable envelope with pauses."""
     rng = np.random.default_rng(seed)
     n = int(seconds * sample_rate)

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from headcast.models.audio import SAMPLE_RATE
 from headcast.models.sizes import FRAME_SIZES
 from headcast.server.bench.live import DEFAULT_SPEECH, ONSET_LEVEL, OPEN, UTTERANCE_S
 from headcast.server.bench.loopback import family, load_speech, open_fds, rss_mb, serve
@@ -127,7 +128,7 @@ async def _soak(url: str, pid: int, args: argparse.Namespace, speech: np.ndarray
     sock = await client.connect(session["id"])
     meter = MouthMeter(create_renderer(None, backend="warp", size=session["size"]).render)
     onset = int(np.argmax(np.abs(speech) > ONSET_LEVEL))
-    clip = speech[max(0, onset - 160) : onset + int(UTTERANCE_S * 16_000)]
+    clip = speech[max(0, onset - 160) : onset + int(UTTERANCE_S * SAMPLE_RATE)]
     t0 = time.monotonic()
     spikes = Spikes(pid, args.spike_every_s, t0) if args.spikes else None
     tasks: set[asyncio.Task[None]] = set()
