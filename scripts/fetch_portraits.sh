@@ -27,14 +27,14 @@ for f in jesper_2 new_wave_2 qt-logo; do
 done
 
 # facetorch's example inputs (PyPI sdist, Apache-2.0)
-"$py" -m pip download -q --no-deps --no-binary :all: facetorch==0.6.2 -d "$work" 2>/dev/null
+"$py" -m pip download -q --no-deps --no-binary :all: facetorch==0.6.2 -d "$work"
 tar xzf "$work"/facetorch-0.6.2.tar.gz -C "$work"
 for f in test test2; do
   cp "$work/facetorch-0.6.2/data/input/$f.jpg" "$dir/facetorch_$f.jpg"
 done
 
 # mahotas's demo photo of its author (PyPI wheel, MIT)
-"$py" -m pip download -q --no-deps --only-binary :all: mahotas==1.4.19 -d "$work" 2>/dev/null
+"$py" -m pip download -q --no-deps --only-binary :all: mahotas==1.4.19 -d "$work"
 "$py" -m zipfile -e "$work"/mahotas-1.4.19-*.whl "$work/mahotas"
 cp "$work/mahotas/mahotas/demos/data/luispedro.jpg" "$dir/mahotas_luispedro.jpg"
 
