@@ -9,7 +9,7 @@ from headcast.models.avatar import mouth as M
 
 LUMA = np.array([0.299, 0.587, 0.114])
 LIP = np.array([180.0, 100.0, 100.0])
-FACE_LUMA = 150.0
+TEETH = M.TYPICAL_TEETH
 
 
 def _row(t: float) -> int:
@@ -18,13 +18,13 @@ def _row(t: float) -> int:
 
 @pytest.fixture(scope="module")
 def lower() -> np.ndarray:
-    return M.synth_lower(LIP, FACE_LUMA).astype(np.float64)
+    return M.synth_lower(LIP, TEETH).astype(np.float64)
 
 
 def test_lower_incisors_are_as_light_as_the_upper_ones(lower):
     """Seen at a mid opening, the lower incisors are teeth, not a grey band (they were
     0.85 of the upper incisors' luma)."""
-    upper = M.synth_upper_teeth(FACE_LUMA).astype(np.float64)
+    upper = M.synth_upper_teeth(TEETH).astype(np.float64)
     mid = slice(M.TEX_W // 2 - 2, M.TEX_W // 2 + 2)
     row = _row(0.03)
     lo = float((lower[row, mid, :3] @ LUMA).max())

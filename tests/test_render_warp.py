@@ -210,7 +210,8 @@ def test_lower_teeth_show_at_a_mid_opening(fast, pack512):
 )
 def test_closures_shut_a_toothy_smile(fast, pack512, closure):
     """The built-in portrait smiles with its teeth showing (rest gap ~14 px): mouthClose
-    (at jawOpen) and a bilabial press bring the lips together over the teeth."""
+    (at jawOpen) and a bilabial press bring the lips together over the teeth, and no
+    tooth shows between them."""
     rest_gap = float(pack512.arrays["mouth_shape"][0])
     assert rest_gap > 8.0
     c = wm.prepare(from_mapping(closure))
@@ -226,8 +227,10 @@ def test_closures_shut_a_toothy_smile(fast, pack512, closure):
         bright = rgb @ [0.299, 0.587, 0.114] > 150
         return int(np.count_nonzero(bright & (rgb[..., 0] - rgb[..., 2] < 30) & (mask > 0)))
 
-    # Most of the portrait's teeth are covered by its lips (a 1-2 px seam remains).
-    assert teeth(fast.render(c)) < 0.45 * teeth(pack512.image)
+    # None of the portrait's teeth remain between the sealed lips (176 at rest): the
+    # lip fill repaints the band the warp squeezes them into (12-14 were left).
+    assert teeth(pack512.image) > 100
+    assert teeth(fast.render(c)) == 0
 
 
 def test_a_negative_smile_relaxes_the_portraits_own(fast, pack512):

@@ -46,6 +46,7 @@ from headcast.models.avatar.mouth import (
     portrait_teeth,
     synth_lower,
     synth_upper_teeth,
+    teeth_color,
 )
 from headcast.models.avatar.pack import PACK_VERSION, AvatarPack, read_meta
 from headcast.models.avatar.relax import portrait_smile, relax, relax_seal
@@ -256,7 +257,7 @@ def _fold_free_depth(
 
 # Bumped when enrollment makes a different pack from the same portrait (new textures,
 # new authored motion) without the pack format changing: cached packs are then rebuilt.
-ENROLL_REVISION = 5
+ENROLL_REVISION = 6
 
 
 def portrait_hash(data: bytes, size: int) -> str:
@@ -304,7 +305,8 @@ def build_pack(image: np.ndarray, size: int = 512, progress: Progress = _noop) -
     rest_gap = float((ring[i_lo] - origin) @ v)
     upper_curve = float(((0.5 * (ring[i_cr] + ring[i_cl])) - origin) @ v) / width
     lip_rgb, luma = lip_and_skin_colors(frame, points)
-    teeth, own_teeth = portrait_teeth(frame, points, synth_upper_teeth(luma), luma)
+    teeth_rgb = teeth_color(frame, points, luma)
+    teeth, own_teeth = portrait_teeth(frame, points, synth_upper_teeth(teeth_rgb), luma)
     arrays = {
         "landmarks": points.astype(np.float32),
         "bases": fields.astype(np.float32),
@@ -320,7 +322,7 @@ def build_pack(image: np.ndarray, size: int = 512, progress: Progress = _noop) -
         "depth": depth,
         "pivot": pivot,
         "teeth_upper": teeth,
-        "teeth_lower": synth_lower(lip_rgb, luma),
+        "teeth_lower": synth_lower(lip_rgb, teeth_rgb),
         "cavity": cavity_colors(lip_rgb),
         "mouth_shape": np.array([rest_gap, upper_curve], np.float32),
         "portrait_matrix": matrix.astype(np.float64),

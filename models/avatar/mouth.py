@@ -20,6 +20,23 @@ TOOTH_LEN = 0.12  # visible upper incisor length, mouth widths
 TOOTH_WIDTHS = (0.105, 0.085, 0.08, 0.07, 0.065, 0.06)
 NEAR_SHADE = 0.32  # the cavity next to the lips, as a share of the lip colour
 GAP_OPEN_FRAC = 0.06  # rest opening (mouth widths) above which the portrait's own teeth are used
+# Lit teeth as photographed: the mean of the portraits' own teeth on the portrait set
+# (warmer than white: red / blue 1.23).
+TYPICAL_TEETH = np.array([227.0, 200.0, 184.0])
+LOWER_TEETH_TINT = np.array([0.983, 0.982, 0.986])  # lower teeth: a shade darker
+EDGE_TINT = np.array([0.65, 0.69, 0.79])  # a translucent incisal edge: greyer, bluer
+_LUMA = np.array([0.299, 0.587, 0.114])
+# The colour of synthesised teeth (see teeth_color): at least this many pixels (at 512)
+# of the portrait's own teeth, or of eye white brighter than the face by this factor.
+OWN_TEETH_MIN_PX = 60
+SCLERA_MIN_PX = 30
+SCLERA_OVER_FACE = 1.1
+SCLERA_TO_TEETH = 1.1  # lit teeth against the brighter quarter of the eye white
+# Neither visible: teeth luma from the face's (weakly: on the set, dark skin in good
+# light has teeth as bright as light skin's), at most this much over the photo's
+# highlights (its 98th luma percentile), so a dim photo gets dim teeth.
+FALLBACK_TEETH_LUMA = (150.0, 0.35, 160.0, 235.0)  # offset, per face luma, min, max
+OVER_HIGHLIGHTS = 1.15
 
 
 def texel_coords() -> tuple[np.ndarray, np.ndarray]:
@@ -64,10 +81,65 @@ def lip_and_skin_colors(image: np.ndarray, points: np.ndarray) -> tuple[np.ndarr
     return lip_rgb, luma
 
 
-def synth_upper_teeth(luma: float) -> np.ndarray:
-    """uint8 (TEX_H, TEX_W, 4) RGBA: a row of upper teeth hanging from t = 0."""
+def _polygon_pixels(
+    image: np.ndarray, polygon: np.ndarray, hole: tuple[np.ndarray, float] | None = None
+) -> np.ndarray:
+    """float64 (N, 3): the pixels inside ``polygon`` (K, 2), less a disc (centre, radius)."""
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 1)
+    if hole is not None:
+        centre, radius = hole
+        cv2.circle(mask, tuple(int(v) for v in np.round(centre)), int(np.ceil(radius)), 0, -1)
+    return image[mask > 0].astype(np.float64)
+
+
+def _brighter_mean(pixels: np.ndarray, quantile: float) -> np.ndarray:
+    luma = pixels @ _LUMA
+    return pixels[luma >= np.quantile(luma, quantile)].mean(axis=0)
+
+
+def teeth_color(image: np.ndarray, points: np.ndarray, face_luma: float) -> np.ndarray:
+    """float64 (3,) 0..255: the lit colour synthesised teeth are drawn in.
+
+    Teeth are as white as the light and the camera make them, whatever the skin: the
+    portrait's own teeth where they show (the brighter quarter of the tooth-like pixels
+    between the lips), else its eye whites (the brighter quarter of the pale pixels
+    around the irises, when brighter than the face: a squint leaves only lids and
+    lashes), else a typical tooth colour as bright as the face and the photo's highlights
+    suggest (see FALLBACK_TEETH_LUMA).
+    """
+    area = (image.shape[0] / 512.0) ** 2
+    mouth = _polygon_pixels(image, points[list(L.LIPS_INNER), :2])
+    if len(mouth):
+        own = mouth[teeth_likeness(mouth, face_luma) > 0.5]
+        if len(own) >= OWN_TEETH_MIN_PX * area:
+            return _brighter_mean(own, 0.75)
+    whites = []
+    for upper, lower, iris in (
+        (L.EYE_R_UPPER, L.EYE_R_LOWER, L.IRIS_R),
+        (L.EYE_L_UPPER, L.EYE_L_LOWER, L.IRIS_L),
+    ):
+        centre = points[iris[0], :2]
+        radius = 1.05 * float(np.linalg.norm(points[list(iris[1:]), :2] - centre, axis=1).mean())
+        eye = points[list(upper) + list(lower), :2]
+        whites.append(_polygon_pixels(image, eye, (centre, radius)))
+    white = np.concatenate(whites)
+    sat = (white.max(axis=1) - white.min(axis=1)) / np.maximum(white.max(axis=1), 1.0)
+    white = white[sat < 0.45]
+    if len(white) >= SCLERA_MIN_PX * area:
+        lit = _brighter_mean(white, 0.75)
+        if lit @ _LUMA >= SCLERA_OVER_FACE * face_luma:
+            return np.clip(SCLERA_TO_TEETH * lit, 0.0, 255.0)
+    offset, slope, lo, hi = FALLBACK_TEETH_LUMA
+    highlights = float(np.quantile(image.reshape(-1, 3) @ _LUMA, 0.98))
+    luma = min(float(np.clip(offset + slope * face_luma, lo, hi)), OVER_HIGHLIGHTS * highlights)
+    return TYPICAL_TEETH * (luma / float(TYPICAL_TEETH @ _LUMA))
+
+
+def synth_upper_teeth(teeth_rgb: np.ndarray) -> np.ndarray:
+    """uint8 (TEX_H, TEX_W, 4) RGBA: a row of upper teeth hanging from t = 0, lit in the
+    middle in ``teeth_rgb`` (float (3,) 0..255, see :func:`teeth_color`)."""
     s, t = texel_coords()
-    light = float(np.clip(luma / 150.0, 0.55, 1.1))
     edges = _tooth_edges()
     idx = np.clip(np.searchsorted(edges, s) - 1, 0, len(edges) - 2)
     left, right = edges[idx], edges[idx + 1]
@@ -79,7 +151,7 @@ def synth_upper_teeth(luma: float) -> np.ndarray:
     tip = length * (1.0 - 0.25 * (2 * u - 1) ** 4)
     alpha = np.clip((tip - t) / 0.012 + 0.5, 0.0, 1.0) * np.clip((0.97 - centre) / 0.08, 0.0, 1.0)
     gap = np.clip(np.minimum(u, 1 - u) * width / 0.006, 0.0, 1.0)  # dark seams between teeth
-    base = np.array([232.0, 224.0, 208.0]) * light
+    base = np.asarray(teeth_rgb, np.float64)
     shade = (
         (0.55 + 0.45 * (1 - centre**2)) * (0.75 + 0.25 * gap) * (0.88 + 0.12 * np.sin(np.pi * u))
     )
@@ -95,7 +167,9 @@ TOOTH_GAP = 0.006  # half-width of the dark seam between two teeth, mouth widths
 TONGUE_TOP = 0.19  # the tongue's dome reaches this far above the lower lip, mouth widths
 
 
-def _lower_teeth(s: np.ndarray, t: np.ndarray, light: float) -> tuple[np.ndarray, np.ndarray]:
+def _lower_teeth(
+    s: np.ndarray, t: np.ndarray, teeth_rgb: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """RGB float (TEX_H, TEX_W, 3) and alpha 0..1 of the lower front teeth: separate
     incisors and canines, lit in the middle, in the lower lip's shadow at their roots."""
     centre = np.abs(2 * s - 1)  # 0 at the middle of the mouth, 1 at the corners
@@ -105,19 +179,21 @@ def _lower_teeth(s: np.ndarray, t: np.ndarray, light: float) -> tuple[np.ndarray
     seam = np.clip(to_edge / TOOTH_GAP, 0.0, 1.0)
     shade = (0.95 - 0.45 * centre**2) * (0.62 + 0.38 * seam) * (0.9 + 0.1 * np.sin(np.pi * u))
     shade = shade * (0.72 + 0.28 * np.clip(t / 0.03, 0.0, 1.0))  # the lip's shadow
-    rgb = np.array([228.0, 220.0, 205.0]) * light * shade[..., None]
+    rgb = np.asarray(teeth_rgb, np.float64) * LOWER_TEETH_TINT * shade[..., None]
     # The incisal edge is translucent: greyer, a little blue.
     edge = np.clip((t / np.maximum(tip, 1e-6) - 0.7) / 0.3, 0.0, 1.0)[..., None]
-    rgb = rgb * (1 - 0.25 * edge) + np.array([150.0, 155.0, 165.0]) * light * 0.25 * edge
+    rgb = rgb * (1 - 0.25 * edge) + np.asarray(teeth_rgb) * EDGE_TINT * 0.25 * edge
     return rgb, alpha
 
 
-def _tongue(s: np.ndarray, t: np.ndarray, lip_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _tongue(
+    s: np.ndarray, t: np.ndarray, lip_rgb: np.ndarray, exposure: float
+) -> tuple[np.ndarray, np.ndarray]:
     """RGB float and alpha of the tongue: a dome behind the lower teeth, lit at its tip,
     darker towards the throat and the sides, with a faint groove down its middle."""
     r = np.sqrt(((s - 0.5) / 0.36) ** 2 + ((t + 0.02) / (TONGUE_TOP + 0.02)) ** 2)
     alpha = np.clip((1.0 - r) / 0.12, 0.0, 1.0)
-    base = 0.45 * lip_rgb + 0.55 * np.array([205.0, 95.0, 100.0])
+    base = 0.45 * lip_rgb + 0.55 * np.array([205.0, 95.0, 100.0]) * exposure
     shade = 0.5 + 0.5 * np.clip(1.0 - r, 0.0, 1.0) ** 0.5
     shade = shade * (1.0 - 0.25 * np.clip(t / TONGUE_TOP, 0.0, 1.0))
     groove = np.exp(-(((s - 0.5) / 0.035) ** 2)) * np.clip(t / 0.06, 0.0, 1.0)
@@ -125,13 +201,15 @@ def _tongue(s: np.ndarray, t: np.ndarray, lip_rgb: np.ndarray) -> tuple[np.ndarr
     return base * shade[..., None], alpha
 
 
-def synth_lower(lip_rgb: np.ndarray, luma: float) -> np.ndarray:
+def synth_lower(lip_rgb: np.ndarray, teeth_rgb: np.ndarray) -> np.ndarray:
     """uint8 (TEX_H, TEX_W, 4) RGBA seen just above the lower lip: a row of lower teeth
-    (shorter and narrower than the upper ones) in front of the tongue."""
+    (shorter and narrower than the upper ones, ``teeth_rgb`` as for the upper ones) in
+    front of the tongue, lit as brightly as the teeth."""
     s, t = texel_coords()
-    light = float(np.clip(luma / 150.0, 0.55, 1.1))
-    teeth_rgb, teeth_a = _lower_teeth(s, t, light)
-    tongue_rgb, tongue_a = _tongue(s, t, lip_rgb)
+    teeth_rgb = np.asarray(teeth_rgb, np.float64)
+    exposure = float(np.clip((teeth_rgb @ _LUMA) / (TYPICAL_TEETH @ _LUMA), 0.5, 1.1))
+    teeth_rgb, teeth_a = _lower_teeth(s, t, teeth_rgb)
+    tongue_rgb, tongue_a = _tongue(s, t, lip_rgb, exposure)
     a = teeth_a[..., None]
     rgb = tongue_rgb * (1 - a) + teeth_rgb * a
     alpha = np.maximum(tongue_a, teeth_a)

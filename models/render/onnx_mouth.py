@@ -177,6 +177,13 @@ def seam_weight(g: G.Graph, m: Mouth, open_rest: float) -> str:
     return g.mul(closing, g.scalar(open_rest))
 
 
+def fill_weight(g: G.Graph, m: Mouth, rest_gap: float) -> str:
+    """(B, 1, 1, 1): how much of the lip fill to mix into the portrait."""
+    start = max(wm.FILL_OPEN_SHARE * rest_gap, wm.SEAM_OPEN_PX)
+    end = 0.5 * wm.SEAM_OPEN_PX
+    return g.clip(g.div(g.sub(g.scalar(start), m.opening), g.scalar(start - end)), 0.0, 1.0)
+
+
 def seam(g: G.Graph, s: str, dist: str, weight: str) -> str:
     """Seam alpha (B, 1, S, S): within SEAM_HALF_PX of the ring, tapered at the corners."""
     half_width = g.sub(g.scalar(wm.SEAM_HALF_PX), dist)

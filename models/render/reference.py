@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from headcast.models.avatar.pack import AvatarPack
-from headcast.models.render import eyelid
+from headcast.models.render import eyelid, lipfill
 from headcast.models.render import warp_math as wm
 
 
@@ -25,14 +25,20 @@ def render_reference(pack: AvatarPack, coeffs: np.ndarray) -> np.ndarray:
     up = wm.bilinear(back.astype(np.float64), gx, gy)
     px, py = np.meshgrid(pix, pix)
     src_x, src_y = px - up[0], py - up[1]
-    img = np.moveaxis(pack.image.astype(np.float64), -1, 0)
+    m = wm.mouth_state(arrays, c, size)
+    img = pack.image.astype(np.float64)
+    fill = wm.fill_weight(m, float(arrays["mouth_shape"][0]))
+    if fill > 0:  # lips drawn over the portrait's own teeth (lipfill)
+        img = img + fill * lipfill.full_frame(
+            lipfill.lip_fill(pack.image, arrays["landmarks"]), size
+        )
+    img = np.moveaxis(img, -1, 0)
     out = wm.bilinear(img, src_x, src_y)
     left, right = wm.blinks(c)
     if left > 0 or right > 0:
         layer = np.moveaxis(eyelid.lid_layer(pack.image, arrays["landmarks"]), -1, 0)
         sampled = wm.bilinear(layer.astype(np.float64), src_x, src_y)
         out = eyelid.blend(out, sampled, left, right)
-    m = wm.mouth_state(arrays, c, size)
     if m.alpha > 0:
         color, cover = wm.interior(px, py, m, arrays, wm.bilinear)
         out = out * (1 - cover) + color * cover

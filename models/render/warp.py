@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from headcast.models.avatar.pack import AvatarPack, load_pack
-from headcast.models.render import eyelid
+from headcast.models.render import eyelid, lipfill
 from headcast.models.render import warp_math as wm
 
 BBOX_MARGIN_PX = 3
@@ -44,6 +44,9 @@ class WarpRenderer:
         a = pack.arrays
         self._lids = eyelid.lid_layer(self.image, a["landmarks"])
         self._lid_boxes = eyelid.layer_boxes(self._lids)
+        self._fill = lipfill.lip_fill(self.image, a["landmarks"])
+        self._filled: tuple[float, np.ndarray] | None = None
+        self._rest_gap = float(a["mouth_shape"][0])
         flow_cells = (
             (np.abs(a["bases"]).sum(axis=(0, 1)) > 0)
             | (np.abs(a["seal"]).sum(axis=0) > 0)
@@ -90,15 +93,31 @@ class WarpRenderer:
             return self.image.copy()
         box = self._box_pose if np.any(c[wm.YAW :]) else self._box_flow
         out = self.image.copy()
+        m = wm.mouth_state(self.arrays, c, self.size)
         x0, y0, x1, y1 = box
         if x1 > x0 and y1 > y0:
             mapping = self._box_map(c, box)
             out[y0:y1, x0:x1] = cv2.remap(
-                self.image, mapping, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+                self._source(m), mapping, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
             )
             self._draw_lids(out[y0:y1, x0:x1], mapping, c)
-        self._draw_mouth(out, c)
+        self._draw_mouth(out, m)
         return out
+
+    def _source(self, m: wm.MouthState) -> np.ndarray:
+        """The portrait to warp: the lip fill (``lipfill``) mixed in as the lips meet."""
+        weight = 0.0 if self._fill is None else wm.fill_weight(m, self._rest_gap)
+        if self._fill is None or weight <= 0.0:
+            return self.image
+        cached = self._filled  # (weight, image): sealed lips hold one weight for frames
+        if cached is not None and cached[0] == weight:
+            return cached[1]
+        (x0, y0, x1, y1), delta = self._fill
+        src = self.image.copy()
+        mixed = self.image[y0:y1, x0:x1] + np.float32(weight) * delta
+        src[y0:y1, x0:x1] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+        self._filled = (weight, src)
+        return src
 
     def _box_map(self, c: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
         """float32 (y1 - y0, x1 - x0, 2) sampling map of the box only.
@@ -147,8 +166,7 @@ class WarpRenderer:
             lids = eyelid.blend(warped, np.moveaxis(sampled, -1, 0), left, right)
             region[:] = np.clip(np.rint(np.moveaxis(lids, 0, -1)), 0, 255).astype(np.uint8)
 
-    def _draw_mouth(self, out: np.ndarray, c: np.ndarray) -> None:
-        m = wm.mouth_state(self.arrays, c, self.size)
+    def _draw_mouth(self, out: np.ndarray, m: wm.MouthState) -> None:
         self._draw_seam(out, m)
         if m.alpha <= 0.0:
             return
@@ -186,7 +204,7 @@ class WarpRenderer:
 
     def _draw_seam(self, out: np.ndarray, m: wm.MouthState) -> None:
         """The lip seam (``warp_math.seam``), drawn in the ring's bounding box only."""
-        weight = wm.seam_weight(m, float(self.arrays["mouth_shape"][0]))
+        weight = wm.seam_weight(m, self._rest_gap)
         if weight <= 0.0:
             return
         pad = int(np.ceil(wm.SEAM_HALF_PX + 2 * wm.EDGE_SOFT_PX)) + 1

@@ -21,6 +21,10 @@ follow these steps and are tested to agree:
    (attached to the lower lip), faded in as the mouth opens beyond its rest gap;
 6. lip seam: where lips sealed over a portrait's own rest opening meet, a thin
    lip-coloured line along the ring (``seam``).
+
+Before step 4, as the lips meet over a portrait's own rest opening, the portrait's
+opening is replaced by lip texture (``lipfill.py``, mixed in by ``fill_weight``), so
+the band of teeth the warp cannot remove shows lips.
 """
 
 from __future__ import annotations
@@ -53,6 +57,10 @@ SEAM_OPEN_PX = 2.0  # the seam fades in as the inner-lip opening drops below thi
 SEAM_HALF_PX = 1.5  # half-width of the seam along the (collapsed) inner-lip ring
 SEAM_TAPER = 0.08  # it fades out over this share of the mouth width at each corner
 SEAM_SHADE = 0.8  # its colour, as a share of the lip colour
+# The lip fill (lipfill.py) is mixed in as the lips meet: from an opening of this share of
+# the rest gap (at least SEAM_OPEN_PX) down to half of SEAM_OPEN_PX, fully below it. Mixed
+# in by the seal weight instead, a half-sealed mouth showed lips and teeth cross-faded.
+FILL_OPEN_SHARE = 0.3
 I_UP = L.LIPS_INNER.index(L.UPPER_INNER_MID)
 I_LO = L.LIPS_INNER.index(L.LOWER_INNER_MID)
 I_CR = L.LIPS_INNER.index(L.INNER_CORNER_R)
@@ -343,6 +351,13 @@ def seam_weight(m: MouthState, rest_gap: float) -> float:
     closing = np.clip((SEAM_OPEN_PX - m.opening) / SEAM_OPEN_PX, 0.0, 1.0)
     open_rest = np.clip((rest_gap - SEAM_OPEN_PX) / SEAM_OPEN_PX, 0.0, 1.0)
     return float(closing * open_rest)
+
+
+def fill_weight(m: MouthState, rest_gap: float) -> float:
+    """0..1: how much of the lip fill to mix into the portrait (see FILL_OPEN_SHARE)."""
+    start = max(FILL_OPEN_SHARE * rest_gap, SEAM_OPEN_PX)
+    end = 0.5 * SEAM_OPEN_PX
+    return float(np.clip((start - m.opening) / (start - end), 0.0, 1.0))
 
 
 def seam_color(arrays: dict[str, np.ndarray]) -> np.ndarray:

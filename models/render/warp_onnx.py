@@ -18,7 +18,7 @@ from onnx import TensorProto, helper
 from headcast.models.avatar.pack import AvatarPack
 from headcast.models.channels import NUM_CHANNELS, SIGNED_INDEX, channel_bounds
 from headcast.models.onnx_session import Provider, create_session
-from headcast.models.render import eyelid
+from headcast.models.render import eyelid, lipfill
 from headcast.models.render import onnx_graph as G
 from headcast.models.render import onnx_mouth as M
 from headcast.models.render import warp_math as wm
@@ -37,9 +37,9 @@ def build_model(pack: AvatarPack) -> onnx.ModelProto:
     back = _inverse_displacement(g, _forward_field(g, pack, c, w), size, pack.grid)
     src = _sampling_maps(g, back, size, pack.grid)
     batch = g.op("Slice", g.op("Shape", "coeffs"), g.const([0]), g.const([1]))
-    frame = _lids(g, pack, c, batch, src, _warp(g, pack, batch, src))
-
     m = M.mouth_state(g, a, M.lip_ring(g, pack, c, w))
+    frame = _lids(g, pack, c, batch, src, _warp(g, pack, batch, src, m))
+
     ident = wm.identity_map(size)
     pix = (g.const(ident[0][None, None]), g.const(ident[1][None, None]))  # (1, 1, S, S)
     tex = M.texture_coords(g, pix, m)
@@ -136,11 +136,17 @@ def _sampling_maps(g: G.Graph, back: str, size: int, grid: int) -> XY:
     return sx, sy
 
 
-def _warp(g: G.Graph, pack: AvatarPack, batch: str, src: XY) -> str:
-    """The portrait sampled at ``src``: (B, 3, S, S)."""
+def _warp(g: G.Graph, pack: AvatarPack, batch: str, src: XY, m: M.Mouth) -> str:
+    """The portrait, with the lip fill (``lipfill``) mixed in as the lips meet
+    (``M.fill_weight``), sampled at ``src``: (B, 3, S, S)."""
     size = pack.size
     shape = g.op("Concat", batch, g.const(np.array([3, size, size], np.int64)), axis=0)
     image = g.op("Expand", g.const(np.moveaxis(pack.image.astype(np.float32), -1, 0)[None]), shape)
+    fill = lipfill.lip_fill(pack.image, pack.arrays["landmarks"])
+    if fill is not None:
+        delta = np.moveaxis(lipfill.full_frame(fill, size), -1, 0)[None]
+        weight = M.fill_weight(g, m, float(pack.arrays["mouth_shape"][0]))
+        image = g.add(image, g.mul(weight, g.const(delta)))
     g.shapes[image] = (size, size)
     return G.sample(g, image, src[0], src[1], size)
 
