@@ -121,7 +121,7 @@ def teeth_color(image: np.ndarray, points: np.ndarray, face_luma: float) -> np.n
     ):
         centre = points[iris[0], :2]
         radius = 1.05 * float(np.linalg.norm(points[list(iris[1:]), :2] - centre, axis=1).mean())
-        eye = points[list(upper) + list(lower), :2]
+        eye = points[list(upper) + list(lower)[::-1], :2]  # a ring: both lids run out -> in
         whites.append(_polygon_pixels(image, eye, (centre, radius)))
     white = np.concatenate(whites)
     sat = (white.max(axis=1) - white.min(axis=1)) / np.maximum(white.max(axis=1), 1.0)
@@ -133,7 +133,7 @@ def teeth_color(image: np.ndarray, points: np.ndarray, face_luma: float) -> np.n
     offset, slope, lo, hi = FALLBACK_TEETH_LUMA
     highlights = float(np.quantile(image.reshape(-1, 3) @ _LUMA, 0.98))
     luma = min(float(np.clip(offset + slope * face_luma, lo, hi)), OVER_HIGHLIGHTS * highlights)
-    return TYPICAL_TEETH * (luma / float(TYPICAL_TEETH @ _LUMA))
+    return np.clip(TYPICAL_TEETH * (luma / float(TYPICAL_TEETH @ _LUMA)), 0.0, 255.0)
 
 
 def synth_upper_teeth(teeth_rgb: np.ndarray) -> np.ndarray:

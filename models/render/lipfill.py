@@ -4,8 +4,8 @@ The flow closes a portrait's rest opening (teeth, an open mouth) by squeezing it
 thin band between the lips; a warp cannot remove pixels, so that band still shows
 teeth: a light line of 1-3 px at 512 between sealed lips, wider on a small face
 enlarged. The fill replaces the opening, in the portrait itself, by lip texture, and
-the renderer mixes it in by the seal weight, so whatever remains of the band between
-sealed lips is lip.
+the renderer mixes it in as the opening closes (``warp_math.fill_weight``), so
+whatever remains of the band between sealed lips is lip.
 
 Each pixel of the opening takes the colour of a point inside the nearer lip: in the
 mouth frame (``s`` across, ``d`` down, both from the inner-lip ring), a pixel a share
@@ -34,7 +34,9 @@ EDGE_PX = 1.0  # the fill reaches this far outside the opening, fading out
 BOX_MARGIN_PX = 2
 
 
-def _profile(points: np.ndarray, origin: np.ndarray, u: np.ndarray, v: np.ndarray, width: float):
+def _profile(
+    points: np.ndarray, origin: np.ndarray, u: np.ndarray, v: np.ndarray, width: float
+) -> tuple[np.ndarray, np.ndarray]:
     """A lip line as (s, d): s across the mouth 0..1, d down from ``origin`` in px, sorted by s."""
     rel = points - origin
     s = rel @ u / width + 0.5
@@ -47,22 +49,23 @@ def lip_fill(
     image: np.ndarray, landmarks: np.ndarray
 ) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
     """``(box (x0, y0, x1, y1), delta float32 (y1 - y0, x1 - x0, 3))``: what to add to the
-    portrait inside ``box``, times the seal weight, so the rest opening shows lips.
+    portrait inside ``box``, times ``warp_math.fill_weight``, so the rest opening shows lips.
 
-    None when the portrait's lips are (nearly) closed at rest: nothing to fill.
+    None when the portrait's lips are (nearly) closed at rest, or its mouth has no
+    width: nothing to fill.
     """
     pts = landmarks[:, :2].astype(np.float64)
     ring = pts[list(L.LIPS_INNER)]
     origin, u, v, width = mouth_frame(ring)
     gap = float((pts[L.LOWER_INNER_MID] - origin) @ v)
-    if gap < SEAM_OPEN_PX:
+    if gap < SEAM_OPEN_PX or width < 1.0:
         return None
-    size = image.shape[0]
+    height, wide = image.shape[:2]
     outer = pts[list(L.LIPS_OUTER)]
     lo = np.floor(outer.min(axis=0)).astype(int) - BOX_MARGIN_PX
     hi = np.ceil(outer.max(axis=0)).astype(int) + BOX_MARGIN_PX + 1
-    x0, y0 = (int(k) for k in np.clip(lo, 0, size))
-    x1, y1 = (int(k) for k in np.clip(hi, 0, size))
+    x0, x1 = (int(np.clip(k, 0, wide)) for k in (lo[0], hi[0]))
+    y0, y1 = (int(np.clip(k, 0, height)) for k in (lo[1], hi[1]))
     if x1 <= x0 or y1 <= y0:
         return None
     py, px = np.mgrid[y0:y1, x0:x1].astype(np.float64)
