@@ -194,3 +194,31 @@ def test_training_and_evaluation_check_their_arguments_first(
         err = capsys.readouterr().err
         assert why in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_files_take_the_model_for_files_and_live_sessions_do_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a model for files (``motion-offline.onnx``) is shipped, ``headcast motion`` and
+    offline renders use it; live sessions keep the causal model."""
+    from headcast.models.motion import load_motion_model
+    from headcast.models.motion import model as motion_model
+    from headcast.models.offline import RenderContext
+    from tests.render_offline_support import write_stub_motion_model
+
+    wav = write_wav(tmp_path / "s.wav", 2.0)
+    stub = write_stub_motion_model(tmp_path / "motion-offline.onnx")
+
+    def frames(*extra: str) -> np.ndarray:
+        out = tmp_path / "m.json"
+        assert main(["motion", str(wav), "-o", str(out), *extra]) == 0
+        return np.array(json.loads(out.read_text())["frames"])
+
+    live, given = frames(), frames("--model", str(stub))
+    assert np.abs(live - given).max() > 0.05  # the stand-in moves the mouth differently
+    monkeypatch.setattr(motion_model, "OFFLINE_MODEL", stub)
+    np.testing.assert_array_equal(frames(), given)
+    assert RenderContext().model(25).metadata["receptive_field"] == "1"  # the stand-in's
+    assert load_motion_model(None).metadata["receptive_field"] != "1"  # live: the shipped one
+    monkeypatch.setattr(motion_model, "OFFLINE_MODEL", tmp_path / "absent.onnx")
+    np.testing.assert_array_equal(frames(), live)

@@ -60,7 +60,10 @@ class RenderContext:
 
     def _load_motion(self, fps: int) -> MotionModel:
         try:
-            return load_motion_model(self.motion_path, fps=fps, provider=self.provider)
+            # Files take the model for files (a wider, non-causal window) when one is shipped.
+            return load_motion_model(
+                self.motion_path, fps=fps, provider=self.provider, offline=True
+            )
         except MotionModelError as exc:
             raise RenderError(str(exc)) from exc
 

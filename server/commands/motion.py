@@ -41,7 +41,7 @@ def _rows(args: argparse.Namespace) -> tuple[tuple[str, ...], Iterator[list[floa
     from headcast.models.motion import MotionModelError, MotionStreamer, load_motion_model
 
     try:
-        model = load_motion_model(args.model, fps=args.fps, provider=args.provider)
+        model = load_motion_model(args.model, fps=args.fps, provider=args.provider, offline=True)
     except MotionModelError as exc:
         raise UserError(str(exc)) from exc
     chunks = iter_audio(args.speech)
