@@ -214,11 +214,12 @@ def test_files_take_the_model_for_files_and_live_sessions_do_not(
         assert main(["motion", str(wav), "-o", str(out), *extra]) == 0
         return np.array(json.loads(out.read_text())["frames"])
 
-    live, given = frames(), frames("--model", str(stub))
+    monkeypatch.setattr(motion_model, "OFFLINE_MODEL", tmp_path / "absent.onnx")
+    live = frames()  # no model for files: the live one
+    np.testing.assert_array_equal(live, frames("--model", str(motion_model.DEFAULT_MODEL)))
+    given = frames("--model", str(stub))
     assert np.abs(live - given).max() > 0.05  # the stand-in moves the mouth differently
     monkeypatch.setattr(motion_model, "OFFLINE_MODEL", stub)
     np.testing.assert_array_equal(frames(), given)
     assert RenderContext().model(25).metadata["receptive_field"] == "1"  # the stand-in's
     assert load_motion_model(None).metadata["receptive_field"] != "1"  # live: the shipped one
-    monkeypatch.setattr(motion_model, "OFFLINE_MODEL", tmp_path / "absent.onnx")
-    np.testing.assert_array_equal(frames(), live)
