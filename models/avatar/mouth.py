@@ -72,12 +72,10 @@ def lip_and_skin_colors(image: np.ndarray, points: np.ndarray) -> tuple[np.ndarr
     mask_lips = np.zeros(image.shape[:2], np.uint8)
     cv2.fillPoly(mask_lips, [np.round(points[list(L.LIPS_OUTER), :2]).astype(np.int32)], 1)
     cv2.fillPoly(mask_lips, [np.round(points[list(L.LIPS_INNER), :2]).astype(np.int32)], 0)
-    mask_face = np.zeros(image.shape[:2], np.uint8)
-    cv2.fillPoly(mask_face, [np.round(points[list(L.FACE_OVAL), :2]).astype(np.int32)], 1)
     lips = image[mask_lips > 0].astype(np.float64)
-    face = image[mask_face > 0].astype(np.float64)
+    face = _polygon_pixels(image, points[list(L.FACE_OVAL), :2])
     lip_rgb = lips.mean(0) if len(lips) else np.array([150.0, 80.0, 80.0])
-    luma = float((face @ np.array([0.299, 0.587, 0.114])).mean()) if len(face) else 128.0
+    luma = float((face @ _LUMA).mean()) if len(face) else 128.0
     return lip_rgb, luma
 
 

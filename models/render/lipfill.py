@@ -82,7 +82,8 @@ def lip_fill(
             ("lo_out", L.LIPS_OUTER_LOWER),
         )
     }
-    opening = _opening(image[y0:y1, x0:x1], inside, pts, (x0, y0), _face_luma(image, landmarks))
+    face_luma = lip_and_skin_colors(image, landmarks)[1]
+    opening = _opening(image[y0:y1, x0:x1], inside, pts, (x0, y0), face_luma)
     _widen_edges(line, opening, s, d, width)
     # Full inside the opening, fading out over EDGE_PX beyond it (its edge pixels are mixed).
     outside = cv2.distanceTransform((~opening).astype(np.uint8), cv2.DIST_L2, 3)
@@ -110,10 +111,6 @@ def lip_fill(
     )
     delta = (filled - image[y0:y1, x0:x1].astype(np.float32)) * weight[..., None]
     return (x0, y0, x1, y1), delta.astype(np.float32)
-
-
-def _face_luma(image: np.ndarray, landmarks: np.ndarray) -> float:
-    return lip_and_skin_colors(image, landmarks)[1]
 
 
 def _opening(
