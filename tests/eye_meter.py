@@ -20,6 +20,7 @@ EYES = {
 # closed eye is drawn along the lower lid, and is meant to be dark.
 MEASURED_GAP = 0.7
 DARK_BELOW_SKIN = 50  # grey levels under the lid skin's median: iris, pupil, lashes
+PALE = 0.6  # sclera: saturation at most this share of the lid skin's median
 MIN_GAP_PX = 3.0  # an eye narrower than this at rest has no opening to measure
 
 
@@ -34,6 +35,7 @@ class EyeRegions:
     columns: np.ndarray  # int (W,) frame columns of the eye's middle 80 %
     opening: np.ndarray  # bool (S, W) the opening at rest, less its lowest rows
     skin: np.ndarray  # bool (S, W) lid skin above the eye (0.5 to 1.2 lid gaps up), middle 60 %
+    below: np.ndarray  # bool (S, W) skin below the eye (0.3 to 0.8 lid gaps down), middle 60 %
     lid: np.ndarray  # float (W,) upper lid y per column
     low: np.ndarray  # float (W,) lower lid y per column
 
@@ -53,7 +55,13 @@ def eye_regions(landmarks: np.ndarray, size: int, channel: str) -> EyeRegions | 
     opening = (y >= lid + 1) & (y <= lid + MEASURED_GAP * (low - lid))
     mid = np.abs(x - centre) <= 0.3 * width
     skin = (y >= lid - 1.2 * gap_max) & (y <= lid - 0.5 * gap_max) & mid
-    return EyeRegions(x, opening, skin, lid, low)
+    below = (y >= low + 0.3 * gap_max) & (y <= low + 0.8 * gap_max) & mid
+    return EyeRegions(x, opening, skin, below, lid, low)
+
+
+def _saturation(frame: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    rgb = frame[:, columns].astype(np.float64)
+    return (rgb.max(-1) - rgb.min(-1)) / np.maximum(rgb.max(-1), 1.0)
 
 
 def _luma(frame: np.ndarray, columns: np.ndarray) -> np.ndarray:
@@ -64,14 +72,29 @@ def _luma(frame: np.ndarray, columns: np.ndarray) -> np.ndarray:
 class ClosedEye:
     brightest_over_skin: float  # grey levels the opening's brightest pixel is above the lid skin
     dark_share: float  # share of the opening darker than the lid skin by DARK_BELOW_SKIN
+    # grey levels the opening's median is above the darker of the two skins' medians
+    # (negative: a lid darker than the skin around the eye, a dark smear)
+    median_over_skin: float
 
 
 def closed_eye(portrait: np.ndarray, frame: np.ndarray, regions: EyeRegions) -> ClosedEye:
     """How much of an open eye still shows in ``frame`` (uint8 RGB, the eye meant shut):
-    sclera brighter than the portrait's lid skin, iris and pupil darker than it."""
-    skin = _luma(portrait, regions.columns)[regions.skin]
+    sclera brighter than the portrait's lid skin, iris and pupil darker than it, and how
+    dark the closed lid is against the skin around the eye."""
+    luma = _luma(portrait, regions.columns)
+    skin = luma[regions.skin]
     inside = _luma(frame, regions.columns)[regions.opening]
+    # sclera is pale: less saturated than the lid skin (a lid lit brighter than the
+    # shadowed crease above a deep-set eye is skin, not sclera)
+    pale = _saturation(frame, regions.columns)[regions.opening] <= PALE * np.median(
+        _saturation(portrait, regions.columns)[regions.skin]
+    )
     return ClosedEye(
-        brightest_over_skin=float(inside.max() - np.percentile(skin, 95)),
+        brightest_over_skin=float(
+            inside[pale].max() - np.percentile(skin, 95) if pale.any() else -255.0
+        ),
         dark_share=float(np.mean(inside < np.median(skin) - DARK_BELOW_SKIN)),
+        median_over_skin=float(
+            np.median(inside) - min(np.median(skin), np.median(luma[regions.below]))
+        ),
     )

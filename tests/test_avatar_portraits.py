@@ -78,10 +78,6 @@ PORTRAITS.update({p.stem: (lambda p=p: load_portrait(p.read_bytes(), p.name)) fo
 KNOWN_FAILURES = {
     ("mesh_closure", "facetorch_test2"): "a laughing mouth open 33 px at rest: the sealed "
     "lips are one smeared block of lip texture (5.4 %)",
-    ("blink", "kphotoalbum_qt_logo_left"): "head turned 18 degrees: pixels 17 levels "
-    "brighter than the lid skin stay in the closed eye",
-    ("blink", "mahotas_luispedro"): "head turned 27 degrees: pixels 15 levels brighter "
-    "than the lid skin stay in the closed eye",
 }
 
 
@@ -306,7 +302,10 @@ def test_jaw_leaves_the_upper_lip_where_it_is(packs, name):
 def test_a_full_blink_shows_no_sclera_and_no_iris(packs, name):
     """The lid layer covers the whole opening with lid skin and a lash line (the lid
     maps it replaced left sclera brighter than the lid skin by up to 28 grey levels
-    and iris over up to 69 % of the opening on this set)."""
+    and iris over up to 69 % of the opening on this set), in the skin's tone: its
+    median at most 18 grey levels under the darker of the skins above and below the eye
+    (measured: 16 at most; when the lid was the skin above the lashes mirrored down, a
+    dark smear on deep-set eyes and under glasses, up to 26)."""
     from tests.eye_meter import EYES, closed_eye, eye_regions
 
     pack = packs[name]
@@ -319,6 +318,7 @@ def test_a_full_blink_shows_no_sclera_and_no_iris(packs, name):
         shut = closed_eye(pack.image, renderer.render(from_mapping({channel: 1.0})), regions)
         assert shut.brightest_over_skin <= 10.0, (name, channel, shut)
         assert shut.dark_share <= 0.2, (name, channel, shut)
+        assert shut.median_over_skin >= -18.0, (name, channel, shut)
         measured += 1
     assert measured >= 1 or name == "faceapi_sample2_02"
 
