@@ -26,6 +26,7 @@ JAW_DROP_MOUTH = 0.18  # mouth widths
 JAW_DROP_FACE = 0.065  # face heights
 CORNER_TAPER = 0.6  # the lower lip's drop at the mouth corners is this much less than at its middle
 CORNER_REACH = 1.5  # lower-lip thicknesses below the slit over which that taper fades out
+SEAL_FADE_PER_PX = 2.5  # skin over which a sealed lip's motion fades, per px it travels
 
 
 def jaw_open(g: FaceGeometry) -> np.ndarray:
@@ -136,9 +137,12 @@ def _inner_lip_y(g: FaceGeometry, ids: tuple[int, ...], x: np.ndarray) -> np.nda
     return np.interp(x, pts[order, 0], pts[order, 1])
 
 
-def _fade_beyond(dist: np.ndarray, thick: float) -> np.ndarray:
-    """1 up to one lip thickness past the lip edge, then smoothly 0 over 1.5 more."""
-    t = np.clip((dist - thick) / (1.5 * max(thick, 1e-6)), 0.0, 1.0)
+def _fade_beyond(dist: np.ndarray, thick: float, move: np.ndarray) -> np.ndarray:
+    """1 up to one lip thickness past the lip edge, then smoothly 0 over 1.5 more, or over
+    SEAL_FADE_PER_PX times the lip's travel ``move`` where that is longer (a lip moved far
+    is carried by a long stretch of skin, not by stretching the lip itself)."""
+    span = np.maximum(1.5 * max(thick, 1e-6), SEAL_FADE_PER_PX * move)
+    t = np.clip((dist - thick) / span, 0.0, 1.0)
     return 1.0 - t * t * (3 - 2 * t)
 
 
@@ -152,8 +156,8 @@ def lip_seal(g: FaceGeometry) -> np.ndarray:
     y_lo = _inner_lip_y(g, L.LIPS_INNER_LOWER, x)
     half = 0.5 * np.maximum(y_lo - y_up, 0.0)
     lower = lower_side(g)
-    fade_lo = _fade_beyond(y - y_lo, g.lower_lip_thickness)
-    fade_up = _fade_beyond(y_up - y, g.upper_lip_thickness)
+    fade_lo = _fade_beyond(y - y_lo, g.lower_lip_thickness, half)
+    fade_up = _fade_beyond(y_up - y, g.upper_lip_thickness, half)
     d = np.zeros_like(g.xy)
     d[:, 1] = half * ((1.0 - lower) * fade_up - lower * fade_lo)
     return d

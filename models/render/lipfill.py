@@ -32,6 +32,7 @@ MARGIN_PX = 1.5  # the fill starts this far inside a lip: its edge pixels hold t
 DEPTH = 0.5  # the middle of the opening takes the colour of the middle of the lips
 EDGE_PX = 1.0  # the fill reaches this far outside the opening, fading out
 BOX_MARGIN_PX = 2
+GROW = 0.6  # the opening grows into at most this share of a lip's thickness
 
 
 def _profile(
@@ -82,8 +83,12 @@ def lip_fill(
             ("lo_out", L.LIPS_OUTER_LOWER),
         )
     }
+    # tooth-like pixels count only this near the inner lip line: a pale lip is not teeth
+    reach = (d >= line["up_in"] - GROW * (line["up_in"] - line["up_out"])) & (
+        d <= line["lo_in"] + GROW * (line["lo_out"] - line["lo_in"])
+    )
     face_luma = lip_and_skin_colors(image, landmarks)[1]
-    opening = _opening(image[y0:y1, x0:x1], inside, pts, (x0, y0), face_luma)
+    opening = _opening(image[y0:y1, x0:x1], inside, reach, pts, (x0, y0), face_luma)
     _widen_edges(line, opening, s, d, width)
     # Full inside the opening, fading out over EDGE_PX beyond it (its edge pixels are mixed).
     outside = cv2.distanceTransform((~opening).astype(np.uint8), cv2.DIST_L2, 3)
@@ -114,15 +119,20 @@ def lip_fill(
 
 
 def _opening(
-    box: np.ndarray, inside: np.ndarray, pts: np.ndarray, at: tuple[int, int], face_luma: float
+    box: np.ndarray,
+    inside: np.ndarray,
+    reach: np.ndarray,
+    pts: np.ndarray,
+    at: tuple[int, int],
+    face_luma: float,
 ) -> np.ndarray:
     """bool (h, w): the rest opening (inner-lip polygon) and the tooth-like pixels inside
-    the outer lip line connected to it."""
+    the outer lip line and ``reach`` (bool (h, w)) connected to it."""
     outer = np.zeros(box.shape[:2], np.uint8)
     poly = np.round(pts[list(L.LIPS_OUTER)] - np.array(at, np.float64)).astype(np.int32)
     cv2.fillPoly(outer, [poly], 1)
     core = inside >= 0.0
-    toothy = (teeth_likeness(box, face_luma) > 0.5) & (outer > 0)
+    toothy = (teeth_likeness(box, face_luma) > 0.5) & (outer > 0) & reach
     _, labels = cv2.connectedComponents((core | toothy).astype(np.uint8), connectivity=8)
     touching = np.unique(labels[core])
     return core | (np.isin(labels, touching[touching > 0]) & toothy)
