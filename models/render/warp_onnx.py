@@ -144,9 +144,12 @@ def _warp(g: G.Graph, pack: AvatarPack, batch: str, src: XY, m: M.Mouth) -> str:
     image = g.op("Expand", g.const(np.moveaxis(pack.image.astype(np.float32), -1, 0)[None]), shape)
     fill = lipfill.lip_fill(pack.image, pack.arrays["landmarks"])
     if fill is not None:
-        delta = np.moveaxis(lipfill.full_frame(fill, size), -1, 0)[None]
+        # Only the fill's box is stored; Pad makes it a whole frame's delta at run time.
+        (x0, y0, x1, y1), box = fill
+        pads = np.array([0, 0, y0, x0, 0, 0, size - y1, size - x1], np.int64)
+        delta = g.op("Pad", g.const(np.moveaxis(box, -1, 0)[None]), g.const(pads))
         weight = M.fill_weight(g, m, float(pack.arrays["mouth_shape"][0]))
-        image = g.add(image, g.mul(weight, g.const(delta)))
+        image = g.add(image, g.mul(weight, delta))
     g.shapes[image] = (size, size)
     return G.sample(g, image, src[0], src[1], size)
 
