@@ -72,9 +72,43 @@ NOD_SLOW_S = 0.45
 #: extra yaw sway while speaking (degrees std of the drift, scaled by speech)
 SPEECH_SWAY_DEG = 0.8
 
+#: mean mouthPress of a bilabial closure from the motion model; the renderer seals the
+#: lips there (``render.warp_math.SEAL_PRESS``, the same value)
+CLOSURE_PRESS = 0.35
+
 _JAW = CHANNEL_INDEX["jawOpen"] - MOUTH_SLICE.start
+_CLOSE = CHANNEL_INDEX["mouthClose"] - MOUTH_SLICE.start
+_PRESS = [CHANNEL_INDEX[n] - MOUTH_SLICE.start for n in ("mouthPressLeft", "mouthPressRight")]
+# Channels that part the lips: a closure holds them back.
+_PARTING = [
+    CHANNEL_INDEX[n] - MOUTH_SLICE.start
+    for n in (
+        "mouthFunnel",
+        "mouthLowerDownLeft",
+        "mouthLowerDownRight",
+        "mouthUpperUpLeft",
+        "mouthUpperUpRight",
+    )
+]
 _BLINK = (CHANNEL_INDEX["eyeBlinkLeft"], CHANNEL_INDEX["eyeBlinkRight"])
 _YAW, _PITCH, _ROLL, _TX, _TY = (CHANNEL_INDEX[name] for name in POSE_CHANNELS)
+
+
+def hold_closure(mouth: np.ndarray) -> np.ndarray:
+    """float32 (16,) mouth channels -> the same with a bilabial closure holding the lips
+    shut: at mean mouthPress ``k * CLOSURE_PRESS`` (k <= 1), ``mouthClose`` is at least
+    ``k * jawOpen`` (the lips stay together while the jaw moves, as ARKit defines it) and
+    the channels that part the lips (funnel, lower lip down, upper lip up) keep ``1 - k``.
+    The motion model blends neighbouring sounds into a closure (the rounding of a
+    following /uw/ reaches into an /m/); without this, those frames showed an O-shaped
+    opening while the lips were meant to be sealed."""
+    k = float(np.clip(float(mouth[_PRESS].mean()) / CLOSURE_PRESS, 0.0, 1.0))
+    if k == 0.0:
+        return mouth
+    out = mouth.copy()
+    out[_CLOSE] = max(float(out[_CLOSE]), k * float(out[_JAW]))
+    out[_PARTING] *= np.float32(1.0 - k)
+    return out
 
 
 def _alpha(dt: float, tau: float) -> float:
@@ -206,7 +240,7 @@ class MotionMixer:
             m = np.asarray(mouth, np.float32)
             if m.shape != (NUM_MOUTH,):
                 raise ValueError(f"mouth must be float32 ({NUM_MOUTH},), got {m.shape}")
-            self._mouth = np.clip(m, 0.0, 1.0)
+            self._mouth = hold_closure(np.clip(m, 0.0, 1.0))
         return self._mouth
 
     def _step_blink(self) -> float:

@@ -158,3 +158,37 @@ def test_a_pack_folders_smile_reaches_the_mixer():
     assert smile is not None and min(smile.values()) > 0.5
     out = MotionMixer(FPS, seed=0, idle=False, portrait_smile=smile).step()
     assert out[CHANNEL_INDEX["mouthSmileLeft"]] == pytest.approx(-1.0)
+
+
+def test_a_bilabial_closure_holds_the_lips_shut_through_rounding(pack512):
+    """The motion model blends a following /uw/'s rounding into an /m/: at mouthPress 0.35
+    it also sends mouthFunnel up to 0.8 and a little jawOpen (seen in rendered speech,
+    where those frames measured 3-5 % of the face height between the lips). Through the
+    mixer the lips stay together; the same frame unmixed leaves them apart."""
+    from headcast.models.mixer import CLOSURE_PRESS, hold_closure
+    from headcast.models.render import warp_math as wm
+
+    assert CLOSURE_PRESS == wm.SEAL_PRESS
+    m = np.zeros(NUM_MOUTH, np.float32)
+    for name, value in (
+        ("mouthPressLeft", 0.35),
+        ("mouthPressRight", 0.35),
+        ("mouthFunnel", 0.8),
+        ("mouthPucker", 0.5),
+        ("jawOpen", 0.1),
+    ):
+        m[CHANNEL_INDEX[name] - MOUTH_SLICE.start] = value
+    out = MotionMixer(FPS, seed=0).step(m)
+    assert out[CHANNEL_INDEX["mouthPucker"]] == pytest.approx(0.5)  # rounding stays
+
+    def opening(mouth: np.ndarray) -> float:
+        c = np.zeros(NUM_CHANNELS, np.float32)
+        c[MOUTH_SLICE] = mouth
+        return wm.mouth_state(pack512.arrays, wm.prepare(c), pack512.size).opening
+
+    assert opening(out[MOUTH_SLICE]) <= 1.0
+    assert opening(m) > 3.0
+    # No press, nothing held back.
+    m[CHANNEL_INDEX["mouthPressLeft"] - MOUTH_SLICE.start] = 0.0
+    m[CHANNEL_INDEX["mouthPressRight"] - MOUTH_SLICE.start] = 0.0
+    assert np.array_equal(hold_closure(m), m)
