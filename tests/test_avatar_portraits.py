@@ -120,6 +120,16 @@ def test_every_mouth_channel_and_all_but_one_expression_keep_half_strength(packs
 
 
 @pytest.mark.parametrize("name", list(PORTRAITS))
+def test_the_rest_frame_is_the_portrait(packs, name):
+    """All channels at 0 (mouth, expression, pose): the frame is the aligned portrait,
+    PSNR at least 45 dB (no lip fill, lid or seam drawn at rest)."""
+    pack = packs[name]
+    out = WarpRenderer(pack).render(from_mapping({})).astype(np.float64)
+    mse = float(np.mean((out - pack.image.astype(np.float64)) ** 2))
+    assert mse == 0.0 or 10 * np.log10(255**2 / mse) >= 45.0, f"{name}: MSE {mse:.3f}"
+
+
+@pytest.mark.parametrize("name", list(PORTRAITS))
 def test_kept_channels_do_not_fold_and_stay_inside_the_head(packs, name):
     from headcast.models.avatar.bases import HeadEllipse
 
