@@ -13,15 +13,15 @@ pose and every expression) and revealed from the top down as the blink grows:
 * ``V``: where the closing edge passes each pixel, as a share of the lid gap in
   its column (0 at the upper lid margin, 1 at the lower one; ``OUTSIDE`` away from
   the eyes). The layer starts ``LASH_BAND`` lid gaps above the margin (of its column,
-  but at least ``CORNER_BAND`` of the eye's largest gap) so the closing lid also covers the portrait's own upper lashes and
-  liner;
+  but at least ``CORNER_BAND`` of the eye's largest gap) so the closing lid also
+  covers the portrait's own upper lashes and liner;
 * ``GAP``: the lid gap of the column in pixels, plus ``OVERLAP_PX`` (for a soft edge
   in pixels);
 * ``SIDE``: 1 on the subject's left eye, 0 on the right;
 * ``MASK``: 1 where the layer may cover (fading in over its top ``FEATHER`` lid
-  gaps), 0 elsewhere. ``V`` runs on smoothly past
-  the mask's edge, so a sample between a lid pixel and its neighbour outside never
-  reads as the closing edge (a dark lash dot).
+  gaps), 0 elsewhere. ``V`` runs on smoothly past the mask's edge, so a sample
+  between a lid pixel and its neighbour outside never reads as the closing edge (a
+  dark lash dot).
 
 At blink ``b`` the edge sits at ``b * REACH`` (past the lower margin at ``b = 1``,
 so no sclera or iris shows); a soft dark band along the edge is the lash line.
@@ -55,8 +55,8 @@ SKIN_ABOVE = (0.5, 1.2)  # lid skin is read this many lid gaps above the upper m
 SKIN_BELOW = (0.3, 0.8)  # ...and the lower lid's skin this many below the lower margin
 SKIN_TONE_LEVELS = 12.0  # a band this many grey levels off the face's luma counts half
 SKIN_PERCENTILE = 75  # per column, the skin pixel at this luma percentile (not brow, not crease)
-DETAIL_PX = (0.6, 2.5)  # at 512 px: texture between these scales is kept from the skin...
-TEXTURE_FROM = 1.0  # the texture is read this many lid gaps below the lower margin
+TEXTURE_FROM = 1.0  # the lid's texture is read this many lid gaps below the lower margin
+DETAIL_PX = (0.6, 2.5)  # at 512 px: texture between these scales is kept from there...
 DETAIL_GAIN = 0.6  # ...at this strength, over the smooth lid colour
 SKIN_SPREAD = 0.2  # the lid colour is smoothed across this share of the eye's width
 
