@@ -75,6 +75,8 @@ class ClosedEye:
     # grey levels the opening's median is above the darker of the two skins' medians
     # (negative: a lid darker than the skin around the eye, a dark smear)
     median_over_skin: float
+    # ...and above the brighter of the two (positive: a lid lighter than all skin near it)
+    median_over_brighter: float
 
 
 def closed_eye(portrait: np.ndarray, frame: np.ndarray, regions: EyeRegions) -> ClosedEye:
@@ -84,6 +86,7 @@ def closed_eye(portrait: np.ndarray, frame: np.ndarray, regions: EyeRegions) -> 
     luma = _luma(portrait, regions.columns)
     skin = luma[regions.skin]
     inside = _luma(frame, regions.columns)[regions.opening]
+    skins = (float(np.median(skin)), float(np.median(luma[regions.below])))
     # sclera is pale: less saturated than the lid skin (a lid lit brighter than the
     # shadowed crease above a deep-set eye is skin, not sclera)
     pale = _saturation(frame, regions.columns)[regions.opening] <= PALE * np.median(
@@ -94,7 +97,6 @@ def closed_eye(portrait: np.ndarray, frame: np.ndarray, regions: EyeRegions) -> 
             inside[pale].max() - np.percentile(skin, 95) if pale.any() else -255.0
         ),
         dark_share=float(np.mean(inside < np.median(skin) - DARK_BELOW_SKIN)),
-        median_over_skin=float(
-            np.median(inside) - min(np.median(skin), np.median(luma[regions.below]))
-        ),
+        median_over_skin=float(np.median(inside) - min(skins)),
+        median_over_brighter=float(np.median(inside) - max(skins)),
     )

@@ -188,6 +188,14 @@ def test_a_bilabial_closure_holds_the_lips_shut_through_rounding(pack512):
 
     assert opening(out[MOUTH_SLICE]) <= 1.0
     assert opening(m) > 3.0
+    # Half the closing press: half held back, the lips half closed over the jaw.
+    half = m.copy()
+    for name in ("mouthPressLeft", "mouthPressRight"):
+        half[CHANNEL_INDEX[name] - MOUTH_SLICE.start] = 0.5 * CLOSURE_PRESS
+    held = hold_closure(half)
+    funnel, close = (CHANNEL_INDEX[n] - MOUTH_SLICE.start for n in ("mouthFunnel", "mouthClose"))
+    assert held[funnel] == pytest.approx(0.4)
+    assert held[close] == pytest.approx(0.05)
     # No press, nothing held back.
     m[CHANNEL_INDEX["mouthPressLeft"] - MOUTH_SLICE.start] = 0.0
     m[CHANNEL_INDEX["mouthPressRight"] - MOUTH_SLICE.start] = 0.0

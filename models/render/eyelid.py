@@ -58,6 +58,7 @@ SKIN_PERCENTILE = 75  # per column, the skin pixel at this luma percentile (not 
 TEXTURE_FROM = 1.0  # the lid's texture is read this many lid gaps below the lower margin
 DETAIL_PX = (0.6, 2.5)  # at 512 px: texture between these scales is kept from there...
 DETAIL_GAIN = 0.6  # ...at this strength, over the smooth lid colour
+_LUMA = np.array([0.299, 0.587, 0.114])
 SKIN_SPREAD = 0.2  # the lid colour is smoothed across this share of the eye's width
 
 EYES = (  # (upper lid, lower lid, corners, SIDE): subject's left first, as eyeBlinkLeft
@@ -74,23 +75,25 @@ def _curve(points: np.ndarray, idx: tuple[int, ...], x: np.ndarray) -> np.ndarra
 
 def _band_colour(
     img: np.ndarray,
+    luma: np.ndarray,
     x: np.ndarray,
     y_from: np.ndarray,
     y_to: np.ndarray,
-    percentile: float = SKIN_PERCENTILE,
-) -> np.ndarray:
-    """float (W, 3): per column ``x``, the colour of the pixel at ``percentile`` of luma
-    between rows ``y_from`` and ``y_to`` (floats, clipped to the frame)."""
+) -> tuple[np.ndarray, float]:
+    """Per column ``x``, the colour of the pixel at SKIN_PERCENTILE of luma between rows
+    ``y_from`` and ``y_to`` (floats): float (W, 3), and the share of the band's rows
+    inside the frame (rows outside are clipped to its edge: hair, collar, background)."""
     size = img.shape[0]
-    luma = img @ np.array([0.299, 0.587, 0.114], np.float32)
     out = np.empty((len(x), 3))
     for i, col in enumerate(x):
         a = int(np.clip(np.floor(y_from[i]), 0, size - 1))
         b = int(np.clip(np.ceil(y_to[i]), a + 1, size))
         ys = np.arange(a, b)
-        pick = ys[np.argsort(luma[ys, col])][int((len(ys) - 1) * percentile / 100)]
+        pick = ys[np.argsort(luma[ys, col])][int((len(ys) - 1) * SKIN_PERCENTILE / 100)]
         out[i] = img[pick, col]
-    return out
+    rows = np.maximum(y_to - y_from, 1e-6)
+    inside = np.clip(np.minimum(y_to, size) - np.maximum(y_from, 0.0), 0.0, None) / rows
+    return out, float(inside.mean())
 
 
 def _lid_skin(
@@ -105,15 +108,22 @@ def _lid_skin(
     """float (W, 3): colour of the closed lid per column: the skin above the eye and the
     lower lid's, smoothed across the eye (no streaks from hairs, lashes or the crease of
     one column)."""
-    above = _band_colour(img, x, lid - SKIN_ABOVE[1] * gap, lid - SKIN_ABOVE[0] * gap)
-    below = _band_colour(img, x, low + SKIN_BELOW[0] * gap, low + SKIN_BELOW[1] * gap)
-    # each band counts by how close it is to the face's skin tone: the crease's shadow,
-    # brows, glasses rims, dark circles and make-up count less
-    luma = np.array([0.299, 0.587, 0.114])
+    luma = img @ _LUMA.astype(np.float32)
+    above, in_above = _band_colour(
+        img, luma, x, lid - SKIN_ABOVE[1] * gap, lid - SKIN_ABOVE[0] * gap
+    )
+    below, in_below = _band_colour(
+        img, luma, x, low + SKIN_BELOW[0] * gap, low + SKIN_BELOW[1] * gap
+    )
+    # each band counts by how close it is to the face's skin tone (the crease's shadow,
+    # brows, glasses rims, dark circles and make-up count less) and by how much of it
+    # lies inside the frame
     w = [
-        1.0 / (1.0 + ((band @ luma).mean() - face_luma) ** 2 / SKIN_TONE_LEVELS**2)
-        for band in (above, below)
+        inside / (1.0 + ((band @ _LUMA).mean() - face_luma) ** 2 / SKIN_TONE_LEVELS**2)
+        for band, inside in ((above, in_above), (below, in_below))
     ]
+    if w[0] + w[1] <= 0.0:
+        w = [1.0, 1.0]
     colour = (w[0] * above + w[1] * below) / (w[0] + w[1])
     sigma = max(SKIN_SPREAD * width, 1.0)
     return cv2.GaussianBlur(
@@ -157,17 +167,17 @@ def lid_layer(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         inside = (y >= top) & (x > xs.min()) & (x < xs.max())
         base = _lid_skin(img, lid, low, gap, x, float(xs.max() - xs.min()), face_luma)
         # the lid curves away towards the lash line and the corners
-        across = (x - 0.5 * (xs.min() + xs.max())) / (0.5 * (xs.max() - xs.min()))
+        across = (x - 0.5 * (xs.min() + xs.max())) / max(0.5 * (xs.max() - xs.min()), 1e-6)
         shade = (1.0 - LID_SHADOW * np.clip(v, 0.0, 1.0)) * (1.0 - CORNER_SHADOW * across**2)
         # fine texture of the cheek below the eye, moved up (pores, not a flat fill; the
         # skin above would bring copies of the crease and the lashes)
         src_y = np.clip(y + (low - top) + TEXTURE_FROM * gap.max(), 0.0, size - 1.0)
         src_y = src_y.astype(np.float32)
         src_x = np.broadcast_to(x.astype(np.float32), src_y.shape)
-        mirrored = cv2.remap(img, src_x, src_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        cheek = cv2.remap(img, src_x, src_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         k = size / 512
-        detail = cv2.GaussianBlur(mirrored, (0, 0), DETAIL_PX[0] * k) - cv2.GaussianBlur(
-            mirrored, (0, 0), DETAIL_PX[1] * k
+        detail = cv2.GaussianBlur(cheek, (0, 0), DETAIL_PX[0] * k) - cv2.GaussianBlur(
+            cheek, (0, 0), DETAIL_PX[1] * k
         )
         skin = ((base[None] + DETAIL_GAIN * detail) * shade[..., None]).astype(np.float32)
         feather = np.clip((y - top) / (FEATHER * gap_top), 0.0, 1.0)

@@ -84,8 +84,8 @@ def lip_fill(
         )
     }
     # tooth-like pixels count only this near the inner lip line: a pale lip is not teeth
-    reach = (d >= line["up_in"] - GROW * (line["up_in"] - line["up_out"])) & (
-        d <= line["lo_in"] + GROW * (line["lo_out"] - line["lo_in"])
+    reach = (d >= line["up_in"] - GROW * np.maximum(line["up_in"] - line["up_out"], 0.0)) & (
+        d <= line["lo_in"] + GROW * np.maximum(line["lo_out"] - line["lo_in"], 0.0)
     )
     face_luma = lip_and_skin_colors(image, landmarks)[1]
     opening = _opening(image[y0:y1, x0:x1], inside, reach, pts, (x0, y0), face_luma)
