@@ -95,7 +95,9 @@ def sanitize(pcm: np.ndarray) -> np.ndarray:
         x = (x.astype(np.float64) - offset) / (scale - offset if offset else scale)
     elif x.dtype.kind != "f":
         raise AudioError(f"audio samples must be integers or floats, got dtype {x.dtype}")
-    x = np.nan_to_num(x.astype(np.float32, copy=False), nan=0.0, posinf=1.0, neginf=-1.0)
+    x = x.astype(np.float32, copy=False)
+    if not np.isfinite(x).all():  # the common case skips nan_to_num's copies
+        x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
     return np.clip(x, -1.0, 1.0)
 
 
@@ -157,15 +159,21 @@ class StreamingResampler:
         self._rs.reset()
 
 
+@lru_cache(maxsize=1)
+def _window_power() -> tuple[float, float]:
+    """(sum, mean) of the squared window."""
+    w2 = _window() ** 2
+    return float(np.sum(w2)), float(np.mean(w2))
+
+
 def log_mel(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Windowed frames float64 (F, WIN_LENGTH) -> (mel dB float64 (F, N_MELS), RMS dBFS (F,))."""
-    w = _window()
-    spec = np.fft.rfft(frames * w, n=N_FFT, axis=1)
-    power = (spec.real**2 + spec.imag**2) / float(np.sum(w**2))
+    w2_sum, w2_mean = _window_power()
+    windowed = frames * _window()
+    spec = np.fft.rfft(windowed, n=N_FFT, axis=1)
+    power = (spec.real**2 + spec.imag**2) / w2_sum
     mel_db = 10.0 * np.log10(np.maximum(power @ mel_filterbank().T, POWER_FLOOR))
-    rms_db = 10.0 * np.log10(
-        np.maximum(np.mean((frames * w) ** 2, axis=1) / np.mean(w**2), POWER_FLOOR)
-    )
+    rms_db = 10.0 * np.log10(np.maximum(np.mean(windowed**2, axis=1) / w2_mean, POWER_FLOOR))
     return mel_db, rms_db
 
 
@@ -198,7 +206,9 @@ class FeatureExtractor:
 
     def push(self, pcm: np.ndarray) -> np.ndarray:
         x = np.asarray(pcm, np.float64).reshape(-1)
-        x = np.clip(np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
+        if not np.isfinite(x).all():
+            x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
+        x = np.clip(x, -1.0, 1.0)
         self.samples_in += len(x)
         self._buf = np.concatenate([self._buf, x])
         n = 0 if len(self._buf) < WIN_LENGTH else (len(self._buf) - WIN_LENGTH) // HOP_LENGTH + 1
