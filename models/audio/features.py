@@ -170,10 +170,12 @@ def log_mel(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Windowed frames float64 (F, WIN_LENGTH) -> (mel dB float64 (F, N_MELS), RMS dBFS (F,))."""
     w2_sum, w2_mean = _window_power()
     windowed = frames * _window()
-    spec = np.fft.rfft(windowed, n=N_FFT, axis=1)
-    power = (spec.real**2 + spec.imag**2) / w2_sum
-    mel_db = 10.0 * np.log10(np.maximum(power @ mel_filterbank().T, POWER_FLOOR))
     rms_db = 10.0 * np.log10(np.maximum(np.mean(windowed**2, axis=1) / w2_mean, POWER_FLOOR))
+    spec = np.fft.rfft(windowed, n=N_FFT, axis=1)
+    del windowed  # a 10 s block's frames are 3 MB: not kept beside the spectrum
+    power = (spec.real**2 + spec.imag**2) / w2_sum
+    del spec
+    mel_db = 10.0 * np.log10(np.maximum(power @ mel_filterbank().T, POWER_FLOOR))
     return mel_db, rms_db
 
 
