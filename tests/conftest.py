@@ -20,6 +20,15 @@ def pack512():
 
 
 @pytest.fixture(scope="session")
+def portrait_packs():
+    """The portrait set of tests/portrait_set.py, each face enrolled at 512 (once)."""
+    pytest.importorskip("mediapipe")
+    from tests.portrait_set import build_packs
+
+    return build_packs()
+
+
+@pytest.fixture(scope="session")
 def pack256(pack512):
     from headcast.models.avatar.resize import resize_pack
 
