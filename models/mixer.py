@@ -40,6 +40,7 @@ from headcast.models.channels import (
     clip,
 )
 from headcast.models.emotions import preset
+from headcast.models.render.warp_math import SEAL_PRESS
 
 NUM_MOUTH = len(MOUTH_CHANNELS)  # 16
 
@@ -72,9 +73,9 @@ NOD_SLOW_S = 0.45
 #: extra yaw sway while speaking (degrees std of the drift, scaled by speech)
 SPEECH_SWAY_DEG = 0.8
 
-#: mean mouthPress of a bilabial closure from the motion model; the renderer seals the
-#: lips there (``render.warp_math.SEAL_PRESS``, the same value)
-CLOSURE_PRESS = 0.35
+#: mean mouthPress of a bilabial closure from the motion model, where the renderer
+#: seals the lips: one value, defined with the seal
+CLOSURE_PRESS = SEAL_PRESS
 
 _JAW = CHANNEL_INDEX["jawOpen"] - MOUTH_SLICE.start
 _CLOSE = CHANNEL_INDEX["mouthClose"] - MOUTH_SLICE.start

@@ -25,7 +25,7 @@ GAP_OPEN_FRAC = 0.06  # rest opening (mouth widths) above which the portrait's o
 TYPICAL_TEETH = np.array([227.0, 200.0, 184.0])
 LOWER_TEETH_TINT = np.array([0.983, 0.982, 0.986])  # lower teeth: a shade darker
 EDGE_TINT = np.array([0.65, 0.69, 0.79])  # a translucent incisal edge: greyer, bluer
-_LUMA = np.array([0.299, 0.587, 0.114])
+LUMA = np.array([0.299, 0.587, 0.114])  # Rec. 601 luma weights
 # The colour of synthesised teeth (see teeth_color): at least this many pixels (at 512)
 # of the portrait's own teeth, or of eye white brighter than the face by this factor.
 OWN_TEETH_MIN_PX = 60
@@ -73,10 +73,14 @@ def lip_and_skin_colors(image: np.ndarray, points: np.ndarray) -> tuple[np.ndarr
     cv2.fillPoly(mask_lips, [np.round(points[list(L.LIPS_OUTER), :2]).astype(np.int32)], 1)
     cv2.fillPoly(mask_lips, [np.round(points[list(L.LIPS_INNER), :2]).astype(np.int32)], 0)
     lips = image[mask_lips > 0].astype(np.float64)
-    face = _polygon_pixels(image, points[list(L.FACE_OVAL), :2])
     lip_rgb = lips.mean(0) if len(lips) else np.array([150.0, 80.0, 80.0])
-    luma = float((face @ _LUMA).mean()) if len(face) else 128.0
-    return lip_rgb, luma
+    return lip_rgb, face_luma(image, points)
+
+
+def face_luma(image: np.ndarray, points: np.ndarray) -> float:
+    """Mean luma (0..255) of the face oval of an aligned frame (128 without one)."""
+    face = _polygon_pixels(image, points[list(L.FACE_OVAL), :2])
+    return float((face @ LUMA).mean()) if len(face) else 128.0
 
 
 def _polygon_pixels(
@@ -92,7 +96,7 @@ def _polygon_pixels(
 
 
 def _brighter_mean(pixels: np.ndarray, quantile: float) -> np.ndarray:
-    luma = pixels @ _LUMA
+    luma = pixels @ LUMA
     return pixels[luma >= np.quantile(luma, quantile)].mean(axis=0)
 
 
@@ -126,12 +130,12 @@ def teeth_color(image: np.ndarray, points: np.ndarray, face_luma: float) -> np.n
     white = white[sat < 0.45]
     if len(white) >= SCLERA_MIN_PX * area:
         lit = _brighter_mean(white, 0.75)
-        if lit @ _LUMA >= SCLERA_OVER_FACE * face_luma:
+        if lit @ LUMA >= SCLERA_OVER_FACE * face_luma:
             return np.clip(SCLERA_TO_TEETH * lit, 0.0, 255.0)
     offset, slope, lo, hi = FALLBACK_TEETH_LUMA
-    highlights = float(np.quantile(image.reshape(-1, 3) @ _LUMA, 0.98))
+    highlights = float(np.quantile(image.reshape(-1, 3) @ LUMA, 0.98))
     luma = min(float(np.clip(offset + slope * face_luma, lo, hi)), OVER_HIGHLIGHTS * highlights)
-    return np.clip(TYPICAL_TEETH * (luma / float(TYPICAL_TEETH @ _LUMA)), 0.0, 255.0)
+    return np.clip(TYPICAL_TEETH * (luma / float(TYPICAL_TEETH @ LUMA)), 0.0, 255.0)
 
 
 def synth_upper_teeth(teeth_rgb: np.ndarray) -> np.ndarray:
@@ -205,7 +209,7 @@ def synth_lower(lip_rgb: np.ndarray, teeth_rgb: np.ndarray) -> np.ndarray:
     front of the tongue, lit as brightly as the teeth."""
     s, t = texel_coords()
     teeth_rgb = np.asarray(teeth_rgb, np.float64)
-    exposure = float(np.clip((teeth_rgb @ _LUMA) / (TYPICAL_TEETH @ _LUMA), 0.5, 1.1))
+    exposure = float(np.clip((teeth_rgb @ LUMA) / (TYPICAL_TEETH @ LUMA), 0.5, 1.1))
     teeth_rgb, teeth_a = _lower_teeth(s, t, teeth_rgb)
     tongue_rgb, tongue_a = _tongue(s, t, lip_rgb, exposure)
     a = teeth_a[..., None]
@@ -240,7 +244,7 @@ def teeth_likeness(rgb: np.ndarray, face_luma: float) -> np.ndarray:
     """float (...) 0..1: how much pixels ``rgb`` (..., 3) look like teeth: bright for the
     face, and unsaturated (tongue, lips and the cavity are red or dark)."""
     rgb = rgb.astype(np.float64)
-    luma = rgb @ np.array([0.299, 0.587, 0.114])
+    luma = rgb @ LUMA
     sat = (rgb.max(axis=-1) - rgb.min(axis=-1)) / np.maximum(rgb.max(axis=-1), 1.0)
     bright = np.clip((luma - 0.75 * face_luma) / (0.25 * face_luma), 0.0, 1.0)
     pale = np.clip((0.4 - sat) / 0.15, 0.0, 1.0)

@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from headcast.models.avatar import landmarks as L
-from headcast.models.avatar.mouth import lip_and_skin_colors
+from headcast.models.avatar.mouth import LUMA, face_luma
 
 LAYER_CHANNELS = 7  # R, G, B (0..255), V, GAP (px), SIDE, MASK
 V, GAP, SIDE, MASK = 3, 4, 5, 6
@@ -58,7 +58,6 @@ SKIN_PERCENTILE = 75  # per column, the skin pixel at this luma percentile (not 
 TEXTURE_FROM = 1.0  # the lid's texture is read this many lid gaps below the lower margin
 DETAIL_PX = (0.6, 2.5)  # at 512 px: texture between these scales is kept from there...
 DETAIL_GAIN = 0.6  # ...at this strength, over the smooth lid colour
-_LUMA = np.array([0.299, 0.587, 0.114])
 SKIN_SPREAD = 0.2  # the lid colour is smoothed across this share of the eye's width
 
 EYES = (  # (upper lid, lower lid, corners, SIDE): subject's left first, as eyeBlinkLeft
@@ -98,17 +97,17 @@ def _band_colour(
 
 def _lid_skin(
     img: np.ndarray,
+    luma: np.ndarray,
     lid: np.ndarray,
     low: np.ndarray,
     gap: np.ndarray,
     x: np.ndarray,
     width: float,
-    face_luma: float,
+    skin_luma: float,
 ) -> np.ndarray:
     """float (W, 3): colour of the closed lid per column: the skin above the eye and the
     lower lid's, smoothed across the eye (no streaks from hairs, lashes or the crease of
     one column)."""
-    luma = img @ _LUMA.astype(np.float32)
     above, in_above = _band_colour(
         img, luma, x, lid - SKIN_ABOVE[1] * gap, lid - SKIN_ABOVE[0] * gap
     )
@@ -119,7 +118,7 @@ def _lid_skin(
     # brows, glasses rims, dark circles and make-up count less) and by how much of it
     # lies inside the frame
     w = [
-        inside / (1.0 + ((band @ _LUMA).mean() - face_luma) ** 2 / SKIN_TONE_LEVELS**2)
+        inside / (1.0 + ((band @ LUMA).mean() - skin_luma) ** 2 / SKIN_TONE_LEVELS**2)
         for band, inside in ((above, in_above), (below, in_below))
     ]
     if w[0] + w[1] <= 0.0:
@@ -143,7 +142,8 @@ def lid_layer(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     layer[..., V] = OUTSIDE
     layer[..., GAP] = 1.0
     img = np.ascontiguousarray(image, np.float32)
-    face_luma = lip_and_skin_colors(image, landmarks)[1]
+    skin_luma = face_luma(image, landmarks)
+    luma = img @ LUMA.astype(np.float32)
     for upper, lower, corners, side in EYES:
         xs = landmarks[list(corners), 0]
         # one column beyond each corner: V stays smooth where the mask fades out
@@ -165,7 +165,7 @@ def lid_layer(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         y = np.arange(y0, y1, dtype=np.float64)[:, None]
         v = (y - lid) / gap
         inside = (y >= top) & (x > xs.min()) & (x < xs.max())
-        base = _lid_skin(img, lid, low, gap, x, float(xs.max() - xs.min()), face_luma)
+        base = _lid_skin(img, luma, lid, low, gap, x, float(xs.max() - xs.min()), skin_luma)
         # the lid curves away towards the lash line and the corners
         across = (x - 0.5 * (xs.min() + xs.max())) / max(0.5 * (xs.max() - xs.min()), 1e-6)
         shade = (1.0 - LID_SHADOW * np.clip(v, 0.0, 1.0)) * (1.0 - CORNER_SHADOW * across**2)

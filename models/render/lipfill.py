@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from headcast.models.avatar import landmarks as L
-from headcast.models.avatar.mouth import lip_and_skin_colors, mouth_frame, teeth_likeness
+from headcast.models.avatar.mouth import face_luma, mouth_frame, teeth_likeness
 from headcast.models.render.warp_math import SEAM_OPEN_PX, polygon_sdf
 
 MARGIN_PX = 1.5  # the fill starts this far inside a lip: its edge pixels hold teeth too
@@ -87,8 +87,8 @@ def lip_fill(
     reach = (d >= line["up_in"] - GROW * np.maximum(line["up_in"] - line["up_out"], 0.0)) & (
         d <= line["lo_in"] + GROW * np.maximum(line["lo_out"] - line["lo_in"], 0.0)
     )
-    face_luma = lip_and_skin_colors(image, landmarks)[1]
-    opening = _opening(image[y0:y1, x0:x1], inside, reach, pts, (x0, y0), face_luma)
+    skin_luma = face_luma(image, landmarks)
+    opening = _opening(image[y0:y1, x0:x1], inside, reach, pts, (x0, y0), skin_luma)
     _widen_edges(line, opening, s, d, width)
     # Full inside the opening, fading out over EDGE_PX beyond it (its edge pixels are mixed).
     outside = cv2.distanceTransform((~opening).astype(np.uint8), cv2.DIST_L2, 3)
