@@ -9,6 +9,9 @@ if [[ $role == test ]]; then
   # music beds (audio-to-motion training data), the browser the client tests drive.
   pkgs+=(flite festival festvox-kallpc16k festvox-us-slt-hts espeak-ng libespeak-ng1
          asterisk-core-sounds-en-g722 asterisk-core-sounds-en asterisk-moh-opsound-wav
+         asterisk-core-sounds-es-g722 asterisk-core-sounds-es asterisk-core-sounds-fr-g722
+         asterisk-core-sounds-fr asterisk-core-sounds-it-g722 asterisk-core-sounds-it
+         asterisk-core-sounds-ru-g722 asterisk-core-sounds-ru
          chromium chromium-driver fonts-dejavu-core)
 fi
 missing=()

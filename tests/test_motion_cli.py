@@ -93,15 +93,22 @@ def test_eval_breakdown_writes_each_condition(
 
 def test_eval_real_speech_conditions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("pocketsphinx")
+    from headcast.models.training.corpora import OTHER_PACKAGES
     from headcast.models.training.real import missing_packages
 
-    if missing_packages():
+    if missing_packages(OTHER_PACKAGES) or missing_packages():
         pytest.skip("asterisk prompt packages missing")
     out = tmp_path / "real.json"
     args = ["eval", "motion", "--condition", "real", "--real-prompts", "6", "--json", str(out)]
     assert main(args) == 0
     reports = json.loads(out.read_text())
-    assert list(reports) == ["real clean", "real augmented", "real, non-speech in pauses"]
+    assert list(reports) == [
+        "real clean",
+        "real augmented",
+        "real, non-speech in pauses",
+        "other speaker clean",
+        "other speaker augmented",
+    ]
     for report in reports.values():
         names = [s["name"] for s in report["model"]]
         assert names and names == [s["name"] for s in report["baseline"]]
@@ -110,6 +117,7 @@ def test_eval_real_speech_conditions(tmp_path: Path, capsys: pytest.CaptureFixtu
     text = capsys.readouterr().out
     assert "### Held-out recorded speech, non-speech in pauses" in text
     assert "| real augmented |" in text  # the summary table
+    assert "### Held-out recorded speaker, augmented" in text
 
 
 def test_folder_input_fifo_output_and_a_closed_pipe(

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from headcast.models.audio.features import SAMPLE_RATE
-from headcast.models.training import nonspeech, real
+from headcast.models.training import ipa, nonspeech, real
+from headcast.models.training.corpora import OTHER_PACKAGES
 from headcast.models.training.visemes import BILABIAL, SILENCE
 
 HAVE_PROMPTS = not real.missing_packages()
@@ -85,6 +86,39 @@ def test_forced_alignment_gives_ordered_phones_and_closes_the_lips() -> None:
     )
 
 
+needs_other_speakers = pytest.mark.skipif(
+    not (HAVE_ALIGNER and not real.missing_packages(OTHER_PACKAGES)),
+    reason="other-language prompts or pocketsphinx missing",
+)
+
+
+@needs_other_speakers
+def test_other_language_prompts_align_through_espeak_phones() -> None:
+    # "Veuillez composer le code d'accès de la conférence."
+    prompt = next(p for p in real.prompts("fr") if p.name == "conf-getpin")
+    assert prompt.speaker == "asterisk:june" and prompt.key == "fr:conf-getpin"
+    assert real.prompt_split(prompt) == "heldout"  # the same families as in English
+    audio = real.load_prompt_audio(prompt)
+    aligned = real.align(prompt, audio)
+    assert aligned is not None and aligned.corpus == "fr"
+    speech = [p for p, _, _ in aligned.phones if p != "SIL"]
+    assert speech == [p for w in prompt.words for p in ipa.word_phones(w).split()]
+    # The lips close on the /p/ of "composer" (a nasal vowel, no /m/, before it) where
+    # the sound dips between vowels.
+    hop = SAMPLE_RATE // 100
+    db = 10 * np.log10(np.mean(audio[: len(audio) // hop * hop].reshape(-1, hop) ** 2, 1) + 1e-12)
+    level: dict[str, list[float]] = {"P": [], "vowel": []}
+    for ph, s, e in aligned.phones:
+        key = "P" if ph == "P" else "vowel" if ph in ("AA", "AO", "OW", "EY", "EH") else None
+        if key:
+            level[key].append(db[int(s * 100) : max(int(e * 100), int(s * 100) + 1)].min())
+    assert len(level["P"]) == 1
+    assert level["P"][0] < np.median(level["vowel"]) - 10
+    # The Russian speaker is held out whole, for evaluation.
+    ru = real.prompts("ru")
+    assert ru and {real.prompt_split(p) for p in ru} == {"speaker"}
+
+
 @needs_aligner
 def test_out_of_dictionary_words_are_not_aligned() -> None:
     prompt = real.Prompt("added", ("qxzvbnw",))
@@ -145,7 +179,7 @@ def test_recorded_sessions_label_speech_where_it_is_loud(monkeypatch: pytest.Mon
     prompts = real.aligned(todo, workers=1)
     assert len(prompts) == 4
     examples = build_real(prompts, copies=1, seed=0, workers=1, clean_prob=1.0)
-    assert examples and all(e.voice == real.SPEAKER for e in examples)
+    assert examples and all(e.voice == "asterisk:allison" for e in examples)
     for e in examples:
         assert len(e.feats) == len(e.coeffs) == len(e.speech)
         level = e.feats.astype(np.float32).mean(1)

@@ -46,8 +46,10 @@ def test_tiny_training_run_produces_a_loadable_model(tmp_path: Path) -> None:
     assert main(["train", "motion", "--tiny", "-o", str(out)]) == 0
     model = load_motion_model(out, provider="cpu")
     assert model.metadata["train_command"].startswith("headcast train motion")
-    # The smoke run goes through the recorded-speech path too (a few aligned prompts).
-    assert model.metadata["train_recorded"].startswith("asterisk:allison prompts")
+    # The smoke run goes through the recorded-speech path too (a few aligned prompts of
+    # the English speaker and of one whose words espeak-ng phonemises).
+    assert model.metadata["train_recorded"].startswith("asterisk:allison, asterisk:june prompts")
+    assert "held out: " in model.metadata["train_recorded"]
     assert model.metadata["causal"] == "true"
     frames = infer(model, np.zeros(16_000, np.float32))
     assert len(frames) == 25 and np.isfinite(frames.coeffs).all()
@@ -56,6 +58,11 @@ def test_tiny_training_run_produces_a_loadable_model(tmp_path: Path) -> None:
 def test_bad_training_flags_are_user_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "motion", "--tiny", "--lookahead-ms", "45"]) == 2
     assert "multiple of 10" in capsys.readouterr().err
+    # The held-out speaker is for evaluation only; an unknown one is a typo.
+    for speakers in ("en,ru", "en,de"):
+        assert main(["train", "motion", "--tiny", "--speakers", speakers]) == 2
+        err = capsys.readouterr().err
+        assert "not a training speaker" in err and "Traceback" not in err
 
 
 def test_closure_weight_and_recorded_share_reach_the_recipe(

@@ -243,8 +243,15 @@ def _real_job(args: tuple[list[real.Prompt], int, int, float]) -> list[Example]:
     rng = np.random.default_rng(seed)
     utts = real_utterances(prompts)
     order = rng.permutation(len(utts))
+    sessions = [
+        sess
+        for speaker in sorted({p.speaker for p in prompts})  # one speaker per session
+        for sess in assemble(
+            [utts[i] for i in order if prompts[i].speaker == speaker], speaker, rng
+        )
+    ]
     out = []
-    for sess in assemble([utts[i] for i in order], real.SPEAKER, rng):
+    for sess in sessions:
         for _ in range(copies):
             audio, segs = shift_rate(sess.audio, sess.visemes, rng.uniform(*REAL_PITCH_CENTS))
             audio = _training_copy(audio, segs, rng, clean_prob)
@@ -257,7 +264,7 @@ def build_real(
 ) -> list[Example]:
     """Recorded prompts in sessions, ``copies`` rate-shifted augmented copies of each."""
     rng = np.random.default_rng(seed + 77)
-    shuffled = [prompts[i] for i in rng.permutation(len(prompts))]
+    shuffled = sorted((prompts[i] for i in rng.permutation(len(prompts))), key=lambda p: p.corpus)
     jobs = [
         (shuffled[i : i + REAL_PROMPTS_PER_JOB], copies, seed * 100_003 + 5_000_011 + i, clean_prob)
         for i in range(0, len(shuffled), REAL_PROMPTS_PER_JOB)
@@ -367,7 +374,8 @@ def real_heldout_audio(
     held-out music track, clicks, tones, breaths, hum) before the augmentation.
     """
     rng = np.random.default_rng(seed)
-    sessions = assemble(real_utterances(prompts), real.SPEAKER, rng)
+    speaker = prompts[0].speaker if prompts else ""
+    sessions = assemble(real_utterances(prompts), speaker, rng)
     music = [nonspeech.load_music(t) for t in real.music_tracks(heldout=True)]
     out = []
     for k, sess in enumerate(sessions):

@@ -209,6 +209,9 @@ def validation_sessions(
 
 REAL_SEED = 2718  # session order and pauses of the held-out recorded prompts
 REAL_CONDITIONS = ("real clean", "real augmented", "real, non-speech in pauses")
+# The held-out speaker (never trained or tuned on; models/training/corpora.py), on the
+# same held-out prompt families.
+SPEAKER_CONDITIONS = ("other speaker clean", "other speaker augmented")
 
 
 def real_sessions(
@@ -224,20 +227,31 @@ def real_sessions(
     * ``real clean``: as recorded, at a random level;
     * ``real augmented``: through the augmentation chain at full strength;
     * ``real, non-speech in pauses``: clean, with a non-speech sound (held-out music
-      track, clicks, tones, breaths, hum) in every pause.
+      track, clicks, tones, breaths, hum) in every pause;
+    * ``other speaker clean`` / ``other speaker augmented``: the same held-out prompt
+      families read by the held-out speaker (another voice and language, whose phones
+      come from espeak-ng, see :mod:`models.training.ipa`).
 
     ``limit``: only the first that many held-out prompts (a quick check). Raises
     :class:`models.training.real.RealSpeechMissing` when the packages are absent.
     """
     from headcast.models.training import real
+    from headcast.models.training.corpora import CORPORA
     from headcast.models.training.dataset import real_heldout_audio
 
-    if real.missing_packages():
+    other = condition in SPEAKER_CONDITIONS
+    held = next(k for k, c in CORPORA.items() if c.heldout) if other else "en"
+    packages = CORPORA[held].packages if other else real.PACKAGES
+    if real.missing_packages(packages):
         raise real.RealSpeechMissing(
-            f"recorded speech missing: install {' '.join(real.missing_packages())}"
+            f"recorded speech missing: install {' '.join(real.missing_packages(packages))}"
         )
-    todo = [p for p in real.prompts() if real.split_of(p.name) == "heldout"][:limit]
+    todo = [p for p in real.prompts(held) if real.split_of(p.name) == "heldout"][:limit]
     prompts = real.aligned(todo, workers, cache)
+    if condition == "other speaker clean":
+        return real_heldout_audio(prompts, seed, 0.0)
+    if condition == "other speaker augmented":
+        return real_heldout_audio(prompts, seed, 1.0)
     if condition == "real clean":
         return real_heldout_audio(prompts, seed, 0.0)
     if condition == "real augmented":

@@ -1,4 +1,4 @@
-"""Recorded human speech for training and evaluation: Asterisk's English prompts.
+"""Recorded human speech for training and evaluation: Asterisk's prompts.
 
 Debian's ``asterisk-core-sounds-en-g722`` holds 568 prompts (25 min) read by one
 professional female speaker (Allison Smith), 16 kHz G.722, CC-BY-SA-3.0; their
@@ -18,6 +18,11 @@ training ones:
 
 Prompts whose transcript has words outside the dictionary or numbers that could be read
 more than one way are left out (they cannot be aligned reliably).
+
+The same prompt set read by other voices in other languages (:mod:`models.training.corpora`)
+is aligned the same way, with each word's phones from espeak-ng
+(:mod:`models.training.ipa`); the prompt-family splits apply to them too, and one
+speaker is held out whole (split ``"speaker"``).
 """
 
 from __future__ import annotations
@@ -29,24 +34,23 @@ import multiprocessing as mp
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from headcast.models.audio.features import SAMPLE_RATE
+from headcast.models.training import ipa
+from headcast.models.training.corpora import CORPORA, TRANSCRIPTS, Corpus
 from headcast.models.training.visemes import SILENCE, cmu_visemes, viseme_segments
 
 log = logging.getLogger(__name__)
 
-SOUNDS_DIR = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
-TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
 MOH_DIR = Path("/usr/share/asterisk/moh")
 # Debian packages the real-speech data comes from (installed by scripts/apt-deps.sh test
 # and, when missing, by `headcast train motion` itself).
 PACKAGES = ("asterisk-core-sounds-en-g722", "asterisk-core-sounds-en", "asterisk-moh-opsound-wav")
-SPEAKER = "asterisk:allison"
 HELDOUT_FAMILIES = frozenset({"conf", "dir", "queue", "tt", "digits/h"})
 VALIDATION_FAMILIES = frozenset({"agent", "spy", "priv", "privacy"})
 # One music-on-hold track is kept for evaluation; the others may be used in training.
@@ -69,13 +73,24 @@ class RealSpeechMissing(RuntimeError):
 
 @dataclass(frozen=True)
 class Prompt:
-    """One recording: ``name`` (path under :data:`SOUNDS_DIR` without extension), its
-    normalised words (empty for non-speech) and, once aligned, phone segments
-    [(ARPAbet phone or ``SIL``, start s, end s)]."""
+    """One recording: ``name`` (path under its corpus's sounds folder without
+    extension), its normalised words (empty for non-speech; pseudo-words of
+    :mod:`models.training.ipa` outside English) and, once aligned, phone segments
+    [(ARPAbet phone or ``SIL``, start s, end s)]; ``corpus`` a key of :data:`CORPORA`."""
 
     name: str
     words: tuple[str, ...]
     phones: tuple[tuple[str, float, float], ...] = ()
+    corpus: str = "en"
+
+    @property
+    def key(self) -> str:
+        """Unique over all corpora (English prompts keep their bare name)."""
+        return self.name if self.corpus == "en" else f"{self.corpus}:{self.name}"
+
+    @property
+    def speaker(self) -> str:
+        return CORPORA[self.corpus].speaker
 
     @property
     def family(self) -> str:
@@ -83,7 +98,7 @@ class Prompt:
 
     @property
     def path(self) -> Path:
-        return SOUNDS_DIR / f"{self.name}.g722"
+        return CORPORA[self.corpus].sounds_dir / f"{self.name}.g722"
 
 
 def family(name: str) -> str:
@@ -103,6 +118,12 @@ def split_of(name: str) -> str:
     if fam in VALIDATION_FAMILIES:
         return "validation"
     return "train"
+
+
+def prompt_split(prompt: Prompt) -> str:
+    """:func:`split_of` for a prompt; ``"speaker"`` for every prompt of a held-out
+    speaker."""
+    return "speaker" if CORPORA[prompt.corpus].heldout else split_of(prompt.name)
 
 
 def number_words(n: int) -> list[str]:
@@ -154,12 +175,18 @@ def read_transcripts(path: Path = TRANSCRIPTS) -> dict[str, str]:
     return out
 
 
-def missing_packages() -> list[str]:
-    """Debian packages of :data:`PACKAGES` that are not installed."""
+def missing_packages(packages: tuple[str, ...] = PACKAGES) -> list[str]:
+    """Debian packages of ``packages`` (the English prompts by default; add
+    :data:`OTHER_PACKAGES` for the other speakers) that are not installed."""
     if shutil.which("dpkg-query") is None:
-        return [] if SOUNDS_DIR.is_dir() and TRANSCRIPTS.is_file() else list(PACKAGES)
+        dirs_ok = all(c.sounds_dir.is_dir() for c in CORPORA.values() if c.packages[0] in packages)
+        return (
+            []
+            if dirs_ok and (TRANSCRIPTS.is_file() or PACKAGES[0] not in packages)
+            else list(packages)
+        )
     missing = []
-    for pkg in PACKAGES:
+    for pkg in packages:
         proc = subprocess.run(
             ["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True
         )
@@ -195,21 +222,31 @@ def _hint(packages: list[str]) -> str:
     )
 
 
-def prompts() -> list[Prompt]:
-    """Every prompt with a transcript that normalises, plus the ``silence/`` recordings."""
-    texts = read_transcripts()
+def prompts(corpus: str = "en") -> list[Prompt]:
+    """Every prompt of a corpus with a transcript that normalises (English) or that
+    espeak-ng can phonemise (the others), plus the ``silence/`` recordings."""
+    cor = CORPORA[corpus]
+    texts = read_transcripts(cor.transcripts)
     out = []
-    for path in sorted(SOUNDS_DIR.rglob("*.g722")):
-        name = path.relative_to(SOUNDS_DIR).with_suffix("").as_posix()
+    for path in sorted(cor.sounds_dir.rglob("*.g722")):
+        name = path.relative_to(cor.sounds_dir).with_suffix("").as_posix()
         if family(name) == "silence":
-            out.append(Prompt(name, ()))
+            out.append(Prompt(name, (), corpus=corpus))
             continue
         if name not in texts:
             continue
-        words = normalise(texts[name])
+        words = _words(texts[name], cor)
         if words is not None:
-            out.append(Prompt(name, tuple(words)))
+            out.append(Prompt(name, tuple(words), corpus=corpus))
     return out
+
+
+def _words(text: str, cor: Corpus) -> list[str] | None:
+    if cor.espeak_voice is None:
+        return normalise(text)
+    if text.strip().startswith("["):
+        return []
+    return ipa.pseudo_words(text, cor.espeak_voice)
 
 
 def load_prompt_audio(prompt: Prompt) -> np.ndarray:
@@ -242,8 +279,12 @@ def align(prompt: Prompt, audio: np.ndarray | None = None) -> Prompt | None:
         audio = load_prompt_audio(prompt)
     dur = len(audio) / SAMPLE_RATE
     if not prompt.words:
-        return Prompt(prompt.name, (), (("SIL", 0.0, dur),))
+        return replace(prompt, phones=(("SIL", 0.0, dur),))
     dec = _decoder()
+    for w in prompt.words:
+        pron = ipa.word_phones(w)
+        if pron is not None and dec.lookup_word(w) is None:  # type: ignore[attr-defined]
+            dec.add_word(w, pron, True)  # type: ignore[attr-defined]
     if any(dec.lookup_word(w) is None for w in prompt.words):  # type: ignore[attr-defined]
         return None
     pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
@@ -268,7 +309,7 @@ def align(prompt: Prompt, audio: np.ndarray | None = None) -> Prompt | None:
             phones.append((str(ph.name), start, end))
     if not phones:
         return None
-    return Prompt(prompt.name, prompt.words, tuple(_trim_edges(phones, audio)))
+    return replace(prompt, phones=tuple(_trim_edges(phones, audio)))
 
 
 def _trim_edges(
@@ -330,14 +371,14 @@ def aligned(todo: list[Prompt], workers: int = 2, cache: Path | None = None) -> 
         data = json.loads(cache.read_text("utf-8"))
         if data.get("version") == ALIGNMENT_VERSION:
             known = data["prompts"]
-    missing = [p for p in todo if p.name not in known or tuple(known[p.name]["words"]) != p.words]
+    missing = [p for p in todo if p.key not in known or tuple(known[p.key]["words"]) != p.words]
     if workers <= 1 or len(missing) < 8:
         done = [_align_job(p) for p in missing]
     else:
         with mp.get_context("fork").Pool(workers) as pool:
             done = pool.map(_align_job, missing, chunksize=8)
     for p, d in zip(missing, done, strict=True):
-        known[p.name] = {"words": list(p.words), "phones": [] if d is None else list(d.phones)}
+        known[p.key] = {"words": list(p.words), "phones": [] if d is None else list(d.phones)}
     if missing:
         ok = sum(d is not None for d in done)
         log.info("data: %d of %d recorded prompts aligned", ok, len(missing))
@@ -346,11 +387,9 @@ def aligned(todo: list[Prompt], workers: int = 2, cache: Path | None = None) -> 
             cache.write_text(json.dumps({"version": ALIGNMENT_VERSION, "prompts": known}), "utf-8")
     out = []
     for p in todo:
-        phones = known[p.name]["phones"]
+        phones = known[p.key]["phones"]
         if phones:
-            out.append(
-                Prompt(p.name, p.words, tuple((str(a), float(b), float(c)) for a, b, c in phones))
-            )
+            out.append(replace(p, phones=tuple((str(a), float(b), float(c)) for a, b, c in phones)))
     return out
 
 

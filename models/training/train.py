@@ -16,22 +16,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from headcast.models.audio.features import silence_feature
 from headcast.models.config import StrictModel
-from headcast.models.training import real
+from headcast.models.training.corpora import CORPORA, is_recorded
 from headcast.models.training.dataset import (
     TRAIN_VOICES,
     Example,
-    build,
-    build_real,
     hours,
-    load,
-    save,
 )
 from headcast.models.training.export import export_onnx
+from headcast.models.training.mixture import real_prompts, recorded_summary, training_examples
 from headcast.models.training.net import JAW, N_MOUTH, MotionNet, NetConfig, count_parameters
 
 log = logging.getLogger(__name__)
@@ -41,7 +38,6 @@ CLOSURE_FRAME_WEIGHT = 4.0  # extra coefficient-loss weight inside /p b m/ closu
 CLOSURE_POS_WEIGHT = 3.0  # BCE positive weight of the closure head
 AUX_WEIGHT = 0.5  # speech and closure BCE relative to the coefficient L1
 CHECKPOINT_EVERY = 500  # steps
-DATA_VERSION = 3  # bump when synthesis/augmentation changes, so old caches are not reused
 # Closure-gate candidates (lo, hi) tried on the validation split after training.
 GATE_LOS = (0.0, 0.15, 0.3)
 GATE_HIS = (0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
@@ -50,6 +46,9 @@ GATE_HIS = (0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
 # also shuts the mouth on some vowels next to them, which costs r).
 R_TARGET = 0.85
 CLOSURE_TARGET = 0.80
+
+
+TRAIN_SPEAKERS = tuple(k for k, c in CORPORA.items() if not c.heldout)
 
 
 class TrainConfig(StrictModel):
@@ -85,15 +84,29 @@ class TrainConfig(StrictModel):
     real_copies: int = Field(default=8, ge=0)
     real_share: float = Field(default=0.3, ge=0, lt=1)
     real_prompts: int | None = Field(default=None, ge=2)
+    # Recorded speakers trained on (keys of models/training/corpora.CORPORA; a held-out
+    # speaker is refused).
+    speakers: tuple[str, ...] = TRAIN_SPEAKERS
     # BCE positive weight of the closure head: higher makes it fire more readily on the
     # /p b m/ whose silent gap reverberation and noise have filled.
     closure_pos_weight: float = Field(default=CLOSURE_POS_WEIGHT, gt=0)
+
+    @field_validator("speakers")
+    @classmethod
+    def _known_speakers(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [k for k in v if k not in CORPORA or CORPORA[k].heldout]
+        if bad:
+            raise ValueError(
+                f"not a training speaker: {', '.join(bad)} (choose from {', '.join(TRAIN_SPEAKERS)})"
+            )
+        return v
 
     @classmethod
     def tiny(cls, out: Path) -> TrainConfig:
         return cls(out=out, utts_per_voice=3, copies=1, voices=2, steps=6, batch=2,
                    crop_frames=60, channels=16, warmup=0, workers=1, threads=1,
-                   val_utts_per_voice=0, real_copies=1, real_prompts=4)  # fmt: skip
+                   val_utts_per_voice=0, real_copies=1, real_prompts=2,
+                   speakers=("en", "fr"))  # fmt: skip
 
 
 class TrainingDataError(ValueError):
@@ -122,7 +135,7 @@ class Crops:
         self.inputs = [np.concatenate([pad, e.feats]) for e in self.examples]
         self.p = crop_probabilities(
             np.array([len(e.feats) for e in self.examples], np.float64),
-            np.array([e.voice == real.SPEAKER for e in self.examples]),
+            np.array([is_recorded(e.voice) for e in self.examples]),
             real_share,
         )
 
@@ -212,49 +225,12 @@ def lr_at(step: int, progress: float, cfg: TrainConfig) -> float:
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def _examples(cfg: TrainConfig) -> list[Example]:
-    voices = TRAIN_VOICES[: cfg.voices]
-    cache = None
-    if cfg.data_cache is not None:
-        name = (
-            f"train-v{cfg.voices}-u{cfg.utts_per_voice}-c{cfg.copies}-s{cfg.seed}"
-            f"-r{cfg.real_copies}-{cfg.real_prompts}-d{DATA_VERSION}.npz"
-        )
-        cache = cfg.data_cache / name
-        if cache.is_file():
-            log.info("data: reusing %s", cache)
-            return load(cache)
-    examples = build(voices, cfg.utts_per_voice, cfg.copies, cfg.seed, cfg.workers)
-    if cfg.real_copies:
-        prompts = real_prompts(cfg, "train")
-        recorded = build_real(prompts, cfg.real_copies, cfg.seed, cfg.workers)
-        log.info(
-            "data: %d recorded prompts (%s) -> %.2f h of features",
-            len(prompts), "train split", hours(recorded),
-        )  # fmt: skip
-        examples += recorded
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        save(examples, cache)
-    return examples
-
-
-def real_prompts(cfg: TrainConfig, split: str) -> list[real.Prompt]:
-    """Aligned recorded prompts of one split (``real_prompts`` of them when set)."""
-    cache = None if cfg.data_cache is None else cfg.data_cache / "alignments.json"
-    prompts = [p for p in real.prompts() if real.split_of(p.name) == split]
-    if cfg.real_prompts is not None:
-        speech = [p for p in prompts if p.words][: cfg.real_prompts]
-        prompts = speech + [p for p in prompts if not p.words][:1]
-    return real.aligned(prompts, cfg.workers, cache)
-
-
 def train(cfg: TrainConfig, command: str | None = None) -> Path:
     """Run the whole recipe; returns the written .onnx path."""
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     t0 = time.monotonic()
-    examples = _examples(cfg)
+    examples = training_examples(cfg)
     t_data = time.monotonic() - t0
     log.info(
         "data: %d sessions, %.2f h of features in %.0f s", len(examples), hours(examples), t_data
@@ -309,24 +285,12 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
         "train_voices": ",".join(str(v) for v in TRAIN_VOICES[: cfg.voices]),
         "train_seconds": f"{t_data + t_train + t_tune:.0f}",
         "train_validation": chosen,
-        "train_recorded": _recorded_summary(examples, cfg),
+        "train_recorded": recorded_summary(examples, cfg),
         "train_init": "random" if cfg.init is None else f"weights of {cfg.init.name}",
     }
     path = export_onnx(net, cfg.out, extra)
     log.info("wrote %s (data %.0f s, training %.0f s, gate %.0f s)", path, t_data, t_train, t_tune)
     return path
-
-
-def _recorded_summary(examples: list[Example], cfg: TrainConfig) -> str:
-    """What recorded speech the model was trained on, for its metadata."""
-    recorded = [e for e in examples if e.voice == real.SPEAKER]
-    if not recorded:
-        return "none"
-    return (
-        f"{real.SPEAKER} prompts (train split; held out: {', '.join(sorted(real.HELDOUT_FAMILIES))}"
-        f"; validation: {', '.join(sorted(real.VALIDATION_FAMILIES))}), {cfg.real_copies} copies,"
-        f" {hours(recorded):.2f} h of features, {100 * cfg.real_share:.0f} % of training crops"
-    )
 
 
 def choose_gate(results: dict[tuple[float, float], dict[str, float]]) -> tuple[float, float]:

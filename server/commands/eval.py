@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from headcast.models.motion.model import MotionModel
 
 HELP = "evaluate a model (motion: held-out synthetic and recorded speech vs an energy baseline)"
-CONDITIONS = ("augmented", "clean", "real clean", "real augmented", "real, non-speech in pauses")
+CONDITIONS = ("augmented", "clean", "real clean", "real augmented", "real, non-speech in pauses",
+              "other speaker clean", "other speaker augmented")  # fmt: skip
 CHOICES = {"augmented": ["augmented"], "clean": ["clean"], "both": ["augmented", "clean"],
            "real": list(CONDITIONS[2:]), "all": list(CONDITIONS)}  # fmt: skip
 
@@ -39,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--condition", choices=list(CHOICES), default="all",
         help="synthetic held-out voices augmented like real recordings, clean, or both; "
-        "real: held-out recorded speech (clean, augmented, non-speech in pauses); "
+        "real: held-out recorded speech (clean, augmented, non-speech in pauses; "
+        "a held-out speaker clean and augmented); "
         "all (default): every one",
     )  # fmt: skip
     parser.add_argument(
@@ -97,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
         if condition.startswith("real"):
             sessions = _real(condition, args)
             title = f"Held-out recorded speech, {condition.removeprefix('real').strip(' ,')}"
+        elif condition.startswith("other speaker"):
+            sessions = _real(condition, args)
+            title = f"Held-out recorded speaker, {condition.removeprefix('other speaker').strip()}"
         else:
             sessions = heldout_sessions(
                 args.utts_per_voice, args.seed, args.workers, augmented=condition == "augmented"

@@ -58,6 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--closure-pos-weight", type=float, help="BCE positive weight of the closure head"
     )
+    parser.add_argument(
+        "--speakers", type=lambda s: tuple(x for x in s.split(",") if x),
+        help="recorded speakers to train on, comma-separated (default: en,es,fr,it)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         k: getattr(args, k)
         for k in ("out", "steps", "utts_per_voice", "copies", "lookahead_ms", "seed", "workers",
                   "threads", "minutes", "checkpoint", "data_cache", "init", "lr", "real_share",
-                  "closure_pos_weight")
+                  "closure_pos_weight", "speakers")
         if getattr(args, k) is not None
     }  # fmt: skip
     given = dict(overrides)  # what the recorded command line repeats
@@ -108,10 +112,11 @@ def run(args: argparse.Namespace) -> int:
     if cfg.init is not None and not cfg.init.is_file():
         raise UserError(f"--init {cfg.init}: no such file")
     if cfg.real_copies:
-        _ensure_recorded_speech()
+        _ensure_recorded_speech(cfg.speakers)
     flags = (["--tiny"] if args.tiny else []) + (["--offline"] if args.offline else [])
     for key, value in given.items():
-        flags += [f"--{key.replace('_', '-')}", str(value)]
+        text = ",".join(value) if isinstance(value, tuple) else str(value)
+        flags += [f"--{key.replace('_', '-')}", text]
     command = shlex.join(["headcast", "train", "motion", *flags])
     try:
         path = train(cfg, command)
@@ -121,15 +126,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ensure_recorded_speech() -> None:
+def _ensure_recorded_speech(speakers: tuple[str, ...]) -> None:
     """The recorded prompts come from Debian packages: install them (apt-get, as root or
     through passwordless sudo) when missing, or stop with what to install."""
     if importlib.util.find_spec("pocketsphinx") is None:
         raise UserError("forced alignment needs pocketsphinx: pip install -r requirements/dev.txt")
-    from headcast.models.training.real import RealSpeechMissing, install_packages, missing_packages
+    from headcast.models.training.corpora import CORPORA
+    from headcast.models.training.real import (
+        PACKAGES,
+        RealSpeechMissing,
+        install_packages,
+        missing_packages,
+    )
 
+    wanted = PACKAGES + tuple(p for k in speakers if k != "en" for p in CORPORA[k].packages)
     try:
-        install_packages(missing_packages())
+        install_packages(missing_packages(wanted))
     except RealSpeechMissing as exc:
         raise UserError(str(exc)) from exc
 
