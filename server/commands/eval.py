@@ -20,7 +20,8 @@ HELP = "evaluate a model (motion: held-out synthetic and recorded speech vs an e
 CONDITIONS = ("augmented", "clean", "real clean", "real augmented", "real, non-speech in pauses",
               "other speaker clean", "other speaker augmented")  # fmt: skip
 CHOICES = {"augmented": ["augmented"], "clean": ["clean"], "both": ["augmented", "clean"],
-           "real": list(CONDITIONS[2:]), "all": list(CONDITIONS)}  # fmt: skip
+           "real": list(CONDITIONS[2:]), "speaker": list(CONDITIONS[5:]),
+           "all": list(CONDITIONS)}  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--condition", choices=list(CHOICES), default="all",
         help="synthetic held-out voices augmented like real recordings, clean, or both; "
         "real: held-out recorded speech (clean, augmented, non-speech in pauses; "
-        "a held-out speaker clean and augmented); "
+        "a held-out speaker clean and augmented); speaker: only the held-out speaker; "
         "all (default): every one",
     )  # fmt: skip
     parser.add_argument(
