@@ -88,3 +88,12 @@ def cases_for(check: str) -> list:
 def build_packs() -> dict[str, AvatarPack]:
     """Every face of the set enrolled at 512."""
     return {name: build_pack(load(), size=512) for name, load in PORTRAITS.items()}
+
+
+def seen_by_mesh(frame: np.ndarray) -> np.ndarray:
+    """The face mesh's landmarks on a rendered frame (float32 (478, 3), frame px)."""
+    from headcast.models.avatar.detect import mesh_landmarks
+
+    points = mesh_landmarks(frame)
+    assert points is not None, "the face mesh finds no face in the rendered frame"
+    return points

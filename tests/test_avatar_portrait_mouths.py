@@ -15,7 +15,7 @@ from headcast.models.channels import (
     from_mapping,
 )
 from headcast.models.render.warp import WarpRenderer
-from tests.portrait_set import PORTRAITS, cases_for
+from tests.portrait_set import PORTRAITS, cases_for, seen_by_mesh
 
 pytest.importorskip("mediapipe")
 
@@ -61,13 +61,12 @@ def test_a_bilabial_closure_shuts_the_lips_as_a_face_mesh_sees_them(packs, name)
     carried by skin over 2.5 times its travel, the laughing face's lips, each moved
     16 px over 12 px of skin, read as one thick block 5.4 % open)."""
     from headcast.models.avatar import landmarks as L
-    from headcast.models.avatar.detect import detect_landmarks
 
     pack = packs[name]
     frame = WarpRenderer(pack).render(
         from_mapping({"mouthPressLeft": 0.35, "mouthPressRight": 0.35})
     )
-    p = detect_landmarks(frame).points
+    p = seen_by_mesh(frame)
     face_h = float(np.linalg.norm(p[L.FOREHEAD_TOP, :2] - p[L.CHIN, :2]))
     gap = float(p[L.LOWER_INNER_MID, 1] - p[L.UPPER_INNER_MID, 1]) / face_h
     assert gap <= 0.025, f"{name}: lips {100 * gap:.1f} % of the face height apart"
@@ -139,15 +138,14 @@ def test_neutral_brings_smiling_corners_down_as_a_face_mesh_sees_them(packs):
     smiles (at least half a full smile), mouthSmile -1 brings the mouth corner at least
     20 % of the way from its height down to a neutral mouth's, and 70 % on average
     (measured: 26-132 %, 88 % on average; the least on heads turned away from that side)."""
-    from headcast.models.avatar.detect import detect_landmarks
     from headcast.models.avatar.relax import NEUTRAL_LIFT, corner_lifts
 
     shares = {}
     for name, pack in packs.items():
         renderer = WarpRenderer(pack)
-        rest = corner_lifts(detect_landmarks(renderer.render(from_mapping({}))).points)
+        rest = corner_lifts(seen_by_mesh(renderer.render(from_mapping({}))))
         relaxed = renderer.render(from_mapping({"mouthSmileLeft": -1, "mouthSmileRight": -1}))
-        after = corner_lifts(detect_landmarks(relaxed).points)
+        after = corner_lifts(seen_by_mesh(relaxed))
         for side, channel in enumerate(("mouthSmileLeft", "mouthSmileRight")):
             if pack.meta["smile"][channel] >= 0.5 and rest[side] > NEUTRAL_LIFT:
                 share = (rest[side] - after[side]) / (rest[side] - NEUTRAL_LIFT)

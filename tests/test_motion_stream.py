@@ -63,7 +63,9 @@ def test_shipped_model_describes_itself() -> None:
     assert 500_000 <= int(m.metadata["parameters"]) <= 1_500_000
     assert m.metadata["train_command"].startswith("headcast train motion")
     assert m.metadata["causal"] == "true"  # the live model
-    assert m.metadata["train_recorded"].startswith("asterisk:allison prompts")
+    recorded = m.metadata["train_recorded"]
+    assert recorded.startswith("asterisk:allison, asterisk:allison-es, asterisk:carlo")
+    assert "the speaker asterisk:ru" in recorded  # held out whole
 
 
 def test_files_take_the_offline_model_when_it_is_shipped(

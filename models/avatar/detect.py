@@ -84,6 +84,15 @@ def _run_mesh(image: np.ndarray) -> list[np.ndarray]:
         return _mesh_points(mesh.process(image), image.shape[1], image.shape[0])
 
 
+def mesh_landmarks(image: np.ndarray) -> np.ndarray | None:
+    """The largest face one face-mesh pass finds in uint8 (H, W, 3) RGB: float32 (478, 3)
+    in image pixels, or None. No size, pose or second-face checks: for measuring a
+    rendered frame, whose blurred margins can hold a blob that the enrollment's
+    other-face search takes for a face."""
+    faces = _run_mesh(image)
+    return max(faces, key=_face_height) if faces else None
+
+
 @contextlib.contextmanager
 def native_stderr_quiet() -> Iterator[None]:
     """MediaPipe's C++ (absl, TensorFlow Lite) writes warnings to file descriptor 2 that

@@ -82,7 +82,7 @@ class TrainConfig(StrictModel):
     # minutes of one speaker are not drowned by hours of synthetic voices), and how
     # many aligned training prompts to use (None: all; the smoke run takes a few).
     real_copies: int = Field(default=8, ge=0)
-    real_share: float = Field(default=0.3, ge=0, lt=1)
+    real_share: float = Field(default=0.4, ge=0, lt=1)
     real_prompts: int | None = Field(default=None, ge=2)
     # Recorded speakers trained on (keys of models/training/corpora.CORPORA; a held-out
     # speaker is refused).
