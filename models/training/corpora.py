@@ -14,8 +14,6 @@ from pathlib import Path
 
 SOUNDS_ROOT = Path("/usr/share/asterisk/sounds")
 DOCS_ROOT = Path("/usr/share/doc")
-SOUNDS_DIR = SOUNDS_ROOT / "en_US_f_Allison"
-TRANSCRIPTS = DOCS_ROOT / "asterisk-core-sounds-en/core-sounds-en.txt.gz"
 SPEAKER = "asterisk:allison"
 
 
@@ -47,13 +45,14 @@ class Corpus:
 CORPORA: dict[str, Corpus] = {
     c.key: c
     for c in (
-        Corpus("en", SPEAKER, SOUNDS_DIR),
+        Corpus("en", SPEAKER, SOUNDS_ROOT / "en_US_f_Allison"),
         Corpus("es", "asterisk:allison-es", SOUNDS_ROOT / "es_MX_f_Allison", "es-419"),
         Corpus("fr", "asterisk:june", SOUNDS_ROOT / "fr_CA_f_June", "fr"),
         Corpus("it", "asterisk:carlo", SOUNDS_ROOT / "it_IT_m_Carlo", "it"),
         Corpus("ru", "asterisk:ru", SOUNDS_ROOT / "ru_RU_f_IvrvoiceRU", "ru", heldout=True),
     )
 }
+TRANSCRIPTS = CORPORA["en"].transcripts
 OTHER_PACKAGES = tuple(p for c in CORPORA.values() if c.key != "en" for p in c.packages)
 
 

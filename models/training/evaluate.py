@@ -212,6 +212,14 @@ REAL_CONDITIONS = ("real clean", "real augmented", "real, non-speech in pauses")
 # The held-out speaker (never trained or tuned on; models/training/corpora.py), on the
 # same held-out prompt families.
 SPEAKER_CONDITIONS = ("other speaker clean", "other speaker augmented")
+# Each condition's augmentation strength and whether its pauses get non-speech sounds.
+_REAL_AUDIO = {
+    "real clean": (0.0, False),
+    "real augmented": (1.0, False),
+    "real, non-speech in pauses": (0.0, True),
+    "other speaker clean": (0.0, False),
+    "other speaker augmented": (1.0, False),
+}
 
 
 def real_sessions(
@@ -239,6 +247,8 @@ def real_sessions(
     from headcast.models.training.corpora import CORPORA
     from headcast.models.training.dataset import real_heldout_audio
 
+    if condition not in _REAL_AUDIO:
+        raise ValueError(condition)
     other = condition in SPEAKER_CONDITIONS
     held = next(k for k, c in CORPORA.items() if c.heldout) if other else "en"
     packages = CORPORA[held].packages if other else real.PACKAGES
@@ -248,17 +258,8 @@ def real_sessions(
         )
     todo = [p for p in real.prompts(held) if real.split_of(p.name) == "heldout"][:limit]
     prompts = real.aligned(todo, workers, cache)
-    if condition == "other speaker clean":
-        return real_heldout_audio(prompts, seed, 0.0)
-    if condition == "other speaker augmented":
-        return real_heldout_audio(prompts, seed, 1.0)
-    if condition == "real clean":
-        return real_heldout_audio(prompts, seed, 0.0)
-    if condition == "real augmented":
-        return real_heldout_audio(prompts, seed, 1.0)
-    if condition == "real, non-speech in pauses":
-        return real_heldout_audio(prompts, seed, 0.0, events=True)
-    raise ValueError(condition)
+    strength, events = _REAL_AUDIO[condition]
+    return real_heldout_audio(prompts, seed, strength, events=events)
 
 
 def _alone() -> dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]]:

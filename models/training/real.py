@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 MOH_DIR = Path("/usr/share/asterisk/moh")
 # Debian packages the real-speech data comes from (installed by scripts/apt-deps.sh test
 # and, when missing, by `headcast train motion` itself).
-PACKAGES = ("asterisk-core-sounds-en-g722", "asterisk-core-sounds-en", "asterisk-moh-opsound-wav")
+PACKAGES = (*CORPORA["en"].packages, "asterisk-moh-opsound-wav")
 HELDOUT_FAMILIES = frozenset({"conf", "dir", "queue", "tt", "digits/h"})
 VALIDATION_FAMILIES = frozenset({"agent", "spy", "priv", "privacy"})
 # One music-on-hold track is kept for evaluation; the others may be used in training.
@@ -178,13 +178,11 @@ def read_transcripts(path: Path = TRANSCRIPTS) -> dict[str, str]:
 def missing_packages(packages: tuple[str, ...] = PACKAGES) -> list[str]:
     """Debian packages of ``packages`` (the English prompts by default; add
     :data:`OTHER_PACKAGES` for the other speakers) that are not installed."""
-    if shutil.which("dpkg-query") is None:
-        dirs_ok = all(c.sounds_dir.is_dir() for c in CORPORA.values() if c.packages[0] in packages)
-        return (
-            []
-            if dirs_ok and (TRANSCRIPTS.is_file() or PACKAGES[0] not in packages)
-            else list(packages)
-        )
+    if shutil.which("dpkg-query") is None:  # not Debian: look for what they install
+        installs = {MOH_DIR: PACKAGES[-1]}
+        for c in CORPORA.values():
+            installs.update({c.sounds_dir: c.packages[0], c.transcripts: c.packages[1]})
+        return [p for path, p in installs.items() if p in packages and not path.exists()]
     missing = []
     for pkg in packages:
         proc = subprocess.run(
