@@ -49,6 +49,7 @@ __all__ = [
     "iter_audio",
     "load_audio",
     "log_mel",
+    "mel_centres_hz",
     "mel_filterbank",
     "to_mono_16k",
 ]
@@ -62,13 +63,23 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
     return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
 
 
+def _mel_edges_hz() -> np.ndarray:
+    """float64 (N_MELS + 2,): the filters' corner frequencies, equally spaced in mel."""
+    return _mel_to_hz(
+        np.linspace(_hz_to_mel(np.array(F_MIN)), _hz_to_mel(np.array(F_MAX)), N_MELS + 2)
+    )
+
+
+def mel_centres_hz() -> np.ndarray:
+    """float64 (N_MELS,): each mel bin's centre frequency."""
+    return _mel_edges_hz()[1:-1]
+
+
 @lru_cache(maxsize=1)
 def mel_filterbank() -> np.ndarray:
     """Triangular HTK-mel filters, area-normalised: float64 (N_MELS, N_FFT // 2 + 1)."""
     freqs = np.linspace(0.0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
-    edges = _mel_to_hz(
-        np.linspace(_hz_to_mel(np.array(F_MIN)), _hz_to_mel(np.array(F_MAX)), N_MELS + 2)
-    )
+    edges = _mel_edges_hz()
     lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     up = (freqs[None, :] - lo) / (mid - lo)
     down = (hi - freqs[None, :]) / (hi - mid)

@@ -30,6 +30,7 @@ from headcast.models.training.dataset import (
 from headcast.models.training.export import export_onnx
 from headcast.models.training.mixture import real_prompts, recorded_summary, training_examples
 from headcast.models.training.net import JAW, N_MOUTH, MotionNet, NetConfig, count_parameters
+from headcast.models.training.warp import warp_mel
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,9 @@ class TrainConfig(StrictModel):
     # BCE positive weight of the closure head: higher makes it fire more readily on the
     # /p b m/ whose silent gap reverberation and noise have filled.
     closure_pos_weight: float = Field(default=CLOSURE_POS_WEIGHT, gt=0)
+    # Vocal-tract-length warp (models/training/warp.py): each crop's mel axis is
+    # stretched by a factor drawn from 1 - warp .. 1 + warp (0: off).
+    warp: float = Field(default=0.0, ge=0, le=0.3)
 
     @field_validator("speakers")
     @classmethod
@@ -123,10 +127,12 @@ class Crops:
         crop: int,
         seed: int,
         real_share: float = 0.0,
+        warp: float = 0.0,
     ) -> None:
         self.pad = net_cfg.receptive_field - 1
         self.la = net_cfg.lookahead_frames
         self.crop = crop
+        self.warp = warp
         self.rng = np.random.default_rng(seed)
         pad = np.tile(silence_feature().astype(np.float16), (self.pad, 1))
         self.examples = [e for e in examples if len(e.feats) >= crop + self.la]
@@ -147,7 +153,10 @@ class Crops:
             e = self.examples[i]
             # Output q sees mel frames <= q and is the target of mel frame q - lookahead.
             q0 = int(self.rng.integers(self.la, len(e.feats) - self.crop + 1))
-            mel.append(self.inputs[i][q0 : q0 + self.crop + self.pad])
+            x = self.inputs[i][q0 : q0 + self.crop + self.pad]
+            mel.append(
+                warp_mel(x, self.rng.uniform(1 - self.warp, 1 + self.warp)) if self.warp else x
+            )
             t0 = q0 - self.la
             co.append(e.coeffs[t0 : t0 + self.crop])
             sp.append(e.speech[t0 : t0 + self.crop])
@@ -245,7 +254,7 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
         count_parameters(net),
         net_cfg.receptive_field,
     )
-    crops = Crops(examples, net_cfg, cfg.crop_frames, cfg.seed, cfg.real_share)
+    crops = Crops(examples, net_cfg, cfg.crop_frames, cfg.seed, cfg.real_share, cfg.warp)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     t1 = time.monotonic()
     running: dict[str, float] = {}
