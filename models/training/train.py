@@ -92,8 +92,9 @@ class TrainConfig(StrictModel):
     # /p b m/ whose silent gap reverberation and noise have filled.
     closure_pos_weight: float = Field(default=CLOSURE_POS_WEIGHT, gt=0)
     # Vocal-tract-length warp (models/training/warp.py): each crop's mel axis is
-    # stretched by a factor drawn from 1 - warp .. 1 + warp (0: off).
-    warp: float = Field(default=0.0, ge=0, le=0.3)
+    # stretched by a factor drawn from 1 - warp .. 1 + warp (0: off; the shipped models
+    # were fine-tuned with 0.15, see docs/motion.md).
+    warp: float = Field(default=0.15, ge=0, le=0.3)
 
     @field_validator("speakers")
     @classmethod

@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--warp", type=float,
-        help="vocal-tract warp: each crop's mel axis stretched by 1 +- up to this (0: off)",
+        help="vocal-tract warp: each crop's mel axis stretched by 1 +- up to this (default 0.15; 0: off)",
     )  # fmt: skip
     parser.add_argument(
         "--speakers", type=lambda s: tuple(x for x in s.split(",") if x),
