@@ -4,9 +4,10 @@ The recorded sentence of tests/fixtures/speech.wav through the model for files a
 motion mixer, rendered still-posed on two toothy smiles (the built-in astronaut and
 ``faceapi_sample3_05``): on the frames whose mean mouthPress is at least 0.3 (a bilabial
 closure), the inner lips (points 13-14) are at most 2 % of the forehead-chin height
-apart on 90 % of them (measured: 98 % and 98 % of 42 frames with the current model for
-files, 100 % of 40 with the previous one; before the mixer held back the channels that
-part the lips during a closure, 80 % and 82 %), with a median under 1 %.
+apart on 90 % of them (measured: 100 % and 100 % of 41 frames with the current model
+for files, 98 % of 42 with the one before it, 100 % of 40 with the one-voice one;
+before the mixer held back the channels that part the lips during a closure, 80 % and
+82 %), with a median under 1 %.
 """
 
 from __future__ import annotations
