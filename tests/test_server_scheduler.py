@@ -146,6 +146,12 @@ def test_admission_refuses_while_sessions_miss_frames() -> None:
             sched.observe_renders(frames=200, late=0)
         sched.admit("c", 256, 25)
         assert set(sched.load) == {"a", "b", "c"}
+        # Once every session that missed frames has ended, the next one gets in at once.
+        sched.observe_renders(frames=200, late=100)
+        for sid in ("a", "b", "c"):
+            sched.release(sid)
+        sched.admit("d", 256, 25)
+        assert set(sched.load) == {"d"}
     finally:
         sched.close()
 

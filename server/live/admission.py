@@ -207,7 +207,8 @@ class Admission:
         """Reserve room for a session or raise :class:`AdmissionError` with the reason."""
         if len(self.load) >= self.max_sessions:
             raise AdmissionError(f"session limit reached ({self.max_sessions} sessions)")
-        if self.late_fraction > LATE_LIMIT:
+        # (late renders of sessions that have all ended protect nobody)
+        if self.load and self.late_fraction > LATE_LIMIT:
             raise AdmissionError(
                 f"the sessions already running miss frames ({100 * self.late_fraction:.1f} % "
                 "of renders late lately); try again when the load is lower"
