@@ -121,11 +121,14 @@ def frames_decoded(page: Any, selector: str) -> int:
 
 
 def wait_state(page: Any, selector: str, states: tuple[str, ...], timeout_ms: int) -> str:
-    page.wait_for_function(
-        f"{json.dumps(list(states))}.includes(document.querySelector('{selector}').state)",
-        timeout=timeout_ms,
+    """The first of `states` the element is seen in (read in the same check that matched it:
+    a short state such as one sentence's "speaking" may be gone by the next read)."""
+    check = (
+        f"(() => {{ const s = document.querySelector('{selector}').state;"
+        f" return {json.dumps(list(states))}.includes(s) ? s : false; }})()"
     )
-    return str(page.evaluate(f"document.querySelector('{selector}').state"))
+    handle = page.wait_for_function(check, timeout=timeout_ms)
+    return str(handle.json_value())
 
 
 class ConsoleLog:
