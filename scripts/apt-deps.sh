@@ -6,12 +6,13 @@ role=${1:-serve}
 pkgs=(python3 python3-venv python3-dev build-essential flite espeak-ng)
 if [[ $role == test ]]; then
   # speech synthesis with phone timings and recorded speech with transcripts plus
-  # music beds (audio-to-motion training data), the browser the client tests drive.
+  # music beds (audio-to-motion training and evaluation data), the browser the client
+  # tests drive.
   pkgs+=(flite festival festvox-kallpc16k festvox-us-slt-hts espeak-ng libespeak-ng1
          asterisk-core-sounds-en-g722 asterisk-core-sounds-en asterisk-moh-opsound-wav
          asterisk-core-sounds-es-g722 asterisk-core-sounds-es asterisk-core-sounds-fr-g722
          asterisk-core-sounds-fr asterisk-core-sounds-it-g722 asterisk-core-sounds-it
-         asterisk-core-sounds-ru-g722 asterisk-core-sounds-ru
+         asterisk-core-sounds-ru-g722 asterisk-core-sounds-ru ktuberling-data
          chromium chromium-driver fonts-dejavu-core)
 fi
 missing=()

@@ -99,9 +99,10 @@ def test_eval_real_speech_conditions(tmp_path: Path, capsys: pytest.CaptureFixtu
     pytest.importorskip("pocketsphinx")
     from headcast.models.training.corpora import OTHER_PACKAGES
     from headcast.models.training.real import missing_packages
+    from headcast.models.training.words import missing
 
-    if missing_packages(OTHER_PACKAGES) or missing_packages():
-        pytest.skip("asterisk prompt packages missing")
+    if missing_packages(OTHER_PACKAGES) or missing_packages() or missing():
+        pytest.skip("recorded-speech packages missing (scripts/apt-deps.sh test)")
     out = tmp_path / "real.json"
     args = ["eval", "motion", "--condition", "real", "--real-prompts", "6", "--json", str(out)]
     assert main(args) == 0
@@ -112,16 +113,32 @@ def test_eval_real_speech_conditions(tmp_path: Path, capsys: pytest.CaptureFixtu
         "real, non-speech in pauses",
         "other speaker clean",
         "other speaker augmented",
+        "english words clean",
+        "english words augmented",
     ]
-    for report in reports.values():
+    for condition, report in reports.items():
         names = [s["name"] for s in report["model"]]
         assert names and names == [s["name"] for s in report["baseline"]]
-        assert all(n.split("-")[0] in ("conf",) for n in names)  # held-out family only
+        if condition.startswith("english words"):  # sessions of the first six files, sorted
+            first = ("ball", "bow", "coat", "ear", "earring", "egypt_arch")
+            assert all(n.split("+")[0] in first for n in names)
+        else:
+            assert all(n.split("-")[0] in ("conf",) for n in names)  # held-out family only
         assert 0.0 < report["mean"]["model"]["r"] <= 1.0
     text = capsys.readouterr().out
     assert "### Held-out recorded speech, non-speech in pauses" in text
     assert "| real augmented |" in text  # the summary table
     assert "### Held-out recorded speaker, augmented" in text
+    assert "### Other English speakers, single words, clean" in text
+
+
+def test_word_names_become_the_words_spoken() -> None:
+    from headcast.models.training.words import words_of
+
+    assert words_of("pizzeria_pepperoni") == ("pepperoni",)
+    assert words_of("egypt_palmtree") == ("palm", "tree")
+    assert words_of("moon_ufo") == ("u", "f", "o")
+    assert words_of("umbrella") == ("umbrella",)
 
 
 def test_folder_input_fifo_output_and_a_closed_pipe(

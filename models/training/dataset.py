@@ -373,9 +373,21 @@ def real_heldout_audio(
     :func:`heldout_audio`; ``events`` puts a non-speech sound in every pause (the
     held-out music track, clicks, tones, breaths, hum) before the augmentation.
     """
-    rng = np.random.default_rng(seed)
     speaker = prompts[0].speaker if prompts else ""
-    sessions = assemble(real_utterances(prompts), speaker, rng)
+    return recorded_sessions(real_utterances(prompts), speaker, seed, strength, events)
+
+
+def recorded_sessions(
+    utts: list[tuple[np.ndarray, list, str]],
+    speaker: str,
+    seed: int,
+    strength: float,
+    events: bool = False,
+) -> list[tuple[str, np.ndarray, list]]:
+    """Recorded utterances [(audio, visemes, name)] of one speaker in evaluation sessions:
+    :func:`real_heldout_audio` for any recordings."""
+    rng = np.random.default_rng(seed)
+    sessions = assemble(utts, speaker, rng)
     music = [nonspeech.load_music(t) for t in real.music_tracks(heldout=True)]
     out = []
     for k, sess in enumerate(sessions):

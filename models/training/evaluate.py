@@ -212,6 +212,8 @@ REAL_CONDITIONS = ("real clean", "real augmented", "real, non-speech in pauses")
 # The held-out speaker (never trained or tuned on; models/training/corpora.py), on the
 # same held-out prompt families.
 SPEAKER_CONDITIONS = ("other speaker clean", "other speaker augmented")
+# Single words read by other English speakers (models/training/words.py).
+WORDS_CONDITIONS = ("english words clean", "english words augmented")
 # Each condition's augmentation strength and whether its pauses get non-speech sounds.
 _REAL_AUDIO = {
     "real clean": (0.0, False),
@@ -219,6 +221,8 @@ _REAL_AUDIO = {
     "real, non-speech in pauses": (0.0, True),
     "other speaker clean": (0.0, False),
     "other speaker augmented": (1.0, False),
+    "english words clean": (0.0, False),
+    "english words augmented": (1.0, False),
 }
 
 
@@ -238,7 +242,9 @@ def real_sessions(
       track, clicks, tones, breaths, hum) in every pause;
     * ``other speaker clean`` / ``other speaker augmented``: the same held-out prompt
       families read by the held-out speaker (another voice and language, whose phones
-      come from espeak-ng, see :mod:`models.training.ipa`).
+      come from espeak-ng, see :mod:`models.training.ipa`);
+    * ``english words clean`` / ``english words augmented``: single words read by other
+      English speakers (:mod:`models.training.words`), never trained or tuned on.
 
     ``limit``: only the first that many held-out prompts (a quick check). Raises
     :class:`models.training.real.RealSpeechMissing` when the packages are absent.
@@ -249,6 +255,9 @@ def real_sessions(
 
     if condition not in _REAL_AUDIO:
         raise ValueError(condition)
+    strength, events = _REAL_AUDIO[condition]
+    if condition in WORDS_CONDITIONS:
+        return _word_sessions(seed, strength, limit)
     other = condition in SPEAKER_CONDITIONS
     held = next(k for k, c in CORPORA.items() if c.heldout) if other else "en"
     packages = CORPORA[held].packages if other else real.PACKAGES
@@ -258,8 +267,19 @@ def real_sessions(
         )
     todo = [p for p in real.prompts(held) if real.split_of(p.name) == "heldout"][:limit]
     prompts = real.aligned(todo, workers, cache)
-    strength, events = _REAL_AUDIO[condition]
     return real_heldout_audio(prompts, seed, strength, events=events)
+
+
+def _word_sessions(
+    seed: int, strength: float, limit: int | None
+) -> list[tuple[str, np.ndarray, list]]:
+    from headcast.models.training import words
+    from headcast.models.training.dataset import recorded_sessions
+    from headcast.models.training.real import RealSpeechMissing
+
+    if words.missing():
+        raise RealSpeechMissing(f"recorded speech missing: install {' '.join(words.missing())}")
+    return recorded_sessions(words.word_utterances(limit), words.SPEAKER, seed, strength)
 
 
 def _alone() -> dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]]:

@@ -18,10 +18,11 @@ if TYPE_CHECKING:
 
 HELP = "evaluate a model (motion: held-out synthetic and recorded speech vs an energy baseline)"
 CONDITIONS = ("augmented", "clean", "real clean", "real augmented", "real, non-speech in pauses",
-              "other speaker clean", "other speaker augmented")  # fmt: skip
+              "other speaker clean", "other speaker augmented", "english words clean",
+              "english words augmented")  # fmt: skip
 CHOICES = {"augmented": ["augmented"], "clean": ["clean"], "both": ["augmented", "clean"],
-           "real": list(CONDITIONS[2:]), "speaker": list(CONDITIONS[5:]),
-           "all": list(CONDITIONS)}  # fmt: skip
+           "real": list(CONDITIONS[2:]), "speaker": list(CONDITIONS[5:7]),
+           "words": list(CONDITIONS[7:]), "all": list(CONDITIONS)}  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--condition", choices=list(CHOICES), default="all",
         help="synthetic held-out voices augmented like real recordings, clean, or both; "
         "real: held-out recorded speech (clean, augmented, non-speech in pauses; "
-        "a held-out speaker clean and augmented); speaker: only the held-out speaker; "
+        "a held-out speaker clean and augmented; single words of other English speakers); "
+        "speaker: only the held-out speaker; words: only the English words; "
         "all (default): every one",
     )  # fmt: skip
     parser.add_argument(
@@ -50,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--real-prompts", type=positive_int,
-        help="use only the first N held-out recorded prompts (a quick check; default: all)",
+        help="use only the first N held-out recorded prompts or words (a quick check; default: all)",
     )  # fmt: skip
     parser.add_argument(
         "--breakdown", action="store_true",
@@ -103,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
         elif condition.startswith("other speaker"):
             sessions = _real(condition, args)
             title = f"Held-out recorded speaker, {condition.removeprefix('other speaker').strip()}"
+        elif condition.startswith("english words"):
+            sessions = _real(condition, args)
+            title = f"Other English speakers, single words, {condition.split()[-1]}"
         else:
             sessions = heldout_sessions(
                 args.utts_per_voice, args.seed, args.workers, augmented=condition == "augmented"
