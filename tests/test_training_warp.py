@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from headcast.models.audio.features import mel_centres_hz
+from headcast.models.audio.features import N_MELS, mel_centres_hz
 from headcast.models.training.warp import warp_mel
 
 torch = pytest.importorskip("torch")
@@ -54,3 +54,23 @@ def test_crops_draw_a_new_warp_for_each_crop() -> None:
     peaks = {peak_hz(m[-1:]) for m in warped}
     assert len(peaks) >= 4 and min(peaks) < 0.95 * rest and max(peaks) > 1.05 * rest
     assert all(0.97 * rest / 1.15 <= p <= 1.03 * rest / 0.85 for p in peaks)
+
+
+def test_frequency_masks_hide_bands_behind_the_frame_level() -> None:
+    from headcast.models.training.warp import MASKS, mask_bands
+
+    rng = np.random.default_rng(3)
+    feats = rng.normal(size=(50, N_MELS)).astype(np.float16)
+    assert mask_bands(feats, rng, 0) is feats
+    changed = 0
+    for _ in range(40):
+        out = mask_bands(feats, rng, 8)
+        assert out.shape == feats.shape and out.dtype == feats.dtype
+        cols = np.flatnonzero((out != feats).any(axis=0))
+        assert len(cols) <= MASKS * 8
+        level = feats.astype(np.float32).mean(axis=1).astype(np.float16)
+        for k in cols:  # every changed bin holds its frame's mean level
+            np.testing.assert_array_equal(out[:, k], level)
+        changed += len(cols)
+    assert changed > 40 * MASKS * 2  # bands are drawn, not always empty
+    assert np.array_equal(feats, feats.copy())  # the input is left as it was

@@ -30,7 +30,7 @@ from headcast.models.training.dataset import (
 from headcast.models.training.export import export_onnx
 from headcast.models.training.mixture import real_prompts, recorded_summary, training_examples
 from headcast.models.training.net import JAW, N_MOUTH, MotionNet, NetConfig, count_parameters
-from headcast.models.training.warp import warp_mel
+from headcast.models.training.warp import mask_bands, warp_mel
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,9 @@ class TrainConfig(StrictModel):
     # stretched by a factor drawn from 1 - warp .. 1 + warp (0: off; the shipped models
     # were fine-tuned with 0.15, see docs/motion.md).
     warp: float = Field(default=0.15, ge=0, le=0.3)
+    # Frequency masking (models/training/warp.py): two bands of up to this many mel bins
+    # per crop hidden behind the frame's mean level (0: off).
+    freq_mask: int = Field(default=0, ge=0, le=20)
 
     @field_validator("speakers")
     @classmethod
@@ -129,11 +132,13 @@ class Crops:
         seed: int,
         real_share: float = 0.0,
         warp: float = 0.0,
+        freq_mask: int = 0,
     ) -> None:
         self.pad = net_cfg.receptive_field - 1
         self.la = net_cfg.lookahead_frames
         self.crop = crop
         self.warp = warp
+        self.freq_mask = freq_mask
         self.rng = np.random.default_rng(seed)
         pad = np.tile(silence_feature().astype(np.float16), (self.pad, 1))
         self.examples = [e for e in examples if len(e.feats) >= crop + self.la]
@@ -155,9 +160,9 @@ class Crops:
             # Output q sees mel frames <= q and is the target of mel frame q - lookahead.
             q0 = int(self.rng.integers(self.la, len(e.feats) - self.crop + 1))
             x = self.inputs[i][q0 : q0 + self.crop + self.pad]
-            mel.append(
-                warp_mel(x, self.rng.uniform(1 - self.warp, 1 + self.warp)) if self.warp else x
-            )
+            if self.warp:
+                x = warp_mel(x, self.rng.uniform(1 - self.warp, 1 + self.warp))
+            mel.append(mask_bands(x, self.rng, self.freq_mask))
             t0 = q0 - self.la
             co.append(e.coeffs[t0 : t0 + self.crop])
             sp.append(e.speech[t0 : t0 + self.crop])
@@ -255,7 +260,9 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
         count_parameters(net),
         net_cfg.receptive_field,
     )
-    crops = Crops(examples, net_cfg, cfg.crop_frames, cfg.seed, cfg.real_share, cfg.warp)
+    crops = Crops(
+        examples, net_cfg, cfg.crop_frames, cfg.seed, cfg.real_share, cfg.warp, cfg.freq_mask
+    )
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     t1 = time.monotonic()
     running: dict[str, float] = {}

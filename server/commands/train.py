@@ -63,6 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="vocal-tract warp: each crop's mel axis stretched by 1 +- up to this (default 0.15; 0: off)",
     )  # fmt: skip
     parser.add_argument(
+        "--freq-mask", type=int,
+        help="frequency masking: two bands of up to this many mel bins per crop (default 0: off)",
+    )  # fmt: skip
+    parser.add_argument(
         "--speakers", type=lambda s: tuple(x for x in s.split(",") if x),
         help="recorded speakers to train on, comma-separated (default: en,es,fr,it)",
     )  # fmt: skip
@@ -82,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         k: getattr(args, k)
         for k in ("out", "steps", "utts_per_voice", "copies", "lookahead_ms", "seed", "workers",
                   "threads", "minutes", "checkpoint", "data_cache", "init", "lr", "real_share",
-                  "closure_pos_weight", "speakers", "warp")
+                  "closure_pos_weight", "speakers", "warp", "freq_mask")
         if getattr(args, k) is not None
     }  # fmt: skip
     given = dict(overrides)  # what the recorded command line repeats
