@@ -79,7 +79,10 @@ class CausalConv(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (B, C_in, T) -> y (B, C_out, T) with state, (B, C_out, T - context) without."""
         full = x if state is None else torch.cat([state, x], dim=2)
-        return self.conv(full), full[:, :, full.shape[2] - self.context :]
+        # The state is the last `context` frames, sliced from the end: a constant slice in
+        # the exported graph, with no shape arithmetic to run for every streaming call.
+        tail = full[:, :, -self.context :] if self.context else full[:, :, :0]
+        return self.conv(full), tail
 
 
 class MotionNet(nn.Module):
@@ -143,6 +146,12 @@ def _ramp(p: torch.Tensor, lo_hi: tuple[float, float]) -> torch.Tensor:
     return torch.clamp((p - lo) / (hi - lo), 0.0, 1.0)
 
 
+def _channel_mask(channels: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """(N_MOUTH, 1): 1 at ``channels``, else 0 — one constant in the exported graph."""
+    chosen = set(channels)
+    return torch.tensor([[1.0 if i in chosen else 0.0] for i in range(N_MOUTH)], dtype=dtype)
+
+
 def gate(
     raw: torch.Tensor,
     speech: torch.Tensor,
@@ -158,12 +167,10 @@ def gate(
     g_speech = _ramp(speech, SPEECH_GATE)
     closure = _ramp(closure, closure_gate)
     open_gate = (g_speech * (1.0 - closure)).unsqueeze(1)
-    mask = torch.zeros(N_MOUTH, 1, dtype=raw.dtype)
-    mask[list(OPENING)] = 1.0
+    mask = _channel_mask(OPENING, raw.dtype)
     scale = 1.0 - mask + mask * open_gate
     out = raw * scale
-    press_mask = torch.zeros(N_MOUTH, 1, dtype=raw.dtype)
-    press_mask[list(PRESS)] = 1.0
+    press_mask = _channel_mask(PRESS, raw.dtype)
     return torch.maximum(out, press_mask * (CLOSURE_PRESS * closure).unsqueeze(1))
 
 
