@@ -69,6 +69,9 @@ def test_bad_training_flags_are_user_errors(capsys: pytest.CaptureFixture[str]) 
         assert "not a training speaker" in err and "Traceback" not in err
     assert main(["train", "motion", "--tiny", "--warp", "0.5"]) == 2
     assert "warp" in capsys.readouterr().err
+    assert main(["train", "motion", "--tiny", "--freq-mask", "40"]) == 2
+    err = capsys.readouterr().err
+    assert "freq_mask" in err and "Traceback" not in err
 
 
 def test_closure_weight_and_recorded_share_reach_the_recipe(

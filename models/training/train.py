@@ -96,8 +96,9 @@ class TrainConfig(StrictModel):
     # were fine-tuned with 0.15, see docs/motion.md).
     warp: float = Field(default=0.15, ge=0, le=0.3)
     # Frequency masking (models/training/warp.py): two bands of up to this many mel bins
-    # per crop hidden behind the frame's mean level (0: off).
-    freq_mask: int = Field(default=0, ge=0, le=20)
+    # per crop hidden behind the frame's mean level (0: off; the shipped live model was
+    # fine-tuned with 8, see docs/motion.md).
+    freq_mask: int = Field(default=8, ge=0, le=20)
 
     @field_validator("speakers")
     @classmethod

@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--freq-mask", type=int,
-        help="frequency masking: two bands of up to this many mel bins per crop (default 0: off)",
+        help="frequency masking: two bands of up to this many mel bins per crop (default 8; 0: off)",
     )  # fmt: skip
     parser.add_argument(
         "--speakers", type=lambda s: tuple(x for x in s.split(",") if x),
