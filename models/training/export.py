@@ -10,6 +10,7 @@ runtime needs (:mod:`models.motion.model` reads it back).
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import onnx
@@ -74,7 +75,9 @@ def export_onnx(net: MotionNet, path: Path, extra_meta: dict[str, str] | None = 
     in_names = ["mel"] + [f"state_{i}" for i in range(len(shapes))]
     out_names = ["coeffs", "speech", "closure"] + [f"state_out_{i}" for i in range(len(shapes))]
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # The gate's channel masks are meant to be constants of the trace.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(
             wrapper,
             (mel, *states),
