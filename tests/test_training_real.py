@@ -172,7 +172,8 @@ def test_music_bed_sits_at_the_asked_level() -> None:
 
 @needs_aligner
 def test_recorded_sessions_label_speech_where_it_is_loud(monkeypatch: pytest.MonkeyPatch) -> None:
-    from headcast.models.training.dataset import build_real, real_heldout_audio
+    from headcast.models.training.dataset import build_real
+    from headcast.models.training.heldout import real_heldout_audio
 
     monkeypatch.setattr(real, "music_tracks", lambda heldout: [])  # decoding them takes seconds
     todo = [p for p in real.prompts() if real.split_of(p.name) == "train" and p.words][:4]

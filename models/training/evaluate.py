@@ -189,7 +189,8 @@ def heldout_sessions(
     utts_per_voice: int = 8, seed: int = 1234, workers: int = 2, augmented: bool = True
 ) -> list[tuple[str, np.ndarray, list]]:
     """Held-out voices, sessions of 2-5 utterances; augmented like a recording, or clean."""
-    from headcast.models.training.dataset import HELDOUT_VOICES, heldout_audio
+    from headcast.models.training.dataset import HELDOUT_VOICES
+    from headcast.models.training.heldout import heldout_audio
 
     return heldout_audio(HELDOUT_VOICES, utts_per_voice, seed, workers, 1.0 if augmented else 0.0)
 
@@ -202,7 +203,8 @@ def validation_sessions(
     utts_per_voice: int = 6, seed: int = VALIDATION_SEED, workers: int = 2
 ) -> list[tuple[str, np.ndarray, list]]:
     """Training voices only, fresh sentences, augmented like a recording: for tuning."""
-    from headcast.models.training.dataset import TRAIN_VOICES, heldout_audio
+    from headcast.models.training.dataset import TRAIN_VOICES
+    from headcast.models.training.heldout import heldout_audio
 
     return heldout_audio(TRAIN_VOICES[VALIDATION_VOICES], utts_per_voice, seed, workers, 1.0)
 
@@ -251,7 +253,7 @@ def real_sessions(
     """
     from headcast.models.training import real
     from headcast.models.training.corpora import CORPORA
-    from headcast.models.training.dataset import real_heldout_audio
+    from headcast.models.training.heldout import real_heldout_audio
 
     if condition not in _REAL_AUDIO:
         raise ValueError(condition)
@@ -274,7 +276,7 @@ def _word_sessions(
     seed: int, strength: float, limit: int | None
 ) -> list[tuple[str, np.ndarray, list]]:
     from headcast.models.training import words
-    from headcast.models.training.dataset import recorded_sessions
+    from headcast.models.training.heldout import recorded_sessions
     from headcast.models.training.real import RealSpeechMissing
 
     if words.missing():

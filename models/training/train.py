@@ -339,8 +339,8 @@ def tune_closure_gate(net: MotionNet, cfg: TrainConfig) -> str:
     if cfg.real_copies:
         # Recorded prompts of the validation families (never trained on), clean and
         # augmented: the gate must suit a real voice as well as the synthetic ones.
-        from headcast.models.training.dataset import real_heldout_audio
         from headcast.models.training.evaluate import VALIDATION_SEED
+        from headcast.models.training.heldout import real_heldout_audio
 
         val = real_prompts(cfg, "validation")
         for strength in (0.0, 1.0):
