@@ -279,8 +279,9 @@ def _word_sessions(
     from headcast.models.training.heldout import recorded_sessions
     from headcast.models.training.real import RealSpeechMissing
 
-    if words.missing():
-        raise RealSpeechMissing(f"recorded speech missing: install {' '.join(words.missing())}")
+    missing = words.missing()
+    if missing:
+        raise RealSpeechMissing(f"recorded speech missing: install {' '.join(missing)}")
     return recorded_sessions(words.word_utterances(limit), words.SPEAKER, seed, strength)
 
 

@@ -13,6 +13,7 @@ inside running speech.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,13 @@ def missing() -> list[str]:
 
 def word_utterances(limit: int | None = None) -> list[tuple[np.ndarray, list, str]]:
     """Every English word that aligns -> [(float32 (N,) 16 kHz, visemes, name)], in file
-    order; ``limit``: only the first that many files."""
+    order; ``limit``: only the first that many files. Decoded and aligned once per
+    process (the clean and the augmented condition read the same words)."""
+    return list(_aligned(limit))
+
+
+@lru_cache(maxsize=4)
+def _aligned(limit: int | None) -> tuple[tuple[np.ndarray, list, str], ...]:
     from headcast.models.audio.decode import load_audio
 
     out = []
@@ -55,4 +62,4 @@ def word_utterances(limit: int | None = None) -> list[tuple[np.ndarray, list, st
         prompt = real.align(real.Prompt(path.stem, words_of(path.stem)), audio)
         if prompt is not None:
             out.append((audio, real.visemes(prompt), path.stem))
-    return out
+    return tuple(out)
