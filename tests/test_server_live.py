@@ -159,9 +159,16 @@ def test_interrupt_returns_to_idle_within_100ms(srv: ServerThread, meter: MouthM
     assert window(t_v, mouth, t_int - 1.2, t_int).max() > 0.3, "was speaking"  # vs CLOSED 0.05
     after = window(t_v, mouth, t_int + 0.1, t_int + 1.0)
     assert len(after) >= 20 and after.max() < CLOSED, f"not idle 100 ms after: {after[:5]}"
-    assert 1200 <= cut["position_ms"] <= 1900, cut
-    assert cut["dropped_ms"] > 2000
+    # The reported position is the speech that was played: what the viewer had received
+    # before it asked for the cut, plus at most what was in flight (the server's clock,
+    # not the wall clock, decides how much that is when the machine is loaded).
     t_a, pcm = audio_timeline(viewer.received.audio)
+    onset = t_a[np.argmax(np.abs(pcm) > 1e-3)]
+    rate = viewer.received.audio[0][2]
+    received_ms = np.count_nonzero((t_a >= onset) & (t_a < t_int)) * 1000.0 / rate
+    assert received_ms > 500, "speech was received before the cut"
+    assert received_ms - 60 <= cut["position_ms"] <= received_ms + 300, (cut, received_ms)
+    assert abs(cut["position_ms"] + cut["dropped_ms"] - 5000) < 300, cut
     assert envelope(np.arange(t_int + 0.1, t_int + 0.9, 0.04), t_a, pcm, 0.04).max() < 1e-3
     assert any(e.get("interrupted") for e in sock.of_type("speech_ended"))
 
