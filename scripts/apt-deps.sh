@@ -12,7 +12,7 @@ if [[ $role == test ]]; then
          asterisk-core-sounds-en-g722 asterisk-core-sounds-en asterisk-moh-opsound-wav
          asterisk-core-sounds-es-g722 asterisk-core-sounds-es asterisk-core-sounds-fr-g722
          asterisk-core-sounds-fr asterisk-core-sounds-it-g722 asterisk-core-sounds-it
-         asterisk-core-sounds-ru-g722 asterisk-core-sounds-ru ktuberling-data
+         asterisk-core-sounds-ru-g722 asterisk-core-sounds-ru ktuberling-data klettres-data
          chromium chromium-driver fonts-dejavu-core)
 fi
 missing=()

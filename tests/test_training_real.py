@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -117,6 +119,44 @@ def test_other_language_prompts_align_through_espeak_phones() -> None:
     # The Russian speaker is held out whole, for evaluation.
     ru = real.prompts("ru")
     assert ru and {real.prompt_split(p) for p in ru} == {"speaker"}
+
+
+def test_klettres_lists_name_and_text_of_each_recording(tmp_path: Path) -> None:
+    from headcast.models.training import corpora
+
+    xml = tmp_path / "sounds.xml"
+    rows = "".join(f'<sound name="B{i:03d}" file="xx/syllab/b{i:03d}.ogg" />\n' for i in range(300))
+    xml.write_text(f"<klettres><syllables>\n{rows}</syllables></klettres>", "utf-8")
+    texts = corpora.klettres_texts(xml)
+    assert len(texts) == corpora.KLETTRES_MAX  # spread evenly over a long list
+    assert texts["syllab/b000"] == "b000" and texts["syllab/b298"] == "b298"
+    # English and British English speakers are held out whole; the rest train.
+    from headcast.models.training.train import TRAIN_SPEAKERS
+
+    assert set(corpora.ENGLISH_KLETTRES) <= {k for k, c in corpora.CORPORA.items() if c.heldout}
+    assert "kl-es" in TRAIN_SPEAKERS and not set(corpora.ENGLISH_KLETTRES) & set(TRAIN_SPEAKERS)
+    assert corpora.HELDOUT_SPEAKER not in TRAIN_SPEAKERS
+
+
+@pytest.mark.skipif(
+    not (HAVE_ALIGNER and not real.missing_packages(("klettres-data",))),
+    reason="klettres-data or pocketsphinx missing",
+)
+def test_klettres_syllables_align_with_the_lips_shut_in_the_dip() -> None:
+    prompt = next(p for p in real.prompts("kl-es") if p.name == "syllab/ba")
+    assert prompt.speaker == "klettres:es" and real.prompt_split(prompt) == "train"
+    audio = real.load_prompt_audio(prompt)
+    aligned = real.align(prompt, audio)
+    assert aligned is not None
+    speech = [(p, s, e) for p, s, e in aligned.phones if p != "SIL"]
+    assert [p for p, _, _ in speech] == ["B", "AA"]
+    hop = SAMPLE_RATE // 100
+    db = 10 * np.log10(np.mean(audio[: len(audio) // hop * hop].reshape(-1, hop) ** 2, 1) + 1e-12)
+    (_, bs, be), (_, vs, ve) = speech
+    # the (voiced, so not silent) closure sits well under the vowel's loud part
+    closure = db[int(bs * 100) : int(be * 100) + 1].min()
+    assert closure < np.percentile(db[int(vs * 100) : int(ve * 100)], 90) - 10
+    assert {real.prompt_split(p) for p in real.prompts("kl-en_GB")} == {"speaker"}
 
 
 @needs_aligner

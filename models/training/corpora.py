@@ -1,18 +1,30 @@
-"""The recorded speakers: Asterisk's prompt set read by professional voices.
+"""The recorded speakers.
 
-English (Allison, the speaker of :mod:`models.training.real`'s held-out prompt
-families) and the same prompts in other languages, whose words are phonemised by
-espeak-ng (:mod:`models.training.ipa`). Debian ships each voice as
-``asterisk-core-sounds-<lang>-g722`` (16 kHz G.722) with its transcripts in
-``asterisk-core-sounds-<lang>`` (``core-sounds-<lang>.txt.gz``), CC-BY-SA-3.0.
+* Asterisk's prompt set read by professional voices: English (Allison, the speaker of
+  :mod:`models.training.real`'s held-out prompt families) and the same prompts in other
+  languages, whose words are phonemised by espeak-ng (:mod:`models.training.ipa`).
+  Debian ships each voice as ``asterisk-core-sounds-<lang>-g722`` (16 kHz G.722) with
+  its transcripts in ``asterisk-core-sounds-<lang>`` (``core-sounds-<lang>.txt.gz``),
+  CC-BY-SA-3.0.
+* KLettres' letters and syllables (Debian ``klettres-data``, GPL-2+ / GFDL): in each of
+  19 languages, one speaker (the language's contributor) reads the alphabet's letter
+  names and short syllables or words ("ba", "me", "pute"), listed with their text in the
+  language's ``sounds.xml``: many vocal tracts, each with a few minutes of speech. The
+  English and British English speakers are held out whole (the *English words*
+  evaluation condition, :mod:`models.training.words`).
 """
 
 from __future__ import annotations
 
+import gzip
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 SOUNDS_ROOT = Path("/usr/share/asterisk/sounds")
+KLETTRES_ROOT = Path("/usr/share/klettres")
+KLETTRES_PACKAGE = "klettres-data"
+KLETTRES_MAX = 150  # recordings kept per KLettres speaker (Malayalam alone has 524)
 DOCS_ROOT = Path("/usr/share/doc")
 SPEAKER = "asterisk:allison"
 
@@ -28,14 +40,29 @@ class Corpus:
     sounds_dir: Path
     espeak_voice: str | None = None
     heldout: bool = False
+    klettres: bool = False  # a KLettres speaker (else an Asterisk voice)
 
     @property
     def transcripts(self) -> Path:
+        if self.klettres:
+            return self.sounds_dir / "sounds.xml"
         return DOCS_ROOT / f"asterisk-core-sounds-{self.key}/core-sounds-{self.key}.txt.gz"
 
     @property
+    def suffix(self) -> str:
+        return ".ogg" if self.klettres else ".g722"
+
+    @property
     def packages(self) -> tuple[str, ...]:
+        if self.klettres:
+            return (KLETTRES_PACKAGE,)
         return (f"asterisk-core-sounds-{self.key}-g722", f"asterisk-core-sounds-{self.key}")
+
+    def texts(self) -> dict[str, str]:
+        """{recording name (path under ``sounds_dir`` without suffix): what is said}."""
+        if not self.klettres:
+            return read_transcripts(self.transcripts)
+        return klettres_texts(self.transcripts)
 
 
 # The same prompt set read by other professional voices, in their languages: Allison
@@ -52,10 +79,56 @@ CORPORA: dict[str, Corpus] = {
         Corpus("ru", "asterisk:ru", SOUNDS_ROOT / "ru_RU_f_IvrvoiceRU", "ru", heldout=True),
     )
 }
+# KLettres speakers by folder, with the espeak-ng voice that phonemises their text (Low
+# German and Indonesian have none that fits; the Arabic letter names do not align: their
+# vowels sit a median 18 dB under the recording's loud frames, 0-8 dB elsewhere).
+_KLETTRES = {
+    "cs": "cs", "da": "da", "de": "de", "es": "es", "fr": "fr-fr", "he": "he",
+    "hu": "hu", "it": "it", "lt": "lt", "ml": "ml", "nb": "nb", "nl": "nl",
+    "pt_BR": "pt-br", "ru": "ru", "tn": "tn", "uk": "uk", "en": "en-us", "en_GB": "en-gb",
+}  # fmt: skip
+CORPORA.update(
+    (f"kl-{lang}", Corpus(f"kl-{lang}", f"klettres:{lang}", KLETTRES_ROOT / lang, voice,
+                          heldout=lang.startswith("en"), klettres=True))
+    for lang, voice in _KLETTRES.items()
+)  # fmt: skip
+HELDOUT_SPEAKER = "ru"  # the *other speaker* evaluation condition
+ENGLISH_KLETTRES = ("kl-en", "kl-en_GB")  # held out: part of the *English words* condition
 TRANSCRIPTS = CORPORA["en"].transcripts
-OTHER_PACKAGES = tuple(p for c in CORPORA.values() if c.key != "en" for p in c.packages)
+OTHER_PACKAGES = tuple(
+    dict.fromkeys(p for c in CORPORA.values() if c.key != "en" for p in c.packages)
+)
 
 
 def is_recorded(voice: str) -> bool:
     """Whether a training example's voice is one of the recorded speakers."""
     return voice in {c.speaker for c in CORPORA.values()}
+
+
+def read_transcripts(path: Path) -> dict[str, str]:
+    """``name: text`` lines of core-sounds-<lang>.txt(.gz) -> {name: text}."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    out = {}
+    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.startswith(";") or ":" not in line:
+                continue
+            name, _, text = line.partition(":")
+            out[name.strip()] = text.strip()
+    return out
+
+
+_SOUND = re.compile(r'<sound\s+name="([^"]*)"\s+file="[^"/]*/([^"]*)\.ogg"')
+
+
+def klettres_texts(sounds_xml: Path) -> dict[str, str]:
+    """A KLettres ``sounds.xml`` -> {``alpha/B`` or ``syllab/ba``: lower-case text}, at most
+    :data:`KLETTRES_MAX` recordings spread evenly over the list."""
+    listed = _SOUND.findall(sounds_xml.read_text("utf-8"))
+    found = {file: name.lower() for name, file in listed}
+    names = sorted(found)
+    step = max(1.0, len(names) / KLETTRES_MAX)
+    return {
+        names[int(i * step)]: found[names[int(i * step)]]
+        for i in range(min(len(names), KLETTRES_MAX))
+    }

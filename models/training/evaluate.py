@@ -252,7 +252,7 @@ def real_sessions(
     :class:`models.training.real.RealSpeechMissing` when the packages are absent.
     """
     from headcast.models.training import real
-    from headcast.models.training.corpora import CORPORA
+    from headcast.models.training.corpora import CORPORA, HELDOUT_SPEAKER
     from headcast.models.training.heldout import real_heldout_audio
 
     if condition not in _REAL_AUDIO:
@@ -261,7 +261,7 @@ def real_sessions(
     if condition in WORDS_CONDITIONS:
         return _word_sessions(seed, strength, limit)
     other = condition in SPEAKER_CONDITIONS
-    held = next(k for k, c in CORPORA.items() if c.heldout) if other else "en"
+    held = HELDOUT_SPEAKER if other else "en"
     packages = CORPORA[held].packages if other else real.PACKAGES
     if real.missing_packages(packages):
         raise real.RealSpeechMissing(
@@ -282,7 +282,11 @@ def _word_sessions(
     missing = words.missing()
     if missing:
         raise RealSpeechMissing(f"recorded speech missing: install {' '.join(missing)}")
-    return recorded_sessions(words.word_utterances(limit), words.SPEAKER, seed, strength)
+    return [
+        s
+        for k, (speaker, utts) in enumerate(words.speakers(limit))
+        for s in recorded_sessions(utts, speaker, seed + k, strength)
+    ]
 
 
 def _alone() -> dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]]:

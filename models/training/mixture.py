@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from headcast.models.training import real
@@ -37,11 +38,16 @@ def training_examples(cfg: TrainConfig) -> list[Example]:
         TRAIN_VOICES[: cfg.voices], cfg.utts_per_voice, cfg.copies, cfg.seed, cfg.workers
     ))  # fmt: skip
     if cfg.real_copies:
-        rec_name = (
-            f"recorded-{'-'.join(cfg.speakers)}-r{cfg.real_copies}-{cfg.real_prompts}"
-            f"-s{cfg.seed}-d{DATA_VERSION}"
-        )
-        examples += _cached(cfg, rec_name, lambda: _recorded(cfg))
+        # Asterisk voices and KLettres speakers are cached apart: adding one kind does not
+        # rebuild the other.
+        asterisk = tuple(k for k in cfg.speakers if not CORPORA[k].klettres)
+        klettres = tuple(k.removeprefix("kl-") for k in cfg.speakers if CORPORA[k].klettres)
+        tail = f"-r{cfg.real_copies}-{cfg.real_prompts}-s{cfg.seed}-d{DATA_VERSION}"
+        for name, keys in ((f"recorded-{'-'.join(asterisk)}{tail}", asterisk),
+                           (f"recorded-kl-{'-'.join(klettres)}{tail}",
+                            tuple(f"kl-{k}" for k in klettres))):  # fmt: skip
+            if keys:
+                examples += _cached(cfg, name, partial(_recorded, cfg, keys))
     return examples
 
 
@@ -57,22 +63,24 @@ def _cached(cfg: TrainConfig, name: str, make: Callable[[], list[Example]]) -> l
     return examples
 
 
-def _recorded(cfg: TrainConfig) -> list[Example]:
-    prompts = real_prompts(cfg, "train")
+def _recorded(cfg: TrainConfig, speakers: tuple[str, ...]) -> list[Example]:
+    prompts = real_prompts(cfg, "train", speakers)
     recorded = build_real(prompts, cfg.real_copies, cfg.seed, cfg.workers)
     log.info(
         "data: %d recorded prompts (%s, train split) -> %.2f h of features",
-        len(prompts), ", ".join(cfg.speakers), hours(recorded),
+        len(prompts), ", ".join(speakers), hours(recorded),
     )  # fmt: skip
     return recorded
 
 
-def real_prompts(cfg: TrainConfig, split: str) -> list[real.Prompt]:
-    """Aligned recorded prompts of one split from the speakers of ``cfg.speakers``
-    (``real_prompts`` of each speaker when set)."""
+def real_prompts(
+    cfg: TrainConfig, split: str, speakers: tuple[str, ...] | None = None
+) -> list[real.Prompt]:
+    """Aligned recorded prompts of one split from ``speakers`` (default
+    ``cfg.speakers``; ``real_prompts`` of each speaker when set)."""
     cache = None if cfg.data_cache is None else cfg.data_cache / "alignments.json"
     todo: list[real.Prompt] = []
-    for key in cfg.speakers:
+    for key in cfg.speakers if speakers is None else speakers:
         prompts = [p for p in real.prompts(key) if real.prompt_split(p) == split]
         if cfg.real_prompts is not None:
             speech = [p for p in prompts if p.words][: cfg.real_prompts]

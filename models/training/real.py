@@ -27,7 +27,6 @@ speaker is held out whole (split ``"speaker"``).
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import multiprocessing as mp
@@ -40,9 +39,10 @@ from pathlib import Path
 
 import numpy as np
 
+from headcast.models.audio import AudioError
 from headcast.models.audio.features import SAMPLE_RATE
 from headcast.models.training import ipa
-from headcast.models.training.corpora import CORPORA, TRANSCRIPTS, Corpus
+from headcast.models.training.corpora import CORPORA, Corpus
 from headcast.models.training.visemes import SILENCE, cmu_visemes, viseme_segments
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,8 @@ class Prompt:
 
     @property
     def path(self) -> Path:
-        return CORPORA[self.corpus].sounds_dir / f"{self.name}.g722"
+        cor = CORPORA[self.corpus]
+        return cor.sounds_dir / f"{self.name}{cor.suffix}"
 
 
 def family(name: str) -> str:
@@ -162,26 +163,13 @@ def normalise(text: str) -> list[str] | None:
     return words
 
 
-def read_transcripts(path: Path = TRANSCRIPTS) -> dict[str, str]:
-    """``name: text`` lines of core-sounds-en.txt(.gz) -> {name: text}."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    out = {}
-    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if line.startswith(";") or ":" not in line:
-                continue
-            name, _, text = line.partition(":")
-            out[name.strip()] = text.strip()
-    return out
-
-
 def missing_packages(packages: tuple[str, ...] = PACKAGES) -> list[str]:
     """Debian packages of ``packages`` (the English prompts by default; add
     :data:`OTHER_PACKAGES` for the other speakers) that are not installed."""
     if shutil.which("dpkg-query") is None:  # not Debian: look for what they install
         installs = {MOH_DIR: PACKAGES[-1]}
         for c in CORPORA.values():
-            installs.update({c.sounds_dir: c.packages[0], c.transcripts: c.packages[1]})
+            installs.update({c.sounds_dir: c.packages[0], c.transcripts: c.packages[-1]})
         return [p for path, p in installs.items() if p in packages and not path.exists()]
     missing = []
     for pkg in packages:
@@ -224,9 +212,9 @@ def prompts(corpus: str = "en") -> list[Prompt]:
     """Every prompt of a corpus with a transcript that normalises (English) or that
     espeak-ng can phonemise (the others), plus the ``silence/`` recordings."""
     cor = CORPORA[corpus]
-    texts = read_transcripts(cor.transcripts)
+    texts = cor.texts()
     out = []
-    for path in sorted(cor.sounds_dir.rglob("*.g722")):
+    for path in sorted(cor.sounds_dir.rglob(f"*{cor.suffix}")):
         name = path.relative_to(cor.sounds_dir).with_suffix("").as_posix()
         if family(name) == "silence":
             out.append(Prompt(name, (), corpus=corpus))
@@ -354,7 +342,10 @@ def visemes(prompt: Prompt) -> list[tuple[str, float, float]]:
 
 
 def _align_job(prompt: Prompt) -> Prompt | None:
-    return align(prompt)
+    try:
+        return align(prompt)
+    except AudioError:  # a recording the decoder cannot read (a few of KLettres' files)
+        return None
 
 
 def aligned(todo: list[Prompt], workers: int = 2, cache: Path | None = None) -> list[Prompt]:

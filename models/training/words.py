@@ -8,7 +8,9 @@ text is its file name after the theme prefix (``pizzeria_pepperoni`` -> pepperon
 the few compound or misspelt names written out in :data:`WORDS`. They are never trained
 or tuned on: ``headcast eval motion`` scores them as the *English words* condition.
 Isolated words start and end in silence, so their closures are easier than the ones
-inside running speech.
+inside running speech. Beside them, the condition holds two more English speakers,
+KLettres' American and British ones (letter names and short words, held out whole from
+training: :data:`models.training.corpora.ENGLISH_KLETTRES`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from headcast.models.training import real
+from headcast.models.training.corpora import CORPORA, ENGLISH_KLETTRES, KLETTRES_PACKAGE
 
 PACKAGE = "ktuberling-data"
 SOUNDS_DIR = Path("/usr/share/ktuberling/sounds/en")
@@ -41,8 +44,28 @@ def words_of(stem: str) -> tuple[str, ...]:
 
 
 def missing() -> list[str]:
-    """The Debian package when its English recordings are not there."""
-    return [] if SOUNDS_DIR.is_dir() and any(SOUNDS_DIR.glob("*.ogg")) else [PACKAGE]
+    """The Debian packages whose English recordings are not there."""
+    out = [] if SOUNDS_DIR.is_dir() and any(SOUNDS_DIR.glob("*.ogg")) else [PACKAGE]
+    if not all(CORPORA[k].transcripts.is_file() for k in ENGLISH_KLETTRES):
+        out.append(KLETTRES_PACKAGE)
+    return out
+
+
+def speakers(limit: int | None = None) -> list[tuple[str, list[tuple[np.ndarray, list, str]]]]:
+    """The condition's speakers -> [(speaker, [(float32 (N,) 16 kHz, visemes, name)])]:
+    ktuberling's words, then KLettres' two English speakers; ``limit``: the first that
+    many recordings of each."""
+    out = [(SPEAKER, word_utterances(limit))]
+    for key in ENGLISH_KLETTRES:
+        out.append((CORPORA[key].speaker, list(_klettres(key, limit))))
+    return out
+
+
+@lru_cache(maxsize=4)
+def _klettres(key: str, limit: int | None) -> tuple[tuple[np.ndarray, list, str], ...]:
+    from headcast.models.training.dataset import real_utterances
+
+    return tuple(real_utterances(real.aligned(real.prompts(key)[:limit], workers=1)))
 
 
 def word_utterances(limit: int | None = None) -> list[tuple[np.ndarray, list, str]]:
