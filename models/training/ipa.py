@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import unicodedata
+from functools import cache
 
 PREFIX = "zz_"  # pseudo-words: PREFIX + phones joined by "_" (never a dictionary word)
 
@@ -68,7 +69,13 @@ def phones_of(token: str) -> list[str] | None:
 
 def espeak_ipa(text: str, voice: str) -> list[str]:
     """Text -> espeak-ng's IPA words (phonemes joined by ``_``); numbers and
-    abbreviations are read the way the language reads them."""
+    abbreviations are read the way the language reads them. One espeak-ng run per text
+    and voice in a process (training and evaluation list the same prompts again)."""
+    return list(_espeak_ipa(text, voice))
+
+
+@cache
+def _espeak_ipa(text: str, voice: str) -> tuple[str, ...]:
     exe = shutil.which("espeak-ng")
     if exe is None:
         raise FileNotFoundError("espeak-ng is not installed (scripts/apt-deps.sh)")
@@ -76,7 +83,7 @@ def espeak_ipa(text: str, voice: str) -> list[str]:
         [exe, "-v", voice, "-q", "--ipa", "--sep=_"],
         input=text, capture_output=True, text=True, check=True,
     )  # fmt: skip
-    return proc.stdout.split()
+    return tuple(proc.stdout.split())
 
 
 def pseudo_words(text: str, voice: str) -> list[str] | None:
