@@ -131,11 +131,17 @@ def test_klettres_lists_name_and_text_of_each_recording(tmp_path: Path) -> None:
     assert len(texts) == corpora.KLETTRES_MAX  # spread evenly over a long list
     assert texts["syllab/b000"] == "b000" and texts["syllab/b298"] == "b298"
     # English and British English speakers are held out whole; the rest train.
-    from headcast.models.training.train import TRAIN_SPEAKERS
+    from headcast.models.training.train import KLETTRES_SPEAKERS, TRAIN_SPEAKERS, TrainConfig
 
     assert set(corpora.ENGLISH_KLETTRES) <= {k for k, c in corpora.CORPORA.items() if c.heldout}
-    assert "kl-es" in TRAIN_SPEAKERS and not set(corpora.ENGLISH_KLETTRES) & set(TRAIN_SPEAKERS)
-    assert corpora.HELDOUT_SPEAKER not in TRAIN_SPEAKERS
+    assert TRAIN_SPEAKERS == ("en", "es", "fr", "it")  # KLettres only when asked for
+    assert len(KLETTRES_SPEAKERS) == 16 and "kl-es" in KLETTRES_SPEAKERS
+    assert not set(corpora.ENGLISH_KLETTRES) & set(KLETTRES_SPEAKERS)
+    asked = TrainConfig(speakers=("en", "klettres", "kl-es")).speakers
+    assert asked == ("en", *KLETTRES_SPEAKERS)
+    for held in (corpora.HELDOUT_SPEAKER, "kl-en_GB"):
+        with pytest.raises(ValueError, match="not a training speaker"):
+            TrainConfig(speakers=("en", held))
 
 
 @pytest.mark.skipif(

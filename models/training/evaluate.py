@@ -10,7 +10,9 @@ file and on average:
 * ``closure``: share of /p b m/ closures >= 40 ms where the mouth actually closes (the
   lowest opening inside the closure <= 15 % of the file's 90th-percentile opening);
 * ``silence``: mean opening inside pauses >= 200 ms (one frame trimmed at each edge,
-  where the lips legitimately move) relative to the file's 90th-percentile opening.
+  where the lips legitimately move) relative to the file's 90th-percentile opening
+  (taken as at least :data:`MIN_P90`: a file where the mouth hardly opens is not judged
+  against a percentile near zero).
 
 The baseline opens the mouth with loudness: frame RMS in dB mapped linearly from 40 dB
 below the file's 95th percentile (closed) to that percentile (fully open) — it even
@@ -33,6 +35,7 @@ MAX_LAG = 3  # frames
 MIN_CLOSURE_S = 0.040
 MIN_SILENCE_S = 0.200
 CLOSED_FRACTION = 0.15  # of the 90th-percentile opening
+MIN_P90 = 0.05  # the 90th-percentile opening the two relative measures use, at least
 BASELINE_RANGE_DB = 40.0
 BASELINE_WINDOW_S = 0.040
 
@@ -85,7 +88,9 @@ def score(
         else:
             lags[lag] = _pearson(pred[:lag], truth[-lag:])
     best_lag = max(lags, key=lambda k: lags[k])
-    p90 = max(float(np.percentile(pred, 90)), 1e-6)
+    # (a floor: in a file where the mouth hardly opens, pauses are not judged against
+    # a 90th percentile near zero)
+    p90 = max(float(np.percentile(pred, 90)), MIN_P90)
     t = np.arange(n) / fps
     closed = []
     for s, e in _merged(visemes, "PBM"):

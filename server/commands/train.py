@@ -68,7 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--speakers", type=lambda s: tuple(x for x in s.split(",") if x),
-        help="recorded speakers to train on, comma-separated (default: en,es,fr,it)",
+        help="recorded speakers to train on, comma-separated (default: en,es,fr,it; "
+        "'klettres' adds KLettres' 16 speakers of letters and syllables)",
     )  # fmt: skip
 
 
