@@ -251,3 +251,21 @@ def test_recorded_speech_gets_its_share_of_training_crops() -> None:
     # Without recorded speech (or with a share of 0) it is plain length weighting.
     assert np.allclose(crop_probabilities(lengths, np.zeros(4, bool), 0.3), lengths / 5000)
     assert np.allclose(crop_probabilities(lengths, is_real, 0.0), lengths / 5000)
+
+
+@pytest.mark.skipif(
+    not (HAVE_ALIGNER and not real.missing_packages(("klettres-data", *real.PACKAGES))),
+    reason="recorded-speech packages or pocketsphinx missing",
+)
+def test_klettres_speakers_are_cached_apart_from_the_asterisk_voices(tmp_path: Path) -> None:
+    from headcast.models.training.mixture import DATA_VERSION, training_examples
+    from headcast.models.training.train import TrainConfig
+
+    cfg = TrainConfig.tiny(tmp_path / "m.onnx").model_copy(
+        update={"speakers": ("en", "kl-es"), "data_cache": tmp_path}
+    )
+    examples = training_examples(cfg)
+    assert {e.voice for e in examples} >= {"asterisk:allison", "klettres:es"}
+    names = sorted(p.name for p in tmp_path.glob("recorded-*.npz"))
+    tail = f"r1-2-s0-d{DATA_VERSION}.npz"
+    assert names == [f"recorded-en-{tail}", f"recorded-kl-es-{tail}"]
