@@ -40,13 +40,13 @@ def training_examples(cfg: TrainConfig) -> list[Example]:
     if cfg.real_copies:
         # Asterisk voices and KLettres speakers are cached apart: adding one kind does not
         # rebuild the other.
-        asterisk = tuple(k for k in cfg.speakers if not CORPORA[k].klettres)
-        klettres = tuple(k.removeprefix("kl-") for k in cfg.speakers if CORPORA[k].klettres)
-        tail = f"-r{cfg.real_copies}-{cfg.real_prompts}-s{cfg.seed}-d{DATA_VERSION}"
-        for name, keys in ((f"recorded-{'-'.join(asterisk)}{tail}", asterisk),
-                           (f"recorded-kl-{'-'.join(klettres)}{tail}",
-                            tuple(f"kl-{k}" for k in klettres))):  # fmt: skip
+        for kind in (False, True):
+            keys = tuple(k for k in cfg.speakers if CORPORA[k].klettres == kind)
             if keys:
+                name = (
+                    f"recorded-{'-'.join(keys)}-r{cfg.real_copies}-{cfg.real_prompts}"
+                    f"-s{cfg.seed}-d{DATA_VERSION}"
+                )
                 examples += _cached(cfg, name, partial(_recorded, cfg, keys))
     return examples
 
