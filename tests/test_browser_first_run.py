@@ -3,6 +3,7 @@ closed and reloaded, a full server. Debian chromium driven by Playwright."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from tests.browser_support import (
     CONNECT_TIMEOUT_MS,
     NAV_TIMEOUT_MS,
+    ConsoleLog,
     artifact,
     chromium,
     motion_factories,
@@ -24,25 +26,44 @@ from tests.server_harness import ServerThread, free_port
 
 pytestmark = pytest.mark.browser
 
-# The docs' example (docs/client.md), with nothing added: no `muted`, connect() on load.
-DOCS_EMBED = """<!doctype html>
-<html><head><meta charset="utf-8"><title>a site embedding headcast</title>
-<link rel="icon" href="data:,">
-<script type="module" src="{server}/headcast.js"></script></head>
-<body>
-<headcast-avatar id="guide" server="{server}" avatar="default"></headcast-avatar>
-<script type="module">
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "client.md"
+# Listeners a test reads, added by a classic script after the docs' snippet: it runs while
+# the page is parsed, before any module script (the widget and the snippet's own).
+WATCH = """<script>
   window.seen = [];
-  const guide = document.getElementById('guide');
-  for (const t of ['connected', 'autoplayblocked', 'error'])
-    guide.addEventListener(t, (e) => {{
-      window.seen.push({{ type: t, detail: e.detail }});
-      console.log(`headcast:${{t}}`);
-    }});
-  await guide.connect();
-</script>
-</body></html>
-"""
+  for (const t of ['connected', 'autoplayblocked', 'error', 'speechstart'])
+    document.getElementById('guide').addEventListener(t, (e) => {
+      window.seen.push({ type: t, detail: e.detail });
+      console.log(`headcast:${t}`);
+    });
+</script>"""
+
+
+def docs_embed(server: str, avatar: str = "default") -> str:
+    """The docs' embedding example exactly as written (docs/client.md), pointed at
+    ``server``; no api_key on the test server, so its placeholder token is not checked."""
+    found = re.search(r"## Embedding an avatar\n\n```html\n(.*?)```", DOCS.read_text(), re.S)
+    assert found, "docs/client.md lost its embedding example"
+    snippet = found.group(1).replace("https://avatar.example.com", server)
+    snippet = snippet.replace('avatar="default"', f'avatar="{avatar}"')
+    head = '<!doctype html>\n<html><head><meta charset="utf-8"><link rel="icon" href="data:,">'
+    return f"{head}</head>\n<body>\n{snippet}{WATCH}\n</body></html>\n"
+
+
+def write_mp3(wav: Path, out: Path) -> None:
+    """``wav`` re-encoded as an MP3 (the docs' ``/hello.mp3``)."""
+    import av
+
+    with av.open(str(wav)) as src, av.open(str(out), "w", format="mp3") as dst:
+        stream = dst.add_stream("libmp3lame", rate=22050, layout="mono")
+        for frame in src.decode(audio=0):
+            frame.pts = None
+            for packet in stream.encode(frame):
+                dst.mux(packet)
+        for packet in stream.encode(None):
+            dst.mux(packet)
+
+
 AUTOCONNECT = """<!doctype html>
 <html><head><meta charset="utf-8"><link rel="icon" href="data:,">
 <script type="module" src="{server}/headcast.js"></script></head>
@@ -64,10 +85,12 @@ def srv(mic_wav: Path, site_port: int) -> Iterator[ServerThread]:
 
 @pytest.fixture(scope="module")
 def site(
-    tmp_path_factory: pytest.TempPathFactory, srv: ServerThread, site_port: int
+    tmp_path_factory: pytest.TempPathFactory, mic_wav: Path, srv: ServerThread, site_port: int
 ) -> Iterator[str]:
     root = tmp_path_factory.mktemp("site")
-    (root / "embed.html").write_text(DOCS_EMBED.format(server=srv.url))
+    (root / "embed.html").write_text(docs_embed(srv.url))
+    (root / "nobody.html").write_text(docs_embed(srv.url, avatar="nobody"))
+    write_mp3(mic_wav, root / "hello.mp3")
     (root / "auto.html").write_text(AUTOCONNECT.format(server=srv.url))
     with second_origin(root, site_port) as origin:
         yield origin
@@ -85,13 +108,19 @@ def test_sound_refused_before_a_click_plays_muted_with_a_tap_to_unmute(
 ) -> None:
     with chromium(mic_wav, autoplay="document-user-activation-required") as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 800})
-        # Nothing is evaluated in the page until it has connected: Playwright's evaluate
+        log = ConsoleLog(page)
+        # Nothing is evaluated in the page until it has spoken: Playwright's evaluate
         # counts as a user gesture, which would let the sound play. Console lines are read.
         with page.expect_console_message(
             lambda m: m.text == "headcast:connected", timeout=CONNECT_TIMEOUT_MS
         ):
             page.goto(f"{site}/embed.html", timeout=NAV_TIMEOUT_MS)
-        assert page.evaluate("window.seen.map((e) => e.type)") == ["autoplayblocked", "connected"]
+        deadline = time.monotonic() + 20.0  # the docs' speak(hello.mp3) after connect()
+        while "log: headcast:speechstart" not in log.all and time.monotonic() < deadline:
+            page.wait_for_timeout(100)  # lets Playwright deliver console events; no evaluate
+        assert "log: headcast:speechstart" in log.all, log.all
+        seen = page.evaluate("window.seen.map((e) => e.type)")
+        assert seen[:2] == ["autoplayblocked", "connected"] and "error" not in seen
         video = "document.getElementById('guide').video"
         page.wait_for_function(f"!{video}.paused && {video}.readyState >= 2", timeout=10_000)
         assert page.evaluate(f"{video}.muted") is True
@@ -107,6 +136,24 @@ def test_sound_refused_before_a_click_plays_muted_with_a_tap_to_unmute(
         assert not button.is_visible()
         page.evaluate("document.getElementById('guide').close()")
         page.close()
+    assert wait_sessions(srv, 0, 10.0) == 0
+
+
+def test_the_docs_example_fails_to_connect_without_an_uncaught_error(
+    browser: Any, srv: ServerThread, site: str
+) -> None:
+    """The same snippet with an avatar the server does not have: connect() rejects, the
+    widget says why and fires ``error``, and the page has no uncaught error."""
+    page = browser.new_page()
+    log = ConsoleLog(page)
+    page.goto(f"{site}/nobody.html", timeout=NAV_TIMEOUT_MS)
+    assert wait_state(page, "#guide", ("failed", "idle"), CONNECT_TIMEOUT_MS) == "failed"
+    seen = page.evaluate("window.seen.map((e) => e.type)")
+    assert "error" in seen and "connected" not in seen
+    assert "nobody" in page.evaluate("document.getElementById('guide').lastError")
+    page.wait_for_timeout(500)
+    assert [e for e in log.errors if e.startswith("page error")] == []
+    page.close()
     assert wait_sessions(srv, 0, 10.0) == 0
 
 
