@@ -226,7 +226,24 @@ def test_a_declared_length_past_the_limit_is_refused_before_decoding(
     with pytest.raises(AudioTooLong, match="declares 60 s"):
         load_audio(flac, max_seconds=10.0)
     assert decoded == [], "nothing was decoded"
-    # within the slack a declared length is not trusted: decoding decides
-    with pytest.raises(AudioTooLong, match="longer than 50 s"):
+    # within the slack a declared length is not trusted: the packets' durations decide,
+    # still without decoding
+    with pytest.raises(AudioTooLong, match="holds more than 50 s"):
         load_audio(flac, max_seconds=50.0)
-    assert sum(decoded) > 50 * 16_000
+    assert decoded == [], "nothing was decoded"
+    # a file that declares no length at all (a FLAC written to a pipe: STREAMINFO's
+    # sample count 0) is measured the same way
+    data = bytearray(flac.read_bytes())
+    assert data[:4] == b"fLaC"
+    data[21] &= 0xF0  # the 36-bit total sample count: its top 4 bits and 4 more bytes
+    data[22:26] = bytes(4)
+    unknown = tmp_path / "unknown.flac"
+    unknown.write_bytes(bytes(data))
+    with av.open(str(unknown)) as container:
+        stream = container.streams.audio[0]
+        assert stream.duration is None and container.duration is None
+    with pytest.raises(AudioTooLong, match="holds more than 30 s"):
+        load_audio(unknown, max_seconds=30.0)
+    assert decoded == [], "nothing was decoded"
+    # and at or under the limit everything decodes, as before
+    assert len(load_audio(unknown, max_seconds=60.0)[0]) == 60 * 16_000

@@ -19,6 +19,7 @@ from headcast.models.audio.resample import MAX_INPUT_RATE, MIN_INPUT_RATE, Resam
 FALLBACK_RATE = 48_000  # Hz, for files at other rates or with none declared
 CHUNK_S = 10.0  # seconds per yielded chunk
 DECLARED_SLACK = 1.25  # a declared length past this times the limit is refused unread
+SCAN_SLACK_S = 1.0  # packet durations summed past the limit by more than this: refused
 #: FFmpeg demuxers that read other files or the network (playlists, concat lists, SDP,
 #: image sequences): an upload must not make the server read what it names
 INDIRECT_FORMATS = frozenset(
@@ -70,18 +71,8 @@ def iter_audio(
         if rate > MAX_INPUT_RATE:
             rate = FALLBACK_RATE  # FFmpeg brings exotic rates into range first
         declared = _declared_seconds(container, stream)
-        if (
-            max_seconds is not None
-            and declared is not None
-            and declared > DECLARED_SLACK * max_seconds + 1.0
-        ):
-            # refused from the header: decoding up to the limit first costs seconds and
-            # memory for nothing (a 363 KB FLAC can declare 4 h). Declared lengths can be
-            # estimates (MP3 without a header), hence the slack; decoding still stops at
-            # the limit whatever a file declares.
-            raise AudioTooLong(
-                f"{p}: declares {declared:.0f} s of audio, longer than {max_seconds:g} s"
-            )
+        if max_seconds is not None:
+            _refuse_long(p, stream.index, declared, max_seconds)
         # One converter per input format: a stream may change rate or layout midway
         # (joined MP3s), and a converter set up for one refuses, or passes through, another.
         converter: av.AudioResampler | None = None
@@ -138,6 +129,48 @@ def _declared_seconds(container: Any, stream: av.audio.stream.AudioStream) -> fl
     if container.duration is not None:
         return float(container.duration) / av.time_base
     return None
+
+
+def _refuse_long(path: Path, index: int, declared: float | None, max_seconds: float) -> None:
+    """:class:`AudioTooLong` before any decoding when the file is longer than the limit.
+
+    A declared length far past it is refused from the header (a 363 KB FLAC can declare
+    4 h). Declared lengths can be estimates (MP3 without a header), hence the slack; a
+    file that declares none, or one inside the slack, has its packets' durations summed
+    without decoding: 20x cheaper than decoding up to the limit (700 s of FLAC: 0.02 s
+    against 0.45 s). Decoding still stops at the limit whatever a file declares.
+    """
+    if declared is not None and declared > DECLARED_SLACK * max_seconds + 1.0:
+        raise AudioTooLong(
+            f"{path}: declares {declared:.0f} s of audio, longer than {max_seconds:g} s"
+        )
+    if declared is None or declared > max_seconds:
+        enough = max_seconds + SCAN_SLACK_S  # codec priming and padding
+        scanned = _scanned_seconds(path, index, enough)
+        if scanned is not None and scanned > enough:
+            raise AudioTooLong(f"{path}: holds more than {max_seconds:g} s of audio")
+
+
+def _scanned_seconds(path: Path, index: int, enough_s: float) -> float | None:
+    """The audio stream's length from its packets' durations, demuxed but not decoded,
+    stopping once past ``enough_s``; None when its packets carry no durations."""
+    total = 0.0
+    try:
+        with av.open(str(path), options={"protocol_whitelist": "file"}) as container:
+            stream = container.streams[index]
+            if stream.time_base is None:
+                return None
+            for packet in container.demux(stream):
+                if packet.duration is None:
+                    if packet.size:
+                        return None
+                    continue
+                total += float(packet.duration * stream.time_base)
+                if total > enough_s:
+                    break
+    except (av.error.FFmpegError, ValueError):
+        return None  # the decoder says what is wrong with the file
+    return total
 
 
 def _declared_rate(stream: av.audio.stream.AudioStream) -> int:
