@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from headcast.models.offline import RenderContext, RenderOptions, render_file
@@ -69,4 +70,45 @@ def test_cli_finds_an_avatar_the_server_enrolled_by_its_name(
     err = capsys.readouterr().err
     assert "bob" in err and "known: default, alice" in err and "Traceback" not in err
     out.unlink()
+    _no_leftovers(folder)
+
+
+def test_text_renders_spoken_by_a_built_in_voice(
+    folder: Path, stub: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--text "..."` and a .txt input: a built-in voice says it, the video lasts as long
+    as the speech, and its audio track carries it."""
+    from tests.render_offline_support import decode_track_audio
+
+    base = ["render", "--model", str(stub), "--size", "256"]
+    out = folder / "said.mp4"
+    assert main([*base, "--text", "Hello there. My name is Bob.", "-o", str(out)]) == 0
+    _, seconds, _ = decode_video(out)
+    audio, rate, _ = decode_track_audio(out)
+    assert 1.0 < seconds < 6.0 and abs(len(audio) / rate - seconds) < 0.2
+    assert float(np.sqrt(np.mean(audio**2))) > 0.01, "the speech is in the file"
+
+    script = folder / "script.txt"
+    script.write_text("Good morning, and welcome.\n", encoding="utf-8")
+    out_txt = folder / "script.mp4"
+    assert main([*base, str(script), "--voice", "espeak-en-us", "-o", str(out_txt)]) == 0
+    assert 0.8 < decode_video(out_txt)[1] < 5.0
+    capsys.readouterr()
+
+    # bad input: one line each, exit 2, no traceback, nothing half-written
+    bad = [
+        ([*base, "--text", "Hi.", "--voice", "nobody", "-o", str(folder / "x.mp4")], "known:"),
+        ([*base, "--text", "  ...  ", "-o", str(folder / "x.mp4")], "nothing to say"),
+        ([*base, "--text", "Hi.", str(script), "-o", str(folder / "x.mp4")], "not both"),
+        ([*base, "--text", "Hi.", "--out", str(folder / "o")], "one file"),
+        (
+            [*base, str(folder / "clip.wav"), "--voice", "slt", "-o", str(folder / "x.mp4")],
+            "--voice",
+        ),
+    ]
+    for argv, words in bad:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err, err
+    assert not (folder / "x.mp4").exists()
     _no_leftovers(folder)
