@@ -24,7 +24,7 @@ class RenderError(Exception):
 
 @dataclass(frozen=True)
 class RenderOptions:
-    """How to render. ``size``: head-frame side (256, 512) or ``"full"`` (the portrait).
+    """How to render. ``size``: head-frame side (one of ``FRAME_SIZES``) or ``"full"`` (the portrait).
 
     ``seed=None`` derives the idle-motion seed from the audio, so re-rendering a file
     reproduces it. ``workers=0``: one render thread per two cores (see ``default_workers``).

@@ -15,7 +15,9 @@ import numpy as np
 from scipy.fft import irfft, next_fast_len, rfft, rfftfreq
 from scipy.signal import butter, fftconvolve, resample_poly, sosfilt
 
-SR = 16_000  # Hz
+from headcast.models.audio import SAMPLE_RATE
+
+SR = SAMPLE_RATE  # Hz
 OPUS_RATE = 48_000  # Hz, the only rate WebRTC's Opus runs at here
 OPUS_FRAME = 960  # samples, 20 ms at 48 kHz
 OPUS_BITRATES = (12_000, 16_000, 24_000, 32_000, 48_000)  # bit/s

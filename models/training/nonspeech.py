@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from headcast.models.audio import SAMPLE_RATE
 from headcast.models.training.visemes import SILENCE
 
-SR = 16_000  # Hz
+SR = SAMPLE_RATE  # Hz
 MIN_GAP_S = 0.25  # pauses shorter than this get no event
 EDGE_S = 0.04  # an event starts and ends this far inside its pause
 EVENT_KINDS = ("music", "click", "tone", "breath", "hum")

@@ -6,6 +6,8 @@ import argparse
 import statistics
 import time
 
+from headcast.models.sizes import PACK_SIZES
+
 HELP = "time avatar enrollment of a 1-megapixel portrait (target < 3 s on 2 cores)"
 
 
@@ -14,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--portrait", default=None, help="image file (default: the astronaut at 1000x1000)"
     )
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--size", type=int, choices=(256, 512), default=512)
+    parser.add_argument("--size", type=int, choices=PACK_SIZES, default=max(PACK_SIZES))
 
 
 def run(args: argparse.Namespace) -> int:
