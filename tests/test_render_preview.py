@@ -93,3 +93,35 @@ def test_contact_sheet_labels_weakened_and_switched_off_channels():
     assert channel_label("jawOpen", {}) == ("jawOpen", "")
     assert channel_label("browInnerUp", {"browInnerUp": 0.0})[1].startswith("off")
     assert channel_label("mouthSmileLeft", {"mouthSmileLeft": 0.64})[1].startswith("x0.64")
+
+
+def test_preview_of_a_portrait_folder_says_a_built_in_sentence_by_default(
+    tmp_path, capsys, astronaut
+):
+    """Without --speech each face's clip says the built-in sentence (a built-in voice);
+    --no-video writes the sheet alone."""
+    import pytest
+
+    from headcast.models.audio.features import load_audio
+    from headcast.models.tts import builtin_voices
+    from tests.conftest import png_bytes
+
+    pytest.importorskip("mediapipe")
+    if not builtin_voices():
+        pytest.skip("no built-in voice (flite, espeak-ng) installed")
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    (faces / "astronaut.png").write_bytes(png_bytes(astronaut))
+    out = tmp_path / "out"
+    assert main(["preview", "--portraits", str(faces), "-o", str(out), "--size", "256"]) == 0
+    said = len(load_audio(out / "sentence.wav")[0]) / 16_000
+    assert 2.0 < said < 10.0
+    with av.open(str(out / "astronaut.mp4")) as video:
+        stream = video.streams.video[0]
+        seconds = stream.frames / float(stream.average_rate)
+    assert abs(seconds - said) < 0.2
+    bare = tmp_path / "bare"
+    args = ["preview", "--portraits", str(faces), "-o", str(bare), "--size", "256", "--no-video"]
+    assert main(args) == 0
+    assert (bare / "compare.png").is_file() and not list(bare.glob("*.mp4"))
+    assert "Traceback" not in capsys.readouterr().err

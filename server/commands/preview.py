@@ -2,7 +2,8 @@
 
 ``headcast preview --portraits FOLDER -o OUT_DIR [--speech WAV]``: enroll every portrait
 in a folder and write one comparison sheet (each face at rest, jaw 0.5 and 1, closed,
-funnel, blink, yaw +-15 degrees), plus a clip of each face saying ``WAV``.
+funnel, blink, yaw +-15 degrees), plus a clip of each face saying ``WAV`` (by default
+:data:`SENTENCE` in a built-in voice; ``--no-video``: no clips).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ HELP = (
     "write a contact sheet (every channel at 0, 0.5, 1) and a bank-sweep MP4 of an avatar, "
     "or one comparison sheet of a folder of portraits"
 )
+# Lips shut for /b m p/, rounded for /uw ow/, a wide jaw for /aa ae/: every mouth shape.
+SENTENCE = "Maybe you could bring me a bowl of warm apple pie before the boat leaves."
 PORTRAIT_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm")
 
 
@@ -40,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--speech",
         type=Path,
         default=None,
-        help="with --portraits: also render a clip of each face saying this audio file",
+        help="with --portraits: each face's clip says this audio file (default: a built-in "
+        "voice says a sentence; --no-video: no clips)",
     )
 
 
@@ -122,6 +126,7 @@ def run_folder(args: argparse.Namespace) -> int:
     sheet_path = args.out / "compare.png"
     writable_file(sheet_path, "-o")
     size = args.size or 512
+    speech = None if args.no_video else args.speech or _sentence(args.out)
     rows = []
     for i, path in enumerate(files, 1):
         print(f"[{i}/{len(files)}] {path.name}", file=sys.stderr, flush=True)
@@ -135,12 +140,29 @@ def run_folder(args: argparse.Namespace) -> int:
             continue
         report = channel_report(pack.meta)
         rows.append(comparison_row(path.name, WarpRenderer(pack), report))
-        if args.speech is not None:
-            _clip(args.speech, pack_dir, args.out / f"{path.stem}.mp4", size)
+        if speech is not None:
+            _clip(speech, pack_dir, args.out / f"{path.stem}.mp4", size)
     if not cv2.imwrite(str(sheet_path), cv2.cvtColor(comparison_sheet(rows), cv2.COLOR_RGB2BGR)):
         raise UserError(f"could not write {sheet_path}")
     print(f"comparison sheet: {sheet_path}")
     return 0
+
+
+def _sentence(out: Path) -> Path | None:
+    """SENTENCE said by the default built-in voice, as OUT/sentence.wav; None (and a line
+    saying so) when no text-to-speech engine is installed."""
+    from headcast.models.audio import write_wav
+    from headcast.models.tts import TTSError, builtin_voices, synthesize
+
+    voices = builtin_voices()
+    if not voices:
+        print("  no clips: no built-in voice (flite, espeak-ng); give --speech", file=sys.stderr)
+        return None
+    try:
+        return write_wav(out / "sentence.wav", synthesize(SENTENCE, next(iter(voices.values()))))
+    except TTSError as exc:
+        print(f"  no clips: {exc}; give --speech", file=sys.stderr)
+        return None
 
 
 def _clip(speech: Path, pack_dir: Path, out: Path, size: int) -> None:
