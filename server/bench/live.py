@@ -13,7 +13,9 @@ machines would cost this one nothing.
 fps is what viewers get that is new: frames sent minus frames sent as a repeat of the
 last one (its render was late or missing), per session, from the server's counters
 over the measured window; "drop" counts those repeats. Received fps (repeats
-included) is what viewer 0's packets show.
+included) is what viewer 0's packets show. "start" counts the repeats of every session
+from its creation to the measured window (opened one after another, beside the busy
+ones before them).
 """
 
 from __future__ import annotations
@@ -150,6 +152,10 @@ async def _measure(url: str, n: int, seconds: float, speech: np.ndarray) -> dict
         result["interpreter_ms_per_frame"] = round(interp[0] * 1e3, 2) if interp else None
         for key in ("dropped_frames", "late_renders", "motion_late_frames"):
             result[key] = sum(a[key] - b[key] for a, b in zip(after, before, strict=True))
+        # each session's start: its counters from its creation to the measured window
+        # (a session opened beside busy ones must not start with late frames)
+        for key in ("repeated_frames", "dropped_frames", "late_renders"):
+            result[f"start_{key}"] = sum(b[key] for b in before)
         if viewers:
             meter = MouthMeter(create_renderer(None, backend="warp", size=size).render)
             t_v, mouth = mouth_series(viewers[0].received.video, meter)
@@ -188,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"{'N':>3} {'fps min/mean':>13} {'recv':>6} {'render p50/p95':>15}"
                 f" {'push->mouth p50/p95':>20} {'push->sound':>12} {'A/V':>7} {'drop':>5} {'server CPU':>11}"
-                f" {'client CPU':>11}"
+                f" {'client CPU':>11} {'start':>6}"
             )
         for n in counts:
             cpu0, own0, t0 = cpu_seconds(pid), time.process_time(), time.monotonic()
@@ -207,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
                     f" {res.get('push_to_sound_p50_ms')!s:>6}/{res.get('push_to_sound_p95_ms')!s:<5}"
                     f" {res.get('av_offset_ms')!s:>7} {res['dropped_frames']:>5}"
                     f" {res['server_cpu_cores']:>11} {res['client_cpu_cores']:>11}"
+                    f" {res['start_repeated_frames']:>6}"
                     + (f"  refused: {res['refused']}" if res["refused"] else "")
                 )
             sys.stdout.flush()
