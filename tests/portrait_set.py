@@ -69,7 +69,12 @@ PORTRAITS.update({p.stem: (lambda p=p: load_portrait(p.read_bytes(), p.name)) fo
 
 # Known defects on faces of the set, each checked to still fail (strict): when one is
 # fixed its test passes and this list must shrink. See docs/avatars.md.
-KNOWN_FAILURES: dict[tuple[str, str], str] = {}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {
+    ("speech closures", "kphotoalbum_qt_logo_middle"): (
+        "a blurry 135-px face enlarged to 512, laughing wide open at rest: its lips are "
+        "within 2 % on about 65 % of the /p b m/ frames of rendered speech (median 1.35 %)"
+    ),
+}
 
 
 def cases_for(check: str) -> list:

@@ -1,13 +1,14 @@
 """Rendered speech: during /p b m/ the lips meet, as MediaPipe's face mesh sees them.
 
 The recorded sentence of tests/fixtures/speech.wav through the model for files and the
-motion mixer, rendered still-posed on two toothy smiles (the built-in astronaut and
-``faceapi_sample3_05``): on the frames whose mean mouthPress is at least 0.3 (a bilabial
-closure), the inner lips (points 13-14) are at most 2 % of the forehead-chin height
-apart on 90 % of them (measured: 100 % and 100 % of 41 frames with the current model
-for files, 98 % of 42 with the one before it, 100 % of 40 with the one-voice one;
-before the mixer held back the channels that part the lips during a closure, 80 % and
-82 %), with a median under 1 %.
+motion mixer, rendered still-posed on every face of the portrait set
+(tests/portrait_set.py: toothy smiles, open mouths, glasses, children, 256 to 4000 px):
+on the frames whose mean mouthPress is at least 0.3 (a bilabial closure), the inner lips
+(points 13-14) are at most 2 % of the forehead-chin height apart on 90 % of them, with a
+median under 1 %. Measured 2026-12-07: 26 of the 27 faces pass; the blurry enlarged
+``kphotoalbum_qt_logo_middle`` is a known failure (about 65 %). Before the mixer held
+back the channels that part the lips during a closure, the astronaut and
+``faceapi_sample3_05`` closed on 80 % and 82 %.
 """
 
 from __future__ import annotations
@@ -18,14 +19,12 @@ import numpy as np
 import pytest
 
 from headcast.models.avatar import landmarks as L
-from headcast.models.avatar.image_io import load_portrait
 from headcast.models.channels import CHANNEL_INDEX
-from tests.portrait_set import seen_by_mesh
+from tests.portrait_set import cases_for, seen_by_mesh
 
 pytest.importorskip("mediapipe")
 
 SPEECH = Path(__file__).parent / "fixtures" / "speech.wav"
-PORTRAIT = Path(__file__).parent / "fixtures" / "portraits" / "faceapi_sample3_05.jpg"
 
 
 @pytest.fixture(scope="module")
@@ -35,19 +34,21 @@ def model():
     return load_motion_model(None, fps=25, provider="cpu", offline=True)
 
 
-@pytest.mark.parametrize("face", ["built-in", "faceapi_sample3_05"])
-def test_lips_meet_during_bilabials_in_rendered_speech(model, pack512, face):
+@pytest.fixture(scope="module")
+def speech():
     from headcast.models.audio.decode import load_audio
     from headcast.models.audio.features import to_mono_16k
-    from headcast.models.avatar.enroll import build_pack
+
+    return to_mono_16k(*load_audio(SPEECH))
+
+
+@pytest.mark.parametrize("face", cases_for("speech closures"))
+def test_lips_meet_during_bilabials_in_rendered_speech(model, speech, portrait_packs, face):
     from headcast.models.render.warp import WarpRenderer
     from headcast.models.take import speech_to_take
 
-    if face == "built-in":
-        pack = pack512
-    else:
-        pack = build_pack(load_portrait(PORTRAIT.read_bytes(), PORTRAIT.name), size=512)
-    pcm = to_mono_16k(*load_audio(SPEECH))
+    pack = portrait_packs[face]
+    pcm = speech
     take = speech_to_take(model, pcm, seed=1, pose="still", portrait_smile=pack.meta["smile"])
     c = take.coeffs
     press = 0.5 * (c[:, CHANNEL_INDEX["mouthPressLeft"]] + c[:, CHANNEL_INDEX["mouthPressRight"]])
