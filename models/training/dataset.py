@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-import signal
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 from headcast.models.audio.features import MEL_RATE, SAMPLE_RATE, FeatureExtractor, to_mono_16k
 from headcast.models.training import nonspeech, real
 from headcast.models.training.augment import augment
+from headcast.models.training.jobs import default_signals, in_fresh_processes
 from headcast.models.training.synth import (
     ESPEAK_VARIANTS,
     Utterance,
@@ -271,7 +271,7 @@ def build_real(
     ]
     if workers <= 1:
         return [e for job in jobs for e in _real_job(job)]
-    with mp.get_context("fork").Pool(workers, initializer=_default_signals) as pool:
+    with mp.get_context("fork").Pool(workers, initializer=default_signals) as pool:
         return [e for part in pool.map(_real_job, jobs) for e in part]
 
 
@@ -284,23 +284,20 @@ def build(
     clean_prob: float = 0.1,
     chunk: int = 24,
 ) -> list[Example]:
-    """Synthesise and featurise in ``workers`` processes; deterministic for a seed."""  # fmt: skip
+    """Synthesise and featurise in ``workers`` processes; the same for a seed whatever
+    ``workers`` is."""
     jobs = []
     for vi, voice in enumerate(voices):
         for ci, start in enumerate(range(0, utts_per_voice, chunk)):
             n = min(chunk, utts_per_voice - start)
             jobs.append((voice, n, copies, seed * 100_003 + vi * 1009 + ci, clean_prob))
-    examples: list[Example] = []
-    if workers <= 1:
-        for job in jobs:
-            examples.extend(_job(job))
-    else:
-        with mp.get_context("fork").Pool(workers, initializer=_default_signals) as pool:
-            for done, result in enumerate(pool.imap(_job, jobs), 1):
-                examples.extend(result)
-                if done % 10 == 0 or done == len(jobs):
-                    log.info("data: %d/%d jobs", done, len(jobs))
-    return examples
+
+    def progress(done: int, total: int) -> None:
+        if done % 10 == 0 or done == total:
+            log.info("data: %d/%d jobs", done, total)
+
+    # Each job in a process of its own: the synthesisers keep state between calls.
+    return [e for part in in_fresh_processes(_job, jobs, workers, progress) for e in part]
 
 
 def save(examples: list[Example], path: Path) -> None:
@@ -337,9 +334,3 @@ def load(path: Path) -> list[Example]:
 
 def hours(examples: list[Example]) -> float:
     return sum(len(e.feats) for e in examples) / MEL_RATE / 3600
-
-
-def _default_signals() -> None:
-    """Pool workers stop on SIGTERM as processes do by default (the CLI turns it into
-    an interrupt for its own process, which a forked worker inherits)."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)

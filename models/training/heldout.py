@@ -3,7 +3,6 @@ augmented the way :mod:`models.training.dataset` builds training sessions."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
 from collections.abc import Iterable
 
 import numpy as np
@@ -11,11 +10,11 @@ import numpy as np
 from headcast.models.training import nonspeech, real
 from headcast.models.training.augment import augment
 from headcast.models.training.dataset import (
-    _default_signals,
     assemble,
     real_utterances,
     synthesise,
 )
+from headcast.models.training.jobs import in_fresh_processes
 from headcast.models.training.synth import Voice
 
 
@@ -38,10 +37,8 @@ def heldout_audio(
     the synthetic speech clean apart from a random level and 16-bit quantisation.
     """
     jobs = [(v, utts_per_voice, seed * 7919 + i, strength) for i, v in enumerate(voices)]
-    if workers <= 1:
-        return [s for job in jobs for s in _heldout_job(job)]
-    with mp.get_context("fork").Pool(workers, initializer=_default_signals) as pool:
-        return [s for part in pool.map(_heldout_job, jobs) for s in part]
+    # one process per voice: the same audio with one worker as with two
+    return [s for part in in_fresh_processes(_heldout_job, jobs, workers) for s in part]
 
 
 def real_heldout_audio(
