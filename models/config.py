@@ -91,21 +91,35 @@ def load_config(
     before it, key by key) < env vars < ``overrides``."""
     paths = [] if path is None else [path] if isinstance(path, Path) else list(path)
     data: dict[str, Any] = {}
+    source: dict[str, str] = {}  # top-level key -> where its value came from
     for layer in paths:
-        data = _merge(data, read_yaml(layer))
+        layer_data = read_yaml(layer)
+        data = _merge(data, layer_data)
+        source.update(dict.fromkeys(layer_data, str(layer)))
     if env_prefix:
-        data = _merge(data, env_overrides(env_prefix, environ))
+        env_data = env_overrides(env_prefix, environ)
+        data = _merge(data, env_data)
+        source.update(dict.fromkeys(env_data, f"environment {env_prefix}__*"))
     if overrides:
-        data = _merge(data, {k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        data = _merge(data, given)
+        source.update(dict.fromkeys(given, "command line"))
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        where = f" ({' + '.join(map(str, paths))})" if paths else ""
-        raise ConfigError(f"invalid {model.__name__}{where}: {problems(exc)}") from exc
+        raise ConfigError(f"invalid {model.__name__}: {problems(exc, source)}") from exc
 
 
-def problems(exc: ValidationError) -> str:
-    """A validation error on one line: ``field: what is wrong; ...``."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
-    )
+def problems(exc: ValidationError, source: Mapping[str, str] | None = None) -> str:
+    """A validation error on one line: ``field (where it was set): what is wrong; ...``;
+    an error about several fields at once is its message alone."""
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if not loc:
+            out.append(msg)
+            continue
+        where = (source or {}).get(str(err["loc"][0]))
+        out.append(f"{loc} ({where}): {msg}" if where else f"{loc}: {msg}")
+    return "; ".join(out)

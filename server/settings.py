@@ -6,7 +6,7 @@ import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from headcast.models.config import CONFIG_DIR, StrictModel, load_config
 from headcast.models.sizes import FRAME_SIZES
@@ -157,6 +157,16 @@ class ServerSettings(StrictModel):
         if not value or any(s < 64 or s > 1024 or s % 16 for s in value):
             raise ValueError("sizes must be multiples of 16 between 64 and 1024")
         return value
+
+    @model_validator(mode="after")
+    def _default_size_allowed(self) -> ServerSettings:
+        # a default no session may use would refuse every session that does not name one
+        if self.default_size not in self.allowed_sizes:
+            choices = ", ".join(str(s) for s in self.allowed_sizes)
+            raise ValueError(
+                f"default_size {self.default_size} is not one of allowed_sizes ({choices})"
+            )
+        return self
 
 
 def load_settings(path: Path | None = None, **overrides: object) -> ServerSettings:

@@ -40,3 +40,26 @@ def test_a_config_file_overlays_the_default_one(tmp_path: Any, monkeypatch: Any)
     assert load_settings().port == 8081
     with pytest.raises(ConfigError):
         load_settings(tmp_path / "missing.yaml")
+
+
+def test_a_bad_value_names_where_it_was_set_and_a_default_size_must_be_allowed(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    """`serve --port 99999` blames the command line, not the config file it did not come
+    from; a default size no session may use is refused at start, not at every session."""
+    cfg = tmp_path / "server.yaml"
+    cfg.write_text("max_sessions: 0\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, port=99_999)
+    text = str(err.value)
+    assert "port (command line)" in text and f"max_sessions ({cfg})" in text
+    monkeypatch.setenv("HEADCAST_SERVE__PORT", "70000")
+    with pytest.raises(ConfigError, match=r"port \(environment HEADCAST_SERVE__\*\)"):
+        load_settings(None)
+    monkeypatch.delenv("HEADCAST_SERVE__PORT")
+    with pytest.raises(
+        ConfigError,
+        match=r"default_size 1000 \(--size\) is not one of allowed_sizes \(256, 384, 512\)",
+    ):
+        load_settings(None, default_size=1000)
+    assert load_settings(None, default_size=384).default_size == 384
