@@ -164,7 +164,7 @@ class ServerSettings(StrictModel):
         if self.default_size not in self.allowed_sizes:
             choices = ", ".join(str(s) for s in self.allowed_sizes)
             raise ValueError(
-                f"default_size {self.default_size} is not one of allowed_sizes ({choices})"
+                f"default_size {self.default_size} (--size) is not one of allowed_sizes ({choices})"
             )
         return self
 
