@@ -101,33 +101,52 @@ def check_emotions(emotion: str, cues: Sequence[EmotionCue] = ()) -> None:
 
 
 def load_cues(path: str | Path) -> tuple[EmotionCue, ...]:
-    """Read an emotion timeline: JSON ``[{"time": s, "emotion": name, "transition": s}, ...]``.
-
-    ``transition`` is optional. Raises ``ValueError`` with the reason for a bad file.
-    """
+    """Read an emotion timeline file (see :func:`parse_cues`); ``ValueError`` with the
+    reason for a bad file."""
     p = Path(path)
     try:
         raw = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{p}: not a readable JSON emotion timeline ({exc})") from exc
+    return parse_cues(raw, str(p))
+
+
+def cues_from_json(text: str) -> tuple[EmotionCue, ...]:
+    """An emotion timeline given inline as JSON text (see :func:`parse_cues`)."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not a JSON emotion timeline ({exc})") from exc
+    return parse_cues(raw, "emotion timeline")
+
+
+def parse_cues(raw: object, where: str) -> tuple[EmotionCue, ...]:
+    """Decoded JSON ``[{"time": s, "emotion": name, "transition": s}, ...]`` (or
+    ``{"cues": [...]}``) -> cues sorted by time; ``transition`` is optional.
+    ``ValueError`` naming ``where`` and the cue for anything else."""
     if isinstance(raw, dict):
         raw = raw.get("cues")
     if not isinstance(raw, list):
-        raise ValueError(f"{p}: expected a list of {{time, emotion}} cues")
+        raise ValueError(f"{where}: expected a list of {{time, emotion}} cues")
     cues = []
     for i, item in enumerate(raw):
         if not isinstance(item, dict) or set(item) - {"time", "emotion", "transition"}:
-            raise ValueError(f"{p}: cue {i} must have keys time, emotion and optional transition")
+            raise ValueError(
+                f"{where}: cue {i} must have keys time, emotion and optional transition"
+            )
+        missing = [k for k in ("time", "emotion") if k not in item]
+        if missing:
+            raise ValueError(f"{where}: cue {i} has no {' and no '.join(missing)}")
         try:
             cue = EmotionCue(
                 float(item["time"]),
                 str(item["emotion"]),
                 float(item.get("transition", EMOTION_TRANSITION_S)),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{p}: cue {i}: {exc}") from exc
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: cue {i}: {exc}") from exc
         if not (math.isfinite(cue.time_s) and cue.time_s >= 0 and cue.transition_s >= 0):
-            raise ValueError(f"{p}: cue {i}: time and transition must be >= 0")
+            raise ValueError(f"{where}: cue {i}: time and transition must be >= 0")
         cues.append(cue)
     out = tuple(sorted(cues, key=lambda c: c.time_s))
     check_emotions("neutral", out)

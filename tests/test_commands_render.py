@@ -100,6 +100,7 @@ def test_text_renders_spoken_by_a_built_in_voice(
         ([*base, "--text", "Hi.", "--voice", "nobody", "-o", str(folder / "x.mp4")], "known:"),
         ([*base, "--text", "  ...  ", "-o", str(folder / "x.mp4")], "nothing to say"),
         ([*base, "--text", "Hi.", str(script), "-o", str(folder / "x.mp4")], "not both"),
+        ([*base, "-o", str(folder / "x.mp4")], "nothing to say"),
         ([*base, "--text", "Hi.", "--out", str(folder / "o")], "one file"),
         (
             [*base, str(folder / "clip.wav"), "--voice", "slt", "-o", str(folder / "x.mp4")],

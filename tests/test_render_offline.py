@@ -245,6 +245,33 @@ def test_emotion_timeline_and_still_pose(folder: Path, stub: Path, clip: Path) -
     assert smile[:50].max() == pytest.approx(-1.0)
     assert smile[61:].min() == pytest.approx(relative_smile(0.75, own), abs=1e-3)
     assert np.all(c[:, POSE_SLICE] == 0.0)
+    # the same timeline given inline, as `render --help` says it may be
+    inline_motion = folder / "happy-inline.json"
+    cue = '[{"time": 2.0, "emotion": "happy", "transition": 0.4}]'
+    rc = main(
+        [
+            "render", str(clip), "-o", str(folder / "happy-inline.mp4"), "--model", str(stub),
+            "--size", "256", "--emotion", cue, "--pose", "still", "--motion-out",
+            str(inline_motion), "-q",
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    assert json.loads(inline_motion.read_text())["frames"] == data["frames"]
+
+
+def test_a_bad_inline_emotion_timeline_says_what_is_wrong(
+    folder: Path, stub: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["render", str(folder / "clip.wav"), "-o", str(folder / "x.mp4"), "--model", str(stub)]
+    for cue, words in (
+        ('[{"time": 0}]', "cue 0 has no emotion"),
+        ('[{"time": 0, "emotion": "grumpy"}]', "unknown emotion 'grumpy'"),
+        ('[{"time": 0, "emotion": ', "not a JSON emotion timeline"),
+    ):
+        assert main([*base, "--emotion", cue]) == 2
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err, err
+    assert not (folder / "x.mp4").exists()
 
 
 def _bad_inputs(folder: Path) -> dict[str, Path]:

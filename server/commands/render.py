@@ -67,8 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--emotion",
         default="neutral",
-        help="preset name (configs/emotions.yaml) or a JSON timeline "
-        '[{"time": s, "emotion": name, "transition": s}, ...]',
+        help="preset name (configs/emotions.yaml) or a JSON timeline, inline or in a "
+        '.json file: [{"time": s, "emotion": name, "transition": s}, ...]',
     )
     parser.add_argument("--pose", default="natural", choices=["natural", "still"])
     parser.add_argument(
@@ -153,13 +153,14 @@ class ProgressBar:
 
 def _options(args: argparse.Namespace) -> object:
     from headcast.models.offline import FULL, RenderOptions
-    from headcast.models.take import EmotionCue, check_emotions, load_cues
+    from headcast.models.take import EmotionCue, check_emotions, cues_from_json, load_cues
 
     emotion: str = args.emotion
     cues: tuple[EmotionCue, ...] = ()
-    if emotion.lower().endswith(".json") or Path(emotion).is_file():
+    inline = emotion.lstrip().startswith(("[", "{"))
+    if inline or emotion.lower().endswith(".json") or Path(emotion).is_file():
         try:
-            cues = load_cues(emotion)
+            cues = cues_from_json(emotion) if inline else load_cues(emotion)
         except (ValueError, KeyError) as exc:
             raise UserError(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from exc
         emotion = "neutral"
@@ -350,7 +351,9 @@ def _run_batch(args: argparse.Namespace, options: object) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if (args.text is None) == (args.speech is None):
+    if args.text is None and args.speech is None:
+        raise UserError("nothing to say: give a speech file (or folder / pattern), or --text")
+    if args.text is not None and args.speech is not None:
         raise UserError("give one speech file (or folder / pattern), or --text, not both")
     spoken = args.text is not None or Path(args.speech).suffix.lower() == ".txt"
     if args.voice is not None and not spoken:
