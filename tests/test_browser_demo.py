@@ -264,24 +264,33 @@ def test_demo_page_enrolls_a_portrait_and_explains_a_bad_one(
     )
     bad = tmp_path / "holiday.png"
     bad.write_bytes(b"this is not an image")
+    page.click("summary:has-text('use your own portrait')")  # where the file picker is
     page.set_input_files("#portrait", str(bad))
-    page.wait_for_function("!document.getElementById('error').hidden", timeout=30_000)
-    message = page.text_content("#error") or ""
+    page.wait_for_function("!document.getElementById('enroll-error').hidden", timeout=30_000)
+    message = page.text_content("#enroll-error") or ""
     page.screenshot(path=artifact("demo-portrait-bad.png"))
     assert message.startswith("Portrait upload failed:") and len(message) > 30, message
+    # said beside the file picker, not at the top of the page a screen away
+    picker, said = (
+        page.locator("#portrait").bounding_box(),
+        page.locator("#enroll-error").bounding_box(),
+    )
+    assert picker and said and 0 < said["y"] - picker["y"] < 150, (picker, said)
+    assert page.is_visible("#enroll-error") and page.is_hidden("#error")
 
     t0 = time.monotonic()
     page.set_input_files("#portrait", str(PORTRAIT))
     page.wait_for_function(
         "[...document.querySelectorAll('#avatar-select option')].some((o) => o.value === 'portrait')"
-        " || !document.getElementById('error').hidden",
+        " || !document.getElementById('enroll-error').hidden",
         timeout=90_000,
     )
     enroll_s = time.monotonic() - t0
-    assert page.is_hidden("#error"), page.text_content("#error")
+    assert page.is_hidden("#enroll-error"), page.text_content("#enroll-error")
     name = page.evaluate("document.getElementById('avatar-select').value")
     # the name asked for (the file's), which `headcast render --avatar portrait` finds
-    assert name == "portrait" and "enrolled" in (page.text_content("#enroll-message") or "")
+    said = page.text_content("#enroll-message") or ""
+    assert name == "portrait" and "enrolled" in said and "press Start to use it" in said, said
     page.click("#connect")
     assert wait_state(page, "#avatar", ("idle", "failed"), 60_000) == "idle", page.evaluate(
         "document.querySelector('#avatar').lastError"
@@ -290,5 +299,14 @@ def test_demo_page_enrolls_a_portrait_and_explains_a_bad_one(
     page.screenshot(path=artifact("demo-portrait-enrolled.png"))
     print(f"portrait enrolled in {enroll_s:.1f} s and connected as {name!r}")
     assert frames_decoded(page, "#avatar") > 10
+    # enrolled while live: the page says how to switch to it
+    page.set_input_files("#portrait", str(PORTRAIT))
+    page.wait_for_function(
+        "/enrolled as/.test(document.getElementById('enroll-message').textContent)"
+        " || !document.getElementById('enroll-error').hidden",
+        timeout=90_000,
+    )
+    said = page.text_content("#enroll-message") or ""
+    assert "was taken" in said and "press Stop, then Start, to use it" in said, said
     page.click("#disconnect")
     page.close()

@@ -55,6 +55,9 @@ def test_typed_text_is_spoken_and_the_page_explains_itself(
     assert page.is_visible("#hint") and "Start" in (page.text_content("#hint") or "")
     assert page.is_enabled("#connect") and page.is_disabled("#say")
     assert "Type any sentence" in page.input_value("#say-text")
+    # voices are named with what they are, not only an engine's code name
+    labels = page.evaluate("[...document.querySelectorAll('#voice option')].map((o) => o.text)")
+    assert labels and all("English" in label for label in labels), labels
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     page.screenshot(path=artifact(f"demo-{width}x{height}-start.png"))
 

@@ -113,3 +113,12 @@ def test_text_renders_spoken_by_a_built_in_voice(
         assert words in err and "Traceback" not in err, err
     assert not (folder / "x.mp4").exists()
     _no_leftovers(folder)
+
+
+def test_render_help_names_every_built_in_voice(capsys: pytest.CaptureFixture[str]) -> None:
+    from headcast.models.tts import _BUILTIN
+
+    with pytest.raises(SystemExit):
+        main(["render", "--help"])
+    flat = " ".join(capsys.readouterr().out.split())
+    assert all(v.name in flat for v in _BUILTIN), flat

@@ -44,8 +44,10 @@ async function api(method, path, { body, type } = {}) {
   return data;
 }
 
+/** names: values, or [value, label] pairs */
 function fillSelect(select, names, chosen) {
-  select.replaceChildren(...names.map((n) => new Option(n, n, false, n === chosen)));
+  const pairs = names.map((n) => (Array.isArray(n) ? n : [n, n]));
+  select.replaceChildren(...pairs.map(([v, label]) => new Option(label, v, false, v === chosen)));
 }
 
 async function loadChoices() {
@@ -57,7 +59,11 @@ async function loadChoices() {
     ]);
     fillSelect($('emotion'), config.emotions, 'neutral');
     fillSelect($('avatar-select'), avatars.map((a) => a.name), params.get('avatar') || 'default');
-    fillSelect($('voice'), voices.voices.map((v) => v.name), voices.default);
+    fillSelect(
+      $('voice'),
+      voices.voices.map((v) => [v.name, v.description ? `${v.name} (${v.description})` : v.name]),
+      voices.default,
+    );
     $('voice').hidden = voices.voices.length < 2;
     $('say-text').maxLength = voices.max_chars;
   } catch (err) {
@@ -115,6 +121,7 @@ async function connect() {
 async function enroll(file) {
   const name = file.name.replace(/\.[^.]*$/, '').replace(/[^A-Za-z0-9_.-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 40) || 'portrait';
   showError('');
+  $('enroll-error').hidden = true;
   $('enroll').hidden = false;
   $('enroll-progress').value = 0;
   $('enroll-message').textContent = 'uploading…';
@@ -139,11 +146,16 @@ async function enroll(file) {
     const select = $('avatar-select');
     select.add(new Option(job.avatar, job.avatar, true, true));
     const renamed = job.avatar !== name ? ` (“${name}” was taken)` : '';
-    $('enroll-message').textContent = `enrolled as “${job.avatar}”${renamed}; connect to use it`;
+    const live = ['idle', 'speaking'].includes(avatar.state);
+    const next = live ? 'press Stop, then Start, to use it' : 'press Start to use it';
+    $('enroll-message').textContent = `enrolled as “${job.avatar}”${renamed}; ${next}`;
   } catch (err) {
     $('enroll-message').textContent = '';
     $('enroll').hidden = true;
-    showError(`Portrait upload failed: ${err.message}`);
+    // said beside the file picker, where the visitor is looking (on a phone the page's
+    // error line is a screen away)
+    $('enroll-error').textContent = `Portrait upload failed: ${err.message}`;
+    $('enroll-error').hidden = false;
   }
 }
 

@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text", help="say this text (built-in text to speech) instead")
     parser.add_argument(
         "--voice",
-        help="voice for --text or a .txt file: slt (default), rms, awb, kal, espeak-en-us",
+        help="voice for --text or a .txt file: slt (the default), rms, awb, kal (flite), "
+        "espeak-en-us, espeak-en-gb (espeak-ng); an unknown name lists those installed",
     )
     parser.add_argument("-o", "--output", type=Path, help="output MP4 (one file)")
     parser.add_argument("--out", type=Path, help="output folder (batch)")
