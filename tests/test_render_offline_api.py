@@ -10,6 +10,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 
 from headcast.server.api.renders import RenderJobs
@@ -135,16 +137,26 @@ def test_multipart_upload_and_bad_requests(files: tuple[Path, Path], tmp_path: P
         assert c.request("POST", "/v1/renders?emotion=smug", b"x")[0] == 400
         assert c.request("POST", "/v1/renders?colour=red", b"x")[0] == 400
         assert c.request("POST", "/v1/renders?avatar=nobody", b"x")[0] == 404
-        # Not audio: accepted as a job, which fails and says why.
-        _, job = c.json("POST", "/v1/renders?size=256", b"plain text, not audio" * 10)
-        failed = c.wait(job["url"])
-        assert failed["status"] == "failed" and "not a readable audio" in str(failed["error"])
-        assert c.request("GET", f"{job['url']}/video")[0] == 409
-        # Longer than the server renders: the job fails before decoding the rest.
+        # Not audio (text, JSON, an image): refused at once with the reason, no job queued
+        # (it used to be accepted as a job that failed later)
+        before = len(c.json("GET", "/v1/renders")[1])
+        png = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+        for body, kind in (
+            (b"plain text, not audio" * 10, "text/plain"),
+            (b"{}", "application/json"),
+            (png, "image/png"),
+        ):
+            status, _, reply = c.request(
+                "POST", "/v1/renders?size=256", body, {"Content-Type": kind}
+            )
+            assert status == 415, (kind, status, reply)
+            detail = json.loads(reply)["detail"]
+            assert detail.startswith("cannot decode audio: the upload") and "/tmp" not in detail
+        assert len(c.json("GET", "/v1/renders")[1]) == before
+        # Longer than the server renders: refused from its packets, nothing decoded
         server.state.settings = server.state.settings.model_copy(update={"max_render_audio_s": 0.5})
-        _, job = c.json("POST", "/v1/renders?size=256", speech.read_bytes())
-        failed = c.wait(job["url"])
-        assert failed["status"] == "failed" and "longer than 0.5 s" in str(failed["error"])
+        status, _, reply = c.request("POST", "/v1/renders?size=256", speech.read_bytes())
+        assert status == 413 and "max_render_audio_s" in json.loads(reply)["detail"], reply
 
 
 def test_job_survives_client_disconnect_and_expires(

@@ -19,7 +19,7 @@ from headcast.models.audio.resample import MAX_INPUT_RATE, MIN_INPUT_RATE, Resam
 FALLBACK_RATE = 48_000  # Hz, for files at other rates or with none declared
 CHUNK_S = 10.0  # seconds per yielded chunk
 DECLARED_SLACK = 1.25  # a declared length past this times the limit is refused unread
-SCAN_SLACK_S = 1.0  # packet durations summed past the limit by more than this: refused
+SCAN_SLACK_S = 0.25  # packet durations summed past the limit by more than this: refused (codec priming and padding are tens of ms)
 #: FFmpeg demuxers that read other files or the network (playlists, concat lists, SDP,
 #: image sequences): an upload must not make the server read what it names
 INDIRECT_FORMATS = frozenset(
@@ -40,39 +40,8 @@ def iter_audio(
     small file can declare hours), before decoding the rest.
     """
     p = Path(path)
-    if p.is_dir():
-        raise AudioError(f"{p}: is a folder, not an audio file")
-    if not p.is_file():
-        raise AudioError(f"{p}: no such file")
-    try:
-        container = av.open(str(p), options={"protocol_whitelist": "file"})
-    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise AudioError(
-            f"{p}: not a readable audio or video file ({exc.__class__.__name__})"
-        ) from exc
+    container, stream, rate = _open_checked(p, max_seconds)
     with container:
-        if INDIRECT_FORMATS & set(container.format.name.split(",")):
-            raise AudioError(
-                f"{p}: a {container.format.name} file names other files; give the audio itself"
-            )
-        if not container.streams.audio:
-            raise AudioError(f"{p}: contains no audio stream")
-        stream = container.streams.audio[0]
-        # FFmpeg decodes and converts to planar float at the file's own rate; channels
-        # are averaged here (FFmpeg's downmix adds them at -3 dB, a stereo file would be
-        # louder than mono) and the rate converted by the same resampler live audio and
-        # training use, so a file gives the features its audio streamed live would.
-        rate = _declared_rate(stream)
-        if rate < MIN_INPUT_RATE:
-            raise AudioError(
-                f"{p}: a sample rate of {rate} Hz is too low for speech "
-                f"(at least {MIN_INPUT_RATE} Hz)"
-            )
-        if rate > MAX_INPUT_RATE:
-            rate = FALLBACK_RATE  # FFmpeg brings exotic rates into range first
-        declared = _declared_seconds(container, stream)
-        if max_seconds is not None:
-            _refuse_long(p, stream.index, declared, max_seconds)
         # One converter per input format: a stream may change rate or layout midway
         # (joined MP3s), and a converter set up for one refuses, or passes through, another.
         converter: av.AudioResampler | None = None
@@ -129,6 +98,56 @@ def _declared_seconds(container: Any, stream: av.audio.stream.AudioStream) -> fl
     if container.duration is not None:
         return float(container.duration) / av.time_base
     return None
+
+
+def probe_audio(path: str | Path, max_seconds: float | None = None) -> None:
+    """Every check :func:`iter_audio` makes before decoding (a readable file, one that
+    names no other files, an audio stream, a usable rate, not longer than
+    ``max_seconds`` by its header or its packets), without decoding: :class:`AudioError`
+    or :class:`AudioTooLong`, else nothing."""
+    container, _, _ = _open_checked(Path(path), max_seconds)
+    container.close()
+
+
+def _open_checked(p: Path, max_seconds: float | None) -> tuple[Any, Any, int]:
+    """(open container, its first audio stream, the rate to decode at) after the checks
+    of :func:`probe_audio`; the container is closed when a check fails."""
+    if p.is_dir():
+        raise AudioError(f"{p}: is a folder, not an audio file")
+    if not p.is_file():
+        raise AudioError(f"{p}: no such file")
+    try:
+        container = av.open(str(p), options={"protocol_whitelist": "file"})
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise AudioError(
+            f"{p}: not a readable audio or video file ({exc.__class__.__name__})"
+        ) from exc
+    try:
+        if INDIRECT_FORMATS & set(container.format.name.split(",")):
+            raise AudioError(
+                f"{p}: a {container.format.name} file names other files; give the audio itself"
+            )
+        if not container.streams.audio:
+            raise AudioError(f"{p}: contains no audio stream")
+        stream = container.streams.audio[0]
+        # FFmpeg decodes and converts to planar float at the file's own rate; channels
+        # are averaged here (FFmpeg's downmix adds them at -3 dB, a stereo file would be
+        # louder than mono) and the rate converted by the same resampler live audio and
+        # training use, so a file gives the features its audio streamed live would.
+        rate = _declared_rate(stream)
+        if rate < MIN_INPUT_RATE:
+            raise AudioError(
+                f"{p}: a sample rate of {rate} Hz is too low for speech "
+                f"(at least {MIN_INPUT_RATE} Hz)"
+            )
+        if rate > MAX_INPUT_RATE:
+            rate = FALLBACK_RATE  # FFmpeg brings exotic rates into range first
+        if max_seconds is not None:
+            _refuse_long(p, stream.index, _declared_seconds(container, stream), max_seconds)
+    except BaseException:
+        container.close()
+        raise
+    return container, stream, rate
 
 
 def _refuse_long(path: Path, index: int, declared: float | None, max_seconds: float) -> None:

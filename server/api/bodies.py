@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 from fastapi import HTTPException, Request
 from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive
+
+from headcast.models.audio import AudioError
+
+T = TypeVar("T")
 
 MAX_CONTROL_BYTES = 64 * 1024  # a control message is a few hundred bytes
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around an upload
@@ -87,3 +94,15 @@ def _replay(body: bytes) -> Receive:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return receive
+
+
+def on_upload_file(data: bytes, suffix: str, fn: Callable[[Path], T]) -> T:
+    """``fn(path)`` on the upload written to a temporary file (removed after); an
+    :class:`AudioError` from it names "the upload", not the server's temporary file."""
+    with tempfile.NamedTemporaryFile(suffix=suffix) as f:
+        f.write(data)
+        f.flush()
+        try:
+            return fn(Path(f.name))
+        except AudioError as exc:
+            raise type(exc)(str(exc).replace(f.name, "the upload")) from exc

@@ -24,10 +24,12 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse
 
+from headcast.models.audio import AudioError, AudioTooLong
+from headcast.models.audio.decode import probe_audio
 from headcast.models.offline import FULL, RenderContext, RenderError, RenderOptions, render_file
 from headcast.models.sizes import FRAME_SIZES
 from headcast.models.take import POSES, check_emotions
-from headcast.server.api.bodies import MEDIA_UPLOAD_TYPES, read_upload
+from headcast.server.api.bodies import MEDIA_UPLOAD_TYPES, on_upload_file, read_upload
 from headcast.server.api.openapi import openapi_body, query
 from headcast.server.live.avatar_dir import UnknownAvatar
 from headcast.server.state import get_state
@@ -292,7 +294,8 @@ def _options(params: dict[str, str], max_audio_s: float | None = None) -> Render
         {
             400: "bad parameter or empty upload",
             404: "unknown avatar",
-            413: "larger than max_upload_bytes",
+            413: "larger than max_upload_bytes, or longer than max_render_audio_s",
+            415: "no decodable audio stream",
             503: "too many renders queued",
         },
         parameters=[
@@ -331,6 +334,17 @@ async def create_render(request: Request, response: Response) -> dict[str, Any]:
         raise HTTPException(503, "too many renders queued; try again later")
     suffix = Path(filename).suffix.lower()
     suffix = suffix if suffix.isascii() and suffix[1:].isalnum() and len(suffix) <= 6 else ".bin"
+    # refused now, not as a failed job later: no audio stream, unreadable, too long by its
+    # header or packets (nothing is decoded here)
+    max_s = state.settings.max_render_audio_s
+    try:
+        await state.require_scheduler().run(
+            on_upload_file, audio, suffix, lambda p: probe_audio(p, max_seconds=max_s)
+        )
+    except AudioTooLong as exc:
+        raise HTTPException(413, f"{exc} (max_render_audio_s)") from exc
+    except AudioError as exc:
+        raise HTTPException(415, f"cannot decode audio: {exc}") from exc
     job = jobs.submit(audio, suffix, avatar, source, options)
     response.headers["Location"] = f"/v1/renders/{job.id}"
     return job.public(jobs.retention_s)

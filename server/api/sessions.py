@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from headcast.models.audio import AudioError, AudioTooLong
 from headcast.models.avatar.errors import AvatarError
 from headcast.models.motion.model import SUPPORTED_FPS
 from headcast.server.api.auth import token_grant, token_owner
-from headcast.server.api.bodies import MEDIA_UPLOAD_TYPES, read_json, read_upload
+from headcast.server.api.bodies import MEDIA_UPLOAD_TYPES, on_upload_file, read_json, read_upload
 from headcast.server.api.openapi import openapi_body
 from headcast.server.live.admission import AdmissionError
 from headcast.server.live.avatar_dir import UnknownAvatar
@@ -206,14 +205,7 @@ async def say(sid: str, request: Request) -> dict[str, Any]:
 def _decode_upload(data: bytes, suffix: str, max_seconds: float) -> Any:
     from headcast.models.audio.features import load_audio
 
-    with tempfile.NamedTemporaryFile(suffix=suffix) as f:
-        f.write(data)
-        f.flush()
-        try:
-            pcm, _ = load_audio(Path(f.name), max_seconds=max_seconds)
-        except AudioError as exc:  # name the upload, not the server's temporary file
-            raise type(exc)(str(exc).replace(f.name, "the upload")) from exc
-    return pcm
+    return on_upload_file(data, suffix, lambda p: load_audio(p, max_seconds=max_seconds)[0])
 
 
 @router.post(
