@@ -60,8 +60,12 @@ def test_typed_text_is_spoken_and_the_page_explains_itself(
     assert labels and all("English" in label for label in labels), labels
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     page.screenshot(path=artifact(f"demo-{width}x{height}-start.png"))
+    page.focus("#say-text")
+    page.keyboard.press("Enter")  # before Start: told why nothing happens
+    assert "Press Start first" in (page.text_content("#error") or "")
 
     page.click("#connect")
+    assert page.is_hidden("#error")
     assert wait_state(page, "#avatar", ("idle", "failed"), CONNECT_TIMEOUT_MS) == "idle"
     assert page.is_hidden("#hint")
     wait_state(page, "#avatar", ("idle",), 5000)

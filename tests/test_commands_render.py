@@ -122,3 +122,23 @@ def test_render_help_names_every_built_in_voice(capsys: pytest.CaptureFixture[st
         main(["render", "--help"])
     flat = " ".join(capsys.readouterr().out.split())
     assert all(v.name in flat for v in _BUILTIN), flat
+
+
+def test_the_progress_bar_estimates_no_time_left_from_the_first_frames(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    import headcast.server.commands.render as render_cmd
+
+    clock = [100.0]
+    monkeypatch.setattr(render_cmd.time, "perf_counter", lambda: clock[0])
+    out = io.StringIO()
+    bar = render_cmd.ProgressBar(25, out)
+    clock[0] += 0.05
+    bar(1, 24_083)  # the first frame: no 4902-minute estimate
+    assert "ETA -:--" in out.getvalue()
+    clock[0] += 2.0
+    bar(2_500, 24_083)  # 2 s, 10 %: now it estimates (not a tty: one line per tenth)
+    last = out.getvalue().splitlines()[-1]
+    assert "ETA 0:17" in last and "2500/24083" in last, last

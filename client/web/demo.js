@@ -92,7 +92,10 @@ function setConnected(live) {
 
 async function say() {
   const text = $('say-text').value.trim();
-  if (!text) return;
+  if (!text) {
+    showError('Type something for the avatar to say.');
+    return;
+  }
   try {
     await avatar.say(text, { voice: $('voice').value || undefined });
     showError('');
@@ -192,6 +195,7 @@ $('say-text').addEventListener('keydown', (ev) => {
   if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
     ev.preventDefault(); // Enter says it, Shift+Enter is a new line
     if (!$('say').disabled) say();
+    else showError('Press Start first: the avatar speaks once it is live.');
   }
 });
 $('disconnect').addEventListener('click', () => avatar.close());

@@ -111,6 +111,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
+ETA_AFTER_S = 1.0  # no time left is estimated before this much has run ...
+ETA_AFTER_FRAC = 0.01  # ... and this share of the frames is done
+
+
 class ProgressBar:
     """``45% |############        | 113/250 frames  3.1x real time  ETA 0:04`` on stderr.
 
@@ -140,11 +144,14 @@ class ProgressBar:
         self._last_draw = now
         elapsed = now - self.start
         speed = (done / self.fps) / elapsed if elapsed > 0 else 0.0
+        # the first frames (models warming up, the pool filling) say nothing of the rest
+        settled = done >= total or (elapsed >= ETA_AFTER_S and done >= ETA_AFTER_FRAC * total)
         eta = elapsed / done * (total - done) if done else 0.0
+        eta_text = f"{int(eta // 60)}:{int(eta % 60):02d}" if settled else "-:--"
         filled = round(frac * BAR_WIDTH)
         line = (
             f"{frac * 100:3.0f}% |{'#' * filled}{' ' * (BAR_WIDTH - filled)}| "
-            f"{done}/{total} frames  {speed:.1f}x real time  ETA {int(eta // 60)}:{int(eta % 60):02d}"
+            f"{done}/{total} frames  {speed:.1f}x real time  ETA {eta_text}"
         )
         self.out.write(("\r" + line) if self.tty else (line + "\n"))
         if self.tty and done >= total:
