@@ -218,7 +218,7 @@ def test_a_page_joins_the_session_its_back_end_opened(
     session, the agent's speech (pushed with the API key) moves its mouth, and a reload
     re-attaches to the same session."""
     from tests.server_harness import wav_bytes
-    from tests.test_auth import call
+    from tests.test_api_auth import call
 
     site_port = free_port()
     settings = server_settings(api_key=JOIN_KEY, cors_origins=(f"http://127.0.0.1:{site_port}",))

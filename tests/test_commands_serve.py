@@ -53,7 +53,7 @@ def test_demo_token_opens_the_demo_page_of_a_server_with_an_api_key() -> None:
 
 def test_minting_without_credentials_names_the_api_key() -> None:
     from tests.server_harness import ServerThread, free_port
-    from tests.test_auth import API_KEY, _fake_motion, _settings, call
+    from tests.test_api_auth import API_KEY, _fake_motion, _settings, call
 
     with ServerThread(_settings(free_port(), api_key=API_KEY), **_fake_motion()) as server:
         status, body, _ = call(server, "POST", "/v1/tokens", {})

@@ -126,7 +126,7 @@ def test_a_stalled_websocket_pusher_gets_its_delay_back() -> None:
     report) is back under the target within 3 s of stream each time."""
     from headcast.client.headcast_client import HeadcastClient
     from tests.server_harness import ServerThread, free_port, run
-    from tests.test_auth import _fake_motion, _settings
+    from tests.test_api_auth import _fake_motion, _settings
 
     target_ms = 120.0
     stalls = [(2.0, 0.6), (6.0, 0.6)]

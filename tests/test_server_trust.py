@@ -16,7 +16,7 @@ from headcast.server.api.client_address import forwarded_client, parse_networks
 from headcast.server.api.origin_guard import is_json
 from headcast.server.api.tokens import Claims, mint, signing_secret, verify
 from tests.server_harness import ServerThread, free_port
-from tests.test_auth import API_KEY, SITE, _fake_motion, _settings, call, token
+from tests.test_api_auth import API_KEY, SITE, _fake_motion, _settings, call, token
 
 EVIL = "https://evil.example"
 TOKENS_MINTED = 2000
