@@ -224,3 +224,22 @@ def test_synthesised_teeth_take_the_colour_of_the_portraits_own(packs, name):
     assert 0.8 <= (lower @ luma) / (upper @ luma) <= 1.2, (name, upper.round(), lower.round())
     warmth = (lower[0] / lower[2]) / (upper[0] / upper[2])
     assert 0.85 <= warmth <= 1.15, (name, upper.round(), lower.round())
+
+
+@pytest.mark.parametrize("name", list(PORTRAITS))
+def test_the_lower_lip_keeps_its_thickness_as_the_jaw_opens(packs, name):
+    """At jawOpen 1 the lower lip (inner to outer mid-point, points 14-17, as MediaPipe's
+    face mesh sees the rendered frames) keeps at least half its thickness at rest: it
+    moves with the jaw, it does not thin to a line under a dark hole (measured on this
+    set, 2026-12-07: 0.59-1.38 of the rest thickness, the laughing open mouth lowest)."""
+    from headcast.models.avatar import landmarks as L
+
+    renderer = WarpRenderer(packs[name])
+    thickness = []
+    for jaw in (0.0, 1.0):
+        p = seen_by_mesh(renderer.render(from_mapping({"jawOpen": jaw})))
+        face_h = float(np.linalg.norm(p[L.FOREHEAD_TOP, :2] - p[L.CHIN, :2]))
+        thickness.append(float(p[L.LOWER_OUTER_MID, 1] - p[L.LOWER_INNER_MID, 1]) / face_h)
+    rest, open_ = thickness
+    assert rest > 0.02, f"{name}: the mesh reads a lower lip {100 * rest:.1f} % thick at rest"
+    assert open_ >= 0.5 * rest, f"{name}: {100 * rest:.1f} % at rest, {100 * open_:.1f} % open"
