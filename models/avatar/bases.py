@@ -60,6 +60,10 @@ class HeadEllipse:
 # Mouth and expression motion stays inside this elliptic radius (exactly zero beyond);
 # pose weight is 1 inside POSE_INNER and falls to 0 at POSE_OUTER.
 FLOW_SUPPORT = 1.0
+# Still anchors under the jaw (see neck_anchors): this far below the chin, on the arc's
+# part lower than NECK_RISE face heights above the chin.
+NECK_GAP = 0.18
+NECK_RISE = 0.05
 POSE_INNER, POSE_OUTER = 0.78, 1.22
 
 
@@ -104,6 +108,19 @@ def _locate(
     return owner, bary
 
 
+def neck_anchors(points: np.ndarray, head: HeadEllipse) -> np.ndarray:
+    """float (K, 2): still points on an arc NECK_GAP face heights below the chin, under
+    the jaw line. The jaw's motion fades out between the chin and them, so a collar or
+    shoulder line below the jaw stays where it is (with only the ring at the head
+    ellipse, a third of a face height down, it bent with the chin)."""
+    xy = points[:, :2]
+    face_h = float(np.linalg.norm(xy[L.FOREHEAD_TOP] - xy[L.CHIN]))
+    chin_y = float(xy[L.CHIN, 1])
+    arc = HeadEllipse(head.cx, head.cy, head.ax, head.ay_top, chin_y + NECK_GAP * face_h - head.cy)
+    pts = arc.ring(1.0, ANCHORS_ON_RING)
+    return pts[pts[:, 1] > chin_y - NECK_RISE * face_h]
+
+
 class Densifier:
     """Piecewise-linear interpolation from landmarks (+ zero anchors) onto the grid.
 
@@ -112,7 +129,9 @@ class Densifier:
     """
 
     def __init__(self, points: np.ndarray, head: HeadEllipse, size: int, grid: int = GRID) -> None:
-        ring = head.ring(FLOW_SUPPORT, ANCHORS_ON_RING)
+        ring = np.concatenate(
+            [head.ring(FLOW_SUPPORT, ANCHORS_ON_RING), neck_anchors(points, head)]
+        )
         s = float(size)
         frame = np.array(
             [[-1, -1], [s, -1], [-1, s], [s, s], [s / 2, -1], [s / 2, s], [-1, s / 2], [s, s / 2]]

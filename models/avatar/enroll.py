@@ -257,7 +257,7 @@ def _fold_free_depth(
 
 # Bumped when enrollment makes a different pack from the same portrait (new textures,
 # new authored motion) without the pack format changing: cached packs are then rebuilt.
-ENROLL_REVISION = 9
+ENROLL_REVISION = 10
 
 
 def portrait_hash(data: bytes, size: int) -> str:
