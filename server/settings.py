@@ -164,7 +164,9 @@ class ServerSettings(StrictModel):
         if self.default_size not in self.allowed_sizes:
             choices = ", ".join(str(s) for s in self.allowed_sizes)
             raise ValueError(
-                f"default_size {self.default_size} (--size) is not one of allowed_sizes ({choices})"
+                f"default_size {self.default_size} is not one of allowed_sizes ({choices}): "
+                "sessions that name no size would all be refused; set default_size "
+                "(serve --size) to one of them"
             )
         return self
 

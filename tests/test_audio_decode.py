@@ -228,7 +228,7 @@ def test_a_declared_length_past_the_limit_is_refused_before_decoding(
     assert decoded == [], "nothing was decoded"
     # within the slack a declared length is not trusted: the packets' durations decide,
     # still without decoding
-    with pytest.raises(AudioTooLong, match="holds more than 50 s"):
+    with pytest.raises(AudioTooLong, match="longer than 50 s \\(by its packets"):
         load_audio(flac, max_seconds=50.0)
     assert decoded == [], "nothing was decoded"
     # a file that declares no length at all (a FLAC written to a pipe: STREAMINFO's
@@ -242,7 +242,7 @@ def test_a_declared_length_past_the_limit_is_refused_before_decoding(
     with av.open(str(unknown)) as container:
         stream = container.streams.audio[0]
         assert stream.duration is None and container.duration is None
-    with pytest.raises(AudioTooLong, match="holds more than 30 s"):
+    with pytest.raises(AudioTooLong, match="longer than 30 s \\(by its packets"):
         load_audio(unknown, max_seconds=30.0)
     assert decoded == [], "nothing was decoded"
     # and at or under the limit everything decodes, as before

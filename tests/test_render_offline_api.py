@@ -153,10 +153,22 @@ def test_multipart_upload_and_bad_requests(files: tuple[Path, Path], tmp_path: P
             detail = json.loads(reply)["detail"]
             assert detail.startswith("cannot decode audio: the upload") and "/tmp" not in detail
         assert len(c.json("GET", "/v1/renders")[1]) == before
-        # Longer than the server renders: refused from its packets, nothing decoded
-        server.state.settings = server.state.settings.model_copy(update={"max_render_audio_s": 0.5})
-        status, _, reply = c.request("POST", "/v1/renders?size=256", speech.read_bytes())
-        assert status == 413 and "max_render_audio_s" in json.loads(reply)["detail"], reply
+        # Audio with a stream but no samples gets past the check: a job that fails and
+        # says why, with no video to fetch
+        empty = write_wav(tmp_path / "empty.wav", np.zeros(0, np.float32)).read_bytes()
+        _, job = c.json("POST", "/v1/renders?size=256", empty)
+        failed = c.wait(job["url"])
+        assert failed["status"] == "failed" and failed["error"], failed
+        assert c.request("GET", f"{job['url']}/video")[0] == 409
+        # Longer than the server renders: far longer by its header, or (inside the
+        # header's slack) by its packets' durations; nothing is decoded either way
+        settings = server.state.settings.model_copy(update={"max_render_audio_s": 0.5})
+        server.state.settings = settings
+        five = write_wav(tmp_path / "five.wav", np.zeros(5 * 16_000, np.float32))
+        for upload, words in ((five, "declares 5 s"), (speech, "by its packets")):
+            status, _, reply = c.request("POST", "/v1/renders?size=256", upload.read_bytes())
+            detail = json.loads(reply)["detail"]
+            assert status == 413 and words in detail and "max_render_audio_s" in detail, reply
 
 
 def test_job_survives_client_disconnect_and_expires(

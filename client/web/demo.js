@@ -149,7 +149,7 @@ async function enroll(file) {
     const select = $('avatar-select');
     select.add(new Option(job.avatar, job.avatar, true, true));
     const renamed = job.avatar !== name ? ` (“${name}” was taken)` : '';
-    const live = ['idle', 'speaking'].includes(avatar.state);
+    const live = ['idle', 'speaking', 'reconnecting'].includes(avatar.state);
     const next = live ? 'press Stop, then Start, to use it' : 'press Start to use it';
     $('enroll-message').textContent = `enrolled as “${job.avatar}”${renamed}; ${next}`;
   } catch (err) {
@@ -195,7 +195,9 @@ $('say-text').addEventListener('keydown', (ev) => {
   if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
     ev.preventDefault(); // Enter says it, Shift+Enter is a new line
     if (!$('say').disabled) say();
-    else showError('Press Start first: the avatar speaks once it is live.');
+    else if (['connecting', 'waiting', 'reconnecting'].includes(avatar.state)) {
+      showError('Connecting: the avatar speaks once it is live.');
+    } else showError('Press Start first: the avatar speaks once it is live.');
   }
 });
 $('disconnect').addEventListener('click', () => avatar.close());

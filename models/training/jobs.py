@@ -13,11 +13,13 @@ that has not run.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import signal
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
+log = logging.getLogger(__name__)
 J = TypeVar("J")
 R = TypeVar("R")
 
@@ -36,6 +38,13 @@ def in_fresh_processes(
 ) -> list[R]:
     """``[fn(job) for job in jobs]``, each call in a fresh process, ``workers`` at a time
     (at least one). ``fn`` must be a module-level function; ``progress(done, total)``."""
+    from headcast.models.training.synth import espeak_started
+
+    if espeak_started():
+        log.warning(
+            "libespeak-ng already ran in this process; jobs forked from it start from its "
+            "state, so their audio may differ from a run in a fresh process"
+        )
     todo = list(jobs)
     ctx = mp.get_context("fork")
     out: list[R] = []

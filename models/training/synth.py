@@ -200,6 +200,12 @@ class _EspeakSink:
         return 0
 
 
+def espeak_started() -> bool:
+    """Whether libespeak-ng has run in this process (its state then carries into every
+    process forked from it, see models/training/jobs.py)."""
+    return bool(_ESPEAK)
+
+
 def _espeak() -> _Espeak:
     """libespeak-ng initialised once per process (it keeps global state)."""
     if not _ESPEAK:

@@ -11,6 +11,7 @@ their files are removed :data:`RETENTION_S` after they end.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import shutil
 import tempfile
@@ -335,10 +336,10 @@ async def create_render(request: Request, response: Response) -> dict[str, Any]:
     suffix = Path(filename).suffix.lower()
     suffix = suffix if suffix.isascii() and suffix[1:].isalnum() and len(suffix) <= 6 else ".bin"
     # refused now, not as a failed job later: no audio stream, unreadable, too long by its
-    # header or packets (nothing is decoded here)
+    # header or packets (nothing is decoded here; off the live sessions' workers)
     max_s = state.settings.max_render_audio_s
     try:
-        await state.require_scheduler().run(
+        await asyncio.to_thread(
             on_upload_file, audio, suffix, lambda p: probe_audio(p, max_seconds=max_s)
         )
     except AudioTooLong as exc:

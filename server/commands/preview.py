@@ -117,6 +117,8 @@ def run_folder(args: argparse.Namespace) -> int:
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in PORTRAIT_SUFFIXES)
     if not files:
         raise UserError(f"--portraits {folder}: no images ({', '.join(PORTRAIT_SUFFIXES)})")
+    if args.speech is not None and args.no_video:
+        raise UserError("--speech is for the clips; --no-video writes none: give one of them")
     if args.speech is not None and not args.speech.is_file():
         raise UserError(f"--speech {args.speech}: no such file")
     try:
