@@ -17,7 +17,8 @@ import logging
 import multiprocessing as mp
 import signal
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from multiprocessing.connection import Connection, wait
+from typing import Any, TypeVar, cast
 
 log = logging.getLogger(__name__)
 J = TypeVar("J")
@@ -37,7 +38,14 @@ def in_fresh_processes(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[R]:
     """``[fn(job) for job in jobs]``, each call in a fresh process, ``workers`` at a time
-    (at least one). ``fn`` must be a module-level function; ``progress(done, total)``."""
+    (at least one). ``fn`` must be a module-level function; ``progress(done, total)``.
+    A job's exception is raised here once it ends; the others still running are stopped.
+
+    One forked process per job, each handing its result back through a pipe of its own:
+    a ``multiprocessing.Pool`` with ``maxtasksperchild=1`` can hang on exit (its worker
+    thread forks a replacement while the pool is being torn down, and that worker waits
+    on the task queue's lock for ever).
+    """
     from headcast.models.training.synth import espeak_started
 
     if espeak_started():
@@ -47,10 +55,54 @@ def in_fresh_processes(
         )
     todo = list(jobs)
     ctx = mp.get_context("fork")
-    out: list[R] = []
-    with ctx.Pool(max(1, workers), initializer=default_signals, maxtasksperchild=1) as pool:
-        for done, result in enumerate(pool.imap(fn, todo, chunksize=1), 1):
-            out.append(result)
-            if progress is not None:
-                progress(done, len(todo))
-    return out
+    results: list[Any] = [None] * len(todo)
+    running: dict[Any, tuple[int, Any]] = {}  # the pipe's reading end -> (job, process)
+    started = finished = 0
+    try:
+        while finished < len(todo):
+            while started < len(todo) and len(running) < max(1, workers):
+                reader, writer = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_child, args=(fn, todo[started], writer), daemon=True)
+                proc.start()
+                writer.close()
+                running[reader] = (started, proc)
+                started += 1
+            for ready in wait(list(running)):
+                index, proc = running.pop(ready)
+                conn = cast(Connection, ready)
+                ok: bool
+                value: Any
+                try:
+                    ok, value = conn.recv()
+                except EOFError:
+                    proc.join()
+                    ok, value = False, RuntimeError(f"job {index} died (exit code {proc.exitcode})")
+                conn.close()
+                proc.join()
+                if not ok:
+                    raise value
+                results[index] = value
+                finished += 1
+                if progress is not None:
+                    progress(finished, len(todo))
+    finally:
+        for reader, (_, proc) in running.items():
+            proc.terminate()
+            proc.join()
+            reader.close()
+    return results
+
+
+def _child(fn: Callable[[Any], Any], job: Any, writer: Any) -> None:
+    """A job's process: its result, or its exception, back through ``writer``."""
+    default_signals()
+    try:
+        reply: tuple[bool, Any] = (True, fn(job))
+    except BaseException as exc:  # handed to the parent, which raises it
+        reply = (False, exc)
+    try:
+        writer.send(reply)
+    except Exception as exc:  # an unpicklable result or exception
+        writer.send((False, RuntimeError(f"job result could not be sent back: {exc!r}")))
+    finally:
+        writer.close()
