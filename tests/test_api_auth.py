@@ -246,19 +246,29 @@ def test_expired_token_is_refused_by_the_server(srv: ServerThread) -> None:
     assert call(srv, "GET", "/v1/avatars", bearer=token(srv, ttl_s=5))[0] == 200
 
 
-def test_websocket_needs_a_token(srv: ServerThread) -> None:
-    t = token(srv)
-    _, session, _ = call(srv, "POST", "/v1/sessions", {}, bearer=t)
-    ws_url = srv.url.replace("http", "ws") + f"/v1/sessions/{session['id']}/ws"
+def session_socket_url(srv: ServerThread, sid: str) -> str:
+    return srv.url.replace("http", "ws") + f"/v1/sessions/{sid}/ws"
 
-    async def attempt(url: str) -> str:
+
+def ws_start(url: str) -> str:
+    """Open a session's WebSocket at ``url``, send ``start``: the first reply's type
+    (``websockets.exceptions.InvalidStatus`` when the handshake is refused)."""
+
+    async def attempt() -> str:
         async with websockets.connect(url, open_timeout=10) as ws:
             await ws.send(json.dumps({"type": "start"}))
             return str(json.loads(await asyncio.wait_for(ws.recv(), 10))["type"])
 
+    return asyncio.run(attempt())
+
+
+def test_websocket_needs_a_token(srv: ServerThread) -> None:
+    t = token(srv)
+    _, session, _ = call(srv, "POST", "/v1/sessions", {}, bearer=t)
+    ws_url = session_socket_url(srv, session["id"])
     with pytest.raises(websockets.exceptions.InvalidStatus):
-        asyncio.run(attempt(ws_url))
-    assert asyncio.run(attempt(f"{ws_url}?token={t}")) == "ready"
+        ws_start(ws_url)
+    assert ws_start(f"{ws_url}?token={t}") == "ready"
     call(srv, "DELETE", f"/v1/sessions/{session['id']}", bearer=API_KEY)
 
 

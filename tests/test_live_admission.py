@@ -9,13 +9,25 @@ from headcast.server.live.admission import AdmissionError
 from headcast.server.live.scheduler import Scheduler
 
 
-def test_admission_refuses_what_the_measured_cost_cannot_serve() -> None:
+def measured(max_sessions: int) -> Scheduler:
+    """Two cores, half of them for sessions, no fixed overheads; a 256 frame measured at
+    4 ms to render and 1 ms to encode."""
     sched = Scheduler(
-        workers=1, headroom=0.5, max_sessions=10, cores=2, overhead_s=0.0, interpreter_s=0.0
+        workers=1,
+        headroom=0.5,
+        max_sessions=max_sessions,
+        cores=2,
+        overhead_s=0.0,
+        interpreter_s=0.0,
     )
+    sched.record_tick(256, 0.004)
+    sched.encode_cost[256] = 0.001
+    return sched
+
+
+def test_admission_refuses_what_the_measured_cost_cannot_serve() -> None:
+    sched = measured(max_sessions=10)
     try:
-        sched.record_tick(256, 0.004)
-        sched.encode_cost[256] = 0.001
         # 1 core of capacity / (25 fps * 5 ms) = 8 sessions
         for i in range(8):
             sched.admit(f"s{i}", 256, 25)
@@ -33,12 +45,8 @@ def test_admission_refuses_what_the_measured_cost_cannot_serve() -> None:
 
 
 def test_admission_counts_the_process_cpu_per_frame_costs_leave_out() -> None:
-    sched = Scheduler(
-        workers=1, headroom=0.5, max_sessions=20, cores=2, overhead_s=0.0, interpreter_s=0.0
-    )
+    sched = measured(max_sessions=20)
     try:
-        sched.record_tick(256, 0.004)
-        sched.encode_cost[256] = 0.001
         t, cpu = 100.0, 10.0
         sched.observe_process_cpu(cpu, t)  # first sample: a baseline, nothing to compare
         # idle: 0.1 cores with nothing rendered

@@ -15,7 +15,7 @@ import av
 import numpy as np
 import pytest
 
-from headcast.models.channels import CHANNEL_INDEX, POSE_SLICE
+from headcast.models.channels import CHANNEL_INDEX
 from headcast.models.motion.model import DEFAULT_MODEL
 from headcast.models.offline import FULL, RenderContext, RenderError, RenderOptions, render_file
 from headcast.server.cli import main
@@ -218,60 +218,6 @@ def test_full_portrait_output_pastes_the_head_back(folder: Path, ctx: RenderCont
     box = np.s_[y0:y1, x0:x1]
     moved = np.abs(frames[15][box].astype(int) - frames[1][box].astype(int)).mean()
     assert moved > MOUTH_OPEN_DIFF
-
-
-def test_emotion_timeline_and_still_pose(folder: Path, stub: Path, clip: Path) -> None:
-    timeline = folder / "timeline.json"
-    timeline.write_text(json.dumps([{"time": 2.0, "emotion": "happy", "transition": 0.4}]))
-    out, motion = folder / "happy.mp4", folder / "happy.json"
-    rc = main(
-        [
-            "render", str(clip), "-o", str(out), "--model", str(stub), "--size", "256",
-            "--emotion", str(timeline), "--pose", "still", "--motion-out", str(motion), "-q",
-        ]
-    )  # fmt: skip
-    assert rc == 0 and out.is_file()
-    data = json.loads(motion.read_text())
-    c = np.array(data["frames"])
-    assert data["fps"] == 25 and len(data["names"]) == c.shape[1]
-    # The built-in portrait smiles: neutral relaxes its smile (-1), happy (0.75) asks
-    # for a little less smile than the photo shows.
-    from headcast.models.avatar.pack import load_pack
-    from headcast.models.mixer import relative_smile
-
-    own = load_pack(None).meta["smile"]["mouthSmileLeft"]
-    assert own > 0.5
-    smile = c[:, CHANNEL_INDEX["mouthSmileLeft"]]
-    assert smile[:50].max() == pytest.approx(-1.0)
-    assert smile[61:].min() == pytest.approx(relative_smile(0.75, own), abs=1e-3)
-    assert np.all(c[:, POSE_SLICE] == 0.0)
-    # the same timeline given inline, as `render --help` says it may be
-    inline_motion = folder / "happy-inline.json"
-    cue = '[{"time": 2.0, "emotion": "happy", "transition": 0.4}]'
-    rc = main(
-        [
-            "render", str(clip), "-o", str(folder / "happy-inline.mp4"), "--model", str(stub),
-            "--size", "256", "--emotion", cue, "--pose", "still", "--motion-out",
-            str(inline_motion), "-q",
-        ]
-    )  # fmt: skip
-    assert rc == 0
-    assert json.loads(inline_motion.read_text())["frames"] == data["frames"]
-
-
-def test_a_bad_inline_emotion_timeline_says_what_is_wrong(
-    folder: Path, stub: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    base = ["render", str(folder / "clip.wav"), "-o", str(folder / "x.mp4"), "--model", str(stub)]
-    for cue, words in (
-        ('[{"time": 0}]', "cue 0 has no emotion"),
-        ('[{"time": 0, "emotion": "grumpy"}]', "unknown emotion 'grumpy'"),
-        ('[{"time": 0, "emotion": ', "not a JSON emotion timeline"),
-    ):
-        assert main([*base, "--emotion", cue]) == 2
-        err = capsys.readouterr().err
-        assert words in err and "Traceback" not in err, err
-    assert not (folder / "x.mp4").exists()
 
 
 def _bad_inputs(folder: Path) -> dict[str, Path]:

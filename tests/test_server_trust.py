@@ -16,7 +16,16 @@ from headcast.server.api.client_address import forwarded_client, parse_networks
 from headcast.server.api.origin_guard import is_json
 from headcast.server.api.tokens import Claims, mint, signing_secret, verify
 from tests.server_harness import ServerThread, free_port
-from tests.test_api_auth import API_KEY, SITE, _fake_motion, _settings, call, token
+from tests.test_api_auth import (
+    API_KEY,
+    SITE,
+    _fake_motion,
+    _settings,
+    call,
+    session_socket_url,
+    token,
+    ws_start,
+)
 
 EVIL = "https://evil.example"
 TOKENS_MINTED = 2000
@@ -140,16 +149,10 @@ def test_no_log_line_carries_a_credential(secured: ServerThread) -> None:
     try:
         t = token(secured)
         _, session, _ = call(secured, "POST", "/v1/sessions", {}, bearer=t)
-        ws_url = secured.url.replace("http", "ws") + f"/v1/sessions/{session['id']}/ws"
-
-        async def socket(url: str) -> None:
-            async with websockets.connect(url, open_timeout=10) as ws:
-                await ws.send(json.dumps({"type": "start"}))
-                await asyncio.wait_for(ws.recv(), 10)
-
-        asyncio.run(socket(f"{ws_url}?token={t}"))
+        ws_url = session_socket_url(secured, session["id"])
+        ws_start(f"{ws_url}?token={t}")
         with pytest.raises(websockets.exceptions.InvalidStatus):  # a refused handshake too
-            asyncio.run(socket(f"{ws_url}?token={t}x"))
+            ws_start(f"{ws_url}?token={t}x")
         call(secured, "GET", f"/v1/avatars?token={t}")
         call(secured, "DELETE", f"/v1/sessions/{session['id']}", bearer=API_KEY)
         time.sleep(0.3)
