@@ -35,12 +35,12 @@ WORKDIR /app
 # Dependencies first, so code changes do not reinstall them.
 # mediapipe (portrait upload / enrollment) goes in without its opencv-contrib-python
 # dependency, which would shadow opencv-python-headless; see the Makefile.
-COPY requirements/serve.txt requirements/enroll.txt requirements/vad.txt requirements/
+COPY requirements/serve.txt requirements/enroll.txt requirements/vad.txt requirements/phones.txt requirements/
 RUN pip install --upgrade pip \
     && pip install -r requirements/serve.txt -r requirements/enroll.txt \
         "onnxruntime-gpu[cuda,cudnn]==1.31.1" \
     && pip install --no-deps mediapipe==0.10.21 \
-    && pip install --no-deps -r requirements/vad.txt
+    && pip install --no-deps -r requirements/vad.txt -r requirements/phones.txt
 
 COPY pyproject.toml README.md ./
 COPY server server

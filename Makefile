@@ -16,10 +16,10 @@ $(BIN)/python:
 # opencv-contrib-python, a second cv2 that would shadow opencv-python-headless:
 # install its other dependencies pinned, then mediapipe itself without deps.
 # (Serving an enrolled avatar never imports it; uploading a portrait does.)
-$(VENV)/.serve-ok: $(BIN)/python requirements/serve.txt requirements/enroll.txt requirements/vad.txt pyproject.toml
+$(VENV)/.serve-ok: $(BIN)/python requirements/serve.txt requirements/enroll.txt requirements/vad.txt requirements/phones.txt pyproject.toml
 	$(PIP) install -q -r requirements/serve.txt -r requirements/enroll.txt
 	$(PIP) install -q --no-deps mediapipe==0.10.21
-	$(PIP) install -q --no-deps -r requirements/vad.txt
+	$(PIP) install -q --no-deps -r requirements/vad.txt -r requirements/phones.txt
 	$(PIP) install -q --no-deps -e .
 	touch $@
 

@@ -27,7 +27,7 @@ from headcast.models.audio import SAMPLE_RATE
 from headcast.models.channels import ALL_CHANNELS, POSE_SLICE
 from headcast.models.emotions import load_presets
 from headcast.models.mixer import EMOTION_TRANSITION_S, MotionMixer
-from headcast.models.motion import MotionModel, infer
+from headcast.models.motion import MotionModel, infer_file
 
 #: a frame whose surrounding audio is quieter than this (RMS, dB full scale) is silence
 SILENCE_DBFS = -60.0
@@ -209,7 +209,7 @@ def speech_to_take(
     """
     pcm = np.asarray(pcm16k, np.float32).reshape(-1)
     check_emotions(emotion, cues)
-    motion = infer(model, pcm)
+    motion = infer_file(model, pcm)
     n = len(motion)
     mouth = motion.coeffs  # (n, 16), MOUTH_CHANNELS order
     voiced = voiced_frames(pcm, n, model.fps)

@@ -129,6 +129,8 @@ class MotionModel:
         self.hop_length = HOP_LENGTH
         self.lookahead_frames = int(meta["lookahead_frames"])
         self.lookahead_s = float(meta["lookahead_s"])
+        # A model for files reads far ahead and says so; the live model is causal.
+        self.causal = meta.get("causal", "true") != "false"
         rf = int(meta.get("receptive_field", "100"))
         if not 0 <= self.lookahead_frames <= MAX_LOOKAHEAD_FRAMES:
             raise ValueError(f"lookahead_frames {self.lookahead_frames} out of 0..20")

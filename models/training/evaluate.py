@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from headcast.models.audio import SAMPLE_RATE
+from headcast.models.motion.closures import infer_file
 from headcast.models.motion.model import MotionModel
-from headcast.models.motion.stream import infer
 
 MAX_LAG = 3  # frames
 MIN_CLOSURE_S = 0.040
@@ -175,14 +175,21 @@ def _pct(x: float) -> str:
     return "–" if not np.isfinite(x) else f"{100 * x:.1f} %"
 
 
-def evaluate_sessions(model: MotionModel, sessions: list[tuple[str, np.ndarray, list]]) -> Report:
-    """sessions: [(name, float32 (N,) 16 kHz audio, visemes)] -> per-file scores, both methods."""
+def evaluate_sessions(
+    model: MotionModel,
+    sessions: list[tuple[str, np.ndarray, list]],
+    closures: bool | None = None,
+) -> Report:
+    """sessions: [(name, float32 (N,) 16 kHz audio, visemes)] -> per-file scores, both methods.
+
+    The frames a file gets (:func:`~models.motion.closures.infer_file`): a model that
+    reads ahead runs the closure pass unless ``closures=False``."""
     from headcast.models.training.visemes import make_targets  # numpy only
 
     jaw = model.names.index("jawOpen")
     ours, base = [], []
     for name, audio, visemes in sessions:
-        frames = infer(model, audio)
+        frames = infer_file(model, audio, closures)
         n = len(frames)
         truth = make_targets(visemes, n, model.fps).coeffs[:, 0]
         ours.append(score(name, frames.coeffs[:, jaw], truth, visemes, model.fps))

@@ -19,25 +19,12 @@ import torch
 from torch import nn
 
 from headcast.models.channels import MOUTH_CHANNELS
+from headcast.models.motion.closures import CLOSURE_PRESS, OPENING_CHANNELS, PRESS_CHANNELS
 
 N_MOUTH = len(MOUTH_CHANNELS)
 JAW = MOUTH_CHANNELS.index("jawOpen")
-# Channels that open the lips: a closure (or silence) scales them towards 0.
-OPENING = tuple(
-    MOUTH_CHANNELS.index(n)
-    for n in (
-        "jawOpen",
-        "mouthFunnel",
-        "mouthStretchLeft",
-        "mouthStretchRight",
-        "mouthLowerDownLeft",
-        "mouthLowerDownRight",
-        "mouthUpperUpLeft",
-        "mouthUpperUpRight",
-    )
-)
-PRESS = tuple(MOUTH_CHANNELS.index(n) for n in ("mouthPressLeft", "mouthPressRight"))
-CLOSURE_PRESS = 0.35  # mouthPress value a confident closure produces
+OPENING = tuple(MOUTH_CHANNELS.index(n) for n in OPENING_CHANNELS)
+PRESS = tuple(MOUTH_CHANNELS.index(n) for n in PRESS_CHANNELS)
 SPEECH_GATE = (0.15, 0.5)  # speech probability mapped linearly to gate 0..1
 
 

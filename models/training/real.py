@@ -249,7 +249,7 @@ def _decoder() -> object:
         from pocketsphinx import Decoder
     except ImportError as exc:
         raise RealSpeechMissing(
-            "forced alignment needs pocketsphinx (requirements/dev.txt)"
+            "forced alignment needs pocketsphinx (requirements/phones.txt)"
         ) from exc
     return Decoder(samprate=SAMPLE_RATE, bestpath=False, loglevel="FATAL")
 

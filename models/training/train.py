@@ -359,7 +359,9 @@ def tune_closure_gate(net: MotionNet, cfg: TrainConfig) -> str:
             for hi in GATE_HIS:
                 net.cfg = dataclasses.replace(net.cfg, closure_gate=(lo, hi))
                 path = export_onnx(net, Path(tmp) / "gate.onnx")
-                report = evaluate_sessions(load_motion_model(path, provider="cpu"), sessions)
+                report = evaluate_sessions(
+                    load_motion_model(path, provider="cpu"), sessions, closures=False
+                )
                 results[(lo, hi)] = Report.mean(report.model)
                 log.info(
                     "gate (%.2f, %.2f): validation r %.3f closure %.3f silence %.3f", lo, hi,

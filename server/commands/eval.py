@@ -36,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-speech-gate", action="store_true",
         help="the network alone, without the voice-activity gate (models/motion/vad.py)",
     )  # fmt: skip
+    parser.add_argument(
+        "--no-closure-pass", action="store_true",
+        help="a model for files without the phone recogniser's closures (models/motion/closures.py)",
+    )  # fmt: skip
     parser.add_argument("--utts-per-voice", type=positive_int, default=12)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--workers", type=positive_int, default=2)
@@ -72,6 +76,7 @@ def _nan_to_none(x: object) -> object:
 
 def run(args: argparse.Namespace) -> int:
     from headcast.models.motion import MotionModelError, load_motion_model
+    from headcast.models.motion.closures import available as closure_pass_available
     from headcast.models.training.evaluate import Report, evaluate_sessions, heldout_sessions
     from headcast.models.training.synth import available_engines
 
@@ -94,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from exc
     if args.breakdown:
         return _breakdown(model, args)
+    closures = False if args.no_closure_pass else None
+    if not model.causal:
+        on = not args.no_closure_pass and closure_pass_available()
+        print(f"closure pass (phone recogniser): {'on' if on else 'off'}")
     conditions = CHOICES[args.condition]
     reports = {}
     summary = []
@@ -113,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
                 args.utts_per_voice, args.seed, args.workers, augmented=condition == "augmented"
             )
             title = f"Held-out voices, {condition}"
-        report = evaluate_sessions(model, sessions)
+        report = evaluate_sessions(model, sessions, closures)
         seconds = sum(len(a) for _, a, _ in sessions) / model.sample_rate
         summary.append((condition, report))
         print(f"\n### {title}\n")

@@ -1,7 +1,8 @@
 """``headcast motion SPEECH -o motion.json``: ARKit mouth coefficients from speech.
 
 Streams the file through the same :class:`~models.motion.stream.MotionStreamer` the live
-server uses, in bounded memory, and writes ``{"fps": 25, "names": [...], "frames":
+server uses, in bounded memory (a model for files then through the phone recogniser's
+closure pass, :mod:`models.motion.closures`, as a render does), and writes ``{"fps": 25, "names": [...], "frames":
 [[...], ...]}`` (frame ``i`` is at ``i / fps`` s, values 0..1) or CSV with a time column.
 """
 
@@ -36,9 +37,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _rows(args: argparse.Namespace) -> tuple[tuple[str, ...], Iterator[list[float]]]:
+    import numpy as np
+
     from headcast.models.audio import AudioError
     from headcast.models.audio.features import iter_audio
-    from headcast.models.motion import MotionModelError, MotionStreamer, load_motion_model
+    from headcast.models.motion import (
+        ClosurePass,
+        MotionFrames,
+        MotionModelError,
+        MotionStreamer,
+        load_motion_model,
+    )
 
     try:
         model = load_motion_model(args.model, fps=args.fps, provider=args.provider, offline=True)
@@ -52,15 +61,22 @@ def _rows(args: argparse.Namespace) -> tuple[tuple[str, ...], Iterator[list[floa
 
     def gen() -> Iterator[list[float]]:
         streamer = MotionStreamer(model)
+        # A model for files also gets the phone recogniser's closures, as a render does.
+        closer = None if model.causal else ClosurePass(model.fps)
+
+        def step(pcm: np.ndarray, frames: MotionFrames) -> MotionFrames:
+            return frames if closer is None else closer.push(pcm, frames)
+
         try:
             pending = [] if first is None else [first]
             for chunk in pending:
-                yield from _frames(streamer.push(chunk))
+                yield from _frames(step(chunk, streamer.push(chunk)))
             for chunk in chunks:
-                yield from _frames(streamer.push(chunk))
+                yield from _frames(step(chunk, streamer.push(chunk)))
         except AudioError as exc:
             raise UserError(str(exc)) from exc
-        yield from _frames(streamer.flush())
+        last = streamer.flush()
+        yield from _frames(last if closer is None else closer.flush(last))
 
     return model.names, gen()
 
