@@ -255,3 +255,26 @@ def test_files_take_the_model_for_files_and_live_sessions_do_not(
     np.testing.assert_array_equal(frames(), given)
     assert RenderContext().model(25).metadata["receptive_field"] == "1"  # the stand-in's
     assert load_motion_model(None).metadata["receptive_field"] != "1"  # live: the shipped one
+
+
+def test_eval_of_the_model_for_files_says_whether_the_closure_pass_ran(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("pocketsphinx")
+    from headcast.models.motion.model import OFFLINE_MODEL
+    from headcast.models.training.words import missing
+
+    if missing() or not OFFLINE_MODEL.is_file():
+        pytest.skip("ktuberling/klettres data or the model for files missing")
+    runs = {}
+    for flag in ([], ["--no-closure-pass"]):
+        out = tmp_path / f"words{len(flag)}.json"
+        args = ["eval", "motion", "--offline", "--condition", "words", "--real-prompts", "4"]
+        assert main([*args, *flag, "--json", str(out)]) == 0
+        runs[bool(flag)] = json.loads(out.read_text())
+    text = capsys.readouterr().out
+    assert "closure pass (phone recogniser): on" in text
+    assert "closure pass (phone recogniser): off" in text
+    for condition in ("english words clean", "english words augmented"):
+        on, off = (runs[k][condition]["mean"]["model"] for k in (False, True))
+        assert on["closure"] >= off["closure"] - 0.05 and abs(on["r"] - off["r"]) < 0.02
