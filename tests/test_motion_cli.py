@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 import wave
 from pathlib import Path
 
@@ -56,6 +57,23 @@ def test_bad_input_is_one_readable_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert not (tmp_path / "m.json").exists()
     assert main(["motion", str(tmp_path / "missing.wav")]) == 2
     assert "no such file" in capsys.readouterr().err
+    empty = write_wav(tmp_path / "empty.wav", 0.0)  # a header and no samples
+    assert main(["motion", str(empty), "-o", str(tmp_path / "e.json")]) == 2
+    assert "the audio is empty (zero samples)" in capsys.readouterr().err
+    assert not (tmp_path / "e.json").exists()
+
+
+def test_progress_bar_on_a_terminal_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wav = write_wav(tmp_path / "s.wav", 25.0, rate=16_000)
+    assert main(["motion", str(wav), "-o", str(tmp_path / "a.json")]) == 0
+    assert "%" not in capsys.readouterr().err  # not a terminal: no bar
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["motion", str(wav), "-o", str(tmp_path / "b.json")]) == 0
+    err = capsys.readouterr().err
+    assert "100% |" in err and "625/625 frames" in err
+    assert (tmp_path / "a.json").read_text() == (tmp_path / "b.json").read_text()
 
 
 def test_long_file_runs_in_bounded_memory(tmp_path: Path) -> None:

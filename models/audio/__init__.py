@@ -10,6 +10,8 @@ import numpy as np
 #: Hz: the one rate of speech inside headcast (features, motion, the live session clock,
 #: offline decoding); every input is resampled to it
 SAMPLE_RATE = 16_000
+#: video frame rates of motion whose frame times the 100 Hz mel grid resolves
+SUPPORTED_FPS = (20, 25, 30, 50, 60)
 
 
 class AudioError(ValueError):
@@ -30,4 +32,4 @@ def write_wav(path: str | Path, pcm16k: np.ndarray) -> Path:
     return Path(path)
 
 
-__all__ = ["SAMPLE_RATE", "AudioError", "AudioTooLong", "write_wav"]
+__all__ = ["SAMPLE_RATE", "SUPPORTED_FPS", "AudioError", "AudioTooLong", "write_wav"]

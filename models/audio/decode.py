@@ -100,13 +100,17 @@ def _declared_seconds(container: Any, stream: av.audio.stream.AudioStream) -> fl
     return None
 
 
-def probe_audio(path: str | Path, max_seconds: float | None = None) -> None:
+def probe_audio(path: str | Path, max_seconds: float | None = None) -> float | None:
     """Every check :func:`iter_audio` makes before decoding (a readable file, one that
     names no other files, an audio stream, a usable rate, not longer than
     ``max_seconds`` by its header or its packets), without decoding: :class:`AudioError`
-    or :class:`AudioTooLong`, else nothing."""
-    container, _, _ = _open_checked(Path(path), max_seconds)
-    container.close()
+    or :class:`AudioTooLong`, else the length the header declares (seconds; None when
+    it declares none)."""
+    container, stream, _ = _open_checked(Path(path), max_seconds)
+    try:
+        return _declared_seconds(container, stream)
+    finally:
+        container.close()
 
 
 def _open_checked(p: Path, max_seconds: float | None) -> tuple[Any, Any, int]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from headcast.models.audio import SUPPORTED_FPS
 from headcast.models.audio.features import (
     HOP_LENGTH,
     MEL_RATE,
@@ -37,7 +38,6 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "motion" / "
 OFFLINE_MODEL = DEFAULT_MODEL.with_name("motion-offline.onnx")
 LIVE_MAX_LOOKAHEAD_FRAMES = 8  # 80 ms: the most a live model may read ahead
 DEFAULT_FPS = 25  # frames per second unless asked otherwise
-SUPPORTED_FPS = (20, 25, 30, 50, 60)  # frame rates whose frame times the mel grid resolves
 _REQUIRED_META = ("names", "sample_rate", "mel_rate", "n_mels", "lookahead_frames", "lookahead_s")
 MAX_LOOKAHEAD_FRAMES = 20  # 200 ms, the most training allows
 MAX_RECEPTIVE_FIELD = 10_000  # mel frames (100 s): far beyond any model here

@@ -17,9 +17,10 @@ import onnx
 import torch
 from torch import nn
 
+from headcast.models.audio import SUPPORTED_FPS
 from headcast.models.audio.features import HOP_LENGTH, MEL_RATE, N_MELS, SAMPLE_RATE, WIN_LENGTH
 from headcast.models.channels import MOUTH_CHANNELS
-from headcast.models.motion.model import DEFAULT_FPS, LIVE_MAX_LOOKAHEAD_FRAMES, SUPPORTED_FPS
+from headcast.models.motion.model import DEFAULT_FPS, LIVE_MAX_LOOKAHEAD_FRAMES
 from headcast.models.training.net import MotionNet, count_parameters
 
 FORMAT_VERSION = "1"

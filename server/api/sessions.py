@@ -9,9 +9,8 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import HTTPConnection
 
-from headcast.models.audio import AudioError, AudioTooLong
+from headcast.models.audio import SUPPORTED_FPS, AudioError, AudioTooLong
 from headcast.models.avatar.errors import AvatarError
-from headcast.models.motion.model import SUPPORTED_FPS
 from headcast.server.api.auth import token_grant, token_owner
 from headcast.server.api.bodies import MEDIA_UPLOAD_TYPES, on_upload_file, read_json, read_upload
 from headcast.server.api.openapi import openapi_body

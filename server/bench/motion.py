@@ -83,24 +83,35 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"live (20 ms pushes):    {args.seconds / live:7.1f}x real time ({1000 * live / (args.seconds / LIVE_CHUNK_S):.3f} ms per push)"
     )
-    if not model.causal:
-        _files_with_closure_pass(model, audio, args.seconds)
-    worst = min(args.seconds / offline, args.seconds / live)
-    print(f"target >= {TARGET_X:.0f}x: {'ok' if worst >= TARGET_X else 'MISSED'}")
+    # What the model serves: a live model live pushes and blocks; a model for files
+    # (never streamed live) blocks and, when it runs, its closure pass.
+    speeds = {"offline": args.seconds / offline}
+    if model.causal:
+        speeds["live"] = args.seconds / live
+    else:
+        files = _files_with_closure_pass(model, audio)
+        if files is not None:
+            speeds["files with the closure pass"] = args.seconds / files
+    name, worst = min(speeds.items(), key=lambda kv: kv[1])
+    verdict = "ok" if worst >= TARGET_X else f"MISSED ({name} {worst:.1f}x)"
+    print(f"target >= {TARGET_X:.0f}x ({', '.join(speeds)}): {verdict}")
     return 0
 
 
-def _files_with_closure_pass(model: MotionModel, audio: np.ndarray, seconds: float) -> None:
-    """What a file costs with the phone recogniser's closure pass (models/motion/closures.py)."""
+def _files_with_closure_pass(model: MotionModel, audio: np.ndarray) -> float | None:
+    """Seconds a file takes with the phone recogniser's closure pass
+    (models/motion/closures.py); None when pocketsphinx is not installed."""
     from headcast.models.motion.closures import available, infer_file
 
     if not available():
         print("files (closure pass):   not measured, pocketsphinx is not installed")
-        return
+        return None
     infer_file(model, audio[: 2 * model.sample_rate])  # warm-up: loads the recogniser
     t0 = time.perf_counter()
     infer_file(model, audio)
     files = time.perf_counter() - t0
+    seconds = len(audio) / model.sample_rate
     print(
         f"files (closure pass):   {seconds / files:7.1f}x real time ({1000 * files / seconds:.2f} ms per s)"
     )
+    return files

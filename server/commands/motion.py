@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from headcast.models.audio import SUPPORTED_FPS
 from headcast.server.errors import UserError
 
 HELP = "audio file -> ARKit mouth coefficients per video frame (JSON or CSV)"
@@ -31,7 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format", choices=["json", "csv"], help="default: from the extension, else json"
     )
-    parser.add_argument("--fps", type=int, default=25, help="frames per second (25 or 30, ...)")
+    parser.add_argument(
+        "--fps", type=int, default=25,
+        help=f"frames per second: {', '.join(map(str, SUPPORTED_FPS))} (default 25)",
+    )  # fmt: skip
     parser.add_argument("--model", type=Path, help="motion .onnx (default: the shipped model)")
     parser.add_argument("--provider", choices=["auto", "cpu", "cuda"], default="auto")
 
@@ -40,6 +46,7 @@ def _rows(args: argparse.Namespace) -> tuple[tuple[str, ...], Iterator[list[floa
     import numpy as np
 
     from headcast.models.audio import AudioError
+    from headcast.models.audio.decode import probe_audio
     from headcast.models.audio.features import iter_audio
     from headcast.models.motion import (
         ClosurePass,
@@ -48,6 +55,7 @@ def _rows(args: argparse.Namespace) -> tuple[tuple[str, ...], Iterator[list[floa
         MotionStreamer,
         load_motion_model,
     )
+    from headcast.server.commands.render import ProgressBar
 
     try:
         model = load_motion_model(args.model, fps=args.fps, provider=args.provider, offline=True)
@@ -56,8 +64,14 @@ def _rows(args: argparse.Namespace) -> tuple[tuple[str, ...], Iterator[list[floa
     chunks = iter_audio(args.speech)
     try:
         first = next(chunks, None)  # surfaces unreadable files before any output is written
+        declared = probe_audio(args.speech)
     except AudioError as exc:
         raise UserError(str(exc)) from exc
+    if first is None:
+        raise UserError(f"{args.speech}: the audio is empty (zero samples)")
+    # A bar on a terminal for what the header says is coming; nothing when piped.
+    bar = ProgressBar(model.fps) if declared and sys.stderr.isatty() else None
+    expected = math.ceil((declared or 0.0) * model.fps)
 
     def gen() -> Iterator[list[float]]:
         streamer = MotionStreamer(model)
@@ -67,16 +81,21 @@ def _rows(args: argparse.Namespace) -> tuple[tuple[str, ...], Iterator[list[floa
         def step(pcm: np.ndarray, frames: MotionFrames) -> MotionFrames:
             return frames if closer is None else closer.push(pcm, frames)
 
+        done = 0
         try:
-            pending = [] if first is None else [first]
-            for chunk in pending:
-                yield from _frames(step(chunk, streamer.push(chunk)))
-            for chunk in chunks:
-                yield from _frames(step(chunk, streamer.push(chunk)))
+            for chunk in itertools.chain([first], chunks):
+                frames = step(chunk, streamer.push(chunk))
+                yield from _frames(frames)
+                done += len(frames)
+                if bar is not None:
+                    bar(done, max(expected, done + 1))
         except AudioError as exc:
             raise UserError(str(exc)) from exc
         last = streamer.flush()
-        yield from _frames(last if closer is None else closer.flush(last))
+        last = last if closer is None else closer.flush(last)
+        yield from _frames(last)
+        if bar is not None:
+            bar(done + len(last), done + len(last))
 
     return model.names, gen()
 
