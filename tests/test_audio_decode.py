@@ -105,6 +105,25 @@ def test_zero_length_wav_gives_empty_audio(tmp_path: Path) -> None:
     assert pcm.shape == (0,)
 
 
+def test_a_cut_wav_decodes_what_is_there_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    whole = write_wav(tmp_path / "whole.wav", 16_000, 4.0)
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(whole.read_bytes()[:16_044])  # header + 0.5 s of the 4 s it states
+    with caplog.at_level("WARNING", logger="headcast.models.audio.decode"):
+        pcm, _ = load_audio(cut)
+        assert len(pcm) == pytest.approx(8_000, abs=200)
+        assert "its header says 4.00 s (a truncated file?)" in caplog.text
+        caplog.clear()
+        load_audio(whole)  # whole files, and WAVs streamed with an open-ended size: silent
+        streamed = bytearray(whole.read_bytes())
+        streamed[40:44] = (0xFFFFFFFF).to_bytes(4, "little")  # the data chunk's size
+        (tmp_path / "piped.wav").write_bytes(bytes(streamed))
+        load_audio(tmp_path / "piped.wav")
+    assert "truncated" not in caplog.text
+
+
 def test_video_without_audio_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "v.mp4"
     with av.open(str(path), "w") as out:

@@ -6,6 +6,8 @@ sit in memory whole; :func:`load_audio` concatenates them for short inputs.
 
 from __future__ import annotations
 
+import logging
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +18,16 @@ import numpy as np
 from headcast.models.audio import SAMPLE_RATE, AudioError, AudioTooLong
 from headcast.models.audio.resample import MAX_INPUT_RATE, MIN_INPUT_RATE, Resampler
 
+log = logging.getLogger(__name__)
+
 FALLBACK_RATE = 48_000  # Hz, for files at other rates or with none declared
 CHUNK_S = 10.0  # seconds per yielded chunk
 DECLARED_SLACK = 1.25  # a declared length past this times the limit is refused unread
+# Decoding clearly less than a WAV or FLAC header states (below CUT_SHARE of it, by
+# more than CUT_SLACK_S) is warned about as a truncated file.
+CUT_SHARE = 0.95
+CUT_SLACK_S = 0.1
+STREAMED_WAV_BYTES = 0xFFFF0000  # a data size this large: written by a stream, not known
 SCAN_SLACK_S = 0.25  # packet durations summed past the limit by more than this: refused (codec priming and padding are tens of ms)
 #: FFmpeg demuxers that read other files or the network (playlists, concat lists, SDP,
 #: image sequences): an upload must not make the server read what it names
@@ -50,7 +59,7 @@ def iter_audio(
         target = max(1, int(chunk_s * SAMPLE_RATE))
         limit = None if max_seconds is None else int(max_seconds * SAMPLE_RATE)
         pending: list[np.ndarray] = []
-        have = total = 0
+        have = total = emitted = 0
 
         def resampled(block: np.ndarray) -> np.ndarray:
             block = _clean(block)
@@ -75,6 +84,7 @@ def iter_audio(
                     if have >= target:
                         data = np.concatenate(pending)
                         yield _clean(data[:target])
+                        emitted += target
                         pending, have = [data[target:]], len(data) - target
             if converter is not None:
                 for out in converter.resample(None):
@@ -89,6 +99,39 @@ def iter_audio(
             data = np.concatenate(pending)
             if len(data):
                 yield _clean(data)
+                emitted += len(data)
+        _warn_if_cut(p, container, stream, emitted / SAMPLE_RATE)
+
+
+def _warn_if_cut(path: Path, container: Any, stream: Any, decoded_s: float) -> None:
+    """A warning when a file whose header states its length exactly (a PCM WAV's data
+    chunk, FLAC's sample count) decodes to clearly less: a download or copy cut short
+    still plays, but the user should know."""
+    formats = set(container.format.name.split(","))
+    declared: float | None = None
+    if "wav" in formats:
+        declared = _wav_header_seconds(path)  # FFmpeg clamps it to the file's size
+    elif "flac" in formats:
+        declared = _declared_seconds(container, stream)
+    if declared is not None and decoded_s < CUT_SHARE * declared - CUT_SLACK_S:
+        log.warning(
+            "%s: %.2f s of audio decoded, its header says %.2f s (a truncated file?)",
+            path, decoded_s, declared,
+        )  # fmt: skip
+
+
+def _wav_header_seconds(path: Path) -> float | None:
+    """The length a PCM WAV's header states, or None (another WAV encoding, or a WAV
+    written to a pipe, whose header leaves the size at its largest value)."""
+    try:
+        with wave.open(str(path), "rb") as w:
+            rate, frames = w.getframerate(), w.getnframes()
+            size = frames * w.getsampwidth() * w.getnchannels()
+    except (wave.Error, EOFError, OSError):
+        return None
+    if rate <= 0 or size >= STREAMED_WAV_BYTES:
+        return None
+    return frames / rate
 
 
 def _declared_seconds(container: Any, stream: av.audio.stream.AudioStream) -> float | None:
