@@ -2,8 +2,9 @@
 
 Streams the file through the same :class:`~models.motion.stream.MotionStreamer` the live
 server uses, in bounded memory (a model for files then through the phone recogniser's
-closure pass, :mod:`models.motion.closures`, as a render does), and writes ``{"fps": 25, "names": [...], "frames":
-[[...], ...]}`` (frame ``i`` is at ``i / fps`` s, values 0..1) or CSV with a time column.
+closure pass, :mod:`models.motion.closures`, as a render does), and writes
+``{"fps": 25, "names": [...], "frames": [[...], ...]}`` (frame ``i`` is at ``i / fps`` s,
+values 0..1) or CSV with a time column.
 """
 
 from __future__ import annotations
