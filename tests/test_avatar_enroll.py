@@ -191,8 +191,11 @@ def test_small_face_is_refused_with_the_minimum_and_what_to_do(monkeypatch, astr
     import headcast.models.avatar.detect as D
 
     monkeypatch.setattr(D, "MIN_FACE_HEIGHT", 400)  # the astronaut's face is ~210 px
-    with pytest.raises(EnrollError, match=r"too small: \d+ px.*minimum is 400 px; use a larger"):
+    with pytest.raises(
+        EnrollError, match=r"too small: \d+ px.*minimum is 400 px; use a photo in which the face"
+    ) as refused:
         build_pack(astronaut, size=256)
+    assert "crop closer" not in str(refused.value)  # cropping does not enlarge the face
 
 
 def test_rgba_and_grayscale_inputs(tmp_path, astronaut):
@@ -348,3 +351,18 @@ def test_cli_enroll_says_only_what_a_user_needs(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stderr == "", done.stderr
     assert "avatar pack:" in done.stdout
+
+
+def test_a_black_and_white_portrait_gets_a_grey_mouth(astronaut):
+    """The synthesised mouth interior (tongue, teeth, cavity) is not pink in a black-and-
+    white photo; a colour photo keeps its colours."""
+    grey = np.repeat(cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    colour = build_pack(astronaut, size=256)
+    bw = build_pack(np.ascontiguousarray(grey), size=256)
+    for key in ("teeth_upper", "teeth_lower"):
+        rgb = bw.arrays[key][..., :3].astype(int)
+        assert np.all(rgb.max(axis=-1) == rgb.min(axis=-1)), key
+    cavity = bw.arrays["cavity"].reshape(2, 3)
+    np.testing.assert_allclose(cavity, np.repeat(cavity[:, :1], 3, axis=1), atol=1e-4)
+    tongue = colour.arrays["teeth_lower"][15, 64].astype(int)  # above the lower teeth
+    assert tongue[3] > 200 and tongue[0] > tongue[2] + 20  # opaque and pink

@@ -258,7 +258,8 @@ def detect_landmarks(image: np.ndarray) -> Detection:
     if face_h < MIN_FACE_HEIGHT:
         raise EnrollError(
             f"the face is too small: {face_h:.0f} px from forehead to chin, the minimum is "
-            f"{MIN_FACE_HEIGHT} px; use a larger photo or crop closer around the face"
+            f"{MIN_FACE_HEIGHT} px; use a photo in which the face itself is larger (a sharper, "
+            "higher-resolution original: cropping does not add pixels to the face)"
         )
     others = [_face_height(p) for p in faces[1:]]
     haar = _other_faces(image, best)

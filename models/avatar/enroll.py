@@ -39,15 +39,7 @@ from headcast.models.avatar.detect import detect_landmarks
 from headcast.models.avatar.errors import AvatarError, EnrollError
 from headcast.models.avatar.face_geometry import FaceGeometry, across_the_slit
 from headcast.models.avatar.image_io import load_portrait
-from headcast.models.avatar.mouth import (
-    cavity_colors,
-    lip_and_skin_colors,
-    mouth_frame,
-    portrait_teeth,
-    synth_lower,
-    synth_upper_teeth,
-    teeth_color,
-)
+from headcast.models.avatar.mouth import mouth_frame, mouth_textures
 from headcast.models.avatar.pack import PACK_VERSION, AvatarPack, read_meta
 from headcast.models.avatar.relax import portrait_smile, relax, relax_seal
 from headcast.models.channels import (
@@ -257,7 +249,7 @@ def _fold_free_depth(
 
 # Bumped when enrollment makes a different pack from the same portrait (new textures,
 # new authored motion) without the pack format changing: cached packs are then rebuilt.
-ENROLL_REVISION = 10
+ENROLL_REVISION = 11
 
 
 def portrait_hash(data: bytes, size: int) -> str:
@@ -304,9 +296,7 @@ def build_pack(image: np.ndarray, size: int = 512, progress: Progress = _noop) -
     i_cr, i_cl = L.LIPS_INNER.index(L.INNER_CORNER_R), L.LIPS_INNER.index(L.INNER_CORNER_L)
     rest_gap = float((ring[i_lo] - origin) @ v)
     upper_curve = float(((0.5 * (ring[i_cr] + ring[i_cl])) - origin) @ v) / width
-    lip_rgb, luma = lip_and_skin_colors(frame, points)
-    teeth_rgb = teeth_color(frame, points, luma)
-    teeth, own_teeth = portrait_teeth(frame, points, synth_upper_teeth(teeth_rgb), luma)
+    mouth, own_teeth = mouth_textures(frame, points)
     arrays = {
         "landmarks": points.astype(np.float32),
         "bases": fields.astype(np.float32),
@@ -321,9 +311,7 @@ def build_pack(image: np.ndarray, size: int = 512, progress: Progress = _noop) -
         "pose_weight": pose_weight(head, size),
         "depth": depth,
         "pivot": pivot,
-        "teeth_upper": teeth,
-        "teeth_lower": synth_lower(lip_rgb, teeth_rgb),
-        "cavity": cavity_colors(lip_rgb),
+        **mouth,
         "mouth_shape": np.array([rest_gap, upper_curve], np.float32),
         "portrait_matrix": matrix.astype(np.float64),
     }

@@ -218,6 +218,33 @@ def synth_lower(lip_rgb: np.ndarray, teeth_rgb: np.ndarray) -> np.ndarray:
     return np.dstack([np.clip(rgb, 0, 255), alpha * 255]).round().astype(np.uint8)
 
 
+# A portrait whose face pixels spread less than this between their largest and smallest
+# channel (mean, 0..255 levels) is black and white: its mouth is drawn in grey too.
+MONOCHROME_SPREAD = 6.0
+
+
+def is_monochrome(image: np.ndarray, points: np.ndarray) -> bool:
+    """Whether the face in uint8 (H, W, 3) RGB ``image`` (landmarks ``points``) is grey."""
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillConvexPoly(mask, cv2.convexHull(np.round(points[:, :2]).astype(np.int32)), 1)
+    face = image[mask > 0].astype(np.int16)
+    if not len(face):
+        return False
+    return float((face.max(axis=-1) - face.min(axis=-1)).mean()) < MONOCHROME_SPREAD
+
+
+def to_grey(colors: np.ndarray) -> np.ndarray:
+    """RGB(A) texture (..., 4) uint8 or cavity colours (6,) float -> their luma in every
+    channel (alpha kept), for a black-and-white portrait."""
+    if colors.ndim == 1:  # the cavity: two RGB triples
+        rgb = colors.reshape(-1, 3)
+        return np.repeat(rgb @ LUMA, 3).astype(colors.dtype)
+    out = colors.copy()
+    luma = colors[..., :3].astype(np.float64) @ LUMA
+    out[..., :3] = np.clip(np.round(luma), 0, 255)[..., None].astype(colors.dtype)
+    return out
+
+
 def cavity_colors(lip_rgb: np.ndarray) -> np.ndarray:
     """float32 (6,): RGB of the deep cavity, RGB of the cavity next to the lips (0..255)."""
     deep = 0.16 * lip_rgb + np.array([4.0, 1.0, 1.0])
@@ -284,3 +311,21 @@ def portrait_teeth(
     out[..., :3] = sampled * alpha + out[..., :3] * (1 - alpha)
     out[..., 3] = np.maximum(out[..., 3], a)
     return out.round().astype(np.uint8), True
+
+
+def mouth_textures(frame: np.ndarray, points: np.ndarray) -> tuple[dict[str, np.ndarray], bool]:
+    """The pack's mouth interior for an aligned portrait ``frame`` (uint8 (S, S, 3) RGB,
+    landmarks ``points``): ``teeth_upper`` and ``teeth_lower`` (uint8 RGBA textures) and
+    ``cavity`` (:func:`cavity_colors`), all grey for a black-and-white portrait; and
+    whether the portrait's own upper teeth were used."""
+    lip_rgb, luma = lip_and_skin_colors(frame, points)
+    teeth_rgb = teeth_color(frame, points, luma)
+    upper, own = portrait_teeth(frame, points, synth_upper_teeth(teeth_rgb), luma)
+    out = {
+        "teeth_upper": upper,
+        "teeth_lower": synth_lower(lip_rgb, teeth_rgb),
+        "cavity": cavity_colors(lip_rgb),
+    }
+    if is_monochrome(frame, points):  # no pink tongue in a black-and-white photo
+        out = {k: to_grey(v) for k, v in out.items()}
+    return out, own
