@@ -22,6 +22,21 @@ def test_preview_writes_sheet_and_sweep(tmp_path, capsys):
         frames = sum(1 for _ in video.decode(stream))
     assert frames > 300
     assert not list(tmp_path.glob("*.part*"))
+    assert "sweep video:" not in capsys.readouterr().err  # not a terminal: no progress
+
+
+def test_comparison_notes_wrap_inside_their_column():
+    from headcast.models.render.preview import NOTE_SCALE, NOTE_W, _wrap
+
+    note = (
+        "refused: the head is tilted 51 degrees up (at most 35); use a photo where the face "
+        "looks towards the camera; weakened: jawOpen x0.8, mouthSmileLeft x0.8"
+    )
+    lines = _wrap(note, NOTE_W - 12, NOTE_SCALE)
+    assert " ".join(lines) == note
+    for line in lines:
+        (w, _), _ = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, NOTE_SCALE, 1)
+        assert w <= NOTE_W - 12, line
 
 
 def test_preview_bad_avatar_is_a_clean_error(tmp_path, capsys):

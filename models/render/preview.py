@@ -169,15 +169,25 @@ def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float = 0.5) 
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
 
 
-def _wrap(text: str, width: int) -> list[str]:
+def _wrap(text: str, width_px: int, scale: float) -> list[str]:
+    """Words of ``text`` in lines no wider than ``width_px`` as :func:`_text` draws them."""
+
+    def fits(line: str) -> bool:
+        (w, _), _ = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        return w <= width_px
+
     lines, line = [], ""
     for word in text.split():
-        if line and len(line) + 1 + len(word) > width:
+        if line and not fits(f"{line} {word}"):
             lines.append(line)
             line = word
         else:
             line = f"{line} {word}".strip()
     return lines + ([line] if line else [])
+
+
+NOTE_SCALE = 0.4
+NOTE_LINES = 7
 
 
 def comparison_row(name: str, renderer: Renderer | None, note: str) -> np.ndarray:
@@ -190,8 +200,11 @@ def comparison_row(name: str, renderer: Renderer | None, note: str) -> np.ndarra
 
     label = np.full((THUMB, NOTE_W, 3), 255, np.uint8)
     _text(label, name[:32], (6, 20), 0.5)
-    for i, line in enumerate(_wrap(note, 38)[:7]):
-        _text(label, line, (6, 42 + 17 * i), 0.4)
+    lines = _wrap(note, NOTE_W - 12, NOTE_SCALE)
+    if len(lines) > NOTE_LINES:
+        lines = [*lines[: NOTE_LINES - 1], lines[NOTE_LINES - 1] + " ..."]
+    for i, line in enumerate(lines):
+        _text(label, line, (6, 42 + 17 * i), NOTE_SCALE)
     tiles = []
     for _, coeffs in COMPARE_STATES:
         if renderer is None:

@@ -87,15 +87,18 @@ def run(args: argparse.Namespace) -> int:
         if video.exists() and not video.is_file():
             raise UserError(f"{video}: exists and is not a file")
 
-        def progress(i: int, n: int) -> None:
-            if i % 25 == 0 or i == n:
+        tty = sys.stderr.isatty()
+
+        def progress(i: int, n: int) -> None:  # redrawn in place on a terminal only
+            if tty and (i % 25 == 0 or i == n):
                 print(f"\rsweep video: {i}/{n} frames", end="", file=sys.stderr, flush=True)
 
         try:
             write_sweep(renderer, video, progress)
         except (OSError, av.error.FFmpegError) as exc:
             raise UserError(f"could not write {video} ({exc})") from exc
-        print(file=sys.stderr)
+        if tty:
+            print(file=sys.stderr)
         print(f"sweep video: {video}")
     return 0
 
