@@ -1,8 +1,9 @@
 """Speech -> one full coefficient vector per video frame: the motion half of the pipeline.
 
 The same stages the live server runs per tick (``server/live/pipeline.py``), run over a whole
-clip at once: audio-to-motion (:func:`models.motion.infer`, which is the streaming path
-in blocks, so it equals a live stream of the same audio), the mouth channels put in
+clip at once: audio-to-motion (:func:`models.motion.infer_file`: the streaming path in
+blocks, so it equals a live stream of the same audio, plus the closure pass when the
+model is one for files), the mouth channels put in
 :data:`~models.channels.MOUTH_CHANNELS` order, then :class:`~models.mixer.MotionMixer`
 one frame at a time. As live, a frame without speech input gets ``mouth=None`` so the
 mouth relaxes closed; offline "no input" is audio quieter than :data:`SILENCE_DBFS`

@@ -102,7 +102,13 @@ def on_upload_file(data: bytes, suffix: str, fn: Callable[[Path], T]) -> T:
     with tempfile.NamedTemporaryFile(suffix=suffix) as f:
         f.write(data)
         f.flush()
-        try:
-            return fn(Path(f.name))
-        except AudioError as exc:
-            raise type(exc)(str(exc).replace(f.name, "the upload")) from exc
+        return on_stored_upload(Path(f.name), fn)
+
+
+def on_stored_upload(path: Path, fn: Callable[[Path], T]) -> T:
+    """``fn(path)`` on an upload the server stored at ``path``; an :class:`AudioError`
+    from it names "the upload", not the server's file."""
+    try:
+        return fn(path)
+    except AudioError as exc:
+        raise type(exc)(str(exc).replace(str(path), "the upload")) from exc

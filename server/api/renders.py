@@ -30,7 +30,7 @@ from headcast.models.audio.decode import probe_audio
 from headcast.models.offline import FULL, RenderContext, RenderError, RenderOptions, render_file
 from headcast.models.sizes import FRAME_SIZES
 from headcast.models.take import POSES, check_emotions
-from headcast.server.api.bodies import MEDIA_UPLOAD_TYPES, on_upload_file, read_upload
+from headcast.server.api.bodies import MEDIA_UPLOAD_TYPES, on_stored_upload, read_upload
 from headcast.server.api.openapi import openapi_body, query
 from headcast.server.live.avatar_dir import UnknownAvatar
 from headcast.server.state import get_state
@@ -142,18 +142,25 @@ class RenderJobs:
         with self._lock:
             return sum(j.status in ("queued", "running") for j in self._jobs.values())
 
-    def submit(
-        self, audio: bytes, suffix: str, avatar: str, source: Any, options: RenderOptions
-    ) -> RenderJob:
-        """Store the upload and queue its render; returns the job at once."""
-        job_id = secrets.token_urlsafe(9)
-        folder = self.root / job_id
+    def store(self, audio: bytes, suffix: str) -> Path:
+        """Write an upload into a new job folder -> its path (blocking file I/O: call it
+        off the event loop). :meth:`submit` queues it; :meth:`discard` drops it."""
+        folder = self.root / secrets.token_urlsafe(9)
         folder.mkdir()
         speech = folder / f"input{suffix}"
         speech.write_bytes(audio)
-        job = RenderJob(job_id, avatar, options, folder)
+        return speech
+
+    @staticmethod
+    def discard(speech: Path) -> None:
+        shutil.rmtree(speech.parent, ignore_errors=True)
+
+    def submit(self, speech: Path, avatar: str, source: Any, options: RenderOptions) -> RenderJob:
+        """Queue the render of a stored upload (:meth:`store`); returns the job at once."""
+        folder = speech.parent
+        job = RenderJob(folder.name, avatar, options, folder)
         with self._lock:
-            self._jobs[job_id] = job
+            self._jobs[job.id] = job
             ctx = self._contexts.get(avatar)
             if ctx is None:
                 ctx = RenderContext(source, motion_model=self.motion_model, provider=self.provider)
@@ -335,18 +342,20 @@ async def create_render(request: Request, response: Response) -> dict[str, Any]:
         raise HTTPException(503, "too many renders queued; try again later")
     suffix = Path(filename).suffix.lower()
     suffix = suffix if suffix.isascii() and suffix[1:].isalnum() and len(suffix) <= 6 else ".bin"
-    # refused now, not as a failed job later: no audio stream, unreadable, too long by its
-    # header or packets (nothing is decoded here; off the live sessions' workers)
+    # Stored once, off the event loop, then refused now rather than as a failed job later:
+    # no audio stream, unreadable, too long by its header or packets (nothing decoded here).
     max_s = state.settings.max_render_audio_s
+    speech = await asyncio.to_thread(jobs.store, audio, suffix)
     try:
         await asyncio.to_thread(
-            on_upload_file, audio, suffix, lambda p: probe_audio(p, max_seconds=max_s)
+            on_stored_upload, speech, lambda p: probe_audio(p, max_seconds=max_s)
         )
-    except AudioTooLong as exc:
-        raise HTTPException(413, f"{exc} (max_render_audio_s)") from exc
     except AudioError as exc:
+        jobs.discard(speech)
+        if isinstance(exc, AudioTooLong):
+            raise HTTPException(413, f"{exc} (max_render_audio_s)") from exc
         raise HTTPException(415, f"cannot decode audio: {exc}") from exc
-    job = jobs.submit(audio, suffix, avatar, source, options)
+    job = jobs.submit(speech, avatar, source, options)
     response.headers["Location"] = f"/v1/renders/{job.id}"
     return job.public(jobs.retention_s)
 
