@@ -83,12 +83,14 @@ def writable_file(path: Path, flag: str) -> None:
     probe file beside it: permission bits alone do not tell, e.g. for root or /proc)."""
     import tempfile
 
+    from headcast.models.paths import folder_problem
     from headcast.server.errors import UserError
 
     if path.exists() and not path.is_file():
         raise UserError(f"{flag} {path}: is a folder or device; give a file name")
-    if not path.parent.is_dir():
-        raise UserError(f"{flag} {path}: the folder {path.parent} does not exist")
+    problem = folder_problem(path)
+    if problem is not None:
+        raise UserError(f"{flag} {path}: {problem}")
     try:
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
             pass

@@ -271,7 +271,11 @@ def test_output_that_cannot_be_a_pack_folder_is_a_clear_error(tmp_path, astronau
     portrait.write_bytes(png_bytes(astronaut))
     blocker = tmp_path / "taken"
     blocker.write_text("x")
-    for out, why in ((blocker, "not a folder"), (blocker / "pack", "cannot write")):
+    for out, why in (
+        (blocker, "not a folder"),
+        (blocker / "pack", f"{blocker} is a file, not a folder"),
+        (blocker / "deeper" / "pack", f"{blocker} is a file, not a folder"),
+    ):
         assert main(["enroll", str(portrait), "-o", str(out), "--size", "256"]) == 2
         err = capsys.readouterr().err
         assert why in err and "Traceback" not in err

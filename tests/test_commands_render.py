@@ -112,6 +112,10 @@ def test_text_renders_spoken_by_a_built_in_voice(
         ([*base, "-o", str(folder / "x.mp4")], "nothing to say"),
         ([*base, "--text", "Hi.", "--out", str(folder / "o")], "one file"),
         (
+            [*base, "--text", "Hi.", "-o", str(script / "x.mp4")],
+            f"{script} is a file, not a folder",
+        ),
+        (
             [*base, str(folder / "clip.wav"), "--voice", "slt", "-o", str(folder / "x.mp4")],
             "--voice",
         ),

@@ -61,6 +61,14 @@ def test_bad_input_is_one_readable_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["motion", str(empty), "-o", str(tmp_path / "e.json")]) == 2
     assert "the audio is empty (zero samples)" in capsys.readouterr().err
     assert not (tmp_path / "e.json").exists()
+    # an output "folder" that is a file: the reason, not a traceback
+    wav = write_wav(tmp_path / "s.wav", 0.5)
+    for out in (junk / "m.json", junk / "deeper" / "m.json"):
+        assert main(["motion", str(wav), "-o", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.endswith(f"{junk} is a file, not a folder") and "\n" not in err, err
+    assert main(["motion", str(wav), "-o", str(tmp_path / "no" / "m.json")]) == 2
+    assert f"the folder {tmp_path / 'no'} does not exist" in capsys.readouterr().err
 
 
 def test_progress_bar_on_a_terminal_only(

@@ -24,6 +24,7 @@ import numpy as np
 
 from headcast.models.avatar.errors import AvatarError, EnrollError
 from headcast.models.channels import EXPRESSION_CHANNELS, MOUTH_CHANNELS
+from headcast.models.paths import file_in_the_way
 
 PACK_VERSION = 5  # 5: blinks drawn by the renderer's lid layer (no backward lid maps)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -105,6 +106,9 @@ class AvatarPack:
                 f"{out_dir}: a folder with other files in it; give a new or empty folder, "
                 "or an avatar pack to replace"
             )
+        blocker = file_in_the_way(out_dir.parent)
+        if blocker is not None:
+            raise EnrollError(f"{out_dir}: {blocker} is a file, not a folder")
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = _hidden_dir(out_dir, ".part")
         try:

@@ -11,6 +11,7 @@ from typing import Any
 import av
 
 from headcast.models.offline.options import RenderError
+from headcast.models.paths import folder_problem
 from headcast.models.take import Take
 
 
@@ -40,8 +41,9 @@ def check_output(output: Path, source: Path | None = None) -> str:
         )
     if source is not None and output.exists() and output.resolve() == source.resolve():
         raise RenderError(f"{output}: is the input file; give another output name")
-    if not output.parent.is_dir():
-        raise RenderError(f"{output}: the folder {output.parent} does not exist")
+    problem = folder_problem(output)
+    if problem is not None:
+        raise RenderError(f"{output}: {problem}")
     return fmt
 
 
@@ -61,8 +63,9 @@ def check_motion_out(path: Path) -> None:
     """RenderError unless ``path`` can take the motion JSON (a new or regular file)."""
     if path.exists() and not path.is_file():
         raise RenderError(f"{path}: is not a regular file; give a name such as motion.json")
-    if not path.parent.is_dir():
-        raise RenderError(f"{path}: the folder {path.parent} does not exist")
+    problem = folder_problem(path)
+    if problem is not None:
+        raise RenderError(f"{path}: {problem}")
 
 
 def write_motion_json(take: Take, path: Path) -> None:

@@ -10,6 +10,7 @@ values 0..1) or CSV with a time column.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import itertools
 import json
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from headcast.models.audio import SUPPORTED_FPS
+from headcast.models.paths import folder_problem
 from headcast.server.errors import UserError
 
 HELP = "audio file -> ARKit mouth coefficients per video frame (JSON or CSV)"
@@ -146,6 +148,9 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UserError(f"cannot write {target}: {exc.strerror}") from exc
         return 0
+    problem = folder_problem(target)
+    if problem is not None:
+        raise UserError(f"cannot write {target}: {problem}")
     tmp = target.with_name(target.name + ".part")
     try:
         with open(tmp, "w", encoding="utf-8", buffering=io.DEFAULT_BUFFER_SIZE * 16) as fh:
@@ -154,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UserError(f"cannot write {target}: {exc.strerror}") from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     print(f"{target}: {n} frames at {args.fps} fps", file=sys.stderr)
     return 0
