@@ -175,14 +175,16 @@ def test_jaw_opens_a_textured_interior(fast, pack512):
     assert patch.std(axis=(0, 1)).mean() > 12
 
 
-def _lip_line_luma(frame: np.ndarray, m: wm.MouthState, t: float, lower: bool) -> float:
-    """Mean luma along the middle of the mouth, ``t`` mouth widths inside one lip's edge."""
-    s = np.linspace(0.35, 0.65, 120)
-    bow = 4.0 * (s - 0.5) ** 2
+def _lip_line_luma(
+    frame: np.ndarray, m: wm.MouthState, t: float, lower: bool, across: tuple = (0.35, 0.65)
+) -> float:
+    """Mean luma along a stretch ``across`` the mouth (default: its middle), ``t`` mouth
+    widths inside one lip's edge."""
+    s = np.linspace(*across, 120)
     if lower:
-        down = m.opening / m.width - m.lower_curve * bow - t
+        down = wm.lower_line(s, m) - t
     else:
-        down = t + m.upper_curve * bow
+        down = t + m.upper_curve * 4.0 * (s - 0.5) ** 2
     x = m.origin[0] + ((s - 0.5) * m.u[0] + down * m.v[0]) * m.width
     y = m.origin[1] + ((s - 0.5) * m.u[1] + down * m.v[1]) * m.width
     rgb = wm.bilinear(np.moveaxis(frame.astype(np.float64), -1, 0), x, y)
@@ -198,6 +200,24 @@ def test_lower_teeth_show_at_a_mid_opening(fast, pack512):
     lower = _lip_line_luma(frame, m, 0.03, lower=True)
     upper = _lip_line_luma(frame, m, 0.04, lower=False)
     assert lower >= 0.88 * upper, f"lower teeth {lower:.0f}, upper {upper:.0f}"
+
+
+def test_lower_teeth_stand_on_the_lower_lip_beside_the_middle(fast, pack512):
+    """A relaxed smile saying "ah" squares the opening: the lower teeth follow the lower
+    lip's points, so no dark crescent opens between them and the lip beside the middle
+    (with a parabola through its middle and corners: luma 55-65 there, now ~173)."""
+    c = wm.prepare(
+        from_mapping(
+            {"jawOpen": 0.56, "mouthFunnel": 0.24, "mouthLowerDownLeft": 0.28,
+             "mouthLowerDownRight": 0.28, "mouthSmileLeft": -1.0, "mouthSmileRight": -1.0}
+        )
+    )  # fmt: skip
+    m = wm.mouth_state(pack512.arrays, c, pack512.size)
+    frame = fast.render(c)
+    upper = _lip_line_luma(frame, m, 0.04, lower=False)
+    for side in ((0.22, 0.3), (0.7, 0.78)):
+        lower = _lip_line_luma(frame, m, 0.02, lower=True, across=side)
+        assert lower >= 0.6 * upper, f"beside the middle {side}: {lower:.0f}, upper {upper:.0f}"
 
 
 @pytest.mark.parametrize(

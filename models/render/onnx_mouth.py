@@ -40,7 +40,8 @@ class Mouth(NamedTuple):
     opening: str
     alpha: str
     upper_curve: float
-    lower_curve: str
+    lower_s: str  # (B, L, 1, 1)
+    lower_down: str  # (B, L, 1, 1)
 
 
 def lip_ring(g: G.Graph, pack: AvatarPack, c: str, w: Weights) -> XY:
@@ -83,12 +84,33 @@ def mouth_state(g: G.Graph, a: dict[str, np.ndarray], ring: XY) -> Mouth:
     opening = g.add(g.mul(g.sub(lx, ox), vx), g.mul(g.sub(ly, oy), vy))
     rest_gap, upper_curve = (float(x) for x in a["mouth_shape"])
     alpha = g.clip(g.div(g.sub(opening, g.scalar(rest_gap)), g.scalar(wm.OPEN_RAMP_PX)), 0.0, 1.0)
-    half = g.scalar(0.5)
-    mx, my = g.mul(g.add(clx, crx), half), g.mul(g.add(cly, cry), half)
-    lower_curve = g.div(g.add(g.mul(g.sub(lx, mx), vx), g.mul(g.sub(ly, my), vy)), width)
-    return Mouth(
-        ring, (ox, oy), (ux, uy), (vx, vy), width, opening, alpha, upper_curve, lower_curve
+    chain = g.const(np.array(wm.LOWER_CHAIN, np.int64))
+    dx, dy = (
+        g.sub(g.op("Gather", rx, chain, axis=1), ox),
+        g.sub(g.op("Gather", ry, chain, axis=1), oy),
     )
+    lower_s = g.add(g.div(g.add(g.mul(dx, ux), g.mul(dy, uy)), width), g.scalar(0.5))
+    lower_down = g.div(g.add(g.mul(dx, vx), g.mul(dy, vy)), width)
+    return Mouth(
+        ring, (ox, oy), (ux, uy), (vx, vy), width, opening, alpha, upper_curve, lower_s,
+        lower_down,
+    )  # fmt: skip
+
+
+def lower_line(g: G.Graph, s: str, m: Mouth) -> str:
+    """``warp_math.lower_line``: (B, 1, S, S) from s (B, 1, S, S)."""
+    n = len(wm.LOWER_CHAIN)
+    head, tail = g.const(np.arange(n - 1, dtype=np.int64)), g.const(np.arange(1, n, dtype=np.int64))
+
+    def part(x: str, idx: str) -> str:
+        return g.op("Gather", x, idx, axis=1)
+
+    start = part(m.lower_s, head)
+    step = g.op("Max", g.sub(part(m.lower_s, tail), start), g.scalar(wm.MIN_STEP))
+    rise = g.sub(part(m.lower_down, tail), part(m.lower_down, head))
+    ramps = g.clip(g.div(g.sub(s, start), step), 0.0, 1.0)  # (B, L - 1, S, S)
+    total = g.op("ReduceSum", g.mul(ramps, rise), g.const(np.array([1], np.int64)), keepdims=1)
+    return g.add(part(m.lower_down, g.const(np.array([0], np.int64))), total)
 
 
 def texture_coords(g: G.Graph, pix: XY, m: Mouth) -> tuple[str, str, str]:
@@ -101,7 +123,7 @@ def texture_coords(g: G.Graph, pix: XY, m: Mouth) -> tuple[str, str, str]:
     sm = g.sub(s, half)
     bow = g.mul(g.scalar(4.0), g.mul(sm, sm))
     t_up = g.sub(down, g.mul(g.scalar(m.upper_curve), bow))
-    t_lo = g.sub(g.sub(g.div(m.opening, m.width), g.mul(m.lower_curve, bow)), down)
+    t_lo = g.sub(lower_line(g, s, m), down)
     return s, t_up, t_lo
 
 

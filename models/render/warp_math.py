@@ -18,7 +18,8 @@ follow these steps and are tested to agree:
    (``eyelid.py``) by the same map: blinks draw the lids over the eye openings;
 5. mouth interior: inside the polygon of the displaced inner-lip ring, a shaded
    cavity with upper teeth (attached to the upper lip) and tongue / lower teeth
-   (attached to the lower lip), faded in as the mouth opens beyond its rest gap;
+   (standing on the lower lip, following its points), faded in as the mouth opens
+   beyond its rest gap;
 6. lip seam: where lips sealed over a portrait's own rest opening meet, a thin
    lip-coloured line along the ring (``seam``).
 
@@ -65,6 +66,11 @@ I_UP = L.LIPS_INNER.index(L.UPPER_INNER_MID)
 I_LO = L.LIPS_INNER.index(L.LOWER_INNER_MID)
 I_CR = L.LIPS_INNER.index(L.INNER_CORNER_R)
 I_CL = L.LIPS_INNER.index(L.INNER_CORNER_L)
+# The lower inner lip from the right corner to the left one (ring indices): the lower
+# teeth and tongue stand on it. (A parabola through its middle and corners left a dark
+# crescent between the teeth and the lip where the ring is squarer, e.g. a relaxed smile.)
+LOWER_CHAIN = (I_CR, *range(len(L.LIPS_INNER) - 1, I_CL - 1, -1))
+MIN_STEP = 1e-4  # mouth widths: a lower-lip segment at least this wide across
 
 
 def prepare(coeffs: np.ndarray) -> np.ndarray:
@@ -243,7 +249,8 @@ class MouthState:
     opening: float  # inner gap at the middle, px (along v)
     alpha: float  # 0..1 interior fade-in
     upper_curve: float  # upper-lip rise at the corners, mouth widths
-    lower_curve: float  # lower-lip sag at the middle relative to corners, mouth widths
+    lower_s: np.ndarray  # float64 (L,) the lower lip's points across (s), right corner first
+    lower_down: np.ndarray  # float64 (L,) their distance below the origin, mouth widths
 
 
 def mouth_state(arrays: dict[str, np.ndarray], c: np.ndarray, size: int) -> MouthState:
@@ -256,9 +263,22 @@ def mouth_state(arrays: dict[str, np.ndarray], c: np.ndarray, size: int) -> Mout
     opening = float((ring[I_LO] - origin) @ v)
     rest_gap, upper_curve = (float(x) for x in arrays["mouth_shape"])
     alpha = float(np.clip((opening - rest_gap) / OPEN_RAMP_PX, 0.0, 1.0))
-    corners_mid = 0.5 * (ring[I_CL] + ring[I_CR])
-    lower_curve = float((ring[I_LO] - corners_mid) @ v) / width
-    return MouthState(ring, origin, u, v, width, opening, alpha, upper_curve, lower_curve)
+    lower = ring[list(LOWER_CHAIN)] - origin
+    lower_s, lower_down = lower @ u / width + 0.5, lower @ v / width
+    return MouthState(ring, origin, u, v, width, opening, alpha, upper_curve, lower_s, lower_down)
+
+
+def lower_line(s: np.ndarray, m: MouthState) -> np.ndarray:
+    """The lower inner lip's distance below the origin (mouth widths) at ``s``: linear
+    between its points, flat beyond the corners; a sum of ramps, one per segment (a
+    segment running backwards, narrower than MIN_STEP, is a step)."""
+    ds = np.maximum(np.diff(m.lower_s), MIN_STEP).astype(s.dtype)
+    rise = np.diff(m.lower_down).astype(s.dtype)
+    start = m.lower_s[:-1].astype(s.dtype)
+    out = np.full(s.shape, m.lower_down[0], s.dtype)
+    for a, w, h in zip(start, ds, rise, strict=True):
+        out += h * np.clip((s - a) / w, 0.0, 1.0)
+    return out
 
 
 def polygon_sdf(px: np.ndarray, py: np.ndarray, ring: np.ndarray) -> np.ndarray:
@@ -295,9 +315,7 @@ def texture_coords(
     down = (rx * m.v[0] + ry * m.v[1]) / m.width
     bow = 4.0 * (s - 0.5) ** 2
     t_up = down - m.upper_curve * bow
-    gap_mid = m.opening / m.width
-    lower_line = gap_mid - m.lower_curve * bow
-    t_lo = lower_line - down
+    t_lo = lower_line(s, m) - down
     return s, t_up, t_lo
 
 
