@@ -299,8 +299,8 @@ def test_eval_of_the_model_for_files_says_whether_the_closure_pass_ran(
         assert main([*args, *flag, "--json", str(out)]) == 0
         runs[bool(flag)] = json.loads(out.read_text())
     text = capsys.readouterr().out
-    assert "closure pass (phone recogniser): on" in text
-    assert "closure pass (phone recogniser): off" in text
+    assert "closure pass: on (deep dips closed; phone recogniser on)" in text
+    assert "closure pass: off" in text
     for condition in ("english words clean", "english words augmented"):
         on, off = (runs[k][condition]["mean"]["model"] for k in (False, True))
         assert on["closure"] >= off["closure"] - 0.05 and abs(on["r"] - off["r"]) < 0.02

@@ -136,7 +136,27 @@ def test_only_dips_are_closed() -> None:
     np.testing.assert_array_equal(coeffs[rest], before[rest])
 
 
-def test_live_model_and_missing_recogniser_pass_frames_through(
+def test_deep_dips_between_openings_are_closed() -> None:
+    """The network's own dip between openings, deep enough, is closed at its lowest frame;
+    a shallow dip, a dip that only rises on one side and a mouth already shut are left."""
+    coeffs = np.zeros((60, len(MOUTH_CHANNELS)), np.float32)
+    coeffs[:, JAW] = 0.6
+    coeffs[10:13, JAW] = [0.35, 0.2, 0.3]  # deep dip between openings (0.2 <= 0.4 * 0.6)
+    coeffs[20:23, JAW] = [0.45, 0.3, 0.45]  # shallow: 0.3 > 0.24
+    coeffs[30:40, JAW] = 0.0  # a pause...
+    coeffs[40, JAW] = 0.1  # ...then a dip that rises on one side only
+    coeffs[41:43, JAW] = [0.02, 0.05]
+    before = coeffs.copy()
+    made = closures.close_dips(coeffs, fps=25)
+    assert made == 1
+    assert coeffs[11, JAW] == 0.0 and np.all(coeffs[11, PRESS] == closures.CLOSURE_PRESS)
+    rest = np.ones(60, bool)
+    rest[11] = False
+    np.testing.assert_array_equal(coeffs[rest], before[rest])
+    assert closures.close_dips(coeffs[:2].copy(), fps=25) == 0
+
+
+def test_live_model_passes_frames_through_and_no_recogniser_closes_dips_only(
     files_model: MotionModel,
     speech: tuple[np.ndarray, list],
     monkeypatch: pytest.MonkeyPatch,
@@ -155,7 +175,10 @@ def test_live_model_and_missing_recogniser_pass_frames_through(
     try:
         with caplog.at_level(logging.WARNING, logger="headcast.models.motion.closures"):
             out = infer_file(files_model, pcm)
-        np.testing.assert_array_equal(out.coeffs, infer(files_model, pcm).coeffs)
+        # only the network's own dips are closed (4 s: one block)
+        expected = infer(files_model, pcm).coeffs.copy()
+        closures.close_dips(expected, files_model.fps)
+        np.testing.assert_array_equal(out.coeffs, expected)
         assert "no phone recogniser" in caplog.text
     finally:
         closures._recogniser.cache_clear()

@@ -9,14 +9,18 @@ closed — opening channels to 0, ``mouthPress`` up to :data:`CLOSURE_PRESS` —
 where the network already dips there (``jawOpen`` at most :data:`DIP` times the block's
 90th-percentile opening, taken as at least :data:`MIN_P90`). The recogniser alone
 hallucinates bilabials in vowels; the network alone smears short closures; the pair
-closes the ones both hear. The parameters were chosen on the validation split of the
-training voices (docs/motion.md).
+closes the ones both hear. Then a dip the network makes on its own between two
+openings (``jawOpen`` at a local minimum at most :data:`SHUT_BELOW` times that opening,
+rising to at least :data:`RISE` times it within :data:`RISE_S` on both sides) is closed
+the same way: the lips meet where the network hesitates between a closure and a narrow
+vowel, whichever recogniser is installed. The parameters were chosen on the validation
+split of the training voices (docs/motion.md).
 
 The live path never runs this: a phone's identity is known only after it ends.
 :class:`ClosurePass` streams (files of any length, bounded memory) and
 :func:`close_bilabials` runs it over a whole file; both cut the same blocks, so a
-streamed file and a whole one give the same frames. Without pocketsphinx installed the
-frames pass through unchanged and a warning says so once.
+streamed file and a whole one give the same frames. Without pocketsphinx installed only
+the network's own dips are closed and a warning says so once.
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ OPENING_CHANNELS: tuple[str, ...] = (
 )
 PRESS_CHANNELS: tuple[str, ...] = ("mouthPressLeft", "mouthPressRight")
 CLOSURE_PRESS = 0.35  # mouthPress value a confident closure produces
+SHUT_BELOW = 0.4  # a dip this deep (of the block's opening) between openings is closed
+RISE = 0.4  # ... when the mouth opens at least this much (of that opening) ...
+RISE_S = 0.2  # ... within this long before and after it
 
 _JAW = MOUTH_CHANNELS.index("jawOpen")
 _OPENING = [MOUTH_CHANNELS.index(n) for n in OPENING_CHANNELS]
@@ -135,10 +142,33 @@ def close_spans(
         k = a + int(np.argmin(jaw[a:z]))
         if jaw[k] > limit:
             continue
-        coeffs[k, _OPENING] = 0.0
-        coeffs[k, _PRESS] = np.maximum(coeffs[k, _PRESS], CLOSURE_PRESS)
+        _shut(coeffs, k)
         made += 1
     return made
+
+
+def close_dips(coeffs: np.ndarray, fps: int) -> int:
+    """Close the lips in ``coeffs`` (float32 (N, 16), one block) at the network's own
+    deep dips between openings (see the module's docstring), in place -> closures made."""
+    jaw = coeffs[:, _JAW].copy()  # decisions on the frames as they came
+    n = len(jaw)
+    if n < 3:
+        return 0
+    ref = max(float(np.percentile(jaw, 90)), MIN_P90)
+    w = max(1, round(RISE_S * fps))
+    inner = jaw[1:-1]
+    low = (inner > 1e-4) & (inner <= SHUT_BELOW * ref) & (inner <= jaw[:-2]) & (inner <= jaw[2:])
+    made = 0
+    for k in np.flatnonzero(low) + 1:
+        if min(jaw[max(0, k - w) : k].max(), jaw[k + 1 : k + 1 + w].max()) >= RISE * ref:
+            _shut(coeffs, int(k))
+            made += 1
+    return made
+
+
+def _shut(coeffs: np.ndarray, k: int) -> None:
+    coeffs[k, _OPENING] = 0.0
+    coeffs[k, _PRESS] = np.maximum(coeffs[k, _PRESS], CLOSURE_PRESS)
 
 
 class ClosurePass:
@@ -210,9 +240,10 @@ class ClosurePass:
             self._frames = [rest] if len(rest) else []
         else:
             self._frames = []
-        if spans and len(frames):
+        if len(frames):
             coeffs = frames.coeffs.copy()
             self.closures += close_spans(coeffs, spans, self.fps, int(frames.index[0]))
+            self.closures += close_dips(coeffs, self.fps)
             frames = MotionFrames(frames.index, coeffs, frames.speech)
         return frames
 

@@ -99,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _files_with_closure_pass(model: MotionModel, audio: np.ndarray) -> float | None:
-    """Seconds a file takes with the phone recogniser's closure pass
-    (models/motion/closures.py); None when pocketsphinx is not installed."""
+    """Seconds a file takes with its closure pass (the phone recogniser and the deep
+    dips, models/motion/closures.py); None when pocketsphinx is not installed."""
     from headcast.models.motion.closures import available, infer_file
 
     if not available():

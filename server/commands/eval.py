@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--no-closure-pass", action="store_true",
-        help="a model for files without the phone recogniser's closures (models/motion/closures.py)",
+        help="a model for files without its closure pass (the phone recogniser's closures and "
+        "the network's deep dips closed, models/motion/closures.py)",
     )  # fmt: skip
     parser.add_argument("--utts-per-voice", type=positive_int, default=12)
     parser.add_argument("--seed", type=int, default=1234)
@@ -101,8 +102,11 @@ def run(args: argparse.Namespace) -> int:
         return _breakdown(model, args)
     closures = False if args.no_closure_pass else None
     if not model.causal:
-        on = not args.no_closure_pass and closure_pass_available()
-        print(f"closure pass (phone recogniser): {'on' if on else 'off'}")
+        if args.no_closure_pass:
+            print("closure pass: off")
+        else:
+            rec = "on" if closure_pass_available() else "off (pocketsphinx is not installed)"
+            print(f"closure pass: on (deep dips closed; phone recogniser {rec})")
     conditions = CHOICES[args.condition]
     reports = {}
     summary = []

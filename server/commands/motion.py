@@ -1,8 +1,8 @@
 """``headcast motion SPEECH -o motion.json``: ARKit mouth coefficients from speech.
 
 Streams the file through the same :class:`~models.motion.stream.MotionStreamer` the live
-server uses, in bounded memory (a model for files then through the phone recogniser's
-closure pass, :mod:`models.motion.closures`, as a render does), and writes
+server uses, in bounded memory (a model for files then through its closure pass,
+:mod:`models.motion.closures`, as a render does), and writes
 ``{"fps": 25, "names": [...], "frames": [[...], ...]}`` (frame ``i`` is at ``i / fps`` s,
 values 0..1) or CSV with a time column.
 """
@@ -78,7 +78,7 @@ def _rows(args: argparse.Namespace) -> tuple[tuple[str, ...], Iterator[list[floa
 
     def gen() -> Iterator[list[float]]:
         streamer = MotionStreamer(model)
-        # A model for files also gets the phone recogniser's closures, as a render does.
+        # A model for files also gets the closure pass, as a render does.
         closer = None if model.causal else ClosurePass(model.fps)
 
         def step(pcm: np.ndarray, frames: MotionFrames) -> MotionFrames:
