@@ -262,3 +262,36 @@ def test_the_jaw_leaves_a_collar_below_the_chin_alone(packs, name):
     moved = np.flatnonzero(np.abs(jaw - rest).max(axis=(1, 2)) > 2)
     reach = (moved.max() - float(lm[L.CHIN, 1])) / face_h
     assert reach <= 0.2, f"{name}: the jaw moves pixels {reach:.2f} face heights below the chin"
+
+
+def test_upper_teeth_hang_from_a_tilted_upper_lip(packs):
+    """A tilted, closed mouth (faceapi_sample1_00) speaking with a relaxed smile: the
+    upper teeth follow the upper lip's points, so beside the middle they are about as
+    light as in the middle (hung from a parabola through the lip's middle and corners,
+    they stopped short there: luma 73 against 149 in the middle; now about 131)."""
+    from headcast.models.render import warp_math as wm
+
+    pack = packs["faceapi_sample1_00"]
+    c = wm.prepare(
+        from_mapping(
+            {"jawOpen": 0.39, "mouthFunnel": 0.14, "mouthPucker": 0.14,
+             "mouthStretchLeft": 0.18, "mouthStretchRight": 0.18,
+             "mouthLowerDownLeft": 0.25, "mouthLowerDownRight": 0.25,
+             "mouthUpperUpLeft": 0.1, "mouthUpperUpRight": 0.1,
+             "mouthSmileLeft": -1.0, "mouthSmileRight": -1.0}
+        )
+    )  # fmt: skip
+    m = wm.mouth_state(pack.arrays, c, pack.size)
+    frame = WarpRenderer(pack).render(c).astype(np.float64)
+
+    def luma(lo: float, hi: float, t: float) -> float:
+        s = np.linspace(lo, hi, 60)
+        down = wm.lip_line(s, m.upper) + t
+        x = m.origin[0] + ((s - 0.5) * m.u[0] + down * m.v[0]) * m.width
+        y = m.origin[1] + ((s - 0.5) * m.u[1] + down * m.v[1]) * m.width
+        rgb = wm.bilinear(np.moveaxis(frame, -1, 0), x, y)
+        return float((rgb.T @ [0.299, 0.587, 0.114]).mean())
+
+    middle = luma(0.4, 0.6, 0.04)
+    for lo, hi in ((0.22, 0.3), (0.7, 0.78)):
+        assert luma(lo, hi, 0.02) >= 0.7 * middle, (lo, hi, middle)

@@ -181,10 +181,7 @@ def _lip_line_luma(
     """Mean luma along a stretch ``across`` the mouth (default: its middle), ``t`` mouth
     widths inside one lip's edge."""
     s = np.linspace(*across, 120)
-    if lower:
-        down = wm.lower_line(s, m) - t
-    else:
-        down = t + m.upper_curve * 4.0 * (s - 0.5) ** 2
+    down = wm.lip_line(s, m.lower) - t if lower else wm.lip_line(s, m.upper) + t
     x = m.origin[0] + ((s - 0.5) * m.u[0] + down * m.v[0]) * m.width
     y = m.origin[1] + ((s - 0.5) * m.u[1] + down * m.v[1]) * m.width
     rgb = wm.bilinear(np.moveaxis(frame.astype(np.float64), -1, 0), x, y)
@@ -356,3 +353,17 @@ def test_out_of_range_and_nan_coefficients_are_clamped(fast):
     )
     with pytest.raises(ValueError):
         fast.render(np.zeros(3, np.float32))
+
+
+def test_lip_line_is_linear_between_points_and_flat_beyond():
+    across = np.array([0.0, 0.25, 0.5, 1.0])
+    down = np.array([0.0, 0.2, 0.3, 0.0])
+    s = np.array([-0.5, 0.0, 0.125, 0.25, 0.375, 0.75, 1.0, 1.5], np.float32)
+    want = [0.0, 0.0, 0.1, 0.2, 0.25, 0.15, 0.0, 0.0]
+    np.testing.assert_allclose(wm.lip_line(s, (across, down)), want, atol=1e-6)
+    # Crossed landmarks (a segment running backwards): the sum of ramps the ONNX graph
+    # computes, the backward segment a step at its start (0.5 + 0.2 past s = 0.5).
+    crossed = (np.array([0.0, 0.5, 0.4, 1.0]), np.array([0.0, 0.2, 0.4, 0.0]))
+    got = wm.lip_line(np.array([0.25, 0.45, 0.5, 0.51, 0.75], np.float32), crossed)
+    ramp = [0.1, 0.18 - 0.4 / 12, 0.2 - 0.4 / 6, 0.4 - 0.4 * 0.11 / 0.6, 0.4 - 0.4 * 0.35 / 0.6]
+    np.testing.assert_allclose(got, ramp, atol=1e-6)

@@ -39,9 +39,8 @@ class Mouth(NamedTuple):
     width: str
     opening: str
     alpha: str
-    upper_curve: float
-    lower_s: str  # (B, L, 1, 1)
-    lower_down: str  # (B, L, 1, 1)
+    upper: XY  # the upper lip's points: s across, down, each (B, L, 1, 1)
+    lower: XY  # the lower lip's
 
 
 def lip_ring(g: G.Graph, pack: AvatarPack, c: str, w: Weights) -> XY:
@@ -82,35 +81,35 @@ def mouth_state(g: G.Graph, a: dict[str, np.ndarray], ring: XY) -> Mouth:
     ux, uy = g.div(ax, width), g.div(ay, width)
     vx, vy = g.mul(uy, g.scalar(-1.0)), ux
     opening = g.add(g.mul(g.sub(lx, ox), vx), g.mul(g.sub(ly, oy), vy))
-    rest_gap, upper_curve = (float(x) for x in a["mouth_shape"])
+    rest_gap = float(a["mouth_shape"][0])
     alpha = g.clip(g.div(g.sub(opening, g.scalar(rest_gap)), g.scalar(wm.OPEN_RAMP_PX)), 0.0, 1.0)
-    chain = g.const(np.array(wm.LOWER_CHAIN, np.int64))
-    dx, dy = (
-        g.sub(g.op("Gather", rx, chain, axis=1), ox),
-        g.sub(g.op("Gather", ry, chain, axis=1), oy),
-    )
-    lower_s = g.add(g.div(g.add(g.mul(dx, ux), g.mul(dy, uy)), width), g.scalar(0.5))
-    lower_down = g.div(g.add(g.mul(dx, vx), g.mul(dy, vy)), width)
+
+    def chain(idx: tuple[int, ...]) -> XY:
+        at = g.const(np.array(idx, np.int64))
+        dx = g.sub(g.op("Gather", rx, at, axis=1), ox)
+        dy = g.sub(g.op("Gather", ry, at, axis=1), oy)
+        across = g.add(g.div(g.add(g.mul(dx, ux), g.mul(dy, uy)), width), g.scalar(0.5))
+        return across, g.div(g.add(g.mul(dx, vx), g.mul(dy, vy)), width)
+
     return Mouth(
-        ring, (ox, oy), (ux, uy), (vx, vy), width, opening, alpha, upper_curve, lower_s,
-        lower_down,
+        ring, (ox, oy), (ux, uy), (vx, vy), width, opening, alpha, chain(wm.UPPER_CHAIN),
+        chain(wm.LOWER_CHAIN),
     )  # fmt: skip
 
 
-def lower_line(g: G.Graph, s: str, m: Mouth) -> str:
-    """``warp_math.lower_line``: (B, 1, S, S) from s (B, 1, S, S)."""
-    n = len(wm.LOWER_CHAIN)
-    head, tail = g.const(np.arange(n - 1, dtype=np.int64)), g.const(np.arange(1, n, dtype=np.int64))
+def lip_line(g: G.Graph, s: str, lip: XY, n: int) -> str:
+    """``warp_math.lip_line``: (B, 1, S, S) from s (B, 1, S, S) and a lip's ``n`` points."""
+    across, down = lip
 
-    def part(x: str, idx: str) -> str:
-        return g.op("Gather", x, idx, axis=1)
+    def part(x: str, first: int, stop: int) -> str:
+        return g.op("Slice", x, g.const([first]), g.const([stop]), g.const([1]))
 
-    start = part(m.lower_s, head)
-    step = g.op("Max", g.sub(part(m.lower_s, tail), start), g.scalar(wm.MIN_STEP))
-    rise = g.sub(part(m.lower_down, tail), part(m.lower_down, head))
-    ramps = g.clip(g.div(g.sub(s, start), step), 0.0, 1.0)  # (B, L - 1, S, S)
+    start = part(across, 0, n - 1)
+    step = g.op("Max", g.sub(part(across, 1, n), start), g.scalar(wm.MIN_STEP))
+    rise = g.sub(part(down, 1, n), part(down, 0, n - 1))
+    ramps = g.clip(g.div(g.sub(s, start), step), 0.0, 1.0)  # (B, n - 1, S, S)
     total = g.op("ReduceSum", g.mul(ramps, rise), g.const(np.array([1], np.int64)), keepdims=1)
-    return g.add(part(m.lower_down, g.const(np.array([0], np.int64))), total)
+    return g.add(part(down, 0, 1), total)
 
 
 def texture_coords(g: G.Graph, pix: XY, m: Mouth) -> tuple[str, str, str]:
@@ -120,10 +119,8 @@ def texture_coords(g: G.Graph, pix: XY, m: Mouth) -> tuple[str, str, str]:
     half = g.scalar(0.5)
     s = g.add(g.div(g.add(g.mul(dx, ux), g.mul(dy, uy)), m.width), half)
     down = g.div(g.add(g.mul(dx, vx), g.mul(dy, vy)), m.width)
-    sm = g.sub(s, half)
-    bow = g.mul(g.scalar(4.0), g.mul(sm, sm))
-    t_up = g.sub(down, g.mul(g.scalar(m.upper_curve), bow))
-    t_lo = g.sub(lower_line(g, s, m), down)
+    t_up = g.sub(down, lip_line(g, s, m.upper, len(wm.UPPER_CHAIN)))
+    t_lo = g.sub(lip_line(g, s, m.lower, len(wm.LOWER_CHAIN)), down)
     return s, t_up, t_lo
 
 

@@ -17,9 +17,9 @@ follow these steps and are tested to agree:
 4. warp the portrait by that map (bilinear, border replicate), and its lid layer
    (``eyelid.py``) by the same map: blinks draw the lids over the eye openings;
 5. mouth interior: inside the polygon of the displaced inner-lip ring, a shaded
-   cavity with upper teeth (attached to the upper lip) and tongue / lower teeth
-   (standing on the lower lip, following its points), faded in as the mouth opens
-   beyond its rest gap;
+   cavity with upper teeth (hanging from the upper lip) and tongue / lower teeth
+   (standing on the lower lip), each following its lip's points, faded in as the
+   mouth opens beyond its rest gap;
 6. lip seam: where lips sealed over a portrait's own rest opening meet, a thin
    lip-coloured line along the ring (``seam``).
 
@@ -66,11 +66,11 @@ I_UP = L.LIPS_INNER.index(L.UPPER_INNER_MID)
 I_LO = L.LIPS_INNER.index(L.LOWER_INNER_MID)
 I_CR = L.LIPS_INNER.index(L.INNER_CORNER_R)
 I_CL = L.LIPS_INNER.index(L.INNER_CORNER_L)
-# The lower inner lip from the right corner to the left one (ring indices): the lower
-# teeth and tongue stand on it. (A parabola through its middle and corners left a dark
-# crescent between the teeth and the lip where the ring is squarer, e.g. a relaxed smile.)
+# The inner lips, right corner to left (ring indices): the upper teeth hang from one, the
+# lower teeth and tongue stand on the other (parabolas left dark crescents, docs/avatars.md).
+UPPER_CHAIN = tuple(range(I_CR, I_CL + 1))
 LOWER_CHAIN = (I_CR, *range(len(L.LIPS_INNER) - 1, I_CL - 1, -1))
-MIN_STEP = 1e-4  # mouth widths: a lower-lip segment at least this wide across
+MIN_STEP = 1e-4  # mouth widths: a lip segment at least this wide across
 
 
 def prepare(coeffs: np.ndarray) -> np.ndarray:
@@ -248,9 +248,8 @@ class MouthState:
     width: float  # inner-corner distance, px
     opening: float  # inner gap at the middle, px (along v)
     alpha: float  # 0..1 interior fade-in
-    upper_curve: float  # upper-lip rise at the corners, mouth widths
-    lower_s: np.ndarray  # float64 (L,) the lower lip's points across (s), right corner first
-    lower_down: np.ndarray  # float64 (L,) their distance below the origin, mouth widths
+    upper: tuple[np.ndarray, np.ndarray]  # the upper lip's points: float64 (L,) s across
+    lower: tuple[np.ndarray, np.ndarray]  # (right corner first), (L,) down; mouth widths
 
 
 def mouth_state(arrays: dict[str, np.ndarray], c: np.ndarray, size: int) -> MouthState:
@@ -261,22 +260,29 @@ def mouth_state(arrays: dict[str, np.ndarray], c: np.ndarray, size: int) -> Mout
     v = np.array([-u[1], u[0]])
     origin = ring[I_UP]
     opening = float((ring[I_LO] - origin) @ v)
-    rest_gap, upper_curve = (float(x) for x in arrays["mouth_shape"])
+    rest_gap = float(arrays["mouth_shape"][0])
     alpha = float(np.clip((opening - rest_gap) / OPEN_RAMP_PX, 0.0, 1.0))
-    lower = ring[list(LOWER_CHAIN)] - origin
-    lower_s, lower_down = lower @ u / width + 0.5, lower @ v / width
-    return MouthState(ring, origin, u, v, width, opening, alpha, upper_curve, lower_s, lower_down)
+
+    def chain(idx: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        d = ring[list(idx)] - origin
+        return d @ u / width + 0.5, d @ v / width
+
+    return MouthState(
+        ring, origin, u, v, width, opening, alpha, chain(UPPER_CHAIN), chain(LOWER_CHAIN)
+    )
 
 
-def lower_line(s: np.ndarray, m: MouthState) -> np.ndarray:
-    """The lower inner lip's distance below the origin (mouth widths) at ``s``: linear
-    between its points, flat beyond the corners; a sum of ramps, one per segment (a
-    segment running backwards, narrower than MIN_STEP, is a step)."""
-    ds = np.maximum(np.diff(m.lower_s), MIN_STEP).astype(s.dtype)
-    rise = np.diff(m.lower_down).astype(s.dtype)
-    start = m.lower_s[:-1].astype(s.dtype)
-    out = np.full(s.shape, m.lower_down[0], s.dtype)
-    for a, w, h in zip(start, ds, rise, strict=True):
+def lip_line(s: np.ndarray, lip: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """A lip's distance below the origin (mouth widths) at ``s`` (``MouthState.upper``
+    or ``.lower``): linear between its points, flat beyond the corners; a sum of ramps,
+    one per segment (a segment running backwards, narrower than MIN_STEP, is a step)."""
+    across, down = lip
+    if np.all(np.diff(across) >= MIN_STEP):  # the usual case: the same line, faster
+        return np.interp(s, across, down).astype(s.dtype)
+    ds = np.maximum(np.diff(across), MIN_STEP).astype(s.dtype)
+    rise = np.diff(down).astype(s.dtype)
+    out = np.full(s.shape, down[0], s.dtype)
+    for a, w, h in zip(across[:-1].astype(s.dtype), ds, rise, strict=True):
         out += h * np.clip((s - a) / w, 0.0, 1.0)
     return out
 
@@ -313,9 +319,8 @@ def texture_coords(
     rx, ry = px - m.origin[0], py - m.origin[1]
     s = (rx * m.u[0] + ry * m.u[1]) / m.width + 0.5
     down = (rx * m.v[0] + ry * m.v[1]) / m.width
-    bow = 4.0 * (s - 0.5) ** 2
-    t_up = down - m.upper_curve * bow
-    t_lo = lower_line(s, m) - down
+    t_up = down - lip_line(s, m.upper)
+    t_lo = lip_line(s, m.lower) - down
     return s, t_up, t_lo
 
 
