@@ -105,6 +105,8 @@ def test_text_renders_spoken_by_a_built_in_voice(
     capsys.readouterr()
 
     # bad input: one line each, exit 2, no traceback, nothing half-written
+    sounds = folder / "sounds.wav"  # a folder with an audio file's name
+    sounds.mkdir()
     bad = [
         ([*base, "--text", "Hi.", "--voice", "nobody", "-o", str(folder / "x.mp4")], "known:"),
         ([*base, "--text", "  ...  ", "-o", str(folder / "x.mp4")], "nothing to say"),
@@ -115,6 +117,11 @@ def test_text_renders_spoken_by_a_built_in_voice(
             [*base, "--text", "Hi.", "-o", str(script / "x.mp4")],
             f"{script} is a file, not a folder",
         ),
+        (
+            [*base, "--text", "Hi.", "--avatar", str(script), "-o", str(folder / "x.mp4")],
+            "a file, not an avatar pack",
+        ),
+        ([*base, str(sounds), "-o", str(folder / "x.mp4")], "is a folder: to render each"),
         (
             [*base, str(folder / "clip.wav"), "--voice", "slt", "-o", str(folder / "x.mp4")],
             "--voice",

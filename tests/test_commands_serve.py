@@ -16,7 +16,21 @@ def test_serve_on_a_taken_port_is_a_one_line_error(capsys: Any) -> None:
         port = taken.getsockname()[1]
         assert main(["serve", "--port", str(port)]) == 2
     err = capsys.readouterr().err
-    assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "another server" in err
+    assert "Traceback" not in err
+
+
+def test_serve_on_a_host_this_machine_lacks_says_so(capsys: Any) -> None:
+    """Not a taken port: an address no interface has, or not an address at all."""
+    from headcast.server.cli import main
+
+    for host, words in (
+        ("999.1.1.1", "not an address or host name"),
+        ("192.0.2.1", "no interface of this machine has that address"),  # TEST-NET-1
+    ):
+        assert main(["serve", "--host", host, "--port", "0"]) == 2
+        err = capsys.readouterr().err
+        assert words in err and "--host 127.0.0.1" in err and "another server" not in err, err
 
 
 def test_library_chatter_is_left_out_unless_verbose() -> None:

@@ -113,7 +113,9 @@ def test_upload_poll_download(files: tuple[Path, Path], tmp_path: Path) -> None:
         assert c.request("GET", job["url"])[0] == 404
 
 
-def test_multipart_upload_and_bad_requests(files: tuple[Path, Path], tmp_path: Path) -> None:
+def test_multipart_upload_and_bad_requests(
+    files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     speech, stub = files
     boundary = "headcastboundary"
     form = (
@@ -153,12 +155,23 @@ def test_multipart_upload_and_bad_requests(files: tuple[Path, Path], tmp_path: P
             detail = json.loads(reply)["detail"]
             assert detail.startswith("cannot decode audio: the upload") and "/tmp" not in detail
         assert len(c.json("GET", "/v1/renders")[1]) == before
-        # Audio with a stream but no samples gets past the check: a job that fails and
-        # says why, with no video to fetch
+        # Audio with a stream but no samples: refused at once too (it was a job that
+        # failed later), as the live audio endpoint refuses it
         empty = write_wav(tmp_path / "empty.wav", np.zeros(0, np.float32)).read_bytes()
-        _, job = c.json("POST", "/v1/renders?size=256", empty)
-        failed = c.wait(job["url"])
-        assert failed["status"] == "failed" and failed["error"], failed
+        status, _, reply = c.request("POST", "/v1/renders?size=256", empty)
+        assert status == 400 and "zero samples" in json.loads(reply)["detail"], reply
+        assert len(c.json("GET", "/v1/renders")[1]) == before
+        # A render that fails says why, with no video to fetch
+        from headcast.server.api import renders
+
+        def broken(*_: object, **__: object) -> None:
+            raise renders.RenderError("the renderer broke")
+
+        with monkeypatch.context() as m:
+            m.setattr(renders, "render_file", broken)
+            _, job = c.json("POST", "/v1/renders?size=256", speech.read_bytes())
+            failed = c.wait(job["url"])
+        assert failed["status"] == "failed" and "broke" in failed["error"], failed
         assert c.request("GET", f"{job['url']}/video")[0] == 409
         # Longer than the server renders: far longer by its header, or (inside the
         # header's slack) by its packets' durations; nothing is decoded either way

@@ -26,7 +26,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse
 
 from headcast.models.audio import AudioError, AudioTooLong
-from headcast.models.audio.decode import probe_audio
+from headcast.models.audio.decode import iter_audio, probe_audio
 from headcast.models.offline import FULL, RenderContext, RenderError, RenderOptions, render_file
 from headcast.models.sizes import FRAME_SIZES
 from headcast.models.take import POSES, check_emotions
@@ -343,21 +343,30 @@ async def create_render(request: Request, response: Response) -> dict[str, Any]:
     suffix = Path(filename).suffix.lower()
     suffix = suffix if suffix.isascii() and suffix[1:].isalnum() and len(suffix) <= 6 else ".bin"
     # Stored once, off the event loop, then refused now rather than as a failed job later:
-    # no audio stream, unreadable, too long by its header or packets (nothing decoded here).
+    # no audio stream, unreadable, too long by its header or packets, no samples at all
+    # (only its first chunk is decoded here).
     max_s = state.settings.max_render_audio_s
     speech = await asyncio.to_thread(jobs.store, audio, suffix)
     try:
-        await asyncio.to_thread(
-            on_stored_upload, speech, lambda p: probe_audio(p, max_seconds=max_s)
-        )
+        empty = await asyncio.to_thread(on_stored_upload, speech, lambda p: _empty(p, max_s))
     except AudioError as exc:
         jobs.discard(speech)
         if isinstance(exc, AudioTooLong):
             raise HTTPException(413, f"{exc} (max_render_audio_s)") from exc
         raise HTTPException(415, f"cannot decode audio: {exc}") from exc
+    if empty:
+        jobs.discard(speech)
+        raise HTTPException(400, "the audio is empty (zero samples)")
     job = jobs.submit(speech, avatar, source, options)
     response.headers["Location"] = f"/v1/renders/{job.id}"
     return job.public(jobs.retention_s)
+
+
+def _empty(path: Path, max_seconds: float) -> bool:
+    """AudioError unless ``path`` is usable audio (see probe_audio); whether it holds no
+    samples at all."""
+    probe_audio(path, max_seconds=max_seconds)
+    return next(iter_audio(path, max_seconds=max_seconds), None) is None
 
 
 @router.get("")

@@ -174,7 +174,7 @@ async def _serve(ws: WebSocket, state: AppState, session: Session, start: StartM
                 session.push(decoder.resampler.flush())
                 decoder.resampler.reset()
             try:
-                reply = await apply_control(session, message)
+                reply = await apply_control(session, message, also=("say",))
             except ControlError as exc:
                 stream.put({"type": "error", "message": str(exc)})
                 continue

@@ -33,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "speech", type=Path, help="audio or video file (WAV, FLAC, MP3, OGG, M4A, ...)"
     )
-    parser.add_argument("-o", "--out", default="-", help="output file ('-' = stdout)")
+    parser.add_argument(
+        "-o", "--out", default="-", help="output file (default: standard output, also '-')"
+    )
     parser.add_argument(
         "--format", choices=["json", "csv"], help="default: from the extension, else json"
     )

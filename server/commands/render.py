@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from headcast.models.sizes import FRAME_SIZES
-from headcast.server.cli_args import add_renderer_arguments, bounded_int
+from headcast.server.cli_args import add_renderer_arguments, bounded_int, resolve_avatar
 from headcast.server.errors import UserError
 
 HELP = "render speech files to MP4 videos of the avatar (one file, a folder or a glob; Ray)"
@@ -203,42 +203,17 @@ def _options(args: argparse.Namespace) -> object:
     )
 
 
-def resolve_avatar(avatar: str | None, config: Path | None = None) -> str | None:
-    """``--avatar``: a pack folder as given, or a name looked up as the server does (the
-    built-in ``default``, or a pack enrolled into its ``avatars_dir``, e.g. through
-    ``POST /v1/avatars?name=...``); None for the built-in avatar."""
-    if avatar is None or Path(avatar).is_dir():
-        return avatar
-    from headcast.models.config import ConfigError
-    from headcast.server.live.avatar_dir import (
-        AVATAR_NAME,
-        DEFAULT_AVATAR,
-        avatar_names,
-        avatar_source,
-    )
-    from headcast.server.settings import load_settings
-
-    if avatar == DEFAULT_AVATAR:
-        return None
-    try:
-        avatars_dir = load_settings(config).avatars_dir
-    except ConfigError as exc:
-        raise UserError(str(exc)) from exc
-    if AVATAR_NAME.fullmatch(avatar) and (avatars_dir / avatar / "avatar.json").is_file():
-        return str(avatar_source(avatar, None, avatars_dir))
-    known = ", ".join(avatar_names(avatars_dir))
-    raise UserError(
-        f"{avatar}: no such avatar pack folder, nor an avatar of that name in {avatars_dir} "
-        f"(known: {known}); create one with `headcast enroll`"
-    )
-
-
 def _is_batch(args: argparse.Namespace) -> bool:
     from headcast.models.offline import is_pattern
 
     if args.out is not None:
         return True
-    if Path(args.speech).is_dir() or (is_pattern(args.speech) and not Path(args.speech).exists()):
+    if Path(args.speech).is_dir():
+        raise UserError(
+            f"{args.speech} is a folder: to render each audio file in it, give an output "
+            "folder with --out DIR"
+        )
+    if is_pattern(args.speech) and not Path(args.speech).exists():
         raise UserError(f"{args.speech} names many files: give an output folder with --out DIR")
     return False
 

@@ -131,6 +131,7 @@ def check_edtalk(weights: Path | None, precision: str) -> None:
 
 def _check_port_free(host: str, port: int) -> None:
     """UserError now, before models load and calibrate, when the port is taken."""
+    import errno
     import socket
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -138,8 +139,19 @@ def _check_port_free(host: str, port: int) -> None:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
         try:
             probe.bind((host, port))
-        except OSError as exc:
+        except socket.gaierror as exc:  # not an address of this machine, nor a name of one
             raise UserError(
-                f"cannot listen on {host}:{port} ({exc.strerror}); is another server "
+                f"cannot listen on {host}: not an address or host name this machine has "
+                f"({exc.strerror}); use --host 127.0.0.1, or 0.0.0.0 for every interface"
+            ) from exc
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            if exc.errno == errno.EADDRNOTAVAIL:  # a valid address, not on this machine
+                raise UserError(
+                    f"cannot listen on {host}: no interface of this machine has that "
+                    "address; use --host 127.0.0.1, or 0.0.0.0 for every interface"
+                ) from exc
+            raise UserError(
+                f"cannot listen on {host}:{port} ({why}); is another server "
                 "running there? Choose another with --port"
             ) from exc

@@ -22,8 +22,14 @@ class ControlError(ValueError):
     """A control message that cannot be applied."""
 
 
-async def apply_control(session: Session, message: Any) -> dict[str, Any] | None:
-    """Apply one control message; returns the reply event, if any."""
+KNOWN = ("interrupt", "emotion", "pose", "end_of_utterance", "ping")
+
+
+async def apply_control(
+    session: Session, message: Any, also: tuple[str, ...] = ()
+) -> dict[str, Any] | None:
+    """Apply one control message; returns the reply event, if any. ``also``: the types
+    the caller handles itself, named in the error for an unknown type."""
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ControlError('a control message is a JSON object with a "type"')
     kind = message["type"]
@@ -54,9 +60,7 @@ async def apply_control(session: Session, message: Any) -> dict[str, Any] | None
         return None
     if kind == "ping":
         return {"type": "pong"}
-    raise ControlError(
-        f"unknown control type {kind!r}; known: interrupt, emotion, pose, end_of_utterance, ping"
-    )
+    raise ControlError(f"unknown control type {kind!r}; known: {', '.join(KNOWN + also)}")
 
 
 def _finite(value: Any) -> bool:
