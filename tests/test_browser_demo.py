@@ -99,10 +99,9 @@ def mouth_activity(
     frames: np.ndarray, meter: MouthMeter, crop: tuple[int, ...]
 ) -> dict[str, float]:
     """Openness (MouthMeter on the crop) and mean frame-to-frame change in the mouth region."""
-    x0, y0, w, h = crop
-    mask = meter.mask[y0 : y0 + h, x0 : x0 + w]
+    x0, y0 = crop[:2]
+    openness = np.array([meter.measure(f, (x0, y0)) for f in frames])
     luma = frames.astype(np.float32).mean(axis=-1)
-    openness = ((luma < MouthMeter.DARK) & mask).sum(axis=(1, 2)) / mask.sum()
     change = np.abs(np.diff(luma, axis=0)).mean(axis=(1, 2))
     return {
         "frames": float(len(frames)),
