@@ -8,6 +8,8 @@ dict so artifacts describe themselves.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 from functools import lru_cache
@@ -50,15 +52,24 @@ def _preload_cuda_libraries() -> None:
     """Load CUDA 13 / cuDNN 9 from NVIDIA's PyPI wheels when installed (the Docker image).
 
     Without those wheels the libraries must be on the loader's path, as with a system
-    CUDA install; ONNX Runtime then finds them itself.
+    CUDA install; ONNX Runtime then finds them itself. What the preload prints goes to
+    this module's debug log, and ONNX Runtime's own log is cut to fatal errors (unless
+    this module logs at DEBUG): a CUDA provider that cannot start printed a screenful of
+    library errors before the one-line reason this module gives (see ``_new_session``).
     """
+    if not log.isEnabledFor(logging.DEBUG):
+        ort.set_default_logger_severity(4)
     preload = getattr(ort, "preload_dlls", None)
     if preload is None:
         return
+    printed = io.StringIO()  # it prints each library it cannot find
     try:
-        preload(cuda=True, cudnn=True, msvc=False)
+        with contextlib.redirect_stdout(printed):
+            preload(cuda=True, cudnn=True, msvc=False)
     except Exception as exc:  # a missing library shows up when the provider starts
         log.debug("CUDA library preload skipped: %s", exc)
+    if printed.getvalue().strip():
+        log.debug("CUDA library preload: %s", printed.getvalue().strip())
 
 
 def _probe_model() -> bytes:

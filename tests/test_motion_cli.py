@@ -304,3 +304,23 @@ def test_eval_of_the_model_for_files_says_whether_the_closure_pass_ran(
     for condition in ("english words clean", "english words augmented"):
         on, off = (runs[k][condition]["mean"]["model"] for k in (False, True))
         assert on["closure"] >= off["closure"] - 0.05 and abs(on["r"] - off["r"]) < 0.02
+
+
+def test_a_cuda_provider_that_cannot_start_is_one_line(tmp_path: Path) -> None:
+    """Asking for CUDA where it cannot start: the reason alone, not ONNX Runtime's
+    screenful of missing-library messages before it."""
+    import subprocess
+
+    from headcast.models.onnx_session import cuda_available
+
+    if cuda_available():
+        pytest.skip("CUDA starts on this machine")
+    wav = write_wav(tmp_path / "s.wav", 0.5)
+    run = subprocess.run(
+        [sys.executable, "-m", "headcast.server.cli", "motion", str(wav), "--provider", "cuda",
+         "-o", str(tmp_path / "m.json")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    lines = [ln for ln in (run.stdout + run.stderr).splitlines() if ln.strip()]
+    assert run.returncode == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("headcast motion: error:") and "cpu" in lines[0], lines
