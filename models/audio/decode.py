@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import wave
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ INDIRECT_FORMATS = frozenset(
 
 def iter_audio(
     path: str | Path, chunk_s: float = CHUNK_S, max_seconds: float | None = None
-) -> Iterator[np.ndarray]:
+) -> Generator[np.ndarray, None, None]:
     """Yield float32 (N,) 16 kHz mono chunks of about ``chunk_s`` seconds (last one shorter).
 
     Raises :class:`AudioError` for a missing file, a file FFmpeg cannot open, one that
@@ -154,6 +154,16 @@ def probe_audio(path: str | Path, max_seconds: float | None = None) -> float | N
         return _declared_seconds(container, stream)
     finally:
         container.close()
+
+
+def is_empty(path: str | Path, max_seconds: float | None = None) -> bool:
+    """:func:`probe_audio`'s checks (the same errors), then whether the file holds no
+    samples at all: only its first few milliseconds are decoded."""
+    chunks = iter_audio(path, chunk_s=0.01, max_seconds=max_seconds)
+    try:
+        return next(chunks, None) is None
+    finally:
+        chunks.close()
 
 
 def _open_checked(p: Path, max_seconds: float | None) -> tuple[Any, Any, int]:

@@ -35,6 +35,7 @@ import numpy as np
 from headcast.models.channels import MOUTH_CHANNELS
 from headcast.models.motion.model import MotionModel
 from headcast.models.motion.stream import MotionFrames, infer
+from headcast.models.render.warp_math import SEAL_PRESS
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ OPENING_CHANNELS: tuple[str, ...] = (
     "mouthUpperUpRight",
 )
 PRESS_CHANNELS: tuple[str, ...] = ("mouthPressLeft", "mouthPressRight")
-CLOSURE_PRESS = 0.35  # mouthPress value a confident closure produces
+CLOSURE_PRESS = SEAL_PRESS  # mouthPress of a confident closure: where the renderer seals
 SHUT_BELOW = 0.4  # a dip this deep (of the block's opening) between openings is closed
 RISE = 0.4  # ... when the mouth opens at least this much (of that opening) ...
 RISE_S = 0.2  # ... within this long before and after it

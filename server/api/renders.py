@@ -26,7 +26,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse
 
 from headcast.models.audio import AudioError, AudioTooLong
-from headcast.models.audio.decode import iter_audio, probe_audio
+from headcast.models.audio.decode import is_empty
 from headcast.models.offline import FULL, RenderContext, RenderError, RenderOptions, render_file
 from headcast.models.sizes import FRAME_SIZES
 from headcast.models.take import POSES, check_emotions
@@ -348,7 +348,7 @@ async def create_render(request: Request, response: Response) -> dict[str, Any]:
     max_s = state.settings.max_render_audio_s
     speech = await asyncio.to_thread(jobs.store, audio, suffix)
     try:
-        empty = await asyncio.to_thread(on_stored_upload, speech, lambda p: _empty(p, max_s))
+        empty = await asyncio.to_thread(on_stored_upload, speech, lambda p: is_empty(p, max_s))
     except AudioError as exc:
         jobs.discard(speech)
         if isinstance(exc, AudioTooLong):
@@ -360,13 +360,6 @@ async def create_render(request: Request, response: Response) -> dict[str, Any]:
     job = jobs.submit(speech, avatar, source, options)
     response.headers["Location"] = f"/v1/renders/{job.id}"
     return job.public(jobs.retention_s)
-
-
-def _empty(path: Path, max_seconds: float) -> bool:
-    """AudioError unless ``path`` is usable audio (see probe_audio); whether it holds no
-    samples at all."""
-    probe_audio(path, max_seconds=max_seconds)
-    return next(iter_audio(path, max_seconds=max_seconds), None) is None
 
 
 @router.get("")

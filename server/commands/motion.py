@@ -69,13 +69,13 @@ def _rows(args: argparse.Namespace) -> tuple[tuple[str, ...], Iterator[list[floa
     chunks = iter_audio(args.speech)
     try:
         first = next(chunks, None)  # surfaces unreadable files before any output is written
-        declared = probe_audio(args.speech)
+        # the length the header states, for a bar on a terminal (nothing when piped)
+        declared = probe_audio(args.speech) if sys.stderr.isatty() else None
     except AudioError as exc:
         raise UserError(str(exc)) from exc
     if first is None:
         raise UserError(f"{args.speech}: the audio is empty (zero samples)")
-    # A bar on a terminal for what the header says is coming; nothing when piped.
-    bar = ProgressBar(model.fps) if declared and sys.stderr.isatty() else None
+    bar = ProgressBar(model.fps) if declared else None
     expected = math.ceil((declared or 0.0) * model.fps)
 
     def gen() -> Iterator[list[float]]:
