@@ -144,6 +144,27 @@ def test_klettres_lists_name_and_text_of_each_recording(tmp_path: Path) -> None:
             TrainConfig(speakers=("en", held))
 
 
+def test_tux_paint_pairs_each_recording_with_its_languages_line(tmp_path: Path) -> None:
+    from headcast.models.training import corpora
+    from headcast.models.training.train import TUXPAINT_SPEAKERS, TrainConfig
+
+    birds = tmp_path / "animals" / "birds"
+    birds.mkdir(parents=True)
+    (birds / "owl.txt").write_text("An owl.\nro.utf8=O bufniță.|\nbg.utf8=Сова.\n", "utf-8")
+    (birds / "owl_desc_ro.ogg").write_bytes(b"")
+    (birds / "owl_desc_bg.ogg").write_bytes(b"")
+    (birds / "crow.txt").write_text("A crow.\nbg.utf8=Врана.\n", "utf-8")
+    (birds / "crow_desc_ro.ogg").write_bytes(b"")  # no Romanian line: left out
+    (birds / "lark_desc_ro.ogg").write_bytes(b"")  # no text file: left out
+    assert corpora.tuxpaint_texts(tmp_path, "ro") == {"animals/birds/owl_desc_ro": "O bufniță."}
+    assert corpora.tuxpaint_texts(tmp_path, "bg") == {"animals/birds/owl_desc_bg": "Сова."}
+    tp = corpora.CORPORA["tp-ro"]
+    assert tp.kind == "tuxpaint" and tp.suffix == ".ogg" and not tp.heldout
+    assert tp.packages == (corpora.TUXPAINT_PACKAGE,)
+    assert len(TUXPAINT_SPEAKERS) == 8 and "tp-ru" not in corpora.CORPORA  # held-out language
+    assert TrainConfig(speakers=("en", "tuxpaint")).speakers == ("en", *TUXPAINT_SPEAKERS)
+
+
 @pytest.mark.skipif(
     not (HAVE_ALIGNER and not real.missing_packages(("klettres-data",))),
     reason="klettres-data or pocketsphinx missing",

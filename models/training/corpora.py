@@ -13,6 +13,12 @@
   The English and British English speakers are held out whole (the *English words*
   evaluation condition, :mod:`models.training.words`); the 16 others train only when
   asked for (``--speakers ...,klettres``; measured and not adopted, docs/motion.md).
+* Tux Paint's spoken stamp descriptions (Debian ``tuxpaint-stamps-default``, GPL-2+):
+  "A frog.", "A US coin worth 25 cents called a quarter." — short running phrases, each
+  stamp's text in every language in the stamp's ``.txt`` file and its recording beside
+  it (``frog_desc_ro.ogg``), 300 to 930 recordings per language. Eight languages train
+  when asked for (``--speakers ...,tuxpaint``), at most :data:`TUXPAINT_MAX` recordings
+  each; Russian is left out (the held-out speaker's language) and English has only 66.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ SOUNDS_ROOT = Path("/usr/share/asterisk/sounds")
 KLETTRES_ROOT = Path("/usr/share/klettres")
 KLETTRES_PACKAGE = "klettres-data"
 KLETTRES_MAX = 150  # recordings kept per KLettres speaker (Malayalam alone has 524)
+TUXPAINT_ROOT = Path("/usr/share/tuxpaint/stamps")
+TUXPAINT_PACKAGE = "tuxpaint-stamps-default"
+TUXPAINT_MAX = 200  # recordings kept per Tux Paint language, spread over the stamps
 DOCS_ROOT = Path("/usr/share/doc")
 SPEAKER = "asterisk:allison"
 
@@ -41,29 +50,39 @@ class Corpus:
     sounds_dir: Path
     espeak_voice: str | None = None
     heldout: bool = False
-    klettres: bool = False  # a KLettres speaker (else an Asterisk voice)
+    kind: str = "asterisk"  # "asterisk", "klettres" or "tuxpaint"
+
+    @property
+    def klettres(self) -> bool:
+        return self.kind == "klettres"
 
     @property
     def transcripts(self) -> Path:
-        if self.klettres:
+        if self.kind == "klettres":
             return self.sounds_dir / "sounds.xml"
+        if self.kind == "tuxpaint":
+            return self.sounds_dir  # each stamp's .txt beside its recordings
         return DOCS_ROOT / f"asterisk-core-sounds-{self.key}/core-sounds-{self.key}.txt.gz"
 
     @property
     def suffix(self) -> str:
-        return ".ogg" if self.klettres else ".g722"
+        return ".g722" if self.kind == "asterisk" else ".ogg"
 
     @property
     def packages(self) -> tuple[str, ...]:
-        if self.klettres:
+        if self.kind == "klettres":
             return (KLETTRES_PACKAGE,)
+        if self.kind == "tuxpaint":
+            return (TUXPAINT_PACKAGE,)
         return (f"asterisk-core-sounds-{self.key}-g722", f"asterisk-core-sounds-{self.key}")
 
     def texts(self) -> dict[str, str]:
         """{recording name (path under ``sounds_dir`` without suffix): what is said}."""
-        if not self.klettres:
-            return read_transcripts(self.transcripts)
-        return klettres_texts(self.transcripts)
+        if self.kind == "klettres":
+            return klettres_texts(self.transcripts)
+        if self.kind == "tuxpaint":
+            return tuxpaint_texts(self.sounds_dir, self.key.removeprefix("tp-"))
+        return read_transcripts(self.transcripts)
 
 
 # The same prompt set read by other professional voices, in their languages: Allison
@@ -90,8 +109,16 @@ _KLETTRES = {
 }  # fmt: skip
 CORPORA.update(
     (f"kl-{lang}", Corpus(f"kl-{lang}", f"klettres:{lang}", KLETTRES_ROOT / lang, voice,
-                          heldout=lang.startswith("en"), klettres=True))
+                          heldout=lang.startswith("en"), kind="klettres"))
     for lang, voice in _KLETTRES.items()
+)  # fmt: skip
+# Tux Paint's description languages with enough recordings, and their espeak-ng voices.
+_TUXPAINT = {"be": "be", "bg": "bg", "ca": "ca", "da": "da", "el": "el", "es": "es",
+             "fr": "fr-fr", "ro": "ro"}  # fmt: skip
+CORPORA.update(
+    (f"tp-{lang}", Corpus(f"tp-{lang}", f"tuxpaint:{lang}", TUXPAINT_ROOT, voice,
+                          kind="tuxpaint"))
+    for lang, voice in _TUXPAINT.items()
 )  # fmt: skip
 HELDOUT_SPEAKER = "ru"  # the *other speaker* evaluation condition
 ENGLISH_KLETTRES = ("kl-en", "kl-en_GB")  # held out: part of the *English words* condition
@@ -133,3 +160,24 @@ def klettres_texts(sounds_xml: Path) -> dict[str, str]:
         names[int(i * step)]: found[names[int(i * step)]]
         for i in range(min(len(names), KLETTRES_MAX))
     }
+
+
+def tuxpaint_texts(stamps: Path, lang: str) -> dict[str, str]:
+    """Tux Paint's stamps -> {``animals/birds/owl_desc_<lang>``: that language's
+    description}, for the stamps with a recording in ``lang``; at most
+    :data:`TUXPAINT_MAX`, spread evenly over the sorted names."""
+    found = {}
+    for rec in stamps.rglob(f"*_desc_{lang}.ogg"):
+        txt = rec.with_name(rec.name.removesuffix(f"_desc_{lang}.ogg") + ".txt")
+        if not txt.is_file():
+            continue
+        for line in txt.read_text("utf-8", errors="replace").splitlines():
+            if line.startswith(f"{lang}.utf8="):
+                text = line.partition("=")[2].strip(" |")
+                if text:
+                    found[rec.relative_to(stamps).with_suffix("").as_posix()] = text
+                break
+    names = sorted(found)
+    step = max(1.0, len(names) / TUXPAINT_MAX)
+    keep = [names[int(i * step)] for i in range(min(len(names), TUXPAINT_MAX))]
+    return {n: found[n] for n in keep}

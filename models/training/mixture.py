@@ -38,10 +38,10 @@ def training_examples(cfg: TrainConfig) -> list[Example]:
         TRAIN_VOICES[: cfg.voices], cfg.utts_per_voice, cfg.copies, cfg.seed, cfg.workers
     ))  # fmt: skip
     if cfg.real_copies:
-        # Asterisk voices and KLettres speakers are cached apart: adding one kind does not
-        # rebuild the other.
-        for kind in (False, True):
-            keys = tuple(k for k in cfg.speakers if CORPORA[k].klettres == kind)
+        # Asterisk voices, KLettres and Tux Paint speakers are cached apart: adding one
+        # kind does not rebuild the others.
+        for kind in ("asterisk", "klettres", "tuxpaint"):
+            keys = tuple(k for k in cfg.speakers if CORPORA[k].kind == kind)
             if keys:
                 name = (
                     f"recorded-{'-'.join(keys)}-r{cfg.real_copies}-{cfg.real_prompts}"

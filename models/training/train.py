@@ -49,11 +49,13 @@ R_TARGET = 0.85
 CLOSURE_TARGET = 0.80
 
 
-# The default recorded speakers (the Asterisk voices not held out); KLettres' speakers
-# train only when asked for ("klettres" in ``speakers``: docs/motion.md measured them
-# beside a control run and they were not adopted).
-TRAIN_SPEAKERS = tuple(k for k, c in CORPORA.items() if not c.heldout and not c.klettres)
+# The default recorded speakers (the Asterisk voices not held out); KLettres' and Tux
+# Paint's speakers train only when asked for ("klettres" / "tuxpaint" in ``speakers``:
+# docs/motion.md measured each beside a control run).
+TRAIN_SPEAKERS = tuple(k for k, c in CORPORA.items() if not c.heldout and c.kind == "asterisk")
 KLETTRES_SPEAKERS = tuple(k for k, c in CORPORA.items() if not c.heldout and c.klettres)
+TUXPAINT_SPEAKERS = tuple(k for k, c in CORPORA.items() if c.kind == "tuxpaint")
+SPEAKER_GROUPS = {"klettres": KLETTRES_SPEAKERS, "tuxpaint": TUXPAINT_SPEAKERS}
 
 
 class TrainConfig(StrictModel):
@@ -107,14 +109,13 @@ class TrainConfig(StrictModel):
     @field_validator("speakers")
     @classmethod
     def _known_speakers(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        v = tuple(
-            dict.fromkeys(k for x in v for k in (KLETTRES_SPEAKERS if x == "klettres" else (x,)))
-        )
+        v = tuple(dict.fromkeys(k for x in v for k in SPEAKER_GROUPS.get(x, (x,))))
         bad = [k for k in v if k not in CORPORA or CORPORA[k].heldout]
         if bad:
             raise ValueError(
                 f"not a training speaker: {', '.join(bad)} (choose from "
-                f"{', '.join(TRAIN_SPEAKERS)}, klettres or one of {', '.join(KLETTRES_SPEAKERS)})"
+                f"{', '.join(TRAIN_SPEAKERS)}, klettres, tuxpaint or one of "
+                f"{', '.join(KLETTRES_SPEAKERS + TUXPAINT_SPEAKERS)})"
             )
         return v
 

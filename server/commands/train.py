@@ -69,7 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--speakers", type=lambda s: tuple(x for x in s.split(",") if x),
         help="recorded speakers to train on, comma-separated (default: en,es,fr,it; "
-        "'klettres' adds KLettres' 16 speakers of letters and syllables)",
+        "'klettres' adds KLettres' 16 speakers of letters and syllables, 'tuxpaint' Tux "
+        "Paint's 8 languages of spoken stamp descriptions)",
     )  # fmt: skip
 
 
@@ -148,7 +149,9 @@ def _ensure_recorded_speech(speakers: tuple[str, ...]) -> None:
         missing_packages,
     )
 
-    wanted = PACKAGES + tuple(p for k in speakers if k != "en" for p in CORPORA[k].packages)
+    wanted = tuple(
+        dict.fromkeys(PACKAGES + tuple(p for k in speakers for p in CORPORA[k].packages))
+    )
     try:
         install_packages(missing_packages(wanted))
     except RealSpeechMissing as exc:
