@@ -290,3 +290,24 @@ def test_klettres_speakers_are_cached_apart_from_the_asterisk_voices(tmp_path: P
     names = sorted(p.name for p in tmp_path.glob("recorded-*.npz"))
     tail = f"r1-2-s0-d{DATA_VERSION}.npz"
     assert names == [f"recorded-en-{tail}", f"recorded-kl-es-{tail}"]
+
+
+@pytest.mark.skipif(
+    not (HAVE_ALIGNER and not real.missing_packages()), reason="packages or pocketsphinx missing"
+)
+def test_aligning_in_worker_processes_ends_them_quietly(capfd: pytest.CaptureFixture[str]) -> None:
+    """Under the CLI's SIGTERM handler (an interrupt), the alignment pool's workers end
+    without a traceback each."""
+    import signal
+
+    from headcast.server import cli
+
+    todo = [p for p in real.prompts("en") if p.words][:8]
+    before = signal.signal(signal.SIGTERM, cli._interrupt)
+    try:
+        done = real.aligned(todo, workers=2)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert len(done) >= 6
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err

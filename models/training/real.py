@@ -369,8 +369,13 @@ def aligned(todo: list[Prompt], workers: int = 2, cache: Path | None = None) -> 
     if workers <= 1 or len(missing) < 8:
         done = [_align_job(p) for p in missing]
     else:
-        with mp.get_context("fork").Pool(workers) as pool:
+        from headcast.models.training.jobs import default_signals
+
+        # Workers with the default signal handlers, closed and joined (not terminated).
+        with mp.get_context("fork").Pool(workers, initializer=default_signals) as pool:
             done = pool.map(_align_job, missing, chunksize=8)
+            pool.close()
+            pool.join()
     for p, d in zip(missing, done, strict=True):
         known[p.key] = {"words": list(p.words), "phones": [] if d is None else list(d.phones)}
     if missing:
