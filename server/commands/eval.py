@@ -59,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--real-prompts", type=positive_int,
-        help="use only the first N held-out recorded prompts or words (a quick check; default: all)",
+        help="use only the first N held-out recorded prompts (of each speaker for the words "
+        "and the running speech; a quick check; default: all)",
     )  # fmt: skip
     parser.add_argument(
         "--breakdown", action="store_true",
