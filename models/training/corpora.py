@@ -36,6 +36,7 @@ TUXPAINT_ROOT = Path("/usr/share/tuxpaint/stamps")
 TUXPAINT_PACKAGE = "tuxpaint-stamps-default"
 TUXPAINT_MAX = 200  # recordings kept per Tux Paint language, spread over the stamps
 DOCS_ROOT = Path("/usr/share/doc")
+KINDS = ("asterisk", "klettres", "tuxpaint")  # where a corpus's recordings come from
 SPEAKER = "asterisk:allison"
 
 
@@ -50,7 +51,7 @@ class Corpus:
     sounds_dir: Path
     espeak_voice: str | None = None
     heldout: bool = False
-    kind: str = "asterisk"  # "asterisk", "klettres" or "tuxpaint"
+    kind: str = "asterisk"  # one of KINDS
 
     @property
     def klettres(self) -> bool:

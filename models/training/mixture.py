@@ -9,7 +9,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from headcast.models.training import real
-from headcast.models.training.corpora import CORPORA, is_recorded
+from headcast.models.training.corpora import CORPORA, KINDS, is_recorded
 from headcast.models.training.dataset import (
     TRAIN_VOICES,
     Example,
@@ -40,7 +40,7 @@ def training_examples(cfg: TrainConfig) -> list[Example]:
     if cfg.real_copies:
         # Asterisk voices, KLettres and Tux Paint speakers are cached apart: adding one
         # kind does not rebuild the others.
-        for kind in ("asterisk", "klettres", "tuxpaint"):
+        for kind in KINDS:
             keys = tuple(k for k in cfg.speakers if CORPORA[k].kind == kind)
             if keys:
                 name = (

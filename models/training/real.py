@@ -43,6 +43,7 @@ from headcast.models.audio import AudioError
 from headcast.models.audio.features import SAMPLE_RATE
 from headcast.models.training import ipa
 from headcast.models.training.corpora import CORPORA, Corpus
+from headcast.models.training.jobs import default_signals
 from headcast.models.training.visemes import SILENCE, cmu_visemes, viseme_segments
 
 log = logging.getLogger(__name__)
@@ -369,8 +370,6 @@ def aligned(todo: list[Prompt], workers: int = 2, cache: Path | None = None) -> 
     if workers <= 1 or len(missing) < 8:
         done = [_align_job(p) for p in missing]
     else:
-        from headcast.models.training.jobs import default_signals
-
         # Workers with the default signal handlers, closed and joined (not terminated).
         with mp.get_context("fork").Pool(workers, initializer=default_signals) as pool:
             done = pool.map(_align_job, missing, chunksize=8)

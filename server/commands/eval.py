@@ -24,6 +24,10 @@ CHOICES = {"augmented": ["augmented"], "clean": ["clean"], "both": ["augmented",
            "real": list(CONDITIONS[2:]), "speaker": list(CONDITIONS[5:7]),
            "words": list(CONDITIONS[7:9]), "running": list(CONDITIONS[9:]),
            "all": list(CONDITIONS)}  # fmt: skip
+# Recorded conditions by name prefix -> the heading of their table.
+RECORDED = {"real": "Held-out recorded speech", "other speaker": "Held-out recorded speaker",
+            "english words": "Other English speakers, single words",
+            "english speech": "Other English speakers, running speech"}  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -115,18 +119,10 @@ def run(args: argparse.Namespace) -> int:
     summary = []
     for condition in conditions:
         t0 = time.monotonic()
-        if condition.startswith("real"):
+        prefix = next((p for p in RECORDED if condition.startswith(p)), None)
+        if prefix is not None:
             sessions = _real(condition, args)
-            title = f"Held-out recorded speech, {condition.removeprefix('real').strip(' ,')}"
-        elif condition.startswith("other speaker"):
-            sessions = _real(condition, args)
-            title = f"Held-out recorded speaker, {condition.removeprefix('other speaker').strip()}"
-        elif condition.startswith("english words"):
-            sessions = _real(condition, args)
-            title = f"Other English speakers, single words, {condition.split()[-1]}"
-        elif condition.startswith("english speech"):
-            sessions = _real(condition, args)
-            title = f"Other English speakers, running speech, {condition.split()[-1]}"
+            title = f"{RECORDED[prefix]}, {condition.removeprefix(prefix).strip(' ,')}"
         else:
             sessions = heldout_sessions(
                 args.utts_per_voice, args.seed, args.workers, augmented=condition == "augmented"
