@@ -19,11 +19,19 @@
   it (``frog_desc_ro.ogg``), 300 to 930 recordings per language. Eight languages train
   when asked for (``--speakers ...,tuxpaint``), at most :data:`TUXPAINT_MAX` recordings
   each; Russian is left out (the held-out speaker's language) and English has only 66.
+* Drascula's English dialogue (Debian ``drascula``, freeware; :mod:`models.training.drascula`):
+  about 740 acted sentences by the game's voice actors, unpacked into
+  :func:`download_cache`; trains when asked for (``--speakers ...,drascula``).
+* Flight of the Amazon Queen's English dialogue (Debian ``flight-of-the-amazon-queen``,
+  freeware; :mod:`models.training.fotaq`): conversations and descriptions by dozens of
+  voice actors, at most :data:`models.training.fotaq.MAX_CLIPS` clips; trains when asked
+  for (``--speakers ...,fotaq``).
 """
 
 from __future__ import annotations
 
 import gzip
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +44,19 @@ TUXPAINT_ROOT = Path("/usr/share/tuxpaint/stamps")
 TUXPAINT_PACKAGE = "tuxpaint-stamps-default"
 TUXPAINT_MAX = 200  # recordings kept per Tux Paint language, spread over the stamps
 DOCS_ROOT = Path("/usr/share/doc")
-KINDS = ("asterisk", "klettres", "tuxpaint")  # where a corpus's recordings come from
+KINDS = ("asterisk", "klettres", "tuxpaint", "drascula", "fotaq")
+GAMES = (
+    "drascula",
+    "fotaq",
+)  # English speech unpacked from a game's .deb, not installed  # where a corpus's recordings come from
 SPEAKER = "asterisk:allison"
+
+
+def download_cache() -> Path:
+    """Where recorded speech fetched at run time (a PyPI sdist, an unpacked ``.deb``) is
+    kept when no data cache is given: ``$XDG_CACHE_HOME/headcast/speech``."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "headcast" / "speech"
 
 
 @dataclass(frozen=True)
@@ -63,11 +82,15 @@ class Corpus:
             return self.sounds_dir / "sounds.xml"
         if self.kind == "tuxpaint":
             return self.sounds_dir  # each stamp's .txt beside its recordings
+        if self.kind == "drascula":
+            return self.sounds_dir / "drascula.dat"
+        if self.kind == "fotaq":
+            return self.sounds_dir / "QUEEN2.JAS"
         return DOCS_ROOT / f"asterisk-core-sounds-{self.key}/core-sounds-{self.key}.txt.gz"
 
     @property
     def suffix(self) -> str:
-        return ".g722" if self.kind == "asterisk" else ".ogg"
+        return {"asterisk": ".g722", "drascula": ".ALS", "fotaq": ".SB"}.get(self.kind, ".ogg")
 
     @property
     def packages(self) -> tuple[str, ...]:
@@ -75,6 +98,8 @@ class Corpus:
             return (KLETTRES_PACKAGE,)
         if self.kind == "tuxpaint":
             return (TUXPAINT_PACKAGE,)
+        if self.kind in GAMES:
+            return ()  # unpacked from apt-get download, not installed
         return (f"asterisk-core-sounds-{self.key}-g722", f"asterisk-core-sounds-{self.key}")
 
     def texts(self) -> dict[str, str]:
@@ -83,6 +108,14 @@ class Corpus:
             return klettres_texts(self.transcripts)
         if self.kind == "tuxpaint":
             return tuxpaint_texts(self.sounds_dir, self.key.removeprefix("tp-"))
+        if self.kind == "drascula":
+            from headcast.models.training import drascula
+
+            return drascula.texts(drascula.fetch(self.sounds_dir))
+        if self.kind == "fotaq":
+            from headcast.models.training import fotaq
+
+            return fotaq.texts(fotaq.fetch(self.sounds_dir))
         return read_transcripts(self.transcripts)
 
 
@@ -121,11 +154,22 @@ CORPORA.update(
                           kind="tuxpaint"))
     for lang, voice in _TUXPAINT.items()
 )  # fmt: skip
+CORPORA["drascula"] = Corpus(
+    "drascula",
+    "drascula:en",
+    download_cache() / "drascula/usr/share/scummvm/drascula/en",
+    kind="drascula",
+)
+CORPORA["fotaq"] = Corpus("fotaq", "fotaq:en", download_cache() / "fotaq" / "clips", kind="fotaq")
 HELDOUT_SPEAKER = "ru"  # the *other speaker* evaluation condition
 ENGLISH_KLETTRES = ("kl-en", "kl-en_GB")  # held out: part of the *English words* condition
 TRANSCRIPTS = CORPORA["en"].transcripts
+# The other Asterisk voices' packages (KLettres' and Tux Paint's are installed when
+# their speakers train; the games' are unpacked, not installed).
 OTHER_PACKAGES = tuple(
-    dict.fromkeys(p for c in CORPORA.values() if c.key != "en" for p in c.packages)
+    dict.fromkeys(
+        p for c in CORPORA.values() if c.kind == "asterisk" and c.key != "en" for p in c.packages
+    )
 )
 
 

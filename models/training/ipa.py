@@ -104,3 +104,21 @@ def word_phones(word: str) -> str | None:
     if not word.startswith(PREFIX):
         return None
     return " ".join(word[len(PREFIX) :].upper().split("_"))
+
+
+def english_words(words: list[str]) -> tuple[str, ...] | None:
+    """Normalised English words -> the words to align: the aligner's dictionary words as
+    they are, the others as espeak-ng ``en-us`` pseudo-words; None when one has no
+    phones."""
+    from headcast.models.training import real
+
+    out: list[str] = []
+    for word in words:
+        if real.in_dictionary(word):
+            out.append(word)
+            continue
+        pseudo = pseudo_words(word, "en-us")
+        if pseudo is None:
+            return None
+        out += pseudo
+    return tuple(out)

@@ -1,4 +1,4 @@
-"""Recorded human speech for training and evaluation: Asterisk's prompts.
+"""Recorded human speech for training and evaluation: Asterisk's prompts (and others').
 
 Debian's ``asterisk-core-sounds-en-g722`` holds 568 prompts (25 min) read by one
 professional female speaker (Allison Smith), 16 kHz G.722, CC-BY-SA-3.0; their
@@ -16,13 +16,10 @@ training ones:
 * everything else trains. Prompts with no speech (``[beep]`` tones, ``silence/N`` room
   tone) are non-speech material for training, labelled closed.
 
-Prompts whose transcript has words outside the dictionary or numbers that could be read
-more than one way are left out (they cannot be aligned reliably).
-
-The same prompt set read by other voices in other languages (:mod:`models.training.corpora`)
-is aligned the same way, with each word's phones from espeak-ng
-(:mod:`models.training.ipa`); the prompt-family splits apply to them too, and one
-speaker is held out whole (split ``"speaker"``).
+Prompts with words outside the dictionary or numbers read more than one way are left
+out. Other voices (:mod:`models.training.corpora`) are aligned the same way, words of
+other languages with phones from espeak-ng (:mod:`models.training.ipa`); the
+prompt-family splits apply to them too, and one speaker is held out whole (``"speaker"``).
 """
 
 from __future__ import annotations
@@ -41,8 +38,8 @@ import numpy as np
 
 from headcast.models.audio import AudioError
 from headcast.models.audio.features import SAMPLE_RATE
-from headcast.models.training import ipa
-from headcast.models.training.corpora import CORPORA, Corpus
+from headcast.models.training import drascula, ipa
+from headcast.models.training.corpora import CORPORA, GAMES, Corpus
 from headcast.models.training.jobs import default_signals
 from headcast.models.training.visemes import SILENCE, cmu_visemes, viseme_segments
 
@@ -228,7 +225,10 @@ def prompts(corpus: str = "en") -> list[Prompt]:
     return out
 
 
-def _words(text: str, cor: Corpus) -> list[str] | None:
+def _words(text: str, cor: Corpus) -> list[str] | tuple[str, ...] | None:
+    if cor.kind in GAMES:
+        words = normalise(text)
+        return ipa.english_words(words) if words else None
     if cor.espeak_voice is None:
         return normalise(text)
     if text.strip().startswith("["):
@@ -238,6 +238,8 @@ def _words(text: str, cor: Corpus) -> list[str] | None:
 
 def load_prompt_audio(prompt: Prompt) -> np.ndarray:
     """float32 (N,) 16 kHz mono of one prompt."""
+    if CORPORA[prompt.corpus].kind == "drascula":
+        return drascula.load_als(prompt.path)
     from headcast.models.audio.decode import load_audio
 
     return load_audio(prompt.path)[0]

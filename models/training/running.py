@@ -125,18 +125,7 @@ def words_of(text: str) -> tuple[str, ...] | None:
         return None
     spelled = " ".join(" ".join(SPELLINGS.get(w, (w,))) for w in text.lower().split())
     words = real.normalise(spelled)
-    if not words:
-        return None
-    out: list[str] = []
-    for word in words:
-        if real.in_dictionary(word):
-            out.append(word)
-            continue
-        pseudo = ipa.pseudo_words(word, "en-us")
-        if pseudo is None:
-            return None
-        out += pseudo
-    return tuple(out)
+    return ipa.english_words(words) if words else None
 
 
 def speakers(
