@@ -1,6 +1,6 @@
 """Flight of the Amazon Queen's spoken dialogue: English running speech of many voices.
 
-Debian's ``flight-of-the-amazon-queen`` package (the freeware adventure game by
+Debian's ``flight-of-the-amazon-queen`` package (the freeware adventure game of 1995 by
 Interactive Binary Illusions, freely redistributable; ScummVM runs it) ships the CD
 version's speech inside one archive, ``queen.1c``: about 6700 MP3 clips (``*.SB``,
 11025 Hz) beside the game's text, by a cast of dozens of voice actors. A clip's name
@@ -13,8 +13,9 @@ says which line it speaks:
   characters, ``id`` the line's id as four hex digits (spaces become ``0``), ``J`` the
   hero's line, ``P`` the other person's;
 * ``k``: which segment of the line, counted from 1 in hex. A line is cut into segments
-  at ``*`` followed by a two-character stage command (``*GD`` and ``*GM`` use up a number
-  without speech, ``*XY`` carries 11 more characters).
+  at ``*`` followed by a two-character stage command that applies to the text before
+  it (text before ``*GD`` or ``*GM`` is not spoken but uses up a number; ``*XY``
+  carries 11 more characters).
 
 Cut-scene lines (``*.CUT``) are left out: which of them are spoken whole depends on the
 scene's object records. The package is not installed (it would pull in ScummVM):
@@ -25,6 +26,7 @@ into the download cache (:func:`models.training.corpora.download_cache`).
 from __future__ import annotations
 
 import re
+import shutil
 import struct
 from pathlib import Path
 
@@ -158,4 +160,5 @@ def fetch(clips: Path) -> Path:
     part = root / f"{CLIPS}.part"
     unpack(root / "deb" / ARCHIVE, part)
     part.replace(clips)
+    shutil.rmtree(root / "deb")  # the clips are all that is read
     return clips
