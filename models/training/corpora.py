@@ -21,11 +21,10 @@
   each; Russian is left out (the held-out speaker's language) and English has only 66.
 * Drascula's English dialogue (Debian ``drascula``, freeware; :mod:`models.training.drascula`):
   about 740 acted sentences by the game's voice actors, unpacked into
-  :func:`download_cache`; trains when asked for (``--speakers ...,drascula``).
+  :func:`download_cache`; trains by default.
 * Flight of the Amazon Queen's English dialogue (Debian ``flight-of-the-amazon-queen``,
   freeware; :mod:`models.training.fotaq`): conversations and descriptions by dozens of
-  voice actors, at most :data:`models.training.fotaq.MAX_CLIPS` clips; trains when asked
-  for (``--speakers ...,fotaq``).
+  voice actors, at most :data:`models.training.fotaq.MAX_CLIPS` clips; trains by default.
 """
 
 from __future__ import annotations
@@ -44,11 +43,8 @@ TUXPAINT_ROOT = Path("/usr/share/tuxpaint/stamps")
 TUXPAINT_PACKAGE = "tuxpaint-stamps-default"
 TUXPAINT_MAX = 200  # recordings kept per Tux Paint language, spread over the stamps
 DOCS_ROOT = Path("/usr/share/doc")
-KINDS = ("asterisk", "klettres", "tuxpaint", "drascula", "fotaq")
-GAMES = (
-    "drascula",
-    "fotaq",
-)  # English speech unpacked from a game's .deb, not installed  # where a corpus's recordings come from
+KINDS = ("asterisk", "klettres", "tuxpaint", "drascula", "fotaq")  # where recordings come from
+GAMES = ("drascula", "fotaq")  # English speech unpacked from a game's .deb, not installed
 SPEAKER = "asterisk:allison"
 
 

@@ -52,10 +52,9 @@ SPELLINGS = {"yknow": ("you", "know")}
 
 def default_cache() -> Path:
     """Where the source distribution is kept when no data cache is given."""
-    import os
+    from headcast.models.training.corpora import download_cache
 
-    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(root) / "headcast" / "speech"
+    return download_cache()
 
 
 def fetch(cache: Path) -> Path:
