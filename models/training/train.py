@@ -78,7 +78,7 @@ class TrainConfig(StrictModel):
     threads: int = Field(default=2, ge=1)
     # Training time budget: the cosine schedule runs on max(step / steps, elapsed / budget),
     # so a busy machine gets fewer steps but always a fully annealed model.
-    minutes: float = Field(default=40.0, gt=0)
+    minutes: float = Field(default=30.0, gt=0)  # with the data from nothing: < 60 min
     data_cache: Path | None = None  # reuse synthesised data from here when present
     # Start from the weights of an exported motion model of the same shape (fine-tuning)
     # instead of a random initialisation.
