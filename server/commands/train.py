@@ -39,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="data synthesis processes")
     parser.add_argument("--threads", type=int, help="torch threads for training")
     parser.add_argument(
-        "--minutes", type=float, help="training time budget in minutes (default 30; data preparation excluded)"
+        "--minutes",
+        type=float,
+        help="training time budget in minutes (default 30; data preparation excluded)",
     )
     parser.add_argument(
         "--data-cache", type=Path, help="reuse/keep synthesised data in this folder"
