@@ -286,7 +286,7 @@ def test_fotaq_fetch_writes_clips_out_of_the_package(
         (root / marker).parent.mkdir(parents=True)
         (root / marker).write_bytes(make_archive(CLIPS[:3]))
 
-    monkeypatch.setattr(drascula, "unpack_deb", fake_unpack)
+    monkeypatch.setattr(corpora, "unpack_deb", fake_unpack)
     clips = tmp_path / "fotaq" / fotaq.CLIPS
     assert fotaq.fetch(clips) == clips and calls == [fotaq.PACKAGE]
     assert sorted(p.name for p in clips.glob("*.SB")) == sorted(f"{c}.SB" for c in CLIPS[:3])

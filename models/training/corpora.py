@@ -32,6 +32,9 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import shutil
+import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +56,31 @@ def download_cache() -> Path:
     kept when no data cache is given: ``$XDG_CACHE_HOME/headcast/speech``."""
     root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(root) / "headcast" / "speech"
+
+
+def unpack_deb(package: str, root: Path, marker: str) -> None:
+    """``apt-get download`` a Debian package and unpack it into ``root`` (replaced), which
+    must then hold ``marker``; :class:`models.training.real.RealSpeechMissing` if not."""
+    from headcast.models.training.real import RealSpeechMissing
+
+    with tempfile.TemporaryDirectory() as tmp:
+        got = subprocess.run(
+            ["apt-get", "download", package], cwd=tmp, capture_output=True, text=True
+        )
+        debs = sorted(Path(tmp).glob(f"{package}_*.deb"))
+        if got.returncode != 0 or not debs:
+            raise RealSpeechMissing(
+                f"recorded speech missing: `apt-get download {package}` failed "
+                f"({got.stderr.strip()[-200:]}); unpack that package with dpkg-deb -x into {root}"
+            )
+        part = root.with_name(root.name + ".part")
+        shutil.rmtree(part, ignore_errors=True)
+        part.mkdir(parents=True)
+        unpacked = subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(part)], capture_output=True)
+        if unpacked.returncode != 0 or not (part / marker).is_file():
+            raise RealSpeechMissing(f"recorded speech missing: {debs[-1].name} did not unpack")
+        shutil.rmtree(root, ignore_errors=True)
+        part.replace(root)
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,7 @@ The package is not installed (it would pull in ScummVM): ``apt-get download`` fe
 
 from __future__ import annotations
 
-import shutil
 import struct
-import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -127,31 +124,8 @@ def fetch(en: Path) -> Path:
     """``en``, the English clips' folder (``<root>/`` :data:`EN_DIR`), unpacked from the
     Debian package into ``<root>`` the first time. Raises
     :class:`models.training.real.RealSpeechMissing` when apt cannot fetch the package."""
+    from headcast.models.training.corpora import unpack_deb
+
     if not (en / "drascula.dat").is_file():
         unpack_deb(PACKAGE, en.parents[len(Path(EN_DIR).parts) - 1], f"{EN_DIR}/drascula.dat")
     return en
-
-
-def unpack_deb(package: str, root: Path, marker: str) -> None:
-    """``apt-get download`` a Debian package and unpack it into ``root`` (replaced), which
-    must then hold ``marker``; :class:`models.training.real.RealSpeechMissing` if not."""
-    from headcast.models.training.real import RealSpeechMissing
-
-    with tempfile.TemporaryDirectory() as tmp:
-        got = subprocess.run(
-            ["apt-get", "download", package], cwd=tmp, capture_output=True, text=True
-        )
-        debs = sorted(Path(tmp).glob(f"{package}_*.deb"))
-        if got.returncode != 0 or not debs:
-            raise RealSpeechMissing(
-                f"recorded speech missing: `apt-get download {package}` failed "
-                f"({got.stderr.strip()[-200:]}); unpack that package with dpkg-deb -x into {root}"
-            )
-        part = root.with_name(root.name + ".part")
-        shutil.rmtree(part, ignore_errors=True)
-        part.mkdir(parents=True)
-        unpacked = subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(part)], capture_output=True)
-        if unpacked.returncode != 0 or not (part / marker).is_file():
-            raise RealSpeechMissing(f"recorded speech missing: {debs[-1].name} did not unpack")
-        shutil.rmtree(root, ignore_errors=True)
-        part.replace(root)

@@ -151,7 +151,7 @@ def fetch(clips: Path) -> Path:
     """``clips`` (``<root>/`` :data:`CLIPS`), written out of the Debian package's archive
     the first time. Raises :class:`models.training.real.RealSpeechMissing` when apt
     cannot fetch the package."""
-    from headcast.models.training.drascula import unpack_deb
+    from headcast.models.training.corpora import unpack_deb
 
     if (clips / "QUEEN2.JAS").is_file():
         return clips

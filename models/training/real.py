@@ -166,7 +166,7 @@ def missing_packages(packages: tuple[str, ...] = PACKAGES) -> list[str]:
     :data:`OTHER_PACKAGES` for the other speakers) that are not installed."""
     if shutil.which("dpkg-query") is None:  # not Debian: look for what they install
         installs = {MOH_DIR: PACKAGES[-1]}
-        for c in CORPORA.values():
+        for c in (c for c in CORPORA.values() if c.packages):  # the games are unpacked
             installs.update({c.sounds_dir: c.packages[0], c.transcripts: c.packages[-1]})
         return [p for path, p in installs.items() if p in packages and not path.exists()]
     missing = []

@@ -116,7 +116,7 @@ class TrainConfig(StrictModel):
         if bad:
             raise ValueError(
                 f"not a training speaker: {', '.join(bad)} (choose from "
-                f"{', '.join(TRAIN_SPEAKERS)}, klettres, tuxpaint, drascula, fotaq or one of "
+                f"{', '.join(TRAIN_SPEAKERS)}, klettres, tuxpaint or one of "
                 f"{', '.join(KLETTRES_SPEAKERS + TUXPAINT_SPEAKERS)})"
             )
         return v
