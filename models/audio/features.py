@@ -177,17 +177,25 @@ def _window_power() -> tuple[float, float]:
     return float(np.sum(w2)), float(np.mean(w2))
 
 
+@lru_cache(maxsize=1)
+def _scaled_filterbank() -> np.ndarray:
+    """The mel filterbank transposed, with the window's power normalisation folded in:
+    float64 (N_FFT // 2 + 1, N_MELS)."""
+    return np.ascontiguousarray(mel_filterbank().T) / _window_power()[0]
+
+
 def log_mel(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Windowed frames float64 (F, WIN_LENGTH) -> (mel dB float64 (F, N_MELS), RMS dBFS (F,))."""
-    w2_sum, w2_mean = _window_power()
     windowed = frames * _window()
-    rms_db = 10.0 * np.log10(np.maximum(np.mean(windowed**2, axis=1) / w2_mean, POWER_FLOOR))
+    energy = np.einsum("ij,ij->i", windowed, windowed) / (WIN_LENGTH * _window_power()[1])
+    rms_db = 10.0 * np.log10(np.maximum(energy, POWER_FLOOR))
     spec = np.fft.rfft(windowed, n=N_FFT, axis=1)
     del windowed  # a 10 s block's frames are 3 MB: not kept beside the spectrum
-    power = (spec.real**2 + spec.imag**2) / w2_sum
+    power = spec.real**2
+    power += spec.imag**2
     del spec
-    mel_db = 10.0 * np.log10(np.maximum(power @ mel_filterbank().T, POWER_FLOOR))
-    return mel_db, rms_db
+    mel = power @ _scaled_filterbank()
+    return 10.0 * np.log10(np.maximum(mel, POWER_FLOOR, out=mel)), rms_db
 
 
 @dataclass
@@ -221,13 +229,16 @@ class FeatureExtractor:
         x = np.asarray(pcm, np.float64).reshape(-1)
         if not np.isfinite(x).all():
             x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
-        x = np.clip(x, -1.0, 1.0)
         self.samples_in += len(x)
         self._buf = np.concatenate([self._buf, x])
+        new = self._buf[len(self._buf) - len(x) :]  # clipped in place: the buffer is ours
+        np.minimum(np.maximum(new, -1.0, out=new), 1.0, out=new)
         n = 0 if len(self._buf) < WIN_LENGTH else (len(self._buf) - WIN_LENGTH) // HOP_LENGTH + 1
         if n == 0:
             return np.zeros((0, N_MELS), np.float32)
-        frames = np.lib.stride_tricks.sliding_window_view(self._buf, WIN_LENGTH)[::HOP_LENGTH][:n]
+        # Overlapping frames as a read-only view of the buffer (no copy).
+        step = self._buf.strides[0]
+        frames = np.ndarray((n, WIN_LENGTH), np.float64, self._buf, 0, (HOP_LENGTH * step, step))
         mel_db, rms_db = log_mel(frames)
         self._buf = self._buf[n * HOP_LENGTH :]
         self.frames_out += n
@@ -241,7 +252,9 @@ class FeatureExtractor:
             level = max(LEVEL_FLOOR_DB, level + rate * (e - level))
             levels[i] = level
         self._level.level_db = level
-        rel = np.clip(mel_db - levels[:, None], *FEATURE_RANGE_DB)
+        rel = mel_db - levels[:, None]
+        lo, hi = FEATURE_RANGE_DB
+        np.minimum(np.maximum(rel, lo, out=rel), hi, out=rel)
         return (rel / FEATURE_SCALE_DB).astype(np.float32)
 
 

@@ -148,10 +148,11 @@ class MotionStreamer:
             self._out_coeffs = self._out_coeffs[keep_from:]
             self._out_speech = self._out_speech[keep_from:]
             self._out_start += keep_from
+        # Outputs are 0..1 by construction; the clip guards the interpolation's rounding.
         return MotionFrames(
             np.array(idx, np.int64),
-            np.clip(coeffs, 0.0, 1.0).astype(np.float32),
-            np.clip(speech, 0.0, 1.0).astype(np.float32),
+            np.minimum(np.maximum(coeffs, 0.0), 1.0, dtype=np.float32),
+            np.minimum(np.maximum(speech, 0.0), 1.0, dtype=np.float32),
         )
 
     def push(self, pcm16k: np.ndarray) -> MotionFrames:

@@ -120,12 +120,17 @@ class MotionNet(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """Returns (coeffs 0..1, speech logit, closure logit, new states)."""
         out, new_states = self.trunk(mel, states)
+        return (*self.heads(out), new_states)
+
+    def heads(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The head's output (B, 16 + 2, T) -> coeffs 0..1 (B, T, 16) after the gates,
+        speech logit (B, T), closure logit (B, T)."""
         raw = torch.sigmoid(out[:, :N_MOUTH])
         speech_logit, closure_logit = out[:, N_MOUTH], out[:, N_MOUTH + 1]
         coeffs = gate(
             raw, torch.sigmoid(speech_logit), torch.sigmoid(closure_logit), self.cfg.closure_gate
         )
-        return coeffs.transpose(1, 2), speech_logit, closure_logit, new_states
+        return coeffs.transpose(1, 2), speech_logit, closure_logit
 
 
 def _ramp(p: torch.Tensor, lo_hi: tuple[float, float]) -> torch.Tensor:
