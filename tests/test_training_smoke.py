@@ -156,3 +156,31 @@ def test_fine_tuning_starts_from_an_exported_models_weights(tmp_path: Path) -> N
         assert torch.equal(target.state_dict()[key], value), key
     with pytest.raises(TrainingDataError, match="do not fit"):
         load_onnx_weights(MotionNet(NetConfig(channels=32)), path)
+
+
+def test_an_exported_model_exports_again_with_its_weights_and_metadata(tmp_path: Path) -> None:
+    from headcast.models.training.export import reexport_onnx
+
+    torch.manual_seed(3)
+    net = MotionNet(NetConfig(channels=16, dilations=(1, 2, 4))).eval()
+    with torch.no_grad():  # trained weights differ (the export merges identical tensors)
+        for p in net.parameters():
+            p.normal_(0.0, 0.1)
+    first = export_onnx(net, tmp_path / "a.onnx", {"train_steps": "7"})
+    again = reexport_onnx(first, tmp_path / "b.onnx")
+    a, b = (load_motion_model(p, provider="cpu", speech_gate=False) for p in (first, again))
+    assert b.metadata == a.metadata and b.metadata["train_steps"] == "7"
+    pcm = (0.1 * np.random.default_rng(0).standard_normal(20_000)).astype(np.float32)
+    np.testing.assert_array_equal(infer(a, pcm).coeffs, infer(b, pcm).coeffs)
+    with pytest.raises(ValueError, match="not a headcast motion model"):
+        reexport_onnx(_identity_graph(tmp_path / "x.onnx"), tmp_path / "c.onnx")
+
+
+def _identity_graph(path: Path) -> Path:
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    onnx.save(helper.make_model(graph), str(path))
+    return path

@@ -238,7 +238,9 @@ class FeatureExtractor:
             return np.zeros((0, N_MELS), np.float32)
         # Overlapping frames as a read-only view of the buffer (no copy).
         step = self._buf.strides[0]
-        frames = np.ndarray((n, WIN_LENGTH), np.float64, self._buf, 0, (HOP_LENGTH * step, step))
+        frames: np.ndarray = np.ndarray(
+            (n, WIN_LENGTH), np.float64, self._buf, 0, (HOP_LENGTH * step, step)
+        )
         mel_db, rms_db = log_mel(frames)
         self._buf = self._buf[n * HOP_LENGTH :]
         self.frames_out += n

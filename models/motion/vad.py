@@ -177,7 +177,7 @@ def _same_verdicts(shipped: ort.InferenceSession, fixed: ort.InferenceSession) -
         sr = np.array(SAMPLE_RATE, np.int64)
         p0, states[0] = shipped.run(None, {"input": x, "state": states[0], "sr": sr})
         p1, states[1] = fixed.run(None, {"input": x, "state": states[1]})
-        if not np.allclose(p0, p1, atol=1e-5) or not np.allclose(*states, atol=1e-4):
+        if not np.allclose(p0, p1, atol=1e-5) or not np.allclose(states[0], states[1], atol=1e-4):
             return False
     return True
 

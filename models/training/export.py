@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 import onnx
 import torch
@@ -145,7 +146,7 @@ def reexport_onnx(src: Path, dst: Path) -> Path:
     meta = {p.key: p.value for p in onnx.load(str(src)).metadata_props}
     if meta.get("headcast.kind") != "motion" or "net_config" not in meta:
         raise ValueError(f"{src} is not a headcast motion model with its net_config")
-    config = {
+    config: dict[str, Any] = {
         k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(meta["net_config"]).items()
     }
     net = MotionNet(NetConfig(**config))
