@@ -274,6 +274,8 @@ def test_fotaq_keeps_at_most_max_clips_spread_over_names(
     monkeypatch.setattr(fotaq, "MAX_CLIPS", 3)
     kept = fotaq.texts(tmp_path / "clips")
     assert list(kept) == ["0500BEJ1", "05SSSSJ1", "JOE00411"]  # every third of nine
+    assert len(fotaq.texts(tmp_path / "clips", 100)) == 9  # asked for more: all of them
+    assert list(fotaq.texts(tmp_path / "clips", 1)) == ["0500BEJ1"]
 
 
 def test_fotaq_fetch_writes_clips_out_of_the_package(

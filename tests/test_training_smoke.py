@@ -72,6 +72,9 @@ def test_bad_training_flags_are_user_errors(capsys: pytest.CaptureFixture[str]) 
     assert main(["train", "motion", "--tiny", "--freq-mask", "40"]) == 2
     err = capsys.readouterr().err
     assert "freq_mask" in err and "Traceback" not in err
+    assert main(["train", "motion", "--tiny", "--game-clips", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "game_clips" in err and "Traceback" not in err
 
 
 def test_closure_weight_and_recorded_share_reach_the_recipe(

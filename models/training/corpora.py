@@ -126,8 +126,9 @@ class Corpus:
             return ()  # unpacked from apt-get download, not installed
         return (f"asterisk-core-sounds-{self.key}-g722", f"asterisk-core-sounds-{self.key}")
 
-    def texts(self) -> dict[str, str]:
-        """{recording name (path under ``sounds_dir`` without suffix): what is said}."""
+    def texts(self, clips: int | None = None) -> dict[str, str]:
+        """{recording name (path under ``sounds_dir`` without suffix): what is said};
+        ``clips``: at most that many of Flight of the Amazon Queen's (default its cap)."""
         if self.kind == "klettres":
             return klettres_texts(self.transcripts)
         if self.kind == "tuxpaint":
@@ -139,7 +140,7 @@ class Corpus:
         if self.kind == "fotaq":
             from headcast.models.training import fotaq
 
-            return fotaq.texts(fotaq.fetch(self.sounds_dir))
+            return fotaq.texts(fotaq.fetch(self.sounds_dir), clips)
         return read_transcripts(self.transcripts)
 
 

@@ -124,17 +124,18 @@ def dialogue(dog: bytes) -> dict[str, str]:
     return out
 
 
-def texts(clips: Path) -> dict[str, str]:
+def texts(clips: Path, limit: int | None = None) -> dict[str, str]:
     """{clip stem: its words} for the clips written to ``clips`` (with the archive's text
     entries, ``QUEEN.JAS``, ``QUEEN2.JAS`` and ``*.DOG``, written beside them); at most
-    :data:`MAX_CLIPS`, spread evenly over the sorted names."""
+    ``limit`` (None: :data:`MAX_CLIPS`), spread evenly over the sorted names."""
     found = descriptions((clips / "QUEEN.JAS").read_bytes(), (clips / "QUEEN2.JAS").read_bytes())
     for dog in sorted(clips.glob("*.DOG")):
         for name, text in dialogue(dog.read_bytes()).items():
             found[name] = text if found.get(name, text) == text else CLASH
     names = [n for n, t in sorted(found.items()) if t != CLASH and (clips / f"{n}.SB").is_file()]
-    step = max(1.0, len(names) / MAX_CLIPS)
-    keep = [names[int(i * step)] for i in range(min(len(names), MAX_CLIPS))]
+    limit = MAX_CLIPS if limit is None else limit
+    step = max(1.0, len(names) / limit)
+    keep = [names[int(i * step)] for i in range(min(len(names), limit))]
     return {n: found[n] for n in keep}
 
 

@@ -19,6 +19,7 @@ from headcast.models.training.dataset import (
     load,
     save,
 )
+from headcast.models.training.fotaq import MAX_CLIPS
 
 if TYPE_CHECKING:
     from headcast.models.training.train import TrainConfig
@@ -47,6 +48,8 @@ def training_examples(cfg: TrainConfig) -> list[Example]:
                     f"recorded-{'-'.join(keys)}-r{cfg.real_copies}-{cfg.real_prompts}"
                     f"-s{cfg.seed}-d{DATA_VERSION}"
                 )
+                if "fotaq" in keys and cfg.game_clips != MAX_CLIPS:
+                    name += f"-g{cfg.game_clips}"
                 examples += _cached(cfg, name, partial(_recorded, cfg, keys))
     return examples
 
@@ -81,7 +84,7 @@ def real_prompts(
     cache = None if cfg.data_cache is None else cfg.data_cache / "alignments.json"
     todo: list[real.Prompt] = []
     for key in cfg.speakers if speakers is None else speakers:
-        prompts = [p for p in real.prompts(key) if real.prompt_split(p) == split]
+        prompts = [p for p in real.prompts(key, cfg.game_clips) if real.prompt_split(p) == split]
         if cfg.real_prompts is not None:
             speech = [p for p in prompts if p.words][: cfg.real_prompts]
             prompts = speech + [p for p in prompts if not p.words][:1]

@@ -206,11 +206,11 @@ def _hint(packages: list[str]) -> str:
     )
 
 
-def prompts(corpus: str = "en") -> list[Prompt]:
+def prompts(corpus: str = "en", clips: int | None = None) -> list[Prompt]:
     """Every prompt of a corpus with a transcript that normalises (English) or that
-    espeak-ng can phonemise (the others), plus the ``silence/`` recordings."""
+    espeak-ng can phonemise (others), the ``silence/`` recordings (``clips``: see texts)."""
     cor = CORPORA[corpus]
-    texts = cor.texts()
+    texts = cor.texts(clips)
     out = []
     for path in sorted(cor.sounds_dir.rglob(f"*{cor.suffix}")):
         name = path.relative_to(cor.sounds_dir).with_suffix("").as_posix()

@@ -28,6 +28,7 @@ from headcast.models.training.dataset import (
     hours,
 )
 from headcast.models.training.export import export_onnx
+from headcast.models.training.fotaq import MAX_CLIPS
 from headcast.models.training.mixture import real_prompts, recorded_summary, training_examples
 from headcast.models.training.net import JAW, N_MOUTH, MotionNet, NetConfig, count_parameters
 from headcast.models.training.warp import mask_bands, warp_mel
@@ -96,6 +97,9 @@ class TrainConfig(StrictModel):
     # Recorded speakers trained on (keys of models/training/corpora.CORPORA; a held-out
     # speaker is refused).
     speakers: tuple[str, ...] = TRAIN_SPEAKERS
+    # Flight of the Amazon Queen's clips kept (of ~4500 with text, ~190 minutes); the
+    # default keeps the whole command from nothing within an hour on two cores.
+    game_clips: int = Field(default=MAX_CLIPS, ge=1)
     # BCE positive weight of the closure head: higher makes it fire more readily on the
     # /p b m/ whose silent gap reverberation and noise have filled.
     closure_pos_weight: float = Field(default=CLOSURE_POS_WEIGHT, gt=0)
