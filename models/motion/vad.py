@@ -98,14 +98,13 @@ class SpeechDetector:
         # One intra-op thread: a 512-sample window is far too small to split.
         self.session = create_session(where, provider=provider, threads=1)
         self._extra_feeds: dict[str, np.ndarray] = {"sr": np.array(SAMPLE_RATE, np.int64)}
-        fixed = _fixed_rate_graph(where)
-        if fixed is not None:
-            try:
-                fast = create_session(fixed, provider=provider, threads=1)
-                if _same_verdicts(self.session, fast):
-                    self.session, self._extra_feeds = fast, {}
-            except Exception as exc:  # the model as shipped still works
-                log.debug("silero-vad kept as shipped: %s", exc)
+        try:
+            fixed = _fixed_rate_graph(where)
+            fast = None if fixed is None else create_session(fixed, provider=provider, threads=1)
+            if fast is not None and _same_verdicts(self.session, fast):
+                self.session, self._extra_feeds = fast, {}
+        except Exception as exc:  # the model as shipped still works
+            log.debug("silero-vad kept as shipped: %s", exc)
 
     def window(self, x: np.ndarray, state: np.ndarray) -> tuple[float, np.ndarray]:
         """x float32 (CONTEXT + WINDOW,), state float32 STATE_SHAPE -> (p 0..1, state)."""
@@ -134,8 +133,8 @@ def _fixed_rate_graph(path: Path) -> bytes | None:
     cond = producers.get(ifs[0].input[0])
     if cond is None or cond.op_type != "Equal" or "sr" not in cond.input:
         return None
-    other = producers.get(next(i for i in cond.input if i != "sr"))
-    if other is None or other.op_type != "Constant":
+    other = producers.get(next((i for i in cond.input if i != "sr"), ""))
+    if other is None or other.op_type != "Constant" or not other.attribute[0].HasField("t"):
         return None
     rate = int(onnx.numpy_helper.to_array(other.attribute[0].t))
     if rate not in (SAMPLE_RATE, 8000):
