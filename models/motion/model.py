@@ -22,7 +22,7 @@ from headcast.models.audio.features import (
     silence_feature,
 )
 from headcast.models.channels import MOUTH_CHANNELS
-from headcast.models.motion.vad import SpeechDetector, SpeechDetectorMissing
+from headcast.models.motion.vad import SpeechDetector, SpeechDetectorMissing, shared_detector
 from headcast.models.onnx_session import (
     Provider,
     create_session,
@@ -102,7 +102,7 @@ class MotionModel:
         self.vad: SpeechDetector | None = None
         if speech_gate:
             try:
-                self.vad = SpeechDetector(provider="cpu")
+                self.vad = shared_detector()
             except SpeechDetectorMissing as exc:
                 log.warning("no speech gate: %s", exc)
         try:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import logging
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,14 @@ class SpeechDetector:
         """x float32 (CONTEXT + WINDOW,), state float32 STATE_SHAPE -> (p 0..1, state)."""
         p, state = self.session.run(None, {"input": x[None], "state": state, **self._extra_feeds})
         return float(p.reshape(-1)[0]), state
+
+
+@lru_cache(maxsize=1)
+def shared_detector() -> SpeechDetector:
+    """The process's one detector of the installed model (a session holds no stream
+    state, so every motion model and session shares it). SpeechDetectorMissing when
+    silero-vad is not installed."""
+    return SpeechDetector()
 
 
 def _fixed_rate_graph(path: Path) -> bytes | None:
@@ -230,9 +239,13 @@ class SpeechGateStream:
                 levels[i] = level
             self._level = level
             gains = 10.0 ** ((AGC_TARGET_DB - levels) / 20.0)
+            # Each window with the previous one's tail, scaled straight into float32 (a
+            # 10 s block's windows in float64 would be a few MB more at the peak).
+            inputs = np.empty((n, CONTEXT + WINDOW), np.float32)
             context = np.concatenate([self._context[None], frames[:-1, -CONTEXT:]])
-            inputs = np.concatenate([context, frames], axis=1)
-            inputs = np.clip(inputs * gains[:, None], -1.0, 1.0).astype(np.float32)
+            np.multiply(context, gains[:, None], out=inputs[:, :CONTEXT], casting="same_kind")
+            np.multiply(frames, gains[:, None], out=inputs[:, CONTEXT:], casting="same_kind")
+            np.clip(inputs, -1.0, 1.0, out=inputs)
             state = self._state
             for i in range(n):
                 probs[i], state = self.detector.window(inputs[i], state)
