@@ -24,6 +24,15 @@ STUB_GAIN = 2.0  # jaw per unit of mean feature above STUB_OPEN_AT (clipped to 0
 STUB_WEIGHTS = {"jawOpen": 0.9, "mouthLowerDownLeft": 0.3, "mouthLowerDownRight": 0.3}
 
 
+def write_foreign_onnx(path: Path) -> Path:
+    """A valid ONNX model that is no headcast model (one Identity node, x -> y)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    onnx.save(helper.make_model(graph), str(path))
+    return path
+
+
 def write_stub_motion_model(path: Path) -> Path:
     """Write the stand-in motion model to ``path`` (ONNX, opset 17)."""
     weights = np.zeros((1, 1, len(MOUTH_CHANNELS)), np.float32)

@@ -8,9 +8,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from headcast.models.channels import MOUTH_CHANNELS
 from headcast.models.motion import (
@@ -22,6 +20,7 @@ from headcast.models.motion import (
     load_motion_model,
 )
 from headcast.models.motion.model import DEFAULT_MODEL
+from tests.render_offline_support import write_foreign_onnx
 
 STREAM_TOLERANCE = 1e-5  # streamed vs offline, absolute, on 0..1 coefficients
 SR = 16_000
@@ -171,11 +170,7 @@ def test_loader_errors_are_clear(tmp_path: Path) -> None:
     junk.write_bytes(b"not a model")
     with pytest.raises(MotionModelError, match="cannot load"):
         load_motion_model(junk)
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
-    other = tmp_path / "other.onnx"
-    onnx.save(helper.make_model(graph), str(other))
+    other = write_foreign_onnx(tmp_path / "other.onnx")
     with pytest.raises(MotionModelError, match="not a headcast motion model"):
         load_motion_model(other)
     with pytest.raises(MotionModelError, match="fps"):

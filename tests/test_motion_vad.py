@@ -10,6 +10,7 @@ import pytest
 from headcast.models.audio.features import HOP_LENGTH, SAMPLE_RATE
 from headcast.models.motion import MotionStreamer, infer, load_motion_model, vad
 from headcast.models.motion.vad import WINDOW, SpeechGateStream, silero_model_path
+from tests.render_offline_support import write_foreign_onnx
 
 AHEAD = 4 * HOP_LENGTH + 200  # the shipped live model: 40 ms look-ahead + half a window
 
@@ -175,19 +176,7 @@ def test_the_fixed_rate_graph_matches_the_shipped_one(tmp_path) -> None:
         probs.append(p_a)
     assert max(probs) > 0.5 > 0.1 > min(probs)  # confident and doubtful windows both seen
     # A model laid out otherwise is kept as it is (here: no 8/16 kHz switch at all).
-    assert vad._fixed_rate_graph(_tiny_graph(tmp_path)) is None
-
-
-def _tiny_graph(tmp_path):
-    import onnx
-    from onnx import TensorProto, helper
-
-    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 576])
-    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 576])
-    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "g", [x], [y])
-    path = tmp_path / "tiny.onnx"
-    onnx.save(helper.make_model(graph), str(path))
-    return path
+    assert vad._fixed_rate_graph(write_foreign_onnx(tmp_path / "other.onnx")) is None
 
 
 def _vowel_buzz(seconds: float) -> np.ndarray:

@@ -16,6 +16,7 @@ from headcast.models.training.export import export_onnx  # noqa: E402
 from headcast.models.training.net import MotionNet, NetConfig  # noqa: E402
 from headcast.models.training.synth import available_engines  # noqa: E402
 from headcast.server.cli import main  # noqa: E402
+from tests.render_offline_support import write_foreign_onnx  # noqa: E402
 
 PARITY_TOLERANCE = 1e-4  # float32 torch vs ONNX Runtime on 0..1 outputs
 
@@ -176,14 +177,4 @@ def test_an_exported_model_exports_again_with_its_weights_and_metadata(tmp_path:
     pcm = (0.1 * np.random.default_rng(0).standard_normal(20_000)).astype(np.float32)
     np.testing.assert_array_equal(infer(a, pcm).coeffs, infer(b, pcm).coeffs)
     with pytest.raises(ValueError, match="not a headcast motion model"):
-        reexport_onnx(_identity_graph(tmp_path / "x.onnx"), tmp_path / "c.onnx")
-
-
-def _identity_graph(path: Path) -> Path:
-    from onnx import TensorProto, helper
-
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
-    onnx.save(helper.make_model(graph), str(path))
-    return path
+        reexport_onnx(write_foreign_onnx(tmp_path / "x.onnx"), tmp_path / "c.onnx")

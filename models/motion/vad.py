@@ -35,12 +35,15 @@ import importlib.util
 import logging
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnxruntime as ort
 
 from headcast.models.audio.features import HOP_LENGTH, SAMPLE_RATE, sanitize
 from headcast.models.onnx_session import Provider, create_session
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 WINDOW = 512  # samples per VAD decision at 16 kHz (32 ms)
 CONTEXT = 64  # samples of the previous window Silero prepends (its streaming contract)
