@@ -219,6 +219,23 @@ def test_bench_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "headcast bench: error:" in err and "Traceback" not in err
 
 
+def test_bench_motion_on_a_recording(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--audio`` measures on a recording (its length, not --seconds); a missing file is
+    a one-line error."""
+    monkeypatch.setattr("os.sched_setaffinity", lambda *a: None, raising=False)
+    fixture = Path(__file__).parent / "fixtures" / "speech.wav"
+    assert main(["bench", "motion", "--offline", "--audio", str(fixture)]) == 0
+    out = capsys.readouterr().out
+    assert "audio: 11 s" in out and "x real time" in out
+    if "pocketsphinx is not installed" not in out:
+        assert "pauses skipped" in out
+    assert main(["bench", "motion", "--audio", str(tmp_path / "none.wav")]) == 2
+    err = capsys.readouterr().err
+    assert "headcast bench: error:" in err and "no such file" in err and "Traceback" not in err
+
+
 def test_model_with_unusable_metadata_is_a_one_line_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

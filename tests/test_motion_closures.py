@@ -121,6 +121,49 @@ def test_streamed_equals_whole_file(
     assert closer.closures > 0
 
 
+def test_recogniser_skips_long_pauses(
+    files_model: MotionModel, speech: tuple[np.ndarray, list], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A block of silence between speech is never decoded; speech with short pauses is."""
+    pcm = speech[0][: 6 * SR]
+    audio = np.concatenate([pcm, np.zeros(14 * SR, np.float32), pcm])
+    recogniser = closures._recogniser()
+    assert recogniser is not None
+    heard: list[int] = []
+    hear = recogniser.bilabials
+
+    def spy(x: np.ndarray) -> list[tuple[float, float]]:
+        heard.append(len(x))
+        return hear(x)
+
+    monkeypatch.setattr(recogniser, "bilabials", spy)
+    infer_file(files_model, audio)
+    assert 10 * SR < sum(heard) < 14 * SR  # both 6 s of speech, not the 14 s pause
+
+
+def test_hearing_spans_widen_speech_and_hear_what_no_frame_covers() -> None:
+    fps, start, n = 25, 10 * SR, 10 * SR  # the second 10 s block
+    m = round(closures.HEAR_MARGIN_S * fps)
+    spf = SR // fps
+    speech = np.zeros(250, np.float32)
+    speech[25:50] = 0.9  # 1.0-2.0 s into the block
+    speech[60:62] = 0.9  # a gap shorter than two margins: joined
+    speech[200:210] = 0.5
+    frames = MotionFrames(
+        np.arange(250) + 250, np.zeros((250, len(MOUTH_CHANNELS)), np.float32), speech
+    )
+    spans = closures.hearing_spans(frames, fps, start, n)
+    assert spans == [((25 - m) * spf, (62 + m) * spf), ((200 - m) * spf, (210 + m) * spf)]
+    quiet = MotionFrames(frames.index, frames.coeffs, np.zeros(250, np.float32))
+    assert closures.hearing_spans(quiet, fps, start, n) == []
+    # frames only for the first half: the second half is heard, whatever the first says
+    half = MotionFrames(quiet.index[:125], quiet.coeffs[:125], quiet.speech[:125])
+    assert closures.hearing_spans(half, fps, start, n) == [(max(0, (125 - m) * spf), n)]
+    # speech at the block's edges is clipped to the block
+    edge = MotionFrames(frames.index, frames.coeffs, np.ones(250, np.float32))
+    assert closures.hearing_spans(edge, fps, start, n) == [(0, n)]
+
+
 def test_only_dips_are_closed() -> None:
     """A recognised bilabial where the network's mouth is wide open is ignored; one at a dip
     is closed at the dip's lowest frame; spans outside the frames do nothing."""

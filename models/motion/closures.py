@@ -13,7 +13,8 @@ closes the ones both hear. Then a dip the network makes on its own between two
 openings (``jawOpen`` at a local minimum at most :data:`SHUT_BELOW` times that opening,
 rising to at least :data:`RISE` times it within :data:`RISE_S` on both sides) is closed
 the same way: the lips meet where the network hesitates between a closure and a narrow
-vowel, whichever recogniser is installed. The parameters were chosen on the validation
+vowel, whichever recogniser is installed. The recogniser hears a block once its frames
+have come, and only around the frames that say speech: a pause has no dip to close. The parameters were chosen on the validation
 split of the training voices (docs/motion.md).
 
 The live path never runs this: a phone's identity is known only after it ends.
@@ -45,7 +46,15 @@ MIN_SPAN_S = 0.02
 DIP = 0.6
 MIN_P90 = 0.05
 LANGUAGE_WEIGHT = 2.0  # pocketsphinx -lw for the phone language model
+# The search's beams: 1e-20 cost twice the time for the same closures on the
+# validation split (docs/motion.md), as did scoring every frame with four Gaussians.
+BEAM = 1e-12
 PHONE_FRAME_S = 0.01
+# The recogniser hears only where the network's frames say speech (speech value above
+# HEAR_SPEECH), widened by HEAR_MARGIN_S each side: a closure is only made where the
+# network's mouth dips inside speech, so long pauses need not be decoded.
+HEAR_SPEECH = 0.05
+HEAR_MARGIN_S = 0.3
 BILABIALS = frozenset({"P", "B", "M"})
 
 # Channels that open the lips (a closure scales them to 0) and the press channels a
@@ -83,8 +92,10 @@ class _Recogniser:
             samprate=SAMPLE_RATE,
             allphone=str(lm),
             lw=LANGUAGE_WEIGHT,
-            beam=1e-20,
-            pbeam=1e-20,
+            beam=BEAM,
+            pbeam=BEAM,
+            ds=2,  # acoustic scores every other 10 ms frame
+            topn=2,  # Gaussians scored per codebook
             bestpath=False,
             loglevel="FATAL",
         )
@@ -175,8 +186,9 @@ def _shut(coeffs: np.ndarray, k: int) -> None:
 class ClosurePass:
     """Streams frames through the closure pass: push the 16 kHz audio and the frames the
     motion streamer made from it (in step or not); frames come back once their block's
-    audio has been heard whole. ``flush`` returns the rest. Holds at most one block of
-    audio (as int16) and the frames of the block waiting for its end."""
+    audio has been heard whole. ``flush`` returns the rest. Holds the audio (as int16)
+    of the block being filled and of blocks whose frames have not all come (the motion
+    streamer's look-ahead behind the audio: one), and their frames."""
 
     def __init__(self, fps: int) -> None:
         self.fps = int(fps)
@@ -185,7 +197,7 @@ class ClosurePass:
         self._block = int(BLOCK_S * SAMPLE_RATE)
         self._audio: list[np.ndarray] = []  # int16 pieces of the block being heard
         self._audio_n = 0
-        self._spans: list[list[tuple[float, float]]] = []  # per heard block, not yet applied
+        self._heard: list[np.ndarray] = []  # int16 audio of whole blocks awaiting frames
         self._applied = 0  # blocks whose frames have been released
         self._frames: list[MotionFrames] = []
 
@@ -201,7 +213,7 @@ class ClosurePass:
         if len(frames):
             self._frames.append(frames)
         out = []
-        while self._spans and self._have_frames_until(self._block_end()):
+        while self._heard and self._have_frames_until(self._block_end()):
             out.append(self._release(self._block_end()))
         return _concat(out)
 
@@ -210,18 +222,15 @@ class ClosurePass:
         out = [self.push(np.zeros(0, np.float32), frames)]
         if self._audio_n:
             self._hear_block()
-        while self._spans and self._frames:
-            out.append(self._release(None if len(self._spans) == 1 else self._block_end()))
+        while self._heard and self._frames:
+            out.append(self._release(None if len(self._heard) == 1 else self._block_end()))
         out += self._frames  # frames past the audio's last block: nothing was heard there
-        self._frames, self._spans = [], []
+        self._frames, self._heard = [], []
         return _concat(out)
 
     def _hear_block(self) -> None:
-        pcm = np.concatenate(self._audio)
+        self._heard.append(np.concatenate(self._audio))
         self._audio, self._audio_n = [], 0
-        start_s = (self._applied + len(self._spans)) * BLOCK_S
-        heard = [] if self._recogniser is None else self._recogniser.bilabials(pcm)
-        self._spans.append([(start_s + a, start_s + b) for a, b in heard])
 
     def _block_end(self) -> int:
         """First frame after the block whose frames are released next."""
@@ -230,9 +239,22 @@ class ClosurePass:
     def _have_frames_until(self, end: int) -> bool:
         return bool(self._frames) and int(self._frames[-1].index[-1]) + 1 >= end
 
+    def _bilabials(self, pcm: np.ndarray, frames: MotionFrames) -> list[tuple[float, float]]:
+        """The /p b m/ the recogniser hears in block ``self._applied`` (int16 ``pcm``)
+        where ``frames`` (that block's) say speech, in seconds from stream start."""
+        if self._recogniser is None:
+            return []
+        start = self._applied * self._block
+        out = []
+        for a, z in hearing_spans(frames, self.fps, start, len(pcm)):
+            out += [
+                ((start + a) / SAMPLE_RATE + s, (start + a) / SAMPLE_RATE + e)
+                for s, e in self._recogniser.bilabials(pcm[a:z])
+            ]
+        return out
+
     def _release(self, end: int | None) -> MotionFrames:
-        spans = self._spans.pop(0)
-        self._applied += 1
+        pcm = self._heard.pop(0)
         frames = _concat(self._frames)
         if end is not None:
             keep = frames.index < end
@@ -241,12 +263,40 @@ class ClosurePass:
             self._frames = [rest] if len(rest) else []
         else:
             self._frames = []
+        spans = self._bilabials(pcm, frames)
+        self._applied += 1
         if len(frames):
             coeffs = frames.coeffs.copy()
             self.closures += close_spans(coeffs, spans, self.fps, int(frames.index[0]))
             self.closures += close_dips(coeffs, self.fps)
             frames = MotionFrames(frames.index, coeffs, frames.speech)
         return frames
+
+
+def hearing_spans(frames: MotionFrames, fps: int, start: int, n: int) -> list[tuple[int, int]]:
+    """Sample ranges [a, z) of a block of ``n`` samples starting at sample ``start`` of the
+    stream that the recogniser hears: around the frames whose speech value is above
+    :data:`HEAR_SPEECH` (within :data:`HEAR_MARGIN_S`), and wherever no frame says."""
+    if n == 0:
+        return []
+    # One slot per frame time in the block; audio no frame covers is heard.
+    first = -(-start * fps // SAMPLE_RATE)
+    slots = -(-(start + n) * fps // SAMPLE_RATE) - first
+    hear = np.ones(slots, bool)
+    inside = (frames.index >= first) & (frames.index < first + slots)
+    hear[frames.index[inside] - first] = frames.speech[inside] > HEAR_SPEECH
+    margin = round(HEAR_MARGIN_S * fps)
+    on = np.flatnonzero(hear)
+    if len(on) == 0:
+        return []
+    gaps = np.flatnonzero(np.diff(on) > 2 * margin + 1)
+    firsts, lasts = on[np.r_[0, gaps + 1]], on[np.r_[gaps, len(on) - 1]]
+    out = []
+    for lo, hi in zip(firsts.tolist(), lasts.tolist(), strict=True):
+        a = (first + lo - margin) * SAMPLE_RATE // fps - start
+        z = -(-(first + hi + 1 + margin) * SAMPLE_RATE // fps) - start
+        out.append((max(a, 0), min(z, n)))
+    return out
 
 
 def _concat(parts: list[MotionFrames]) -> MotionFrames:
@@ -267,5 +317,18 @@ def infer_file(
 def close_bilabials(pcm16k: np.ndarray, frames: MotionFrames, fps: int) -> MotionFrames:
     """The whole file at once: the same blocks as :class:`ClosurePass`, the same frames."""
     closer = ClosurePass(fps)
-    head = closer.push(pcm16k, frames)
-    return _concat([head, closer.flush(MotionFrames.empty(len(MOUTH_CHANNELS)))])
+    block = closer._block
+    # Block by block with the frames up to its end, so that one block's audio is held;
+    # frames past the audio's last block go with the flush.
+    blocks = -(-len(pcm16k) // block)
+    of = np.minimum(frames.index * SAMPLE_RATE // (block * fps), blocks)
+    out = [
+        closer.push(pcm16k[b * block : (b + 1) * block], _pick(frames, of == b))
+        for b in range(blocks)
+    ]
+    out.append(closer.flush(_pick(frames, of == blocks)))
+    return _concat(out)
+
+
+def _pick(frames: MotionFrames, keep: np.ndarray) -> MotionFrames:
+    return MotionFrames(frames.index[keep], frames.coeffs[keep], frames.speech[keep])
