@@ -14,8 +14,8 @@ openings (``jawOpen`` at a local minimum at most :data:`SHUT_BELOW` times that o
 rising to at least :data:`RISE` times it within :data:`RISE_S` on both sides) is closed
 the same way: the lips meet where the network hesitates between a closure and a narrow
 vowel, whichever recogniser is installed. The recogniser hears a block once its frames
-have come, and only around the frames that say speech: a pause has no dip to close. The parameters were chosen on the validation
-split of the training voices (docs/motion.md).
+have come, and only around the frames that say speech: a pause has no dip to close. The
+parameters were chosen on the validation split of the training voices (docs/motion.md).
 
 The live path never runs this: a phone's identity is known only after it ends.
 :class:`ClosurePass` streams (files of any length, bounded memory) and
