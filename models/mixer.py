@@ -48,6 +48,15 @@ NUM_MOUTH = len(MOUTH_CHANNELS)  # 16
 INTERRUPT_EASE: tuple[float, ...] = (0.45, 0.12)
 #: time constant for the mouth relaxing closed when speech input stops (seconds)
 MOUTH_RELEASE_S = 0.06
+#: a portrait photographed with its lips apart brings them together (``mouthPress`` up to
+#: a closure's) once the mouth has rested this long without speech (seconds), over
+#: REST_SEAL_RISE_S; they part on the first frame of speech
+REST_SEAL_AFTER_S = 0.5
+REST_SEAL_RISE_S = 0.3
+#: a mouth frame counts as resting below this opening (any channel that parts the lips)
+#: and speech value
+REST_OPENING = 0.02
+REST_SPEECH = 0.2
 #: emotion cross-fade duration (seconds)
 EMOTION_TRANSITION_S = 0.4
 
@@ -139,7 +148,9 @@ class MotionMixer:
     off blinks, breathing, drift and nods (deterministic output, used by tests and tools).
     ``portrait_smile``: the smile the avatar's portrait shows, ``{mouthSmileLeft: 0..1,
     mouthSmileRight: 0..1}`` (the pack's ``smile``; None: none), so presets are relative
-    to a neutral face rather than to the photo.
+    to a neutral face rather than to the photo. ``lips_apart``: the portrait's lips are
+    apart at rest (photographed mid-word or with a toothy smile): in a pause of
+    :data:`REST_SEAL_AFTER_S` or more they come together, as a listener's do.
     """
 
     def __init__(
@@ -150,6 +161,7 @@ class MotionMixer:
         *,
         idle: bool = True,
         portrait_smile: Mapping[str, float] | None = None,
+        lips_apart: bool = False,
     ) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
@@ -165,6 +177,7 @@ class MotionMixer:
                 raise KeyError(f"{name!r} is not a smile channel; known: {SIGNED_CHANNELS}")
             if value > 0.0:
                 self._smile.append((CHANNEL_INDEX[name], min(float(value), 1.0)))
+        self.lips_apart = bool(lips_apart)
         self.reset()
 
     # ---- state -------------------------------------------------------------------
@@ -174,6 +187,7 @@ class MotionMixer:
         self.rng = np.random.default_rng(self._seed)
         self.frame = 0
         self._mouth = np.zeros(NUM_MOUTH, np.float32)
+        self._resting_s = REST_SEAL_AFTER_S + REST_SEAL_RISE_S  # a take starts at rest
         self._ease: list[float] = []
         self._ease_from = self._mouth.copy()
         self._expr_rate = 1.0
@@ -244,6 +258,17 @@ class MotionMixer:
             self._mouth = hold_closure(np.clip(m, 0.0, 1.0))
         return self._mouth
 
+    def _rest_seal(self, out: np.ndarray, speech: float) -> None:
+        """Lips apart at rest come together in a pause: mouthPress rises to a closure's
+        once the mouth has rested REST_SEAL_AFTER_S, and drops on the first speech."""
+        m = self._mouth
+        resting = speech < REST_SPEECH and float(m[[_JAW, *_PARTING]].max()) < REST_OPENING
+        self._resting_s = self._resting_s + self.dt if resting else 0.0
+        seal = _smoothstep((self._resting_s - REST_SEAL_AFTER_S) / REST_SEAL_RISE_S)
+        if seal > 0.0:
+            press = [MOUTH_SLICE.start + i for i in _PRESS]
+            out[press] = np.maximum(out[press], np.float32(seal * CLOSURE_PRESS))
+
     def _step_blink(self) -> float:
         if self._blink_t < 0:
             self._next_blink -= 1
@@ -286,6 +311,8 @@ class MotionMixer:
         ``speech``: 0..1 speech probability for this frame. Returns float32 (K,), clipped."""
         out = np.zeros(NUM_CHANNELS, np.float32)
         out[MOUTH_SLICE] = self._step_mouth(mouth)
+        if self.lips_apart:
+            self._rest_seal(out, speech)
         if self._expr_t < 1.0:
             self._expr_t = min(1.0, self._expr_t + self._expr_rate)
         expr = self._current_expression()

@@ -165,16 +165,24 @@ def mix_take(
     cues: Sequence[EmotionCue] = (),
     pose: Pose = "natural",
     portrait_smile: Mapping[str, float] | None = None,
+    lips_apart: bool = False,
 ) -> np.ndarray:
     """Mouth float32 (N, 16) over MOUTH_CHANNELS, speech float32 (N,), voiced bool (N,)
     -> float32 (N, K) over ALL_CHANNELS, stepping one :class:`MotionMixer` per frame.
 
     ``pose="still"`` zeroes the head pose (blinks and expression stay).
-    ``portrait_smile``: the avatar pack's ``smile`` (see :class:`MotionMixer`).
+    ``portrait_smile``: the avatar pack's ``smile``, ``lips_apart`` whether its lips are
+    apart at rest (see :class:`MotionMixer`).
     """
     if pose not in POSES:
         raise ValueError(f"pose must be one of {POSES}, got {pose!r}")
-    mixer = MotionMixer(float(fps), seed=seed, emotion=emotion, portrait_smile=portrait_smile)
+    mixer = MotionMixer(
+        float(fps),
+        seed=seed,
+        emotion=emotion,
+        portrait_smile=portrait_smile,
+        lips_apart=lips_apart,
+    )
     starts = sorted((round(c.time_s * fps), i) for i, c in enumerate(cues))
     out = np.zeros((len(mouth), len(ALL_CHANNELS)), np.float32)
     k = 0
@@ -201,12 +209,14 @@ def speech_to_take(
     cues: Sequence[EmotionCue] = (),
     pose: Pose = "natural",
     portrait_smile: Mapping[str, float] | None = None,
+    lips_apart: bool = False,
 ) -> Take:
     """float32 (N,) 16 kHz mono speech -> the clip's :class:`Take` at ``model.fps``.
 
     ``ceil(N * fps / 16000)`` frames, so the video lasts as long as the audio to within a
     frame. ``seed=None`` derives the seed from the audio (:func:`audio_seed`).
-    ``portrait_smile``: the avatar pack's ``smile``, so ``neutral`` relaxes it.
+    ``portrait_smile``: the avatar pack's ``smile``, so ``neutral`` relaxes it;
+    ``lips_apart``: its lips are apart at rest, so they come together in pauses.
     """
     pcm = np.asarray(pcm16k, np.float32).reshape(-1)
     check_emotions(emotion, cues)
@@ -225,5 +235,6 @@ def speech_to_take(
         cues=cues,
         pose=pose,
         portrait_smile=portrait_smile,
+        lips_apart=lips_apart,
     )
     return Take(model.fps, coeffs, motion.speech.astype(np.float32), voiced, used_seed)

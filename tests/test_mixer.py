@@ -200,3 +200,36 @@ def test_a_bilabial_closure_holds_the_lips_shut_through_rounding(pack512):
     m[CHANNEL_INDEX["mouthPressLeft"] - MOUTH_SLICE.start] = 0.0
     m[CHANNEL_INDEX["mouthPressRight"] - MOUTH_SLICE.start] = 0.0
     assert np.array_equal(hold_closure(m), m)
+
+
+def test_lips_apart_at_rest_meet_in_pauses_and_part_with_speech(tmp_path):
+    """lips_apart: mouthPress rises to a closure's after REST_SEAL_AFTER_S of rest (a
+    take starts sealed), a short pause keeps the portrait's mouth, the first speech frame
+    drops the seal; without lips_apart the press is never raised."""
+    from headcast.models.avatar.relax import folder_lips_apart
+    from headcast.models.mixer import CLOSURE_PRESS, REST_SEAL_AFTER_S, REST_SEAL_RISE_S
+
+    press = CHANNEL_INDEX["mouthPressLeft"], CHANNEL_INDEX["mouthPressRight"]
+
+    def run(mixer: MotionMixer, frames: list[tuple[float, float]]) -> np.ndarray:
+        """(jawOpen, speech) per frame -> mean mouthPress per frame."""
+        return np.array(
+            [float(mixer.step(open_mouth(j), s)[list(press)].mean()) for j, s in frames]
+        )
+
+    speak, rest = (0.5, 1.0), (0.0, 0.0)
+    short = round(0.3 * FPS)
+    long_ = round((REST_SEAL_AFTER_S + REST_SEAL_RISE_S) * FPS) + 1
+    frames = [rest] * 3 + [speak] * 10 + [rest] * short + [speak] * 5 + [rest] * long_ + [speak]
+    sealed = run(MotionMixer(FPS, seed=0, idle=False, lips_apart=True), frames)
+    assert np.allclose(sealed[:3], CLOSURE_PRESS)  # starts sealed
+    assert np.all(sealed[3:13] == 0.0)  # parted on the first speech frame
+    assert np.all(sealed[13 : 13 + short] == 0.0)  # a short pause keeps the photo's mouth
+    pause = sealed[18 + short : 18 + short + long_]
+    assert np.all(pause[: round(REST_SEAL_AFTER_S * FPS) - 1] == 0.0)
+    assert np.all(np.diff(pause) >= 0.0) and pause[-1] == pytest.approx(CLOSURE_PRESS)
+    assert sealed[-1] == 0.0
+    plain = run(MotionMixer(FPS, seed=0, idle=False), frames)
+    assert np.all(plain == 0.0)
+    # the built-in astronaut smiles with her teeth; a folder that is not a pack has none
+    assert folder_lips_apart(None) and not folder_lips_apart(tmp_path)

@@ -55,11 +55,41 @@ def test_lips_meet_during_bilabials_in_rendered_speech(model, speech, portrait_p
     closures = np.flatnonzero(press >= 0.3)
     assert len(closures) >= 20
     renderer = WarpRenderer(pack)
-    gaps = []
-    for k in closures:
-        p = seen_by_mesh(renderer.render(c[k]))
-        face_h = float(np.linalg.norm(p[L.FOREHEAD_TOP, :2] - p[L.CHIN, :2]))
-        gaps.append(float(p[L.LOWER_INNER_MID, 1] - p[L.UPPER_INNER_MID, 1]) / face_h)
-    g = 100 * np.array(gaps)
+    g = np.array([inner_gap(renderer.render(c[k])) for k in closures])
     assert np.mean(g <= 2.0) >= 0.9, f"{face}: {np.round(np.sort(g)[-8:], 2)}"
     assert np.median(g) <= 1.0, f"{face}: median {np.median(g):.2f} %"
+
+
+def inner_gap(frame: np.ndarray) -> float:
+    """The inner lips' distance (points 13-14) over the forehead-chin height, in %."""
+    p = seen_by_mesh(frame)
+    face_h = float(np.linalg.norm(p[L.FOREHEAD_TOP, :2] - p[L.CHIN, :2]))
+    return 100 * float(p[L.LOWER_INNER_MID, 1] - p[L.UPPER_INNER_MID, 1]) / face_h
+
+
+@pytest.mark.parametrize("face", cases_for("rest seal"))
+def test_lips_apart_at_rest_meet_in_a_pause(model, speech, portrait_packs, face):
+    """A face photographed with its lips apart (mid-word, a toothy smile) brings them
+    together once speech has paused for a while, and parts them again when it resumes."""
+    from headcast.models.avatar.relax import pack_lips_apart
+    from headcast.models.mixer import REST_SEAL_AFTER_S, REST_SEAL_RISE_S
+    from headcast.models.render.warp import WarpRenderer
+    from headcast.models.take import speech_to_take
+
+    pack = portrait_packs[face]
+    if not pack_lips_apart(pack):
+        pytest.skip("lips together at rest: nothing to seal")
+    sr, fps = 16_000, model.fps
+    pcm = np.concatenate([speech[: 3 * sr], np.zeros(int(1.5 * sr), np.float32), speech[:sr]])
+    smile = pack.meta["smile"]
+    take = speech_to_take(model, pcm, seed=1, pose="still", portrait_smile=smile, lips_apart=True)
+    plain = speech_to_take(model, pcm, seed=1, pose="still", portrait_smile=smile)
+    renderer = WarpRenderer(pack)
+    sealed = round((3.0 + REST_SEAL_AFTER_S + REST_SEAL_RISE_S + 0.1) * fps)  # inside the pause
+    gap = inner_gap(renderer.render(take.coeffs[sealed]))
+    rest = inner_gap(renderer.render(plain.coeffs[sealed]))
+    assert gap <= 2.0 < rest, f"{face}: {gap:.2f} % sealed, {rest:.2f} % as photographed"
+    # speech after the pause parts them at once: the frames are the plain take's
+    resumed = np.flatnonzero(plain.coeffs[round(4.5 * fps) :, CHANNEL_INDEX["jawOpen"]] > 0.1)
+    k = round(4.5 * fps) + int(resumed[0])
+    np.testing.assert_array_equal(take.coeffs[k], plain.coeffs[k])

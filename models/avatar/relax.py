@@ -18,7 +18,8 @@ import numpy as np
 
 from headcast.models.avatar import landmarks as L
 from headcast.models.avatar.face_geometry import FaceGeometry, slit_y
-from headcast.models.avatar.pack import DEFAULT_AVATAR_DIR, AvatarPack, read_meta
+from headcast.models.avatar.pack import ARRAYS_FILE, DEFAULT_AVATAR_DIR, AvatarPack, read_meta
+from headcast.models.render.warp_math import SEAM_OPEN_PX
 
 # Corner height above the middle of the lip slit, in mouth widths: a neutral mouth's,
 # and how much more counts as a full smile (measured on the portrait set: neutral faces
@@ -65,6 +66,29 @@ def folder_smile(avatar: str | Path | None) -> dict[str, float] | None:
     meta = read_meta(DEFAULT_AVATAR_DIR if avatar is None else Path(avatar))
     smile = meta.get("smile")
     return dict(smile) if isinstance(smile, dict) else None
+
+
+def pack_lips_apart(pack: AvatarPack | None) -> bool:
+    """Whether a pack's portrait has its lips apart at rest (its inner lips further apart
+    than the renderer's seam width), for the motion mixer's rest seal; False without a
+    pack."""
+    return pack is not None and lips_apart(pack.arrays["mouth_shape"])
+
+
+def folder_lips_apart(avatar: str | Path | None) -> bool:
+    """:func:`pack_lips_apart` from a pack folder (None: the built-in avatar), reading
+    only the mouth's shape."""
+    root = DEFAULT_AVATAR_DIR if avatar is None else Path(avatar)
+    try:
+        with np.load(root / ARRAYS_FILE, allow_pickle=False) as npz:
+            return lips_apart(npz["mouth_shape"])
+    except (OSError, KeyError, ValueError):  # not a pack folder: nothing to seal
+        return False
+
+
+def lips_apart(mouth_shape: np.ndarray) -> bool:
+    """float32 (2,) ``mouth_shape`` (rest gap px, upper-lip curve) -> lips apart at rest."""
+    return float(mouth_shape[0]) > SEAM_OPEN_PX
 
 
 def relax(points: np.ndarray, left: bool) -> np.ndarray:

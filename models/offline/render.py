@@ -28,7 +28,7 @@ import av
 import numpy as np
 
 from headcast.models.audio import SAMPLE_RATE
-from headcast.models.avatar.relax import pack_smile
+from headcast.models.avatar.relax import pack_lips_apart, pack_smile
 from headcast.models.frames import to_i420
 from headcast.models.offline.audio import AudioTrack
 from headcast.models.offline.context import RenderContext
@@ -143,8 +143,10 @@ def render_file(
             emotion=opts.emotion,
             cues=opts.cues,
             pose=opts.pose,
-            # EDTalk draws its own mouth; the warp packs relax the portrait's smile.
+            # EDTalk draws its own mouth; the warp packs relax the portrait's smile and
+            # bring lips apart at rest together in pauses.
             portrait_smile=None if opts.backend == "edtalk" else pack_smile(first.pack),
+            lips_apart=opts.backend != "edtalk" and pack_lips_apart(first.pack),
         )
     except KeyError as exc:
         raise RenderError(str(exc.args[0])) from exc

@@ -48,13 +48,21 @@ def build_pipeline(
     lips: LipStreamerLike | None = None,
 ) -> SessionPipeline:
     """The session pipeline ``spec`` describes, computing with these models. On the
-    warp renderers the mixer knows the portrait's own smile, so ``neutral`` relaxes it
-    (EDTalk draws its own mouth: no smile offset there)."""
+    warp renderers the mixer knows the portrait's own smile, so ``neutral`` relaxes it,
+    and whether its lips are apart at rest, so they meet in pauses (EDTalk draws its own
+    mouth: neither there)."""
     smile = None if lips is not None else portrait_smile(spec.avatar)
+    mixer = MotionMixer(
+        spec.fps,
+        seed=spec.seed,
+        emotion=spec.emotion,
+        portrait_smile=smile,
+        lips_apart=lips is None and portrait_lips_apart(spec.avatar),
+    )
     return SessionPipeline(
         clock=spec.clock,
         streamer=streamer,
-        mixer=MotionMixer(spec.fps, seed=spec.seed, emotion=spec.emotion, portrait_smile=smile),
+        mixer=mixer,
         render=render,
         max_buffered_s=spec.max_buffered_s,
         echo_audio=spec.echo_audio,
@@ -63,6 +71,13 @@ def build_pipeline(
         read_ahead=spec.read_ahead,
         drain_above_s=spec.drain_above_s,
     )
+
+
+def portrait_lips_apart(avatar: str | None) -> bool:
+    """Whether the pack at ``avatar`` (None: the built-in one) has its lips apart at rest."""
+    from headcast.models.avatar.relax import folder_lips_apart
+
+    return folder_lips_apart(avatar)
 
 
 def portrait_smile(avatar: str | None) -> dict[str, float] | None:
