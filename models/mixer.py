@@ -51,8 +51,8 @@ MOUTH_RELEASE_S = 0.06
 #: a portrait photographed with its lips apart brings them together (``mouthPress`` up to
 #: a closure's) once the mouth has rested this long without speech (seconds), over
 #: REST_SEAL_RISE_S; they part on the first frame of speech
-REST_SEAL_AFTER_S = 0.5
-REST_SEAL_RISE_S = 0.3
+REST_SEAL_AFTER_S = 0.25
+REST_SEAL_RISE_S = 0.25
 #: a mouth frame counts as resting below this opening (any channel that parts the lips)
 #: and speech value
 REST_OPENING = 0.02

@@ -20,7 +20,11 @@ from headcast.models.mixer import MotionMixer
 from headcast.server.live.clock import MediaClock
 from headcast.server.live.loaders import default_streamer
 from headcast.server.live.pipeline import SessionPipeline
-from headcast.server.live.pipeline_spec import PipelineSpec, portrait_smile
+from headcast.server.live.pipeline_spec import (
+    PipelineSpec,
+    portrait_lips_apart,
+    portrait_smile,
+)
 from headcast.server.live.procpool import ProcessPool, RemotePipeline
 from headcast.server.settings import ServerSettings
 from tests.server_harness import ServerThread, load_speech, require_motion_model, run
@@ -66,7 +70,13 @@ def test_a_remote_pipeline_makes_the_frames_and_audio_an_in_process_one_makes(
     local = SessionPipeline(
         clock=MediaClock(25, 2, start=start, output_delay=0.08),
         streamer=default_streamer(model),
-        mixer=MotionMixer(25, seed=7, emotion="neutral", portrait_smile=portrait_smile(None)),
+        mixer=MotionMixer(
+            25,
+            seed=7,
+            emotion="neutral",
+            portrait_smile=portrait_smile(None),
+            lips_apart=portrait_lips_apart(None),
+        ),
         render=create_renderer(None, backend="warp", size=SIZE).render,
         max_buffered_s=5.0,
     )

@@ -218,7 +218,7 @@ def test_lips_apart_at_rest_meet_in_pauses_and_part_with_speech(tmp_path):
         )
 
     speak, rest = (0.5, 1.0), (0.0, 0.0)
-    short = round(0.3 * FPS)
+    short = int(REST_SEAL_AFTER_S * FPS) - 1
     long_ = round((REST_SEAL_AFTER_S + REST_SEAL_RISE_S) * FPS) + 1
     frames = [rest] * 3 + [speak] * 10 + [rest] * short + [speak] * 5 + [rest] * long_ + [speak]
     sealed = run(MotionMixer(FPS, seed=0, idle=False, lips_apart=True), frames)
