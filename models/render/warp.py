@@ -212,8 +212,17 @@ class WarpRenderer:
         x1, y1 = np.clip(np.ceil(m.ring.max(axis=0)).astype(int) + pad + 1, 0, self.size)
         if x1 <= x0 or y1 <= y0:
             return
-        py, px = np.mgrid[y0:y1, x0:x1].astype(np.float64)
-        a = wm.seam(px, py, m, weight)[..., None]
-        region = out[y0:y1, x0:x1].astype(np.float64)
-        blended = region * (1 - a) + wm.seam_color(self.arrays) * a
-        out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+        # Only pixels near the ring can be on the seam: a band drawn along it, as wide
+        # as the seam and its soft edge, picks them; the rest of the box keeps alpha 0.
+        shift = 4
+        poly = np.round((m.ring - [x0, y0]) * (1 << shift)).astype(np.int32)
+        band = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        reach = int(np.ceil(wm.SEAM_HALF_PX + wm.EDGE_SOFT_PX)) + 1
+        cv2.polylines(band, [poly], True, 1, thickness=2 * reach + 1, shift=shift)
+        ys, xs = np.nonzero(band)
+        if len(ys) == 0:
+            return
+        a = wm.seam(xs.astype(np.float64) + x0, ys.astype(np.float64) + y0, m, weight)
+        ys, xs, a = ys[a > 0] + y0, xs[a > 0] + x0, a[a > 0, None]
+        blended = out[ys, xs].astype(np.float64) * (1 - a) + wm.seam_color(self.arrays) * a
+        out[ys, xs] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
