@@ -188,6 +188,7 @@ class MotionMixer:
         self.frame = 0
         self._mouth = np.zeros(NUM_MOUTH, np.float32)
         self._resting_s = REST_SEAL_AFTER_S + REST_SEAL_RISE_S  # a take starts at rest
+        self._eased = False  # this frame's mouth came from an interrupt's ease
         self._ease: list[float] = []
         self._ease_from = self._mouth.copy()
         self._expr_rate = 1.0
@@ -229,9 +230,11 @@ class MotionMixer:
             self._pose_offset[POSE_CHANNELS.index(name)] = float(value)
 
     def interrupt(self) -> None:
-        """Ease the mouth closed: the next frames scale it by INTERRUPT_EASE, then 0 (closed)."""
+        """Ease the mouth closed: the next frames scale it by INTERRUPT_EASE, then 0 (closed).
+        Lips apart at rest are sealed at once (closed means sealed there)."""
         self._ease_from = self._mouth.copy()
         self._ease = [*INTERRUPT_EASE, 0.0]
+        self._resting_s = REST_SEAL_AFTER_S + REST_SEAL_RISE_S
 
     @property
     def easing(self) -> bool:
@@ -245,6 +248,7 @@ class MotionMixer:
         return (1.0 - w) * self._expr_from + w * self._expr_to
 
     def _step_mouth(self, mouth: np.ndarray | None) -> np.ndarray:
+        self._eased = bool(self._ease)
         if self._ease:
             # Interrupt: ignore the input; scale the last speaking mouth down to closed.
             self._mouth = self._ease_from * np.float32(self._ease.pop(0))
@@ -262,7 +266,9 @@ class MotionMixer:
         """Lips apart at rest come together in a pause: mouthPress rises to a closure's
         once the mouth has rested REST_SEAL_AFTER_S, and drops on the first speech."""
         m = self._mouth
-        resting = speech < REST_SPEECH and float(m[[_JAW, *_PARTING]].max()) < REST_OPENING
+        resting = self._eased or (
+            speech < REST_SPEECH and float(m[[_JAW, *_PARTING]].max()) < REST_OPENING
+        )
         self._resting_s = self._resting_s + self.dt if resting else 0.0
         seal = _smoothstep((self._resting_s - REST_SEAL_AFTER_S) / REST_SEAL_RISE_S)
         if seal > 0.0:

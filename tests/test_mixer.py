@@ -231,5 +231,10 @@ def test_lips_apart_at_rest_meet_in_pauses_and_part_with_speech(tmp_path):
     assert sealed[-1] == 0.0
     plain = run(MotionMixer(FPS, seed=0, idle=False), frames)
     assert np.all(plain == 0.0)
+    # an interrupt shuts the mouth: lips apart at rest are sealed at once, whatever comes
+    mixer = MotionMixer(FPS, seed=0, idle=False, lips_apart=True)
+    assert np.all(run(mixer, [speak] * 5) == 0.0)
+    mixer.interrupt()
+    assert np.allclose(run(mixer, [speak] * 3 + [rest] * 3), CLOSURE_PRESS)
     # the built-in astronaut smiles with her teeth; a folder that is not a pack has none
     assert folder_lips_apart(None) and not folder_lips_apart(tmp_path)
