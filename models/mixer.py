@@ -101,6 +101,9 @@ _PARTING = [
     )
 ]
 _BLINK = (CHANNEL_INDEX["eyeBlinkLeft"], CHANNEL_INDEX["eyeBlinkRight"])
+# A resting mouth: these mouth channels all near 0; the rest seal raises these outputs.
+_RESTING = [_JAW, *_PARTING]
+_SEAL = [MOUTH_SLICE.start + i for i in _PRESS]
 _YAW, _PITCH, _ROLL, _TX, _TY = (CHANNEL_INDEX[name] for name in POSE_CHANNELS)
 
 
@@ -266,14 +269,11 @@ class MotionMixer:
         """Lips apart at rest come together in a pause: mouthPress rises to a closure's
         once the mouth has rested REST_SEAL_AFTER_S, and drops on the first speech."""
         m = self._mouth
-        resting = self._eased or (
-            speech < REST_SPEECH and float(m[[_JAW, *_PARTING]].max()) < REST_OPENING
-        )
+        resting = self._eased or (speech < REST_SPEECH and float(m[_RESTING].max()) < REST_OPENING)
         self._resting_s = self._resting_s + self.dt if resting else 0.0
         seal = _smoothstep((self._resting_s - REST_SEAL_AFTER_S) / REST_SEAL_RISE_S)
         if seal > 0.0:
-            press = [MOUTH_SLICE.start + i for i in _PRESS]
-            out[press] = np.maximum(out[press], np.float32(seal * CLOSURE_PRESS))
+            out[_SEAL] = np.maximum(out[_SEAL], np.float32(seal * CLOSURE_PRESS))
 
     def _step_blink(self) -> float:
         if self._blink_t < 0:

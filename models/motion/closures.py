@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 BLOCK_S = 10.0  # recogniser block; a /p b m/ cut by a block edge may be missed
+BLOCK = int(BLOCK_S * SAMPLE_RATE)  # samples
 MIN_SPAN_S = 0.02
 DIP = 0.6
 MIN_P90 = 0.05
@@ -194,7 +195,6 @@ class ClosurePass:
         self.fps = int(fps)
         self.closures = 0
         self._recogniser = _recogniser()
-        self._block = int(BLOCK_S * SAMPLE_RATE)
         self._audio: list[np.ndarray] = []  # int16 pieces of the block being heard
         self._audio_n = 0
         self._heard: list[np.ndarray] = []  # int16 audio of whole blocks awaiting frames
@@ -204,11 +204,11 @@ class ClosurePass:
     def push(self, pcm16k: np.ndarray, frames: MotionFrames) -> MotionFrames:
         pcm = np.asarray(pcm16k, np.float32).reshape(-1)
         while len(pcm):
-            take = min(len(pcm), self._block - self._audio_n)
+            take = min(len(pcm), BLOCK - self._audio_n)
             self._audio.append((np.clip(pcm[:take], -1.0, 1.0) * 32767).astype(np.int16))
             self._audio_n += take
             pcm = pcm[take:]
-            if self._audio_n == self._block:
+            if self._audio_n == BLOCK:
                 self._hear_block()
         if len(frames):
             self._frames.append(frames)
@@ -244,7 +244,7 @@ class ClosurePass:
         where ``frames`` (that block's) say speech, in seconds from stream start."""
         if self._recogniser is None:
             return []
-        start = self._applied * self._block
+        start = self._applied * BLOCK
         out = []
         for a, z in hearing_spans(frames, self.fps, start, len(pcm)):
             out += [
@@ -317,13 +317,12 @@ def infer_file(
 def close_bilabials(pcm16k: np.ndarray, frames: MotionFrames, fps: int) -> MotionFrames:
     """The whole file at once: the same blocks as :class:`ClosurePass`, the same frames."""
     closer = ClosurePass(fps)
-    block = closer._block
     # Block by block with the frames up to its end, so that one block's audio is held;
     # frames past the audio's last block go with the flush.
-    blocks = -(-len(pcm16k) // block)
-    of = np.minimum(frames.index * SAMPLE_RATE // (block * fps), blocks)
+    blocks = -(-len(pcm16k) // BLOCK)
+    of = np.minimum(frames.index * SAMPLE_RATE // (BLOCK * fps), blocks)
     out = [
-        closer.push(pcm16k[b * block : (b + 1) * block], _pick(frames, of == b))
+        closer.push(pcm16k[b * BLOCK : (b + 1) * BLOCK], _pick(frames, of == b))
         for b in range(blocks)
     ]
     out.append(closer.flush(_pick(frames, of == blocks)))

@@ -15,7 +15,10 @@ from headcast.models.render import eyelid, lipfill
 from headcast.models.render import warp_math as wm
 
 BBOX_MARGIN_PX = 3
-BAND_PX = 1  # half-width of the outline band where coverage is computed exactly (> EDGE_SOFT_PX + raster error)
+# half-width of the outline band where coverage is computed exactly (> EDGE_SOFT_PX +
+# raster error)
+BAND_PX = 1
+SHIFT = 4  # fractional bits of the ring's vertices handed to OpenCV's rasteriser
 
 
 def cv2_sampler(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -178,13 +181,12 @@ class WarpRenderer:
             return
         # Exact signed distances only in a band around the outline; elsewhere the
         # coverage is exactly 0 or 1, so a rasterised inside test gives the same result.
-        shift = 4
-        poly = np.round((m.ring - [x0, y0]) * (1 << shift)).astype(np.int32)
+        poly = _fixed_point(m.ring, x0, y0)
         inside = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        cv2.fillPoly(inside, [poly], 1, lineType=cv2.LINE_8, shift=shift)
+        cv2.fillPoly(inside, [poly], 1, lineType=cv2.LINE_8, shift=SHIFT)
         band = np.zeros_like(inside)
         cv2.polylines(
-            band, [poly], True, 1, thickness=2 * BAND_PX + 1, lineType=cv2.LINE_8, shift=shift
+            band, [poly], True, 1, thickness=2 * BAND_PX + 1, lineType=cv2.LINE_8, shift=SHIFT
         )
         ys, xs = np.nonzero(band | inside)
         if len(ys) == 0:
@@ -214,11 +216,10 @@ class WarpRenderer:
             return
         # Only pixels near the ring can be on the seam: a band drawn along it, as wide
         # as the seam and its soft edge, picks them; the rest of the box keeps alpha 0.
-        shift = 4
-        poly = np.round((m.ring - [x0, y0]) * (1 << shift)).astype(np.int32)
         band = np.zeros((y1 - y0, x1 - x0), np.uint8)
         reach = int(np.ceil(wm.SEAM_HALF_PX + wm.EDGE_SOFT_PX)) + 1
-        cv2.polylines(band, [poly], True, 1, thickness=2 * reach + 1, shift=shift)
+        poly = _fixed_point(m.ring, x0, y0)
+        cv2.polylines(band, [poly], True, 1, thickness=2 * reach + 1, shift=SHIFT)
         ys, xs = np.nonzero(band)
         if len(ys) == 0:
             return
@@ -226,3 +227,9 @@ class WarpRenderer:
         ys, xs, a = ys[a > 0] + y0, xs[a > 0] + x0, a[a > 0, None]
         blended = out[ys, xs].astype(np.float64) * (1 - a) + wm.seam_color(self.arrays) * a
         out[ys, xs] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def _fixed_point(ring: np.ndarray, x0: int, y0: int) -> np.ndarray:
+    """float (N, 2) ring in frame px -> int32 (N, 2) vertices relative to (x0, y0), with
+    SHIFT fractional bits (OpenCV's ``shift``)."""
+    return np.round((ring - [x0, y0]) * (1 << SHIFT)).astype(np.int32)

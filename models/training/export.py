@@ -3,8 +3,8 @@
 Graph inputs: ``mel`` float32 (1, T, 80) normalised log-mel and one ``state_i`` per conv
 (float32 (K_i, C_i): its last K_i input frames); outputs: ``coeffs`` float32 (1, T, 16)
 0..1, ``speech`` and ``closure`` float32 (1, T) probabilities, and ``state_out_i``.
-Output ``t`` belongs to mel frame ``t - lookahead_frames`` of the stream. Metadata carries everything the
-runtime needs (:mod:`models.motion.model` reads it back).
+Output ``t`` belongs to mel frame ``t - lookahead_frames`` of the stream. Metadata
+carries everything the runtime needs (:mod:`models.motion.model` reads it back).
 """
 
 from __future__ import annotations

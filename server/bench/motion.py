@@ -71,9 +71,9 @@ def run(args: argparse.Namespace) -> int:
 
         pcm, rate = load_audio(args.audio)
         audio = to_mono_16k(pcm, rate)
-        args.seconds = len(audio) / model.sample_rate
     else:
         audio = speech_like(args.seconds, model.sample_rate)
+    seconds = len(audio) / model.sample_rate
     infer(model, audio[: model.sample_rate])  # warm-up
     t0 = time.perf_counter()
     frames = infer(model, audio)
@@ -90,22 +90,22 @@ def run(args: argparse.Namespace) -> int:
         f"motion model: {params} parameters, look-ahead {1000 * model.lookahead_s:.1f} ms, {model.fps} fps, "
         f"causal {model.metadata.get('causal', '?')}"
     )
-    print(f"audio: {args.seconds:.0f} s -> {len(frames)} frames, one CPU core")
+    print(f"audio: {seconds:.0f} s -> {len(frames)} frames, one CPU core")
     print(
-        f"offline (10 s blocks):  {args.seconds / offline:7.1f}x real time ({1000 * offline / args.seconds:.2f} ms per s)"
+        f"offline (10 s blocks):  {seconds / offline:7.1f}x real time ({1000 * offline / seconds:.2f} ms per s)"
     )
     print(
-        f"live (20 ms pushes):    {args.seconds / live:7.1f}x real time ({1000 * live / (args.seconds / LIVE_CHUNK_S):.3f} ms per push)"
+        f"live (20 ms pushes):    {seconds / live:7.1f}x real time ({1000 * live / (seconds / LIVE_CHUNK_S):.3f} ms per push)"
     )
     # What the model serves: a live model live pushes and blocks; a model for files
     # (never streamed live) blocks and, when it runs, its closure pass.
-    speeds = {"offline": args.seconds / offline}
+    speeds = {"offline": seconds / offline}
     if model.causal:
-        speeds["live"] = args.seconds / live
+        speeds["live"] = seconds / live
     else:
         files = _files_with_closure_pass(model, audio, hear_all=args.audio is None)
         if files is not None:
-            speeds["files with the closure pass"] = args.seconds / files
+            speeds["files with the closure pass"] = seconds / files
     name, worst = min(speeds.items(), key=lambda kv: kv[1])
     verdict = "ok" if worst >= TARGET_X else f"MISSED ({name} {worst:.1f}x)"
     print(f"target >= {TARGET_X:.0f}x ({', '.join(speeds)}): {verdict}")
