@@ -30,6 +30,7 @@ from headcast.server.api import (
     ws,
 )
 from headcast.server.api.auth import install as install_auth
+from headcast.server.api.bodies import JsonBodyLimit
 from headcast.server.api.client_address import ClientAddress
 from headcast.server.api.methods import MethodsAllowed
 from headcast.server.api.origin_guard import OriginGuard
@@ -100,10 +101,11 @@ def create_app(
         errors = [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
 
-    # Outermost first: client address -> CORS -> origin guard -> auth -> Allow -> routes (the
-    # last middleware added is the outermost). Refusals inside CORS are readable
-    # cross-origin; throttling sees the address a trusted proxy forwarded.
+    # Outermost first: client address -> CORS -> origin guard -> auth -> JSON body limit ->
+    # Allow -> routes (the last middleware added is the outermost). Refusals inside CORS
+    # are readable cross-origin; throttling sees the address a trusted proxy forwarded.
     app.add_middleware(MethodsAllowed, router=app.router)
+    app.add_middleware(JsonBodyLimit)
     install_auth(app, settings)
     app.add_middleware(OriginGuard, allowed_origins=settings.cors_origins)
     app.add_middleware(

@@ -48,3 +48,45 @@ def test_uploads_are_cut_off_at_the_limit_however_they_are_sent() -> None:
     )
     small, _ = request([form[:30], form[30:]], multipart)
     assert asyncio.run(read_upload(small, 1024)) == (b"RIFFdata", "a.wav")
+
+
+def test_json_bodies_of_body_model_endpoints_stop_at_the_limit() -> None:
+    """A chunked JSON body without a length stops being read past the limit and gets a
+    413 with a reason; a small one reaches the endpoint whole, in one message; other
+    paths and methods pass untouched."""
+    from headcast.server.api.bodies import JsonBodyLimit
+
+    reached: list[tuple[bytes, bool]] = []
+
+    async def endpoint(scope: Any, receive: Any, send: Any) -> None:
+        message = await receive()
+        reached.append((message["body"], message["more_body"]))
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    def call(path: str, chunks: list[bytes], method: str = "POST") -> tuple[int, bytes, int]:
+        taken = [0]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            if taken[0] == len(chunks):
+                return {"type": "http.disconnect"}
+            taken[0] += 1
+            more = taken[0] < len(chunks)
+            return {"type": "http.request", "body": chunks[taken[0] - 1], "more_body": more}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": method, "path": path, "headers": []}
+        asyncio.run(JsonBodyLimit(endpoint, limit=1000)(scope, receive, send))
+        return sent[0]["status"], sent[1]["body"], taken[0]
+
+    status, body, taken = call("/v1/sessions", [b" " * 400] * 50)
+    assert status == 413 and b"larger than 1000 bytes" in body and taken == 3
+    assert reached == []
+    status, _, _ = call("/v1/sessions/abc/control", [b'{"type":', b' "ping"}'])
+    assert status == 201 and reached == [(b'{"type": "ping"}', False)]
+    status, _, taken = call("/v1/sessions/abc/audio", [b"x" * 600] * 5)
+    assert status == 201 and taken == 1  # an upload route reads its own body
+    assert reached[-1] == (b"x" * 600, True)

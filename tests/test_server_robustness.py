@@ -132,6 +132,13 @@ def test_http_errors_have_reasons(srv: ServerThread) -> None:
             ("POST", s["audio"], wav_bytes(load_speech(0.0)), "audio/wav", 400),
             ("POST", s["whep"], b"v=0\r\nm=video\r\na=fingerprint:", "application/sdp", 400),
             ("POST", "/v1/avatars?name=a%0A", b"\x89PNG", "image/png", 400),
+            ("POST", "/v1/avatars?name=default", b"\x89PNG", "image/png", 400),
+            # a name no avatar can have is a bad request, not a missing avatar
+            ("POST", "/v1/sessions", b'{"avatar": "../../etc"}', JSON, 400),
+            ("POST", "/v1/sessions", b'{"avatar": "' + b"a" * 65 + b'"}', JSON, 422),
+            # a body model's endpoint reads no more than a control message's 64 KiB
+            ("POST", "/v1/sessions", b'{"avatar": "' + b"a" * 70_000 + b'"}', JSON, 413),
+            ("POST", "/v1/tokens", b'{"avatar": "' + b"a" * 70_000 + b'"}', JSON, 413),
         ]
         for method, path, body, kind, status in bad:
             resp = await c.request(method, path, body, kind)
@@ -151,6 +158,14 @@ def test_http_errors_have_reasons(srv: ServerThread) -> None:
         bare = await c.request("POST", "/v1/sessions")
         assert bare.status == 201, bare.body
         await c.close_session(bare.json()["id"])
+        # a long name is cut off in the reason, a huge body refused without reading it all
+        long_name = "z" * 200
+        named = await c.request("POST", "/v1/avatars?name=" + long_name, b"\x89PNG", "image/png")
+        assert named.status == 400 and long_name not in named.json()["detail"], named.body
+        reserved = await c.request("POST", "/v1/avatars?name=default", b"\x89PNG", "image/png")
+        assert "built-in" in reserved.json()["detail"]
+        huge = await c.request("POST", "/v1/sessions", b"{" + b" " * 3_000_000 + b"}", JSON)
+        assert huge.status == 413 and len(huge.body) < 200, huge.body[:200]
         bad_audio = await c.request("POST", s["audio"], b"not audio at all", "audio/wav")
         assert "the upload" in bad_audio.json()["detail"] and "/tmp" not in bad_audio.body.decode()
         # an audio file as a multipart form field, as the other uploads take it

@@ -20,7 +20,7 @@ from fastapi import APIRouter, HTTPException, Request
 
 from headcast.server.api.bodies import read_upload
 from headcast.server.api.openapi import openapi_body
-from headcast.server.live.avatar_dir import AVATAR_NAME, DEFAULT_AVATAR
+from headcast.server.live.avatar_dir import AVATAR_NAME, DEFAULT_AVATAR, NAME_RULE, shown
 from headcast.server.state import AppState, get_state
 
 router = APIRouter(prefix="/v1/avatars", tags=["avatars"])
@@ -73,8 +73,10 @@ async def upload_avatar(request: Request, name: str | None = None) -> dict[str, 
     """Enroll a portrait (JPEG/PNG body or multipart ``file``) as avatar ``name``."""
     state = get_state(request)
     name = name or f"avatar-{secrets.token_hex(4)}"
-    if name == DEFAULT_AVATAR or not AVATAR_NAME.fullmatch(name):
-        raise HTTPException(400, f"invalid avatar name {name!r} (letters, digits, _ . -)")
+    if name == DEFAULT_AVATAR:
+        raise HTTPException(400, f"the name {name!r} is the built-in avatar's; choose another")
+    if not AVATAR_NAME.fullmatch(name):
+        raise HTTPException(400, f"invalid avatar name {shown(name)}: {NAME_RULE}")
     _check_name_free(state, name)
     limit = state.settings.max_upload_bytes
     image, _ = await read_upload(request, limit)

@@ -13,6 +13,8 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive
 
 from headcast.models.audio import AudioError
+from headcast.server.api.auth import ASGIApp, Scope, Send, header, refuse
+from headcast.server.api.origin_guard import JSON_BODIES
 
 T = TypeVar("T")
 
@@ -82,14 +84,15 @@ async def read_upload(request: Request, limit: int) -> tuple[bytes, str]:
         await form.close()  # the parts spooled to temporary files
 
 
-def _replay(body: bytes) -> Receive:
-    """An ASGI ``receive`` that hands out ``body`` once, as one message."""
+def _replay(body: bytes, then: Receive | None = None) -> Receive:
+    """An ASGI ``receive`` that hands out ``body`` once, as one message, then waits on
+    ``then`` (the client's disconnect) or, without it, says the client went away."""
     sent = False
 
     async def receive() -> Message:
         nonlocal sent
         if sent:
-            return {"type": "http.disconnect"}
+            return await then() if then is not None else {"type": "http.disconnect"}
         sent = True
         return {"type": "http.request", "body": body, "more_body": False}
 
@@ -112,3 +115,42 @@ def on_stored_upload(path: Path, fn: Callable[[Path], T]) -> T:
         return fn(path)
     except AudioError as exc:
         raise type(exc)(str(exc).replace(str(path), "the upload")) from exc
+
+
+class JsonBodyLimit:
+    """ASGI middleware: the JSON bodies of the endpoints that take one (sessions, tokens,
+    LiveKit workers, control, say) are read here up to :data:`MAX_CONTROL_BYTES` and
+    handed on whole; a larger one is refused with 413 before it fills memory (the
+    endpoints that parse a body model would otherwise read any size)."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_CONTROL_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not (
+            scope["type"] == "http"
+            and scope.get("method") == "POST"
+            and JSON_BODIES.fullmatch(scope.get("path", ""))
+        ):
+            await self.app(scope, receive, send)
+            return
+        reason = f"JSON body larger than {self.limit} bytes"
+        declared = header(scope, b"content-length") or ""
+        if declared.isdigit() and int(declared) > self.limit:
+            await refuse(scope, send, reason, 413, challenge=False)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                await refuse(scope, send, reason, 413, challenge=False)
+                return
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay(b"".join(chunks), receive), send)

@@ -32,7 +32,7 @@ from headcast.models.sizes import FRAME_SIZES
 from headcast.models.take import POSES, check_emotions
 from headcast.server.api.bodies import MEDIA_UPLOAD_TYPES, on_stored_upload, read_upload
 from headcast.server.api.openapi import openapi_body, query
-from headcast.server.live.avatar_dir import UnknownAvatar
+from headcast.server.live.avatar_dir import InvalidAvatarName, UnknownAvatar
 from headcast.server.state import get_state
 
 router = APIRouter(prefix="/v1/renders", tags=["renders"])
@@ -330,6 +330,8 @@ async def create_render(request: Request, response: Response) -> dict[str, Any]:
     avatar = params.get("avatar", "default")
     try:
         source = state.avatar_source(avatar)
+    except InvalidAvatarName as exc:
+        raise HTTPException(400, str(exc)) from exc
     except UnknownAvatar as exc:
         raise HTTPException(404, str(exc)) from exc
     limit = state.settings.max_upload_bytes

@@ -15,7 +15,7 @@ from headcast.server.api.auth import token_grant, token_owner
 from headcast.server.api.bodies import MEDIA_UPLOAD_TYPES, on_upload_file, read_json, read_upload
 from headcast.server.api.openapi import openapi_body
 from headcast.server.live.admission import AdmissionError
-from headcast.server.live.avatar_dir import UnknownAvatar
+from headcast.server.live.avatar_dir import InvalidAvatarName, UnknownAvatar
 from headcast.server.live.clock import SAMPLE_RATE
 from headcast.server.live.control import ControlError, apply_control
 from headcast.server.live.session import InputMode, Session, SessionParams
@@ -33,8 +33,8 @@ class SessionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    avatar: str = "default"
-    emotion: str = "neutral"
+    avatar: str = Field(default="default", max_length=64)
+    emotion: str = Field(default="neutral", max_length=64)
     fps: int | None = Field(default=None, description="frames per second: 20, 25 or 30")
     size: int | None = Field(default=None, description="frame side in pixels; one of allowed_sizes")
     input: InputMode = "websocket"
@@ -77,6 +77,8 @@ async def open_session(state: AppState, req: SessionRequest, request: Request) -
     params = SessionParams(req.avatar, size, fps, req.emotion, req.input, req.seed)
     try:
         session = await state.create_session(params, owner=token_owner(request))
+    except InvalidAvatarName as exc:
+        raise HTTPException(400, str(exc)) from exc
     except UnknownAvatar as exc:
         raise HTTPException(404, str(exc)) from exc
     except AvatarError as exc:  # a pack on disk that does not load

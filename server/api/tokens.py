@@ -36,7 +36,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from headcast.server.live.avatar_dir import AVATAR_NAME
+from headcast.server.live.avatar_dir import AVATAR_NAME, NAME_RULE, shown
 from headcast.server.settings import ServerSettings
 from headcast.server.state import get_state
 
@@ -179,7 +179,7 @@ async def create_token(req: TokenRequest, request: Request) -> dict[str, Any]:
     if req.ttl_s > settings.token_max_ttl_s:
         raise HTTPException(400, f"ttl_s may be at most {settings.token_max_ttl_s:g} s")
     if req.avatar is not None and not AVATAR_NAME.fullmatch(req.avatar):
-        raise HTTPException(400, f"invalid avatar name {req.avatar!r}")
+        raise HTTPException(400, f"invalid avatar name {shown(req.avatar)}: {NAME_RULE}")
     if req.origin is not None and (
         "://" not in req.origin or req.origin.endswith("/") or req.origin.count("/") != 2
     ):

@@ -13,15 +13,28 @@ class UnknownAvatar(LookupError):
     """An avatar name that is neither built in nor enrolled."""
 
 
+class InvalidAvatarName(UnknownAvatar):
+    """A name no avatar can have (a bad request rather than a missing avatar)."""
+
+
+NAME_RULE = "1-64 letters, digits, _ . - (starting with a letter or digit)"
+
+
+def shown(name: str, limit: int = 64) -> str:
+    """``name`` quoted for a message, cut off past ``limit`` characters (an error must
+    not echo a huge request back)."""
+    return repr(name) if len(name) <= limit else f"{name[:limit]!r}... ({len(name)} characters)"
+
+
 def avatar_source(name: str, builtin: str | Path | None, avatars_dir: Path) -> str | Path | None:
     """Avatar name -> what ``create_renderer`` takes; :class:`UnknownAvatar` if none."""
     if name == DEFAULT_AVATAR:
         return builtin
     if not AVATAR_NAME.fullmatch(name):
-        raise UnknownAvatar(f"invalid avatar name {name!r}")
+        raise InvalidAvatarName(f"invalid avatar name {shown(name)}: {NAME_RULE}")
     path = avatars_dir / name
     if not is_pack(path):
-        raise UnknownAvatar(f"unknown avatar {name!r}; see GET /v1/avatars")
+        raise UnknownAvatar(f"unknown avatar {shown(name)}; see GET /v1/avatars")
     return path
 
 
