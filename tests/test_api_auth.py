@@ -139,6 +139,13 @@ def test_missing_token_is_refused_with_reason(srv: ServerThread) -> None:
     assert headers.get("www-authenticate", "").startswith("Bearer")
 
 
+def test_a_wrong_api_key_is_called_that(srv: ServerThread) -> None:
+    status, body, _ = call(srv, "GET", "/v1/avatars", bearer="not-the-key")
+    assert status == 401 and "neither the server's API key nor a session token" in body["detail"]
+    status, body, _ = call(srv, "GET", "/metrics")
+    assert status == 401 and "API key" in body["detail"], body
+
+
 def test_public_paths_need_no_token(srv: ServerThread) -> None:
     assert call(srv, "GET", "/healthz")[0] == 200
     req = urllib.request.urlopen(srv.url + "/headcast.js", timeout=10)

@@ -152,7 +152,7 @@ def test_widget_embedded_from_another_origin(
 @pytest.mark.parametrize(
     ("case", "expect"),
     [
-        ("garbage", "malformed token"),
+        ("garbage", "neither the server's API key nor a session token"),
         ("foreign", "issued for"),
         ("missing", "needs a session token"),
     ],

@@ -150,13 +150,19 @@ class AuthGuard:
                     "minting tokens needs the server's API key: "
                     "Authorization: Bearer <api_key from its settings>"
                 )
+            if credential is None and path == METRICS_PATH:
+                raise TokenError(
+                    "metrics need the server's API key: Authorization: Bearer <api_key>"
+                )
             if credential is None:
                 raise TokenError(
                     "this server needs a session token: pass Authorization: Bearer <token> "
                     "or ?token=<token>"
                 )
             if path.startswith(TOKEN_PATH):
-                raise TokenError("minting tokens needs the API key, not a token")
+                raise TokenError("minting tokens needs the server's API key; this is not it")
+            if credential.count(".") != 1:  # no token has this shape: a wrong API key
+                raise TokenError("this is neither the server's API key nor a session token")
             claims = verify(self.secret, credential)
             check_origin(claims, header(scope, b"origin"))
             owner = claims.jti
