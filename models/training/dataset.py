@@ -88,7 +88,7 @@ class Example:
     voice: str
 
 
-def _to_16k(
+def to_16k(
     utt: Utterance, pitch_factor: float
 ) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
     """Play at ``rate * pitch_factor`` (pitch and tempo both scale) and resample to 16 kHz."""
@@ -127,7 +127,7 @@ def synthesise(
             utts = [synth_espeak(random_text(rng), voice.name, stretch, int(rng.integers(25, 76)))]
             todo -= 1
         for u in utts:
-            audio, segs = _to_16k(u, pitch)
+            audio, segs = to_16k(u, pitch)
             if len(audio) > SAMPLE_RATE // 4 and segs:
                 out.append((audio, segs, u.text))
     return out
@@ -199,7 +199,7 @@ def featurise(audio: np.ndarray, visemes: list[tuple[str, float, float]], voice:
     )
 
 
-def _training_copy(
+def training_copy(
     audio: np.ndarray,
     segs: list[tuple[str, float, float]],
     rng: np.random.Generator,
@@ -214,23 +214,33 @@ def _training_copy(
     return augment(audio, rng, strength)
 
 
+def session_examples(
+    utts: list[tuple[np.ndarray, list, str]],
+    voice: str,
+    copies: int,
+    rng: np.random.Generator,
+    clean_prob: float,
+) -> list[Example]:
+    """Utterances of one voice -> sessions -> ``copies`` training copies of each."""
+    out = []
+    for sess in assemble(utts, voice, rng):
+        for _ in range(copies):
+            audio = training_copy(sess.audio, sess.visemes, rng, clean_prob)
+            out.append(featurise(audio, sess.visemes, sess.voice))
+    return out
+
+
 def _job(args: tuple[Voice, int, int, int, float]) -> list[Example]:
     voice, n_utts, copies, seed, clean_prob = args
     rng = np.random.default_rng(seed)
-    utts = synthesise(voice, n_utts, rng)
-    out = []
-    for sess in assemble(utts, str(voice), rng):
-        for _ in range(copies):
-            audio = _training_copy(sess.audio, sess.visemes, rng, clean_prob)
-            out.append(featurise(audio, sess.visemes, sess.voice))
-    return out
+    return session_examples(synthesise(voice, n_utts, rng), str(voice), copies, rng, clean_prob)
 
 
 def shift_rate(
     audio: np.ndarray, segs: list[tuple[str, float, float]], cents: float
 ) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
     """Play 16 kHz audio ``cents`` higher (and faster); segment times follow."""
-    return _to_16k(Utterance(audio, SAMPLE_RATE, segs, "", ""), 2 ** (cents / 1200))
+    return to_16k(Utterance(audio, SAMPLE_RATE, segs, "", ""), 2 ** (cents / 1200))
 
 
 def real_utterances(prompts: list[real.Prompt]) -> list[tuple[np.ndarray, list, str]]:
@@ -254,7 +264,7 @@ def _real_job(args: tuple[list[real.Prompt], int, int, float]) -> list[Example]:
     for sess in sessions:
         for _ in range(copies):
             audio, segs = shift_rate(sess.audio, sess.visemes, rng.uniform(*REAL_PITCH_CENTS))
-            audio = _training_copy(audio, segs, rng, clean_prob)
+            audio = training_copy(audio, segs, rng, clean_prob)
             out.append(featurise(audio, segs, sess.voice))
     return out
 

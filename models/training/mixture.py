@@ -38,6 +38,13 @@ def training_examples(cfg: TrainConfig) -> list[Example]:
     examples = _cached(cfg, synth_name, lambda: build(
         TRAIN_VOICES[: cfg.voices], cfg.utts_per_voice, cfg.copies, cfg.seed, cfg.workers
     ))  # fmt: skip
+    if cfg.hesitations:
+        from headcast.models.training.hesitations import build_hesitant
+
+        name = f"hesitant-u{cfg.utts_per_voice}-c{cfg.copies}-s{cfg.seed}-d{DATA_VERSION}"
+        examples += _cached(cfg, name, lambda: build_hesitant(
+            cfg.utts_per_voice, cfg.copies, cfg.seed, cfg.workers
+        ))  # fmt: skip
     if cfg.real_copies:
         # Asterisk voices, KLettres and Tux Paint speakers are cached apart: adding one
         # kind does not rebuild the others.

@@ -111,6 +111,10 @@ class TrainConfig(StrictModel):
     # per crop hidden behind the frame's mean level (0: off; the shipped live model was
     # fine-tuned with 8, see docs/motion.md).
     freq_mask: int = Field(default=8, ge=0, le=20)
+    # Hesitant and whispered synthetic speech (models/training/hesitations.py): filled
+    # pauses between utterances of the flite and espeak-ng voices, and espeak-ng's two
+    # whisper variants (off by default, see docs/motion.md).
+    hesitations: bool = False
 
     @field_validator("speakers")
     @classmethod
@@ -315,7 +319,8 @@ def train(cfg: TrainConfig, command: str | None = None) -> Path:
         "train_command": cmd,
         "train_steps": str(step),
         "train_hours_of_features": f"{hours(examples):.2f}",
-        "train_voices": ",".join(str(v) for v in TRAIN_VOICES[: cfg.voices]),
+        "train_voices": ",".join(str(v) for v in TRAIN_VOICES[: cfg.voices])
+        + (",whispers and filled pauses" if cfg.hesitations else ""),
         "train_seconds": f"{t_data + t_train + t_tune:.0f}",
         "train_validation": chosen,
         "train_recorded": recorded_summary(examples, cfg),

@@ -74,6 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "minutes: the command from nothing stays within an hour on two cores)",
     )  # fmt: skip
     parser.add_argument(
+        "--hesitations", action="store_true", default=None,
+        help="add hesitant and whispered synthetic speech: filled pauses ('uh', 'um') "
+        "between utterances, espeak-ng's whisper voices",
+    )  # fmt: skip
+    parser.add_argument(
         "--speakers", type=lambda s: tuple(x for x in s.split(",") if x),
         help="recorded speakers to train on, comma-separated (default: "
         "en,es,fr,it,drascula,fotaq: four Asterisk voices and two games' casts; "
@@ -96,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
         k: getattr(args, k)
         for k in ("out", "steps", "utts_per_voice", "copies", "lookahead_ms", "seed", "workers",
                   "threads", "minutes", "checkpoint", "data_cache", "init", "lr", "real_share",
-                  "closure_pos_weight", "speakers", "warp", "freq_mask", "game_clips")
+                  "closure_pos_weight", "speakers", "warp", "freq_mask", "game_clips",
+                  "hesitations")
         if getattr(args, k) is not None
     }  # fmt: skip
     given = dict(overrides)  # what the recorded command line repeats
