@@ -96,8 +96,18 @@ def test_missing_and_empty_files(tmp_path: Path) -> None:
         load_audio(tmp_path / "missing.wav")
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
-    with pytest.raises(AudioError):
+    with pytest.raises(AudioError, match=r"empty \(0 bytes\)"):
         load_audio(empty)
+
+
+def test_an_image_is_called_an_image(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for name in ("face.jpg", "face.png"):
+        Image.new("RGB", (32, 32), (200, 120, 90)).save(tmp_path / name)
+        with pytest.raises(AudioError, match="an image, not audio") as err:
+            load_audio(tmp_path / name)
+        assert "Error" not in str(err.value)
 
 
 def test_zero_length_wav_gives_empty_audio(tmp_path: Path) -> None:

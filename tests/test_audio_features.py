@@ -50,7 +50,7 @@ def test_nan_inf_and_overs_are_cleaned() -> None:
     x = np.array([np.nan, np.inf, -np.inf, 3.0, -3.0, 0.5] * 100, np.float32)
     y = to_mono_16k(x, 16_000)
     assert np.isfinite(y).all() and np.abs(y).max() <= 1.0
-    assert y[0] == 0.0 and y[1] == 1.0 and y[2] == -1.0
+    assert y[0] == y[1] == y[2] == 0.0 and y[3] == 1.0 and y[4] == -1.0  # no sample: silence
 
 
 def test_empty_input_gives_empty_output() -> None:

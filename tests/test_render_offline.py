@@ -327,9 +327,12 @@ def test_output_must_be_a_new_or_regular_video_file(
     _no_leftovers(folder)
 
 
-def test_non_finite_float_samples_still_render(folder: Path, ctx: RenderContext) -> None:
+def test_non_finite_float_samples_still_render(
+    folder: Path, ctx: RenderContext, caplog: pytest.LogCaptureFixture
+) -> None:
     """Float WAV input with NaN, inf and absurd values: the video is made, the audio
-    track stays finite and within full scale (NaN as silence, the rest clipped)."""
+    track stays finite and within full scale (NaN and infinity as silence, the rest
+    clipped), and a warning counts them."""
     import struct
 
     pcm = voiced_bursts([(0.3, 0.9)], 1.2) * 0.5
@@ -344,7 +347,11 @@ def test_non_finite_float_samples_still_render(folder: Path, ctx: RenderContext)
         + b"data" + struct.pack("<I", len(data)) + data
     )  # fmt: skip
     out = folder / "nonfinite.mp4"
-    render_file(src, out, RenderOptions(size=256), context=ctx)
+    with caplog.at_level("WARNING"):
+        render_file(src, out, RenderOptions(size=256), context=ctx)
+    assert "500 samples are not numbers" in caplog.text
     track, rate, _ = decode_track_audio(out)
     assert np.isfinite(track).all() and np.abs(track).max() <= 1.01
+    infinities = track[int(6000 / SR * rate) : int(6100 / SR * rate)]
+    assert np.abs(infinities).max() < 0.5  # not full scale: silence in a 0.5 burst
     assert abs(len(track) / rate - 1.2) < 0.05

@@ -22,6 +22,15 @@ class AudioTooLong(AudioError):
     """The decoded audio passes the length the caller allows."""
 
 
+def finite_pcm(x: np.ndarray) -> np.ndarray:
+    """float samples -> float32 in -1..1: NaN and infinity (no sample at all: a broken
+    float file) become silence, overs are clipped to full scale."""
+    x = np.asarray(x, np.float32)
+    if not np.isfinite(x).all():  # the common case skips the copies
+        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    return np.clip(x, -1.0, 1.0)
+
+
 def write_wav(path: str | Path, pcm16k: np.ndarray) -> Path:
     """float32 (N,) 16 kHz mono -1..1 -> a 16-bit WAV file at ``path``."""
     with wave.open(str(path), "wb") as w:
@@ -32,4 +41,6 @@ def write_wav(path: str | Path, pcm16k: np.ndarray) -> Path:
     return Path(path)
 
 
-__all__ = ["SAMPLE_RATE", "SUPPORTED_FPS", "AudioError", "AudioTooLong", "write_wav"]
+__all__ = [
+    "SAMPLE_RATE", "SUPPORTED_FPS", "AudioError", "AudioTooLong", "finite_pcm", "write_wav",
+]  # fmt: skip

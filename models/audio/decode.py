@@ -15,7 +15,7 @@ from typing import Any
 import av
 import numpy as np
 
-from headcast.models.audio import SAMPLE_RATE, AudioError, AudioTooLong
+from headcast.models.audio import SAMPLE_RATE, AudioError, AudioTooLong, finite_pcm
 from headcast.models.audio.resample import MAX_INPUT_RATE, MIN_INPUT_RATE, Resampler
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,8 @@ INDIRECT_FORMATS = frozenset(
     {"concat", "hls", "dash", "webm_dash_manifest", "sdp", "rtp", "rtp_mpegts", "rtsp",
      "image2", "image2pipe", "tee", "lavfi", "ffmetadata"}
 )  # fmt: skip
+#: demuxers of still images (besides these, FFmpeg's ``*_pipe`` ones: png_pipe, jpeg_pipe…)
+IMAGE_FORMATS = frozenset({"image2", "image2pipe", "gif", "apng"})
 
 
 def iter_audio(
@@ -59,10 +61,12 @@ def iter_audio(
         target = max(1, int(chunk_s * SAMPLE_RATE))
         limit = None if max_seconds is None else int(max_seconds * SAMPLE_RATE)
         pending: list[np.ndarray] = []
-        have = total = emitted = 0
+        have = total = emitted = broken = 0
 
         def resampled(block: np.ndarray) -> np.ndarray:
-            block = _clean(block)
+            nonlocal broken
+            broken += int(block.size - np.isfinite(block).sum())
+            block = finite_pcm(block)
             return block if to_16k is None else to_16k.push(block)
 
         try:
@@ -83,7 +87,7 @@ def iter_audio(
                         raise AudioTooLong(f"{p}: longer than {max_seconds:g} s")
                     if have >= target:
                         data = np.concatenate(pending)
-                        yield _clean(data[:target])
+                        yield finite_pcm(data[:target])
                         emitted += target
                         pending, have = [data[target:]], len(data) - target
             if converter is not None:
@@ -98,9 +102,14 @@ def iter_audio(
         if pending:
             data = np.concatenate(pending)
             if len(data):
-                yield _clean(data)
+                yield finite_pcm(data)
                 emitted += len(data)
         _warn_if_cut(p, container, stream, emitted / SAMPLE_RATE)
+        if broken:
+            log.warning(
+                "%s: %d samples are not numbers (NaN or infinity); they play as silence",
+                p, broken,
+            )  # fmt: skip
 
 
 def _warn_if_cut(path: Path, container: Any, stream: Any, decoded_s: float) -> None:
@@ -173,14 +182,18 @@ def _open_checked(p: Path, max_seconds: float | None) -> tuple[Any, Any, int]:
         raise AudioError(f"{p}: is a folder, not an audio file")
     if not p.is_file():
         raise AudioError(f"{p}: no such file")
+    if p.stat().st_size == 0:
+        raise AudioError(f"{p}: the file is empty (0 bytes)")
     try:
         container = av.open(str(p), options={"protocol_whitelist": "file"})
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise AudioError(
-            f"{p}: not a readable audio or video file ({exc.__class__.__name__})"
-        ) from exc
+        raise AudioError(f"{p}: not a readable audio or video file") from exc
     try:
-        if INDIRECT_FORMATS & set(container.format.name.split(",")):
+        formats = set(container.format.name.split(","))
+        image = formats & IMAGE_FORMATS or any(f.endswith("_pipe") for f in formats)
+        if image and not container.streams.audio:
+            raise AudioError(f"{p}: an image, not audio; give the speech's audio file")
+        if INDIRECT_FORMATS & formats:
             raise AudioError(
                 f"{p}: a {container.format.name} file names other files; give the audio itself"
             )
@@ -262,10 +275,6 @@ def _declared_rate(stream: av.audio.stream.AudioStream) -> int:
 def _mono(frame: av.AudioFrame) -> np.ndarray:
     """Planar float frame (channels, N) -> float32 (N,) channel mean."""
     return frame.to_ndarray().mean(axis=0, dtype=np.float32)
-
-
-def _clean(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0).astype(np.float32)
 
 
 def load_audio(path: str | Path, max_seconds: float | None = None) -> tuple[np.ndarray, int]:

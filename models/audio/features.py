@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from headcast.models.audio import SAMPLE_RATE, AudioError
+from headcast.models.audio import SAMPLE_RATE, AudioError, finite_pcm
 from headcast.models.audio.decode import iter_audio, load_audio
 from headcast.models.audio.resample import MAX_INPUT_RATE, MIN_INPUT_RATE, Resampler
 
@@ -97,7 +97,7 @@ def _window() -> np.ndarray:
 
 
 def sanitize(pcm: np.ndarray) -> np.ndarray:
-    """Any int/float array -> float32 in -1..1; NaN -> 0, +-inf and overs clipped."""
+    """Any int/float array -> float32 in -1..1; NaN and +-inf -> 0, overs clipped."""
     x = np.asarray(pcm)
     if x.dtype.kind in "iu":
         info = np.iinfo(x.dtype)
@@ -106,10 +106,7 @@ def sanitize(pcm: np.ndarray) -> np.ndarray:
         x = (x.astype(np.float64) - offset) / (scale - offset if offset else scale)
     elif x.dtype.kind != "f":
         raise AudioError(f"audio samples must be integers or floats, got dtype {x.dtype}")
-    x = x.astype(np.float32, copy=False)
-    if not np.isfinite(x).all():  # the common case skips nan_to_num's copies
-        x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
-    return np.clip(x, -1.0, 1.0)
+    return finite_pcm(x)
 
 
 def _mono(x: np.ndarray) -> np.ndarray:

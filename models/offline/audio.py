@@ -15,6 +15,8 @@ from typing import Any
 import av
 import numpy as np
 
+from headcast.models.audio import finite_pcm
+
 AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
 AAC_FALLBACK_RATE = 48_000  # Hz, for inputs at rates AAC does not carry
 AAC_BITRATE = 128_000  # bit/s for stereo; mono gets half
@@ -40,23 +42,16 @@ def audio_blocks(path: Path, rate: int, layout: str) -> Iterator[np.ndarray]:
     """The input's audio as float32 (C, n) planar blocks at ``rate``, in order.
 
     Float inputs may hold NaN, inf or values far outside full scale, which the AAC
-    encoder refuses: NaN becomes silence and the rest is clipped to full scale.
+    encoder refuses: NaN and infinity become silence, the rest is clipped to full scale.
     """
     resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
     with av.open(str(path)) as container:
         stream = container.streams.audio[0]
         for frame in container.decode(stream):
             for out in resampler.resample(frame):
-                yield _finite(out.to_ndarray())
+                yield finite_pcm(out.to_ndarray())
         for out in resampler.resample(None):
-            yield _finite(out.to_ndarray())
-
-
-def _finite(block: np.ndarray) -> np.ndarray:
-    block = block.astype(np.float32, copy=False)
-    if not np.isfinite(block).all() or np.abs(block).max(initial=0.0) > 1.0:
-        block = np.clip(np.nan_to_num(block, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
-    return block
+            yield finite_pcm(out.to_ndarray())
 
 
 class AudioTrack:
