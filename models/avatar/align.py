@@ -9,9 +9,10 @@ from headcast.models.avatar.landmarks import CHIN, EYE_L_CORNERS, EYE_R_CORNERS,
 
 FACE_HEIGHT_FRAC = 0.42  # forehead-top..chin as a fraction of the frame side
 FACE_CENTER = (0.5, 0.53)  # where the forehead..chin midpoint lands (fractions of the side)
-# Where the head frame reaches past the photo's edge, the edge pixels are repeated and
-# then blurred, the more the farther from the edge (full blur EDGE_RAMP of the side away),
-# so a close crop ends in a soft extension of its colours, not in streaks.
+# Where the head frame reaches past the photo's edge, the photo is mirrored at the edge
+# and, farther out, gives way to its edge pixels repeated and blurred (fully EDGE_RAMP of
+# the side away), so a close crop ends in a soft extension of its colours: repeating
+# the edge pixels right up to the edge drew every stripe of a flag on as a streak.
 EDGE_BLUR = 0.08  # Gaussian sigma, fraction of the frame side
 EDGE_RAMP = 0.06  # fraction of the frame side
 
@@ -41,25 +42,33 @@ def apply_alignment(
     scale = float(np.hypot(mat[0, 0], mat[1, 0]))
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
     aligned = cv2.warpAffine(
-        image, mat, (size, size), flags=interp, borderMode=cv2.BORDER_REPLICATE
+        image, mat, (size, size), flags=interp, borderMode=cv2.BORDER_REFLECT_101
     )
     inside = cv2.warpAffine(
         np.ones(image.shape[:2], np.float32), mat, (size, size), flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_CONSTANT, borderValue=0.0,
     )  # fmt: skip
     if float(inside.min()) < 0.999:
-        aligned = soften_outside(aligned, inside)
+        repeated = cv2.warpAffine(
+            image, mat, (size, size), flags=interp, borderMode=cv2.BORDER_REPLICATE
+        )
+        aligned = soften_outside(aligned, inside, repeated)
     xy = points[:, :2].astype(np.float64) @ mat[:, :2].T + mat[:, 2]
     out = np.concatenate([xy, points[:, 2:3] * scale], axis=1).astype(np.float32)
     return aligned, out, mat
 
 
-def soften_outside(frame: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    """uint8 (S, S, 3) frame whose pixels outside the photo repeat its edge, float32
-    (S, S) share of each pixel inside the photo -> the frame with the outside blurred
-    (more with distance from the edge); pixels wholly inside are unchanged."""
+def soften_outside(
+    frame: np.ndarray, inside: np.ndarray, repeated: np.ndarray | None = None
+) -> np.ndarray:
+    """uint8 (S, S, 3) frame whose pixels outside the photo mirror it, float32 (S, S)
+    share of each pixel inside the photo, the frame with the photo's edge repeated
+    instead (default: ``frame``) -> the frame with the outside going over from the
+    mirror to the repeated edge blurred, with distance from the edge; pixels wholly
+    inside are unchanged."""
     size = frame.shape[0]
-    blurred = cv2.GaussianBlur(frame, (0, 0), EDGE_BLUR * size).astype(np.float32)
+    source = frame if repeated is None else repeated
+    blurred = cv2.GaussianBlur(source, (0, 0), EDGE_BLUR * size).astype(np.float32)
     outside = (inside < 0.999).astype(np.uint8)
     dist = cv2.distanceTransform(outside, cv2.DIST_L2, 3)
     ramp = np.clip(dist / (EDGE_RAMP * size), 0.0, 1.0) * (1.0 - np.clip(inside, 0.0, 1.0))
