@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import cv2
@@ -301,6 +302,23 @@ def test_pack_appears_whole_and_replaces_only_a_pack(tmp_path, astronaut):
     with pytest.raises(EnrollError, match="other files"):
         enroll(png_bytes(astronaut), busy, size=256)
     assert [p.name for p in busy.iterdir()] == ["holiday.jpg"]
+
+
+def test_another_portraits_pack_is_replaced_only_with_force(tmp_path, astronaut):
+    """A pack folder made from one photo is not silently overwritten by another: the
+    error names the photo it holds; --force replaces it; the same photo is cached."""
+    from PIL import Image
+
+    first, second = tmp_path / "astronaut.png", tmp_path / "mirrored.png"
+    Image.fromarray(astronaut).save(first)
+    Image.fromarray(astronaut[:, ::-1].copy()).save(second)
+    out = enroll(first, tmp_path / "pack", size=256)
+    before = (out / "avatar.json").read_text()
+    with pytest.raises(EnrollError, match="holds the avatar of astronaut.png.*--force"):
+        enroll(second, out, size=256)
+    assert (out / "avatar.json").read_text() == before
+    enroll(second, out, size=256, force=True)
+    assert json.loads((out / "avatar.json").read_text())["source_name"] == "mirrored.png"
 
 
 def test_grid_location_matches_scipy_barycentric_transform():

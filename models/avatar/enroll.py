@@ -349,11 +349,18 @@ def enroll(
     digest = portrait_hash(data, size)
     if not force and (out / "avatar.json").is_file():
         try:
-            if read_meta(out).get("source_sha256") == digest:
-                report(1.0, "already enrolled (cached)")
-                return out
+            meta = read_meta(out)
         except AvatarError:
-            pass
+            meta = {}
+        if meta.get("source_sha256") == digest:
+            report(1.0, "already enrolled (cached)")
+            return out
+        other = meta.get("source_name")
+        if isinstance(image, (str, Path)) and other and other != Path(image).name:
+            raise EnrollError(
+                f"{out} holds the avatar of {other}; give another folder, or --force to "
+                "replace it"
+            )
     report(0.0, "loading the portrait")
     portrait = load_portrait(data, "portrait" if isinstance(image, bytes) else str(image))
     pack = build_pack(portrait, size=size, progress=report)

@@ -20,7 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--size", type=int, choices=PACK_SIZES, default=512, help="head-frame side in pixels"
     )
-    parser.add_argument("--force", action="store_true", help="re-enroll even if the pack is cached")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="re-enroll even if the pack is cached, or replace another portrait's pack",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
