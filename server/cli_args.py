@@ -130,6 +130,7 @@ def resolve_avatar(avatar: str | None, config: Path | None = None) -> str | None
         return str(avatar_source(avatar, None, avatars_dir))
     known = ", ".join(avatar_names(avatars_dir))
     raise UserError(
-        f"{avatar}: no such avatar pack folder, nor an avatar of that name in {avatars_dir} "
-        f"(known: {known}); create one with `headcast enroll`"
+        f"{avatar}: no such avatar pack folder, nor an avatar of that name in "
+        f"{avatars_dir.absolute()} (the server's avatars_dir; known: {known}); create one "
+        "with `headcast enroll`"
     )

@@ -76,3 +76,13 @@ def test_cli_lists_subcommands():
     assert out.returncode == 0
     for cmd in ("enroll", "preview", "bench"):
         assert cmd in out.stdout
+
+
+def test_cli_says_its_version():
+    out = subprocess.run(
+        [sys.executable, "-m", "headcast.server.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0 and out.stdout.startswith("headcast 0."), out
