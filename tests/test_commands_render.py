@@ -78,6 +78,9 @@ def test_cli_finds_an_avatar_the_server_enrolled_by_its_name(
     assert main([*base, "-o", str(folder / "bob.mp4"), "--avatar", "bob"]) == 2
     err = capsys.readouterr().err
     assert "bob" in err and "known: default, alice" in err and "Traceback" not in err
+    assert str(avatars.absolute()) in err  # where it looked, whatever the working folder
+    assert main([*base, "-o", str(out), "--out", str(folder / "batch")]) == 2
+    assert "not both" in capsys.readouterr().err and not (folder / "batch").exists()
     out.unlink()
     _no_leftovers(folder)
 

@@ -163,5 +163,5 @@ def run(args: argparse.Namespace) -> int:
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-    print(f"{target}: {n} frames at {args.fps} fps", file=sys.stderr)
+    print(f"{target}: {n} frame{'' if n == 1 else 's'} at {args.fps} fps", file=sys.stderr)
     return 0

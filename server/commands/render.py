@@ -206,6 +206,8 @@ def _options(args: argparse.Namespace) -> object:
 def _is_batch(args: argparse.Namespace) -> bool:
     from headcast.models.offline import is_pattern
 
+    if args.out is not None and args.output is not None:
+        raise UserError("give -o FILE for one output or --out DIR for a batch's folder, not both")
     if args.out is not None:
         return True
     if Path(args.speech).is_dir():
