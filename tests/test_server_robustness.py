@@ -103,6 +103,7 @@ def test_http_errors_have_reasons(srv: ServerThread) -> None:
             ("POST", "/v1/sessions", b'{"avatar": "nobody"}', "application/json", 404),
             ("POST", "/v1/sessions", b'{"emotion": "ecstatic"}', "application/json", 400),
             ("POST", "/v1/sessions", b'{"colour": "red"}', "application/json", 422),
+            ("POST", "/v1/sessions", b'{"size": "512"}', "application/json", 422),
             ("POST", s["audio"], b"not audio at all", "audio/wav", 415),
             ("POST", s["audio"], b"", "audio/wav", 400),
             (

@@ -31,7 +31,7 @@ LIVE_FPS = tuple(f for f in SUPPORTED_FPS if f <= 30)
 class SessionRequest(BaseModel):
     """Body of ``POST /v1/sessions``; every field optional."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "512" is not a number
 
     avatar: str = Field(default="default", max_length=64)
     emotion: str = Field(default="neutral", max_length=64)
