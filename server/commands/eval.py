@@ -36,7 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--offline", action="store_true", help="the shipped model for files instead of the live one"
     )
-    parser.add_argument("--fps", type=int, default=25)
+    parser.add_argument(
+        "--fps", type=int, default=25, help="frame rate the motion is scored at (default 25)"
+    )
     parser.add_argument(
         "--no-speech-gate", action="store_true",
         help="the network alone, without the voice-activity gate (models/motion/vad.py)",
@@ -46,9 +48,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a model for files without its closure pass (the phone recogniser's closures and "
         "the network's deep dips closed, models/motion/closures.py)",
     )  # fmt: skip
-    parser.add_argument("--utts-per-voice", type=positive_int, default=12)
-    parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--workers", type=positive_int, default=2)
+    parser.add_argument(
+        "--utts-per-voice", type=positive_int, default=12,
+        help="utterances synthesised per held-out synthetic voice (default 12)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--seed", type=int, default=1234,
+        help="seed of the held-out synthetic speech and its augmentation (default 1234)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--workers", type=positive_int, default=2,
+        help="processes that synthesise, align and score (default 2)",
+    )  # fmt: skip
     parser.add_argument(
         "--condition", choices=list(CHOICES), default="all",
         help="synthetic held-out voices augmented like real recordings, clean, or both; "
