@@ -356,7 +356,7 @@ def enroll(
             report(1.0, "already enrolled (cached)")
             return out
         other = meta.get("source_name")
-        if isinstance(image, (str, Path)) and other and other != Path(image).name:
+        if not isinstance(image, bytes) and other and other != Path(image).name:
             raise EnrollError(
                 f"{out} holds the avatar of {other}; give another folder, or --force to "
                 "replace it"

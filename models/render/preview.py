@@ -35,6 +35,13 @@ def full_scale(name: str) -> float:
     return min(15.0, pose_limit(name))
 
 
+def _fitting(text: str, scale: float) -> float:
+    """The font scale, at most ``scale``, at which ``text`` fits the label column
+    (mouthLowerDownRight was cut off)."""
+    width = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0]
+    return min(scale, scale * (LABEL_W - 12) / max(width, 1))
+
+
 def _coeffs(name: str, level: float) -> np.ndarray:
     c = np.zeros(NUM_CHANNELS, np.float32)
     c[CHANNEL_INDEX[name]] = level * full_scale(name)
@@ -79,8 +86,9 @@ def contact_sheet(
         label = np.full((THUMB, LABEL_W, 3), 255, np.uint8)
         text, note = channel_label(name, scales)
         cv2.putText(
-            label, text, (6, THUMB // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA
-        )
+            label, text, (6, THUMB // 2), cv2.FONT_HERSHEY_SIMPLEX, _fitting(text, 0.55),
+            (0, 0, 0), 1, cv2.LINE_AA,
+        )  # fmt: skip
         if note:
             cv2.putText(
                 label,
