@@ -66,23 +66,22 @@ def test_serving_path_imports_no_torch():
     assert out.stdout.strip() == ""
 
 
-def test_cli_lists_subcommands():
-    out = subprocess.run(
-        [sys.executable, "-m", "headcast.server.cli", "--help"],
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "headcast.server.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_cli_lists_subcommands():
+    out = _cli("--help")
     assert out.returncode == 0
     for cmd in ("enroll", "preview", "bench"):
         assert cmd in out.stdout
 
 
 def test_cli_says_its_version():
-    out = subprocess.run(
-        [sys.executable, "-m", "headcast.server.cli", "--version"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = _cli("--version")
     assert out.returncode == 0 and out.stdout.startswith("headcast 0."), out
