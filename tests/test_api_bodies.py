@@ -83,8 +83,13 @@ def test_json_bodies_of_body_model_endpoints_stop_at_the_limit() -> None:
         return sent[0]["status"], sent[1]["body"], taken[0]
 
     status, body, taken = call("/v1/sessions", [b" " * 400] * 50)
-    assert status == 413 and b"larger than 1000 bytes" in body and taken == 3
+    assert status == 413 and b"larger than 1000 bytes" in body and taken == 50  # read, dropped
     assert reached == []
+    from headcast.server.api import bodies
+
+    past_drain = bodies.DRAIN_BYTES // 400 + 10
+    status, body, taken = call("/v1/sessions", [b" " * 400] * (past_drain + 100))
+    assert status == 413 and taken == past_drain - 9  # cut off once past DRAIN_BYTES
     status, _, _ = call("/v1/sessions/abc/control", [b'{"type":', b' "ping"}'])
     assert status == 201 and reached == [(b'{"type": "ping"}', False)]
     status, _, taken = call("/v1/sessions/abc/audio", [b"x" * 600] * 5)

@@ -20,6 +20,9 @@ T = TypeVar("T")
 
 MAX_CONTROL_BYTES = 64 * 1024  # a control message is a few hundred bytes
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around an upload
+# A JSON body over its limit is still read (and dropped) up to this size before the 413,
+# so the client reads the answer instead of a reset connection; a larger one is cut off.
+DRAIN_BYTES = 8 * 1024 * 1024
 #: what an audio upload may be sent as (FFmpeg reads the file, whatever it says)
 MEDIA_UPLOAD_TYPES = (
     "audio/wav",
@@ -120,8 +123,9 @@ def on_stored_upload(path: Path, fn: Callable[[Path], T]) -> T:
 class JsonBodyLimit:
     """ASGI middleware: the JSON bodies of the endpoints that take one (sessions, tokens,
     LiveKit workers, control, say) are read here up to :data:`MAX_CONTROL_BYTES` and
-    handed on whole; a larger one is refused with 413 before it fills memory (the
-    endpoints that parse a body model would otherwise read any size)."""
+    handed on whole; a larger one is refused with 413 without filling memory (the
+    endpoints that parse a body model would otherwise keep any size): read and dropped
+    up to :data:`DRAIN_BYTES`, cut off past it."""
 
     def __init__(self, app: ASGIApp, limit: int = MAX_CONTROL_BYTES) -> None:
         self.app = app
@@ -137,7 +141,7 @@ class JsonBodyLimit:
             return
         reason = f"JSON body larger than {self.limit} bytes"
         declared = header(scope, b"content-length") or ""
-        if declared.isdigit() and int(declared) > self.limit:
+        if declared.isdigit() and int(declared) > DRAIN_BYTES:
             await refuse(scope, send, reason, 413, challenge=False)
             return
         chunks: list[bytes] = []
@@ -146,11 +150,15 @@ class JsonBodyLimit:
             message = await receive()
             if message["type"] != "http.request":  # the client went away
                 return
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.limit:
+            size += len(message.get("body", b""))
+            if size <= self.limit:
+                chunks.append(message.get("body", b""))
+            elif not message.get("more_body", False) or size > DRAIN_BYTES:
                 await refuse(scope, send, reason, 413, challenge=False)
                 return
+            else:  # too large: the rest is read and dropped, so the client reads the 413
+                chunks = []
+                continue
             if not message.get("more_body", False):
                 break
         await self.app(scope, _replay(b"".join(chunks), receive), send)
