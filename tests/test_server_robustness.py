@@ -155,6 +155,13 @@ def test_http_errors_have_reasons(srv: ServerThread) -> None:
         finally:
             srv.state.settings = saved
         assert long.status == 413 and "longer than 0.5 s" in long.json()["detail"], long.body
+        # bytes over the limit: the client reads the 413, not a reset connection
+        srv.state.settings = saved.model_copy(update={"max_upload_bytes": 4096})
+        try:
+            big = await c.request("POST", s["audio"], bytes(3_000_000), "audio/wav")
+        finally:
+            srv.state.settings = saved
+        assert big.status == 413 and "larger than 4096 bytes" in big.json()["detail"], big.body
         # every field of a session is optional, the body too
         bare = await c.request("POST", "/v1/sessions")
         assert bare.status == 201, bare.body

@@ -20,8 +20,8 @@ T = TypeVar("T")
 
 MAX_CONTROL_BYTES = 64 * 1024  # a control message is a few hundred bytes
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around an upload
-# A JSON body over its limit is still read (and dropped) up to this size before the 413,
-# so the client reads the answer instead of a reset connection; a larger one is cut off.
+# A body over its limit is still read (and dropped) up to this much more before the 413,
+# so the client reads the answer instead of a reset connection; past it, it is cut off.
 DRAIN_BYTES = 8 * 1024 * 1024
 #: what an audio upload may be sent as (FFmpeg reads the file, whatever it says)
 MEDIA_UPLOAD_TYPES = (
@@ -36,24 +36,32 @@ MEDIA_UPLOAD_TYPES = (
 
 
 def check_declared(request: Request, limit: int, what: str = "upload") -> None:
-    """413 when the declared Content-Length already exceeds ``limit``."""
+    """413 when the declared Content-Length exceeds ``limit`` by more than
+    :data:`DRAIN_BYTES` (a smaller excess is read and dropped first, see :func:`read_body`)."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isdigit() and int(declared) > limit + DRAIN_BYTES:
         raise HTTPException(413, f"{what} larger than {limit} bytes")
 
 
 async def read_body(request: Request, limit: int, what: str = "upload") -> bytes:
-    """The body, read in chunks; 413 as soon as it passes ``limit`` bytes, 400 when the
-    client goes away before sending all of it."""
+    """The body, read in chunks; 413 once it passes ``limit`` bytes, 400 when the client
+    goes away before sending all of it. Past the limit the rest is read and dropped (up
+    to :data:`DRAIN_BYTES` more), so the client reads the 413 instead of a reset
+    connection; memory holds at most ``limit`` bytes."""
     check_declared(request, limit, what)
     data = bytearray()
+    size = 0
     try:
         async for chunk in request.stream():
-            data += chunk
-            if len(data) > limit:
-                raise HTTPException(413, f"{what} larger than {limit} bytes")
+            size += len(chunk)
+            if size > limit + DRAIN_BYTES:
+                break
+            if size <= limit:
+                data += chunk
     except ClientDisconnect as exc:
         raise HTTPException(400, f"the client went away before the whole {what} came") from exc
+    if size > limit:
+        raise HTTPException(413, f"{what} larger than {limit} bytes")
     return bytes(data)
 
 
@@ -125,7 +133,7 @@ class JsonBodyLimit:
     LiveKit workers, control, say) are read here up to :data:`MAX_CONTROL_BYTES` and
     handed on whole; a larger one is refused with 413 without filling memory (the
     endpoints that parse a body model would otherwise keep any size): read and dropped
-    up to :data:`DRAIN_BYTES`, cut off past it."""
+    up to :data:`DRAIN_BYTES` more, cut off past it."""
 
     def __init__(self, app: ASGIApp, limit: int = MAX_CONTROL_BYTES) -> None:
         self.app = app
@@ -141,7 +149,7 @@ class JsonBodyLimit:
             return
         reason = f"JSON body larger than {self.limit} bytes"
         declared = header(scope, b"content-length") or ""
-        if declared.isdigit() and int(declared) > DRAIN_BYTES:
+        if declared.isdigit() and int(declared) > self.limit + DRAIN_BYTES:
             await refuse(scope, send, reason, 413, challenge=False)
             return
         chunks: list[bytes] = []
@@ -153,7 +161,7 @@ class JsonBodyLimit:
             size += len(message.get("body", b""))
             if size <= self.limit:
                 chunks.append(message.get("body", b""))
-            elif not message.get("more_body", False) or size > DRAIN_BYTES:
+            elif not message.get("more_body", False) or size > self.limit + DRAIN_BYTES:
                 await refuse(scope, send, reason, 413, challenge=False)
                 return
             else:  # too large: the rest is read and dropped, so the client reads the 413
