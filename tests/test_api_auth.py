@@ -146,6 +146,16 @@ def test_a_wrong_api_key_is_called_that(srv: ServerThread) -> None:
     assert status == 401 and "API key" in body["detail"], body
 
 
+def test_a_token_holders_oversized_session_body_is_a_413_not_a_refused_token(
+    srv: ServerThread,
+) -> None:
+    mine = token(srv)
+    for _ in range(30):  # more than the refused-credential limit: none of them counts
+        status, body, _ = call(srv, "POST", "/v1/sessions", {"avatar": "a" * 20_000}, bearer=mine)
+        assert status == 413 and "larger than" in body["detail"], body
+    assert call(srv, "GET", "/v1/avatars", bearer=mine)[0] == 200
+
+
 def test_public_paths_need_no_token(srv: ServerThread) -> None:
     assert call(srv, "GET", "/healthz")[0] == 200
     req = urllib.request.urlopen(srv.url + "/headcast.js", timeout=10)

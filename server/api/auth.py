@@ -44,6 +44,9 @@ PROTECTED_PREFIX = "/v1/"
 TOKEN_PATH = "/v1/tokens"
 METRICS_PATH = "/metrics"  # lists session ids: behind the API key when auth is on
 MAX_SESSION_BODY_BYTES = 16 * 1024  # a POST /v1/sessions body is a few fields of JSON
+# A request body over its limit is still read (and dropped) up to this size before the
+# 413, so the client reads the answer instead of a reset connection; past it, cut off.
+DRAIN_BYTES = 8 * 1024 * 1024
 #: ASGI scope key under which the guard leaves the token's identity for the routes:
 #: the sessions a token opens are its own
 OWNER_KEY = "headcast.token"
@@ -78,6 +81,10 @@ def _credential(scope: Scope) -> str | None:
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     values = query.get("token")
     return values[0] if values else None
+
+
+class _BodyTooLarge(ValueError):
+    """A session request too large to check (413, not a refused credential)."""
 
 
 class FailureLimit:
@@ -188,6 +195,9 @@ class AuthGuard:
         except ScopeError as exc:
             await refuse(scope, send, str(exc), 403)
             return
+        except _BodyTooLarge as exc:  # the token was fine: not a refused credential
+            await refuse(scope, send, str(exc), 413, challenge=False)
+            return
         except TokenError as exc:
             if credential is not None:  # a wrong key or token, not a missing one
                 self.failures.failed(client, time.monotonic())
@@ -206,7 +216,10 @@ class AuthGuard:
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > MAX_SESSION_BODY_BYTES:
-                raise TokenError("session request body too large")
+                chunks = []  # read and dropped, so the client reads the 413
+                if not message.get("more_body", False) or size > DRAIN_BYTES:
+                    raise _BodyTooLarge(f"JSON body larger than {MAX_SESSION_BODY_BYTES} bytes")
+                continue
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)

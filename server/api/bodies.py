@@ -13,16 +13,13 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive
 
 from headcast.models.audio import AudioError
-from headcast.server.api.auth import ASGIApp, Scope, Send, header, refuse
+from headcast.server.api.auth import DRAIN_BYTES, ASGIApp, Scope, Send, header, refuse
 from headcast.server.api.origin_guard import JSON_BODIES
 
 T = TypeVar("T")
 
 MAX_CONTROL_BYTES = 64 * 1024  # a control message is a few hundred bytes
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around an upload
-# A body over its limit is still read (and dropped) up to this much more before the 413,
-# so the client reads the answer instead of a reset connection; past it, it is cut off.
-DRAIN_BYTES = 8 * 1024 * 1024
 #: what an audio upload may be sent as (FFmpeg reads the file, whatever it says)
 MEDIA_UPLOAD_TYPES = (
     "audio/wav",
