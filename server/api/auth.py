@@ -44,8 +44,8 @@ PROTECTED_PREFIX = "/v1/"
 TOKEN_PATH = "/v1/tokens"
 METRICS_PATH = "/metrics"  # lists session ids: behind the API key when auth is on
 MAX_SESSION_BODY_BYTES = 16 * 1024  # a POST /v1/sessions body is a few fields of JSON
-# A request body over its limit is still read (and dropped) up to this size before the
-# 413, so the client reads the answer instead of a reset connection; past it, cut off.
+# A request body over its limit is still read (and dropped) up to this much past it
+# before the 413, so the client reads the answer instead of a reset connection.
 DRAIN_BYTES = 8 * 1024 * 1024
 #: ASGI scope key under which the guard leaves the token's identity for the routes:
 #: the sessions a token opens are its own
@@ -207,38 +207,54 @@ class AuthGuard:
 
     async def _check_session_body(self, claims: Claims, receive: Receive) -> Receive:
         """Read the (small) session request, check its avatar, and replay it downstream."""
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > MAX_SESSION_BODY_BYTES:
-                chunks = []  # read and dropped, so the client reads the 413
-                if not message.get("more_body", False) or size > DRAIN_BYTES:
-                    raise _BodyTooLarge(f"JSON body larger than {MAX_SESSION_BODY_BYTES} bytes")
-                continue
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        body = await read_within(receive, MAX_SESSION_BODY_BYTES)
+        if body is None:
+            raise _BodyTooLarge(f"JSON body larger than {MAX_SESSION_BODY_BYTES} bytes")
         if claims.avatar is not None:
             try:
                 avatar = json.loads(body or b"{}").get("avatar", "default")
             except (ValueError, AttributeError):
                 avatar = "default"  # the endpoint itself answers 422 on bad JSON
             check_avatar(claims, str(avatar))
-        sent = False
+        return replay(body, receive)
 
-        async def replay() -> Message:
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
 
-        return replay
+async def read_within(receive: Receive, limit: int) -> bytes | None:
+    """A request's whole body from ASGI ``receive`` (what came, if the client went away);
+    None when it passes ``limit`` bytes: then it is read and dropped up to
+    :data:`DRAIN_BYTES` past the limit, so the client reads the refusal, and cut off past
+    that."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            return b"".join(chunks)
+        size += len(message.get("body", b""))
+        more = bool(message.get("more_body", False))
+        if size > limit:
+            chunks = []
+            if not more or size > limit + DRAIN_BYTES:
+                return None
+            continue
+        chunks.append(message.get("body", b""))
+        if not more:
+            return b"".join(chunks)
+
+
+def replay(body: bytes, then: Receive | None = None) -> Receive:
+    """An ASGI ``receive`` that hands out ``body`` once, as one message, then waits on
+    ``then`` (the client's disconnect) or, without it, says the client went away."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return await then() if then is not None else {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
 
 
 async def refuse(

@@ -10,10 +10,19 @@ from typing import Any, TypeVar
 
 from fastapi import HTTPException, Request
 from starlette.requests import ClientDisconnect
-from starlette.types import Message, Receive
+from starlette.types import Receive
 
 from headcast.models.audio import AudioError
-from headcast.server.api.auth import DRAIN_BYTES, ASGIApp, Scope, Send, header, refuse
+from headcast.server.api.auth import (
+    DRAIN_BYTES,
+    ASGIApp,
+    Scope,
+    Send,
+    header,
+    read_within,
+    refuse,
+    replay,
+)
 from headcast.server.api.origin_guard import JSON_BODIES
 
 T = TypeVar("T")
@@ -79,7 +88,7 @@ async def read_upload(request: Request, limit: int) -> tuple[bytes, str]:
     # The whole body within the limit first (a chunked upload declares no length), then
     # the form parsed from it.
     body = await read_body(request, limit + MULTIPART_OVERHEAD)
-    form = await Request(request.scope, _replay(body)).form()
+    form = await Request(request.scope, replay(body)).form()
     try:
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
@@ -90,21 +99,6 @@ async def read_upload(request: Request, limit: int) -> tuple[bytes, str]:
         return data, upload.filename or ""
     finally:
         await form.close()  # the parts spooled to temporary files
-
-
-def _replay(body: bytes, then: Receive | None = None) -> Receive:
-    """An ASGI ``receive`` that hands out ``body`` once, as one message, then waits on
-    ``then`` (the client's disconnect) or, without it, says the client went away."""
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if sent:
-            return await then() if then is not None else {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
 
 
 def on_upload_file(data: bytes, suffix: str, fn: Callable[[Path], T]) -> T:
@@ -149,21 +143,8 @@ class JsonBodyLimit:
         if declared.isdigit() and int(declared) > self.limit + DRAIN_BYTES:
             await refuse(scope, send, reason, 413, challenge=False)
             return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                return
-            size += len(message.get("body", b""))
-            if size <= self.limit:
-                chunks.append(message.get("body", b""))
-            elif not message.get("more_body", False) or size > self.limit + DRAIN_BYTES:
-                await refuse(scope, send, reason, 413, challenge=False)
-                return
-            else:  # too large: the rest is read and dropped, so the client reads the 413
-                chunks = []
-                continue
-            if not message.get("more_body", False):
-                break
-        await self.app(scope, _replay(b"".join(chunks), receive), send)
+        body = await read_within(receive, self.limit)
+        if body is None:
+            await refuse(scope, send, reason, 413, challenge=False)
+            return
+        await self.app(scope, replay(body, receive), send)
