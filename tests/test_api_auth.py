@@ -228,7 +228,9 @@ def test_a_token_reaches_only_the_sessions_it_opened(srv: ServerThread) -> None:
     for method, path in (("GET", "/v1/sessions"), ("GET", "/v1/renders"), ("GET", "/v1/nope")):
         status, reply, _ = call(srv, method, path, bearer=mine)
         assert status == 403 and "needs the API key" in reply["detail"], path
-    assert call(srv, "GET", "/v1/avatars", bearer=mine)[0] == 200
+    # what the demo page and the widget read with a token
+    for path in ("/v1/avatars", "/v1/client/config", "/v1/voices"):
+        assert call(srv, "GET", path, bearer=mine)[0] == 200, path
     assert call(srv, "GET", "/v1/sessions", bearer=API_KEY)[0] == 200
     # one spelling per token: padding or junk after the signature is not the same token
     assert call(srv, "GET", f"/v1/sessions/{sid}", bearer=mine + "=")[0] == 401

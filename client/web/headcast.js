@@ -66,6 +66,7 @@ function describeHttp(status, reason) {
   if (status === 404) return `Not found: ${reason}`;
   if (status === 503) return `Server busy: ${reason}`;
   if (status === 501) return `Not available on this server: ${reason}`;
+  if (status >= 400 && status < 500) return `Refused (${status}): ${reason}`;
   return `Server error ${status}: ${reason}`;
 }
 

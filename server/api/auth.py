@@ -53,7 +53,8 @@ OWNER_KEY = "headcast.token"
 #: and the one session a session-bound token may use besides those it opened
 GRANT_KEY = "headcast.session"
 _SESSION_PATH = re.compile(r"/v1/sessions/([^/]+)(?:/.*)?")
-TOKEN_READS = ("/v1/avatars", "/v1/client/config")  # what a token may GET besides its sessions
+# what a token may GET besides its sessions (the demo page and widget read all three)
+TOKEN_READS = ("/v1/avatars", "/v1/client/config", "/v1/voices")
 #: refused credentials one client address may send per window before it must wait (429):
 #: guessing keys or tokens online gets nowhere, a page with a stale token is not blocked
 MAX_FAILURES = 30
