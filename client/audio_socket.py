@@ -61,10 +61,19 @@ class AudioSocket:
         return encode_pcm(pcm, self.fmt)
 
     async def send_pcm(self, pcm: np.ndarray | bytes) -> float:
-        """Send one chunk; returns the wall time (monotonic) it was handed to the socket."""
-        data = self.encode(pcm)
-        await self.ws.send(data)
+        """Send one chunk; returns the wall time (monotonic) it was handed to the socket.
+        :class:`HeadcastError` once the socket is closed (the session closed, say)."""
+        await self._send(self.encode(pcm))
         return time.monotonic()
+
+    async def _send(self, data: bytes | str) -> None:
+        try:
+            await self.ws.send(data)
+        except websockets.ConnectionClosed as exc:
+            from headcast.client.http_client import HeadcastError
+
+            reason = exc.rcvd.reason if exc.rcvd is not None and exc.rcvd.reason else str(exc)
+            raise HeadcastError(0, f"the session's socket is closed: {reason}") from exc
 
     async def stream(
         self,
@@ -95,7 +104,7 @@ class AudioSocket:
                 if self._interrupts != generation:
                     return False
                 piece = data[i : min(i + MAX_PIECE_BYTES, whole)]
-                await self.ws.send(piece)
+                await self._send(piece)
                 sent_s += pcm_seconds(len(piece), self.fmt, self.channels, self.sample_rate)
                 wait = t0 + sent_s - time.monotonic() if realtime else 0.0
                 await asyncio.sleep(max(0.0, wait))  # also lets the event loop breathe
@@ -114,7 +123,7 @@ class AudioSocket:
         return True
 
     async def send_control(self, message: dict[str, Any]) -> float:
-        await self.ws.send(json.dumps(message))
+        await self._send(json.dumps(message))
         return time.monotonic()
 
     async def interrupt(self) -> float:

@@ -35,11 +35,25 @@ class HeadcastError(RuntimeError):
     def from_response(cls, resp: Response) -> HeadcastError:
         """The error a >= 400 response stands for: FastAPI's ``detail``, else its body."""
         try:
-            reason = str(resp.json().get("detail", resp.body.decode()))
+            detail = resp.json().get("detail", resp.body.decode())
         except (ValueError, AttributeError):  # not JSON, or JSON that is not an object
-            reason = resp.body.decode(errors="replace")
+            detail = resp.body.decode(errors="replace")
+        reason = _validation_errors(detail) if isinstance(detail, list) else str(detail)
         wait = {k.lower(): v for k, v in resp.headers.items()}.get("retry-after", "")
         return cls(resp.status, reason, float(wait) if wait.isdigit() else None)
+
+
+def _validation_errors(errors: list[Any]) -> str:
+    """A 422's list of ``{"loc": [...], "msg": ...}`` as one line: "sizee: Extra inputs
+    are not permitted; fps: ..." (the ``body`` / ``query`` part of each place left out)."""
+    parts = []
+    for e in errors:
+        if not isinstance(e, dict):
+            parts.append(str(e))
+            continue
+        loc = [str(x) for x in e.get("loc", []) if x not in ("body", "query")]
+        parts.append(f"{'.'.join(loc) or 'body'}: {e.get('msg', e)}")
+    return "; ".join(parts)
 
 
 @dataclass

@@ -94,7 +94,7 @@ class Viewer:
         )
         if resp.status != 201:
             await pc.close()
-            raise HeadcastError(resp.status, resp.body.decode(errors="replace"))
+            raise HeadcastError.from_response(resp)
         self.location = resp.headers.get("location") or resp.headers.get("Location")
         for t in pc.getTransceivers():
             self._hook(t.receiver, t.kind)

@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 
 from headcast.client.headcast_client import HeadcastClient, HeadcastError
@@ -36,6 +37,12 @@ def test_deleted_session_closes_its_socket_and_a_viewer_that_never_connects_is_d
         closed = await sock.next_event("closed", within_s=3)
         assert "session closed" in closed["message"]
         assert await _close_code(sock) == 1001
+        # sending on it is a HeadcastError that says why, not a websockets exception
+        with pytest.raises(HeadcastError, match="socket is closed: session closed"):
+            await sock.send_pcm(np.zeros(320, np.float32))
+        # a 422's list of problems reads as one line
+        with pytest.raises(HeadcastError, match=r"^HTTP 422: sizee: Extra inputs"):
+            await c.create_session(sizee=256)
 
         # the same while the client is sending: it still learns why (no plain 1000)
         for _ in range(5):
