@@ -5,7 +5,7 @@ joins as "headcast-avatar" and publishes the face and voice), and speaks a few l
 To stay runnable with no API keys its speech is flite audio handed to ``session.say``;
 a real agent gives ``AgentSession`` its STT, LLM and TTS and changes nothing else.
 
-    pip install 'headcast[livekit]'
+    pip install '.[livekit]'        # from a clone of headcast
     export LIVEKIT_URL=wss://… LIVEKIT_API_KEY=… LIVEKIT_API_SECRET=…
     export HEADCAST_URL=http://avatar-host:8080 HEADCAST_API_KEY=…   # key: if the server has one
     python examples/livekit_agent.py dev

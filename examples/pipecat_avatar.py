@@ -4,7 +4,7 @@ Runs with no API keys: the "LLM" is an echo, the TTS is flite (Debian ``flite``)
 bot says back whatever is typed. Swap in your STT, LLM and TTS services; the avatar part
 (``HeadcastVideoService`` between the TTS and ``transport.output()``) stays as it is.
 
-    pip install 'headcast[pipecat]' aiohttp        # the light client: no renderer here
+    pip install '.[pipecat]' aiohttp   # from a clone: the light client, no renderer here
     headcast serve                                  # on this or another machine
     python examples/pipecat_avatar.py --headcast http://127.0.0.1:8080
     # open http://127.0.0.1:7860, press Start, type a line, press Enter

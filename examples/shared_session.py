@@ -5,11 +5,12 @@ The back end (this script) opens the session with the API key and mints the page
 token bound to it; the page only watches; the "agent" (a loop here) speaks into the
 session. Run a server with an API key, then this:
 
-    HEADCAST_SERVE__API_KEY=change-me-0123456789 headcast serve &
+    HEADCAST_SERVE__API_KEY=change-me-0123456789 \\
+        HEADCAST_SERVE__CORS_ORIGINS='["http://127.0.0.1:8000"]' headcast serve &
     HEADCAST_API_KEY=change-me-0123456789 python examples/shared_session.py \\
         --headcast http://127.0.0.1:8080 --port 8000
-    # open http://127.0.0.1:8000 (add it to the server's cors_origins if it is not
-    # http://localhost:8000 or http://127.0.0.1:8000... see docs/client.md)
+    # open http://127.0.0.1:8000 (this page's origin must be in the server's
+    # cors_origins, as set above; see docs/client.md)
 """
 
 from __future__ import annotations
