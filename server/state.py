@@ -367,10 +367,13 @@ class AppState:
         self.metrics.sessions_created += 1
         return session
 
-    async def close_session(self, sid: str) -> bool:
+    async def close_session(self, sid: str, deleted: bool = False) -> bool:
+        """Close and forget session ``sid`` (False if there is none); ``deleted``: a client
+        asked for it through the API, so its socket is told that the close is final."""
         session = self.sessions.pop(sid, None)
         if session is None:
             return False
+        session.deleted = session.deleted or deleted
         await session.close()
         if self.scheduler is not None:
             self.scheduler.release(sid)

@@ -287,6 +287,23 @@ def test_widget_cancelled_connects_and_api_misuse(
     assert all(e.startswith("HeadcastError: ") for e in got), got
     assert "Unknown emotion 'nope'" in got[0] and "sampleRate" in got[1]
     assert emotion != "nope"
+
+    # the site's back end deletes the session: the widget stops, saying so, and does not
+    # open another session behind the back end's back
+    (sid,) = [x["id"] for x in server_sessions(secured)]
+    req = urllib.request.Request(
+        f"{secured.url}/v1/sessions/{sid}", method="DELETE",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )  # fmt: skip
+    urllib.request.urlopen(req, timeout=10).close()
+    page.wait_for_function("document.getElementById('a').state === 'disconnected'", timeout=10_000)
+    page.wait_for_timeout(3000)  # longer than the first reconnect would wait
+    assert page.evaluate("document.getElementById('a').state") == "disconnected"
+    assert server_sessions(secured) == []
+    shown = page.evaluate(
+        "document.getElementById('a').shadowRoot.querySelector('.error').textContent"
+    )
+    assert "closed the session" in shown, shown
     page.evaluate("document.getElementById('a').close()")
     assert not log.errors, log.errors
     page.close()

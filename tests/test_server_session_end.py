@@ -35,7 +35,7 @@ def test_deleted_session_closes_its_socket_and_a_viewer_that_never_connects_is_d
         sock = await c.connect(s["id"])
         await c.close_session(s["id"])
         closed = await sock.next_event("closed", within_s=3)
-        assert "session closed" in closed["message"]
+        assert "session closed" in closed["message"] and closed["deleted"] is True
         assert await _close_code(sock) == 1001
         # sending on it is a HeadcastError that says why, not a websockets exception
         with pytest.raises(HeadcastError, match="socket is closed: session closed"):

@@ -139,6 +139,7 @@ export class HeadcastConnection {
     this.ready = null; // the WebSocket's ready event
     this.closed = false;
     this.serverDropped = 0;
+    this.serverClosed = null; // the reason the server gave when it closed the session
     this.pushStartedAt = null; // performance.now() of the first audio of an utterance
     this.pushToMouthMs = null;
     this._statsTimer = null;
@@ -241,6 +242,7 @@ export class HeadcastConnection {
     connected.catch(() => {}); // it may settle before it is awaited below; handled there
     await pc.setLocalDescription(await pc.createOffer());
     await this.iceGathered(pc);
+    await this.stillWanted(); // closed while ICE gathered: no offer for a session now gone
     const response = await this.http('POST', `/v1/sessions/${this.session.id}/whep`, {
       body: pc.localDescription.sdp,
       type: 'application/sdp',
@@ -335,7 +337,11 @@ export class HeadcastConnection {
           if (event.type === 'ready') {
             this.ready = event;
             ws.onmessage = (e) => this.onEvent(JSON.parse(e.data));
-            ws.onclose = (e) => this.emit('_lost', { reason: `event socket closed (${e.reason || e.code})` });
+            ws.onclose = (e) => {
+              // a session deleted through the API is final (see onEvent); anything else
+              // is a lost connection, worth a reconnect
+              if (this.serverClosed === null) this.emit('_lost', { reason: `event socket closed (${e.reason || e.code})` });
+            };
             ws.onerror = null;
             resolve(event);
           } else if (event.type === 'error') {
@@ -369,6 +375,15 @@ export class HeadcastConnection {
         break;
       case 'error':
         this.emit('error', { message: event.message });
+        break;
+      case 'closed':
+        // deleted through the API (the site's back end ended it): final. Reaped, failed
+        // or closed with the server: the socket's close then reconnects as for a lost one.
+        if (event.deleted) {
+          this.serverClosed = event.message || 'session closed';
+          this.emit('_ended', { reason: this.serverClosed });
+        }
+        this.emit('serverevent', event);
         break;
       default:
         this.emit('serverevent', event);
@@ -496,7 +511,8 @@ export class HeadcastConnection {
     if (this.pc) this.pc.close();
     if (this.microphone) this.microphone.getTracks().forEach((t) => t.stop());
     // close() runs again when an open() step finds itself cancelled: release once
-    const release = !quiet && this.session && !this._released;
+    // (nothing to release of a session deleted through the API)
+    const release = !quiet && this.session && !this._released && this.serverClosed === null;
     if (release) this._released = true;
     if (release && this.joinId && this.whepResource) {
       // a joined session stays: only this viewer leaves it
@@ -629,6 +645,9 @@ export class HeadcastAvatar extends HTMLElement {
       case '_lost':
         this._lost(detail.reason);
         return;
+      case '_ended':
+        this._ended(detail.reason);
+        return;
       case 'autoplayblocked':
         this.unmuteEl.textContent = detail.paused ? 'Tap to play' : 'Tap to unmute';
         this.unmuteEl.hidden = false;
@@ -680,7 +699,7 @@ export class HeadcastAvatar extends HTMLElement {
     this._setState(this._busyTries ? 'waiting' : this._attempts ? 'reconnecting' : 'connecting');
     const options = this._options();
     const connection = new HeadcastConnection(options);
-    const events = ['speechstart', 'speechend', 'interrupted', 'error', 'stats', 'serverevent', '_lost', 'autoplayblocked'];
+    const events = ['speechstart', 'speechend', 'interrupted', 'error', 'stats', 'serverevent', '_lost', '_ended', 'autoplayblocked'];
     for (const type of events) {
       options.target.addEventListener(type, this._onEvent);
     }
@@ -725,6 +744,19 @@ export class HeadcastAvatar extends HTMLElement {
     else if (state === 'disconnected') {
       this._lostTimer = setTimeout(() => this._lost('WebRTC connection lost'), DISCONNECTED_GRACE_MS);
     }
+  }
+
+  /** The session was deleted through the API (the site's back end ended it): no
+   * reconnect, which would open a new session behind the back end's back. */
+  async _ended(reason) {
+    if (!this._wanted) return;
+    this._wanted = false;
+    this._attempts = 0;
+    clearTimeout(this._retryTimer);
+    clearTimeout(this._lostTimer);
+    await this._drop();
+    this._setState('disconnected', reason);
+    this.errorEl.textContent = `The server closed the session: ${reason}`;
   }
 
   _lost(reason) {

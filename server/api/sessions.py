@@ -121,7 +121,7 @@ async def get_session(sid: str, request: Request) -> dict[str, Any]:
 async def delete_session(sid: str, request: Request) -> Response:
     state = get_state(request)
     find_session(state, sid, request)
-    if not await state.close_session(sid):  # closed meanwhile
+    if not await state.close_session(sid, deleted=True):  # closed meanwhile
         raise HTTPException(404, f"unknown session {sid!r}")
     return Response(status_code=204)
 
@@ -132,7 +132,7 @@ async def close_session_beacon(sid: str, request: Request) -> Response:
     can only POST, and only a credential in the URL (``?token=``)."""
     state = get_state(request)
     find_session(state, sid, request)
-    await state.close_session(sid)
+    await state.close_session(sid, deleted=True)
     return Response(status_code=204)
 
 

@@ -88,20 +88,29 @@ async def _send_events(ws: WebSocket, stream: EventStream, session: Session) -> 
     while (event := await stream.get()) is not None:
         await ws.send_text(json.dumps(event))
     if session.closed:  # deleted, reaped or failed: tell the client, do not wait for it
-        await _session_gone(ws)
+        await _session_gone(ws, session.deleted)
 
 
-async def _session_gone(ws: WebSocket) -> None:
+async def _session_gone(ws: WebSocket, deleted: bool) -> None:
+    """The ``closed`` event (``deleted``: through the API, final for the client), then the
+    close."""
     with contextlib.suppress(TimeoutError):  # a client that never reads is not waited for
         await asyncio.wait_for(
-            _close(ws, CLOSE_GOING_AWAY, "session closed", event_type="closed"), SENDER_GRACE_S
+            _close(ws, CLOSE_GOING_AWAY, "session closed", "closed", {"deleted": deleted}),
+            SENDER_GRACE_S,
         )
 
 
-async def _close(ws: WebSocket, code: int, reason: str, event_type: str = "error") -> None:
+async def _close(
+    ws: WebSocket,
+    code: int,
+    reason: str,
+    event_type: str = "error",
+    extra: dict[str, Any] | None = None,
+) -> None:
     if ws.application_state != WebSocketState.DISCONNECTED:
         with contextlib.suppress(Exception):
-            await ws.send_text(json.dumps({"type": event_type, "message": reason}))
+            await ws.send_text(json.dumps({"type": event_type, "message": reason, **(extra or {})}))
             await ws.close(code, reason[:120])
 
 
@@ -195,7 +204,7 @@ async def _serve(ws: WebSocket, state: AppState, session: Session, start: StartM
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await sender
         if session.closed:
-            await _session_gone(ws)  # unless the sender already did
+            await _session_gone(ws, session.deleted)  # unless the sender already did
 
 
 def _say_later(state: AppState, session: Session, stream: EventStream, message: Any) -> None:

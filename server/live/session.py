@@ -87,6 +87,9 @@ class Session:
         self._run = run  # awaitable runner onto the worker pool
         self._on_cost = on_cost
         self.closed = False
+        #: closed because a client deleted it through the API (final for its clients:
+        #: no reconnect), not reaped, failed or closed with the server
+        self.deleted = False
         #: set on a session made for its viewer (POST /v1/whep): closes it with that viewer
         self.close_without_viewers: Callable[[], Awaitable[object]] | None = None
         self.peers: dict[str, RTCPeerConnection] = {}
