@@ -307,3 +307,22 @@ def test_widget_cancelled_connects_and_api_misuse(
     page.evaluate("document.getElementById('a').close()")
     assert not log.errors, log.errors
     page.close()
+
+
+def test_demo_page_with_a_token_loads_its_menus(browser: Any, secured: ServerThread) -> None:
+    """The demo page as `headcast serve --demo-token` links it on a keyed server: the
+    avatars, emotions and voices all load with the token (the voices were refused)."""
+    token = mint(secured, origin=secured.url, ttl_s=120)
+    page = browser.new_page()
+    log = ConsoleLog(page)
+    page.goto(f"{secured.url}/?token={token}", timeout=NAV_TIMEOUT_MS)
+    page.wait_for_function(
+        "document.querySelectorAll('#emotion option').length > 1 && "
+        "document.querySelectorAll('#voice option').length > 0",
+        timeout=NAV_TIMEOUT_MS,
+    )
+    assert page.evaluate("document.getElementById('error').hidden"), page.evaluate(
+        "document.getElementById('error').textContent"
+    )
+    assert not log.errors, log.errors
+    page.close()

@@ -72,7 +72,7 @@ async function loadChoices() {
 }
 
 const NEEDS_TOKEN =
-  'This server needs a session token: open the link `headcast serve --demo-token` prints, ' +
+  'This server needs a session token: open the link that “headcast serve --demo-token” prints, ' +
   'or paste a token under “Server and token”.';
 
 const HINTS = {
@@ -169,8 +169,11 @@ avatar.addEventListener('statechange', (ev) => {
   setConnected(['idle', 'speaking', 'reconnecting'].includes(state));
   $('hint').hidden = !(state in HINTS);
   if (state in HINTS) $('hint').innerHTML = `<span>${HINTS[state]}</span>`;
-  if (state === 'failed') showError(reason);
+  // a keyed server's refusal, in words a visitor can act on
+  if (state === 'failed') showError(/needs a session token/.test(reason) ? NEEDS_TOKEN : reason);
   if (state === 'idle') showError('');
+  // Stop clears what was shown; a session the server's owner deleted says so
+  if (state === 'disconnected') showError(reason ? `The server closed the session: ${reason}` : '');
   if (state === 'disconnected' || state === 'failed') $('stats').textContent = 'not connected';
 });
 avatar.addEventListener('error', (ev) => {
