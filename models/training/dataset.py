@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -230,7 +230,10 @@ def session_examples(
     return out
 
 
-def _job(args: tuple[Voice, int, int, int, float]) -> list[Example]:
+SynthJob = tuple[Voice, int, int, int, float]  # voice, utterances, copies, seed, clean share
+
+
+def _job(args: SynthJob) -> list[Example]:
     voice, n_utts, copies, seed, clean_prob = args
     rng = np.random.default_rng(seed)
     return session_examples(synthesise(voice, n_utts, rng), str(voice), copies, rng, clean_prob)
@@ -296,18 +299,37 @@ def build(
 ) -> list[Example]:
     """Synthesise and featurise in ``workers`` processes; the same for a seed whatever
     ``workers`` is."""
-    jobs = []
-    for vi, voice in enumerate(voices):
-        for ci, start in enumerate(range(0, utts_per_voice, chunk)):
-            n = min(chunk, utts_per_voice - start)
-            jobs.append((voice, n, copies, seed * 100_003 + vi * 1009 + ci, clean_prob))
+    plan = [(voice, utts_per_voice) for voice in voices]
+    return run_synth_jobs(
+        _job, plan, copies, lambda vi, ci: seed * 100_003 + vi * 1009 + ci,
+        workers, clean_prob, chunk, "data",
+    )  # fmt: skip
+
+
+def run_synth_jobs(
+    job: Callable[[SynthJob], list[Example]],
+    plan: Sequence[tuple[Voice, int]],
+    copies: int,
+    seed_of: Callable[[int, int], int],
+    workers: int,
+    clean_prob: float,
+    chunk: int,
+    what: str,
+) -> list[Example]:
+    """``plan``'s (voice, utterances) cut into jobs of at most ``chunk`` utterances, the
+    ``ci``-th of voice ``vi`` seeded ``seed_of(vi, ci)``, each run by ``job`` in a process
+    of its own (the synthesisers keep state between calls); progress logged as ``what``."""
+    jobs: list[SynthJob] = []
+    for vi, (voice, n_total) in enumerate(plan):
+        for ci, start in enumerate(range(0, n_total, chunk)):
+            n = min(chunk, n_total - start)
+            jobs.append((voice, n, copies, seed_of(vi, ci), clean_prob))
 
     def progress(done: int, total: int) -> None:
         if done % 10 == 0 or done == total:
-            log.info("data: %d/%d jobs", done, total)
+            log.info("%s: %d/%d jobs", what, done, total)
 
-    # Each job in a process of its own: the synthesisers keep state between calls.
-    return [e for part in in_fresh_processes(_job, jobs, workers, progress) for e in part]
+    return [e for part in in_fresh_processes(job, jobs, workers, progress) for e in part]
 
 
 def save(examples: list[Example], path: Path) -> None:

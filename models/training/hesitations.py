@@ -27,11 +27,12 @@ from headcast.models.training.dataset import (
     PITCH_CENTS,
     TRAIN_VOICES,
     Example,
+    SynthJob,
+    run_synth_jobs,
     session_examples,
     synthesise,
     to_16k,
 )
-from headcast.models.training.jobs import in_fresh_processes
 from headcast.models.training.synth import Voice, synth_espeak, synth_flite
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def with_fillers(voice: Voice, utts: list[Utt], rng: np.random.Generator) -> lis
     return out
 
 
-def _job(args: tuple[Voice, int, int, int, float]) -> list[Example]:
+def _job(args: SynthJob) -> list[Example]:
     voice, n_utts, copies, seed, clean_prob = args
     rng = np.random.default_rng(seed)
     utts = with_fillers(voice, synthesise(voice, n_utts, rng), rng)
@@ -92,14 +93,7 @@ def build_hesitant(
     fillers throughout."""
     plan = [(v, utts_per_voice) for v in WHISPER_VOICES]
     plan += [(v, max(1, round(utts_per_voice * speaking_share))) for v in speaking]
-    jobs = []
-    for vi, (voice, n_total) in enumerate(plan):
-        for ci, start in enumerate(range(0, n_total, chunk)):
-            n = min(chunk, n_total - start)
-            jobs.append((voice, n, copies, seed * 100_019 + vi * 1013 + ci + 7, clean_prob))
-
-    def progress(done: int, total: int) -> None:
-        if done % 10 == 0 or done == total:
-            log.info("data: hesitant and whispered speech %d/%d jobs", done, total)
-
-    return [e for part in in_fresh_processes(_job, jobs, workers, progress) for e in part]
+    return run_synth_jobs(
+        _job, plan, copies, lambda vi, ci: seed * 100_019 + vi * 1013 + ci + 7,
+        workers, clean_prob, chunk, "data: hesitant and whispered speech",
+    )  # fmt: skip

@@ -88,15 +88,15 @@ async def _send_events(ws: WebSocket, stream: EventStream, session: Session) -> 
     while (event := await stream.get()) is not None:
         await ws.send_text(json.dumps(event))
     if session.closed:  # deleted, reaped or failed: tell the client, do not wait for it
-        await _session_gone(ws, session.deleted)
+        await _session_gone(ws, session)
 
 
-async def _session_gone(ws: WebSocket, deleted: bool) -> None:
+async def _session_gone(ws: WebSocket, session: Session) -> None:
     """The ``closed`` event (``deleted``: through the API, final for the client), then the
     close."""
     with contextlib.suppress(TimeoutError):  # a client that never reads is not waited for
         await asyncio.wait_for(
-            _close(ws, CLOSE_GOING_AWAY, "session closed", "closed", {"deleted": deleted}),
+            _close(ws, CLOSE_GOING_AWAY, "session closed", "closed", {"deleted": session.deleted}),
             SENDER_GRACE_S,
         )
 
@@ -204,7 +204,7 @@ async def _serve(ws: WebSocket, state: AppState, session: Session, start: StartM
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await sender
         if session.closed:
-            await _session_gone(ws, session.deleted)  # unless the sender already did
+            await _session_gone(ws, session)  # unless the sender already did
 
 
 def _say_later(state: AppState, session: Session, stream: EventStream, message: Any) -> None:
