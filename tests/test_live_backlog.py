@@ -166,5 +166,10 @@ def test_a_stalled_websocket_pusher_gets_its_delay_back() -> None:
     for start, length in stalls:
         peak = max(lv for t, lv in levels if start + length < t < start + length + 0.5)
         assert peak > 400.0, levels  # the stall left a backlog ...
+        # ... and it drained: the standing delay (the median of the samples 3.0-3.6 s
+        # later; one sample can catch a late push or tick of a loaded machine) is back
+        # near the target, where an undrained stream would still hold the whole stall
         healed = [lv for t, lv in levels if start + length + 3.0 <= t < start + length + 3.6]
-        assert healed and max(healed) <= target_ms + 60.0, levels  # ... and it drained
+        assert len(healed) >= 3, levels
+        assert float(np.median(healed)) <= target_ms + 60.0, levels
+        assert max(healed) < peak, levels
