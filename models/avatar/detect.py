@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from headcast.models.avatar.errors import EnrollError
+from headcast.models.avatar.errors import EnrollError, NoFaceError, PoseError
 from headcast.models.avatar.landmarks import (
     CHIN,
     EYE_L_CORNERS,
@@ -183,12 +183,12 @@ def check_pose(points: np.ndarray) -> None:
     """EnrollError when the head is turned or tilted past what the renderer can hold."""
     yaw, pitch = head_angles(points)
     if abs(yaw) > MAX_YAW_DEG:
-        raise EnrollError(
+        raise PoseError(
             f"the head is turned {abs(yaw):.0f} degrees to the side (at most {MAX_YAW_DEG:.0f}); "
             "use a photo where the face looks towards the camera"
         )
     if abs(pitch) > MAX_PITCH_DEG:
-        raise EnrollError(
+        raise PoseError(
             f"the head is tilted {abs(pitch):.0f} degrees {'down' if pitch > 0 else 'up'} "
             f"(at most {MAX_PITCH_DEG:.0f}); use a photo where the face looks towards the camera"
         )
@@ -222,10 +222,11 @@ def _add_face(faces: list[np.ndarray], pts: np.ndarray) -> None:
     faces.append(pts)
 
 
-def detect_landmarks(image: np.ndarray) -> Detection:
+def detect_landmarks(image: np.ndarray, small_faces: bool = True) -> Detection:
     """uint8 (H, W, 3) RGB -> landmarks of the largest face, in the image's pixel coordinates.
 
     Raises EnrollError when no face is found or the face is too small to animate.
+    ``small_faces=False`` skips the slower search for faces the mesh's detector misses.
     """
     height, width = image.shape[:2]
     scale = min(1.0, DETECT_MAX_SIDE / max(height, width))
@@ -237,7 +238,7 @@ def detect_landmarks(image: np.ndarray) -> Detection:
         )
     )
     faces = [p / np.float32(scale) for p in _run_mesh(small)]
-    if not faces:
+    if not faces and small_faces:
         # Small faces in wide shots escape the mesh's own short-range detector:
         # find them with a Haar cascade and run the mesh on an enlarged crop.
         for crop, back in _haar_crops(image):
@@ -249,7 +250,7 @@ def detect_landmarks(image: np.ndarray) -> Detection:
                 pts[:, 2] *= float(back[0, 0])
                 _add_face(faces, pts)
     if not faces:
-        raise EnrollError(
+        raise NoFaceError(
             "no face found in the portrait; use a photo with one clearly visible, roughly frontal face"
         )
     faces.sort(key=_face_height, reverse=True)

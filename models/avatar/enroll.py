@@ -35,11 +35,11 @@ from headcast.models.avatar.bases import (
     pose_weight,
     unfold,
 )
-from headcast.models.avatar.detect import detect_landmarks
 from headcast.models.avatar.errors import AvatarError, EnrollError
 from headcast.models.avatar.face_geometry import FaceGeometry, across_the_slit
 from headcast.models.avatar.image_io import load_portrait
 from headcast.models.avatar.mouth import mouth_frame, mouth_textures
+from headcast.models.avatar.orient import detect_upright
 from headcast.models.avatar.pack import PACK_VERSION, AvatarPack, read_meta
 from headcast.models.avatar.relax import portrait_smile, relax, relax_seal
 from headcast.models.channels import (
@@ -265,7 +265,7 @@ def build_pack(image: np.ndarray, size: int = 512, progress: Progress = _noop) -
         raise EnrollError(f"size must be one of {SIZES}, got {size}")
     t0 = time.perf_counter()
     progress(0.05, "finding the face")
-    det = detect_landmarks(image)
+    image, det = detect_upright(image)
     progress(0.35, "aligning the head frame")
     frame, points, matrix = apply_alignment(image, det.points, size)
     progress(0.45, "authoring channel motion")
