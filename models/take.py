@@ -30,8 +30,10 @@ from headcast.models.emotions import load_presets
 from headcast.models.mixer import EMOTION_TRANSITION_S, MotionMixer
 from headcast.models.motion import MotionModel, infer_file
 
-#: a frame whose surrounding audio is quieter than this (RMS, dB full scale) is silence
-SILENCE_DBFS = -60.0
+#: a frame whose surrounding audio is quieter than this (RMS, dB full scale) is silence:
+#: below any recorded room or microphone (16-bit dither sits near -96), so a quiet
+#: recording still speaks as it would live, and the speech gate judges the rest
+SILENCE_DBFS = -80.0
 #: audio looked at around a frame's time to decide speech vs silence (seconds before, after)
 GATE_WINDOW_S = (0.02, 0.04)
 

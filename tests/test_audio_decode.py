@@ -134,6 +134,32 @@ def test_a_cut_wav_decodes_what_is_there_with_a_warning(
     assert "truncated" not in caplog.text
 
 
+def test_silent_and_very_quiet_files_are_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def wav(name: str, peak_db: float | None) -> Path:
+        t = np.arange(16_000) / 16_000
+        gain = 0.0 if peak_db is None else 32767 * 10 ** (peak_db / 20)
+        with wave.open(str(tmp_path / name), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(16_000)
+            w.writeframes((np.sin(2 * np.pi * TONE_HZ * t) * gain).astype("<i2").tobytes())
+        return tmp_path / name
+
+    with caplog.at_level("WARNING", logger="headcast.models.audio.decode"):
+        load_audio(wav("zeros.wav", None))
+        assert "the audio is silent (every sample is zero)" in caplog.text
+        caplog.clear()
+        load_audio(wav("quiet.wav", -58.0))
+        assert "very quiet (its loudest sample is at -58 dB full scale)" in caplog.text
+        assert "raise its level" in caplog.text
+        caplog.clear()
+        load_audio(wav("soft.wav", -30.0))  # soft but usable: nothing to say
+        load_audio(write_wav(tmp_path / "z.wav", 16_000, 0.0))  # empty: its own error later
+    assert not caplog.text
+
+
 def test_video_without_audio_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "v.mp4"
     with av.open(str(path), "w") as out:

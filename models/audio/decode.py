@@ -27,6 +27,9 @@ DECLARED_SLACK = 1.25  # a declared length past this times the limit is refused 
 # more than CUT_SLACK_S) is warned about as a truncated file.
 CUT_SHARE = 0.95
 CUT_SLACK_S = 0.1
+#: a whole file whose loudest sample stays below this (dB full scale) is warned about:
+#: speech that quiet barely moves the mouth (a muted or badly set microphone)
+QUIET_PEAK_DBFS = -45.0
 STREAMED_WAV_BYTES = 0xFFFF0000  # a data size this large: written by a stream, not known
 SCAN_SLACK_S = 0.25  # packet durations summed past the limit by more than this: refused (codec priming and padding are tens of ms)
 #: FFmpeg demuxers that read other files or the network (playlists, concat lists, SDP,
@@ -62,11 +65,13 @@ def iter_audio(
         limit = None if max_seconds is None else int(max_seconds * SAMPLE_RATE)
         pending: list[np.ndarray] = []
         have = total = emitted = broken = 0
+        peak = 0.0
 
         def resampled(block: np.ndarray) -> np.ndarray:
-            nonlocal broken
+            nonlocal broken, peak
             broken += int(block.size - np.isfinite(block).sum())
             block = finite_pcm(block)
+            peak = max(peak, float(np.abs(block).max(initial=0.0)))
             return block if to_16k is None else to_16k.push(block)
 
         try:
@@ -105,11 +110,26 @@ def iter_audio(
                 yield finite_pcm(data)
                 emitted += len(data)
         _warn_if_cut(p, container, stream, emitted / SAMPLE_RATE)
+        _warn_if_quiet(p, peak, emitted)
         if broken:
             log.warning(
                 "%s: %d samples are not numbers (NaN or infinity); they play as silence",
                 p, broken,
             )  # fmt: skip
+
+
+def _warn_if_quiet(path: Path, peak: float, samples: int) -> None:
+    """A warning when a whole file is silent or so quiet that the mouth barely moves."""
+    if not samples:
+        return  # the callers refuse empty audio with an error of their own
+    if peak == 0.0:
+        log.warning("%s: the audio is silent (every sample is zero)", path)
+    elif (db := 20.0 * np.log10(peak)) < QUIET_PEAK_DBFS:
+        log.warning(
+            "%s: the audio is very quiet (its loudest sample is at %.0f dB full scale); "
+            "the mouth opens less than it should: raise its level",
+            path, db,
+        )  # fmt: skip
 
 
 def _warn_if_cut(path: Path, container: Any, stream: Any, decoded_s: float) -> None:
