@@ -253,7 +253,7 @@ def test_bad_input_is_a_clear_error_and_leaves_no_file(
 
 
 def test_unwritable_output_is_a_clear_error(
-    folder: Path, stub: Path, clip: Path, capsys: pytest.CaptureFixture[str]
+    folder: Path, stub: Path, ctx: RenderContext, clip: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     blocker = folder / "a-file"
     blocker.write_text("x")
@@ -262,6 +262,15 @@ def test_unwritable_output_is_a_clear_error(
         err = capsys.readouterr().err
         assert rc == 2 and "headcast render: error:" in err and "Traceback" not in err
         assert out == folder or not out.exists()
+    # a folder that takes no files (as a read-only one, for root too): said before any
+    # frame is rendered, not after the whole render
+    frames: list[int] = []
+    with pytest.raises(RenderError, match=r"/proc/out\.mp4: cannot write here"):
+        render_file(
+            clip, Path("/proc/out.mp4"), RenderOptions(size=256),
+            context=ctx, progress=lambda done, total: frames.append(done),
+        )  # fmt: skip
+    assert not frames
 
 
 def test_failed_render_midway_leaves_no_partial_file(

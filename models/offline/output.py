@@ -52,10 +52,15 @@ def open_output(output: Path, source: Path | None = None) -> tuple[Path, Any]:
     fmt = check_output(output, source)
     tmp = temp_path(output)
     try:
+        # FFmpeg creates the file only when the first frame is written: find out now
+        # that the folder takes no files (read-only, no permission, /proc), not after
+        # the whole render
+        tmp.open("wb").close()
         container = av.open(str(tmp), "w", format=fmt)
     except (OSError, av.error.FFmpegError) as exc:
         tmp.unlink(missing_ok=True)
-        raise RenderError(f"{output}: cannot write here ({exc})") from exc
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise RenderError(f"{output}: cannot write here ({why})") from exc
     return tmp, container
 
 
