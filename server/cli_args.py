@@ -102,8 +102,18 @@ def resolve_avatar(avatar: str | None, config: Path | None = None) -> str | None
     """``--avatar``: a pack folder as given, or a name looked up as the server does (the
     built-in ``default``, or a pack enrolled into its ``avatars_dir``, e.g. through
     ``POST /v1/avatars?name=...``); None for the built-in avatar."""
+    from headcast.models.config import ConfigError
     from headcast.server.errors import UserError
+    from headcast.server.settings import load_settings
 
+    def avatars_dir() -> Path:
+        try:
+            return load_settings(config).avatars_dir
+        except ConfigError as exc:
+            raise UserError(str(exc)) from exc
+
+    if config is not None:
+        avatars_dir()  # a --config that is missing or broken is said, whatever --avatar is
     if avatar is None or Path(avatar).is_dir():
         return avatar
     if Path(avatar).is_file():
@@ -111,26 +121,21 @@ def resolve_avatar(avatar: str | None, config: Path | None = None) -> str | None
             f"{avatar}: a file, not an avatar pack; make one from a portrait with "
             f"`headcast enroll {avatar} -o DIR`, then --avatar DIR"
         )
-    from headcast.models.config import ConfigError
     from headcast.server.live.avatar_dir import (
         AVATAR_NAME,
         DEFAULT_AVATAR,
         avatar_names,
         avatar_source,
     )
-    from headcast.server.settings import load_settings
 
     if avatar == DEFAULT_AVATAR:
         return None
-    try:
-        avatars_dir = load_settings(config).avatars_dir
-    except ConfigError as exc:
-        raise UserError(str(exc)) from exc
-    if AVATAR_NAME.fullmatch(avatar) and (avatars_dir / avatar / "avatar.json").is_file():
-        return str(avatar_source(avatar, None, avatars_dir))
-    known = ", ".join(avatar_names(avatars_dir))
+    folder = avatars_dir()
+    if AVATAR_NAME.fullmatch(avatar) and (folder / avatar / "avatar.json").is_file():
+        return str(avatar_source(avatar, None, folder))
+    known = ", ".join(avatar_names(folder))
     raise UserError(
         f"{avatar}: no such avatar pack folder, nor an avatar of that name in "
-        f"{avatars_dir.absolute()} (the server's avatars_dir; known: {known}); create one "
+        f"{folder.absolute()} (the server's avatars_dir; known: {known}); create one "
         "with `headcast enroll`"
     )

@@ -83,6 +83,17 @@ def test_cli_finds_an_avatar_the_server_enrolled_by_its_name(
     assert "not both" in capsys.readouterr().err and not (folder / "batch").exists()
     out.unlink()
     _no_leftovers(folder)
+    # a --config that is missing or broken is said, whatever --avatar names
+    pack = str(avatars / "alice")
+    bad = folder / "bad.yaml"
+    bad.write_text("avatars_dir: [\n")
+    for cfg, why in ((folder / "nosuch.yaml", "cannot read config"), (bad, "not valid YAML")):
+        for avatar in ([], ["--avatar", pack], ["--avatar", "alice"]):
+            args = [*base[:4], "-o", str(out), "--config", str(cfg), *avatar]
+            assert main(args) == 2
+            err = capsys.readouterr().err.strip()
+            assert why in err and "\n" not in err, err
+    assert not out.exists()
 
 
 def test_text_renders_spoken_by_a_built_in_voice(
