@@ -182,6 +182,15 @@ def test_demo_page_fits_a_phone(browser: Any, srv: ServerThread, screen: int) ->
     assert width <= screen, f"live page is {width} px wide on a {screen} px screen"
     page.click("#disconnect")
     assert not log.errors, log.errors
+    # a link naming an avatar the server lacks says so, instead of showing another face
+    page.goto(srv.url + "/?avatar=nosuch", timeout=NAV_TIMEOUT_MS)
+    page.wait_for_function(
+        "document.querySelectorAll('#avatar-select option').length > 0", timeout=NAV_TIMEOUT_MS
+    )
+    banner = page.locator("#error")
+    assert banner.is_visible() and "no avatar named “nosuch”" in banner.inner_text()
+    assert "default" in banner.inner_text()
+    page.screenshot(path=artifact(f"demo-unknown-avatar-{screen}.png"))
     page.close()
 
 

@@ -58,7 +58,14 @@ async function loadChoices() {
       api('GET', '/v1/voices'),
     ]);
     fillSelect($('emotion'), config.emotions, 'neutral');
-    fillSelect($('avatar-select'), avatars.map((a) => a.name), params.get('avatar') || 'default');
+    const names = avatars.map((a) => a.name);
+    const asked = params.get('avatar');
+    fillSelect($('avatar-select'), names, asked || 'default');
+    if (asked && !names.includes(asked)) {
+      // the link names an avatar this server lacks: say so rather than show another face
+      showError(`This server has no avatar named “${asked}” (it has ${names.join(', ')}); ` +
+        `showing “${$('avatar-select').value}”. Pick another in the avatar menu, or enroll a portrait.`);
+    }
     fillSelect(
       $('voice'),
       voices.voices.map((v) => [v.name, v.description ? `${v.name} (${v.description})` : v.name]),
