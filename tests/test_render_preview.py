@@ -40,8 +40,16 @@ def test_comparison_notes_wrap_inside_their_column():
 
 
 def test_preview_bad_avatar_is_a_clean_error(tmp_path, capsys):
-    assert main(["preview", "--avatar", str(tmp_path / "nope"), "-o", str(tmp_path / "o")]) == 2
-    assert "not an avatar pack" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "face.jpg").write_bytes(b"\xff\xd8 a photo")
+    for avatar, why in (
+        ("nope", "no such avatar pack folder, nor an avatar of that name"),
+        ("empty", "not an avatar pack"),
+        ("face.jpg", "a file, not an avatar pack; make one from a portrait with `headcast enroll"),
+    ):
+        assert main(["preview", "--avatar", str(tmp_path / avatar), "-o", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert why in err and "\n" not in err and "Errno" not in err, err
     taken = tmp_path / "taken"
     (taken / "contact_sheet.png").mkdir(parents=True)  # the sheet's name is a folder
     assert main(["preview", "-o", str(taken), "--size", "256", "--no-video"]) == 2

@@ -27,7 +27,9 @@ PORTRAIT_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--avatar", type=Path, default=None, help="avatar pack folder (default: built-in)"
+        "--avatar",
+        default=None,
+        help="avatar pack folder, or the name of one the server enrolled (default: built-in)",
     )
     parser.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     parser.add_argument("--size", type=int, choices=PACK_SIZES, default=None)
@@ -62,8 +64,12 @@ def run(args: argparse.Namespace) -> int:
         return run_folder(args)
     if args.speech is not None:
         raise UserError("--speech needs --portraits")
+    from headcast.server.cli_args import resolve_avatar
+
+    # a pack folder, or a name the server knows, as `render --avatar` takes
+    avatar = resolve_avatar(None if args.avatar is None else str(args.avatar))
     try:
-        pack = load_pack(args.avatar)
+        pack = load_pack(avatar)
     except AvatarError as exc:
         raise UserError(str(exc)) from exc
     if args.size and args.size != pack.size:
