@@ -178,6 +178,25 @@ def test_the_progress_bar_estimates_no_time_left_from_the_first_frames(
     assert "ETA 0:17" in last and "2500/24083" in last, last
 
 
+def test_the_work_before_the_first_frame_is_named_on_a_terminal_only() -> None:
+    import io
+
+    import headcast.server.commands.render as render_cmd
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for out, shown in ((Terminal(), True), (io.StringIO(), False)):
+        bar = render_cmd.ProgressBar(25, out)
+        bar.stage("working out the motion...")
+        assert ("working out the motion" in out.getvalue()) == shown
+        bar.clear()  # an error follows on a clean line
+        assert out.getvalue().endswith("\r") == shown
+        bar(10, 10)
+        assert "100% |" in out.getvalue()
+
+
 def test_emotion_timeline_and_still_pose(folder: Path, stub: Path, long_clip: Path) -> None:
     clip = long_clip
     timeline = folder / "timeline.json"

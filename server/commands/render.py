@@ -129,6 +129,21 @@ class ProgressBar:
         self.start = time.perf_counter()
         self._last_draw = 0.0
         self._last_decile = -1
+        self._staged = 0  # characters of a stage's text still on the line
+
+    def stage(self, text: str) -> None:
+        """What runs before the first frame (on a terminal only; the bar then draws over it)."""
+        if self.tty:
+            self.out.write("\r" + text)
+            self.out.flush()
+            self._staged = len(text)
+
+    def clear(self) -> None:
+        """Rub out a stage's text (before an error is printed on its line)."""
+        if self.tty and self._staged:
+            self.out.write("\r" + " " * self._staged + "\r")
+            self.out.flush()
+            self._staged = 0
 
     def __call__(self, done: int, total: int) -> None:
         now = time.perf_counter()
@@ -154,6 +169,7 @@ class ProgressBar:
             f"{done}/{total} frames  {speed:.1f}x real time  ETA {eta_text}"
         )
         self.out.write(("\r" + line) if self.tty else (line + "\n"))
+        self._staged = 0
         if self.tty and done >= total:
             self.out.write("\n")
         self.out.flush()
@@ -238,11 +254,16 @@ def _run_one(args: argparse.Namespace, options: object) -> int:
     if args.motion_out is not None:
         motion_out = Path(args.motion_out) if args.motion_out else args.output.with_suffix(".json")
     bar = None if args.quiet else ProgressBar(options.fps)
+    if bar is not None:
+        # a long file's motion is worked out whole before its first frame (seconds)
+        bar.stage("decoding the speech and working out the motion...")
     try:
         result = render_file(
             args.speech, args.output, options, context=ctx, motion_out=motion_out, progress=bar
         )
     except RenderError as exc:
+        if bar is not None:
+            bar.clear()
         raise UserError(str(exc)) from exc
     if not args.quiet:
         print(
