@@ -52,6 +52,18 @@ def test_collect_mirrors_the_folder_and_rejects_clashes(tmp_path: Path) -> None:
         collect(str(tmp_path / "x" / "*.ogg"), tmp_path / "out")
 
 
+def test_a_folder_batch_says_it_leaves_text_files_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for name in ("one.wav", "notes.txt", "deeper/two.txt", ".hidden.txt"):
+        (tmp_path / "x" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "x" / name).write_bytes(b"")
+    with caplog.at_level("WARNING", logger="headcast.models.offline.batch"):
+        items = collect(str(tmp_path / "x"), tmp_path / "out")
+    assert [i.source.name for i in items] == ["one.wav"]
+    assert "2 .txt files left out: a batch renders audio and video files" in caplog.text
+
+
 def test_folder_batch_skips_bad_files_resumes_and_forces(
     inputs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -16,6 +16,7 @@ rendering one item and reporting its result.
 from __future__ import annotations
 
 import glob
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from pathlib import Path
 from headcast.models.offline.context import RenderContext
 from headcast.models.offline.options import RenderError, RenderOptions
 from headcast.models.offline.render import render_file
+
+log = logging.getLogger(__name__)
 
 #: extensions a folder search picks up (a glob pattern takes whatever it matches)
 MEDIA_EXTENSIONS = frozenset(
@@ -99,6 +102,13 @@ def collect(spec: str, out_dir: Path) -> list[BatchItem]:
             for p in root.rglob("*")
             if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS and not p.name.startswith(".")
         )
+        texts = sum(1 for p in root.rglob("*.txt") if p.is_file() and not p.name.startswith("."))
+        if texts:
+            log.warning(
+                "%s: %d .txt file%s left out: a batch renders audio and video files "
+                "(render a text with `headcast render FILE.txt -o OUT.mp4`)",
+                spec, texts, "" if texts == 1 else "s",
+            )  # fmt: skip
     out_resolved = out_dir.resolve()
     found = len(sources)
     sources = [p for p in sources if out_resolved not in p.resolve().parents]
