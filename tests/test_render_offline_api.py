@@ -138,6 +138,9 @@ def test_multipart_upload_and_bad_requests(
         assert c.request("POST", "/v1/renders?size=300", b"x")[0] == 400
         assert c.request("POST", "/v1/renders?emotion=smug", b"x")[0] == 400
         assert c.request("POST", "/v1/renders?colour=red", b"x")[0] == 400
+        # a token given as a query parameter is a credential, not an unknown option
+        status, _, body = c.request("POST", "/v1/renders?size=300&token=abc", b"x")
+        assert status == 400 and b"unknown" not in body and b"size" in body, body
         assert c.request("POST", "/v1/renders?avatar=nobody", b"x")[0] == 404
         # Not audio (text, JSON, an image): refused at once with the reason, no job queued
         # (it used to be accepted as a job that failed later)

@@ -134,6 +134,7 @@ def test_http_errors_have_reasons(srv: ServerThread) -> None:
             ("POST", s["whep"], b"v=0\r\nm=video\r\na=fingerprint:", "application/sdp", 400),
             ("POST", "/v1/avatars?name=a%0A", b"\x89PNG", "image/png", 400),
             ("POST", "/v1/avatars?name=default", b"\x89PNG", "image/png", 400),
+            ("POST", "/v1/avatars?name=ok&size=256", b"\x89PNG", "image/png", 400),
             # a name no avatar can have is a bad request, not a missing avatar
             ("POST", "/v1/sessions", b'{"avatar": "../../etc"}', JSON, 400),
             ("POST", "/v1/sessions", b'{"avatar": "' + b"a" * 65 + b'"}', JSON, 422),

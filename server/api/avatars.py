@@ -72,6 +72,9 @@ async def list_avatars(request: Request) -> list[dict[str, Any]]:
 async def upload_avatar(request: Request, name: str | None = None) -> dict[str, Any]:
     """Enroll a portrait (JPEG/PNG body or multipart ``file``) as avatar ``name``."""
     state = get_state(request)
+    unknown = set(request.query_params) - {"name", "token"}  # a token may come as ?token=
+    if unknown:
+        raise HTTPException(400, f"unknown parameters: {', '.join(sorted(unknown))}")
     name = name or f"avatar-{secrets.token_hex(4)}"
     if name == DEFAULT_AVATAR:
         raise HTTPException(400, f"the name {name!r} is the built-in avatar's; choose another")

@@ -258,7 +258,9 @@ def get_jobs(request: Request) -> RenderJobs:
 
 
 def _options(params: dict[str, str], max_audio_s: float | None = None) -> RenderOptions:
-    unknown = set(params) - {"avatar", "size", "fps", "emotion", "pose", "seed", "filename"}
+    # ``token``: a session token may come as a query parameter (auth reads it)
+    known = {"avatar", "size", "fps", "emotion", "pose", "seed", "filename", "token"}
+    unknown = set(params) - known
     if unknown:
         raise HTTPException(400, f"unknown parameters: {', '.join(sorted(unknown))}")
     try:
