@@ -60,7 +60,7 @@ async def list_avatars(request: Request) -> list[dict[str, Any]]:
         ("image/jpeg", "image/png", "image/webp", "multipart/form-data"),
         "the portrait as the raw body, or as the multipart field 'file'",
         {
-            400: "empty upload, bad name or no 'file' field",
+            400: "empty upload, bad name, no 'file' field or an unknown parameter",
             409: "the name is taken or being enrolled",
             413: "larger than max_upload_bytes, or more pixels than enrollment takes",
             415: "not an image (checked from its header before the job starts)",
