@@ -6,6 +6,7 @@ import json
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,20 @@ def test_multipart_upload_and_bad_requests(
         status, _, body = c.request("POST", "/v1/renders?size=300&token=abc", b"x")
         assert status == 400 and b"unknown" not in body and b"size" in body, body
         assert c.request("POST", "/v1/renders?avatar=nobody", b"x")[0] == 404
+        # an emotion timeline, as the CLI takes it: a bad one is refused with its reason,
+        # a good one renders
+        quote = urllib.parse.quote
+        smug = quote(json.dumps([{"time": 0.2, "emotion": "smug"}]))
+        status, _, body = c.request("POST", f"/v1/renders?emotion={smug}", b"x")
+        assert status == 400 and b"smug" in body, body
+        status, _, body = c.request("POST", f"/v1/renders?emotion={quote('[{')}", b"x")
+        assert status == 400 and b"not a JSON emotion timeline" in body, body
+        happy = quote(json.dumps([{"time": 0.2, "emotion": "happy", "transition": 0.3}]))
+        status, _, body = c.request(
+            "POST", f"/v1/renders?size=256&emotion={happy}", speech.read_bytes()
+        )
+        assert status == 202, body
+        assert c.wait(json.loads(body)["url"])["status"] == "done"
         # Not audio (text, JSON, an image): refused at once with the reason, no job queued
         # (it used to be accepted as a job that failed later)
         before = len(c.json("GET", "/v1/renders")[1])

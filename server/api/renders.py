@@ -27,11 +27,11 @@ from fastapi.responses import FileResponse
 
 from headcast.models.audio import AudioError, AudioTooLong
 from headcast.models.audio.decode import is_empty
-from headcast.models.offline import FULL, RenderContext, RenderError, RenderOptions, render_file
+from headcast.models.offline import RenderContext, RenderError, RenderOptions, render_file
 from headcast.models.sizes import FRAME_SIZES
-from headcast.models.take import POSES, check_emotions
 from headcast.server.api.bodies import MEDIA_UPLOAD_TYPES, on_stored_upload, read_upload
 from headcast.server.api.openapi import openapi_body, query
+from headcast.server.api.render_options import render_options
 from headcast.server.live.avatar_dir import InvalidAvatarName, UnknownAvatar
 from headcast.server.state import get_state
 
@@ -257,43 +257,6 @@ def get_jobs(request: Request) -> RenderJobs:
     return store
 
 
-def _options(params: dict[str, str], max_audio_s: float | None = None) -> RenderOptions:
-    # ``token``: a session token may come as a query parameter (auth reads it)
-    known = {"avatar", "size", "fps", "emotion", "pose", "seed", "filename", "token"}
-    unknown = set(params) - known
-    if unknown:
-        raise HTTPException(400, f"unknown parameters: {', '.join(sorted(unknown))}")
-    try:
-        size_arg = params.get("size", "512")
-        fps = int(params.get("fps", "25"))
-        seed = int(params["seed"]) if "seed" in params else None
-    except ValueError as exc:
-        raise HTTPException(400, f"fps and seed must be integers ({exc})") from exc
-    if seed is not None and seed < 0:
-        raise HTTPException(400, f"seed must be 0 or more, got {seed}")
-    pose = params.get("pose", "natural")
-    if pose not in POSES:
-        raise HTTPException(400, f"pose must be one of {', '.join(POSES)}")
-    emotion = params.get("emotion", "neutral")
-    try:
-        check_emotions(emotion)
-    except KeyError as exc:
-        raise HTTPException(400, str(exc.args[0])) from exc
-    try:
-        size = FULL if size_arg == FULL else int(size_arg)
-        return RenderOptions(
-            fps=fps,
-            size=size,
-            emotion=emotion,
-            pose="still" if pose == "still" else "natural",
-            seed=seed,
-            workers=RENDER_THREADS,
-            max_audio_s=max_audio_s,
-        )
-    except ValueError as exc:
-        raise HTTPException(400, str(exc)) from exc
-
-
 @router.post(
     "",
     status_code=202,
@@ -317,7 +280,12 @@ def _options(params: dict[str, str], max_audio_s: float | None = None) -> Render
                 enum=[*map(str, FRAME_SIZES), "full"],
             ),
             query("fps", "integer", "25 or 30", enum=[25, 30]),
-            query("emotion", "string", "emotion preset (configs/emotions.yaml)"),
+            query(
+                "emotion",
+                "string",
+                "emotion preset (configs/emotions.yaml), or a JSON timeline "
+                '[{"time": s, "emotion": name, "transition": s}, ...]',
+            ),
             query("pose", "string", "natural or still", enum=["natural", "still"]),
             query("seed", "integer", "idle-motion seed (default: from the audio)", minimum=0),
             query("filename", "string", "the upload's name (its extension helps decoding)"),
@@ -328,7 +296,7 @@ async def create_render(request: Request, response: Response) -> dict[str, Any]:
     """Queue a render of the uploaded speech (raw body or multipart ``file``)."""
     state = get_state(request)
     params = dict(request.query_params)
-    options = _options(params, state.settings.max_render_audio_s)
+    options = render_options(params, RENDER_THREADS, state.settings.max_render_audio_s)
     avatar = params.get("avatar", "default")
     try:
         source = state.avatar_source(avatar)
