@@ -98,6 +98,12 @@ class ServerThread(LocalServer):
 
     def __enter__(self) -> ServerThread:  # type: ignore[override]
         self.start()
+        # Renders that miss their send times on a loaded test machine are the machine's
+        # (and the test's own clients'), not the sessions': admission does not refuse
+        # new sessions for them here (tests/test_live_admission.py tests that refusal).
+        sched = self.state.scheduler
+        if sched is not None:
+            sched.observe_renders = lambda frames, late: None
         return self
 
 

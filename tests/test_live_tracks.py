@@ -6,11 +6,14 @@ import time
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from headcast.server.live.clock import AUDIO_CHUNK, MediaClock
 
 
-def test_the_opus_packet_sent_in_an_audio_slot_carries_that_slots_audio() -> None:
+def test_the_opus_packet_sent_in_an_audio_slot_carries_that_slots_audio(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """libopus adds look-ahead (and an encoder may hold a frame back): the track
     compensates, so the packet sent in slot k decodes to session samples from k * 320,
     as the media clock schedules (and as video frames are sent). It never reads past
@@ -26,11 +29,21 @@ def test_the_opus_packet_sent_in_an_audio_slot_carries_that_slots_audio() -> Non
     burst_at = 10 * AUDIO_CHUNK  # session sample where a loud tone starts
     t = np.arange(16_000) / 16_000
     speech = np.where(np.arange(16_000) >= burst_at, 0.5 * np.sin(2 * np.pi * 440 * t), 0.0)
-    clock = MediaClock(25, delay_frames=2, start=time.monotonic() - 0.08)
+    # A clock that moves only when the track sleeps: every slot is sent on time however
+    # slowly the machine runs (a loaded one made the track skip slots it was late for,
+    # which is its policy, not what is tested here).
+    now = [time.monotonic()]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += max(seconds, 0.0)
+
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    clock = MediaClock(25, delay_frames=2, start=now[0] - 0.08)
     overreads = []
 
     def read_audio(s: int, n: int) -> np.ndarray:
-        unread = clock.first_unread_sample(time.monotonic(), audio_read_ahead())
+        unread = clock.first_unread_sample(now[0], audio_read_ahead())
         if s + n > unread:
             overreads.append((s + n, unread))
         return speech[s : s + n].astype(np.float32)

@@ -193,7 +193,10 @@ def test_two_sessions_are_isolated(srv: ServerThread, meter: MouthMeter) -> None
     va, vb, sa, sb = run(main(), timeout=40)
     _, mouth_a = mouth_series(va.received.video, meter)
     _, mouth_b = mouth_series(vb.received.video, meter)
-    assert mouth_a.max() > 0.4  # as "mouth follows speech" above: A spoke
+    # A spoke (its mouth opened: a loaded machine skips frames, so its widest opening
+    # may be missed; idle it stays under CLOSED) ...
+    assert mouth_a.max() > OPEN
+    # ... and that did not move B
     assert len(mouth_b) > 50 and mouth_b.max() < CLOSED, "audio for A moved B"
     assert not sb.of_type("speech_started")
     _, pcm_b = audio_timeline(vb.received.audio)

@@ -266,8 +266,10 @@ def test_stalled_and_vanishing_clients_do_not_hurt_others(srv: ServerThread) -> 
         await sock.send_pcm(load_speech(2.0))
         await sock.next_event("speech_ended", within_s=8)
         frames = len(viewer.received.video)
-        await asyncio.sleep(1.0)
-        assert len(viewer.received.video) - frames >= 22, "good session kept its frame rate"
+        await asyncio.sleep(2.0)
+        # 40 of its 50 frames: a loaded machine's stalls skip a few (88 % of one second
+        # left three frames, 120 ms, of slack); a loop held up by the stalled client, many
+        assert len(viewer.received.video) - frames >= 40, "good session kept its frame rate"
         assert (await c.request("GET", "/healthz")).status == 200
         await sock.close()
         await viewer.close()
