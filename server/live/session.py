@@ -145,7 +145,7 @@ class Session:
             n = clock.input_tick()
             if n >= self.pipeline.next_tick or woken:
                 ticks = n - self.pipeline.next_tick + 1
-                await self._run(self.pipeline.tick_until, n)
+                self.events.made(await self._run(self.pipeline.tick_until, n))
                 if self._on_cost is not None and self.pipeline.render_video and ticks > 0:
                     # thread CPU time: what this session costs, whatever else the machine runs
                     self._on_cost(self.pipeline.tick_cpu_s, ticks)
