@@ -40,6 +40,7 @@ from pipecat.frames.frames import (
     OutputImageRawFrame,
     StartFrame,
     TTSAudioRawFrame,
+    TTSStartedFrame,
     TTSStoppedFrame,
 )
 from pipecat.processors.frame_processor import (
@@ -49,7 +50,7 @@ from pipecat.processors.frame_processor import (
 )
 
 from headcast.client.audio_socket import AudioSocket
-from headcast.client.http_client import HeadcastClient
+from headcast.client.http_client import HeadcastClient, HeadcastError
 from headcast.client.viewer import Viewer
 
 SPEECH_TAIL_S = 0.25  # sound still pushed after speech_ended: what is in flight
@@ -88,6 +89,7 @@ class HeadcastVideoService(FrameProcessor):
         self._session: dict[str, Any] | None = None
         self._socket: AudioSocket | None = None
         self._socket_rate = 0
+        self._refused_rates: set[int] = set()  # TTS rates the server would not take
         self._viewer: Viewer | None = None
         self._events_task: asyncio.Task[None] | None = None
         self._started = False
@@ -121,17 +123,45 @@ class HeadcastVideoService(FrameProcessor):
         await self._viewer.watch(self._session["whep"])
 
     async def _connect_socket(self, sample_rate: int) -> None:
+        """A socket announcing ``sample_rate``; the one it replaces is closed only once
+        the new one is accepted (a rate the server refuses leaves the old one working)."""
         assert self._client is not None and self._session is not None
-        if self._socket is not None:
-            await self._socket.close()
+        sock = await self._client.connect(self._session["id"], sample_rate=sample_rate)
+        old, self._socket, self._socket_rate = self._socket, sock, sample_rate
         if self._events_task is not None:
             self._events_task.cancel()
-        self._socket = await self._client.connect(self._session["id"], sample_rate=sample_rate)
-        self._socket_rate = sample_rate
-        self._events_task = asyncio.get_running_loop().create_task(self._follow(self._socket))
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.close()
+        self._events_task = asyncio.get_running_loop().create_task(self._follow(sock))
 
-    async def _close(self) -> None:
-        self._started = False
+    async def _reopen(self) -> None:
+        """A new session after the last one was lost (the server restarted, or the
+        session was deleted), tried on the next utterance; one error if that fails too."""
+        await self._close(keep_started=True)
+        try:
+            await self._open(self._socket_rate or 24_000)
+        except (HeadcastError, ConnectionError, OSError, TimeoutError) as exc:
+            await self._close(keep_started=True)
+            await self._error(f"the avatar could not start a new session ({exc})")
+
+    async def _lost(self, sock: AudioSocket, why: str) -> None:
+        """The session's socket closed under the pipeline: said once; the speech of the
+        utterance goes nowhere, and the next utterance opens a new session."""
+        if sock is not self._socket:
+            return  # one this service replaced or closed itself
+        self._socket = None
+        self._speaking = False
+        self._sound_until = 0.0
+        await self._error(
+            f"the avatar's session ended ({why}); a new one is opened on the next utterance"
+        )
+
+    async def _error(self, message: str) -> None:
+        await self.push_frame(ErrorFrame(f"headcast: {message}"), FrameDirection.UPSTREAM)
+
+    async def _close(self, keep_started: bool = False) -> None:
+        self._started = self._started and keep_started
         if self._events_task is not None:
             self._events_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -165,26 +195,46 @@ class HeadcastVideoService(FrameProcessor):
             await self.push_frame(frame, direction)
             self._started = True
             return
-        if isinstance(frame, TTSStoppedFrame) and self._socket is not None:
-            await self._socket.send_control({"type": "end_of_utterance"})
-        elif isinstance(frame, InterruptionFrame) and self._socket is not None:
-            self._speaking = False
-            self._sound_until = 0.0  # no more of the cut speech's sound
-            await self._socket.interrupt()
-        elif isinstance(frame, EndFrame | CancelFrame):
-            await self._close()
+        sock = self._socket
+        try:
+            if isinstance(frame, TTSStartedFrame) and sock is None and self._started:
+                await self._reopen()
+            elif isinstance(frame, TTSStoppedFrame) and sock is not None:
+                await sock.send_control({"type": "end_of_utterance"})
+            elif isinstance(frame, InterruptionFrame) and sock is not None:
+                self._speaking = False
+                self._sound_until = 0.0  # no more of the cut speech's sound
+                await sock.interrupt()
+            elif isinstance(frame, EndFrame | CancelFrame):
+                await self._close()
+        except (HeadcastError, ConnectionError) as exc:
+            if sock is not None:
+                await self._lost(sock, str(exc))
+        # on downstream whatever became of the session: a lost TTSStoppedFrame would
+        # leave pipecat's "bot speaking" on
         await self.push_frame(frame, direction)
 
     async def _send_speech(self, frame: TTSAudioRawFrame) -> None:
-        if self._socket is None:
+        sock = self._socket
+        if sock is None or frame.sample_rate in self._refused_rates:
             return
-        if frame.sample_rate != self._socket_rate:  # a TTS at another rate than announced
-            await self._connect_socket(frame.sample_rate)
-            assert self._socket is not None
-        pcm = np.frombuffer(frame.audio, "<i2")
-        if frame.num_channels > 1:
-            pcm = pcm.reshape(-1, frame.num_channels).mean(axis=1).astype("<i2")
-        await self._socket.send_pcm(pcm.tobytes())
+        try:
+            if frame.sample_rate != self._socket_rate:  # a TTS at another rate than announced
+                try:
+                    await self._connect_socket(frame.sample_rate)
+                except HeadcastError as exc:
+                    # said once per rate; the socket at the rate that works stays open
+                    self._refused_rates.add(frame.sample_rate)
+                    await self._error(f"TTS audio at {frame.sample_rate} Hz is dropped ({exc})")
+                    return
+                sock = self._socket
+                assert sock is not None
+            pcm = np.frombuffer(frame.audio, "<i2")
+            if frame.num_channels > 1:
+                pcm = pcm.reshape(-1, frame.num_channels).mean(axis=1).astype("<i2")
+            await sock.send_pcm(pcm.tobytes())
+        except (HeadcastError, ConnectionError) as exc:
+            await self._lost(sock, str(exc))
 
     # ---- media and events out -----------------------------------------------------------
 
@@ -193,7 +243,10 @@ class HeadcastVideoService(FrameProcessor):
         while True:
             try:
                 event = await sock.next_event(within_s=EVENT_WAIT_S)
-            except (TimeoutError, ConnectionError):
+            except TimeoutError:
+                continue  # a long idle stretch
+            except ConnectionError:
+                await self._lost(sock, f"its connection closed: {sock.closed_reason}")
                 return
             kind = event.get("type")
             if kind == "speech_started":

@@ -47,16 +47,18 @@ def server_url() -> Iterator[str]:
         yield url
 
 
-def tts_frames(seconds: float, chunk_s: float = 0.1) -> list[TTSAudioRawFrame]:
-    """The test sentence as a TTS would push it: 24 kHz int16 chunks."""
+def tts_frames(
+    seconds: float, chunk_s: float = 0.1, rate: int = TTS_RATE
+) -> list[TTSAudioRawFrame]:
+    """The test sentence as a TTS would push it: int16 chunks at ``rate`` (24 kHz)."""
     with wave.open(str(SPEECH_WAV)) as w:
         pcm16k = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32)
     pcm16k = pcm16k[: int(seconds * 16_000)]
-    t24 = np.arange(int(len(pcm16k) * TTS_RATE / 16_000)) / TTS_RATE
-    pcm = np.interp(t24, np.arange(len(pcm16k)) / 16_000, pcm16k).astype("<i2")
-    step = int(chunk_s * TTS_RATE)
+    t = np.arange(int(len(pcm16k) * rate / 16_000)) / rate
+    pcm = np.interp(t, np.arange(len(pcm16k)) / 16_000, pcm16k).astype("<i2")
+    step = int(chunk_s * rate)
     return [
-        TTSAudioRawFrame(audio=pcm[i : i + step].tobytes(), sample_rate=TTS_RATE, num_channels=1)
+        TTSAudioRawFrame(audio=pcm[i : i + step].tobytes(), sample_rate=rate, num_channels=1)
         for i in range(0, len(pcm), step)
     ]
 
@@ -169,3 +171,91 @@ def test_without_a_url_and_no_server_installed_says_what_to_do() -> None:
     service = HeadcastVideoService(url=None)
     with pytest.raises(RuntimeError, match="headcast\\[server\\]"):
         asyncio.run(service._open(24_000))
+
+
+def test_a_lost_session_is_said_once_and_the_next_utterance_opens_a_new_one(
+    server_url: str,
+) -> None:
+    """The session is deleted under a running pipeline: one ErrorFrame says so (not one
+    per TTS chunk), every TTSStoppedFrame still goes downstream, and the next utterance
+    speaks through a new session."""
+    import threading
+    import urllib.request
+
+    from pipecat.frames.frames import ErrorFrame
+
+    service = HeadcastVideoService(url=server_url, size=SIZE, fps=FPS)
+    recorder = Recorder(service)
+    lost: list[str] = []
+    reopened: list[str | None] = []
+
+    def delete_the_session() -> None:
+        deadline = time.monotonic() + 60
+        while service.session_id is None or service.frames_out < 10:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+        sid = service.session_id
+        lost.append(sid)
+        req = urllib.request.Request(f"{server_url}/v1/sessions/{sid}", method="DELETE")
+        urllib.request.urlopen(req, timeout=10).close()
+        while service.session_id in (None, sid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        reopened.append(service.session_id)
+
+    killer = threading.Thread(target=delete_the_session, daemon=True)
+    killer.start()
+    frames = [
+        SleepFrame(sleep=3.0),  # the session is deleted meanwhile
+        TTSStartedFrame(),
+        *tts_frames(1.0),
+        TTSStoppedFrame(),
+        SleepFrame(sleep=2.5),
+        TTSStartedFrame(),
+        *tts_frames(1.0),
+        TTSStoppedFrame(),
+        SleepFrame(sleep=2.0),
+    ]
+    down, up = asyncio.run(
+        run_test(service, frames_to_send=frames, observers=[recorder], start_timeout=60.0)
+    )
+    killer.join(timeout=5)
+    assert lost, "the session was not deleted"
+    assert reopened and reopened[0] not in (None, lost[0]), (lost, reopened)
+    errors = [f for f in up if isinstance(f, ErrorFrame)]
+    assert len(errors) == 1 and "session ended" in errors[0].error, errors
+    assert sum(isinstance(f, TTSStoppedFrame) for f in down) == 2
+    # the new session's avatar spoke: sound came out after the loss
+    t_lost = next(t for t, f in recorder.out if isinstance(f, ErrorFrame))
+    assert any(isinstance(f, TTSAudioRawFrame) for t, f in recorder.out if t > t_lost)
+    assert sum(isinstance(f, OutputImageRawFrame) for t, f in recorder.out if t > t_lost) > 25
+
+
+def test_tts_audio_at_a_rate_the_server_refuses_is_said_once_and_the_avatar_goes_on(
+    server_url: str,
+) -> None:
+    from pipecat.frames.frames import ErrorFrame
+
+    service = HeadcastVideoService(url=server_url, size=SIZE, fps=FPS)
+    recorder = Recorder(service)
+    frames = [
+        SleepFrame(sleep=1.5),
+        TTSStartedFrame(),
+        *tts_frames(1.0, rate=96_000),  # above any rate the server takes
+        TTSStoppedFrame(),
+        SleepFrame(sleep=0.5),
+        TTSStartedFrame(),
+        *tts_frames(1.5),
+        TTSStoppedFrame(),
+        SleepFrame(sleep=2.5),
+    ]
+    down, up = asyncio.run(
+        run_test(service, frames_to_send=frames, observers=[recorder], start_timeout=60.0)
+    )
+    errors = [f for f in up if isinstance(f, ErrorFrame)]
+    assert len(errors) == 1 and "96000 Hz is dropped" in errors[0].error, errors
+    assert sum(isinstance(f, TTSStoppedFrame) for f in down) == 2
+    spoken = sum(
+        f.num_frames / f.sample_rate for _, f in recorder.out if isinstance(f, TTSAudioRawFrame)
+    )
+    assert spoken >= 1.0, spoken  # the utterance at 24 kHz was heard
