@@ -227,8 +227,9 @@ class HeadcastVideoService(FrameProcessor):
                     self._refused_rates.add(frame.sample_rate)
                     await self._error(f"TTS audio at {frame.sample_rate} Hz is dropped ({exc})")
                     return
+                if self._socket is None:
+                    return
                 sock = self._socket
-                assert sock is not None
             pcm = np.frombuffer(frame.audio, "<i2")
             if frame.num_channels > 1:
                 pcm = pcm.reshape(-1, frame.num_channels).mean(axis=1).astype("<i2")
