@@ -184,6 +184,26 @@ def test_invalid_token_shows_a_readable_error(
     page.close()
 
 
+def test_a_site_the_server_does_not_allow_gets_the_widget_and_its_reason(
+    browser: Any, secured: ServerThread, tmp_path: Path
+) -> None:
+    """The widget's code loads on any site (a module script needs CORS); on a site not
+    in cors_origins it then says why it cannot connect, instead of a blank page."""
+    (tmp_path / "embed.html").write_text(EMBED_HTML.format(server=secured.url))
+    with second_origin(tmp_path) as origin:
+        page = browser.new_page()
+        page.goto(f"{origin}/embed.html?token=x", timeout=NAV_TIMEOUT_MS)
+        page.wait_for_function("!!customElements.get('headcast-avatar')", timeout=NAV_TIMEOUT_MS)
+        page.evaluate("document.getElementById('a').connect().catch(() => {})")
+        wait_seen(page, "error", 10_000)
+        shown = page.evaluate(
+            "document.getElementById('a').shadowRoot.querySelector('.error').textContent"
+        )
+        page.screenshot(path=artifact("embed-origin-not-allowed.png"))
+        assert f"{origin} is not in the server's cors_origins" in shown, shown
+        page.close()
+
+
 def server_sessions(server: ServerThread) -> list[Any]:
     req = urllib.request.Request(
         server.url + "/v1/sessions", headers={"Authorization": f"Bearer {API_KEY}"}

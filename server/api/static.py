@@ -49,7 +49,12 @@ async def demo_page() -> FileResponse:
 
 @router.get("/headcast.js", include_in_schema=False)
 async def widget() -> FileResponse:
-    return _file("headcast.js")
+    # Public code, loaded by pages on any site (a module script needs CORS): so a page
+    # whose origin the server does not allow still gets the widget, which then says why
+    # it is refused, rather than a blank page and a console error.
+    response = _file("headcast.js")
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
 
 
 @router.get("/web/{name}", include_in_schema=False)
