@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +71,12 @@ class HeadcastClient:
     """HTTP side of the API (blocking ``urllib`` calls run on a thread)."""
 
     def __init__(self, base_url: str, token: str | None = None) -> None:
+        scheme = urllib.parse.urlsplit(base_url).scheme
+        if scheme not in ("http", "https"):
+            raise ValueError(
+                f"{base_url!r} is not a server URL: give it with its scheme, "
+                "e.g. http://127.0.0.1:8080"
+            )
         self.base_url = base_url.rstrip("/")
         self.token = token
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -228,16 +229,22 @@ def main() -> None:
     parser.add_argument("--avatar", default="default")
     args = parser.parse_args()
     started = time.monotonic()
-    asyncio.run(
-        run_worker(
-            args.livekit_url,
-            args.token,
-            args.headcast,
-            session_id=args.session,
-            headcast_token=args.headcast_token,
-            avatar=args.avatar,
+    try:
+        asyncio.run(
+            run_worker(
+                args.livekit_url,
+                args.token,
+                args.headcast,
+                session_id=args.session,
+                headcast_token=args.headcast_token,
+                avatar=args.avatar,
+            )
         )
-    )
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # a command: the reason in one line (the server keeps it)
+        print(f"avatar worker: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.exit(1)
     print(f"avatar worker ended after {time.monotonic() - started:.0f} s")
 
 

@@ -227,3 +227,27 @@ def test_a_worker_notices_its_session_closed(server_url: str) -> None:
         await watch
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_the_worker_command_fails_in_one_line(server_url: str) -> None:
+    """An unreachable LiveKit server or a headcast URL without its scheme: the worker
+    exits non-zero with one line saying why (the server keeps it as the failure reason),
+    not a traceback."""
+    import subprocess
+    import sys
+
+    from tests.agents_support import ROOT
+
+    for headcast in (server_url, server_url.removeprefix("http://")):
+        done = subprocess.run(
+            [
+                sys.executable, "-m", "headcast.client.livekit_avatar",
+                "--livekit-url", "ws://127.0.0.1:1", "--token", "x", "--headcast", headcast,
+            ],
+            capture_output=True, text=True, timeout=120, cwd=ROOT,
+        )  # fmt: skip
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 1, done.stderr[-800:]
+        assert "Traceback" not in done.stderr, done.stderr[-800:]
+        assert lines and lines[-1].startswith("avatar worker: error: "), lines
+    assert "give it with its scheme" in lines[-1], lines
