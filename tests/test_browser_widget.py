@@ -149,6 +149,17 @@ def test_widget_embedded_from_another_origin(
     page.close()
 
 
+def failed_connect(page: Any, url: str) -> str:
+    """Open the embed page at ``url``, connect, wait for the error; the text it shows."""
+    page.goto(url, timeout=NAV_TIMEOUT_MS)
+    page.wait_for_function("!!customElements.get('headcast-avatar')", timeout=NAV_TIMEOUT_MS)
+    page.evaluate("document.getElementById('a').connect().catch(() => {})")
+    wait_seen(page, "error", 10_000)
+    return str(
+        page.evaluate("document.getElementById('a').shadowRoot.querySelector('.error').textContent")
+    )
+
+
 @pytest.mark.parametrize(
     ("case", "expect"),
     [
@@ -166,13 +177,7 @@ def test_invalid_token_shows_a_readable_error(
         "missing": "",
     }[case]
     page = browser.new_page()
-    page.goto(f"{site}/embed.html?token={token}", timeout=NAV_TIMEOUT_MS)
-    page.wait_for_function("!!customElements.get('headcast-avatar')", timeout=NAV_TIMEOUT_MS)
-    page.evaluate("document.getElementById('a').connect().catch(() => {})")
-    wait_seen(page, "error", 10_000)
-    shown = page.evaluate(
-        "document.getElementById('a').shadowRoot.querySelector('.error').textContent"
-    )
+    shown = failed_connect(page, f"{site}/embed.html?token={token}")
     visible = page.evaluate(
         "getComputedStyle(document.getElementById('a').shadowRoot.querySelector('.error')).display"
     )
@@ -192,13 +197,7 @@ def test_a_site_the_server_does_not_allow_gets_the_widget_and_its_reason(
     (tmp_path / "embed.html").write_text(EMBED_HTML.format(server=secured.url))
     with second_origin(tmp_path) as origin:
         page = browser.new_page()
-        page.goto(f"{origin}/embed.html?token=x", timeout=NAV_TIMEOUT_MS)
-        page.wait_for_function("!!customElements.get('headcast-avatar')", timeout=NAV_TIMEOUT_MS)
-        page.evaluate("document.getElementById('a').connect().catch(() => {})")
-        wait_seen(page, "error", 10_000)
-        shown = page.evaluate(
-            "document.getElementById('a').shadowRoot.querySelector('.error').textContent"
-        )
+        shown = failed_connect(page, f"{origin}/embed.html?token=x")
         page.screenshot(path=artifact("embed-origin-not-allowed.png"))
         assert f"{origin} is not in the server's cors_origins" in shown, shown
         page.close()
