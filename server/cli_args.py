@@ -112,8 +112,8 @@ def resolve_avatar(avatar: str | None, config: Path | None = None) -> str | None
         except ConfigError as exc:
             raise UserError(str(exc)) from exc
 
-    if config is not None:
-        avatars_dir()  # a --config that is missing or broken is said, whatever --avatar is
+    # a --config that is missing or broken is said, whatever --avatar is
+    folder = avatars_dir() if config is not None else None
     if avatar is None or Path(avatar).is_dir():
         return avatar
     if Path(avatar).is_file():
@@ -130,7 +130,7 @@ def resolve_avatar(avatar: str | None, config: Path | None = None) -> str | None
 
     if avatar == DEFAULT_AVATAR:
         return None
-    folder = avatars_dir()
+    folder = folder or avatars_dir()
     if AVATAR_NAME.fullmatch(avatar) and (folder / avatar / "avatar.json").is_file():
         return str(avatar_source(avatar, None, folder))
     known = ", ".join(avatar_names(folder))

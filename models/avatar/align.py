@@ -17,12 +17,18 @@ EDGE_BLUR = 0.08  # Gaussian sigma, fraction of the frame side
 EDGE_RAMP = 0.06  # fraction of the frame side
 
 
-def alignment_matrix(points: np.ndarray, size: int) -> np.ndarray:
-    """Similarity transform, float64 (2, 3), portrait pixels -> head-frame pixels."""
+def eye_line_angle(points: np.ndarray) -> float:
+    """Radians from the image's x axis to the line from the subject's right eye to the
+    left (0 for a level face, +-pi for one upside down), landmarks float (478, >=2)."""
     eye_r = points[list(EYE_R_CORNERS), :2].mean(axis=0)
     eye_l = points[list(EYE_L_CORNERS), :2].mean(axis=0)
     dx, dy = eye_l - eye_r
-    angle = np.arctan2(dy, dx)
+    return float(np.arctan2(dy, dx))
+
+
+def alignment_matrix(points: np.ndarray, size: int) -> np.ndarray:
+    """Similarity transform, float64 (2, 3), portrait pixels -> head-frame pixels."""
+    angle = eye_line_angle(points)
     top, chin = points[FOREHEAD_TOP, :2], points[CHIN, :2]
     face_h = float(np.linalg.norm(chin - top))
     scale = FACE_HEIGHT_FRAC * size / face_h

@@ -113,13 +113,17 @@ def native_stderr_quiet() -> Iterator[None]:
         os.close(saved)
 
 
+def frontal_cascade() -> cv2.CascadeClassifier:
+    """OpenCV's frontal-face Haar cascade (it fires on upright faces only)."""
+    return cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+
+
 def _haar_boxes(
     image: np.ndarray, min_side: int = 24, neighbors: int = 5
 ) -> list[tuple[int, int, int, int]]:
     """Frontal-face boxes (x, y, w, h) in ``image`` pixels, largest first."""
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-    boxes = cascade.detectMultiScale(
+    boxes = frontal_cascade().detectMultiScale(
         gray, scaleFactor=1.1, minNeighbors=neighbors, minSize=(min_side, min_side)
     )
     return sorted((tuple(int(v) for v in b) for b in boxes), key=lambda b: -b[2] * b[3])  # type: ignore[misc]

@@ -17,9 +17,9 @@ import logging
 import cv2
 import numpy as np
 
-from headcast.models.avatar.detect import Detection, detect_landmarks
+from headcast.models.avatar.align import eye_line_angle
+from headcast.models.avatar.detect import Detection, detect_landmarks, frontal_cascade
 from headcast.models.avatar.errors import NoFaceError, PoseError
-from headcast.models.avatar.landmarks import EYE_L_CORNERS, EYE_R_CORNERS
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,6 @@ UPSIDE_DOWN_MARGIN = 3.0
 NO_DETECTION = -10.0  # the score of a crop where the cascade finds nothing
 TURNS = (1, 3, 2)  # quarter turns (numpy.rot90, counter-clockwise) tried for a missed face
 SIDEWAYS_DEG = 60.0  # an eye line tilted past this is a photo on its side, not a tilted head
-
-
-def _cascade() -> cv2.CascadeClassifier:
-    return cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
 
 
 def _face_crop(image: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -66,7 +62,7 @@ def _upright_score(grey: np.ndarray, cascade: cv2.CascadeClassifier) -> float:
 def upside_down(image: np.ndarray, points: np.ndarray) -> bool:
     """Whether the face at ``points`` (float (478, 3), image px) in uint8 (H, W, 3) RGB
     ``image`` stands on its crown."""
-    cascade = _cascade()
+    cascade = frontal_cascade()
     grey = _face_crop(image, points)
     as_is = _upright_score(grey, cascade)
     turned = _upright_score(np.ascontiguousarray(grey[::-1, ::-1]), cascade)
@@ -80,10 +76,7 @@ def _turn(image: np.ndarray, quarters: int) -> np.ndarray:
 def _quarters_to_upright(points: np.ndarray) -> int:
     """Quarter turns (numpy.rot90) that bring a face whose eye line lies past
     SIDEWAYS_DEG upright; 0 for a head merely tilted."""
-    eyes = points[list(EYE_L_CORNERS), :2].mean(axis=0) - points[list(EYE_R_CORNERS), :2].mean(
-        axis=0
-    )
-    roll = float(np.degrees(np.arctan2(eyes[1], eyes[0])))
+    roll = float(np.degrees(eye_line_angle(points)))
     if abs(roll) <= SIDEWAYS_DEG:
         return 0
     if abs(roll) >= 180.0 - SIDEWAYS_DEG:

@@ -97,12 +97,9 @@ def collect(spec: str, out_dir: Path) -> list[BatchItem]:
         root = Path(spec)
         if not root.is_dir():
             raise ValueError(f"{spec}: not a folder or a glob pattern")
-        sources = sorted(
-            p
-            for p in root.rglob("*")
-            if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS and not p.name.startswith(".")
-        )
-        texts = sum(1 for p in root.rglob("*.txt") if p.is_file() and not p.name.startswith("."))
+        files = [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")]
+        sources = sorted(p for p in files if p.suffix.lower() in MEDIA_EXTENSIONS)
+        texts = sum(1 for p in files if p.suffix.lower() == ".txt")
         if texts:
             log.warning(
                 "%s: %d .txt file%s left out: a batch renders audio and video files "

@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 
 from headcast.server.api.bodies import read_upload
-from headcast.server.api.openapi import openapi_body
+from headcast.server.api.openapi import openapi_body, refuse_unknown
 from headcast.server.live.avatar_dir import AVATAR_NAME, DEFAULT_AVATAR, NAME_RULE, shown
 from headcast.server.state import AppState, get_state
 
@@ -72,9 +72,7 @@ async def list_avatars(request: Request) -> list[dict[str, Any]]:
 async def upload_avatar(request: Request, name: str | None = None) -> dict[str, Any]:
     """Enroll a portrait (JPEG/PNG body or multipart ``file``) as avatar ``name``."""
     state = get_state(request)
-    unknown = set(request.query_params) - {"name", "token"}  # a token may come as ?token=
-    if unknown:
-        raise HTTPException(400, f"unknown parameters: {', '.join(sorted(unknown))}")
+    refuse_unknown(request.query_params, ("name",))
     name = name or f"avatar-{secrets.token_hex(4)}"
     if name == DEFAULT_AVATAR:
         raise HTTPException(400, f"the name {name!r} is the built-in avatar's; choose another")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
+
+from fastapi import HTTPException
 
 
 def _error(reason: str) -> dict[str, Any]:
@@ -44,3 +47,11 @@ def query(name: str, kind: str, description: str, **schema: Any) -> dict[str, An
         "description": description,
         "schema": {"type": kind, **schema},
     }
+
+
+def refuse_unknown(params: Iterable[str], known: Iterable[str]) -> None:
+    """HTTPException 400 naming the query parameters outside ``known`` (``token`` is
+    always known: a session token may come as ``?token=``, auth reads it)."""
+    unknown = set(params) - set(known) - {"token"}
+    if unknown:
+        raise HTTPException(400, f"unknown parameters: {', '.join(sorted(unknown))}")

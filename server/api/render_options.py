@@ -6,6 +6,7 @@ from fastapi import HTTPException
 
 from headcast.models.offline import FULL, RenderOptions
 from headcast.models.take import POSES, EmotionCue, check_emotions, cues_from_json
+from headcast.server.api.openapi import refuse_unknown
 
 
 def render_options(
@@ -13,11 +14,7 @@ def render_options(
 ) -> RenderOptions:
     """The query parameters of ``POST /v1/renders`` -> RenderOptions; HTTPException 400
     with the reason for an unknown or bad one."""
-    # ``token``: a session token may come as a query parameter (auth reads it)
-    known = {"avatar", "size", "fps", "emotion", "pose", "seed", "filename", "token"}
-    unknown = set(params) - known
-    if unknown:
-        raise HTTPException(400, f"unknown parameters: {', '.join(sorted(unknown))}")
+    refuse_unknown(params, ("avatar", "size", "fps", "emotion", "pose", "seed", "filename"))
     try:
         size_arg = params.get("size", "512")
         fps = int(params.get("fps", "25"))
